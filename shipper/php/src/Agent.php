@@ -1,0 +1,491 @@
+<?php
+/**
+ * One request's agent: starts the profiler at the first line, gathers SQL and
+ * context while the request runs, and at shutdown decides whether to keep the
+ * request, builds its record and hands it to the spool.
+ *
+ * Architecture invariant: nothing here throws, warns or prints into the
+ * application, and nothing changes its error handlers, output, headers or
+ * status. Every entry point from the outside is wrapped in
+ * try/catch(\Throwable); filesystem calls run under Util::mute(). Known
+ * failures swallowed there: unreadable or broken config, missing extensions,
+ * a spool directory that is missing, unwritable, read-only or full, JSON
+ * encoding errors, and profilers that fail to start or stop.
+ */
+
+namespace BitvilleApm;
+
+final class Agent
+{
+    const VERSION = '0.1.0';
+
+    /** Error types that end a request; other "last errors" are just noise. */
+    const FATAL_TYPES = [
+        E_ERROR => 'E_ERROR',
+        E_PARSE => 'E_PARSE',
+        E_CORE_ERROR => 'E_CORE_ERROR',
+        E_COMPILE_ERROR => 'E_COMPILE_ERROR',
+        E_USER_ERROR => 'E_USER_ERROR',
+        E_RECOVERABLE_ERROR => 'E_RECOVERABLE_ERROR',
+    ];
+
+    const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE
+        | JSON_PARTIAL_OUTPUT_ON_ERROR;
+
+    /** @var Agent|null The running request's agent; null when the agent is off. */
+    private static $current;
+    /** @var string|null This request's correlation ID, made on first use even when off. */
+    private static $correlationId;
+
+    /** @var Config */
+    public $config;
+    /** @var SqlRecorder */
+    public $sql;
+    /** @var Redactor */
+    public $redactor;
+    /** @var Spool */
+    public $spool;
+    /** @var Profiler|null */
+    private $profiler;
+    /** @var int hrtime (ns) at the agent's start: the request's zero. */
+    private $startNs;
+    /** @var string microtime() at the start, for the record's ts. */
+    private $startMicro;
+    /** @var array|null getrusage() at the start. */
+    private $startUsage;
+    /** @var array Redacted custom context. */
+    private $context = [];
+    /** @var int The agent's own time so far, in ns. */
+    private $overheadNs = 0;
+    /** @var bool */
+    private $finished = false;
+
+    private function __construct(Config $config)
+    {
+        $this->startNs = hrtime(true);
+        $this->startMicro = microtime();
+        $this->config = $config;
+    }
+
+    /**
+     * Called by bitville-apm.php on include: loads the config and, when the
+     * agent is on, starts it and registers the shutdown hook.
+     */
+    public static function boot()
+    {
+        try {
+            if (self::$current !== null) {
+                return; // Included twice under different paths.
+            }
+            $config = Config::load();
+            if ($config->enabled && $config->problem === null) {
+                self::start($config, true);
+            }
+        } catch (\Throwable $e) {
+            self::$current = null;
+        }
+    }
+
+    /**
+     * Starts the agent for this request. Tests and the benchmark call it with
+     * $registerShutdown false and call finish() themselves.
+     *
+     * @return Agent
+     */
+    public static function start(Config $config, $registerShutdown)
+    {
+        $agent = new self($config);
+        $agent->redactor = new Redactor($config->redactPatterns, $config->maxValueLength, $config->maxKeys);
+        $agent->sql = new SqlRecorder($config, $agent->redactor, $agent->startNs);
+        $agent->spool = new Spool($config->spoolDir, $config->stateDir, $config->breakerFailures,
+            $config->breakerCooldownS);
+        $agent->startUsage = function_exists('getrusage') ? getrusage() : null;
+        if ($config->profilerEnabled && $config->profiler !== 'none') {
+            $agent->profiler = Profiler::start($config->profiler, $config->periodMs);
+        }
+        self::$current = $agent;
+        if ($registerShutdown) {
+            register_shutdown_function([self::class, 'onShutdown']);
+        }
+        $agent->overheadNs += hrtime(true) - $agent->startNs;
+        return $agent;
+    }
+
+    /** The running agent, or null when it is off. */
+    public static function current()
+    {
+        return self::$current;
+    }
+
+    /** Forgets the current request (tests and the benchmark run many in one process). */
+    public static function reset()
+    {
+        self::$current = null;
+        self::$correlationId = null;
+    }
+
+    /** This request's correlation ID (UUID v4), the same for every call. */
+    public static function correlationId()
+    {
+        if (self::$correlationId === null) {
+            self::$correlationId = Util::uuid4();
+        }
+        return self::$correlationId;
+    }
+
+    /** Adds a custom context value, redacted and bounded on the way in. */
+    public static function addContext($key, $value)
+    {
+        $agent = self::$current;
+        if ($agent === null) {
+            return;
+        }
+        $t0 = hrtime(true);
+        try {
+            $key = Util::truncate(is_scalar($key) ? (string) $key : '', 128);
+            if ($key === '') {
+                return;
+            }
+            if (!isset($agent->context[$key]) && count($agent->context) >= $agent->config->maxKeys) {
+                return;
+            }
+            $agent->context[$key] = $agent->redactor->isSecretKey($key)
+                ? Redactor::MASK : $agent->redactor->value($value);
+        } catch (\Throwable $e) {
+            // A value we cannot copy is left out.
+        } finally {
+            $agent->overheadNs += hrtime(true) - $t0;
+        }
+    }
+
+    /** Adds time spent in capture hooks (SQL) to the agent's own time. */
+    public function charge($ns)
+    {
+        $this->overheadNs += $ns;
+    }
+
+    /** Whether the agent still has time left in its budget for optional work. */
+    public function withinBudget()
+    {
+        return $this->overheadNs < $this->config->timeoutMs * 1e6;
+    }
+
+    /** Shutdown hook: runs after the script ended, even after exit() or a fatal error. */
+    public static function onShutdown()
+    {
+        try {
+            $agent = self::$current;
+            if ($agent !== null) {
+                $agent->finish();
+            }
+        } catch (\Throwable $e) {
+            // Nothing may reach the application, not even at shutdown.
+        }
+    }
+
+    /**
+     * Ends the request: stops the profiler, applies the keep rule and writes
+     * the record. Runs once; later calls return null.
+     *
+     * @return array{status: string, line: string|null} status is one of
+     *   not_kept | written | spool_full | breaker_open | write_failed |
+     *   over_budget | no_project | encode_failed
+     */
+    public function finish()
+    {
+        if ($this->finished) {
+            return null;
+        }
+        $this->finished = true;
+        $t0 = hrtime(true);
+        $result = ['status' => 'not_kept', 'line' => null];
+        Util::mute();
+        try {
+            $result = $this->finishMuted($t0);
+        } catch (\Throwable $e) {
+            $result = ['status' => 'encode_failed', 'line' => null];
+        } finally {
+            Util::unmute();
+            if (self::$current === $this) {
+                self::$current = null;
+            }
+        }
+        return $result;
+    }
+
+    private function finishMuted($t0)
+    {
+        $durationMs = max(0, $t0 - $this->startNs) / 1e6;
+        // Always stop the profiler, kept or not, so it never outlives the request.
+        $raw = $this->profiler !== null ? $this->profiler->stop() : null;
+        $error = self::fatalError();
+        if ($error !== null && strpos($error['message'], 'Allowed memory size') === 0) {
+            // The request died of memory; give the agent room to finish.
+            ini_set('memory_limit', '-1');
+        }
+
+        $full = $durationMs >= $this->config->thresholdMs || $error !== null;
+        $weight = 1.0;
+        if (!$full) {
+            $rate = $this->config->sampleRate;
+            if ($rate <= 0 || Util::random01() >= $rate) {
+                return ['status' => 'not_kept', 'line' => null];
+            }
+            $weight = 1 / $rate;
+        }
+        $project = $this->config->project();
+        if ($project === '') {
+            return ['status' => 'no_project', 'line' => null];
+        }
+        $admit = $this->spool->admit();
+        if (!$admit['admit']) {
+            return ['status' => $admit['reason'], 'line' => null];
+        }
+
+        $budgetNs = $this->config->timeoutMs * 1e6;
+        $deadline = $t0 + max(0, $budgetNs - $this->overheadNs);
+        $record = $this->buildRecord($project, $durationMs, $full, $weight, $error);
+        if ($full && $raw !== null && hrtime(true) < $deadline) {
+            $record['profile'] = $this->profiler->profile($raw, $this->config->maxStacks,
+                $this->config->maxStackDepth, $deadline);
+        }
+        $raw = null;
+        if (hrtime(true) >= $deadline) {
+            $this->spool->countDrop();
+            return ['status' => 'over_budget', 'line' => null];
+        }
+        $record['agent'] = [
+            'overhead_us' => round(($this->overheadNs + hrtime(true) - $t0) / 1000, 1),
+            'dropped_records' => $admit['dropped'],
+            'spool_full' => false,
+        ];
+        $json = self::encode($record, $this->config->maxRecordBytes);
+        if ($json === null) {
+            $this->spool->countDrop();
+            return ['status' => 'encode_failed', 'line' => null];
+        }
+        if (!$this->spool->append($json)) {
+            return ['status' => 'write_failed', 'line' => null];
+        }
+        $this->overheadNs += hrtime(true) - $t0;
+        return ['status' => 'written', 'line' => $json];
+    }
+
+    /** The record without profile and agent sections. */
+    private function buildRecord($project, $durationMs, $full, $weight, $error)
+    {
+        $c = $this->config;
+        $record = [
+            'v' => 1,
+            'kind' => 'request',
+            'id' => Util::uuid4(),
+            'ts' => Util::formatTs($this->startMicro),
+            'project' => $project,
+            'host' => self::host(),
+            'correlation_id' => self::correlationId(),
+            'record_type' => $full ? 'full' : 'summary',
+            'sampling_weight' => $weight,
+            'duration_ms' => round($durationMs, 3),
+            'runtime' => [
+                'sapi' => PHP_SAPI,
+                'php_version' => PHP_VERSION,
+                'pid' => max(0, (int) getmypid()),
+                'agent_version' => self::VERSION,
+                'threshold_ms' => $c->thresholdMs,
+            ],
+        ];
+        $http = $this->http($full && $c->metadataEnabled);
+        if ($http !== null) {
+            $record['http'] = $http;
+        }
+        $record['resources'] = $this->resources();
+        if ($full && $this->context !== []) {
+            $record['context'] = (object) $this->context;
+        }
+        $record['error'] = $error;
+        if ($c->sqlEnabled && !$this->sql->isEmpty()) {
+            $this->sql->failOpen('the statement threw before its end was seen');
+            $record['sql'] = $this->sql->toArray($full);
+        }
+        return $record;
+    }
+
+    /** HTTP metadata; null for CLI scripts. */
+    private function http($detailed)
+    {
+        if (PHP_SAPI === 'cli' || PHP_SAPI === 'phpdbg' || !isset($_SERVER['REQUEST_METHOD'])) {
+            return null;
+        }
+        $status = http_response_code();
+        $http = [
+            'method' => Util::truncate((string) $_SERVER['REQUEST_METHOD'], 16),
+            'url' => Util::truncate($this->redactor->url(isset($_SERVER['REQUEST_URI'])
+                ? $_SERVER['REQUEST_URI'] : ''), 8192),
+            'status' => is_int($status) ? max(0, $status) : null,
+        ];
+        $http += self::phalconRoute();
+        if ($detailed) {
+            $http['client_ip'] = isset($_SERVER['REMOTE_ADDR']) ? (string) $_SERVER['REMOTE_ADDR'] : null;
+            $http['headers'] = (object) $this->headers();
+            $http['get'] = (object) $this->redactor->map(isset($_GET) ? $_GET : []);
+            $http['post'] = (object) $this->redactor->map(isset($_POST) ? $_POST : []);
+        }
+        return $http;
+    }
+
+    /** Selected request headers. Cookie and Authorization are never taken, whatever the config says. */
+    private function headers()
+    {
+        $out = [];
+        foreach ($this->config->headers as $name) {
+            if ($name === 'cookie' || $name === 'authorization' || $name === 'proxy-authorization') {
+                continue;
+            }
+            $key = 'HTTP_' . strtoupper(str_replace('-', '_', $name));
+            if ($name === 'content-type' || $name === 'content-length') {
+                $key = strtoupper(str_replace('-', '_', $name));
+            }
+            if (isset($_SERVER[$key])) {
+                $out[$name] = $this->redactor->isSecretKey($name)
+                    ? Redactor::MASK : $this->redactor->value($_SERVER[$key]);
+            }
+        }
+        return $out;
+    }
+
+    /**
+     * Route, controller and action from Phalcon's DI when it is loaded. The
+     * class checks never autoload, so an application without Phalcon pays two
+     * hash lookups.
+     */
+    private static function phalconRoute()
+    {
+        $out = [];
+        try {
+            $di = null;
+            if (class_exists('Phalcon\Di\Di', false)) {
+                $di = \Phalcon\Di\Di::getDefault();
+            } elseif (class_exists('Phalcon\Di', false)) {
+                $di = \Phalcon\Di::getDefault();
+            }
+            if ($di === null) {
+                return $out;
+            }
+            if ($di->has('router')) {
+                $route = $di->getShared('router')->getMatchedRoute();
+                if ($route !== null) {
+                    $out['route'] = (string) $route->getPattern();
+                }
+            }
+            if ($di->has('dispatcher')) {
+                $dispatcher = $di->getShared('dispatcher');
+                $out['controller'] = (string) $dispatcher->getControllerName();
+                $out['action'] = (string) $dispatcher->getActionName();
+            }
+        } catch (\Throwable $e) {
+            // A half-configured DI is the application's business, not ours.
+        }
+        return $out;
+    }
+
+    private function resources()
+    {
+        $out = [];
+        if ($this->config->memoryEnabled) {
+            $out['memory_usage_bytes'] = memory_get_usage();
+            $out['memory_peak_bytes'] = memory_get_peak_usage();
+        }
+        if ($this->startUsage !== null) {
+            $now = getrusage();
+            $out['cpu_user_ms'] = round(max(0, self::cpuMs($now, 'utime') - self::cpuMs($this->startUsage, 'utime')), 3);
+            $out['cpu_system_ms'] = round(max(0, self::cpuMs($now, 'stime') - self::cpuMs($this->startUsage, 'stime')), 3);
+        }
+        return $out;
+    }
+
+    private static function cpuMs(array $usage, $which)
+    {
+        $sec = isset($usage['ru_' . $which . '.tv_sec']) ? $usage['ru_' . $which . '.tv_sec'] : 0;
+        $usec = isset($usage['ru_' . $which . '.tv_usec']) ? $usage['ru_' . $which . '.tv_usec'] : 0;
+        return $sec * 1000 + $usec / 1000;
+    }
+
+    /** The fatal error that ended the request, from error_get_last(), or null. */
+    private static function fatalError()
+    {
+        $e = error_get_last();
+        if (!is_array($e) || !isset($e['type']) || !array_key_exists($e['type'], self::FATAL_TYPES)) {
+            return null;
+        }
+        return [
+            'type' => (int) $e['type'],
+            'type_name' => self::FATAL_TYPES[$e['type']],
+            'message' => Util::truncate(isset($e['message']) ? (string) $e['message'] : '', 8192),
+            'file' => isset($e['file']) ? (string) $e['file'] : '',
+            'line' => isset($e['line']) ? max(0, (int) $e['line']) : 0,
+        ];
+    }
+
+    private static function host()
+    {
+        static $host = null;
+        if ($host === null) {
+            $name = gethostname();
+            $host = Util::truncate(is_string($name) && $name !== '' ? $name : 'unknown', 255);
+        }
+        return $host;
+    }
+
+    /**
+     * Encodes a record as one JSON line, trimming it under $cap bytes: the
+     * profile's tail first (its lightest stacks or edges), then the SQL tail
+     * (latest statements), then the free-form maps. The `trimmed` section says
+     * what was cut. Returns null when even that does not fit.
+     */
+    public static function encode(array $record, $cap)
+    {
+        $json = json_encode($record, self::JSON_FLAGS);
+        if (!is_string($json)) {
+            return null;
+        }
+        $before = strlen($json);
+        if ($before <= $cap) {
+            return $json;
+        }
+        // Room for the `trimmed` section and the counters that grow.
+        $excess = $before - $cap + 256;
+        $profileItems = 0;
+        foreach (['stacks', 'edges'] as $list) {
+            while ($excess > 0 && !empty($record['profile'][$list])) {
+                $item = array_pop($record['profile'][$list]);
+                $excess -= strlen((string) json_encode($item, self::JSON_FLAGS)) + 1;
+                $profileItems++;
+                if ($list === 'stacks') {
+                    $record['profile']['dropped_samples'] += $item['samples'];
+                }
+            }
+        }
+        if ($profileItems > 0) {
+            $record['profile']['dropped'] += $profileItems;
+        }
+        $sqlItems = 0;
+        while ($excess > 0 && !empty($record['sql']['queries'])) {
+            $item = array_pop($record['sql']['queries']);
+            $excess -= strlen((string) json_encode($item, self::JSON_FLAGS)) + 1;
+            $sqlItems++;
+        }
+        if ($excess > 0) {
+            foreach (['headers', 'get', 'post'] as $map) {
+                if (isset($record['http'][$map])) {
+                    $record['http'][$map] = (object) ['[trimmed]' => true];
+                }
+            }
+            if (isset($record['context'])) {
+                $record['context'] = (object) ['[trimmed]' => true];
+            }
+        }
+        $record['trimmed'] = ['profile_items' => $profileItems, 'sql_items' => $sqlItems, 'bytes_before' => $before];
+        $json = json_encode($record, self::JSON_FLAGS);
+        return is_string($json) && strlen($json) <= $cap ? $json : null;
+    }
+}

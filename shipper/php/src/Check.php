@@ -1,0 +1,93 @@
+<?php
+/**
+ * `php bitville-apm.php --check`: tells a person, in plain lines, what the
+ * agent will do on this machine. Exit code 0 when it is on and can write,
+ * 1 otherwise.
+ */
+
+namespace BitvilleApm;
+
+final class Check
+{
+    /** @return int exit code */
+    public static function run()
+    {
+        $ok = true;
+        $config = Config::load();
+        $env = getenv('BITVILLE_APM_CONFIG');
+        $from = ($env !== false && $env !== '') ? 'from BITVILLE_APM_CONFIG' : 'default path';
+        self::line('config', $config->path . ' (' . $from . ')'
+            . ($config->problem !== null ? ': ' . $config->problem : ': read'));
+        $on = $config->enabled && $config->problem === null;
+        self::line('agent', $on ? 'ON' : 'OFF' . ($config->problem === null ? ' ([general] enabled is false)' : ''));
+        $ok = $ok && $on;
+
+        $project = $config->project();
+        self::line('project', $project !== '' ? $project
+            : 'MISSING: set [general] project_name or define BITVILLE_APM_PROJECT (letters, digits, _ . -)');
+        self::line('threshold', $config->thresholdMs . ' ms; fast requests sampled at ' . $config->sampleRate);
+
+        $excimer = phpversion('excimer');
+        $found = [];
+        if (is_string($excimer)) {
+            $found[] = 'excimer ' . $excimer;
+        }
+        if (function_exists('xhprof_enable')) {
+            $found[] = 'xhprof ' . phpversion('xhprof');
+        }
+        if (function_exists('tideways_xhprof_enable')) {
+            $found[] = 'tideways_xhprof ' . phpversion('tideways_xhprof');
+        }
+        self::line('profilers installed', $found === [] ? 'none (timing, SQL and metadata still work)' : implode(', ', $found));
+        $choice = $config->profilerEnabled ? $config->profiler : 'none';
+        $resolved = $choice === 'none' ? null : Profiler::resolve($choice);
+        self::line('profiler', $choice . ' -> ' . ($resolved === null ? 'none' : $resolved)
+            . ($resolved === 'excimer' ? ', period ' . $config->periodMs . ' ms' : ''));
+        if (is_string($excimer) && !Profiler::excimerIsSafe()) {
+            self::line('WARNING', 'Excimer ' . $excimer . ' is older than ' . Profiler::EXCIMER_SAFE_VERSION
+                . ' and can crash PHP (glibc timer aliasing bug, fixed in 1.2.4). '
+                . ($resolved === 'excimer'
+                    ? 'It is in use because profiler = excimer was chosen explicitly.'
+                    : 'profiler = auto does not use it; upgrade Excimer to profile.'));
+        }
+
+        $dir = $config->spoolDir;
+        $writable = self::probe($dir);
+        self::line('spool dir', $dir . ($writable === true ? ': writable' : ': NOT WRITABLE (' . $writable . ')'));
+        $ok = $ok && $writable === true;
+        Util::mute();
+        $full = file_exists($dir . '/' . Spool::FULL_FLAG);
+        Util::unmute();
+        self::line('spool full flag', $full ? 'PRESENT: the shipper is behind, records are being dropped' : 'absent');
+        $spool = new Spool($dir, $config->stateDir, $config->breakerFailures, $config->breakerCooldownS);
+        $until = $spool->breakerOpenUntil();
+        self::line('write breaker', $until > 0 ? 'OPEN until ' . gmdate('Y-m-d H:i:s', $until) . ' UTC' : 'closed');
+        self::line('budget', $config->timeoutMs . ' ms per request; records capped at ' . $config->maxRecordBytes . ' bytes');
+        return $ok ? 0 : 1;
+    }
+
+    /** @return true|string true, or why the directory cannot take a file */
+    private static function probe($dir)
+    {
+        Util::mute();
+        try {
+            if (!is_dir($dir)) {
+                return 'missing or not a directory';
+            }
+            // Files starting with "." are never spool files, so the shipper ignores this one.
+            $path = $dir . '/.bitville-apm-check.' . getmypid();
+            if (file_put_contents($path, 'x') !== 1) {
+                return 'cannot create a file';
+            }
+            unlink($path);
+            return true;
+        } finally {
+            Util::unmute();
+        }
+    }
+
+    private static function line($label, $text)
+    {
+        echo str_pad($label . ':', 22), $text, "\n";
+    }
+}

@@ -1,0 +1,194 @@
+<?php
+/**
+ * The agent's settings, read from an INI file with [general], [profiling] and
+ * [transmission] sections. Every key has a default; profiling.ini.example
+ * documents each one. A missing or unreadable file, or one PHP cannot parse,
+ * leaves the agent off: `$enabled` is false and `$problem` says why.
+ */
+
+namespace BitvilleApm;
+
+final class Config
+{
+    const DEFAULT_PATH = '/etc/bitville-apm/profiling.ini';
+
+    /** @var string The file read (or that would have been read). */
+    public $path;
+    /** @var string|null Why the agent is off when the file could not be used. */
+    public $problem;
+
+    // [general]
+    public $enabled = false;          // Off unless a person turns it on.
+    public $thresholdMs = 500.0;      // At or over this, a request gets a full record.
+    public $projectName = '';         // BITVILLE_APM_PROJECT wins when defined.
+    public $sampleRate = 0.1;         // Share of fast requests that get a summary record.
+
+    // [profiling]
+    public $profilerEnabled = true;
+    public $profiler = 'auto';        // auto | excimer | xhprof | tideways | none
+    public $periodMs = 10.0;          // Excimer period: 10 ms keeps the cost well under 1%.
+    public $maxStacks = 200;          // Noise filter: heaviest stacks or edges kept.
+    public $maxStackDepth = 64;       // Frames kept per Excimer stack (leaf side).
+    public $sqlEnabled = true;
+    public $sqlBoundValues = true;    // false: params are null in every record.
+    public $sqlMaxQueries = 200;      // Per request; the rest are only counted.
+    public $sqlMaxLength = 8192;      // Bytes of statement text kept.
+    public $sqlFramesDepth = 8;       // Calling frames kept per statement (0 = none).
+    public $sqlTagApplicationName = true;
+    public $sqlComment = false;       // Prefix PDO statements with /* bitville='<id>' */.
+    public $memoryEnabled = true;
+    public $metadataEnabled = true;
+    public $headers = ['host', 'user-agent', 'referer', 'accept', 'content-type', 'content-length',
+        'x-forwarded-for', 'x-request-id'];
+    public $redactPatterns = ['password', 'passwd', 'secret', 'token', 'auth', 'api key', 'session',
+        'cookie', 'credit card', 'card number', 'cvv', 'iban', 'ssn'];
+    public $maxValueLength = 256;     // Longer GET/POST/context values are cut.
+    public $maxKeys = 50;             // Keys kept per map (GET, POST, headers, context).
+
+    // [transmission]
+    public $spoolDir = '/var/spool/bitville-apm';
+    public $timeoutMs = 50.0;         // The agent's whole budget per request.
+    public $maxRecordBytes = 524288;  // Over this, tails are trimmed.
+    public $breakerFailures = 3;      // Consecutive write failures that open the breaker.
+    public $breakerCooldownS = 60;    // How long writes are skipped once it is open.
+    public $stateDir = '';            // Breaker and drop-counter files; default: temp dir.
+
+    /** Loads the file named by BITVILLE_APM_CONFIG, else the default path. */
+    public static function load($path = null)
+    {
+        $config = new self();
+        if ($path === null || $path === '') {
+            $env = getenv('BITVILLE_APM_CONFIG');
+            $path = ($env !== false && $env !== '') ? $env : self::DEFAULT_PATH;
+        }
+        $config->path = $path;
+        Util::mute();
+        try {
+            if (!is_file($path) || !is_readable($path)) {
+                $config->problem = 'config file ' . $path . ' is missing or unreadable';
+                return $config;
+            }
+            $ini = parse_ini_file($path, true, INI_SCANNER_TYPED);
+        } catch (\Throwable $e) {
+            $ini = false;
+        } finally {
+            Util::unmute();
+        }
+        if (!is_array($ini)) {
+            $config->problem = 'config file ' . $path . ' cannot be parsed as INI';
+            return $config;
+        }
+        $config->apply($ini);
+        return $config;
+    }
+
+    /**
+     * Applies parsed INI sections. Values are coerced and clamped so that a typo
+     * cannot make the agent unbounded (for example a negative cap).
+     *
+     * @param array $ini section => key => value
+     */
+    public function apply(array $ini)
+    {
+        $g = isset($ini['general']) && is_array($ini['general']) ? $ini['general'] : [];
+        $p = isset($ini['profiling']) && is_array($ini['profiling']) ? $ini['profiling'] : [];
+        $t = isset($ini['transmission']) && is_array($ini['transmission']) ? $ini['transmission'] : [];
+
+        $this->enabled = self::bool($g, 'enabled', $this->enabled);
+        $this->thresholdMs = self::num($g, 'threshold_ms', $this->thresholdMs, 0, 86400000);
+        $this->projectName = self::str($g, 'project_name', $this->projectName);
+        $this->sampleRate = self::num($g, 'sample_rate', $this->sampleRate, 0, 1);
+
+        $this->profilerEnabled = self::bool($p, 'profiler_enabled', $this->profilerEnabled);
+        $profiler = strtolower(self::str($p, 'profiler', $this->profiler));
+        $this->profiler = in_array($profiler, ['auto', 'excimer', 'xhprof', 'tideways', 'none'], true)
+            ? $profiler : 'auto';
+        $this->periodMs = self::num($p, 'period_ms', $this->periodMs, 0.1, 10000);
+        $this->maxStacks = (int) self::num($p, 'max_stacks', $this->maxStacks, 1, 10000);
+        $this->maxStackDepth = (int) self::num($p, 'max_stack_depth', $this->maxStackDepth, 1, 1000);
+        $this->sqlEnabled = self::bool($p, 'sql_enabled', $this->sqlEnabled);
+        $this->sqlBoundValues = self::bool($p, 'sql_bound_values', $this->sqlBoundValues);
+        $this->sqlMaxQueries = (int) self::num($p, 'sql_max_queries', $this->sqlMaxQueries, 0, 100000);
+        $this->sqlMaxLength = (int) self::num($p, 'sql_max_length', $this->sqlMaxLength, 64, 65536);
+        $this->sqlFramesDepth = (int) self::num($p, 'sql_frames_depth', $this->sqlFramesDepth, 0, 64);
+        $this->sqlTagApplicationName = self::bool($p, 'sql_tag_application_name', $this->sqlTagApplicationName);
+        $this->sqlComment = self::bool($p, 'sql_comment', $this->sqlComment);
+        $this->memoryEnabled = self::bool($p, 'memory_enabled', $this->memoryEnabled);
+        $this->metadataEnabled = self::bool($p, 'metadata_enabled', $this->metadataEnabled);
+        $this->headers = self::csv($p, 'headers', $this->headers, true);
+        $this->redactPatterns = self::csv($p, 'redact_patterns', $this->redactPatterns, false);
+        $this->maxValueLength = (int) self::num($p, 'max_value_length', $this->maxValueLength, 8, 65536);
+        $this->maxKeys = (int) self::num($p, 'max_keys', $this->maxKeys, 1, 10000);
+
+        $this->spoolDir = rtrim(self::str($t, 'spool_dir', $this->spoolDir), '/');
+        $this->timeoutMs = self::num($t, 'timeout_ms', $this->timeoutMs, 1, 60000);
+        $this->maxRecordBytes = (int) self::num($t, 'max_record_bytes', $this->maxRecordBytes, 4096, 16777216);
+        $this->breakerFailures = (int) self::num($t, 'breaker_failures', $this->breakerFailures, 1, 1000);
+        $this->breakerCooldownS = (int) self::num($t, 'breaker_cooldown_s', $this->breakerCooldownS, 1, 86400);
+        $this->stateDir = rtrim(self::str($t, 'state_dir', $this->stateDir), '/');
+    }
+
+    /** The project from BITVILLE_APM_PROJECT or the config, or '' if it is not a valid name. */
+    public function project()
+    {
+        $name = defined('BITVILLE_APM_PROJECT') ? (string) constant('BITVILLE_APM_PROJECT') : $this->projectName;
+        return preg_match('/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/', $name) === 1 ? $name : '';
+    }
+
+    private static function bool(array $s, $key, $default)
+    {
+        if (!array_key_exists($key, $s)) {
+            return $default;
+        }
+        $v = $s[$key];
+        if (is_bool($v)) {
+            return $v;
+        }
+        if (is_int($v) || is_float($v)) {
+            return $v != 0;
+        }
+        $v = strtolower(trim((string) $v));
+        if (in_array($v, ['1', 'true', 'on', 'yes'], true)) {
+            return true;
+        }
+        if (in_array($v, ['0', 'false', 'off', 'no', 'none', ''], true)) {
+            return false;
+        }
+        return $default;
+    }
+
+    private static function num(array $s, $key, $default, $min, $max)
+    {
+        if (!array_key_exists($key, $s) || !is_numeric($s[$key])) {
+            return $default;
+        }
+        $v = (float) $s[$key];
+        return $v < $min ? (float) $min : ($v > $max ? (float) $max : $v);
+    }
+
+    private static function str(array $s, $key, $default)
+    {
+        if (!array_key_exists($key, $s) || is_array($s[$key]) || $s[$key] === null) {
+            return $default;
+        }
+        if (is_bool($s[$key])) {
+            return $s[$key] ? '1' : '';
+        }
+        return trim((string) $s[$key]);
+    }
+
+    private static function csv(array $s, $key, array $default, $lower)
+    {
+        if (!array_key_exists($key, $s) || is_array($s[$key])) {
+            return $default;
+        }
+        $out = [];
+        foreach (explode(',', (string) $s[$key]) as $item) {
+            $item = trim($item);
+            if ($item !== '') {
+                $out[] = $lower ? strtolower($item) : $item;
+            }
+        }
+        return $out;
+    }
+}

@@ -1,0 +1,211 @@
+<?php
+/**
+ * Appends records to the spool directory the shipper tails, and protects the
+ * request from a broken disk.
+ *
+ * - File name `php.<YYYYMMDDHH UTC>.<pid>.ndjson`: one file per process and
+ *   hour, so writers never interleave and the shipper can tell writer and hour.
+ * - One record = one line, written with one append. A short write (disk full)
+ *   is cut back with ftruncate(), so no partial line is left behind.
+ * - `.spool-full` present (raised by the shipper): the record is dropped and
+ *   counted; the count rides on the next written record.
+ * - After `breakerFailures` consecutive failures the breaker opens for
+ *   `breakerCooldownS` seconds: while open, a request costs one stat().
+ *
+ * PHP keeps nothing between requests under FPM, so the breaker and the drop
+ * counter live in small files in the state directory (the temp dir by
+ * default, not the spool dir, which may be the broken part). Long-running
+ * processes also keep a copy in memory to skip even that stat().
+ */
+
+namespace BitvilleApm;
+
+final class Spool
+{
+    const WRITER = 'php';
+    const FULL_FLAG = '.spool-full';
+
+    /** @var array<string,int> Breaker key => open-until (unix seconds), per process. */
+    private static $openUntil = [];
+    /** @var array<string,int> Breaker key => consecutive failures, per process. */
+    private static $failures = [];
+
+    private $dir;
+    private $breakerPath;
+    private $dropsPath;
+    private $failuresToOpen;
+    private $cooldownS;
+
+    public function __construct($dir, $stateDir, $failuresToOpen, $cooldownS)
+    {
+        $this->dir = $dir;
+        if ($stateDir === '') {
+            $stateDir = rtrim(sys_get_temp_dir(), '/');
+        }
+        // Keyed by spool dir, so two applications with different spools on one
+        // host do not share a breaker.
+        $key = substr(md5($dir), 0, 12);
+        $this->breakerPath = $stateDir . '/bitville-apm.' . $key . '.breaker';
+        $this->dropsPath = $stateDir . '/bitville-apm.' . $key . '.' . getmypid() . '.drops';
+        $this->failuresToOpen = $failuresToOpen;
+        $this->cooldownS = $cooldownS;
+    }
+
+    /** The file records go to right now. */
+    public function currentPath()
+    {
+        return $this->dir . '/' . self::WRITER . '.' . gmdate('YmdH') . '.' . getmypid() . '.ndjson';
+    }
+
+    /**
+     * Decides whether a record may be written now, before it is encoded.
+     *
+     * @return array{admit: bool, reason: string, dropped: int}
+     *   reason is '' | 'breaker_open' | 'spool_full'; dropped is the number of
+     *   records this process dropped since its last written record.
+     */
+    public function admit()
+    {
+        $now = time();
+        $key = $this->breakerPath;
+        if (isset(self::$openUntil[$key]) && self::$openUntil[$key] > $now) {
+            $this->countDrop();
+            return ['admit' => false, 'reason' => 'breaker_open', 'dropped' => 0];
+        }
+        Util::mute();
+        try {
+            clearstatcache(true, $this->breakerPath);
+            $until = filemtime($this->breakerPath);
+            if ($until !== false && $until > $now) {
+                self::$openUntil[$key] = $until;
+                $this->countDropMuted();
+                return ['admit' => false, 'reason' => 'breaker_open', 'dropped' => 0];
+            }
+            $flag = $this->dir . '/' . self::FULL_FLAG;
+            clearstatcache(true, $flag);
+            if (file_exists($flag)) {
+                $this->countDropMuted();
+                return ['admit' => false, 'reason' => 'spool_full', 'dropped' => 0];
+            }
+            clearstatcache(true, $this->dropsPath);
+            $dropped = is_file($this->dropsPath) ? (int) file_get_contents($this->dropsPath, false, null, 0, 32) : 0;
+            return ['admit' => true, 'reason' => '', 'dropped' => max(0, $dropped)];
+        } catch (\Throwable $e) {
+            return ['admit' => true, 'reason' => '', 'dropped' => 0];
+        } finally {
+            Util::unmute();
+        }
+    }
+
+    /**
+     * Appends one line (the newline is added here) with a single write.
+     *
+     * @return bool whether the whole line is in the file
+     */
+    public function append($json)
+    {
+        $line = $json . "\n";
+        $ok = false;
+        Util::mute();
+        try {
+            $handle = fopen($this->currentPath(), 'ab');
+            if ($handle !== false) {
+                $stat = fstat($handle);
+                $before = is_array($stat) ? $stat['size'] : null;
+                // One write() for the whole line, whatever PHP's chunk default.
+                stream_set_chunk_size($handle, strlen($line) + 1);
+                $written = fwrite($handle, $line);
+                $ok = $written === strlen($line);
+                if (!$ok && $before !== null) {
+                    ftruncate($handle, $before); // Leave no partial line.
+                }
+                $ok = fclose($handle) && $ok;
+            }
+            if ($ok) {
+                $this->recordSuccess();
+            } else {
+                $this->recordFailure();
+                $this->countDropMuted();
+            }
+        } catch (\Throwable $e) {
+            $ok = false;
+        } finally {
+            Util::unmute();
+        }
+        return $ok;
+    }
+
+    /** Whether the breaker is open now (for --check). */
+    public function breakerOpenUntil()
+    {
+        Util::mute();
+        try {
+            clearstatcache(true, $this->breakerPath);
+            $until = filemtime($this->breakerPath);
+            return ($until !== false && $until > time()) ? $until : 0;
+        } finally {
+            Util::unmute();
+        }
+    }
+
+    /** Counts a record dropped before it reached append(). */
+    public function countDrop()
+    {
+        Util::mute();
+        try {
+            $this->countDropMuted();
+        } catch (\Throwable $e) {
+            // The state dir is broken too: the drop goes uncounted, nothing else.
+        } finally {
+            Util::unmute();
+        }
+    }
+
+    private function countDropMuted()
+    {
+        clearstatcache(true, $this->dropsPath);
+        $n = is_file($this->dropsPath) ? (int) file_get_contents($this->dropsPath, false, null, 0, 32) : 0;
+        file_put_contents($this->dropsPath, (string) ($n + 1));
+    }
+
+    /** A written record carried the drop count and closes the breaker. */
+    private function recordSuccess()
+    {
+        clearstatcache(true, $this->dropsPath);
+        if (file_exists($this->dropsPath)) {
+            unlink($this->dropsPath);
+        }
+        clearstatcache(true, $this->breakerPath);
+        if (file_exists($this->breakerPath)) {
+            unlink($this->breakerPath);
+        }
+        unset(self::$openUntil[$this->breakerPath], self::$failures[$this->breakerPath]);
+    }
+
+    /**
+     * Counts a consecutive failure in the breaker file; at the threshold, its
+     * mtime is set to the end of the cool-down, which is what admit() reads.
+     */
+    private function recordFailure()
+    {
+        clearstatcache(true, $this->breakerPath);
+        $key = $this->breakerPath;
+        $n = is_file($key) ? (int) file_get_contents($key, false, null, 0, 32) : 0;
+        // The memory copy counts on when the state dir cannot be written either.
+        $n = max($n, isset(self::$failures[$key]) ? self::$failures[$key] : 0) + 1;
+        self::$failures[$key] = $n;
+        file_put_contents($key, (string) $n);
+        if ($n >= $this->failuresToOpen) {
+            $until = time() + $this->cooldownS;
+            touch($this->breakerPath, $until);
+            self::$openUntil[$this->breakerPath] = $until;
+        }
+    }
+
+    /** Forgets the in-memory breaker state (tests and the benchmark). */
+    public static function resetMemory()
+    {
+        self::$openUntil = [];
+        self::$failures = [];
+    }
+}
