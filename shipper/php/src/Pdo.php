@@ -21,7 +21,7 @@ class Pdo extends \PDO
     {
         $options = is_array($options) ? $options : [];
         if (empty($options[\PDO::ATTR_PERSISTENT]) && !isset($options[\PDO::ATTR_STATEMENT_CLASS])) {
-            $options[\PDO::ATTR_STATEMENT_CLASS] = [PdoStatement::class, []];
+            $options[\PDO::ATTR_STATEMENT_CLASS] = [PdoStatement::class];
         }
         parent::__construct($dsn, $username, $password, $options);
     }

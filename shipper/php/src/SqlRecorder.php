@@ -70,8 +70,12 @@ final class SqlRecorder
         if ($params !== null) {
             $query['params'] = $c->sqlBoundValues ? $this->redactor->sqlParams($sql, $params, $oneBased) : null;
         }
-        if ($types !== null && (is_array($types) || is_object($types))) {
-            $query['types'] = $this->redactor->map((array) $types);
+        if (is_array($types)) {
+            // Bind types are driver constants, not data: bounded, not redacted.
+            $query['types'] = [];
+            foreach (array_slice($types, 0, $c->maxKeys, true) as $k => $t) {
+                $query['types'][$k] = is_scalar($t) ? $t : null;
+            }
         }
         if ($c->sqlFramesDepth > 0) {
             $query['frames'] = self::frames($c->sqlFramesDepth);
