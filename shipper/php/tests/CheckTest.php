@@ -1,0 +1,45 @@
+<?php
+/** `php bitville-apm.php --check`: what a person needs to know, in plain lines. */
+
+namespace BitvilleApm\Tests;
+
+final class CheckTest extends AgentTestCase
+{
+    private function check($config)
+    {
+        return $this->runCommand([PHP_BINARY, self::AGENT, '--check'], ['BITVILLE_APM_CONFIG' => $config]);
+    }
+
+    public function testCheckReportsConfigProfilerSpoolAndFlag()
+    {
+        $env = $this->setUpAgent(['profiling' => ['profiler' => 'auto']]);
+        $run = $this->check($env['config']);
+        $this->assertSame(0, $run['code'], $run['out']);
+        $this->assertStringContainsString($env['config'] . ' (from BITVILLE_APM_CONFIG): read', $run['out']);
+        $this->assertMatchesRegularExpression('/^agent:\s+ON$/m', $run['out']);
+        $this->assertMatchesRegularExpression('/^spool dir:\s+.*: writable$/m', $run['out']);
+        $this->assertMatchesRegularExpression('/^spool full flag:\s+absent$/m', $run['out']);
+        $this->assertSame([], glob($env['spool'] . '/{,.}[!.]*', GLOB_BRACE), 'the probe file is removed');
+        if (is_string(phpversion('excimer')) && !\BitvilleApm\Profiler::excimerIsSafe()) {
+            $this->assertMatchesRegularExpression('/^WARNING:.*older than 1\.2\.4/m', $run['out']);
+            $this->assertMatchesRegularExpression('/^profiler:\s+auto -> none/m', $run['out']);
+        }
+
+        touch($env['spool'] . '/.spool-full');
+        $run = $this->check($env['config']);
+        $this->assertMatchesRegularExpression('/^spool full flag:\s+PRESENT/m', $run['out']);
+    }
+
+    public function testCheckSaysOffForMissingConfigAndFailsForBadSpool()
+    {
+        $run = $this->check('/nonexistent/profiling.ini');
+        $this->assertSame(1, $run['code']);
+        $this->assertStringContainsString('/nonexistent/profiling.ini', $run['out']);
+        $this->assertMatchesRegularExpression('/^agent:\s+OFF/m', $run['out']);
+
+        $env = $this->setUpAgent(['transmission' => ['spool_dir' => '/nonexistent/spool']]);
+        $run = $this->check($env['config']);
+        $this->assertSame(1, $run['code']);
+        $this->assertMatchesRegularExpression('/^spool dir:\s+\/nonexistent\/spool: NOT WRITABLE/m', $run['out']);
+    }
+}
