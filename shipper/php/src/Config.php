@@ -64,19 +64,19 @@ final class Config
         $config->path = $path;
         Util::mute();
         try {
-            if (!is_file($path) || !is_readable($path)) {
-                $config->problem = 'config file ' . $path . ' is missing or unreadable';
+            // Parsed every request (PHP keeps nothing between requests): no
+            // stat() first; the reason is looked up only when parsing fails.
+            $ini = parse_ini_file($path, true, INI_SCANNER_TYPED);
+            if (!is_array($ini)) {
+                $config->problem = 'config file ' . $path . (is_file($path) && is_readable($path)
+                    ? ' cannot be parsed as INI' : ' is missing or unreadable');
                 return $config;
             }
-            $ini = parse_ini_file($path, true, INI_SCANNER_TYPED);
         } catch (\Throwable $e) {
-            $ini = false;
+            $config->problem = 'config file ' . $path . ' cannot be read';
+            return $config;
         } finally {
             Util::unmute();
-        }
-        if (!is_array($ini)) {
-            $config->problem = 'config file ' . $path . ' cannot be parsed as INI';
-            return $config;
         }
         $config->apply($ini);
         return $config;

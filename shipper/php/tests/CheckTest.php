@@ -42,4 +42,25 @@ final class CheckTest extends AgentTestCase
         $this->assertSame(1, $run['code']);
         $this->assertMatchesRegularExpression('/^spool dir:\s+\/nonexistent\/spool: NOT WRITABLE/m', $run['out']);
     }
+
+    public function testExampleConfigDocumentsEveryKeyTheAgentReads()
+    {
+        preg_match_all('/self::\w+\(\$([gpt]), \'(\w+)\'/', (string) file_get_contents(__DIR__ . '/../src/Config.php'), $m);
+        $sections = ['g' => 'general', 'p' => 'profiling', 't' => 'transmission'];
+        $read = [];
+        foreach ($m[1] as $i => $s) {
+            $read[] = $sections[$s] . '.' . $m[2][$i];
+        }
+        $example = parse_ini_file(__DIR__ . '/../profiling.ini.example', true, INI_SCANNER_RAW);
+        $documented = [];
+        foreach ($example as $section => $keys) {
+            foreach (array_keys($keys) as $k) {
+                $documented[] = "$section.$k";
+            }
+        }
+        sort($read);
+        sort($documented);
+        $this->assertGreaterThan(20, count($read));
+        $this->assertSame($read, $documented);
+    }
 }
