@@ -73,42 +73,38 @@ class Pdo extends \PDO
     {
         // Tag before BEGIN, so a rollback cannot undo the SET.
         $this->bitvilleTag();
-        $token = Capture::before('begin', 'BEGIN', null, null, 'pdo');
-        try {
-            $result = parent::beginTransaction();
-        } catch (\Throwable $e) {
-            Capture::after($token, $e->getMessage());
-            throw $e;
-        }
-        Capture::after($token);
-        return $result;
+        return $this->bitvilleTimed('begin', 'BEGIN', function () {
+            return parent::beginTransaction();
+        });
     }
 
     #[\ReturnTypeWillChange]
     public function commit()
     {
-        $token = Capture::before('commit', 'COMMIT', null, null, 'pdo');
-        try {
-            $result = parent::commit();
-        } catch (\Throwable $e) {
-            Capture::after($token, $e->getMessage());
-            throw $e;
-        }
-        Capture::after($token);
-        return $result;
+        return $this->bitvilleTimed('commit', 'COMMIT', function () {
+            return parent::commit();
+        });
     }
 
     #[\ReturnTypeWillChange]
     public function rollBack()
     {
-        $token = Capture::before('rollback', 'ROLLBACK', null, null, 'pdo');
+        return $this->bitvilleTimed('rollback', 'ROLLBACK', function () {
+            return parent::rollBack();
+        });
+    }
+
+    /** Records a transaction call around $call; its result and exceptions pass through. */
+    private function bitvilleTimed($op, $sql, callable $call)
+    {
+        $token = Capture::before($op, $sql, null, null, 'pdo');
         try {
-            $result = parent::rollBack();
+            $result = $call();
         } catch (\Throwable $e) {
             Capture::after($token, $e->getMessage());
             throw $e;
         }
-        Capture::after($token);
+        Capture::after($token, $result === false ? self::errorText($this->errorInfo()) : null);
         return $result;
     }
 
