@@ -1,1 +1,112 @@
-fn main() {}
+//! The `processor` binary: arguments, logging, config, then serve until
+//! SIGTERM or SIGINT; SIGHUP reloads tokens, limits and retention.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use processor::config::Config;
+use processor::{DEV_PROJECT, Processor};
+
+#[derive(Debug, Parser)]
+#[command(name = "processor", version, about = "Bitville APM processor: ingest, DuckDB store, retention")]
+struct Cli {
+    /// TOML config file; without it the embedded defaults are used (see processor.example.toml).
+    #[arg(long, short = 'c', global = true, env = "BITVILLE_PROCESSOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Check the config, print a summary and exit (0 when it is good).
+    #[arg(long)]
+    check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve ingest, health and metrics (the default).
+    Serve,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("processor: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load(cli.config.as_ref())?;
+    if cli.check_config {
+        println!(
+            "config {} is good: http {}, udp {}, store {}, {} token(s), retention {} days",
+            cli.config.as_ref().map_or("(embedded default)".to_owned(), |p| p.display().to_string()),
+            config.server.listen,
+            if config.server.udp_listen.is_empty() { "off" } else { &config.server.udp_listen },
+            config.store.path.display(),
+            config.tokens.len(),
+            config.retention.days,
+        );
+        return Ok(());
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config, cli.config),
+    }
+}
+
+fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store_path = config.store.path.clone();
+        let processor = Processor::start(config).await.context("cannot start")?;
+        println!("processor: http on {} (plain HTTP, no TLS)", processor.http_addr());
+        if let Some(udp) = processor.udp_addr() {
+            println!("processor: udp on {udp}");
+        }
+        println!("processor: store {}", store_path.display());
+        if let Some(token) = processor.dev_token() {
+            println!("processor: no tokens configured; development token for project {DEV_PROJECT}: {token}");
+        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => match &config_path {
+                    Some(path) => match Config::load(path) {
+                        Ok(new) => {
+                            processor.app().reload(&new);
+                            tracing::info!("reloaded tokens, limits and retention from {}", path.display());
+                        }
+                        Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
+                    },
+                    None => tracing::info!("SIGHUP: no config file to reload"),
+                },
+            }
+        }
+        tracing::info!("stopping: draining in-flight batches");
+        processor.shutdown().await.context("store checkpoint at shutdown failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

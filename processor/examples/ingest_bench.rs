@@ -1,0 +1,106 @@
+//! Ingest benchmark: HTTP batches on loopback into a real store, beside
+//! DuckDB's own NDJSON reader loading the same data in the same run.
+//!
+//! `cargo run -p processor --example ingest_bench -- [SMALL_BATCHES] [LARGE_BATCHES] [BATCH] [CLIENTS]`
+//! (defaults 100, 3, 1000, 2). Small records are pg_activity samples; large
+//! ones are requests with a 500-stack profile and 100 SQL statements.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use serde_json::Value;
+
+struct Figures {
+    records: usize,
+    bytes: usize,
+    seconds: f64,
+    p99_ms: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let arg = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
+    let (small_batches, large_batches, batch, clients) = (arg(0, 100), arg(1, 3), arg(2, 1000), arg(3, 2));
+    let dir = tempfile::tempdir()?;
+
+    println!("generating data ...");
+    let now = now_micros();
+    let small: Vec<Vec<u8>> = (0..small_batches)
+        .map(|_| ndjson(&(0..batch).map(|_| pg_activity(&new_id(), now, "shop")).collect::<Vec<Value>>()))
+        .collect();
+    let large: Vec<Vec<u8>> = (0..large_batches)
+        .map(|_| ndjson(&(0..batch).map(|_| big_request(&new_id(), now, "shop", 500, 100)).collect::<Vec<Value>>()))
+        .collect();
+
+    let mut config = test_config(dir.path());
+    config.limits.max_body_bytes = 1 << 30;
+    config.limits.max_decompressed_bytes = 1 << 30;
+    config.limits.max_records_per_batch = batch.max(1);
+    let run = Running::start(config);
+
+    println!(
+        "{:<26} {:>9} {:>9} {:>11} {:>9} {:>11} | {:>11} {:>9} {:>6}",
+        "workload", "records", "MiB", "records/s", "MiB/s", "p99 batch", "direct r/s", "dir MiB/s", "ratio"
+    );
+    for (name, batches) in [("small (pg_activity)", &small), ("large (request 500x100)", &large)] {
+        if batches.is_empty() {
+            continue;
+        }
+        let http = send_all(&run, batches, clients);
+        let file = dir.path().join("direct.ndjson");
+        std::fs::write(&file, batches.concat())?;
+        let (rows, direct_s) = processor::store::bench::direct_ndjson_load(&dir.path().join("direct.duckdb"), &file)?;
+        assert_eq!(rows as usize, http.records, "direct load read every record");
+        let mib = http.bytes as f64 / (1 << 20) as f64;
+        println!(
+            "{:<26} {:>9} {:>9.1} {:>11.0} {:>9.1} {:>9.1}ms | {:>11.0} {:>9.1} {:>6.2}",
+            name,
+            http.records,
+            mib,
+            http.records as f64 / http.seconds,
+            mib / http.seconds,
+            http.p99_ms,
+            rows as f64 / direct_s,
+            mib / direct_s,
+            direct_s / http.seconds,
+        );
+    }
+    println!("ratio = processor speed / direct load speed (target >= 0.5)");
+    run.stop();
+    Ok(())
+}
+
+/// Sends every batch over `clients` keep-alive connections; checks every reply.
+fn send_all(run: &Running, batches: &[Vec<u8>], clients: usize) -> Figures {
+    let addr = run.addr();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    let mut latencies: Vec<f64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = Client::new(addr);
+                    let mut lat = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(body) = batches.get(i) else { break lat };
+                        let t = Instant::now();
+                        let r = c.post_ndjson(TOKEN, body, false);
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        assert!(r.json()["rejected"].as_array().is_some_and(|a| a.is_empty()), "{}", r.text());
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("client thread")).collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let p99 = latencies[((latencies.len() as f64 * 0.99).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)];
+    let records = batches.iter().map(|b| b.iter().filter(|c| **c == b'\n').count()).sum();
+    Figures { records, bytes: batches.iter().map(Vec::len).sum(), seconds, p99_ms: p99 }
+}

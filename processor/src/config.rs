@@ -1,0 +1,342 @@
+//! The processor's configuration: a TOML file, every key optional, with
+//! defaults that run on a small 2-core host without setup.
+//!
+//! `processor.example.toml` documents every key; a unit test keeps it in
+//! step with these structs by parsing it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub retention: RetentionConfig,
+    pub limits: Limits,
+    /// Ingest tokens; each belongs to one project. Empty: a random token for
+    /// project `demo` is made at start and printed (development only).
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// Listening sockets.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// HTTP(S) address for ingest, health and metrics.
+    pub listen: SocketAddr,
+    /// UDP address for fire-and-forget records; empty string disables it.
+    pub udp_listen: String,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Seconds SIGTERM waits for in-flight requests before closing them.
+    pub shutdown_grace_s: u64,
+}
+
+/// The DuckDB store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The DuckDB file; its folder is created when missing.
+    pub path: PathBuf,
+    /// DuckDB memory_limit, such as "512MB".
+    pub memory_limit: String,
+    /// DuckDB worker threads.
+    pub threads: u32,
+    /// WAL size that triggers an automatic checkpoint, such as "64MB".
+    pub checkpoint_threshold: String,
+    /// Most records the writer commits in one transaction (it groups the
+    /// batches that are waiting, up to this).
+    pub max_records_per_commit: usize,
+    /// Batches that may wait for the writer; more wait in their HTTP request.
+    pub queue_batches: usize,
+}
+
+/// Retention of the store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days of data kept; whole UTC days older than this are dropped.
+    pub days: u32,
+    /// Seconds between retention runs.
+    pub interval_s: u64,
+}
+
+/// Size and rate limits; reloaded on SIGHUP.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body as sent (compressed or not), in bytes: 413 over it.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression: 413 over it (a gzip bomb stops here).
+    pub max_decompressed_bytes: usize,
+    /// Largest single NDJSON line; a longer line is refused on its own.
+    pub max_line_bytes: usize,
+    /// Most records in one batch: 413 over it.
+    pub max_records_per_batch: usize,
+    /// Requests per minute per client address: 429 with Retry-After over it.
+    /// 0 disables rate limiting.
+    pub requests_per_minute: u32,
+    /// Client addresses tracked by the rate limiter at most (memory bound).
+    pub rate_limit_clients: usize,
+    /// Ingest requests processed at once; more wait (bounds memory).
+    pub max_concurrent_batches: usize,
+    /// A record whose `ts` is further in the future than this is refused.
+    pub max_future_s: u64,
+}
+
+/// One ingest token.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The bearer token, at least 16 characters.
+    pub token: String,
+    /// The project its records must carry.
+    pub project: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            udp_listen: "127.0.0.1:8444".to_owned(),
+            tls_cert: None,
+            tls_key: None,
+            shutdown_grace_s: 10,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("./bitville-data/bitville.duckdb"),
+            memory_limit: "512MB".to_owned(),
+            threads: 2,
+            checkpoint_threshold: "64MB".to_owned(),
+            max_records_per_commit: 50_000,
+            queue_batches: 16,
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { days: 7, interval_s: 3600 }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 32 << 20,
+            max_decompressed_bytes: 128 << 20,
+            max_line_bytes: 8 << 20,
+            max_records_per_batch: 10_000,
+            requests_per_minute: 100,
+            rate_limit_clients: 100_000,
+            max_concurrent_batches: 4,
+            max_future_s: 86_400,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            retention: RetentionConfig::default(),
+            limits: Limits::default(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not TOML of this shape, or a value is out of range.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks config text; `path` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        Ok(config)
+    }
+
+    /// Checks values that TOML types alone do not bound.
+    fn check(&self) -> Result<(), String> {
+        if !self.server.udp_listen.is_empty() {
+            self.server
+                .udp_listen
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("server.udp_listen {:?} is not an address: {e}", self.server.udp_listen))?;
+        }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("server.tls_cert and server.tls_key must be set together".to_owned());
+            }
+            (Some(cert), Some(_)) => {
+                return Err(format!(
+                    "server.tls_cert {}: HTTPS is not built into this processor yet; terminate TLS in front of it",
+                    cert.display()
+                ));
+            }
+            (None, None) => {}
+        }
+        if self.store.path.as_os_str().is_empty() {
+            return Err("store.path is empty".to_owned());
+        }
+        if self.store.threads == 0 {
+            return Err("store.threads must be at least 1".to_owned());
+        }
+        for (key, value) in [
+            ("store.memory_limit", &self.store.memory_limit),
+            ("store.checkpoint_threshold", &self.store.checkpoint_threshold),
+        ] {
+            if parse_size(value).is_none() {
+                return Err(format!("{key} {value:?} is not a size such as \"512MB\""));
+            }
+        }
+        if self.store.max_records_per_commit == 0 || self.store.queue_batches == 0 {
+            return Err("store.max_records_per_commit and store.queue_batches must be at least 1".to_owned());
+        }
+        if self.retention.days == 0 {
+            return Err("retention.days must be at least 1".to_owned());
+        }
+        if self.retention.interval_s == 0 {
+            return Err("retention.interval_s must be at least 1".to_owned());
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_decompressed_bytes", l.max_decompressed_bytes),
+            ("limits.max_line_bytes", l.max_line_bytes),
+            ("limits.max_records_per_batch", l.max_records_per_batch),
+            ("limits.rate_limit_clients", l.rate_limit_clients),
+            ("limits.max_concurrent_batches", l.max_concurrent_batches),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.token.len() < 16 {
+                return Err(format!("tokens[{i}] (project {:?}): token is shorter than 16 characters", t.project));
+            }
+            if t.token.bytes().any(|b| b.is_ascii_whitespace() || !b.is_ascii_graphic()) {
+                return Err(format!("tokens[{i}] (project {:?}): token has spaces or non-ASCII characters", t.project));
+            }
+            if !valid_project(&t.project) {
+                return Err(format!(
+                    "tokens[{i}]: project {:?} does not match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$",
+                    t.project
+                ));
+            }
+            if !seen.insert(t.token.as_str()) {
+                return Err(format!("tokens[{i}] (project {:?}): the same token is listed twice", t.project));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The project name rule of the record envelope.
+pub fn valid_project(p: &str) -> bool {
+    let b = p.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Parses a DuckDB-style size such as "512MB", "1GiB" or "64 MB" into bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_equals_the_defaults_apart_from_tokens() {
+        let text = include_str!("../processor.example.toml");
+        let config = Config::parse(text, Path::new("processor.example.toml")).unwrap();
+        assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(config.store, StoreConfig::default());
+        assert_eq!(config.retention, RetentionConfig::default());
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.tokens.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default() {
+        assert_eq!(Config::parse("", Path::new("x.toml")).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = Config::parse("[store]\npaht = \"x\"\n", Path::new("p.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("config p.toml: ") && err.contains("paht"), "{err}");
+        let err = Config::parse("[store]\nmemory_limit = \"lots\"\n", Path::new("p.toml")).unwrap_err().to_string();
+        assert_eq!(err, "config p.toml: store.memory_limit \"lots\" is not a size such as \"512MB\"");
+        let err = Config::parse("[[tokens]]\ntoken = \"short\"\nproject = \"a\"\n", Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shorter than 16"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse_like_duckdb() {
+        assert_eq!(parse_size("512MB"), Some(512_000_000));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("64 MB"), Some(64_000_000));
+        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_size("5 parsecs"), None);
+    }
+}

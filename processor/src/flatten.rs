@@ -1,0 +1,634 @@
+//! Turns validated records into rows of the store's tables.
+//!
+//! This runs on the HTTP handlers' threads, before the single writer, so the
+//! writer only appends. It knows the column order of each table
+//! ([`crate::store::schema`]) but nothing about DuckDB.
+
+use bitville_schemas::{Kind, fingerprint};
+use serde_json::Value;
+
+use crate::store::schema::{self, DAY_MICROS, TableId};
+
+/// One value of a row, in the column's order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Text, and also UUID and JSON columns (DuckDB casts on append).
+    Text(String),
+    /// TIMESTAMP, microseconds since the epoch, UTC.
+    Ts(i64),
+    /// INTEGER[].
+    IntList(Vec<i64>),
+}
+
+/// One row for one table. Column 0 is always `seq`, filled in by the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub table: TableId,
+    pub cells: Vec<Cell>,
+}
+
+/// A record ready for the writer: its dedupe key, its day, and its rows.
+#[derive(Debug, Clone)]
+pub struct PreparedRecord {
+    pub id: String,
+    pub kind: Kind,
+    pub project: String,
+    /// `ts` in microseconds since the epoch, UTC.
+    pub ts: i64,
+    pub rows: Vec<Row>,
+}
+
+impl PreparedRecord {
+    /// The UTC day (days since the epoch) the record is stored under.
+    pub fn day(&self) -> i64 {
+        self.ts.div_euclid(DAY_MICROS)
+    }
+}
+
+/// Why a schema-valid record still cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlattenError {
+    #[error("/ts: {0}")]
+    BadTs(String),
+}
+
+/// Builds the rows of one validated record; `raw` is the line as received.
+///
+/// # Errors
+/// The envelope `ts` cannot be parsed (the schema checks its shape only).
+pub fn prepare(kind: Kind, record: &Value, raw: &str, ingested_at: i64) -> Result<PreparedRecord, FlattenError> {
+    let id = text(record, "id").unwrap_or_default();
+    let project = text(record, "project").unwrap_or_default();
+    let ts_text = text(record, "ts").unwrap_or_default();
+    let ts = bitville_schemas::parse_ts(&ts_text).map_err(|e| FlattenError::BadTs(e.to_string()))?;
+    let env = Envelope { project: &project, host: record.get("host").and_then(Value::as_str).unwrap_or(""), ts };
+
+    let mut rows = Vec::with_capacity(1);
+    let mut rec = env.start(TableId::Records);
+    rec.extend([
+        Cell::Text(id.clone()),
+        Cell::Text(kind.as_str().to_owned()),
+        Cell::Ts(ingested_at),
+        Cell::Text(raw.to_owned()),
+    ]);
+    rows.push(finish(TableId::Records, rec));
+
+    match kind {
+        Kind::Request => request_rows(&env, record, &id, &mut rows),
+        Kind::PgActivity => pg_activity_rows(&env, record, &mut rows),
+        Kind::PgStatements => pg_statements_rows(&env, record, &mut rows),
+        Kind::PgLog => pg_log_rows(&env, record, &mut rows),
+        Kind::HostMetrics => host_metrics_rows(&env, record, &mut rows),
+    }
+    Ok(PreparedRecord { id, kind, project, ts, rows })
+}
+
+struct Envelope<'a> {
+    project: &'a str,
+    host: &'a str,
+    ts: i64,
+}
+
+impl Envelope<'_> {
+    /// The first four cells of every table: seq (placeholder), project, host, ts.
+    fn start(&self, table: TableId) -> Vec<Cell> {
+        let mut cells = Vec::with_capacity(table.table().columns.len());
+        cells.extend([
+            Cell::Null,
+            Cell::Text(self.project.to_owned()),
+            Cell::Text(self.host.to_owned()),
+            Cell::Ts(self.ts),
+        ]);
+        cells
+    }
+}
+
+fn finish(table: TableId, cells: Vec<Cell>) -> Row {
+    debug_assert_eq!(cells.len(), table.table().columns.len(), "row of {}", table.table().name);
+    Row { table, cells }
+}
+
+fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
+    let null = Value::Null;
+    let http = r.get("http").unwrap_or(&null);
+    let runtime = r.get("runtime").unwrap_or(&null);
+    let res = r.get("resources").unwrap_or(&null);
+    let err = r.get("error").unwrap_or(&null);
+    let sql = r.get("sql").unwrap_or(&null);
+    let profile = r.get("profile").unwrap_or(&null);
+    let agent = r.get("agent").unwrap_or(&null);
+    let duration_ms = r.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0);
+    let started_at = env.ts - (duration_ms * 1000.0).round() as i64;
+    let correlation = text(r, "correlation_id");
+    let queries = sql.get("queries").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let stacks = profile.get("stacks").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let edges = profile.get("edges").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let profiler = text(profile, "profiler");
+    let period_ms = profile.get("period_ms").and_then(Value::as_f64);
+
+    let mut c = env.start(TableId::Requests);
+    c.extend([
+        Cell::Text(id.to_owned()),
+        opt_text(correlation.clone()),
+        Cell::Ts(started_at),
+        str_cell(r, "record_type"),
+        float_cell(r, "sampling_weight"),
+        Cell::Float(duration_ms),
+        str_cell(http, "method"),
+        str_cell(http, "url"),
+        int_cell(http, "status"),
+        str_cell(http, "route"),
+        str_cell(http, "controller"),
+        str_cell(http, "action"),
+        str_cell(http, "client_ip"),
+        str_cell(runtime, "sapi"),
+        str_cell(runtime, "php_version"),
+        int_cell(runtime, "pid"),
+        str_cell(runtime, "agent_version"),
+        float_cell(runtime, "threshold_ms"),
+        int_cell(res, "memory_usage_bytes"),
+        int_cell(res, "memory_peak_bytes"),
+        float_cell(res, "cpu_user_ms"),
+        float_cell(res, "cpu_system_ms"),
+        int_cell(err, "type"),
+        str_cell(err, "type_name"),
+        str_cell(err, "message"),
+        str_cell(err, "file"),
+        int_cell(err, "line"),
+        if sql.is_null() { Cell::Null } else { Cell::Int(queries.len() as i64) },
+        int_cell(sql, "total_count"),
+        int_cell(sql, "dropped"),
+        float_cell(sql, "total_ms"),
+        opt_text(profiler.clone()),
+        period_ms.map_or(Cell::Null, Cell::Float),
+        int_cell(profile, "total_samples"),
+        if profile.is_null() { Cell::Null } else { Cell::Int((stacks.len() + edges.len()) as i64) },
+        int_cell(profile, "dropped"),
+        int_cell(profile, "dropped_samples"),
+        float_cell(agent, "overhead_us"),
+        int_cell(agent, "dropped_records"),
+        Cell::Bool(r.get("trimmed").is_some_and(|t| !t.is_null())),
+        json_cell(http, "headers"),
+        json_cell(r, "context"),
+    ]);
+    rows.push(finish(TableId::Requests, c));
+
+    for (idx, q) in queries.iter().enumerate() {
+        let sql_text = q.get("sql").and_then(Value::as_str).unwrap_or("");
+        let fp = q
+            .get("fingerprint")
+            .and_then(Value::as_str)
+            .map_or_else(|| fingerprint::normalize(sql_text), str::to_owned);
+        let start_ms = q.get("start_ms").and_then(Value::as_f64).unwrap_or(0.0);
+        let first_frame = q.get("frames").and_then(|f| f.get(0)).unwrap_or(&null);
+        let mut c = env.start(TableId::RequestSql);
+        c.extend([
+            opt_text(correlation.clone()),
+            Cell::Int(idx as i64),
+            Cell::Ts(started_at + (start_ms * 1000.0).round() as i64),
+            Cell::Float(start_ms),
+            float_cell(q, "duration_ms"),
+            Cell::Text(sql_text.to_owned()),
+            Cell::Text(fp),
+            str_cell(q, "op"),
+            str_cell(q, "source"),
+            str_cell(q, "status"),
+            str_cell(q, "error"),
+            int_cell(q, "rows"),
+            str_cell(first_frame, "function"),
+            str_cell(first_frame, "file"),
+            int_cell(first_frame, "line"),
+            json_cell(q, "params"),
+            json_cell(q, "frames"),
+        ]);
+        rows.push(finish(TableId::RequestSql, c));
+    }
+
+    for (idx, s) in stacks.iter().enumerate() {
+        let frames: Vec<&str> = s
+            .get("frames")
+            .and_then(Value::as_array)
+            .map(|f| f.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let samples = s.get("samples").and_then(Value::as_i64);
+        let n = frames.len();
+        let mut c = env.start(TableId::RequestProfile);
+        c.extend([
+            opt_text(correlation.clone()),
+            Cell::Int(idx as i64),
+            opt_text(profiler.clone()),
+            Cell::Text(frames.join(";")),
+            Cell::Int(n as i64),
+            frames.last().map_or(Cell::Null, |f| Cell::Text((*f).to_owned())),
+            if n >= 2 { Cell::Text(frames[n - 2].to_owned()) } else { Cell::Null },
+            samples.map_or(Cell::Null, Cell::Int),
+            match (samples, period_ms) {
+                (Some(s), Some(p)) => Cell::Float(s as f64 * p * 1000.0),
+                _ => Cell::Null,
+            },
+            Cell::Null,
+            Cell::Null,
+            Cell::Null,
+        ]);
+        rows.push(finish(TableId::RequestProfile, c));
+    }
+    for (idx, e) in edges.iter().enumerate() {
+        let mut c = env.start(TableId::RequestProfile);
+        c.extend([
+            opt_text(correlation.clone()),
+            Cell::Int((stacks.len() + idx) as i64),
+            opt_text(profiler.clone()),
+            Cell::Null,
+            Cell::Null,
+            str_cell(e, "callee"),
+            str_cell(e, "caller"),
+            Cell::Null,
+            float_cell(e, "wt_us"),
+            int_cell(e, "ct"),
+            float_cell(e, "cpu_us"),
+            int_cell(e, "mu"),
+        ]);
+        rows.push(finish(TableId::RequestProfile, c));
+    }
+}
+
+fn pg_activity_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
+    let backends = r.get("backends").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    for (idx, b) in backends.iter().enumerate() {
+        let app = b.get("application_name").and_then(Value::as_str);
+        let correlation = text(b, "correlation_id").or_else(|| app.and_then(fingerprint::parse_correlation_id));
+        let query = b.get("query").and_then(Value::as_str);
+        let query_start = ts_cell(b, "query_start");
+        let xact_start = ts_cell(b, "xact_start");
+        let mut c = env.start(TableId::PgActivity);
+        c.extend([
+            int_cell(r, "server_version_num"),
+            float_cell(r, "sample_ms"),
+            int_cell(b, "pid"),
+            int_cell(b, "leader_pid"),
+            int_cell(b, "datid"),
+            str_cell(b, "datname"),
+            int_cell(b, "usesysid"),
+            str_cell(b, "usename"),
+            app.map_or(Cell::Null, |a| Cell::Text(a.to_owned())),
+            opt_text(correlation),
+            str_cell(b, "client_addr"),
+            str_cell(b, "client_hostname"),
+            int_cell(b, "client_port"),
+            ts_cell(b, "backend_start"),
+            xact_start.clone(),
+            query_start.clone(),
+            ts_cell(b, "state_change"),
+            str_cell(b, "wait_event_type"),
+            str_cell(b, "wait_event"),
+            str_cell(b, "state"),
+            str_cell(b, "backend_xid"),
+            str_cell(b, "backend_xmin"),
+            int_cell(b, "query_id"),
+            query.map_or(Cell::Null, |q| Cell::Text(q.to_owned())),
+            query.map_or(Cell::Null, |q| Cell::Text(fingerprint::normalize(q))),
+            str_cell(b, "backend_type"),
+            int_list_cell(b, "blocking_pids"),
+            elapsed_ms(&query_start, env.ts),
+            elapsed_ms(&xact_start, env.ts),
+            Cell::Int(idx as i64),
+        ]);
+        rows.push(finish(TableId::PgActivity, c));
+    }
+}
+
+fn pg_statements_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
+    let entries = r.get("entries").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    for (idx, e) in entries.iter().enumerate() {
+        let query = e.get("query").and_then(Value::as_str);
+        let fp = e
+            .get("fingerprint")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| query.map(fingerprint::normalize));
+        let mut c = env.start(TableId::PgStatements);
+        c.extend([
+            int_cell(r, "server_version_num"),
+            str_cell(r, "extension_version"),
+            ts_cell(r, "interval_start"),
+            ts_cell(r, "interval_end"),
+            int_cell(e, "queryid"),
+            int_cell(e, "userid"),
+            int_cell(e, "dbid"),
+            bool_cell(e, "toplevel"),
+            query.map_or(Cell::Null, |q| Cell::Text(q.to_owned())),
+            opt_text(fp),
+            int_cell(e, "calls"),
+            float_cell(e, "total_exec_time_ms"),
+            int_cell(e, "rows"),
+            int_cell(e, "plans"),
+            float_cell(e, "total_plan_time_ms"),
+            int_cell(e, "shared_blks_hit"),
+            int_cell(e, "shared_blks_read"),
+            int_cell(e, "shared_blks_dirtied"),
+            int_cell(e, "shared_blks_written"),
+            int_cell(e, "local_blks_hit"),
+            int_cell(e, "local_blks_read"),
+            int_cell(e, "local_blks_dirtied"),
+            int_cell(e, "local_blks_written"),
+            int_cell(e, "temp_blks_read"),
+            int_cell(e, "temp_blks_written"),
+            float_cell(e, "blk_read_time_ms"),
+            float_cell(e, "blk_write_time_ms"),
+            int_cell(e, "wal_records"),
+            int_cell(e, "wal_fpi"),
+            int_cell(e, "wal_bytes"),
+            int_cell(r, "evicted"),
+            Cell::Int(idx as i64),
+            int_cell(r, "dealloc"),
+        ]);
+        rows.push(finish(TableId::PgStatements, c));
+    }
+}
+
+fn pg_log_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
+    let null = Value::Null;
+    let app = r.get("application_name").and_then(Value::as_str);
+    let correlation = text(r, "correlation_id").or_else(|| app.and_then(fingerprint::parse_correlation_id));
+    let query = r.get("query").and_then(Value::as_str);
+    let statement = r.get("statement").and_then(Value::as_str);
+    let fp = query.or(statement).map(fingerprint::normalize);
+    let lock = r.get("lock").unwrap_or(&null);
+    let temp = r.get("temp_file").unwrap_or(&null);
+    let source = r.get("source").unwrap_or(&null);
+    let class = text(r, "class");
+    let mut c = env.start(TableId::PgLog);
+    c.extend([
+        ts_cell(r, "log_time"),
+        str_cell(r, "format"),
+        opt_text(class.clone()),
+        str_cell(r, "severity"),
+        str_cell(r, "sqlstate"),
+        int_cell(r, "pid"),
+        str_cell(r, "session_id"),
+        int_cell(r, "session_line"),
+        str_cell(r, "user"),
+        str_cell(r, "database"),
+        app.map_or(Cell::Null, |a| Cell::Text(a.to_owned())),
+        opt_text(correlation),
+        str_cell(r, "client"),
+        str_cell(r, "backend_type"),
+        int_cell(r, "query_id"),
+        str_cell(r, "message"),
+        str_cell(r, "detail"),
+        str_cell(r, "hint"),
+        str_cell(r, "context"),
+        statement.map_or(Cell::Null, |s| Cell::Text(s.to_owned())),
+        float_cell(r, "duration_ms"),
+        query.map_or(Cell::Null, |q| Cell::Text(q.to_owned())),
+        opt_text(fp),
+        str_cell(r, "parameters"),
+        json_cell(r, "plan"),
+        str_cell(lock, "mode"),
+        str_cell(lock, "object"),
+        float_cell(lock, "waited_ms"),
+        int_list_cell(lock, "holders"),
+        int_list_cell(lock, "queue"),
+        r.get("deadlock").and_then(|d| d.get("processes")).map_or(Cell::Null, |p| Cell::Text(p.to_string())),
+        str_cell(temp, "path"),
+        int_cell(temp, "size_bytes"),
+        json_cell(r, "details"),
+        str_cell(source, "file"),
+        int_cell(source, "offset"),
+        str_cell(r, "raw"),
+        Cell::Bool(matches!(class.as_deref(), Some("lock_wait" | "deadlock"))),
+    ]);
+    rows.push(finish(TableId::PgLog, c));
+}
+
+fn host_metrics_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
+    let null = Value::Null;
+    let cpu = r.get("cpu").unwrap_or(&null);
+    let mem = r.get("memory").unwrap_or(&null);
+    let swap = r.get("swap").unwrap_or(&null);
+    let disk = r.get("disk").unwrap_or(&null);
+    let net = r.get("net").unwrap_or(&null);
+    let mut c = env.start(TableId::HostMetrics);
+    c.extend([
+        str_cell(r, "source"),
+        float_cell(r, "interval_s"),
+        int_cell(r, "ncpu"),
+        float_cell(r, "load1"),
+        float_cell(r, "load5"),
+        float_cell(r, "load15"),
+        float_cell(cpu, "user_pct"),
+        float_cell(cpu, "system_pct"),
+        float_cell(cpu, "iowait_pct"),
+        float_cell(cpu, "steal_pct"),
+        float_cell(cpu, "idle_pct"),
+        int_cell(mem, "total_bytes"),
+        int_cell(mem, "available_bytes"),
+        int_cell(mem, "used_bytes"),
+        int_cell(swap, "total_bytes"),
+        int_cell(swap, "used_bytes"),
+        int_cell(swap, "in_bytes"),
+        int_cell(swap, "out_bytes"),
+        int_cell(disk, "read_bytes"),
+        int_cell(disk, "write_bytes"),
+        int_cell(net, "rx_bytes"),
+        int_cell(net, "tx_bytes"),
+        int_cell(r, "procs_running"),
+        int_cell(r, "procs_blocked"),
+    ]);
+    rows.push(finish(TableId::HostMetrics, c));
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn opt_text(v: Option<String>) -> Cell {
+    v.map_or(Cell::Null, Cell::Text)
+}
+
+fn str_cell(v: &Value, key: &str) -> Cell {
+    v.get(key).and_then(Value::as_str).map_or(Cell::Null, |s| Cell::Text(s.to_owned()))
+}
+
+/// Integers; values over i64 (u64 counters) are clamped rather than lost.
+fn int_cell(v: &Value, key: &str) -> Cell {
+    match v.get(key) {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_u64().map(|_| i64::MAX))
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map_or(Cell::Null, Cell::Int),
+        _ => Cell::Null,
+    }
+}
+
+fn float_cell(v: &Value, key: &str) -> Cell {
+    v.get(key).and_then(Value::as_f64).map_or(Cell::Null, Cell::Float)
+}
+
+fn bool_cell(v: &Value, key: &str) -> Cell {
+    v.get(key).and_then(Value::as_bool).map_or(Cell::Null, Cell::Bool)
+}
+
+/// A sub-value as JSON text; NULL when absent or null.
+fn json_cell(v: &Value, key: &str) -> Cell {
+    match v.get(key) {
+        None | Some(Value::Null) => Cell::Null,
+        Some(x) => Cell::Text(x.to_string()),
+    }
+}
+
+fn int_list_cell(v: &Value, key: &str) -> Cell {
+    match v.get(key).and_then(Value::as_array) {
+        Some(items) => Cell::IntList(items.iter().filter_map(Value::as_i64).collect()),
+        None => Cell::Null,
+    }
+}
+
+fn ts_cell(v: &Value, key: &str) -> Cell {
+    v.get(key).and_then(Value::as_str).and_then(parse_pg_ts).map_or(Cell::Null, Cell::Ts)
+}
+
+fn elapsed_ms(start: &Cell, ts: i64) -> Cell {
+    match start {
+        Cell::Ts(s) => Cell::Float((ts - s) as f64 / 1000.0),
+        _ => Cell::Null,
+    }
+}
+
+/// Parses a timestamp as PostgreSQL or a writer printed it: RFC 3339, or
+/// PostgreSQL's `2026-11-27 11:47:44.123+00` (space separator, short offset),
+/// into microseconds since the epoch, UTC. `None` when it is neither.
+pub fn parse_pg_ts(text: &str) -> Option<i64> {
+    if let Ok(t) = bitville_schemas::parse_ts(text) {
+        return Some(t);
+    }
+    let mut s = text.trim().to_owned();
+    for zone in [" UTC", " GMT"] {
+        if let Some(stripped) = s.strip_suffix(zone) {
+            s = format!("{stripped}Z");
+        }
+    }
+    if s.len() > 10 && s.as_bytes()[10] == b' ' {
+        s.replace_range(10..11, "T");
+    }
+    // A bare offset such as +00 or -0530 gets its minutes and colon.
+    if let Some(pos) = s.rfind(['+', '-']).filter(|p| *p > 18) {
+        let offset = &s[pos + 1..];
+        let fixed = match offset.len() {
+            2 => format!("{offset}:00"),
+            4 if !offset.contains(':') => format!("{}:{}", &offset[..2], &offset[2..]),
+            _ => offset.to_owned(),
+        };
+        s.replace_range(pos + 1.., &fixed);
+    } else if !s.ends_with('Z') && !s.ends_with('z') {
+        s.push('Z');
+    }
+    bitville_schemas::parse_ts(&s).ok()
+}
+
+/// The number of columns in every table, for checks in tests.
+pub fn column_count(table: TableId) -> usize {
+    schema::TABLES[table as usize].columns.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(kind: &str) -> Value {
+        json!({"v": 1, "kind": kind, "id": "1b4e28ba-2fa1-41d2-883f-0016d3cca427",
+               "ts": "2026-11-27T11:47:44.123456Z", "project": "shop", "host": "web-1"})
+    }
+
+    fn merged(kind: &str, body: Value) -> Value {
+        let mut r = env(kind);
+        r.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        r
+    }
+
+    fn check_shapes(p: &PreparedRecord) {
+        for row in &p.rows {
+            assert_eq!(row.cells.len(), column_count(row.table), "{:?}", row.table);
+        }
+    }
+
+    #[test]
+    fn a_request_becomes_one_row_per_statement_and_stack() {
+        let r = merged("request", json!({
+            "correlation_id": "2b4e28ba-2fa1-41d2-883f-0016d3cca427", "record_type": "full",
+            "sampling_weight": 1, "duration_ms": 250.0,
+            "runtime": {"sapi": "fpm-fcgi", "php_version": "8.2.7", "pid": 42},
+            "http": {"method": "GET", "url": "/checkout", "status": 200},
+            "sql": {"queries": [
+                {"sql": "SELECT * FROM t WHERE id = 5", "start_ms": 10.0, "duration_ms": 3.5, "status": "ok",
+                 "frames": [{"function": "Repo::find", "file": "a.php", "line": 7}]}
+            ]},
+            "profile": {"profiler": "excimer", "period_ms": 10, "stacks": [
+                {"frames": ["main", "Controller::run", "slow"], "samples": 20}
+            ]}
+        }));
+        let p = prepare(Kind::Request, &r, "{}", 0).unwrap();
+        check_shapes(&p);
+        let tables: Vec<_> = p.rows.iter().map(|r| r.table).collect();
+        assert_eq!(tables, [TableId::Records, TableId::Requests, TableId::RequestSql, TableId::RequestProfile]);
+        let sql = &p.rows[2].cells;
+        assert_eq!(sql[10], Cell::Text("SELECT * FROM t WHERE id = $1".into()));
+        assert_eq!(sql[6], Cell::Ts(p.ts - 250_000 + 10_000), "statement start = request start + start_ms");
+        assert_eq!(sql[16], Cell::Text("Repo::find".into()));
+        let prof = &p.rows[3].cells;
+        assert_eq!(prof[7], Cell::Text("main;Controller::run;slow".into()));
+        assert_eq!(prof[9], Cell::Text("slow".into()));
+        assert_eq!(prof[10], Cell::Text("Controller::run".into()));
+        assert_eq!(prof[12], Cell::Float(200_000.0), "20 samples of 10 ms");
+    }
+
+    #[test]
+    fn pg_activity_parses_correlation_ids_and_postgres_timestamps() {
+        let r = merged("pg_activity", json!({"server_version_num": 150004, "backends": [
+            {"pid": 7, "application_name": "bitville:2b4e28ba-2fa1-41d2-883f-0016d3cca427",
+             "query_start": "2026-11-27 11:47:43.123456+00", "query": "SELECT 1", "blocking_pids": [8, 9]},
+            {"pid": 8}
+        ]}));
+        let p = prepare(Kind::PgActivity, &r, "{}", 0).unwrap();
+        check_shapes(&p);
+        assert_eq!(p.rows.len(), 3);
+        let b = &p.rows[1].cells;
+        assert_eq!(b[13], Cell::Text("2b4e28ba-2fa1-41d2-883f-0016d3cca427".into()));
+        assert_eq!(b[31], Cell::Float(1000.0), "query_ms");
+        assert_eq!(b[30], Cell::IntList(vec![8, 9]));
+    }
+
+    #[test]
+    fn other_kinds_fill_every_column() {
+        let cases = [
+            (Kind::HostMetrics, merged("host_metrics", json!({"source": "shipper", "load1": 1, "load5": 1, "load15": 1}))),
+            (Kind::PgLog, merged("pg_log", json!({"log_time": "2026-11-27 11:47:44 UTC", "format": "stderr",
+                "class": "lock_wait", "message": "m", "lock": {"holders": [1]}}))),
+            (Kind::PgStatements, merged("pg_statements", json!({"server_version_num": 1, "interval_start": "2026-11-27T11:00:00Z",
+                "interval_end": "2026-11-27T11:01:00Z", "entries": [{"queryid": 1, "calls": 2, "total_exec_time_ms": 3.0, "query": "SELECT 2"}]}))),
+        ];
+        for (kind, r) in cases {
+            let p = prepare(kind, &r, "{}", 0).unwrap();
+            check_shapes(&p);
+            assert_eq!(p.rows.len(), 2, "{kind}");
+        }
+    }
+
+    #[test]
+    fn postgres_timestamp_forms_parse() {
+        let z = bitville_schemas::parse_ts("2026-11-27T11:47:44.000000Z").unwrap();
+        assert_eq!(parse_pg_ts("2026-11-27 11:47:44+00"), Some(z));
+        assert_eq!(parse_pg_ts("2026-11-27 13:47:44+02:00"), Some(z));
+        assert_eq!(parse_pg_ts("2026-11-27T11:47:44Z"), Some(z));
+        assert_eq!(parse_pg_ts("2026-11-27 17:17:44+0530"), Some(z));
+        assert_eq!(parse_pg_ts("2026-11-27 11:47:44"), Some(z));
+        assert_eq!(parse_pg_ts("2026-11-27 11:47:44 UTC"), Some(z));
+        assert_eq!(parse_pg_ts("yesterday"), None);
+    }
+}

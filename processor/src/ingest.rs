@@ -1,0 +1,354 @@
+//! The HTTP side: `POST /v1/ingest`, `/healthz`, `/readyz`, `/metrics`.
+//!
+//! A batch goes through the layers in order, each refusing with its own
+//! status: rate limit (429), token (401), body size (413), decompression
+//! (400/413), record count (413), then per line: size, schema, project, time.
+//! Refused lines come back with their line number; the rest are stored, and
+//! the reply is sent only after the store committed them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::App;
+use crate::config::Limits;
+use crate::flatten::{self, PreparedRecord};
+use crate::limits::{BodyError, gunzip_bounded};
+use crate::metrics::Outcome;
+
+/// The router of the processor's HTTP port.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/ingest", post(ingest))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+/// One refused line of a batch.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Rejected {
+    /// 1-based line number in the (decompressed) body.
+    pub line: usize,
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+/// The reply to a batch.
+#[derive(Debug, Serialize)]
+struct IngestReply {
+    /// Records stored by this batch.
+    accepted: usize,
+    /// Records already stored before (same id), not stored again.
+    duplicates: usize,
+    rejected: Vec<Rejected>,
+}
+
+/// A refusal of the whole batch.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal { status, message: message.into(), retry_after: None }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if let Some(wait) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+impl From<BodyError> for Refusal {
+    fn from(e: BodyError) -> Self {
+        let status = match e {
+            BodyError::TooLargeDecompressed(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::Empty | BodyError::BadGzip(_) => StatusCode::BAD_REQUEST,
+        };
+        Refusal::new(status, e.to_string())
+    }
+}
+
+async fn ingest(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = ingest_inner(&app, peer, &headers, body).await;
+    let resp = match result {
+        Ok(reply) => {
+            app.metrics.batch_latency(started.elapsed().as_secs_f64());
+            (StatusCode::OK, axum::Json(reply)).into_response()
+        }
+        Err(refusal) => {
+            tracing::debug!("ingest from {peer} refused: {} {}", refusal.status, refusal.message);
+            refusal.into_response()
+        }
+    };
+    app.metrics.response(resp.status().as_u16());
+    resp
+}
+
+async fn ingest_inner(app: &App, peer: SocketAddr, headers: &HeaderMap, body: Body) -> Result<IngestReply, Refusal> {
+    let (tokens, limits) = app.live();
+    if let Err(wait) =
+        app.rate.check(peer.ip(), limits.requests_per_minute, limits.rate_limit_clients, Instant::now())
+    {
+        return Err(Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "client {} is over {} requests per minute; retry in {} s",
+                peer.ip(),
+                limits.requests_per_minute,
+                wait.as_secs()
+            ),
+            retry_after: Some(wait),
+        });
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| crate::auth::bearer_token(h.as_bytes()))
+        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer token"))?;
+    let project = tokens
+        .project_of(token)
+        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "unknown token"))?
+        .to_owned();
+
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(too_large_body(limits.max_body_bytes));
+    }
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
+        None => false,
+        Some(e) if e == "gzip" || e == "x-gzip" => true,
+        Some(e) if e == "identity" || e.is_empty() => false,
+        Some(e) => return Err(BodyError::UnsupportedEncoding(e).into()),
+    };
+    let _slot = app.slots.acquire().await.map_err(|_| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "processor is shutting down"))?;
+    let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit") {
+                too_large_body(limits.max_body_bytes)
+            } else {
+                Refusal::new(StatusCode::BAD_REQUEST, format!("body could not be read: {e}"))
+            }
+        })?;
+
+    let now = app.now();
+    let prepared = {
+        let limits = limits.clone();
+        let project = project.clone();
+        tokio::task::spawn_blocking(move || -> Result<Batch, Refusal> {
+            let text = if gzip { gunzip_bounded(&bytes, limits.max_decompressed_bytes)? } else { bytes.to_vec() };
+            prepare_batch(&text, &project, &limits, now)
+        })
+        .await
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("batch preparation failed: {e}")))??
+    };
+
+    for r in &prepared.rejected {
+        let (p, k) = r.1.as_ref().map_or(("unknown", "unknown"), |(p, k)| (p.as_str(), k.as_str()));
+        app.metrics.record(p, k, Outcome::Refused, 1);
+    }
+    let kinds: Vec<&'static str> = prepared.records.iter().map(|r| r.kind.as_str()).collect();
+    let outcome = app.store.write(prepared.records).await.map_err(|e| Refusal {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: e.to_string(),
+        retry_after: Some(Duration::from_secs(5)),
+    })?;
+    let mut accepted = 0;
+    for (kind, stored) in kinds.iter().zip(&outcome.stored) {
+        let o = if *stored { Outcome::Accepted } else { Outcome::Duplicate };
+        accepted += usize::from(*stored);
+        app.metrics.record(&project, kind, o, 1);
+    }
+    Ok(IngestReply {
+        accepted,
+        duplicates: outcome.stored.len() - accepted,
+        rejected: prepared.rejected.into_iter().map(|r| r.0).collect(),
+    })
+}
+
+fn too_large_body(max: usize) -> Refusal {
+    Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds max_body_bytes ({max} bytes)"))
+}
+
+/// A batch split into records to store and lines refused (with the project
+/// and kind of the refused line when they could be read, for the metrics).
+#[derive(Debug)]
+pub struct Batch {
+    pub records: Vec<PreparedRecord>,
+    pub rejected: Vec<(Rejected, Option<(String, String)>)>,
+}
+
+/// Splits an NDJSON body into lines and checks each: size, schema, project,
+/// time. Blank lines are skipped but still counted for line numbers.
+///
+/// # Errors
+/// The body is empty, or has more records than `max_records_per_batch`.
+pub fn prepare_batch(body: &[u8], project: &str, limits: &Limits, now: i64) -> Result<Batch, Refusal> {
+    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+    let count = lines.iter().filter(|l| !l.trim_ascii().is_empty()).count();
+    if count == 0 {
+        return Err(BodyError::Empty.into());
+    }
+    if count > limits.max_records_per_batch {
+        return Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("batch has {count} records, over max_records_per_batch ({})", limits.max_records_per_batch),
+        ));
+    }
+    let max_future = limits.max_future_s as i64 * 1_000_000;
+    let mut batch = Batch { records: Vec::with_capacity(count), rejected: Vec::new() };
+    for (i, line) in lines.iter().enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let number = i + 1;
+        match check_line(line, project, limits.max_line_bytes, now, max_future) {
+            Ok(record) => batch.records.push(record),
+            Err(reason) => {
+                let (id, labels) = line_identity(line, limits.max_line_bytes);
+                batch.rejected.push((Rejected { line: number, id, reason }, labels));
+            }
+        }
+    }
+    Ok(batch)
+}
+
+fn check_line(line: &[u8], project: &str, max_line: usize, now: i64, max_future: i64) -> Result<PreparedRecord, String> {
+    if line.len() > max_line {
+        return Err(format!("line is {} bytes, over max_line_bytes ({max_line})", line.len()));
+    }
+    let (kind, record) = bitville_schemas::validate_line(line).map_err(|e| e.to_string())?;
+    let record_project = record.get("project").and_then(|p| p.as_str()).unwrap_or("");
+    if record_project != project {
+        return Err(format!("/project: {record_project:?} is not the token's project {project:?}"));
+    }
+    // validate_line has checked UTF-8 already.
+    let raw = std::str::from_utf8(line).map_err(|e| e.to_string())?;
+    let prepared = flatten::prepare(kind, &record, raw, now).map_err(|e| e.to_string())?;
+    if prepared.ts > now + max_future {
+        return Err(format!(
+            "/ts: {} is more than {} s in the future",
+            record.get("ts").and_then(|t| t.as_str()).unwrap_or("?"),
+            max_future / 1_000_000
+        ));
+    }
+    Ok(prepared)
+}
+
+/// The id, project and kind of a refused line, when it is JSON at all.
+fn line_identity(line: &[u8], max_line: usize) -> (Option<String>, Option<(String, String)>) {
+    if line.len() > max_line {
+        return (None, None);
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return (None, None);
+    };
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let id = s("id");
+    let labels = match (s("project"), s("kind")) {
+        (Some(p), Some(k)) if bitville_schemas::Kind::ALL.iter().any(|x| x.as_str() == k) => Some((p, k)),
+        _ => None,
+    };
+    (id, labels)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(5), app.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Err(_) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "store did not answer within 5 s").into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let store = app.store.clone();
+    let rows = tokio::task::spawn_blocking(move || store.reader().and_then(|r| r.table_rows()))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let ready = rows.is_some();
+    let text = app.metrics.render(app.store.file_bytes(), &rows.unwrap_or_default(), ready);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: &str, project: &str) -> String {
+        format!(
+            r#"{{"v":1,"kind":"host_metrics","id":"{id}","ts":"2026-11-27T11:47:44.123456Z","project":"{project}","host":"h","source":"shipper","load1":1,"load5":1,"load15":1}}"#
+        )
+    }
+
+    const ID: &str = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
+
+    fn now() -> i64 {
+        bitville_schemas::parse_ts("2026-11-27T12:00:00.000000Z").unwrap()
+    }
+
+    #[test]
+    fn good_and_bad_lines_are_split_with_line_numbers() {
+        let body = format!("{}\n\nnot json\n{}\n", line(ID, "shop"), line(ID, "blog"));
+        let b = prepare_batch(body.as_bytes(), "shop", &Limits::default(), now()).unwrap();
+        assert_eq!(b.records.len(), 1);
+        assert_eq!(b.rejected.len(), 2);
+        assert_eq!(b.rejected[0].0.line, 3);
+        assert!(b.rejected[0].0.reason.starts_with("line is not JSON"), "{:?}", b.rejected[0]);
+        assert_eq!(b.rejected[1].0.line, 4);
+        assert_eq!(b.rejected[1].0.id.as_deref(), Some(ID));
+        assert_eq!(b.rejected[1].0.reason, r#"/project: "blog" is not the token's project "shop""#);
+    }
+
+    #[test]
+    fn empty_and_oversized_batches_are_refused_whole() {
+        let err = prepare_batch(b"\n \n", "shop", &Limits::default(), now()).unwrap_err();
+        assert_eq!((err.status, err.message.as_str()), (StatusCode::BAD_REQUEST, "body is empty"));
+        let limits = Limits { max_records_per_batch: 1, ..Limits::default() };
+        let body = format!("{}\n{}\n", line(ID, "shop"), line(ID, "shop"));
+        let err = prepare_batch(body.as_bytes(), "shop", &limits, now()).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn long_lines_and_future_records_are_refused_alone() {
+        let limits = Limits { max_line_bytes: 50, ..Limits::default() };
+        let b = prepare_batch(line(ID, "shop").as_bytes(), "shop", &limits, now()).unwrap();
+        assert!(b.rejected[0].0.reason.contains("over max_line_bytes (50)"), "{:?}", b.rejected);
+        let early = bitville_schemas::parse_ts("2026-11-25T12:00:00.000000Z").unwrap();
+        let b = prepare_batch(line(ID, "shop").as_bytes(), "shop", &Limits::default(), early).unwrap();
+        assert!(b.rejected[0].0.reason.contains("in the future"), "{:?}", b.rejected);
+    }
+}

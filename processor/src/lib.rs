@@ -1,0 +1,232 @@
+//! The Bitville APM processor: receives records, stores each exactly once in
+//! DuckDB, keeps them for a retention period.
+//!
+//! Modules, one job each:
+//! - [`config`]: the TOML config, its defaults and checks.
+//! - [`auth`]: ingest tokens and their projects, compared in constant time.
+//! - [`limits`]: per-client rate limiting and bounded gzip decoding.
+//! - [`ingest`]: the HTTP routes (`/v1/ingest`, `/healthz`, `/readyz`, `/metrics`).
+//! - [`udp`]: the fire-and-forget UDP receiver.
+//! - [`flatten`]: validated records to table rows (no DuckDB here).
+//! - [`store`]: the only module that talks to DuckDB: layout, single writer, readers.
+//! - [`retention`]: drops expired days on a timer.
+//! - [`metrics`]: counters in the Prometheus text format.
+//!
+//! [`Processor::start`] binds the sockets, opens the store and starts the
+//! tasks; [`Processor::shutdown`] drains them and checkpoints the store.
+
+pub mod auth;
+pub mod config;
+pub mod flatten;
+pub mod ingest;
+pub mod limits;
+pub mod metrics;
+pub mod retention;
+pub mod store;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::auth::Tokens;
+use crate::config::{Config, Limits, RetentionConfig, TokenConfig};
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// The project of the development token made when the config has none.
+pub const DEV_PROJECT: &str = "demo";
+
+/// Why the processor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Settings that SIGHUP replaces.
+#[derive(Debug, Clone)]
+struct Live {
+    tokens: Arc<Tokens>,
+    limits: Arc<Limits>,
+    retention: RetentionConfig,
+}
+
+/// State shared by the HTTP handlers, the UDP receiver and retention.
+#[derive(Debug)]
+pub struct App {
+    pub store: Arc<Store>,
+    live: RwLock<Live>,
+    pub rate: limits::RateLimiter,
+    /// Bounds the batches being decoded and stored at once (memory).
+    pub slots: Semaphore,
+    pub metrics: metrics::Metrics,
+    /// Added to the wall clock; lets tests move time without waiting.
+    clock_offset_micros: AtomicI64,
+    dev_token: Option<String>,
+}
+
+impl App {
+    /// The current tokens and limits.
+    pub fn live(&self) -> (Arc<Tokens>, Arc<Limits>) {
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        (live.tokens.clone(), live.limits.clone())
+    }
+
+    pub fn retention(&self) -> RetentionConfig {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).retention.clone()
+    }
+
+    /// Now, in microseconds since the epoch (UTC), plus the test offset.
+    pub fn now(&self) -> i64 {
+        store::now_micros() + self.clock_offset_micros.load(Ordering::Relaxed)
+    }
+
+    /// Moves the processor's clock (tests of retention).
+    pub fn advance_clock(&self, micros: i64) {
+        self.clock_offset_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Takes tokens, limits and retention from a new config (SIGHUP). The
+    /// development token stays when the new config still lists none.
+    pub fn reload(&self, config: &Config) {
+        let live = Live {
+            tokens: Arc::new(Tokens::new(tokens_with_dev(config, self.dev_token.as_deref()))),
+            limits: Arc::new(config.limits.clone()),
+            retention: config.retention.clone(),
+        };
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = live;
+    }
+}
+
+fn tokens_with_dev(config: &Config, dev: Option<&str>) -> Vec<TokenConfig> {
+    match (config.tokens.is_empty(), dev) {
+        (true, Some(token)) => vec![TokenConfig { token: token.to_owned(), project: DEV_PROJECT.to_owned() }],
+        _ => config.tokens.clone(),
+    }
+}
+
+/// A running processor.
+#[derive(Debug)]
+pub struct Processor {
+    app: Arc<App>,
+    http_addr: SocketAddr,
+    udp_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    http_task: JoinHandle<()>,
+    other_tasks: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Processor {
+    /// Opens the store, binds the sockets and starts serving.
+    ///
+    /// # Errors
+    /// A socket cannot be bound or the store cannot be opened.
+    pub async fn start(config: Config) -> Result<Processor, StartError> {
+        let options = StoreOptions::from(&config.store);
+        let store = tokio::task::spawn_blocking(move || Store::open(&options))
+            .await
+            .map_err(|e| StoreError::Db { op: "open", message: e.to_string() })??;
+        let dev_token = config.tokens.is_empty().then(auth::random_token);
+        let app = Arc::new(App {
+            store: Arc::new(store),
+            live: RwLock::new(Live {
+                tokens: Arc::new(Tokens::new(tokens_with_dev(&config, dev_token.as_deref()))),
+                limits: Arc::new(config.limits.clone()),
+                retention: config.retention.clone(),
+            }),
+            rate: limits::RateLimiter::new(),
+            slots: Semaphore::new(config.limits.max_concurrent_batches),
+            metrics: metrics::Metrics::default(),
+            clock_offset_micros: AtomicI64::new(0),
+            dev_token,
+        });
+
+        let (shutdown, _) = watch::channel(false);
+        let stopped = |tx: &watch::Sender<bool>| {
+            let mut rx = tx.subscribe();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.server.listen.to_string(), source })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: config.server.listen.to_string(), source })?;
+        let server = axum::serve(
+            listener,
+            ingest::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(&shutdown));
+        let http_task = tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!("http server failed: {e}");
+            }
+        });
+
+        let mut other_tasks = Vec::new();
+        let mut udp_addr = None;
+        if !config.server.udp_listen.is_empty() {
+            let socket = tokio::net::UdpSocket::bind(&config.server.udp_listen)
+                .await
+                .map_err(|source| StartError::Bind { addr: config.server.udp_listen.clone(), source })?;
+            udp_addr = socket.local_addr().ok();
+            other_tasks.push(tokio::spawn(udp::serve(app.clone(), socket, stopped(&shutdown))));
+        }
+        other_tasks.push(tokio::spawn(retention::serve(app.clone(), stopped(&shutdown))));
+
+        Ok(Processor {
+            app,
+            http_addr,
+            udp_addr,
+            shutdown,
+            http_task,
+            other_tasks,
+            grace: Duration::from_secs(config.server.shutdown_grace_s),
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// The random token made for project `demo` when the config lists none.
+    pub fn dev_token(&self) -> Option<&str> {
+        self.app.dev_token.as_deref()
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Stops accepting, lets in-flight batches finish (up to the grace
+    /// period), then checkpoints the store and stops its writer.
+    ///
+    /// # Errors
+    /// The final checkpoint failed; the data is in the WAL all the same.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        let _ = self.shutdown.send(true);
+        let mut http_task = self.http_task;
+        if tokio::time::timeout(self.grace, &mut http_task).await.is_err() {
+            tracing::warn!("in-flight requests did not finish within {:?}; closing them", self.grace);
+            http_task.abort();
+        }
+        for task in self.other_tasks {
+            let _ = task.await;
+        }
+        self.app.store.shutdown().await
+    }
+}

@@ -1,0 +1,349 @@
+//! The DuckDB store: the only module that talks to DuckDB.
+//!
+//! **Architecture invariant:** one writer thread owns the writing connection
+//! ([`writer`]); everything that changes the file goes through its queue, so
+//! there is never more than one write transaction and ingest batches can be
+//! grouped into one commit. Readers open their own connections ([`Store::reader`]).
+//!
+//! Durability: a batch's reply is sent only after its transaction committed,
+//! and DuckDB syncs its write-ahead log on commit, so an acknowledged record
+//! survives SIGKILL and is replayed from the WAL when the file is opened
+//! again. DuckDB checkpoints the WAL into the file once it passes
+//! `checkpoint_threshold`, after retention, and at shutdown.
+
+pub mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use duckdb::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::StoreConfig;
+use crate::flatten::PreparedRecord;
+
+pub use writer::{RetentionOutcome, WriteOutcome, now_micros};
+
+/// Settings of the store, from `[store]` in the config.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    pub memory_limit: String,
+    pub threads: u32,
+    pub checkpoint_threshold: String,
+    pub max_records_per_commit: usize,
+    pub queue_batches: usize,
+}
+
+impl From<&StoreConfig> for StoreOptions {
+    fn from(c: &StoreConfig) -> Self {
+        StoreOptions {
+            path: c.path.clone(),
+            memory_limit: c.memory_limit.clone(),
+            threads: c.threads,
+            checkpoint_threshold: c.checkpoint_threshold.clone(),
+            max_records_per_commit: c.max_records_per_commit,
+            queue_batches: c.queue_batches,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Defaults from the config, at another path (tests, benchmarks).
+    pub fn at(path: &Path) -> Self {
+        let mut o = StoreOptions::from(&StoreConfig::default());
+        o.path = path.to_owned();
+        o
+    }
+}
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create store folder {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open store {path}: {source}")]
+    Open { path: PathBuf, source: duckdb::Error },
+    #[error("store {path}: layout version {found} is newer than this processor's {supported}")]
+    TooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error("store {op}: {message}")]
+    Db { op: &'static str, message: String },
+    #[error("store writer has stopped")]
+    WriterGone,
+}
+
+impl StoreError {
+    fn db(op: &'static str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db { op, message: e.to_string() }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A message to the writer thread.
+enum Msg {
+    /// Store records; `reply` is `None` for fire-and-forget (UDP).
+    Write { records: Vec<PreparedRecord>, reply: Option<Reply<WriteOutcome>> },
+    /// Drop whole days that ended at or before `cutoff` (micros since epoch).
+    Retention { cutoff: i64, now: i64, reply: Reply<RetentionOutcome> },
+    Checkpoint { reply: Reply<()> },
+    /// Proves the writer is alive and the file takes a transaction.
+    Ping { reply: Reply<()> },
+    SetCursor { name: String, seq: i64, now: i64, reply: Reply<()> },
+    /// Finish the queue, checkpoint, stop.
+    Shutdown { reply: Reply<()> },
+}
+
+/// The open store: a handle to the writer thread and a connection to clone readers from.
+pub struct Store {
+    path: PathBuf,
+    tx: mpsc::Sender<Msg>,
+    /// Connections are not `Sync`; readers are cloned from this one.
+    base: Mutex<Connection>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store file, upgrades its layout, and starts the writer.
+    ///
+    /// # Errors
+    /// The folder or file cannot be created or opened, the file is from a
+    /// newer processor, or its layout cannot be set up.
+    pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+        }
+        let conn = open_connection(options)?;
+        let writer = writer::Writer::start(conn, options)?;
+        let base = writer
+            .connection()
+            .try_clone()
+            .map_err(|source| StoreError::Open { path: options.path.clone(), source })?;
+        let (tx, rx) = mpsc::channel(options.queue_batches.max(1));
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::db("start writer", e))?;
+        Ok(Store { path: options.path.clone(), tx, base: Mutex::new(base), thread: Mutex::new(Some(thread)) })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores records and returns once they are committed (or found to be
+    /// duplicates). `stored[i]` is false when record `i` was a duplicate.
+    ///
+    /// # Errors
+    /// The transaction failed (nothing of the batch is stored) or the writer stopped.
+    pub async fn write(&self, records: Vec<PreparedRecord>) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Msg::Write { records, reply: Some(reply) }).await.map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues records without waiting (UDP). False when the queue is full
+    /// or the writer stopped: the caller counts a drop.
+    pub fn write_detached(&self, records: Vec<PreparedRecord>) -> bool {
+        self.tx.try_send(Msg::Write { records, reply: None }).is_ok()
+    }
+
+    /// Drops every day that ended at or before `cutoff`, then checkpoints so
+    /// their blocks can be reused. `now` is recorded in `retention_runs`.
+    ///
+    /// # Errors
+    /// The transaction failed or the writer stopped.
+    pub async fn enforce_retention(&self, cutoff: i64, now: i64) -> Result<RetentionOutcome, StoreError> {
+        self.ask(|reply| Msg::Retention { cutoff, now, reply }).await
+    }
+
+    /// Checkpoints the WAL into the file.
+    ///
+    /// # Errors
+    /// DuckDB refused the checkpoint or the writer stopped.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.ask(|reply| Msg::Checkpoint { reply }).await
+    }
+
+    /// Readiness: the writer answers and a transaction can commit.
+    ///
+    /// # Errors
+    /// The writer stopped or the file does not take a transaction.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.ask(|reply| Msg::Ping { reply }).await
+    }
+
+    /// Saves a named read cursor (the last `seq` a reader handled).
+    ///
+    /// # Errors
+    /// The transaction failed or the writer stopped.
+    pub async fn set_cursor(&self, name: &str, seq: i64, now: i64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.ask(|reply| Msg::SetCursor { name, seq, now, reply }).await
+    }
+
+    /// Finishes the queued writes, checkpoints, and stops the writer.
+    ///
+    /// # Errors
+    /// The final checkpoint failed (the data is safe in the WAL all the same).
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let result = self.ask(|reply| Msg::Shutdown { reply }).await;
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        result
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// A read connection of its own.
+    ///
+    /// # Errors
+    /// DuckDB could not open another connection.
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        let base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = base.try_clone().map_err(|e| StoreError::db("open reader", e))?;
+        Ok(Reader { conn })
+    }
+
+    /// Bytes of the store file plus its WAL.
+    pub fn file_bytes(&self) -> u64 {
+        file_bytes(&self.path)
+    }
+}
+
+/// Bytes of a store file plus its WAL.
+pub fn file_bytes(path: &Path) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push(".wal");
+    size(path) + size(Path::new(&wal))
+}
+
+fn open_connection(options: &StoreOptions) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open { path: options.path.clone(), source };
+    let config = duckdb::Config::default()
+        .enable_autoload_extension(false)
+        .and_then(|c| c.max_memory(&options.memory_limit))
+        .and_then(|c| c.threads(i64::from(options.threads)))
+        .map_err(open_err)?;
+    let conn = Connection::open_with_flags(&options.path, config).map_err(open_err)?;
+    conn.execute_batch(&format!(
+        "SET checkpoint_threshold = '{}'",
+        options.checkpoint_threshold.replace('\'', "")
+    ))
+    .map_err(open_err)?;
+    Ok(conn)
+}
+
+/// A read connection. Queries for the analysis and the forwarder belong in
+/// this module too, so that only the store talks to DuckDB.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    /// One BIGINT (or NULL as 0) from a query, such as `SELECT count(*) FROM requests`.
+    ///
+    /// # Errors
+    /// The query failed.
+    pub fn query_i64(&self, sql: &str) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+            .map(Option::unwrap_or_default)
+            .map_err(|e| StoreError::db("query", e))
+    }
+
+    /// The rows of a query, every column cast to text (NULL as `None`).
+    ///
+    /// # Errors
+    /// The query failed.
+    pub fn query_strings(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql})");
+        let mut stmt = self.conn.prepare(&wrapped).map_err(|e| StoreError::db("query", e))?;
+        let mut rows = stmt.query([]).map_err(|e| StoreError::db("query", e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| StoreError::db("query", e))? {
+            let n = row.as_ref().column_count();
+            let mut cells = Vec::with_capacity(n);
+            for i in 0..n {
+                cells.push(row.get::<_, Option<String>>(i).map_err(|e| StoreError::db("query", e))?);
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+
+    /// Rows per data table, summed over the day schemas (DuckDB's own
+    /// estimate, which is exact for append-only tables and costs no scan).
+    ///
+    /// # Errors
+    /// The catalog query failed.
+    pub fn table_rows(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = format!(
+            "SELECT table_name, sum(estimated_size)::BIGINT FROM duckdb_tables() \
+             WHERE schema_name LIKE 'd________' AND table_name IN ({}) GROUP BY table_name ORDER BY table_name",
+            schema::TABLES.iter().map(|t| format!("'{}'", t.name)).collect::<Vec<_>>().join(", ")
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| StoreError::db("table rows", e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| StoreError::db("table rows", e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::db("table rows", e))
+    }
+
+    /// The saved position of a named cursor, 0 when never saved.
+    ///
+    /// # Errors
+    /// The query failed.
+    pub fn cursor(&self, name: &str) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT max(seq) FROM main.cursors WHERE name = ?", [name], |r| r.get::<_, Option<i64>>(0))
+            .map(Option::unwrap_or_default)
+            .map_err(|e| StoreError::db("read cursor", e))
+    }
+}
+
+/// Baselines for the ingest benchmark, kept here because only this module
+/// talks to DuckDB.
+pub mod bench {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::StoreError;
+
+    /// Loads an NDJSON file into a fresh DuckDB file with DuckDB's own
+    /// reader (`read_ndjson`, one table, types inferred), the way a user
+    /// would without the processor. Returns the rows and the seconds taken.
+    ///
+    /// # Errors
+    /// DuckDB could not open the file or read the NDJSON.
+    pub fn direct_ndjson_load(db: &Path, ndjson: &Path) -> Result<(i64, f64), StoreError> {
+        let _ = std::fs::remove_file(db);
+        let conn = duckdb::Connection::open(db).map_err(|e| StoreError::db("open baseline", e))?;
+        let started = Instant::now();
+        let path = ndjson.display().to_string().replace('\'', "''");
+        conn.execute_batch(&format!(
+            "CREATE TABLE t AS SELECT * FROM read_ndjson('{path}', maximum_object_size = 104857600); CHECKPOINT;"
+        ))
+        .map_err(|e| StoreError::db("baseline load", e))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let rows = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| StoreError::db("baseline count", e))?;
+        Ok((rows, seconds))
+    }
+}

@@ -1,0 +1,487 @@
+//! The single writer: groups waiting batches into one transaction, dedupes
+//! record ids, appends rows with DuckDB's Appender, commits, then replies.
+//!
+//! Dedupe is per day: a redelivered record carries the same `id` and `ts`,
+//! so it falls in the same day schema, whose `record_ids` table has a
+//! primary key. The batch's ids are appended to a temporary table and moved
+//! with `INSERT ... ON CONFLICT DO NOTHING RETURNING id`: the ids that come
+//! back are the new records, found by index probes rather than scans, and the
+//! index goes away with its day.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+use duckdb::types::{TimeUnit, ToSqlOutput, Value, ValueRef};
+use duckdb::{Appender, Connection, ToSql, appender_params_from_iter};
+use tokio::sync::mpsc;
+
+use super::schema::{self, DAY_MICROS, STORE_SCHEMA_VERSION, TABLES, TEMPLATE_SCHEMA, TableId, quote_ident};
+use super::{Msg, Reply, StoreError, StoreOptions};
+use crate::flatten::{Cell, PreparedRecord};
+
+/// What a write did: `stored[i]` is false when record `i` was a duplicate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteOutcome {
+    pub stored: Vec<bool>,
+    /// Seconds the group's transaction took, for the batch latency metric.
+    pub commit_seconds: f64,
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub dropped_days: Vec<String>,
+    pub kept_days: usize,
+    /// Store file plus WAL after the checkpoint.
+    pub file_bytes: u64,
+}
+
+impl ToSql for Cell {
+    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Cell::Null => ToSqlOutput::Owned(Value::Null),
+            Cell::Bool(b) => ToSqlOutput::Owned(Value::Boolean(*b)),
+            Cell::Int(i) => ToSqlOutput::Owned(Value::BigInt(*i)),
+            Cell::Float(f) => ToSqlOutput::Owned(Value::Double(*f)),
+            Cell::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Cell::Ts(t) => ToSqlOutput::Owned(Value::Timestamp(TimeUnit::Microsecond, *t)),
+            Cell::IntList(v) => ToSqlOutput::Owned(Value::List(v.iter().map(|i| Value::BigInt(*i)).collect())),
+        })
+    }
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    path: std::path::PathBuf,
+    /// Day schemas that exist, as days since the epoch.
+    days: BTreeSet<i64>,
+    next_seq: i64,
+    max_records: usize,
+}
+
+type Job = (Vec<PreparedRecord>, Option<Reply<WriteOutcome>>);
+
+impl Writer {
+    /// Sets up the layout (creating or upgrading it) and reads the state the
+    /// writer keeps in memory: the day schemas and the next `seq`.
+    pub(super) fn start(conn: Connection, options: &StoreOptions) -> Result<Writer, StoreError> {
+        let mut w = Writer {
+            conn,
+            path: options.path.clone(),
+            days: BTreeSet::new(),
+            next_seq: 1,
+            max_records: options.max_records_per_commit.max(1),
+        };
+        w.set_up_layout()?;
+        Ok(w)
+    }
+
+    pub(super) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn exec(&self, op: &'static str, sql: &str) -> Result<(), StoreError> {
+        self.conn.execute_batch(sql).map_err(|e| StoreError::db(op, e))
+    }
+
+    fn set_up_layout(&mut self) -> Result<(), StoreError> {
+        self.exec("begin", "BEGIN")?;
+        let result = self.set_up_layout_in_txn();
+        match result {
+            Ok(()) => self.exec("commit layout", "COMMIT"),
+            Err(e) => {
+                let _ = self.exec("rollback", "ROLLBACK");
+                Err(e)
+            }
+        }?;
+        self.exec(
+            "create staging table",
+            "CREATE TEMP TABLE IF NOT EXISTS stage_ids (id UUID, day BIGINT)",
+        )
+    }
+
+    fn set_up_layout_in_txn(&mut self) -> Result<(), StoreError> {
+        for ddl in schema::META_DDL {
+            self.exec("create bookkeeping tables", ddl)?;
+        }
+        let version: Option<String> = self
+            .conn
+            .query_row("SELECT max(value) FROM main.store_meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .map_err(|e| StoreError::db("read layout version", e))?;
+        let version = match version {
+            None => {
+                self.exec(
+                    "write layout version",
+                    &format!(
+                        "INSERT INTO main.store_meta VALUES ('schema_version', '{STORE_SCHEMA_VERSION}'), ('seq_floor', '1')"
+                    ),
+                )?;
+                STORE_SCHEMA_VERSION
+            }
+            Some(v) => v.parse::<i64>().map_err(|e| StoreError::db("read layout version", e))?,
+        };
+        if version > STORE_SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, supported: STORE_SCHEMA_VERSION });
+        }
+        self.exec("create template", &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(TEMPLATE_SCHEMA)))?;
+        for table in TABLES {
+            self.exec("create template tables", &table.create_sql(TEMPLATE_SCHEMA))?;
+        }
+        self.days = self.existing_days()?;
+        if version < STORE_SCHEMA_VERSION {
+            self.upgrade(version)?;
+        }
+        self.replace_views()?;
+        let floor: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce(max(TRY_CAST(value AS BIGINT)), 1) FROM main.store_meta WHERE key = 'seq_floor'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| StoreError::db("read seq floor", e))?;
+        let max_seq: Option<i64> = self
+            .conn
+            .query_row("SELECT max(seq) FROM main.records", [], |r| r.get(0))
+            .map_err(|e| StoreError::db("read last seq", e))?;
+        self.next_seq = floor.max(max_seq.unwrap_or(0) + 1);
+        Ok(())
+    }
+
+    /// Upgrades an older layout, one version at a time. Each step applies
+    /// to the template and to every day schema, then the version is written.
+    /// Version 1 is the first layout, so there is no step yet; the next
+    /// layout change adds `2 => ...` here.
+    fn upgrade(&mut self, from: i64) -> Result<(), StoreError> {
+        #[allow(clippy::never_loop)]
+        for version in from + 1..=STORE_SCHEMA_VERSION {
+            let _schemas: Vec<String> = std::iter::once(TEMPLATE_SCHEMA.to_owned())
+                .chain(self.days.iter().map(|d| schema::day_schema(*d)))
+                .collect();
+            self.exec(
+                "write layout version",
+                &format!("UPDATE main.store_meta SET value = '{version}' WHERE key = 'schema_version'"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn existing_days(&self) -> Result<BTreeSet<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()")
+            .map_err(|e| StoreError::db("list day schemas", e))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| StoreError::db("list day schemas", e))?;
+        let mut days = BTreeSet::new();
+        for name in names {
+            let name = name.map_err(|e| StoreError::db("list day schemas", e))?;
+            if let Some(day) = schema::parse_day_schema(&name) {
+                days.insert(day);
+            }
+        }
+        Ok(days)
+    }
+
+    fn replace_views(&self) -> Result<(), StoreError> {
+        let schemas: Vec<String> = self.days.iter().map(|d| schema::day_schema(*d)).collect();
+        for table in TABLES {
+            self.exec("replace views", &schema::view_sql(table, &schemas))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a day schema in its own transaction, so that a failed batch
+    /// never leaves the in-memory list of days wrong.
+    fn ensure_day(&mut self, day: i64) -> Result<(), StoreError> {
+        if self.days.contains(&day) {
+            return Ok(());
+        }
+        let name = schema::day_schema(day);
+        self.exec("begin", "BEGIN")?;
+        self.days.insert(day);
+        let result = (|| {
+            self.exec("create day", &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&name)))?;
+            for table in TABLES {
+                self.exec("create day tables", &table.create_sql(&name))?;
+            }
+            self.exec("create day ids", &schema::record_ids_sql(&name))?;
+            self.exec(
+                "record day",
+                &format!(
+                    "INSERT INTO main.store_days VALUES (DATE '1970-01-01' + {day}::INTEGER, '{name}', TIMESTAMP '1970-01-01' + to_microseconds({}))",
+                    now_micros()
+                ),
+            )?;
+            self.replace_views()?;
+            self.exec("commit day", "COMMIT")
+        })();
+        if let Err(e) = result {
+            let _ = self.exec("rollback", "ROLLBACK");
+            self.days.remove(&day);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The writer loop: runs until `Shutdown` or until every sender is gone.
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut pending: Option<Msg> = None;
+        loop {
+            let msg = match pending.take() {
+                Some(m) => m,
+                None => match rx.blocking_recv() {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            match msg {
+                Msg::Write { records, reply } => {
+                    let mut count = records.len();
+                    let mut group: Vec<Job> = vec![(records, reply)];
+                    while count < self.max_records {
+                        match rx.try_recv() {
+                            Ok(Msg::Write { records, reply }) => {
+                                count += records.len();
+                                group.push((records, reply));
+                            }
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.write_group(group);
+                }
+                Msg::Retention { cutoff, now, reply } => {
+                    let _ = reply.send(self.retention(cutoff, now));
+                }
+                Msg::Checkpoint { reply } => {
+                    let _ = reply.send(self.exec("checkpoint", "CHECKPOINT"));
+                }
+                Msg::Ping { reply } => {
+                    let _ = reply.send(self.exec("ping", "BEGIN; SELECT 1; COMMIT"));
+                }
+                Msg::SetCursor { name, seq, now, reply } => {
+                    let _ = reply.send(self.set_cursor(&name, seq, now));
+                }
+                Msg::Shutdown { reply } => {
+                    // Later messages were sent after shutdown began; they
+                    // get WriterGone when the receiver drops.
+                    let _ = reply.send(self.exec("checkpoint", "CHECKPOINT"));
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.exec("checkpoint", "CHECKPOINT") {
+            tracing::warn!("final checkpoint failed (the WAL keeps the data): {e}");
+        }
+    }
+
+    fn write_group(&mut self, group: Vec<Job>) {
+        let started = Instant::now();
+        let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        match self.commit_group(batches) {
+            Ok(flags) => {
+                let commit_seconds = started.elapsed().as_secs_f64();
+                for (stored, reply) in flags.into_iter().zip(replies) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(WriteOutcome { stored, commit_seconds }));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                let message = e.to_string();
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(StoreError::Db { op: "write", message: message.clone() }));
+                }
+            }
+        }
+    }
+
+    /// One transaction for a group of batches. Returns, per batch and
+    /// record, whether the record was stored (false: a duplicate).
+    fn commit_group(&mut self, mut batches: Vec<Vec<PreparedRecord>>) -> Result<Vec<Vec<bool>>, StoreError> {
+        // Duplicates inside the group: the first copy wins.
+        let mut seen: HashSet<&str> = HashSet::new();
+        let candidate: Vec<Vec<bool>> =
+            batches.iter().map(|b| b.iter().map(|r| seen.insert(r.id.as_str())).collect()).collect();
+        drop(seen);
+        let days: BTreeSet<i64> = batches.iter().flatten().map(PreparedRecord::day).collect();
+        for day in &days {
+            self.ensure_day(*day)?;
+        }
+
+        self.exec("begin", "BEGIN")?;
+        let first_seq = self.next_seq;
+        let result = self.append_group(&mut batches, &candidate, &days);
+        match result {
+            Ok((flags, next_seq)) => match self.exec("commit", "COMMIT") {
+                Ok(()) => {
+                    self.next_seq = next_seq;
+                    Ok(flags)
+                }
+                Err(e) => {
+                    let _ = self.exec("rollback", "ROLLBACK");
+                    self.next_seq = first_seq;
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                let _ = self.exec("rollback", "ROLLBACK");
+                self.next_seq = first_seq;
+                Err(e)
+            }
+        }
+    }
+
+    fn append_group(
+        &self,
+        batches: &mut [Vec<PreparedRecord>],
+        candidate: &[Vec<bool>],
+        days: &BTreeSet<i64>,
+    ) -> Result<(Vec<Vec<bool>>, i64), StoreError> {
+        let conn = &self.conn;
+        let err = |op: &'static str| move |e: duckdb::Error| StoreError::db(op, e);
+        {
+            let mut stage = conn.appender_to_catalog_and_db("stage_ids", "temp", "main").map_err(err("stage ids"))?;
+            for (batch, cand) in batches.iter().zip(candidate) {
+                for (r, &c) in batch.iter().zip(cand) {
+                    if c {
+                        stage
+                            .append_row(duckdb::params![r.id.as_str(), r.day()])
+                            .map_err(err("stage ids"))?;
+                    }
+                }
+            }
+            stage.flush().map_err(err("stage ids"))?;
+        }
+        let mut new_ids: HashSet<String> = HashSet::new();
+        for day in days {
+            let sql = format!(
+                "INSERT INTO {}.record_ids SELECT id FROM temp.main.stage_ids WHERE day = {day} \
+                 ON CONFLICT DO NOTHING RETURNING id::VARCHAR",
+                quote_ident(&schema::day_schema(*day))
+            );
+            let mut stmt = conn.prepare(&sql).map_err(err("dedupe ids"))?;
+            let ids = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err("dedupe ids"))?;
+            for id in ids {
+                new_ids.insert(id.map_err(err("dedupe ids"))?);
+            }
+        }
+        conn.execute_batch("DELETE FROM temp.main.stage_ids").map_err(err("clear staged ids"))?;
+
+        let mut appenders: HashMap<(i64, TableId), Appender<'_>> = HashMap::new();
+        let mut next_seq = self.next_seq;
+        let mut flags = Vec::with_capacity(batches.len());
+        for (batch, cand) in batches.iter_mut().zip(candidate) {
+            let mut stored = Vec::with_capacity(batch.len());
+            for (record, &c) in batch.iter_mut().zip(cand) {
+                let is_new = c && new_ids.contains(&record.id);
+                stored.push(is_new);
+                if !is_new {
+                    continue;
+                }
+                let day = record.day();
+                let seq = next_seq;
+                next_seq += 1;
+                for row in &mut record.rows {
+                    row.cells[0] = Cell::Int(seq);
+                    let app = match appenders.entry((day, row.table)) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                            conn.appender_to_db(row.table.table().name, &schema::day_schema(day))
+                                .map_err(err("open appender"))?,
+                        ),
+                    };
+                    app.append_row(appender_params_from_iter(row.cells.iter())).map_err(err("append"))?;
+                }
+            }
+            flags.push(stored);
+        }
+        for app in appenders.values_mut() {
+            app.flush().map_err(err("flush appender"))?;
+        }
+        Ok((flags, next_seq))
+    }
+
+    fn retention(&mut self, cutoff: i64, now: i64) -> Result<RetentionOutcome, StoreError> {
+        let expired: Vec<i64> = self.days.iter().copied().filter(|d| (d + 1) * DAY_MICROS <= cutoff).collect();
+        if !expired.is_empty() {
+            self.exec("begin", "BEGIN")?;
+            let result = (|| {
+                for d in &expired {
+                    self.days.remove(d);
+                }
+                // Views first: they must not name a schema that is gone.
+                self.replace_views()?;
+                for d in &expired {
+                    let name = schema::day_schema(*d);
+                    self.exec("drop day", &format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&name)))?;
+                    self.exec("forget day", &format!("DELETE FROM main.store_days WHERE schema_name = '{name}'"))?;
+                }
+                // Keep seq growing even if every day is dropped.
+                self.exec(
+                    "save seq floor",
+                    &format!("UPDATE main.store_meta SET value = '{}' WHERE key = 'seq_floor'", self.next_seq),
+                )?;
+                self.exec("commit retention", "COMMIT")
+            })();
+            if let Err(e) = result {
+                let _ = self.exec("rollback", "ROLLBACK");
+                for d in &expired {
+                    self.days.insert(*d);
+                }
+                return Err(e);
+            }
+        }
+        // The checkpoint is what hands the dropped days' blocks back to the
+        // free list; without it the file keeps growing.
+        self.exec("checkpoint", "CHECKPOINT")?;
+        let file_bytes = super::file_bytes(&self.path);
+        self.exec(
+            "record retention run",
+            &format!(
+                "INSERT INTO main.retention_runs VALUES (TIMESTAMP '1970-01-01' + to_microseconds({now}), \
+                 TIMESTAMP '1970-01-01' + to_microseconds({cutoff}), {}, {file_bytes})",
+                expired.len()
+            ),
+        )?;
+        Ok(RetentionOutcome {
+            dropped_days: expired.iter().map(|d| schema::day_schema(*d)).collect(),
+            kept_days: self.days.len(),
+            file_bytes,
+        })
+    }
+
+    fn set_cursor(&self, name: &str, seq: i64, now: i64) -> Result<(), StoreError> {
+        self.exec("begin", "BEGIN")?;
+        let result = (|| {
+            self.conn
+                .execute("DELETE FROM main.cursors WHERE name = ?", [name])
+                .map_err(|e| StoreError::db("save cursor", e))?;
+            self.conn
+                .execute(
+                    "INSERT INTO main.cursors VALUES (?, ?, TIMESTAMP '1970-01-01' + to_microseconds(?))",
+                    duckdb::params![name, seq, now],
+                )
+                .map_err(|e| StoreError::db("save cursor", e))?;
+            self.exec("commit cursor", "COMMIT")
+        })();
+        if result.is_err() {
+            let _ = self.exec("rollback", "ROLLBACK");
+        }
+        result
+    }
+}
+
+/// Now in microseconds since the epoch.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
