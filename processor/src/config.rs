@@ -21,7 +21,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -136,6 +136,13 @@ impl Default for StoreConfig {
     }
 }
 
+impl StoreConfig {
+    /// The defaults, at another path (tests, benchmarks).
+    pub fn at(path: &Path) -> Self {
+        StoreConfig { path: path.to_owned(), ..StoreConfig::default() }
+    }
+}
+
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig { days: 7, interval_s: 3600 }
@@ -153,18 +160,6 @@ impl Default for Limits {
             rate_limit_clients: 100_000,
             max_concurrent_batches: 4,
             max_future_s: 86_400,
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            retention: RetentionConfig::default(),
-            limits: Limits::default(),
-            tokens: Vec::new(),
         }
     }
 }

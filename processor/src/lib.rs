@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Tokens;
 use crate::config::{Config, Limits, RetentionConfig, TokenConfig};
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Store, StoreError};
 
 /// The project of the development token made when the config has none.
 pub const DEV_PROJECT: &str = "demo";
@@ -129,7 +129,7 @@ impl Processor {
     /// # Errors
     /// A socket cannot be bound or the store cannot be opened.
     pub async fn start(config: Config) -> Result<Processor, StartError> {
-        let options = StoreOptions::from(&config.store);
+        let options = config.store.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&options))
             .await
             .map_err(|e| StoreError::Db { op: "open", message: e.to_string() })??;

@@ -53,12 +53,15 @@ fn batch(n: usize) -> (Vec<String>, Vec<u8>) {
     (ids, ndjson(&records))
 }
 
+type Acked = Vec<(String, Vec<u8>)>;
+
 #[test]
 fn sigkill_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("processor.toml");
     std::fs::write(&config, test_config_text(dir.path())).unwrap();
-    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    // Acknowledged ids; the last id of each batch also keeps the batch's body.
+    let acked: Arc<Mutex<Acked>> = Arc::default();
 
     for round in 0..3 {
         let mut bin = Bin::start(&config);
@@ -116,7 +119,7 @@ fn sigkill_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
     assert!(status.success(), "SIGTERM exit: {status:?}");
 
     let started = Instant::now();
-    let store = processor::store::Store::open(&processor::store::StoreOptions::at(&dir.path().join("store.duckdb")))
+    let store = processor::store::Store::open(&processor::store::StoreConfig::at(&dir.path().join("store.duckdb")))
         .expect("store opens after the kills");
     let reader = store.reader().unwrap();
     let total = reader.query_i64("SELECT count(*) FROM records").unwrap();

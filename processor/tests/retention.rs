@@ -8,14 +8,14 @@ use common::*;
 use processor::flatten::prepare;
 use processor::retention::cutoff;
 use processor::store::schema::{DAY_MICROS, days_from_civil};
-use processor::store::{Store, StoreOptions};
+use processor::store::{Store, StoreConfig};
 
 #[test]
 fn fourteen_simulated_days_keep_seven_and_the_file_plateaus() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.duckdb");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store = Store::open(&StoreOptions::at(&path)).unwrap();
+    let store = Store::open(&StoreConfig::at(&path)).unwrap();
     let first_day = days_from_civil(2026, 1, 1);
     let mut sizes = Vec::new();
     let per_day = 2_000;
@@ -66,7 +66,7 @@ fn fourteen_simulated_days_keep_seven_and_the_file_plateaus() {
     drop(reader);
     rt.block_on(store.shutdown()).unwrap();
     drop(store);
-    let store = Store::open(&StoreOptions::at(&path)).unwrap();
+    let store = Store::open(&StoreConfig::at(&path)).unwrap();
     let at = (first_day + 13) * DAY_MICROS + 1;
     let v = host_metrics(&new_id(), at, "shop");
     let raw = serde_json::to_string(&v).unwrap();

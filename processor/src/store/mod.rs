@@ -20,43 +20,10 @@ use std::sync::Mutex;
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::StoreConfig;
+pub use crate::config::StoreConfig;
 use crate::flatten::PreparedRecord;
 
 pub use writer::{RetentionOutcome, WriteOutcome, now_micros};
-
-/// Settings of the store, from `[store]` in the config.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    pub path: PathBuf,
-    pub memory_limit: String,
-    pub threads: u32,
-    pub checkpoint_threshold: String,
-    pub max_records_per_commit: usize,
-    pub queue_batches: usize,
-}
-
-impl From<&StoreConfig> for StoreOptions {
-    fn from(c: &StoreConfig) -> Self {
-        StoreOptions {
-            path: c.path.clone(),
-            memory_limit: c.memory_limit.clone(),
-            threads: c.threads,
-            checkpoint_threshold: c.checkpoint_threshold.clone(),
-            max_records_per_commit: c.max_records_per_commit,
-            queue_batches: c.queue_batches,
-        }
-    }
-}
-
-impl StoreOptions {
-    /// Defaults from the config, at another path (tests, benchmarks).
-    pub fn at(path: &Path) -> Self {
-        let mut o = StoreOptions::from(&StoreConfig::default());
-        o.path = path.to_owned();
-        o
-    }
-}
 
 /// Why the store could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +83,7 @@ impl Store {
     /// # Errors
     /// The folder or file cannot be created or opened, the file is from a
     /// newer processor, or its layout cannot be set up.
-    pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
+    pub fn open(options: &StoreConfig) -> Result<Store, StoreError> {
         if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         }
@@ -233,7 +200,7 @@ pub fn file_bytes(path: &Path) -> u64 {
     size(path) + size(Path::new(&wal))
 }
 
-fn open_connection(options: &StoreOptions) -> Result<Connection, StoreError> {
+fn open_connection(options: &StoreConfig) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::Open { path: options.path.clone(), source };
     let config = duckdb::Config::default()
         .enable_autoload_extension(false)
@@ -345,5 +312,50 @@ pub mod bench {
             .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
             .map_err(|e| StoreError::db("baseline count", e))?;
         Ok((rows, seconds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The measurement behind the day schemas: 14 days of steady inserts
+    /// with 7 kept, once with DELETE + CHECKPOINT on one table and once with
+    /// a table per day dropped + CHECKPOINT. Run by hand:
+    /// `cargo test -p processor --lib space_reclaim -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement that prints file sizes, run by hand"]
+    fn space_reclaim_delete_versus_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in ["delete", "drop"] {
+            let path = dir.path().join(format!("{mode}.duckdb"));
+            let conn = duckdb::Connection::open(&path).unwrap();
+            let fill = |day: i64| {
+                format!(
+                    "SELECT {day} AS day, i AS n, md5(i::VARCHAR || '{day}') || md5(i::VARCHAR) || md5('{day}' || i::VARCHAR) AS payload \
+                     FROM range(300000) r(i)"
+                )
+            };
+            if mode == "delete" {
+                conn.execute_batch("CREATE TABLE t (day BIGINT, n BIGINT, payload VARCHAR)").unwrap();
+            }
+            let mut sizes = Vec::new();
+            for day in 0..14i64 {
+                if mode == "delete" {
+                    conn.execute_batch(&format!("INSERT INTO t {}", fill(day))).unwrap();
+                    conn.execute_batch(&format!("DELETE FROM t WHERE day <= {}; CHECKPOINT;", day - 7)).unwrap();
+                } else {
+                    conn.execute_batch(&format!("CREATE TABLE t{day} AS {}", fill(day))).unwrap();
+                    if day >= 7 {
+                        conn.execute_batch(&format!("DROP TABLE t{}; CHECKPOINT;", day - 7)).unwrap();
+                    } else {
+                        conn.execute_batch("CHECKPOINT").unwrap();
+                    }
+                }
+                sizes.push(super::file_bytes(&path) / 1024);
+            }
+            println!(
+                "{mode:>6}: KiB per day {sizes:?}; day 14 / day 7 = {:.2}",
+                sizes[13] as f64 / sizes[6] as f64
+            );
+        }
     }
 }

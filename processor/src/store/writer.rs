@@ -16,7 +16,7 @@ use duckdb::{Appender, Connection, ToSql, appender_params_from_iter};
 use tokio::sync::mpsc;
 
 use super::schema::{self, DAY_MICROS, STORE_SCHEMA_VERSION, TABLES, TEMPLATE_SCHEMA, TableId, quote_ident};
-use super::{Msg, Reply, StoreError, StoreOptions};
+use super::{Msg, Reply, StoreError, StoreConfig};
 use crate::flatten::{Cell, PreparedRecord};
 
 /// What a write did: `stored[i]` is false when record `i` was a duplicate.
@@ -64,7 +64,7 @@ type Job = (Vec<PreparedRecord>, Option<Reply<WriteOutcome>>);
 impl Writer {
     /// Sets up the layout (creating or upgrading it) and reads the state the
     /// writer keeps in memory: the day schemas and the next `seq`.
-    pub(super) fn start(conn: Connection, options: &StoreOptions) -> Result<Writer, StoreError> {
+    pub(super) fn start(conn: Connection, options: &StoreConfig) -> Result<Writer, StoreError> {
         let mut w = Writer {
             conn,
             path: options.path.clone(),
