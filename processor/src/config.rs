@@ -200,13 +200,7 @@ impl Config {
             (Some(_), None) | (None, Some(_)) => {
                 return Err("server.tls_cert and server.tls_key must be set together".to_owned());
             }
-            (Some(cert), Some(_)) => {
-                return Err(format!(
-                    "server.tls_cert {}: HTTPS is not built into this processor yet; terminate TLS in front of it",
-                    cert.display()
-                ));
-            }
-            (None, None) => {}
+            (Some(_), Some(_)) | (None, None) => {}
         }
         if self.store.path.as_os_str().is_empty() {
             return Err("store.path is empty".to_owned());

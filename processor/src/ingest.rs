@@ -24,6 +24,7 @@ use crate::config::Limits;
 use crate::flatten::{self, PreparedRecord};
 use crate::limits::{BodyError, gunzip_bounded};
 use crate::metrics::Outcome;
+use crate::tls::Peer;
 
 /// The router of the processor's HTTP port.
 pub fn router(app: Arc<App>) -> Router {
@@ -93,7 +94,7 @@ impl From<BodyError> for Refusal {
 
 async fn ingest(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {

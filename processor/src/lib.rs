@@ -6,6 +6,7 @@
 //! - [`auth`]: ingest tokens and their projects, compared in constant time.
 //! - [`limits`]: per-client rate limiting and bounded gzip decoding.
 //! - [`ingest`]: the HTTP routes (`/v1/ingest`, `/healthz`, `/readyz`, `/metrics`).
+//! - [`tls`]: the HTTPS listener (rustls) used when a certificate is configured.
 //! - [`udp`]: the fire-and-forget UDP receiver.
 //! - [`flatten`]: validated records to table rows (no DuckDB here).
 //! - [`store`]: the only module that talks to DuckDB: layout, single writer, readers.
@@ -23,6 +24,7 @@ pub mod limits;
 pub mod metrics;
 pub mod retention;
 pub mod store;
+pub mod tls;
 pub mod udp;
 
 use std::net::SocketAddr;
@@ -47,6 +49,8 @@ pub enum StartError {
     Bind { addr: String, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Settings that SIGHUP replaces.
@@ -118,6 +122,7 @@ pub struct Processor {
     http_addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    https: bool,
     http_task: JoinHandle<()>,
     other_tasks: Vec<JoinHandle<()>>,
     grace: Duration,
@@ -162,16 +167,18 @@ impl Processor {
         let http_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr: config.server.listen.to_string(), source })?;
-        let server = axum::serve(
-            listener,
-            ingest::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(&shutdown));
-        let http_task = tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!("http server failed: {e}");
+        let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            _ => None,
+        };
+        let http_task = match tls {
+            Some(tls_config) => {
+                let listener = tls::TlsListener::new(listener, tls_config)
+                    .map_err(|source| StartError::Bind { addr: config.server.listen.to_string(), source })?;
+                spawn_http(listener, app.clone(), stopped(&shutdown))
             }
-        });
+            None => spawn_http(listener, app.clone(), stopped(&shutdown)),
+        };
 
         let mut other_tasks = Vec::new();
         let mut udp_addr = None;
@@ -189,10 +196,16 @@ impl Processor {
             http_addr,
             udp_addr,
             shutdown,
+            https: config.server.tls_cert.is_some(),
             http_task,
             other_tasks,
             grace: Duration::from_secs(config.server.shutdown_grace_s),
         })
+    }
+
+    /// True when the HTTP port speaks TLS.
+    pub fn https(&self) -> bool {
+        self.https
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -229,4 +242,19 @@ impl Processor {
         }
         self.app.store.shutdown().await
     }
+}
+
+/// Serves the router on a listener (plain TCP or TLS) until `shutdown`.
+fn spawn_http<L>(listener: L, app: Arc<App>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> JoinHandle<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let server = axum::serve(listener, ingest::router(app).into_make_service_with_connect_info::<tls::Peer>())
+        .with_graceful_shutdown(shutdown);
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!("http server failed: {e}");
+        }
+    })
 }

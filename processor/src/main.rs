@@ -76,7 +76,11 @@ fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let store_path = config.store.path.clone();
         let processor = Processor::start(config).await.context("cannot start")?;
-        println!("processor: http on {} (plain HTTP, no TLS)", processor.http_addr());
+        if processor.https() {
+            println!("processor: https on {}", processor.http_addr());
+        } else {
+            println!("processor: http on {} (plain HTTP, no TLS)", processor.http_addr());
+        }
         if let Some(udp) = processor.udp_addr() {
             println!("processor: udp on {udp}");
         }

@@ -3,7 +3,7 @@
 //! wire protocol themselves), record generators, and a processor on port 0.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -114,7 +114,7 @@ fn write_error_pending(r: &Response) -> bool {
     r.status == 413
 }
 
-fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
+pub fn read_response(conn: &mut impl BufRead) -> std::io::Result<Response> {
     let mut line = String::new();
     conn.read_line(&mut line)?;
     let status: u16 = line
