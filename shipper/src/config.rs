@@ -230,7 +230,7 @@ impl Config {
         let err = |reason: String| ConfigError::File { path: path.to_owned(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let msg = e.message().trim().replace('\n', " ");
             err(match line {
                 Some(l) => format!("line {l}: {msg}"),
