@@ -62,9 +62,18 @@ impl Client {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        let result = self.send_and_read(head.as_bytes(), body);
+        let reused = self.stream.is_some();
+        let mut result = self.send_and_read(head.as_bytes(), body);
         if result.is_err() {
             self.stream = None;
+            // A kept-alive connection the server closed meanwhile (it does
+            // after refusing a body it did not read): retry once, fresh.
+            if reused {
+                result = self.send_and_read(head.as_bytes(), body);
+                if result.is_err() {
+                    self.stream = None;
+                }
+            }
         }
         result
     }

@@ -1,0 +1,266 @@
+//! The HTTP JSON API of the analysis, served on the processor's port.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /v1/spikes?from&to&hours&factor&level` | detected spikes ([`super::spikes::Spike`]) |
+//! | `GET /v1/report?from&to&baseline_from&baseline_to` | the window report ([`super::report::Report`]) |
+//! | `GET /v1/top?from&to&by=endpoints\|sql\|functions\|waits&limit` | a top list |
+//! | `GET /v1/requests?from&to&host&endpoint&status&min_ms&limit` | requests, newest first |
+//! | `GET /v1/requests/{id}` | the drill-down of a correlation ID (or record id) |
+//! | `GET /v1/requests/{id}/flamegraph.svg` | its flame graph |
+//! | `POST /v1/sql` `{"query", "max_rows", "timeout_s"}` | read-only SQL, admin tokens only |
+//!
+//! Every route takes `Authorization: Bearer <token>`. A project token reads
+//! only its project (a `project` parameter cannot widen or move it); an admin
+//! token reads all projects, or the one named by `project`. Times are RFC 3339,
+//! `YYYY-MM-DD HH:MM[:SS]` (UTC) or Unix seconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::request::ListFilter;
+use super::spikes::Detection;
+use super::sql::SqlLimits;
+use super::{AnalysisError, Frame, Scope, Source, Window, parse_time, report, request, spikes, sql};
+use crate::App;
+use crate::auth::{Tokens, bearer_token};
+use crate::config::TokenConfig;
+
+/// What the analysis routes share.
+#[derive(Clone)]
+struct ApiState {
+    app: Arc<App>,
+    admin: Arc<Tokens>,
+    sql_limits: SqlLimits,
+}
+
+/// The analysis routes. `admin_tokens` read every project and may use `/v1/sql`.
+pub fn router(app: Arc<App>, admin_tokens: &[String], sql_limits: SqlLimits) -> Router {
+    let admin = Tokens::new(admin_tokens.iter().map(|t| TokenConfig { token: t.clone(), project: "*".into() }).collect());
+    Router::new()
+        .route("/v1/spikes", get(spikes_route))
+        .route("/v1/report", get(report_route))
+        .route("/v1/top", get(top_route))
+        .route("/v1/requests", get(requests_route))
+        .route("/v1/requests/{id}", get(request_route))
+        .route("/v1/requests/{id}/flamegraph.svg", get(flame_route))
+        .route("/v1/sql", post(sql_route))
+        .with_state(ApiState { app, admin: Arc::new(admin), sql_limits })
+}
+
+/// An error answer: status and `{"error": "..."}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<AnalysisError> for ApiError {
+    fn from(e: AnalysisError) -> Self {
+        let status = match &e {
+            AnalysisError::BadInput(_) | AnalysisError::Refused(_) => StatusCode::BAD_REQUEST,
+            AnalysisError::NotFound(_) => StatusCode::NOT_FOUND,
+            AnalysisError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            AnalysisError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+/// Who is asking: admin tokens first, then the project tokens of the config.
+fn scope(state: &ApiState, headers: &HeaderMap, project: Option<&str>) -> Result<Scope, ApiError> {
+    let unauthorized = || ApiError(StatusCode::UNAUTHORIZED, "missing or unknown bearer token".into());
+    let token = headers.get(header::AUTHORIZATION).and_then(|h| bearer_token(h.as_bytes())).ok_or_else(unauthorized)?;
+    if state.admin.project_of(token).is_some() {
+        return Ok(Scope::All.narrowed(project));
+    }
+    let (tokens, _) = state.app.live();
+    tokens.project_of(token).map(|p| Scope::Project(p.to_owned())).ok_or_else(unauthorized)
+}
+
+/// Runs a blocking analysis on a reader of the store.
+async fn on_reader<T: Send + 'static>(
+    state: &ApiState,
+    work: impl FnOnce(&dyn Source) -> Result<T, AnalysisError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.app.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = store.reader().map_err(|e| AnalysisError::Query(e.to_string()))?;
+        work(&reader)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("analysis task failed: {e}")))?
+    .map_err(ApiError::from)
+}
+
+/// Time parameters shared by the routes.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct WindowParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub baseline_from: Option<String>,
+    pub baseline_to: Option<String>,
+    pub project: Option<String>,
+}
+
+impl WindowParams {
+    /// The window `[from, to)`; both are required.
+    ///
+    /// # Errors
+    /// A bound is missing or unreadable, or the window runs backwards.
+    pub fn window(&self) -> Result<Window, AnalysisError> {
+        let need = |v: &Option<String>, name: &str| {
+            v.as_deref().ok_or_else(|| AnalysisError::BadInput(format!("parameter {name} is missing"))).and_then(parse_time)
+        };
+        Window::new(need(&self.from, "from")?, need(&self.to, "to")?)
+    }
+
+    /// The window and its baseline: the given one, or the same length just before.
+    ///
+    /// # Errors
+    /// As [`WindowParams::window`], or the baseline is bad.
+    pub fn frame(&self) -> Result<Frame, AnalysisError> {
+        let window = self.window()?;
+        match (&self.baseline_from, &self.baseline_to) {
+            (Some(f), Some(t)) => Frame::new(window, Window::new(parse_time(f)?, parse_time(t)?)?),
+            (None, None) => Ok(Frame::before(window)),
+            _ => Err(AnalysisError::BadInput("give both baseline_from and baseline_to, or neither".into())),
+        }
+    }
+}
+
+/// Query parameters as given; numbers are parsed here so that a bad one
+/// gets a message naming it.
+type Params = HashMap<String, String>;
+
+impl WindowParams {
+    fn from_query(q: &Params) -> WindowParams {
+        let get = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+        WindowParams {
+            from: get("from"),
+            to: get("to"),
+            baseline_from: get("baseline_from"),
+            baseline_to: get("baseline_to"),
+            project: get("project"),
+        }
+    }
+}
+
+fn number<T: std::str::FromStr>(q: &Params, key: &str) -> Result<Option<T>, AnalysisError> {
+    match q.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| AnalysisError::BadInput(format!("parameter {key}: {v:?} is not a number"))),
+    }
+}
+
+async fn spikes_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+    let p = WindowParams::from_query(&q);
+    let scope = scope(&state, &headers, p.project.as_deref())?;
+    let hours: i64 = number(&q, "hours")?.unwrap_or(24);
+    let mut d = Detection::default();
+    d.factor = number(&q, "factor")?.unwrap_or(d.factor);
+    d.level = number(&q, "level")?.or(d.level);
+    let found = on_reader(&state, move |src| {
+        let range = match (&p.from, &p.to) {
+            (None, None) => spikes::recent_range(src, &scope, hours.clamp(1, 24 * 31))?,
+            _ => p.window()?,
+        };
+        Ok(json!({ "from": super::format_time(range.from), "to": super::format_time(range.to), "spikes": spikes::find(src, &scope, range, &d)? }))
+    })
+    .await?;
+    Ok(axum::Json(found).into_response())
+}
+
+async fn report_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+    let p = WindowParams::from_query(&q);
+    let scope = scope(&state, &headers, p.project.as_deref())?;
+    let frame = p.frame()?;
+    let r = on_reader(&state, move |src| report::report(src, &scope, &frame)).await?;
+    Ok(axum::Json(r).into_response())
+}
+
+async fn top_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+    let p = WindowParams::from_query(&q);
+    let scope = scope(&state, &headers, p.project.as_deref())?;
+    let window = p.window()?;
+    let by = match q.get("by").filter(|v| !v.is_empty()) {
+        None => report::TopBy::Endpoints,
+        Some(v) => <report::TopBy as clap::ValueEnum>::from_str(v, true)
+            .map_err(|_| AnalysisError::BadInput(format!("parameter by: {v:?} is not endpoints, sql, functions or waits")))?,
+    };
+    let limit = number(&q, "limit")?.unwrap_or(20);
+    let top = on_reader(&state, move |src| report::top(src, &scope, window, by, limit)).await?;
+    Ok(axum::Json(json!({ "by": by, "entries": top })).into_response())
+}
+
+async fn requests_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+    let p = WindowParams::from_query(&q);
+    let scope = scope(&state, &headers, p.project.as_deref())?;
+    let window = p.window()?;
+    let filter = ListFilter {
+        host: q.get("host").cloned(),
+        endpoint: q.get("endpoint").cloned(),
+        status: number(&q, "status")?,
+        min_ms: number(&q, "min_ms")?,
+        limit: number(&q, "limit")?,
+    };
+    let list = on_reader(&state, move |src| request::list(src, &scope, window, &filter)).await?;
+    Ok(axum::Json(json!({ "requests": list })).into_response())
+}
+
+async fn request_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
+    let scope = scope(&state, &headers, q.get("project").map(String::as_str))?;
+    let d = on_reader(&state, move |src| request::detail(src, &scope, &id)).await?;
+    Ok(axum::Json(d).into_response())
+}
+
+async fn flame_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
+    let scope = scope(&state, &headers, q.get("project").map(String::as_str))?;
+    let svg = on_reader(&state, move |src| request::flame_graph_svg(&request::detail(src, &scope, &id)?)).await?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// The body of `POST /v1/sql`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SqlBody {
+    pub query: String,
+    pub max_rows: Option<usize>,
+    pub timeout_s: Option<u64>,
+}
+
+async fn sql_route(State(state): State<ApiState>, headers: HeaderMap, axum::Json(body): axum::Json<SqlBody>) -> Result<Response, ApiError> {
+    if scope(&state, &headers, None)? != Scope::All {
+        return Err(ApiError(StatusCode::FORBIDDEN, "SQL needs an admin token".into()));
+    }
+    let limits = SqlLimits {
+        max_rows: body.max_rows.unwrap_or(state.sql_limits.max_rows).min(state.sql_limits.max_rows),
+        timeout: body.timeout_s.map_or(state.sql_limits.timeout, Duration::from_secs).min(state.sql_limits.timeout),
+    };
+    // The store's reader cannot be interrupted yet, so the wait is bounded here.
+    let work = on_reader(&state, move |src| sql::run(src, &body.query, limits));
+    match tokio::time::timeout(limits.timeout, work).await {
+        Ok(result) => Ok(axum::Json(result?).into_response()),
+        Err(_) => Err(AnalysisError::Timeout(limits.timeout.as_secs()).into()),
+    }
+}

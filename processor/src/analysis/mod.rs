@@ -1,0 +1,309 @@
+//! Spike analysis: finds load spikes and ranks their suspects, with evidence.
+//!
+//! Modules, one job each:
+//! - [`source`]: where rows come from: a reader of the running store, or a
+//!   store file opened read-only when no processor runs.
+//! - [`spikes`]: detection of load and concurrency spikes per host.
+//! - [`correlation`]: lock trees (waiter to root blocker to its request).
+//! - [`report`]: the window report: suspects ranked by their share of the
+//!   excess load against a baseline window, and the top lists.
+//! - [`request`]: the drill-down of one correlation ID, its flame graph and call table.
+//! - [`sql`]: the read-only SQL runner for admins (timeout, row cap, no file access).
+//! - [`api`]: the HTTP JSON API; [`cli`]: the `report` and `sql` subcommands.
+//! - [`table`]: plain-text tables for the CLI.
+//!
+//! **Architecture invariant:** every query here filters on a time range
+//! first (`ts` columns are in ingest order, so DuckDB's zone maps skip the
+//! rest of the seven days) and on the caller's project; time bounds are
+//! computed in Rust and written as plain `TIMESTAMP` literals, since the
+//! bundled DuckDB has no ICU.
+
+pub mod api;
+pub mod cli;
+pub mod correlation;
+pub mod report;
+pub mod request;
+pub mod source;
+pub mod spikes;
+pub mod sql;
+pub mod table;
+
+use serde::{Deserialize, Serialize};
+
+pub use source::{Source, StoreFile};
+
+/// Microseconds since the Unix epoch, UTC.
+pub type Micros = i64;
+
+pub const SECOND: Micros = 1_000_000;
+
+/// Why an analysis could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("query refused: {0}")]
+    Refused(String),
+    #[error("query stopped after {0} s (timeout)")]
+    Timeout(u64),
+}
+
+/// Whose data a caller may read: one project, or all of them (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scope {
+    Project(String),
+    All,
+}
+
+impl Scope {
+    /// ` AND <prefix>project = '...'` for a project, nothing for all.
+    pub fn clause(&self, prefix: &str) -> String {
+        match self {
+            Scope::Project(p) => format!(" AND {prefix}project = {}", quote(p)),
+            Scope::All => String::new(),
+        }
+    }
+
+    /// Narrows an admin scope to one project when the caller asks for one;
+    /// a project scope stays what it is, whatever is asked.
+    pub fn narrowed(self, asked: Option<&str>) -> Scope {
+        match (self, asked) {
+            (Scope::All, Some(p)) if !p.is_empty() => Scope::Project(p.to_owned()),
+            (scope, _) => scope,
+        }
+    }
+}
+
+/// A half-open time range `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub from: Micros,
+    pub to: Micros,
+}
+
+impl Window {
+    /// # Errors
+    /// `to` is not after `from`.
+    pub fn new(from: Micros, to: Micros) -> Result<Window, AnalysisError> {
+        if to <= from {
+            return Err(AnalysisError::BadInput(format!(
+                "window {} .. {}: the end is not after the start",
+                format_time(from),
+                format_time(to)
+            )));
+        }
+        Ok(Window { from, to })
+    }
+
+    pub fn seconds(&self) -> f64 {
+        (self.to - self.from) as f64 / SECOND as f64
+    }
+
+    /// The window of the same length that ends where this one starts.
+    pub fn before(&self) -> Window {
+        Window { from: 2 * self.from - self.to, to: self.from }
+    }
+
+    /// `col >= from AND col < to` with literals.
+    pub fn filter(&self, col: &str) -> String {
+        format!("{col} >= {} AND {col} < {}", ts_literal(self.from), ts_literal(self.to))
+    }
+}
+
+/// A window and the baseline it is compared with (the baseline ends at or
+/// before the window's start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    pub window: Window,
+    pub baseline: Window,
+}
+
+impl Frame {
+    /// # Errors
+    /// The baseline does not end at or before the window's start.
+    pub fn new(window: Window, baseline: Window) -> Result<Frame, AnalysisError> {
+        if baseline.to > window.from {
+            return Err(AnalysisError::BadInput(format!(
+                "baseline {} .. {} must end at or before the window's start {}",
+                format_time(baseline.from),
+                format_time(baseline.to),
+                format_time(window.from)
+            )));
+        }
+        Ok(Frame { window, baseline })
+    }
+
+    /// The window against the window of the same length just before it.
+    pub fn before(window: Window) -> Frame {
+        Frame { window, baseline: window.before() }
+    }
+
+    /// Window length over baseline length: scales baseline sums to the window.
+    pub fn ratio(&self) -> f64 {
+        self.window.seconds() / self.baseline.seconds()
+    }
+
+    /// Rows in the baseline or the window. The outer bounds come first so
+    /// that DuckDB prunes row groups by their min/max.
+    pub fn filter(&self, col: &str) -> String {
+        format!(
+            "{col} >= {lo} AND {col} < {hi} AND ({col} < {bto} OR {col} >= {wfrom})",
+            lo = ts_literal(self.baseline.from),
+            hi = ts_literal(self.window.to),
+            bto = ts_literal(self.baseline.to),
+            wfrom = ts_literal(self.window.from)
+        )
+    }
+
+    /// True for rows of the window (given [`Frame::filter`]).
+    pub fn in_window(&self, col: &str) -> String {
+        format!("({col} >= {})", ts_literal(self.window.from))
+    }
+}
+
+/// A SQL string literal.
+pub fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A DuckDB `TIMESTAMP` literal (UTC) for microseconds since the epoch.
+pub fn ts_literal(micros: Micros) -> String {
+    format!("TIMESTAMP '{}'", format_time(micros).trim_end_matches('Z').replace('T', " "))
+}
+
+/// `2026-11-27T11:47:44.123456Z`.
+pub fn format_time(micros: Micros) -> String {
+    bitville_schemas::format_micros(micros)
+}
+
+/// Parses a time the way people type it: RFC 3339 (`2026-11-27T11:00:00Z`),
+/// the same with a space and no zone (taken as UTC), a date alone, or Unix
+/// seconds.
+///
+/// # Errors
+/// None of those shapes fits.
+pub fn parse_time(text: &str) -> Result<Micros, AnalysisError> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t.len() <= 11 {
+        return t.parse::<i64>().map(|s| s * SECOND).map_err(|e| AnalysisError::BadInput(format!("time {t:?}: {e}")));
+    }
+    let mut s = t.replacen(' ', "T", 1);
+    if s.len() == 10 {
+        s.push_str("T00:00:00");
+    }
+    if s.len() == 16 {
+        s.push_str(":00");
+    }
+    let has_zone = s.ends_with('Z') || s.get(19..).is_some_and(|rest| rest.contains('+') || rest.contains('-'));
+    if !has_zone {
+        s.push('Z');
+    }
+    bitville_schemas::parse_ts(&s)
+        .map_err(|_| AnalysisError::BadInput(format!("time {t:?} is not RFC 3339, `YYYY-MM-DD HH:MM[:SS]` (UTC) or Unix seconds")))
+}
+
+/// A UUID check before an ID goes into a query.
+///
+/// # Errors
+/// The text is not a UUID.
+pub fn check_uuid(text: &str) -> Result<String, AnalysisError> {
+    uuid::Uuid::parse_str(text.trim())
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| AnalysisError::BadInput(format!("id {text:?} is not a UUID")))
+}
+
+/// One result row with cells as text, with lenient typed getters: the
+/// analysis asks for numbers it computed itself, so NULL and unparsable
+/// both read as zero.
+#[derive(Debug, Clone)]
+pub struct Row(pub Vec<Option<String>>);
+
+impl Row {
+    pub fn f(&self, i: usize) -> f64 {
+        self.opt(i).and_then(|s| s.parse().ok()).unwrap_or(0.0)
+    }
+    pub fn i(&self, i: usize) -> i64 {
+        self.opt(i).and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+    pub fn s(&self, i: usize) -> String {
+        self.opt(i).unwrap_or_default().to_owned()
+    }
+    pub fn opt(&self, i: usize) -> Option<&str> {
+        self.0.get(i).and_then(|c| c.as_deref())
+    }
+    /// A `BIGINT[]` cell as DuckDB prints it (`[1, 2]`).
+    pub fn list(&self, i: usize) -> Vec<i64> {
+        self.opt(i)
+            .map(|s| s.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Runs a query on a source and wraps its rows.
+///
+/// # Errors
+/// The query failed.
+pub fn query(src: &dyn Source, sql: &str) -> Result<Vec<Row>, AnalysisError> {
+    Ok(src.rows(sql)?.into_iter().map(Row).collect())
+}
+
+/// The SQL expression naming a request's endpoint: method and route, or the
+/// path without its query string when there is no route.
+pub const ENDPOINT_SQL: &str =
+    "coalesce(method, upper(sapi), '-') || ' ' || coalesce(route, nullif(split_part(url, '?', 1), ''), '-')";
+
+/// Rounds for display and JSON (three decimals is a millisecond of seconds).
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_the_shapes_people_type() {
+        let z = parse_time("2026-11-27T11:00:00Z").unwrap();
+        assert_eq!(parse_time("2026-11-27 11:00:00").unwrap(), z);
+        assert_eq!(parse_time("2026-11-27 11:00").unwrap(), z);
+        assert_eq!(parse_time("2026-11-27T13:00:00+02:00").unwrap(), z);
+        assert_eq!(parse_time(&(z / SECOND).to_string()).unwrap(), z);
+        assert_eq!(parse_time("2026-11-27").unwrap(), z - 11 * 3600 * SECOND);
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn literals_are_plain_utc_timestamps_and_quotes_are_escaped() {
+        assert_eq!(ts_literal(parse_time("2026-11-27T11:00:00Z").unwrap()), "TIMESTAMP '2026-11-27 11:00:00.000000'");
+        assert_eq!(quote("a'b"), "'a''b'");
+        assert_eq!(Scope::Project("x'y".into()).clause("r."), " AND r.project = 'x''y'");
+        assert_eq!(Scope::All.clause(""), "");
+    }
+
+    #[test]
+    fn a_project_scope_cannot_be_widened_or_moved() {
+        assert_eq!(Scope::Project("a".into()).narrowed(Some("b")), Scope::Project("a".into()));
+        assert_eq!(Scope::All.narrowed(Some("b")), Scope::Project("b".into()));
+        assert_eq!(Scope::All.narrowed(None), Scope::All);
+    }
+
+    #[test]
+    fn windows_refuse_to_run_backwards_and_know_their_baseline() {
+        assert!(Window::new(10, 10).is_err());
+        let w = Window::new(100, 160).unwrap();
+        assert_eq!(w.before(), Window { from: 40, to: 100 });
+    }
+
+    #[test]
+    fn rows_read_lists_and_nulls_leniently() {
+        let r = Row(vec![Some("[1, 22]".into()), None, Some("2.5".into())]);
+        assert_eq!(r.list(0), vec![1, 22]);
+        assert_eq!(r.f(1), 0.0);
+        assert_eq!(r.f(2), 2.5);
+        assert!(check_uuid("nope").is_err());
+    }
+}

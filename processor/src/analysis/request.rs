@@ -1,0 +1,465 @@
+//! The drill-down of one request: everything stored under its correlation
+//! ID, its flame graph, and its inclusive and exclusive call table.
+//!
+//! The request row is found first (by correlation ID or record id); every
+//! other query is then bounded by the request's own time span, so the
+//! drill-down reads a few row groups whatever the store holds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::correlation::{self, RequestRef};
+use super::{AnalysisError, ENDPOINT_SQL, Micros, SECOND, Scope, Source, Window, check_uuid, format_time, query, quote, round3};
+
+/// One SQL statement of the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Statement {
+    pub idx: i64,
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    pub op: String,
+    pub status: String,
+    pub fingerprint: String,
+    pub sql: String,
+    pub caller: Option<String>,
+    pub rows: Option<i64>,
+    pub error: Option<String>,
+    pub params: Option<String>,
+}
+
+/// One row of the call table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Call {
+    pub function: String,
+    /// xhprof call count; Excimer: the stacks it appears in.
+    pub calls: i64,
+    pub inclusive_ms: f64,
+    pub exclusive_ms: f64,
+}
+
+/// The request's profile: folded stacks (µs) and the call table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Profile {
+    pub profiler: Option<String>,
+    /// `frame;frame;leaf <µs>` lines, flame graph input.
+    pub folded: Vec<String>,
+    pub calls: Vec<Call>,
+}
+
+/// A backend of another request, in a lock relation with this one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Peer {
+    pub pid: i64,
+    pub correlation_id: Option<String>,
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+    pub state: Option<String>,
+    pub query: Option<String>,
+}
+
+/// One pg_activity sample of the request's backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActivitySample {
+    pub ts: String,
+    pub host: String,
+    pub pid: i64,
+    pub state: Option<String>,
+    pub wait_event_type: Option<String>,
+    pub wait_event: Option<String>,
+    pub query: Option<String>,
+    pub query_ms: f64,
+    pub blocked_by: Vec<Peer>,
+    pub blocking: Vec<Peer>,
+}
+
+/// Everything about one request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestDetail {
+    pub correlation_id: String,
+    pub request: BTreeMap<String, Value>,
+    pub sql: Vec<Statement>,
+    pub profile: Profile,
+    pub activity: Vec<ActivitySample>,
+    pub logs: Vec<BTreeMap<String, Value>>,
+}
+
+const REQUEST_COLUMNS: [&str; 22] = [
+    "id", "correlation_id", "project", "host", "record_type", "sampling_weight", "duration_ms", "method", "url",
+    "status", "route", "controller", "action", "sapi", "pid", "cpu_user_ms", "cpu_system_ms", "memory_peak_bytes",
+    "sql_total_count", "sql_total_ms", "profiler", "error_message",
+];
+
+/// Loads the drill-down of a request by correlation ID or record id.
+///
+/// # Errors
+/// The id is not a UUID, no request of the scope has it, or a query failed.
+pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail, AnalysisError> {
+    let id = check_uuid(id)?;
+    let cols = REQUEST_COLUMNS.join(", ");
+    let rows = query(
+        src,
+        &format!(
+            "SELECT seq, epoch_us(ts), epoch_us(started_at), coalesce(profile_period_ms, 0), {ENDPOINT_SQL}, {cols} FROM requests \
+             WHERE (correlation_id = {q} OR id = {q}){s} ORDER BY ts DESC LIMIT 1",
+            q = quote(&id),
+            s = scope.clause("")
+        ),
+    )?;
+    let r = rows.first().ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
+    let (seq, end, start) = (r.i(0), r.i(1), r.i(2));
+    let mut request = BTreeMap::new();
+    request.insert("endpoint".to_owned(), json!(r.s(4)));
+    request.insert("ts".to_owned(), json!(format_time(end)));
+    request.insert("started_at".to_owned(), json!(format_time(start)));
+    for (i, c) in REQUEST_COLUMNS.iter().enumerate() {
+        let v = r.opt(5 + i).map_or(Value::Null, |s| {
+            s.parse::<i64>().map(Value::from).or_else(|_| s.parse::<f64>().map(Value::from)).unwrap_or_else(|_| json!(s))
+        });
+        request.insert((*c).to_owned(), v);
+    }
+    let correlation_id = r.s(6);
+    let same_record = format!("{} AND seq = {seq}", Window { from: end, to: end + 1 }.filter("ts"));
+
+    let sql = query(
+        src,
+        &format!(
+            "SELECT idx, start_ms, duration_ms, op, status, fingerprint, sql, caller, rows, error, params::VARCHAR \
+             FROM request_sql WHERE {same_record} ORDER BY idx"
+        ),
+    )?
+    .iter()
+    .map(|r| Statement {
+        idx: r.i(0),
+        start_ms: r.f(1),
+        duration_ms: r.f(2),
+        op: r.s(3),
+        status: r.s(4),
+        fingerprint: r.s(5),
+        sql: r.s(6),
+        caller: r.opt(7).map(str::to_owned),
+        rows: r.opt(8).and_then(|s| s.parse().ok()),
+        error: r.opt(9).map(str::to_owned),
+        params: r.opt(10).map(str::to_owned),
+    })
+    .collect();
+
+    let profile_rows = query(
+        src,
+        &format!(
+            "SELECT profiler, stack, function, caller, coalesce(samples, 0), coalesce(wall_us, 0), coalesce(calls, 0) \
+             FROM request_profile WHERE {same_record} ORDER BY idx"
+        ),
+    )?;
+    let profile = build_profile(
+        &profile_rows
+            .iter()
+            .map(|r| ProfileRow {
+                profiler: r.s(0),
+                stack: r.opt(1).map(str::to_owned),
+                function: r.s(2),
+                caller: r.opt(3).map(str::to_owned),
+                wall_us: r.f(5),
+                calls: r.i(6),
+            })
+            .collect::<Vec<_>>(),
+    );
+
+    // The database side, bounded by the request's span plus a little slack.
+    let span = Window { from: start - SECOND, to: end + 2 * SECOND };
+    let activity = activity(src, scope, &span, &correlation_id)?;
+    let logs = query(
+        src,
+        &format!(
+            "SELECT epoch_us(ts), class, severity, message, duration_ms, detail, fingerprint, lock_waited_ms FROM pg_log \
+             WHERE {}{} AND correlation_id = {} ORDER BY ts",
+            Window { from: span.from, to: span.to + 10 * SECOND }.filter("ts"),
+            scope.clause(""),
+            quote(&correlation_id)
+        ),
+    )?
+    .iter()
+    .map(|r| {
+        let mut m = BTreeMap::new();
+        m.insert("ts".into(), json!(format_time(r.i(0))));
+        for (i, k) in ["class", "severity", "message", "duration_ms", "detail", "fingerprint", "lock_waited_ms"].iter().enumerate() {
+            m.insert((*k).to_owned(), r.opt(i + 1).map_or(Value::Null, |s| json!(s)));
+        }
+        m
+    })
+    .collect();
+
+    Ok(RequestDetail { correlation_id, request, sql, profile, activity, logs })
+}
+
+/// The request's backend samples, with who blocked it and whom it blocked
+/// (each peer resolved to its request when it carries a correlation ID).
+fn activity(src: &dyn Source, scope: &Scope, span: &Window, correlation_id: &str) -> Result<Vec<ActivitySample>, AnalysisError> {
+    let rows = query(
+        src,
+        &format!(
+            "SELECT seq, epoch_us(ts), host, pid, blocking_pids, correlation_id, state, wait_event_type, wait_event, query, query_ms \
+             FROM pg_activity WHERE {f}{s} AND seq IN (SELECT seq FROM pg_activity WHERE {f}{s} AND correlation_id = {c}) \
+             ORDER BY seq, pid",
+            f = span.filter("ts"),
+            s = scope.clause(""),
+            c = quote(correlation_id)
+        ),
+    )?;
+    let ids: BTreeSet<String> = rows.iter().filter_map(|r| r.opt(5).map(str::to_owned)).collect();
+    let requests: HashMap<String, RequestRef> = correlation::requests_by_correlation(src, scope, &ids, *span)?;
+    let peer = |r: &super::Row| {
+        let cid = r.opt(5).map(str::to_owned);
+        let req = cid.as_ref().and_then(|c| requests.get(c));
+        Peer {
+            pid: r.i(3),
+            correlation_id: cid.clone(),
+            url: req.map(|q| q.url.clone()),
+            endpoint: req.map(|q| q.endpoint.clone()),
+            state: r.opt(6).map(str::to_owned),
+            query: r.opt(9).map(str::to_owned),
+        }
+    };
+    let mut out = Vec::new();
+    for mine in rows.iter().filter(|r| r.opt(5) == Some(correlation_id)) {
+        let same: Vec<&super::Row> = rows.iter().filter(|o| o.i(0) == mine.i(0) && o.i(3) != mine.i(3)).collect();
+        let waits_on = mine.list(4);
+        out.push(ActivitySample {
+            ts: format_time(mine.i(1)),
+            host: mine.s(2),
+            pid: mine.i(3),
+            state: mine.opt(6).map(str::to_owned),
+            wait_event_type: mine.opt(7).map(str::to_owned),
+            wait_event: mine.opt(8).map(str::to_owned),
+            query: mine.opt(9).map(str::to_owned),
+            query_ms: mine.f(10),
+            blocked_by: same.iter().filter(|o| waits_on.contains(&o.i(3))).map(|o| peer(o)).collect(),
+            blocking: same.iter().filter(|o| o.list(4).contains(&mine.i(3))).map(|o| peer(o)).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// One stored profile row.
+#[derive(Debug, Clone)]
+pub struct ProfileRow {
+    pub profiler: String,
+    pub stack: Option<String>,
+    pub function: String,
+    pub caller: Option<String>,
+    pub wall_us: f64,
+    pub calls: i64,
+}
+
+/// Folded stacks and the call table of a profile: Excimer stacks as they
+/// are; xhprof edges as a tree from the root, each child's share of its
+/// function's time split across that function's callers in proportion
+/// (xhprof keeps caller==>callee pairs, not whole stacks).
+pub fn build_profile(rows: &[ProfileRow]) -> Profile {
+    let Some(first) = rows.first() else { return Profile::default() };
+    let excimer = first.profiler == "excimer";
+    let mut folded = Vec::new();
+    let mut calls: BTreeMap<String, Call> = BTreeMap::new();
+    if excimer {
+        for r in rows {
+            let Some(stack) = &r.stack else { continue };
+            folded.push(format!("{stack} {}", r.wall_us.round() as i64));
+            let frames: BTreeSet<&str> = stack.split(';').collect();
+            for f in frames {
+                let c = call(&mut calls, f);
+                c.calls += 1;
+                c.inclusive_ms += r.wall_us / 1000.0;
+            }
+            let c = call(&mut calls, &r.function);
+            c.exclusive_ms += r.wall_us / 1000.0;
+        }
+    } else {
+        let mut children: HashMap<&str, Vec<&ProfileRow>> = HashMap::new();
+        let mut inclusive: HashMap<&str, f64> = HashMap::new();
+        for r in rows {
+            *inclusive.entry(r.function.as_str()).or_default() += r.wall_us;
+            if let Some(caller) = &r.caller {
+                children.entry(caller.as_str()).or_default().push(r);
+            }
+            let c = call(&mut calls, &r.function);
+            c.calls += r.calls;
+            c.inclusive_ms += r.wall_us / 1000.0;
+            c.exclusive_ms += r.wall_us / 1000.0;
+            if let Some(caller) = &r.caller {
+                let p = call(&mut calls, caller);
+                p.exclusive_ms -= r.wall_us / 1000.0;
+            }
+        }
+        for root in rows.iter().filter(|r| r.caller.is_none()) {
+            fold_edges(&root.function, root.wall_us, &mut vec![root.function.as_str()], &children, &inclusive, &mut folded);
+        }
+    }
+    let mut calls: Vec<Call> = calls.into_values().collect();
+    for c in &mut calls {
+        c.inclusive_ms = round3(c.inclusive_ms);
+        c.exclusive_ms = round3(c.exclusive_ms.max(0.0));
+    }
+    calls.sort_by(|a, b| b.exclusive_ms.total_cmp(&a.exclusive_ms).then(a.function.cmp(&b.function)));
+    Profile { profiler: Some(first.profiler.clone()), folded, calls }
+}
+
+fn call<'m>(calls: &'m mut BTreeMap<String, Call>, f: &str) -> &'m mut Call {
+    calls.entry(f.to_owned()).or_insert_with(|| Call { function: f.to_owned(), calls: 0, inclusive_ms: 0.0, exclusive_ms: 0.0 })
+}
+
+fn fold_edges<'a>(
+    function: &'a str,
+    time_us: f64,
+    path: &mut Vec<&'a str>,
+    children: &HashMap<&'a str, Vec<&'a ProfileRow>>,
+    inclusive: &HashMap<&'a str, f64>,
+    out: &mut Vec<String>,
+) {
+    let total = inclusive.get(function).copied().unwrap_or(time_us).max(1.0);
+    let share = (time_us / total).min(1.0);
+    let mut children_us = 0.0;
+    if path.len() < 64 {
+        for child in children.get(function).into_iter().flatten() {
+            if path.contains(&child.function.as_str()) {
+                continue;
+            }
+            let t = child.wall_us * share;
+            children_us += t;
+            path.push(child.function.as_str());
+            fold_edges(&child.function, t, path, children, inclusive, out);
+            path.pop();
+        }
+    }
+    let own = (time_us - children_us).round() as i64;
+    if own > 0 {
+        out.push(format!("{} {own}", path.join(";")));
+    }
+}
+
+/// The flame graph of a request's profile, as SVG.
+///
+/// # Errors
+/// The profile is empty, or the renderer refused it.
+pub fn flame_graph_svg(detail: &RequestDetail) -> Result<String, AnalysisError> {
+    if detail.profile.folded.is_empty() {
+        return Err(AnalysisError::NotFound(format!("profile of request {}", detail.correlation_id)));
+    }
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = format!(
+        "{} {}",
+        detail.request.get("endpoint").and_then(Value::as_str).unwrap_or(""),
+        detail.request.get("url").and_then(Value::as_str).unwrap_or("")
+    );
+    options.subtitle = Some(format!("correlation ID {} ({})", detail.correlation_id, detail.profile.profiler.as_deref().unwrap_or("")));
+    options.count_name = "µs".to_owned();
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_lines(&mut options, detail.profile.folded.iter().map(String::as_str), &mut svg)
+        .map_err(|e| AnalysisError::Query(format!("flame graph of request {}: {e}", detail.correlation_id)))?;
+    String::from_utf8(svg).map_err(|e| AnalysisError::Query(format!("flame graph is not UTF-8: {e}")))
+}
+
+/// A filterable list of requests, newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListFilter {
+    pub host: Option<String>,
+    pub endpoint: Option<String>,
+    pub status: Option<i64>,
+    pub min_ms: Option<f64>,
+    pub limit: Option<usize>,
+}
+
+/// The requests of a window that match a filter.
+///
+/// # Errors
+/// A store query failed.
+pub fn list(src: &dyn Source, scope: &Scope, window: Window, filter: &ListFilter) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
+    let mut cond = format!("{}{}", window.filter("ts"), scope.clause(""));
+    if let Some(h) = &filter.host {
+        cond.push_str(&format!(" AND host = {}", quote(h)));
+    }
+    if let Some(e) = &filter.endpoint {
+        cond.push_str(&format!(" AND {ENDPOINT_SQL} = {}", quote(e)));
+    }
+    if let Some(s) = filter.status {
+        cond.push_str(&format!(" AND status = {s}"));
+    }
+    if let Some(m) = filter.min_ms.filter(|m| m.is_finite()) {
+        cond.push_str(&format!(" AND duration_ms >= {m}"));
+    }
+    let limit = filter.limit.unwrap_or(100).clamp(1, 10_000);
+    let rows = query(
+        src,
+        &format!(
+            "SELECT epoch_us(ts), correlation_id, project, host, {ENDPOINT_SQL}, url, status, duration_ms, record_type, \
+             sql_total_ms, profiler FROM requests WHERE {cond} ORDER BY ts DESC LIMIT {limit}"
+        ),
+    )?;
+    let keys = ["correlation_id", "project", "host", "endpoint", "url", "status", "duration_ms", "record_type", "sql_total_ms", "profiler"];
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mut m = BTreeMap::new();
+            m.insert("ts".to_owned(), json!(format_time(r.i(0))));
+            for (i, k) in keys.iter().enumerate() {
+                let v = match *k {
+                    "status" => r.opt(i + 1).and_then(|s| s.parse::<i64>().ok()).map_or(Value::Null, Value::from),
+                    "duration_ms" | "sql_total_ms" => r.opt(i + 1).and_then(|s| s.parse::<f64>().ok()).map_or(Value::Null, Value::from),
+                    _ => r.opt(i + 1).map_or(Value::Null, |s| json!(s)),
+                };
+                m.insert((*k).to_owned(), v);
+            }
+            m
+        })
+        .collect())
+}
+
+/// Micros of a request's end, for callers that only need the time.
+pub fn ended_at(detail: &RequestDetail) -> Option<Micros> {
+    detail.request.get("ts").and_then(Value::as_str).and_then(|t| bitville_schemas::parse_ts(t).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(caller: Option<&str>, callee: &str, us: f64, ct: i64) -> ProfileRow {
+        ProfileRow { profiler: "xhprof".into(), stack: None, function: callee.into(), caller: caller.map(Into::into), wall_us: us, calls: ct }
+    }
+
+    #[test]
+    fn xhprof_edges_give_inclusive_and_exclusive_times() {
+        let rows = vec![
+            edge(None, "main()", 1000.0, 1),
+            edge(Some("main()"), "a", 600.0, 2),
+            edge(Some("main()"), "b", 300.0, 1),
+            edge(Some("a"), "b", 200.0, 4),
+        ];
+        let p = build_profile(&rows);
+        let get = |f: &str| p.calls.iter().find(|c| c.function == f).unwrap().clone();
+        assert_eq!((get("main()").inclusive_ms, get("main()").exclusive_ms), (1.0, 0.1));
+        assert_eq!((get("a").inclusive_ms, get("a").exclusive_ms), (0.6, 0.4));
+        assert_eq!((get("b").calls, get("b").inclusive_ms, get("b").exclusive_ms), (5, 0.5, 0.5));
+        // The folded stacks add up to the root's inclusive time.
+        let total: i64 = p.folded.iter().map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap()).sum();
+        assert_eq!(total, 1000);
+        assert!(p.folded.iter().any(|l| l.starts_with("main();a;b ")), "{:?}", p.folded);
+    }
+
+    #[test]
+    fn excimer_stacks_count_a_frame_once_per_stack() {
+        let row = |stack: &str, us: f64| ProfileRow {
+            profiler: "excimer".into(),
+            stack: Some(stack.into()),
+            function: stack.rsplit(';').next().unwrap().into(),
+            caller: None,
+            wall_us: us,
+            calls: 0,
+        };
+        let p = build_profile(&[row("main;f;g;f", 100.0), row("main;h", 50.0)]);
+        let get = |f: &str| p.calls.iter().find(|c| c.function == f).unwrap().clone();
+        assert_eq!((get("f").inclusive_ms, get("f").exclusive_ms), (0.1, 0.1));
+        assert_eq!((get("main").inclusive_ms, get("main").exclusive_ms), (0.15, 0.0));
+        assert_eq!(p.folded, vec!["main;f;g;f 100", "main;h 50"]);
+    }
+}

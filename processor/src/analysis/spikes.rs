@@ -1,0 +1,250 @@
+//! Spike detection: per host, stretches where the load average (or the
+//! request concurrency) rises well above that host's own recent baseline,
+//! or over a configured level.
+//!
+//! The baseline is the median of the samples in the lookback before each
+//! point, frozen while a spike lasts, so a long spike does not become its
+//! own baseline. Concurrency is the request-seconds per second in buckets
+//! (Little's law: the mean number of requests in flight).
+
+use serde::{Deserialize, Serialize};
+
+use super::{AnalysisError, Micros, SECOND, Scope, Source, Window, format_time, query, round3};
+
+/// What a spike was measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// `load1` of host_metrics.
+    Load,
+    /// Requests in flight, from the requests' durations.
+    Concurrency,
+}
+
+/// Detection settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Detection {
+    /// A point is high when it is at least this many times its baseline...
+    pub factor: f64,
+    /// ...and at least this much above it (load: per CPU when known).
+    pub min_rise: f64,
+    /// Or when it is over this level, whatever the baseline (load1; None: off).
+    pub level: Option<f64>,
+    /// How far back the baseline looks.
+    pub lookback_s: i64,
+    /// Bucket of the concurrency series.
+    pub bucket_s: i64,
+}
+
+impl Default for Detection {
+    fn default() -> Self {
+        Detection { factor: 2.0, min_rise: 1.0, level: None, lookback_s: 1800, bucket_s: 10 }
+    }
+}
+
+/// One detected spike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spike {
+    pub signal: Signal,
+    pub project: String,
+    pub host: String,
+    pub start: String,
+    pub peak_at: String,
+    pub end: String,
+    pub start_us: Micros,
+    pub peak_at_us: Micros,
+    pub end_us: Micros,
+    pub peak: f64,
+    pub baseline: f64,
+    /// The window a report of this spike should cover: from a minute before
+    /// the start (load1 lags by about that much) to the end.
+    pub report_from: String,
+    pub report_to: String,
+}
+
+/// The state of the detector for one series.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Quiet,
+    High { start: Micros, peak_at: Micros, peak: f64, baseline: f64, last_high: Micros },
+}
+
+/// Finds spikes in one series of `(time, value)` points in time order.
+/// `rise_unit` scales `min_rise` (the CPU count for load).
+pub fn detect(points: &[(Micros, f64)], d: &Detection, rise_unit: f64) -> Vec<(Micros, Micros, f64, Micros, f64)> {
+    let mut out = Vec::new();
+    let mut state = State::Quiet;
+    let mut history: std::collections::VecDeque<(Micros, f64)> = std::collections::VecDeque::new();
+    let lookback = d.lookback_s * SECOND;
+    for &(t, v) in points {
+        while history.front().is_some_and(|(h, _)| *h < t - lookback) {
+            history.pop_front();
+        }
+        let base = median(history.iter().map(|(_, v)| *v));
+        let known = history.len() >= 3;
+        let high = |baseline: f64, known: bool| {
+            let over_level = d.level.is_some_and(|l| v > l);
+            let over_base = known && v >= baseline * d.factor && v - baseline >= d.min_rise * rise_unit;
+            over_level || over_base
+        };
+        state = match state {
+            State::Quiet if high(base, known) => State::High { start: t, peak_at: t, peak: v, baseline: base, last_high: t },
+            State::Quiet => {
+                history.push_back((t, v));
+                State::Quiet
+            }
+            State::High { start, peak_at, peak, baseline, .. } if high(baseline, true) => {
+                let (peak_at, peak) = if v > peak { (t, v) } else { (peak_at, peak) };
+                State::High { start, peak_at, peak, baseline, last_high: t }
+            }
+            State::High { start, peak_at, peak, baseline, .. } => {
+                out.push((start, peak_at, peak, t, baseline));
+                history.push_back((t, v));
+                State::Quiet
+            }
+        };
+    }
+    if let State::High { start, peak_at, peak, baseline, last_high } = state {
+        out.push((start, peak_at, peak, last_high, baseline));
+    }
+    out
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The range covered by the data of a scope: the last `hours` before its newest record.
+///
+/// # Errors
+/// The store query failed, or there is no data at all.
+pub fn recent_range(src: &dyn Source, scope: &Scope, hours: i64) -> Result<Window, AnalysisError> {
+    let rows = query(
+        src,
+        &format!(
+            "SELECT max(t) FROM (SELECT epoch_us(max(ts)) AS t FROM host_metrics WHERE true{s} \
+             UNION ALL SELECT epoch_us(max(ts)) FROM requests WHERE true{s})",
+            s = scope.clause("")
+        ),
+    )?;
+    let last = rows.first().and_then(|r| r.opt(0)).and_then(|s| s.parse::<i64>().ok());
+    let last = last.ok_or_else(|| AnalysisError::NotFound("data for this project".into()))?;
+    Window::new(last + SECOND - hours * 3600 * SECOND, last + SECOND)
+}
+
+/// Detects spikes of load and concurrency per host in a range.
+///
+/// # Errors
+/// A store query failed.
+pub fn find(src: &dyn Source, scope: &Scope, range: Window, d: &Detection) -> Result<Vec<Spike>, AnalysisError> {
+    let with_history = Window { from: range.from - d.lookback_s * SECOND, to: range.to };
+    let mut spikes = Vec::new();
+    let load = query(
+        src,
+        &format!(
+            "SELECT project, host, epoch_us(ts), load1, coalesce(ncpu, 1) FROM host_metrics \
+             WHERE {}{} AND load1 IS NOT NULL ORDER BY project, host, ts",
+            with_history.filter("ts"),
+            scope.clause("")
+        ),
+    )?;
+    let bucket = d.bucket_s.max(1) * SECOND;
+    let conc = query(
+        src,
+        &format!(
+            "SELECT project, host, epoch_us(ts) // {bucket} * {bucket} AS b, \
+             sum(coalesce(sampling_weight, 1) * duration_ms) / 1000.0 / {} AS c, 1 \
+             FROM requests WHERE {}{} GROUP BY ALL ORDER BY project, host, b",
+            d.bucket_s.max(1),
+            with_history.filter("ts"),
+            scope.clause("")
+        ),
+    )?;
+    for (signal, rows) in [(Signal::Load, load), (Signal::Concurrency, conc)] {
+        let mut i = 0;
+        while i < rows.len() {
+            let (project, host) = (rows[i].s(0), rows[i].s(1));
+            let mut points = Vec::new();
+            let mut ncpu: f64 = 1.0;
+            while i < rows.len() && rows[i].s(0) == project && rows[i].s(1) == host {
+                points.push((rows[i].i(2), rows[i].f(3)));
+                ncpu = ncpu.max(rows[i].f(4));
+                i += 1;
+            }
+            let (d, unit) = match signal {
+                // A load rise counts when it is a real share of the machine.
+                Signal::Load => (d.clone(), (ncpu * 0.5).max(1.0)),
+                Signal::Concurrency => (Detection { level: None, ..d.clone() }, 1.0),
+            };
+            for (start, peak_at, peak, end, baseline) in detect(&points, &d, unit) {
+                if end < range.from || start >= range.to {
+                    continue;
+                }
+                let report_from = start - 60 * SECOND;
+                let report_to = end.max(start + d.bucket_s.max(1) * SECOND);
+                spikes.push(Spike {
+                    signal,
+                    project: project.clone(),
+                    host: host.clone(),
+                    start: format_time(start),
+                    peak_at: format_time(peak_at),
+                    end: format_time(end),
+                    start_us: start,
+                    peak_at_us: peak_at,
+                    end_us: end,
+                    peak: round3(peak),
+                    baseline: round3(baseline),
+                    report_from: format_time(report_from),
+                    report_to: format_time(report_to),
+                });
+            }
+        }
+    }
+    spikes.sort_by(|a, b| a.start_us.cmp(&b.start_us).then(a.host.cmp(&b.host)));
+    Ok(spikes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(values: &[f64]) -> Vec<(Micros, f64)> {
+        values.iter().enumerate().map(|(i, v)| (i as i64 * 10 * SECOND, *v)).collect()
+    }
+
+    #[test]
+    fn a_rise_well_above_the_baseline_is_one_spike_with_start_peak_and_end() {
+        let pts = series(&[1.0, 1.2, 0.9, 1.1, 1.0, 6.0, 9.0, 7.0, 1.1, 1.0]);
+        let found = detect(&pts, &Detection::default(), 1.0);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (start, peak_at, peak, end, baseline) = found[0];
+        assert_eq!((start, peak_at, end), (50 * SECOND, 60 * SECOND, 80 * SECOND));
+        assert_eq!(peak, 9.0);
+        assert!((baseline - 1.0).abs() < 0.21, "{baseline}");
+    }
+
+    #[test]
+    fn noise_and_small_rises_are_not_spikes() {
+        let pts = series(&[1.0, 1.3, 0.8, 1.2, 1.9, 1.0, 1.4, 0.7]);
+        assert!(detect(&pts, &Detection::default(), 1.0).is_empty());
+        // Twice the baseline but only 0.5 above it on a one-CPU scale: not a spike.
+        let pts = series(&[0.5, 0.5, 0.5, 0.5, 1.0, 0.5]);
+        assert!(detect(&pts, &Detection::default(), 1.0).is_empty());
+    }
+
+    #[test]
+    fn a_configured_level_counts_without_history_and_a_long_spike_keeps_its_baseline() {
+        let d = Detection { level: Some(50.0), ..Detection::default() };
+        assert_eq!(detect(&series(&[80.0, 90.0, 10.0]), &d, 1.0).len(), 1);
+        // A long plateau stays one spike: the baseline is frozen at its start.
+        let mut v = vec![1.0; 5];
+        v.extend(vec![8.0; 400]);
+        let found = detect(&series(&v), &Detection::default(), 1.0);
+        assert_eq!(found.len(), 1);
+    }
+}
