@@ -69,6 +69,10 @@ pub struct Suspect {
     /// The endpoint where most of its window time was spent.
     pub endpoint: Option<String>,
     pub evidence: BTreeMap<String, Value>,
+    /// The share of its window time per endpoint, which the endpoints'
+    /// latency change is explained by.
+    #[serde(skip)]
+    spread: HashMap<String, f64>,
 }
 
 /// Totals of the window against the baseline.
@@ -501,6 +505,11 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
                 baseline_s: round3(item.b * ratio),
                 endpoint,
                 evidence: item.evidence.clone(),
+                spread: if item.w > 0.0 {
+                    item.by_endpoint.iter().map(|(k, v)| (k.clone(), v / item.w)).collect()
+                } else {
+                    HashMap::new()
+                },
             });
         }
     };
@@ -565,8 +574,8 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
     // Endpoints last: deeper suspects explain the latency of their endpoint.
     let mut explained: HashMap<String, f64> = HashMap::new();
     for s in &suspects {
-        if let Some(ep) = &s.endpoint {
-            *explained.entry(ep.clone()).or_default() += s.score_s;
+        for (ep, part) in &s.spread {
+            *explained.entry(ep.clone()).or_default() += s.score_s * part;
         }
     }
     let mut totals = Totals::default();

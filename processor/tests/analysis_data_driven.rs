@@ -1,0 +1,241 @@
+//! Data-driven spike scenarios against real DuckDB: the recorded spikes of
+//! `examples/spike_fixture.rs` (the same generator that writes
+//! `fixtures/spike/`) are stored through the processor's store, and the
+//! report must rank the planted cause first. These are not yet the live
+//! scenario harness (PHP, nginx, PostgreSQL, shipper and pg-watch running
+//! for real); that one comes later and must pass the same assertions.
+
+#[allow(dead_code)]
+#[path = "../examples/spike_fixture.rs"]
+mod spike_fixture;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use processor::analysis::report::{Report, SuspectKind};
+use processor::analysis::spikes::{Detection, Signal};
+use processor::analysis::{Frame, Scope, Source, StoreFile, Window, report, spikes, sql};
+use processor::config::StoreConfig;
+use processor::flatten;
+use processor::store::Store;
+use spike_fixture::{BASELINE_S, DEFAULT_START, SECOND, SPIKE_S};
+
+/// Stores every record of a generated scenario, in batches, as ingest would.
+fn load(store: &Store, rt: &tokio::runtime::Runtime, files: &std::collections::BTreeMap<String, String>) -> usize {
+    let mut batch = Vec::new();
+    let mut n = 0;
+    for text in files.values() {
+        for line in text.lines() {
+            let (kind, value) = bitville_schemas::validate_line(line.as_bytes()).expect("generated record is valid");
+            batch.push(flatten::prepare(kind, &value, line, DEFAULT_START).expect("record flattens"));
+            if batch.len() == 2000 {
+                n += batch.len();
+                rt.block_on(store.write(std::mem::take(&mut batch))).expect("batch stored");
+            }
+        }
+    }
+    n += batch.len();
+    rt.block_on(store.write(batch)).expect("batch stored");
+    n
+}
+
+fn store_config(path: &Path) -> StoreConfig {
+    StoreConfig { path: path.to_owned(), ..StoreConfig::default() }
+}
+
+/// A scenario in a fresh store: the runtime, the store, and the store's path.
+fn scenario_store(name: &str, dir: &Path) -> (tokio::runtime::Runtime, Arc<Store>) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let store = Arc::new(Store::open(&store_config(&dir.join(format!("{name}.duckdb")))).expect("store opens"));
+    let n = load(&store, &rt, &spike_fixture::generate(name, DEFAULT_START));
+    assert!(n > 500, "scenario {name} has only {n} records");
+    (rt, store)
+}
+
+/// The known spike window against the ten minutes before it.
+fn known_frame() -> Frame {
+    let from = DEFAULT_START + BASELINE_S * SECOND;
+    Frame::new(Window::new(from, from + SPIKE_S * SECOND).unwrap(), Window::new(DEFAULT_START, from).unwrap()).unwrap()
+}
+
+fn report_of(name: &str) -> (Report, Vec<spikes::Spike>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = scenario_store(name, dir.path());
+    let reader = store.reader().expect("reader");
+    let scope = Scope::Project("shop".into());
+    let r = report::report(&reader, &scope, &known_frame()).expect("report");
+    let range = Window::new(DEFAULT_START, DEFAULT_START + 900 * SECOND).unwrap();
+    let found = spikes::find(&reader, &scope, range, &Detection::default()).expect("spikes");
+    drop(reader);
+    rt.block_on(store.shutdown()).expect("store shuts down");
+    let top: Vec<String> = r.suspects.iter().take(5).map(|s| format!("{:?} {} {:.1}s", s.kind, s.name, s.score_s)).collect();
+    eprintln!("{name}: top suspects {top:#?}\nspikes {found:#?}");
+    (r, found)
+}
+
+/// A detected spike overlaps the planted one.
+fn assert_detected(found: &[spikes::Spike], signal: Signal, host: Option<&str>) {
+    let (from, to) = (DEFAULT_START + BASELINE_S * SECOND, DEFAULT_START + (BASELINE_S + SPIKE_S) * SECOND);
+    assert!(
+        found.iter().any(|s| s.signal == signal && host.is_none_or(|h| s.host == h) && s.start_us < to && s.end_us > from),
+        "no {signal:?} spike on {host:?} overlaps the planted one: {found:#?}"
+    );
+}
+
+#[test]
+fn data_driven_cpu_heavy_function_is_ranked_first() {
+    let (r, found) = report_of("cpu_function");
+    let first = &r.suspects[0];
+    assert_eq!((first.kind, first.name.as_str()), (SuspectKind::PhpFunction, spike_fixture::CPU_FUNCTION), "{first:#?}");
+    assert_eq!(first.endpoint.as_deref(), Some("GET search"));
+    assert!(first.share > 0.5, "the function explains most of the excess: {first:#?}");
+    assert_detected(&found, Signal::Load, Some("web-1"));
+}
+
+#[test]
+fn data_driven_slow_sql_fingerprint_is_ranked_first() {
+    let (r, found) = report_of("slow_sql");
+    let first = &r.suspects[0];
+    let fingerprint = bitville_schemas::fingerprint::normalize(spike_fixture::SLOW_SQL);
+    assert_eq!((first.kind, first.name.as_str()), (SuspectKind::SqlFingerprint, fingerprint.as_str()), "{first:#?}");
+    // pg_stat_statements and the slow-statement log back PHP's figure.
+    assert!(first.evidence.get("pgss_seconds").and_then(|v| v.as_f64()).unwrap_or(0.0) > 100.0, "{first:#?}");
+    assert!(first.evidence.get("log_events").and_then(|v| v.as_i64()).unwrap_or(0) > 100, "{first:#?}");
+    // The driver frame that waited for it is not blamed.
+    assert!(!r.suspects.iter().take(3).any(|s| s.name == "PDOStatement::execute"), "{:#?}", &r.suspects[..3]);
+    assert_detected(&found, Signal::Load, Some("db-1"));
+}
+
+#[test]
+fn data_driven_lock_contention_ranks_the_blocking_request_url_first() {
+    let (r, found) = report_of("lock_contention");
+    let first = &r.suspects[0];
+    assert_eq!(first.kind, SuspectKind::LockBlocker, "{first:#?}");
+    assert_eq!(first.name, "POST stock-recount");
+    let url = first.evidence.get("blocker_url").and_then(|v| v.as_str()).unwrap_or("");
+    assert_eq!(url, spike_fixture::LOCK_BLOCKER_URL, "{first:#?}");
+    // The statement that waited is not blamed for the wait.
+    let waiter = bitville_schemas::fingerprint::normalize("UPDATE stock SET qty = qty - :qty WHERE sku = :sku");
+    let waiter_rank = r.suspects.iter().find(|s| s.name == waiter).map_or(usize::MAX, |s| s.rank);
+    assert!(waiter_rank > 3, "the waiting statement ranks {waiter_rank}");
+    assert!(r.events.iter().any(|e| e.class == "lock_wait" && e.count > 10.0), "{:#?}", r.events);
+    assert_detected(&found, Signal::Concurrency, Some("web-1"));
+}
+
+#[test]
+fn data_driven_traffic_burst_ranks_the_cheap_endpoint_first() {
+    let (r, found) = report_of("traffic_burst");
+    let first = &r.suspects[0];
+    assert_eq!((first.kind, first.name.as_str()), (SuspectKind::Endpoint, spike_fixture::BURST_ENDPOINT), "{first:#?}");
+    let rate = first.evidence.get("rate_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let base = first.evidence.get("baseline_rate_per_s").and_then(|v| v.as_f64()).unwrap_or(f64::MAX);
+    assert!(rate > 20.0 * base, "rate {rate}/s against {base}/s");
+    assert_detected(&found, Signal::Load, Some("web-1"));
+}
+
+#[test]
+fn another_project_sees_nothing_of_the_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = scenario_store("lock_contention", dir.path());
+    let reader = store.reader().unwrap();
+    let r = report::report(&reader, &Scope::Project("blog".into()), &known_frame()).unwrap();
+    assert!(r.suspects.is_empty() && r.hosts.is_empty(), "{r:#?}");
+    assert_eq!(r.totals.requests, 0.0);
+    let range = Window::new(DEFAULT_START, DEFAULT_START + 900 * SECOND).unwrap();
+    assert!(spikes::find(&reader, &Scope::Project("blog".into()), range, &Detection::default()).unwrap().is_empty());
+    drop(reader);
+    rt.block_on(store.shutdown()).unwrap();
+}
+
+#[test]
+fn drill_down_shows_who_blocked_a_request_and_draws_its_flame_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = scenario_store("lock_contention", dir.path());
+    let reader = store.reader().unwrap();
+    let scope = Scope::Project("shop".into());
+    let filter = processor::analysis::request::ListFilter {
+        endpoint: Some("POST checkout-submit".into()),
+        min_ms: Some(2000.0),
+        limit: Some(5),
+        ..Default::default()
+    };
+    let list = processor::analysis::request::list(&reader, &scope, known_frame().window, &filter).unwrap();
+    assert!(!list.is_empty(), "no slow checkout in the spike");
+    let id = list[0]["correlation_id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let d = processor::analysis::request::detail(&reader, &scope, &id).unwrap();
+    eprintln!("drill-down took {:?}", started.elapsed());
+    assert!(d.sql.iter().any(|s| s.duration_ms > 1000.0), "{:#?}", d.sql);
+    let blockers: Vec<_> = d.activity.iter().flat_map(|a| a.blocked_by.iter()).collect();
+    assert!(!blockers.is_empty(), "no blocker in {:#?}", d.activity);
+    // Directly or through the first waiter, the chain ends at the recount request.
+    let top = processor::analysis::report::report(&reader, &scope, &known_frame()).unwrap();
+    assert_eq!(top.suspects[0].evidence["blocker_url"], spike_fixture::LOCK_BLOCKER_URL);
+    assert!(d.profile.calls.iter().any(|c| c.function == "PDOStatement::execute" && c.exclusive_ms > 1000.0));
+    let svg = processor::analysis::request::flame_graph_svg(&d).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("PDOStatement::execute"), "{}", &svg[..200.min(svg.len())]);
+    // The other project cannot open it.
+    assert!(processor::analysis::request::detail(&reader, &Scope::Project("blog".into()), &id).is_err());
+    drop(reader);
+    rt.block_on(store.shutdown()).unwrap();
+}
+
+#[test]
+fn sql_runner_reads_the_store_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = scenario_store("traffic_burst", dir.path());
+    let path = store.path().to_owned();
+    rt.block_on(store.shutdown()).unwrap();
+    drop(store);
+    let file = StoreFile::open_read_only(&path).expect("store opens read-only");
+    let limits = sql::SqlLimits { timeout: std::time::Duration::from_secs(2), max_rows: 5 };
+
+    let r = sql::run(&file, "SELECT route, count(*) AS n FROM requests GROUP BY route ORDER BY n DESC;", limits).unwrap();
+    assert_eq!(r.columns, vec!["route", "n"]);
+    assert_eq!(r.rows[0][0].as_deref(), Some("stock-status"));
+    let r = sql::run(&file, "SELECT * FROM range(100)", limits).unwrap();
+    assert_eq!((r.rows.len(), r.truncated), (5, true));
+
+    let secret = dir.path().join("secret.csv");
+    std::fs::write(&secret, "a,b\n1,2\n").unwrap();
+    let refused = [
+        "CREATE TABLE x (a INT)".to_owned(),
+        "DROP TABLE main.cursors".to_owned(),
+        "INSERT INTO cursors VALUES ('x', 1, now())".to_owned(),
+        format!("COPY requests TO '{}'", dir.path().join("out.csv").display()),
+        format!("SELECT * FROM read_csv('{}')", secret.display()),
+        format!("SELECT * FROM '{}'", secret.display()),
+        format!("ATTACH '{}' AS other", dir.path().join("other.duckdb").display()),
+        "SELECT 1; SELECT 2".to_owned(),
+        "INSTALL httpfs".to_owned(),
+        "SET enable_external_access = true".to_owned(),
+        "PRAGMA version".to_owned(),
+    ];
+    for q in &refused {
+        let e = sql::run(&file, q, limits).expect_err(q);
+        assert!(matches!(e, processor::analysis::AnalysisError::Refused(_)), "{q}: {e}");
+    }
+    assert!(!dir.path().join("out.csv").exists() && !dir.path().join("other.duckdb").exists());
+
+    let started = std::time::Instant::now();
+    let e = sql::run(&file, "SELECT count(*) FROM range(1000000000000) a", limits).expect_err("a huge query times out");
+    assert!(matches!(e, processor::analysis::AnalysisError::Timeout(2)), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // The report reads the same file without a processor.
+    let r = report::report(&file as &dyn Source, &Scope::All, &known_frame()).unwrap();
+    assert_eq!(r.suspects[0].name, spike_fixture::BURST_ENDPOINT);
+}
+
+#[test]
+fn committed_fixture_matches_the_generator() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/spike");
+    for name in spike_fixture::SCENARIOS {
+        for (file, text) in spike_fixture::generate(name, DEFAULT_START) {
+            let path = root.join(name).join(&file);
+            let committed = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (run the spike_fixture example)", path.display()));
+            assert!(committed == text, "{} differs from the generator's output; run the spike_fixture example", path.display());
+        }
+    }
+}
