@@ -1,0 +1,305 @@
+//! pg-watch's TOML configuration (`pg-watch.example.toml` documents every key).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::log::LogFormat;
+use crate::log::prefix::PrefixParser;
+use crate::tailer::StartAt;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub project: String,
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub postgres: PostgresSection,
+    #[serde(default)]
+    pub activity: ActivitySection,
+    #[serde(default)]
+    pub statements: StatementsSection,
+    #[serde(default)]
+    pub logs: LogsSection,
+    #[serde(default)]
+    pub host_metrics: HostMetricsSection,
+    pub ship: ShipSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSection {
+    pub conninfo: String,
+    pub statement_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        PostgresSection {
+            conninfo: "host=/var/run/postgresql user=postgres dbname=postgres".into(),
+            statement_timeout_ms: 2000,
+            connect_timeout_ms: 5000,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivitySection {
+    pub enabled: bool,
+    pub interval_ms: u64,
+}
+
+impl Default for ActivitySection {
+    fn default() -> Self {
+        ActivitySection { enabled: true, interval_ms: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatementsSection {
+    pub enabled: bool,
+    pub interval_s: u64,
+}
+
+impl Default for StatementsSection {
+    fn default() -> Self {
+        StatementsSection { enabled: true, interval_s: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSourceSection {
+    pub pattern: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsSection {
+    pub enabled: bool,
+    pub directory: PathBuf,
+    pub log_line_prefix: String,
+    pub start_at: StartAt,
+    pub poll_interval_ms: u64,
+    pub flush_after_ms: u64,
+    pub sources: Vec<LogSourceSection>,
+}
+
+impl Default for LogsSection {
+    fn default() -> Self {
+        LogsSection {
+            enabled: true,
+            directory: "/var/lib/postgresql/15/main/log".into(),
+            log_line_prefix: "%m [%p] %q%u@%d %a ".into(),
+            start_at: StartAt::End,
+            poll_interval_ms: 250,
+            flush_after_ms: 1000,
+            sources: vec![
+                LogSourceSection { pattern: "*.log".into(), format: LogFormat::Stderr },
+                LogSourceSection { pattern: "*.csv".into(), format: LogFormat::Csvlog },
+                LogSourceSection { pattern: "*.json".into(), format: LogFormat::Jsonlog },
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostMetricsSection {
+    pub enabled: bool,
+    pub interval_s: u64,
+}
+
+impl Default for HostMetricsSection {
+    fn default() -> Self {
+        HostMetricsSection { enabled: true, interval_s: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipSection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub processor_url: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { listen: "127.0.0.1:9102".into() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_host() -> String {
+    shipper::config::hostname()
+}
+
+fn default_spool_dir() -> PathBuf {
+    "/var/spool/bitville-apm/pg-watch".into()
+}
+
+fn default_state_dir() -> PathBuf {
+    "/var/lib/bitville-apm/pg-watch".into()
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid TOML for this schema, or a value is out of range.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` only names the input in errors.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let p = &self.project;
+        let project_ok = !p.is_empty()
+            && p.len() <= 64
+            && p.as_bytes()[0].is_ascii_alphanumeric()
+            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !project_ok {
+            return Err(format!("project {p:?} must be 1 to 64 letters, digits, '_', '.' or '-'"));
+        }
+        if self.host.is_empty() {
+            return Err("host is empty and the machine's host name is unknown".into());
+        }
+        if self.spool_dir == self.state_dir {
+            return Err("spool_dir and state_dir must differ".into());
+        }
+        PrefixParser::compile(&self.logs.log_line_prefix).map_err(|e| format!("logs.{e}"))?;
+        for (name, v) in [
+            ("activity.interval_ms", self.activity.interval_ms),
+            ("statements.interval_s", self.statements.interval_s),
+            ("logs.poll_interval_ms", self.logs.poll_interval_ms),
+            ("host_metrics.interval_s", self.host_metrics.interval_s),
+            ("postgres.reconnect_min_ms", self.postgres.reconnect_min_ms),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be above 0"));
+            }
+        }
+        if self.postgres.reconnect_max_ms < self.postgres.reconnect_min_ms {
+            return Err("postgres.reconnect_max_ms is below postgres.reconnect_min_ms".into());
+        }
+        self.postgres
+            .conninfo
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| format!("postgres.conninfo {:?}: {e}", self.postgres.conninfo))?;
+        self.http
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("http.listen {:?} is not an address:port", self.http.listen))?;
+        if self.ship.enabled && self.ship.token.is_none() && self.ship.token_file.is_none() {
+            return Err("ship needs token or token_file".into());
+        }
+        Ok(())
+    }
+
+    /// The processor token, read from `ship.token_file` when given.
+    ///
+    /// # Errors
+    /// The token file cannot be read.
+    pub fn token(&self) -> Result<String, std::io::Error> {
+        match (&self.ship.token, &self.ship.token_file) {
+            (Some(t), _) => Ok(t.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("token_file {}: {e}", f.display()))),
+            (None, None) => Ok(String::new()),
+        }
+    }
+
+    pub fn activity_interval(&self) -> Duration {
+        Duration::from_millis(self.activity.interval_ms)
+    }
+
+    pub fn statements_interval(&self) -> Duration {
+        Duration::from_secs(self.statements.interval_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_with_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pg-watch.example.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.activity.interval_ms, 1000);
+        assert_eq!(c.statements.interval_s, 60);
+        assert_eq!(c.logs.sources.len(), 3);
+        assert_eq!(c.http.listen, "127.0.0.1:9102");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let base = "project = \"shop\"\n[ship]\nprocessor_url = \"http://127.0.0.1:8443\"\ntoken = \"t\"\n";
+        let p = Path::new("x.toml");
+        assert!(Config::parse(base, p).is_ok());
+        let err = Config::parse(&format!("{base}[logs]\nlog_line_prefix = \"%m %y\"\n"), p).unwrap_err().to_string();
+        assert!(err.contains("unknown escape %y"), "{err}");
+        let err = Config::parse(&base.replace("shop", "bad project"), p).unwrap_err().to_string();
+        assert!(err.starts_with("config file x.toml: project \"bad project\""), "{err}");
+        let err = Config::parse(&format!("{base}[activity]\ninterval_ms = 0\n"), p).unwrap_err().to_string();
+        assert!(err.contains("activity.interval_ms must be above 0"), "{err}");
+        let err = Config::parse(&format!("{base}bogus = 1\n"), p).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,503 @@
+//! Classifies a [`LogEntry`] into a pg_log event.
+//!
+//! The rules read PostgreSQL's English messages (`lc_messages = 'C'`, which
+//! the README asks for); with another language most events fall back to
+//! their severity class (error, fatal, panic) or `other`, never lost.
+
+use bitville_schemas::fingerprint::parse_correlation_id;
+use bitville_schemas::records::{Deadlock, DeadlockProcess, FreeMap, LockInfo, LogClass, LogEvent, TempFile};
+use serde_json::Value;
+
+use super::{LogEntry, LogFormat, pgtime};
+
+/// The schema's bound on `raw`, in bytes.
+pub const RAW_MAX: usize = 65_536;
+
+/// Builds the event for one entry. `now_ts` stands in for the log time when
+/// the prefix carries none.
+pub fn classify(entry: LogEntry, format: LogFormat, now_ts: &str) -> LogEvent {
+    let log_time = match entry.log_time.as_deref() {
+        Some(t) => pgtime::to_record_ts(t).unwrap_or_else(|| t.to_owned()),
+        None => now_ts.to_owned(),
+    };
+    let correlation_id = entry.application_name.as_deref().and_then(parse_correlation_id);
+    let mut ev = LogEvent {
+        log_time,
+        format,
+        class: LogClass::Other,
+        message: String::new(),
+        severity: entry.severity,
+        sqlstate: entry.sqlstate.filter(|s| s.len() == 5),
+        pid: entry.pid,
+        session_id: entry.session_id,
+        session_line: entry.session_line,
+        user: entry.user,
+        database: entry.database,
+        application_name: entry.application_name,
+        client: entry.client,
+        backend_type: entry.backend_type,
+        query_id: entry.query_id.filter(|q| *q != 0),
+        correlation_id,
+        detail: entry.detail,
+        hint: entry.hint,
+        context: entry.context,
+        statement: entry.statement,
+        duration_ms: None,
+        query: None,
+        parameters: None,
+        plan: None,
+        lock: None,
+        deadlock: None,
+        temp_file: None,
+        details: None,
+        source: None,
+        raw: None,
+    };
+    let Some(severity) = ev.severity.as_deref() else {
+        ev.class = LogClass::Unparsed;
+        ev.raw = Some(truncate(&entry.message, RAW_MAX).to_owned());
+        ev.message = entry.message;
+        truncate_owned(&mut ev.message, RAW_MAX);
+        return ev;
+    };
+    let severity_class = match severity {
+        "ERROR" => Some(LogClass::Error),
+        "FATAL" => Some(LogClass::Fatal),
+        "PANIC" => Some(LogClass::Panic),
+        _ => None,
+    };
+    let msg = entry.message.as_str();
+    ev.class = if let Some(rest) = msg.strip_prefix("duration: ") {
+        duration_event(&mut ev, rest)
+    } else if msg.starts_with("process ") && msg.contains(" after ") && lock_event(&mut ev, msg).is_some() {
+        ev.class
+    } else if msg == "deadlock detected" || ev.sqlstate.as_deref() == Some("40P01") {
+        ev.deadlock = ev.detail.as_deref().map(parse_deadlock);
+        LogClass::Deadlock
+    } else if msg == "canceling statement due to statement timeout" {
+        LogClass::StatementTimeout
+    } else if msg.starts_with("canceling ") || ev.sqlstate.as_deref() == Some("57014") {
+        LogClass::Cancel
+    } else if let Some(rest) = msg.strip_prefix("temporary file: path \"") {
+        ev.temp_file = parse_temp_file(rest);
+        LogClass::TempFile
+    } else if msg.starts_with("checkpoint ") || msg.starts_with("restartpoint ") {
+        ev.details = Some(checkpoint_details(msg));
+        LogClass::Checkpoint
+    } else if msg.starts_with("automatic vacuum of table ") || msg.starts_with("automatic aggressive vacuum ") {
+        ev.details = Some(maintenance_details(msg, &mut ev.duration_ms));
+        LogClass::Autovacuum
+    } else if msg.starts_with("automatic analyze of table ") {
+        ev.details = Some(maintenance_details(msg, &mut ev.duration_ms));
+        LogClass::Autoanalyze
+    } else if msg.starts_with("connection ") || msg.starts_with("replication connection ") {
+        ev.details = Some(key_values(msg.split_once(": ").map_or("", |(_, r)| r)));
+        LogClass::Connection
+    } else if let Some(rest) = msg.strip_prefix("disconnection: session time: ") {
+        let (time, pairs) = rest.split_once(' ').unwrap_or((rest, ""));
+        ev.duration_ms = parse_interval_ms(time);
+        ev.details = Some(key_values(pairs));
+        LogClass::Disconnection
+    } else {
+        severity_class.unwrap_or(LogClass::Other)
+    };
+    ev.message = entry.message;
+    ev
+}
+
+/// `duration: 12.3 ms  statement: ...`, `...  execute <name>: ...`,
+/// `...  plan:\n...` (auto_explain) or a bare duration (`log_duration`).
+fn duration_event(ev: &mut LogEvent, rest: &str) -> LogClass {
+    let (number, tail) = rest.split_once(" ms").unwrap_or((rest, ""));
+    ev.duration_ms = number.trim().parse::<f64>().ok().filter(|d| *d >= 0.0);
+    let tail = tail.trim_start_matches(' ');
+    if let Some(plan) = tail.strip_prefix("plan:") {
+        let plan = plan.trim_start_matches(['\n', ' ']);
+        if plan.starts_with('{') {
+            if let Ok(v) = serde_json::from_str::<Value>(plan) {
+                ev.query = v.get("Query Text").and_then(Value::as_str).map(str::to_owned);
+                ev.plan = Some(v);
+                return LogClass::AutoExplain;
+            }
+        }
+        let (first, body) = plan.split_once('\n').unwrap_or((plan, ""));
+        match first.strip_prefix("Query Text: ") {
+            Some(q) => {
+                ev.query = Some(q.to_owned());
+                ev.plan = Some(Value::String(body.to_owned()));
+            }
+            None => ev.plan = Some(Value::String(plan.to_owned())),
+        }
+        return LogClass::AutoExplain;
+    }
+    if let Some(q) = tail.strip_prefix("statement: ") {
+        ev.query = Some(q.to_owned());
+    } else if ["execute ", "parse ", "bind "].iter().any(|p| tail.starts_with(p)) {
+        // Extended protocol: `execute <unnamed>: SELECT ...`, `execute S_1: ...`.
+        if let Some((_, q)) = tail.split_once(": ") {
+            ev.query = Some(q.to_owned());
+        }
+        ev.parameters = ev
+            .detail
+            .as_deref()
+            .and_then(|d| d.strip_prefix("parameters: "))
+            .map(str::to_owned);
+    }
+    LogClass::SlowStatement
+}
+
+/// `process 812 still waiting for ShareLock on transaction 734 after 1000.071 ms`
+/// and `process 812 acquired ShareLock on ... after 2003.1 ms`.
+fn lock_event(ev: &mut LogEvent, msg: &str) -> Option<()> {
+    let rest = msg.strip_prefix("process ")?;
+    let (_pid, rest) = rest.split_once(' ')?;
+    let (class, rest) = if let Some(r) = rest.strip_prefix("still waiting for ") {
+        (LogClass::LockWait, r)
+    } else if let Some(r) = rest.strip_prefix("acquired ") {
+        (LogClass::LockAcquired, r)
+    } else if let Some(r) = rest.strip_prefix("detected deadlock while waiting for ") {
+        (LogClass::LockWait, r)
+    } else {
+        return None;
+    };
+    let (mode, rest) = rest.split_once(" on ")?;
+    let (object, after) = rest.rsplit_once(" after ")?;
+    let waited_ms = after.strip_suffix(" ms").and_then(|n| n.parse::<f64>().ok());
+    let mut lock = LockInfo {
+        mode: Some(mode.to_owned()),
+        object: Some(object.to_owned()),
+        waited_ms,
+        holders: Vec::new(),
+        queue: Vec::new(),
+    };
+    if let Some(detail) = ev.detail.as_deref() {
+        // `Process holding the lock: 1. Wait queue: 2, 3.` (or `Processes holding ...`).
+        if let Some((_, h)) = detail.split_once("holding the lock: ") {
+            lock.holders = pid_list(h.split('.').next().unwrap_or(""));
+        }
+        if let Some((_, q)) = detail.split_once("Wait queue: ") {
+            lock.queue = pid_list(q.split('.').next().unwrap_or(""));
+        }
+    }
+    ev.duration_ms = waited_ms;
+    ev.lock = Some(lock);
+    ev.class = class;
+    Some(())
+}
+
+fn pid_list(text: &str) -> Vec<u32> {
+    text.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+}
+
+/// The deadlock DETAIL: `Process A waits for M on O; blocked by process B.`
+/// lines, then `Process A: <query>` lines (queries may span lines).
+fn parse_deadlock(detail: &str) -> Deadlock {
+    let mut processes: Vec<DeadlockProcess> = Vec::new();
+    let mut last_query: Option<usize> = None;
+    for line in detail.lines() {
+        let parsed = line.strip_prefix("Process ").and_then(|r| {
+            let (pid, rest) = r.split_once(|c: char| c == ' ' || c == ':')?;
+            Some((pid.parse::<u32>().ok()?, rest))
+        });
+        let Some((pid, rest)) = parsed else {
+            if let Some(q) = last_query.and_then(|i| processes[i].query.as_mut()) {
+                q.push('\n');
+                q.push_str(line);
+            }
+            continue;
+        };
+        let idx = match processes.iter().position(|p| p.pid == pid) {
+            Some(i) => i,
+            None => {
+                processes.push(DeadlockProcess { pid, waits_for: None, blocked_by: None, query: None });
+                processes.len() - 1
+            }
+        };
+        if let Some(w) = rest.strip_prefix("waits for ") {
+            let (what, blocker) = w.split_once("; blocked by process ").unwrap_or((w, ""));
+            processes[idx].waits_for = Some(what.to_owned());
+            processes[idx].blocked_by = blocker.trim_end_matches('.').parse().ok();
+            last_query = None;
+        } else {
+            processes[idx].query = Some(rest.trim_start_matches([':', ' ']).to_owned());
+            last_query = Some(idx);
+        }
+    }
+    Deadlock { processes }
+}
+
+/// `temporary file: path "base/pgsql_tmp/pgsql_tmp812.0", size 1400000`.
+fn parse_temp_file(rest: &str) -> Option<TempFile> {
+    let (path, tail) = rest.split_once('"')?;
+    let size = tail.trim_start_matches(", size ").trim().parse().ok()?;
+    Some(TempFile { path: path.to_owned(), size_bytes: size })
+}
+
+/// Checkpoint figures: every `key=number` pair, the buffers written, the WAL
+/// files, and the phase with its flags.
+fn checkpoint_details(msg: &str) -> FreeMap {
+    let mut d = FreeMap::new();
+    let (head, body) = msg.split_once(": ").unwrap_or((msg, ""));
+    let phase = head.rsplit(' ').next().unwrap_or("");
+    d.insert("phase".into(), phase.into());
+    if phase == "starting" {
+        d.insert("flags".into(), body.trim().into());
+        return d;
+    }
+    let mut words = body.split([' ', ';', ',', '(', ')']).filter(|w| !w.is_empty()).peekable();
+    let mut prev: Option<&str> = None;
+    while let Some(w) = words.next() {
+        if let Some((k, v)) = w.split_once('=') {
+            let key = match (prev, k) {
+                (Some("sync"), "files") => "sync_files".to_owned(),
+                (Some("redo"), "lsn") => "redo_lsn".to_owned(),
+                _ => k.to_owned(),
+            };
+            insert_number_or_text(&mut d, &key, v);
+        } else if let Some(n) = w.parse::<f64>().ok().filter(|_| prev.is_some() || true) {
+            if let Some(next) = words.peek() {
+                let key = match *next {
+                    "buffers" => Some("buffers_written"),
+                    "WAL" => Some("wal_files_added"),
+                    "removed" => Some("wal_files_removed"),
+                    "recycled" => Some("wal_files_recycled"),
+                    _ => None,
+                };
+                if let Some(key) = key {
+                    d.insert(key.into(), number(n));
+                }
+            }
+        }
+        prev = Some(w);
+    }
+    d
+}
+
+/// Autovacuum and autoanalyze: the table, the CPU and elapsed times, and
+/// the `N removed, N remain` figures.
+fn maintenance_details(msg: &str, duration_ms: &mut Option<f64>) -> FreeMap {
+    let mut d = FreeMap::new();
+    if let Some((_, rest)) = msg.split_once("of table \"") {
+        if let Some((table, _)) = rest.split_once('"') {
+            d.insert("table".into(), table.into());
+        }
+    }
+    if let Some((_, rest)) = msg.split_once("index scans: ") {
+        insert_number_or_text(&mut d, "index_scans", rest.split(['\n', ' ']).next().unwrap_or(""));
+    }
+    for line in msg.lines() {
+        let line = line.trim();
+        for (section, key) in [("pages: ", "pages"), ("tuples: ", "tuples")] {
+            if let Some(rest) = line.strip_prefix(section) {
+                for part in rest.split(", ") {
+                    let mut w = part.split(' ');
+                    if let (Some(n), Some(what)) = (w.next(), w.next()) {
+                        insert_number_or_text(&mut d, &format!("{key}_{what}"), n);
+                    }
+                }
+            }
+        }
+        if let Some((_, rest)) = line.split_once("elapsed: ") {
+            if let Ok(s) = rest.trim_end_matches(" s").trim().parse::<f64>() {
+                d.insert("elapsed_s".into(), number(s));
+                *duration_ms = Some(s * 1000.0);
+            }
+        }
+    }
+    d
+}
+
+/// `host=127.0.0.1 port=5000 user=a database=b application_name=c` pairs.
+fn key_values(text: &str) -> FreeMap {
+    let mut d = FreeMap::new();
+    for pair in text.split(' ') {
+        if let Some((k, v)) = pair.split_once('=') {
+            if !k.is_empty() {
+                d.insert(k.to_owned(), v.into());
+            }
+        }
+    }
+    d
+}
+
+/// `H:MM:SS.mmm` session time into milliseconds.
+fn parse_interval_ms(text: &str) -> Option<f64> {
+    let mut parts = text.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some((h * 3600.0 + m * 60.0 + s) * 1000.0)
+}
+
+fn insert_number_or_text(d: &mut FreeMap, key: &str, value: &str) {
+    let v = value.trim_end_matches(['%', '.']);
+    let v = match v.parse::<f64>() {
+        Ok(n) => number(n),
+        Err(_) => Value::String(value.to_owned()),
+    };
+    d.insert(key.to_owned(), v);
+}
+
+fn number(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        Value::from(n as i64)
+    } else {
+        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// The longest prefix of `s` within `max` bytes, cut at a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn truncate_owned(s: &mut String, max: usize) {
+    let keep = truncate(s, max).len();
+    s.truncate(keep);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(severity: &str, message: &str) -> LogEntry {
+        LogEntry {
+            log_time: Some("2026-11-27 11:47:44.123 UTC".into()),
+            pid: Some(812),
+            severity: Some(severity.into()),
+            message: message.into(),
+            ..LogEntry::default()
+        }
+    }
+
+    fn run(e: LogEntry) -> LogEvent {
+        classify(e, LogFormat::Stderr, "2026-11-27T00:00:00.000000Z")
+    }
+
+    #[test]
+    fn slow_statements_simple_and_extended() {
+        let ev = run(entry("LOG", "duration: 101.250 ms  statement: SELECT pg_sleep(0.1)"));
+        assert_eq!(ev.class, LogClass::SlowStatement);
+        assert_eq!(ev.duration_ms, Some(101.25));
+        assert_eq!(ev.query.as_deref(), Some("SELECT pg_sleep(0.1)"));
+        assert_eq!(ev.log_time, "2026-11-27T11:47:44.123000Z");
+        let mut e = entry("LOG", "duration: 5.0 ms  execute s0: SELECT $1::int");
+        e.detail = Some("parameters: $1 = '7'".into());
+        let ev = run(e);
+        assert_eq!(ev.query.as_deref(), Some("SELECT $1::int"));
+        assert_eq!(ev.parameters.as_deref(), Some("$1 = '7'"));
+    }
+
+    #[test]
+    fn auto_explain_text_and_json() {
+        let ev = run(entry("LOG", "duration: 3.1 ms  plan:\nQuery Text: SELECT 1\nResult  (cost=0.00..0.01 rows=1 width=4)"));
+        assert_eq!(ev.class, LogClass::AutoExplain);
+        assert_eq!(ev.query.as_deref(), Some("SELECT 1"));
+        assert_eq!(ev.plan, Some(Value::String("Result  (cost=0.00..0.01 rows=1 width=4)".into())));
+        let ev = run(entry("LOG", "duration: 3.1 ms  plan:\n{\n  \"Query Text\": \"SELECT 1\",\n  \"Plan\": {\"Node Type\": \"Result\"}\n}"));
+        assert_eq!(ev.query.as_deref(), Some("SELECT 1"));
+        assert_eq!(ev.plan.unwrap()["Plan"]["Node Type"], "Result");
+    }
+
+    #[test]
+    fn lock_waits_with_holders_and_queue() {
+        let mut e = entry("LOG", "process 812 still waiting for ShareLock on transaction 734 after 1000.071 ms");
+        e.detail = Some("Processes holding the lock: 90, 91. Wait queue: 812, 813.".into());
+        let ev = run(e);
+        assert_eq!(ev.class, LogClass::LockWait);
+        let lock = ev.lock.unwrap();
+        assert_eq!(lock.mode.as_deref(), Some("ShareLock"));
+        assert_eq!(lock.object.as_deref(), Some("transaction 734"));
+        assert_eq!(lock.waited_ms, Some(1000.071));
+        assert_eq!(lock.holders, vec![90, 91]);
+        assert_eq!(lock.queue, vec![812, 813]);
+        let ev = run(entry("LOG", "process 812 acquired ShareLock on tuple (0,1) of relation 16384 of database 5 after 2003.5 ms"));
+        assert_eq!(ev.class, LogClass::LockAcquired);
+        assert_eq!(ev.lock.unwrap().object.as_deref(), Some("tuple (0,1) of relation 16384 of database 5"));
+    }
+
+    #[test]
+    fn deadlock_lists_every_process() {
+        let mut e = entry("ERROR", "deadlock detected");
+        e.sqlstate = Some("40P01".into());
+        e.detail = Some(
+            "Process 1 waits for ShareLock on transaction 10; blocked by process 2.\n\
+             Process 2 waits for ShareLock on transaction 11; blocked by process 1.\n\
+             Process 1: UPDATE t SET v = 1\nWHERE id = 2\nProcess 2: UPDATE t SET v = 2 WHERE id = 1"
+                .into(),
+        );
+        let ev = run(e);
+        assert_eq!(ev.class, LogClass::Deadlock);
+        let p = ev.deadlock.unwrap().processes;
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].blocked_by, Some(2));
+        assert_eq!(p[0].waits_for.as_deref(), Some("ShareLock on transaction 10"));
+        assert_eq!(p[0].query.as_deref(), Some("UPDATE t SET v = 1\nWHERE id = 2"));
+        assert_eq!(p[1].blocked_by, Some(1));
+    }
+
+    #[test]
+    fn timeouts_cancels_errors_and_temp_files() {
+        let mut e = entry("ERROR", "canceling statement due to statement timeout");
+        e.sqlstate = Some("57014".into());
+        assert_eq!(run(e).class, LogClass::StatementTimeout);
+        assert_eq!(run(entry("ERROR", "canceling statement due to user request")).class, LogClass::Cancel);
+        let mut e = entry("ERROR", "division by zero");
+        e.sqlstate = Some("22012".into());
+        let ev = run(e);
+        assert_eq!((ev.class, ev.sqlstate.as_deref()), (LogClass::Error, Some("22012")));
+        assert_eq!(run(entry("FATAL", "terminating connection")).class, LogClass::Fatal);
+        let ev = run(entry("LOG", "temporary file: path \"base/pgsql_tmp/pgsql_tmp812.0\", size 1400000"));
+        assert_eq!(ev.class, LogClass::TempFile);
+        assert_eq!(ev.temp_file.unwrap().size_bytes, 1_400_000);
+    }
+
+    #[test]
+    fn checkpoints_with_figures() {
+        let ev = run(entry("LOG", "checkpoint complete: wrote 3 buffers (0.0%); 0 WAL file(s) added, 1 removed, 2 recycled; write=0.002 s, sync=0.001 s, total=0.010 s; sync files=2, longest=0.001 s, average=0.001 s; distance=5 kB, estimate=9 kB"));
+        assert_eq!(ev.class, LogClass::Checkpoint);
+        let d = ev.details.unwrap();
+        assert_eq!(d["phase"], "complete");
+        assert_eq!(d["buffers_written"], 3);
+        assert_eq!(d["wal_files_removed"], 1);
+        assert_eq!(d["wal_files_recycled"], 2);
+        assert_eq!(d["total"], 0.01);
+        assert_eq!(d["sync_files"], 2);
+        let d = run(entry("LOG", "checkpoint starting: immediate force wait")).details.unwrap();
+        assert_eq!(d["flags"], "immediate force wait");
+    }
+
+    #[test]
+    fn autovacuum_connections_and_disconnections() {
+        let ev = run(entry("LOG", "automatic vacuum of table \"shop.public.t\": index scans: 0\npages: 0 removed, 5 remain, 5 scanned (100.00% of total)\ntuples: 100 removed, 900 remain, 0 are dead but not yet removable\nsystem usage: CPU: user: 0.00 s, system: 0.00 s, elapsed: 0.25 s"));
+        assert_eq!(ev.class, LogClass::Autovacuum);
+        let d = ev.details.unwrap();
+        assert_eq!(d["table"], "shop.public.t");
+        assert_eq!(d["tuples_removed"], 100);
+        assert_eq!(ev.duration_ms, Some(250.0));
+        assert_eq!(run(entry("LOG", "automatic analyze of table \"shop.public.t\"")).class, LogClass::Autoanalyze);
+        let ev = run(entry("LOG", "connection authorized: user=shop database=orders application_name=psql"));
+        assert_eq!(ev.class, LogClass::Connection);
+        assert_eq!(ev.details.unwrap()["database"], "orders");
+        let ev = run(entry("LOG", "disconnection: session time: 0:00:01.500 user=shop database=orders host=[local]"));
+        assert_eq!(ev.class, LogClass::Disconnection);
+        assert_eq!(ev.duration_ms, Some(1500.0));
+    }
+
+    #[test]
+    fn unparsed_lines_keep_their_text_and_tagged_sessions_their_id() {
+        let ev = run(LogEntry::unparsed(0, "free text"));
+        assert_eq!(ev.class, LogClass::Unparsed);
+        assert_eq!(ev.raw.as_deref(), Some("free text"));
+        let mut e = entry("LOG", "x");
+        e.application_name = Some("bitville:0d4f6a4e-2b7c-4f1e-9a53-3c1d2e4f5a6b".into());
+        assert_eq!(run(e).correlation_id.as_deref(), Some("0d4f6a4e-2b7c-4f1e-9a53-3c1d2e4f5a6b"));
+    }
+}

@@ -1,0 +1,115 @@
+//! PostgreSQL's printed log timestamps into microseconds and record timestamps.
+//!
+//! The log prints `2026-11-27 11:47:44.123 UTC` in `log_timezone`. Numeric
+//! offsets and UTC/GMT are understood; a zone abbreviation such as `CET` is
+//! ambiguous without the server's timezone tables, so such a time is kept as
+//! printed and the record's `ts` falls back to the time it was read (the
+//! README asks for `log_timezone = 'UTC'`).
+
+use bitville_schemas::{Micros, format_micros};
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.frac] ZONE` (or `T` between date and time).
+pub fn parse_pg_time(text: &str) -> Option<Micros> {
+    let b = text.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| -> Option<i64> { text.get(r)?.parse().ok() };
+    let (year, month, day) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hour, minute, second) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    let mut i = 19;
+    let mut micros = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &text[start..i];
+        let mut padded = [b'0'; 6];
+        for (k, d) in digits.bytes().take(6).enumerate() {
+            padded[k] = d;
+        }
+        micros = std::str::from_utf8(&padded).ok()?.parse().ok()?;
+    }
+    let zone = text[i..].trim();
+    let offset_s = zone_offset_seconds(zone)?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// `%n`: seconds since the epoch with milliseconds.
+pub fn parse_epoch(text: &str) -> Option<Micros> {
+    let (secs, frac) = text.split_once('.').unwrap_or((text, "0"));
+    let secs: i64 = secs.parse().ok()?;
+    let mut padded = [b'0'; 6];
+    for (k, d) in frac.bytes().take(6).enumerate() {
+        padded[k] = d;
+    }
+    let micros: i64 = std::str::from_utf8(&padded).ok()?.parse().ok()?;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// A log time as a record timestamp, when its zone is understood.
+pub fn to_record_ts(text: &str) -> Option<String> {
+    parse_pg_time(text).or_else(|| parse_epoch(text)).map(format_micros)
+}
+
+fn zone_offset_seconds(zone: &str) -> Option<i64> {
+    match zone {
+        "" | "UTC" | "GMT" | "Z" | "UCT" | "Etc/UTC" => return Some(0),
+        _ => {}
+    }
+    let (sign, rest) = match zone.as_bytes().first()? {
+        b'+' => (1, &zone[1..]),
+        b'-' => (-1, &zone[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|d| d.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m) = if digits.len() <= 2 { (digits.as_str(), "0") } else { digits.split_at(2) };
+    Some(sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_and_offsets_agree() {
+        let utc = parse_pg_time("2026-11-27 11:47:44.123 UTC").unwrap();
+        assert_eq!(format_micros(utc), "2026-11-27T11:47:44.123000Z");
+        assert_eq!(parse_pg_time("2026-11-27 13:47:44.123 +02"), Some(utc));
+        assert_eq!(parse_pg_time("2026-11-27 06:17:44.123 -05:30"), Some(utc));
+        assert_eq!(parse_pg_time("2026-11-27 11:47:44.123456 GMT"), Some(utc + 456));
+    }
+
+    #[test]
+    fn seconds_only_and_epoch_forms() {
+        assert_eq!(to_record_ts("2024-02-29 23:59:59 UTC").unwrap(), "2024-02-29T23:59:59.000000Z");
+        assert_eq!(to_record_ts("1795788464.123").unwrap(), "2026-11-27T14:07:44.123000Z");
+    }
+
+    #[test]
+    fn zone_abbreviations_are_not_guessed() {
+        assert_eq!(parse_pg_time("2026-11-27 11:47:44.123 CET"), None);
+        assert_eq!(to_record_ts("yesterday"), None);
+    }
+}
