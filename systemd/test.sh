@@ -173,5 +173,29 @@ for d in $daemons; do
     fi
 done
 
+# The Debian package carries the same layout, configs as conffiles.
+if [ "$daemons" = "shipper processor pg-watch" ]; then
+    if deb=$("$here/build-deb.sh" --bin-dir "$bins" --out "$tmp/deb" 2>&1); then
+        ok "build-deb.sh builds $(basename "$deb")"
+        listing=$(dpkg-deb -c "$deb")
+        for d in $daemons; do
+            for path in /usr/bin/bitville-$d /usr/lib/systemd/system/bitville-$d.service \
+                /usr/lib/sysusers.d/bitville-$d.conf /etc/bitville-apm/$d.toml; do
+                check "package holds $path" grep -q " \.$path\$" <<<"$listing"
+            done
+            check "package marks /etc/bitville-apm/$d.toml a conffile" \
+                grep -qx "/etc/bitville-apm/$d.toml" <(dpkg-deb -I "$deb" conffiles)
+        done
+        check "package's ExecStart is /usr/bin/bitville-shipper" \
+            grep -q '^ExecStart=/usr/bin/bitville-shipper ' <(dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/lib/systemd/system/bitville-shipper.service)
+        for script in postinst prerm postrm; do
+            check "package $script is valid sh" sh -n <(dpkg-deb -I "$deb" "$script")
+        done
+    else
+        echo "$deb" | sed 's/^/     | /'
+        bad "build-deb.sh builds the package"
+    fi
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
