@@ -1,10 +1,14 @@
 //! pg-watch: the DB-host daemon of Bitville APM.
 //!
+//! - [`config`]: the TOML configuration.
 //! - [`log`]: PostgreSQL log parsing (stderr with any prefix, csvlog, jsonlog) and event classes.
 //! - [`tailer`]: checkpointed tailing of the log directory across rotation.
+//! - [`logs`]: tailers and classification into pg_log records.
 //! - [`activity`]: pg_stat_activity samples, columns by server version.
 //! - [`statements`]: pg_stat_statements snapshots, deltas, reset detection.
 pub mod activity;
+pub mod config;
 pub mod log;
+pub mod logs;
 pub mod statements;
 pub mod tailer;

@@ -1,0 +1,105 @@
+//! From log files to pg_log records: one [`Tailer`] per configured source,
+//! each entry classified and wrapped in an envelope.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use bitville_schemas::records::{LogClass, LogSource, PgLogRecord};
+use bitville_schemas::{Envelope, Kind, format_ts};
+
+use crate::config::LogsSection;
+use crate::log::classify::classify;
+use crate::log::csvlog::CsvlogParser;
+use crate::log::jsonlog::JsonlogParser;
+use crate::log::prefix::{PrefixError, PrefixParser};
+use crate::log::stderr::StderrParser;
+use crate::log::{EntryParser, LogFormat, pgtime};
+use crate::tailer::{TailError, TailedEntry, Tailer};
+
+/// The parser for one format.
+///
+/// # Errors
+/// The stderr prefix does not compile.
+pub fn parser_for(format: LogFormat, log_line_prefix: &str) -> Result<Box<dyn EntryParser>, PrefixError> {
+    Ok(match format {
+        LogFormat::Stderr => Box::new(StderrParser::new(PrefixParser::compile(log_line_prefix)?)),
+        LogFormat::Csvlog => Box::new(CsvlogParser),
+        LogFormat::Jsonlog => Box::new(JsonlogParser),
+    })
+}
+
+/// Wraps one tailed entry in a pg_log record. The record's `ts` is the log
+/// time when its zone is understood, else now; its id is the tailer's
+/// position-derived id, so re-reading after a crash repeats the same id.
+pub fn to_record(tailed: TailedEntry, project: &str, host: &str) -> PgLogRecord {
+    let now = format_ts(SystemTime::now());
+    let ts = tailed.entry.log_time.as_deref().and_then(pgtime::to_record_ts).unwrap_or_else(|| now.clone());
+    let offset = tailed.entry.offset;
+    let mut event = classify(tailed.entry, tailed.format, &now);
+    event.source = Some(LogSource { file: tailed.file, offset });
+    let mut envelope = Envelope::new(Kind::PgLog, project, host);
+    envelope.id = tailed.record_id;
+    envelope.ts = ts;
+    PgLogRecord { envelope, event }
+}
+
+/// Every configured log source of one directory.
+pub struct LogWatcher {
+    tailers: Vec<Tailer>,
+}
+
+impl LogWatcher {
+    /// Opens one tailer per source, each with its checkpoint file in `state_dir`.
+    ///
+    /// # Errors
+    /// A prefix does not compile or a checkpoint cannot be read.
+    pub fn open(section: &LogsSection, state_dir: &Path) -> Result<Self, String> {
+        let mut tailers = Vec::new();
+        for (i, source) in section.sources.iter().enumerate() {
+            let parser = parser_for(source.format, &section.log_line_prefix).map_err(|e| e.to_string())?;
+            let ck = state_dir.join(format!("log-checkpoint-{i}.json"));
+            let mut t = Tailer::open(&section.directory, &source.pattern, parser, &ck, section.start_at)
+                .map_err(|e: TailError| e.to_string())?;
+            t.flush_after = Duration::from_millis(section.flush_after_ms);
+            tailers.push(t);
+        }
+        Ok(LogWatcher { tailers })
+    }
+
+    /// Reads what is new in every source and hands the records to `sink`;
+    /// checkpoints move only when `sink` accepted every record of a source.
+    /// Returns the number of records and of unparsed lines.
+    pub fn poll(
+        &mut self,
+        project: &str,
+        host: &str,
+        mut sink: impl FnMut(&PgLogRecord) -> bool,
+    ) -> (u64, u64) {
+        let (mut records, mut unparsed) = (0, 0);
+        for tailer in &mut self.tailers {
+            let mut batch = Vec::new();
+            if let Err(e) = tailer.poll(&mut batch) {
+                tracing::warn!(error = %e, "log directory cannot be read");
+                continue;
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let mut all_written = true;
+            for tailed in batch {
+                let record = to_record(tailed, project, host);
+                if record.event.class == LogClass::Unparsed {
+                    unparsed += 1;
+                }
+                records += 1;
+                all_written &= sink(&record);
+            }
+            if all_written {
+                if let Err(e) = tailer.commit() {
+                    tracing::warn!(error = %e, "log checkpoint not written");
+                }
+            }
+        }
+        (records, unparsed)
+    }
+}
