@@ -358,14 +358,25 @@ impl Engine {
     fn fill(&mut self, now: Instant) -> bool {
         let keys: Vec<FileKey> = self.files.range(self.round_robin..).chain(self.files.range(..self.round_robin)).map(|(k, _)| *k).collect();
         let std_now = now.into_std();
-        let (files, batcher, quarantine, metrics, scratch, cfg) =
-            (&mut self.files, &mut self.batcher, &mut self.quarantine, &self.metrics, &mut self.scratch, &self.cfg);
+        let (files, batcher, quarantine, metrics, scratch, cfg, dirty) = (
+            &mut self.files,
+            &mut self.batcher,
+            &mut self.quarantine,
+            &self.metrics,
+            &mut self.scratch,
+            &self.cfg,
+            &mut self.dirty,
+        );
         for key in keys {
             if batcher.is_full() {
                 self.round_robin = key;
                 return true;
             }
             let Some(file) = files.get_mut(&key) else { continue };
+            // Checked before every read, not only at scans: reading a
+            // rewritten file at the old offset would ship its lines out of
+            // order.
+            *dirty |= check_truncation(file, std_now, metrics);
             let (path, generation) = (file.path.clone(), file.generation);
             let outcome = file.poll(std_now, cfg.max_line_bytes, cfg.batch_max_bytes, scratch, &mut |event| {
                 match event {
@@ -393,7 +404,9 @@ impl Engine {
             });
             match outcome {
                 Ok(PollOutcome::Stopped | PollOutcome::Budget) => {
-                    self.round_robin = key;
+                    // The next batch starts with the next file, so one
+                    // file's backlog cannot starve the others.
+                    self.round_robin = key + 1;
                     return true;
                 }
                 Ok(PollOutcome::Eof) => {}
@@ -546,6 +559,7 @@ impl Engine {
         let std_now = now.into_std();
         let wall = SystemTime::now();
         let mut seen = HashSet::new();
+        let mut spool_bytes = 0;
         for i in 0..self.cfg.spool_dirs.len() {
             let dir = self.cfg.spool_dirs[i].clone();
             let bytes = self.scan_dir(&dir, std_now, &mut seen);
@@ -555,8 +569,9 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => tracing::error!("spool-full flag in {}: {e}", dir.display()),
             }
-            Metrics::set(&self.metrics.spool_bytes, bytes);
+            spool_bytes += bytes;
         }
+        Metrics::set(&self.metrics.spool_bytes, spool_bytes);
         // Checkpoints of files that no scan found belong to deleted files.
         self.saved.clear();
         let current_hour = utc_hour(wall);
@@ -569,15 +584,7 @@ impl Engine {
             } else {
                 f.presence = Presence::Linked;
             }
-            match f.detect_truncation(std_now) {
-                Ok(true) => {
-                    Metrics::add(&self.metrics.truncations_total, 1);
-                    tracing::warn!("{} was truncated or replaced, reading it again from the start", f.path.display());
-                    self.dirty = true;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::warn!("checking {}: {e}", f.path.display()),
-            }
+            self.dirty |= check_truncation(f, std_now, &self.metrics);
             if let Some((from, to)) = f.skip_fragment(std_now, self.cfg.fragment_idle) {
                 Metrics::add(&self.metrics.fragments_skipped_total, 1);
                 tracing::warn!("{}:{from}: partial line of {} bytes from a writer that stopped, skipped", f.path.display(), to - from);
@@ -683,6 +690,22 @@ impl Engine {
         self.by_id.insert(tailed.id, key);
         self.files.insert(key, tailed);
         Ok(key)
+    }
+}
+
+/// Starts `file` over when it was truncated or replaced; true if it was.
+fn check_truncation(file: &mut TailedFile, now: std::time::Instant, metrics: &Metrics) -> bool {
+    match file.detect_truncation(now) {
+        Ok(true) => {
+            Metrics::add(&metrics.truncations_total, 1);
+            tracing::warn!("{} was truncated or replaced, reading it again from the start", file.path.display());
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!("checking {}: {e}", file.path.display());
+            false
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::{Mode, Receiver, TOKEN, record};
 use shipper::engine::{self, EngineConfig, HostMetricsConfig, RetryConfig};
 use shipper::metrics::Metrics;
+use shipper::ship::SendOutcome;
 use shipper::spool::{SPOOL_FULL_FLAG, utc_hour};
 
 struct Running {
@@ -207,4 +208,38 @@ async fn shutdown_abandons_a_batch_the_processor_never_takes_within_the_drain_ti
     let run = start(dir, |_| {});
     wait_for("the lines after restart", || receiver.stored().len() == 5).await;
     run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_as_too_large_is_split_until_it_fits() {
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::MaxLines(3));
+    let run = start(new_dir(&receiver), |c| c.batch_max_age = Duration::from_millis(200));
+    std::fs::write(run.spool().join("php.2020010100.1.ndjson"), lines(0, 0..10)).unwrap();
+    wait_for("every line", || receiver.stored().len() == 10).await;
+    let ns: Vec<u64> = receiver.stored().iter().map(|s| s.n).collect();
+    assert_eq!(ns, (0..10).collect::<Vec<_>>());
+    assert!(Metrics::get(&run.metrics.batches_failed_total) >= 1);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipper_reads_429_retry_after_and_the_ingest_reply() {
+    let receiver = Receiver::start();
+    let shipper = shipper::ship::Shipper::new(&receiver.url(), TOKEN, Duration::from_secs(5)).unwrap();
+    let body = |text: &str| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+        bytes::Bytes::from(enc.finish().unwrap())
+    };
+    receiver.set_mode(Mode::TooMany);
+    let outcome = shipper.send(body(&lines(0, 0..1))).await;
+    assert!(matches!(outcome, SendOutcome::Retry { after: Some(d), .. } if d == Duration::ZERO), "{outcome:?}");
+    receiver.set_mode(Mode::Ok);
+    let refused = record(0, 0, 1, 1).replace("\"pad\"", "\"reject\":true,\"pad\"");
+    let outcome = shipper.send(body(&(lines(0, 0..1) + &refused + "\n"))).await;
+    let SendOutcome::Acked(reply) = outcome else { panic!("{outcome:?}") };
+    assert_eq!((reply.accepted, reply.rejected.len(), reply.rejected[0].line), (1, 1, 2));
+    let wrong = shipper::ship::Shipper::new(&receiver.url(), "nope", Duration::from_secs(5)).unwrap();
+    assert!(matches!(wrong.send(body("x\n")).await, SendOutcome::Retry { .. }), "401 is retried");
 }

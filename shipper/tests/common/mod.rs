@@ -28,6 +28,8 @@ pub enum Mode {
     TooMany,
     /// 500.
     Error,
+    /// 413 for batches of more than this many lines.
+    MaxLines(usize),
 }
 
 /// One stored line.
@@ -124,7 +126,7 @@ async fn ingest(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, bod
             return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "{\"error\":\"slow down\"}").into_response();
         }
         Mode::Error => return (StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"boom\"}").into_response(),
-        Mode::Ok | Mode::Slow(_) => {}
+        Mode::Ok | Mode::Slow(_) | Mode::MaxLines(_) => {}
     }
     let mut text = String::new();
     if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
@@ -133,6 +135,11 @@ async fn ingest(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, bod
         }
     } else {
         text = String::from_utf8_lossy(&body).into_owned();
+    }
+    if let Mode::MaxLines(max) = mode {
+        if text.lines().count() > max {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "{\"error\":\"too large\"}").into_response();
+        }
     }
     let mut rejected = Vec::new();
     let mut accepted = 0;
