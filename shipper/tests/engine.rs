@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Mode, Receiver, TOKEN, record};
-use shipper::engine::{self, EngineConfig, HostMetricsConfig, RetryConfig};
+use common::{Mode, Receiver, TOKEN, fast_config, record};
+use shipper::engine::{self, EngineConfig, HostMetricsConfig};
 use shipper::metrics::Metrics;
 use shipper::ship::SendOutcome;
 use shipper::spool::{SPOOL_FULL_FLAG, utc_hour};
@@ -34,27 +34,11 @@ impl Running {
     }
 }
 
-fn base_config(dir: &Path, url: &str) -> EngineConfig {
-    let mut c = EngineConfig::new(vec![dir.join("spool")], dir.join("state"), url, TOKEN);
-    c.batch_max_age = Duration::from_millis(20);
-    c.scan_interval = Duration::from_millis(50);
-    c.checkpoint_interval = Duration::from_millis(50);
-    c.cleanup_grace = Duration::from_millis(200);
-    c.fragment_idle = Duration::from_millis(300);
-    c.retry = RetryConfig {
-        backoff_base: Duration::from_millis(5),
-        backoff_max: Duration::from_millis(50),
-        breaker_failures: 3,
-        breaker_cooldown: Duration::from_millis(100),
-        request_timeout: Duration::from_millis(500),
-    };
-    c
-}
 
 fn start(dir: tempfile::TempDir, tweak: impl FnOnce(&mut EngineConfig)) -> Running {
     std::fs::create_dir_all(dir.path().join("spool")).unwrap();
     let url = std::fs::read_to_string(dir.path().join("url")).unwrap();
-    let mut cfg = base_config(dir.path(), &url);
+    let mut cfg = fast_config(&dir.path().join("spool"), &dir.path().join("state"), &url);
     tweak(&mut cfg);
     let metrics = cfg.metrics.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -12,9 +12,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Mode, Receiver, TOKEN, record};
+use common::{Mode, Receiver, fast_config, record};
 use proptest::prelude::*;
-use shipper::engine::{self, EngineConfig, RetryConfig};
+use shipper::engine::{self, EngineConfig};
 
 const SLOTS: usize = 3;
 
@@ -81,22 +81,15 @@ struct Harness {
     engine: Option<(tokio::task::JoinHandle<Result<(), engine::EngineError>>, tokio::sync::oneshot::Sender<()>)>,
 }
 
+/// The shared fast configuration, with small batches so that a case makes
+/// many of them, and long idle timeouts so that only the actions decide.
 fn config(spool: &Path, state: &Path, url: &str) -> EngineConfig {
-    let mut c = EngineConfig::new(vec![spool.to_owned()], state.to_owned(), url, TOKEN);
+    let mut c = fast_config(spool, state, url);
     c.batch_max_bytes = 4096;
-    c.batch_max_age = Duration::from_millis(20);
-    c.scan_interval = Duration::from_millis(50);
     c.fragment_idle = Duration::from_secs(60);
     c.cleanup_grace = Duration::from_secs(60);
-    c.checkpoint_interval = Duration::from_millis(50);
-    c.drain_timeout = Duration::from_secs(1);
-    c.retry = RetryConfig {
-        backoff_base: Duration::from_millis(5),
-        backoff_max: Duration::from_millis(40),
-        breaker_failures: 4,
-        breaker_cooldown: Duration::from_millis(100),
-        request_timeout: Duration::from_millis(200),
-    };
+    c.retry.breaker_failures = 4;
+    c.retry.request_timeout = Duration::from_millis(200);
     c
 }
 

@@ -182,3 +182,23 @@ pub fn record(file: u64, epoch: u64, n: u64, pad: usize) -> String {
         "x".repeat(pad)
     )
 }
+
+/// An engine configuration with test-sized intervals: fast scans, batches,
+/// checkpoints and retries, short cleanup grace and fragment timeout.
+pub fn fast_config(spool: &std::path::Path, state: &std::path::Path, url: &str) -> shipper::engine::EngineConfig {
+    let mut c = shipper::engine::EngineConfig::new(vec![spool.to_owned()], state.to_owned(), url, TOKEN);
+    c.batch_max_age = Duration::from_millis(20);
+    c.scan_interval = Duration::from_millis(50);
+    c.checkpoint_interval = Duration::from_millis(50);
+    c.cleanup_grace = Duration::from_millis(200);
+    c.fragment_idle = Duration::from_millis(300);
+    c.drain_timeout = Duration::from_secs(1);
+    c.retry = shipper::engine::RetryConfig {
+        backoff_base: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(50),
+        breaker_failures: 3,
+        breaker_cooldown: Duration::from_millis(100),
+        request_timeout: Duration::from_millis(500),
+    };
+    c
+}
