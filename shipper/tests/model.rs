@@ -236,10 +236,16 @@ async fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
         .filter(|(k, _)| !h.model.optional_epochs.contains(k))
         .flat_map(|(k, ns)| ns.iter().map(move |n| (k.0, k.1, *n)))
         .collect();
+    let must_junk: Vec<&String> =
+        h.model.junk.iter().filter(|(key, _)| !h.model.optional_epochs.contains(key)).map(|(_, m)| m).collect();
+    let quarantined = |marker: &str| {
+        std::fs::read_to_string(state.join("quarantine.ndjson")).is_ok_and(|q| q.contains(marker))
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let got: HashSet<(u64, u64, u64)> = receiver.stored().iter().map(|s| (s.file, s.epoch, s.n)).collect();
-        if must.is_subset(&got) || tokio::time::Instant::now() > deadline {
+        let done = must.is_subset(&got) && must_junk.iter().all(|m| quarantined(m));
+        if done || tokio::time::Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -268,11 +274,8 @@ async fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
     for (key, ns) in &first_seen {
         prop_assert!(ns.windows(2).all(|w| w[0] < w[1]), "file {key:?} arrived out of order: {ns:?}");
     }
-    let quarantine = std::fs::read_to_string(state.join("quarantine.ndjson")).unwrap_or_default();
-    for (key, marker) in &h.model.junk {
-        if !h.model.optional_epochs.contains(key) {
-            prop_assert!(quarantine.contains(marker.as_str()), "junk line {marker} not in quarantine");
-        }
+    for marker in must_junk {
+        prop_assert!(quarantined(marker), "junk line {marker} not in quarantine");
     }
     Ok(())
 }
