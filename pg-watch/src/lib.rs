@@ -1,6 +1,7 @@
 //! pg-watch: the DB-host daemon of Bitville APM.
 //!
 //! - [`config`]: the TOML configuration.
+//! - [`daemon`]: sampling, tailing and the shipper engine tied together, /healthz and /metrics.
 //! - [`log`]: PostgreSQL log parsing (stderr with any prefix, csvlog, jsonlog) and event classes.
 //! - [`tailer`]: checkpointed tailing of the log directory across rotation.
 //! - [`logs`]: tailers and classification into pg_log records.
@@ -8,6 +9,7 @@
 //! - [`statements`]: pg_stat_statements snapshots, deltas, reset detection.
 pub mod activity;
 pub mod config;
+pub mod daemon;
 pub mod log;
 pub mod logs;
 pub mod statements;
