@@ -1,0 +1,154 @@
+//! The PHP application under php-fpm behind nginx, with the Bitville APM
+//! agent prepended, as in production.
+//!
+//! php-fpm rather than `php -S`: Debian's Excimer 1.0.4 crashes a PHP
+//! process every few hundred profiler cycles (DESIGN.md, known hazards).
+//! The built-in server does not replace a worker that died, so its capacity
+//! shrinks during a run; php-fpm's master replaces it and logs the signal,
+//! and `pm.max_requests` keeps the cycles per process low. Every crash is
+//! reported as that known defect by [`Web::crashes`].
+
+use std::path::{Path, PathBuf};
+
+use super::daemons::{Daemon, toml_str, write_config};
+
+/// PHP workers: the lock scenario needs a blocker, its queue of waiters and
+/// the baseline traffic at once.
+const FPM_WORKERS: u32 = 12;
+/// Requests per worker before php-fpm replaces it: bounds the Excimer
+/// start/stop cycles of one process (the crash odds grow with them).
+const FPM_MAX_REQUESTS: u32 = 150;
+
+pub struct Web {
+    pub fpm: Daemon,
+    pub nginx: Daemon,
+    pub port: u16,
+    fpm_log: PathBuf,
+    pub php_errors: PathBuf,
+}
+
+/// What the application and the agent are given.
+pub struct WebSetup<'a> {
+    pub dir: &'a Path,
+    pub app_dir: &'a Path,
+    pub agent: &'a Path,
+    pub pdo_dsn: &'a str,
+    pub spool: &'a Path,
+    pub project: &'a str,
+    pub port: u16,
+}
+
+/// The agent's profiling.ini: on; a 5 ms threshold so that every request of
+/// a spike is kept in full and faster ones all get a summary (sample_rate 1,
+/// weight 1); Excimer named explicitly at 10 ms, the informed choice the
+/// agent requires for Excimer older than 1.2.4.
+fn agent_ini(s: &WebSetup<'_>, state: &Path) -> String {
+    format!(
+        "[general]\nenabled = true\nthreshold_ms = 5\nproject_name = {project}\nsample_rate = 1\n\n\
+         [profiling]\nprofiler_enabled = true\nprofiler = excimer\nperiod_ms = 10\nsql_enabled = true\n\
+         sql_tag_application_name = true\n\n\
+         [transmission]\nspool_dir = {spool}\nstate_dir = {state}\ntimeout_ms = 50\n",
+        project = s.project,
+        spool = s.spool.display(),
+        state = state.display(),
+    )
+}
+
+fn fpm_conf(s: &WebSetup<'_>, ini: &Path, fpm_log: &Path, php_errors: &Path) -> String {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let user = if root { "user = root\ngroup = root\n" } else { "" };
+    format!(
+        "[global]\npid = {dir}/fpm.pid\nerror_log = {fpm_log}\ndaemonize = no\n\n\
+         [app]\n{user}listen = {dir}/fpm.sock\npm = static\npm.max_children = {FPM_WORKERS}\n\
+         pm.max_requests = {FPM_MAX_REQUESTS}\nrequest_terminate_timeout = 60\nclear_env = yes\n\
+         env[BITVILLE_APM_CONFIG] = {ini}\nenv[SCENARIO_PG_DSN] = {dsn}\n\
+         php_admin_value[auto_prepend_file] = {agent}\n\
+         php_admin_value[error_log] = {php_errors}\nphp_admin_flag[log_errors] = on\n\
+         php_admin_flag[display_errors] = off\n",
+        dir = s.dir.display(),
+        fpm_log = fpm_log.display(),
+        ini = ini.display(),
+        // Double quotes: the DSN holds ';', which starts a comment otherwise.
+        dsn = toml_str(s.pdo_dsn),
+        agent = s.agent.display(),
+        php_errors = php_errors.display(),
+    )
+}
+
+fn nginx_conf(s: &WebSetup<'_>) -> String {
+    // SAFETY: geteuid has no preconditions.
+    let user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" };
+    let d = s.dir.display();
+    format!(
+        "daemon off;\nworker_processes 1;\n{user}pid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 512; }}\n\
+         http {{\n  access_log off;\n\
+           client_body_temp_path {d}/nginx/body;\n  proxy_temp_path {d}/nginx/proxy;\n\
+           fastcgi_temp_path {d}/nginx/fastcgi;\n  uwsgi_temp_path {d}/nginx/uwsgi;\n  scgi_temp_path {d}/nginx/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+               include /etc/nginx/fastcgi_params;\n\
+               fastcgi_param SCRIPT_FILENAME {app}/index.php;\n      fastcgi_param SCRIPT_NAME /index.php;\n\
+               fastcgi_read_timeout 60s;\n      fastcgi_pass unix:{d}/fpm.sock;\n    }}\n  }}\n}}\n",
+        port = s.port,
+        app = s.app_dir.display(),
+    )
+}
+
+impl Web {
+    /// Writes the configs and starts php-fpm, then nginx.
+    ///
+    /// # Errors
+    /// A config cannot be written or a program cannot be run.
+    pub fn start(s: &WebSetup<'_>, fpm: &Path, nginx: &Path) -> Result<Web, String> {
+        let state = s.dir.join("agent-state");
+        for d in [state.clone(), s.dir.join("nginx")] {
+            std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        let ini = write_config(s.dir, "profiling.ini", &agent_ini(s, &state))?;
+        let fpm_log = s.dir.join("php-fpm.log");
+        let php_errors = s.dir.join("php-errors.log");
+        let fpm_conf = write_config(s.dir, "php-fpm.conf", &fpm_conf(s, &ini, &fpm_log, &php_errors))?;
+        let nginx_conf = write_config(s.dir, "nginx.conf", &nginx_conf(s))?;
+        let fpm_conf = fpm_conf.display().to_string();
+        let mut fpm_args = vec!["--nodaemonize", "--fpm-config", fpm_conf.as_str()];
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            fpm_args.insert(0, "--allow-to-run-as-root");
+        }
+        let mut fpm = Daemon::new("php-fpm", fpm, &fpm_args, s.dir.join("php-fpm.out"));
+        fpm.start()?;
+        let (err_log, prefix, conf) = (
+            s.dir.join("nginx-error.log").display().to_string(),
+            format!("{}/", s.dir.join("nginx").display()),
+            nginx_conf.display().to_string(),
+        );
+        let mut nginx = Daemon::new("nginx", nginx, &["-e", &err_log, "-p", &prefix, "-c", &conf], s.dir.join("nginx.out"));
+        nginx.start()?;
+        Ok(Web { fpm, nginx, port: s.port, fpm_log, php_errors })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// php-fpm's lines about workers that died on a signal.
+    pub fn crashes(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.fpm_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("exited on signal"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The last lines of the php-fpm log and PHP's error log.
+    pub fn logs(&self) -> String {
+        format!(
+            "php-fpm log:\n{}\nPHP errors:\n{}\nnginx:\n{}",
+            super::daemons::tail(&self.fpm_log, 15),
+            super::daemons::tail(&self.php_errors, 15),
+            self.nginx.log_tail(10)
+        )
+    }
+}
