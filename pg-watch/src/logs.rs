@@ -5,15 +5,15 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use bitville_schemas::records::{LogClass, LogSource, PgLogRecord};
-use bitville_schemas::{Envelope, Kind, format_ts};
+use bitville_schemas::{Envelope, Kind, SCHEMA_VERSION, format_ts};
 
 use crate::config::LogsSection;
-use crate::log::classify::classify;
+use crate::log::classify::{classify, event_log_time};
 use crate::log::csvlog::CsvlogParser;
 use crate::log::jsonlog::JsonlogParser;
 use crate::log::prefix::{PrefixError, PrefixParser};
 use crate::log::stderr::StderrParser;
-use crate::log::{EntryParser, LogFormat, pgtime};
+use crate::log::{EntryParser, LogFormat};
 use crate::tailer::{TailError, TailedEntry, Tailer};
 
 /// The parser for one format.
@@ -32,14 +32,21 @@ pub fn parser_for(format: LogFormat, log_line_prefix: &str) -> Result<Box<dyn En
 /// time when its zone is understood, else now; its id is the tailer's
 /// position-derived id, so re-reading after a crash repeats the same id.
 pub fn to_record(tailed: TailedEntry, project: &str, host: &str) -> PgLogRecord {
-    let now = format_ts(SystemTime::now());
-    let ts = tailed.entry.log_time.as_deref().and_then(pgtime::to_record_ts).unwrap_or_else(|| now.clone());
+    let now = || format_ts(SystemTime::now());
+    let log_time = event_log_time(&tailed.entry, now);
+    // A time as printed with an unknown zone is no record timestamp.
+    let ts = if log_time.ends_with('Z') && log_time.len() == 27 { log_time.clone() } else { now() };
     let offset = tailed.entry.offset;
-    let mut event = classify(tailed.entry, tailed.format, &now);
+    let mut event = classify(tailed.entry, tailed.format, log_time);
     event.source = Some(LogSource { file: tailed.file, offset });
-    let mut envelope = Envelope::new(Kind::PgLog, project, host);
-    envelope.id = tailed.record_id;
-    envelope.ts = ts;
+    let envelope = Envelope {
+        v: SCHEMA_VERSION,
+        kind: Kind::PgLog,
+        id: tailed.record_id,
+        ts,
+        project: project.to_owned(),
+        host: host.to_owned(),
+    };
     PgLogRecord { envelope, event }
 }
 

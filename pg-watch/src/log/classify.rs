@@ -13,13 +13,18 @@ use super::{LogEntry, LogFormat, pgtime};
 /// The schema's bound on `raw`, in bytes.
 pub const RAW_MAX: usize = 65_536;
 
-/// Builds the event for one entry. `now_ts` stands in for the log time when
-/// the prefix carries none.
-pub fn classify(entry: LogEntry, format: LogFormat, now_ts: &str) -> LogEvent {
-    let log_time = match entry.log_time.as_deref() {
+/// The event's log time: the record timestamp when the printed zone is
+/// understood, else the text as printed, else `now` (no time in the prefix).
+pub fn event_log_time(entry: &LogEntry, now: impl FnOnce() -> String) -> String {
+    match entry.log_time.as_deref() {
         Some(t) => pgtime::to_record_ts(t).unwrap_or_else(|| t.to_owned()),
-        None => now_ts.to_owned(),
-    };
+        None => now(),
+    }
+}
+
+/// Builds the event for one entry whose log time is already worked out
+/// (see [`event_log_time`]).
+pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEvent {
     let correlation_id = entry.application_name.as_deref().and_then(parse_correlation_id);
     let mut ev = LogEvent {
         log_time,
@@ -378,7 +383,8 @@ mod tests {
     }
 
     fn run(e: LogEntry) -> LogEvent {
-        classify(e, LogFormat::Stderr, "2026-11-27T00:00:00.000000Z")
+        let t = event_log_time(&e, || "2026-11-27T00:00:00.000000Z".into());
+        classify(e, LogFormat::Stderr, t)
     }
 
     #[test]
