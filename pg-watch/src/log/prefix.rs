@@ -20,9 +20,10 @@ pub enum PrefixError {
     Truncated { prefix: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Token {
-    Literal(Vec<u8>),
+    /// A literal, with a searcher made once for free-text escapes before it.
+    Literal(Vec<u8>, memchr::memmem::Finder<'static>),
     /// A `%` escape with its padding (0 when none).
     Field { escape: u8, padding: i32 },
     /// `%q`: processes without a session stop the prefix here.
@@ -154,7 +155,7 @@ impl PrefixParser {
             return split_severity(&line[pos..]).map(|_| pos);
         };
         match token {
-            Token::Literal(lit) => {
+            Token::Literal(lit, _) => {
                 if bytes[pos..].starts_with(lit) {
                     self.parse_from(line, tok + 1, pos + lit.len(), fields, budget)
                 } else {
@@ -190,13 +191,13 @@ impl PrefixParser {
                 }
                 // Free text: try each end where the next literal matches.
                 let next_lit = match self.tokens.get(tok + 1) {
-                    Some(Token::Literal(lit)) => Some(lit.as_slice()),
+                    Some(Token::Literal(_, finder)) => Some(finder),
                     _ => None,
                 };
                 match next_lit {
-                    Some(lit) => {
+                    Some(finder) => {
                         let mut from = start;
-                        while let Some(found) = memchr::memmem::find(&bytes[from..], lit) {
+                        while let Some(found) = finder.find(&bytes[from..]) {
                             let end = from + found;
                             set_field(fields, *escape, line[start..end].trim_end_matches(' '));
                             if let Some(done) = self.parse_from(line, tok + 1, end, fields, budget) {
@@ -227,7 +228,9 @@ impl PrefixParser {
 
 fn flush_literal(tokens: &mut Vec<Token>, literal: &mut Vec<u8>) {
     if !literal.is_empty() {
-        tokens.push(Token::Literal(std::mem::take(literal)));
+        let lit = std::mem::take(literal);
+        let finder = memchr::memmem::Finder::new(&lit).into_owned();
+        tokens.push(Token::Literal(lit, finder));
     }
 }
 
