@@ -176,6 +176,9 @@ pub struct Overrides {
     pub host: Option<String>,
 }
 
+/// The environment variable that overrides the config's `token`.
+pub const TOKEN_ENV: &str = "BITVILLE_SHIPPER_TOKEN";
+
 /// Where the configuration comes from; read again on SIGHUP.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigSource {
@@ -193,6 +196,12 @@ impl ConfigSource {
             Some(path) => Config::parse_file(path)?,
             None => Config::default(),
         };
+        // A secret need not sit in a file: the environment wins over the
+        // file, and a flag wins over both.
+        if let Some(token) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) {
+            config.token = Some(token.trim().to_owned());
+            config.token_file = None;
+        }
         let o = &self.overrides;
         if !o.spool_dirs.is_empty() {
             config.spool_dirs = o.spool_dirs.clone();

@@ -63,6 +63,24 @@ fn check_config_says_in_one_line_what_is_wrong() {
 }
 
 #[test]
+fn the_token_can_come_from_the_environment_instead_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, "processor_url = \"http://127.0.0.1:1\"\n").unwrap();
+    let without = bin().arg("--config").arg(&path).arg("--check-config").env_remove("BITVILLE_SHIPPER_TOKEN").output().unwrap();
+    assert_eq!(without.status.code(), Some(2), "{without:?}");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("token or token_file is required"));
+    let with = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .env("BITVILLE_SHIPPER_TOKEN", "from-env")
+        .output()
+        .unwrap();
+    assert!(with.status.success(), "{with:?}");
+}
+
+#[test]
 fn sighup_reloads_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
