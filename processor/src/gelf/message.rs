@@ -103,8 +103,9 @@ impl Message {
 
     /// Cuts the message so that `fits(json)` holds: `full_message` first,
     /// then the longest string fields, `short_message` last, and marks it
-    /// with [`SHORTENED_FIELD`]. Returns the JSON that fits, or `None` when
-    /// even the bare mandatory fields do not.
+    /// with [`SHORTENED_FIELD`]. Each field is cut to the longest prefix that
+    /// fits (a binary search), so as much as possible survives. Returns the
+    /// JSON that fits, or `None` when even the bare mandatory fields do not.
     pub fn shorten(&self, fits: &mut dyn FnMut(&[u8]) -> bool) -> Option<Vec<u8>> {
         let mut m = self.clone();
         m.fields.insert(SHORTENED_FIELD.into(), Value::from(1));
@@ -125,27 +126,36 @@ impl Message {
                     .max();
                 longest?.1
             };
-            let Some(Value::String(text)) = m.fields.get(&victim) else { return None };
-            // Halving converges in a few rounds whatever the compression does;
-            // a text already short goes as a whole (short_message keeps a stub).
-            let keep = if text.len() <= 64 { 0 } else { floor_char_boundary(text, text.len() / 2) };
-            match (victim.as_str(), keep) {
-                ("short_message", 0) => {
-                    let stub = floor_char_boundary(text, 16);
-                    let stub = format!("{}…", &text[..stub]);
-                    if stub.len() >= text.len() {
-                        return None;
-                    }
-                    m.fields.insert(victim, stub.into());
-                }
-                (_, 0) => {
+            let Some(Value::String(text)) = m.fields.get(&victim).cloned() else { return None };
+            // short_message must stay non-empty: its floor is a 16-byte stub.
+            let floor = if victim == "short_message" { floor_char_boundary(&text, 16) } else { 0 };
+            let with = |m: &mut Message, keep: usize| {
+                if keep == 0 {
                     m.fields.remove(&victim);
+                } else {
+                    let cut = floor_char_boundary(&text, keep);
+                    m.fields.insert(victim.clone(), format!("{}…", &text[..cut]).into());
                 }
-                (_, keep) => {
-                    let cut = format!("{}…", &text[..keep]);
-                    m.fields.insert(victim, cut.into());
+            };
+            with(&mut m, floor);
+            if !fits(&m.to_json()) {
+                if floor > 0 {
+                    return None;
+                }
+                continue;
+            }
+            // The largest prefix that fits, between `floor` (fits) and the whole (does not).
+            let (mut lo, mut hi) = (floor, text.len());
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                with(&mut m, mid);
+                if fits(&m.to_json()) {
+                    lo = mid;
+                } else {
+                    hi = mid;
                 }
             }
+            with(&mut m, lo);
         }
     }
 }

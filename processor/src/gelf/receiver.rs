@@ -107,6 +107,7 @@ impl Receiver {
         let shared = Arc::new(Shared { keep, ..Shared::default() });
         let (stop, _) = watch::channel(false);
         let udp = UdpSocket::bind(addrs.udp).await?;
+        grow_receive_buffer(&udp);
         let tcp = TcpListener::bind(addrs.tcp).await?;
         let http = TcpListener::bind(addrs.http).await?;
         let bound = Addrs { udp: udp.local_addr()?, tcp: tcp.local_addr()?, http: http.local_addr()? };
@@ -158,6 +159,22 @@ impl Receiver {
             let _ = t.await;
         }
         self.shared.messages.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A 128-chunk message arrives as one burst of up to 1 MiB of datagrams;
+/// the kernel's default receive buffer (about 200 KiB) would drop part of
+/// it, so ask for 16 MiB, as Graylog's own inputs do with `recv_buffer_size`.
+fn grow_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 16 << 20;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a valid socket and a pointer to one int of `len` bytes.
+        let rc = unsafe { libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, option, (&raw const size).cast(), len) };
+        if rc == 0 {
+            return;
+        }
     }
 }
 
