@@ -126,7 +126,7 @@ struct Endpoint {
 const ENDPOINTS: [Endpoint; 5] = [
     Endpoint { route: "product-show", method: "GET", path: "/products/", controller: "ProductController::showAction", rate: 3.0 },
     Endpoint { route: "cart-add", method: "POST", path: "/cart/add", controller: "CartController::addAction", rate: 1.5 },
-    Endpoint { route: "search", method: "GET", path: "/search?q=[REDACTED]", controller: "SearchController::indexAction", rate: 0.5 },
+    Endpoint { route: "search", method: "GET", path: "/search?q=[REDACTED]", controller: "SearchController::indexAction", rate: 2.0 },
     Endpoint { route: "checkout-submit", method: "POST", path: "/checkout", controller: "CheckoutController::submitAction", rate: 0.8 },
     Endpoint { route: "stock-status", method: "GET", path: "/api/stock-status", controller: "StockController::statusAction", rate: 0.2 },
 ];
@@ -150,7 +150,7 @@ fn requests(scenario: &str, start: i64, rng: &mut Rng) -> Vec<Req> {
         let mut t = start + (rng.unit() * 1e6) as i64;
         while t < end {
             let spike = in_spike(t, start);
-            let rate = if scenario == "traffic_burst" && spike && ep.route == "stock-status" { 40.0 } else { ep.rate };
+            let rate = if scenario == "traffic_burst" && spike && ep.route == "stock-status" { 100.0 } else { ep.rate };
             reqs.push(build(scenario, ep, t, spike, &locks, rng));
             t += (rng.vary(1.0 / rate, 0.5) * 1e6) as i64;
         }
@@ -197,7 +197,7 @@ fn build(scenario: &str, ep: &Endpoint, t: i64, spike: bool, locks: &[(i64, i64)
             php.push(("App\\View::render", rng.vary(18.0, 0.3) * contention));
             queries.push(("SELECT id, name, price FROM products WHERE id = :id", "execute", rng.vary(1.5, 0.3)));
             let slow = scenario == "slow_sql" && spike;
-            queries.push((SLOW_SQL, "execute", if slow { rng.vary(700.0, 0.3) } else { rng.vary(2.0, 0.3) }));
+            queries.push((SLOW_SQL, "execute", if slow { rng.vary(900.0, 0.3) } else { rng.vary(2.0, 0.3) }));
         }
         "cart-add" => {
             php.push(("App\\Cart::add", rng.vary(40.0, 0.3) * contention));
@@ -208,7 +208,7 @@ fn build(scenario: &str, ep: &Endpoint, t: i64, spike: bool, locks: &[(i64, i64)
         }
         "search" => {
             php.push(("App\\View::render", rng.vary(30.0, 0.3) * contention));
-            let heavy = if scenario == "cpu_function" && spike { rng.vary(1350.0, 0.2) } else { rng.vary(60.0, 0.3) };
+            let heavy = if scenario == "cpu_function" && spike { rng.vary(1600.0, 0.2) } else { rng.vary(60.0, 0.3) };
             php.push((CPU_FUNCTION, heavy * contention));
             queries.push(("SELECT id, name FROM products WHERE name ILIKE :q LIMIT 20", "execute", rng.vary(15.0, 0.3)));
         }
@@ -220,7 +220,7 @@ fn build(scenario: &str, ep: &Endpoint, t: i64, spike: bool, locks: &[(i64, i64)
             queries.push(("COMMIT", "commit", 0.5));
         }
         _ => {
-            php.push(("App\\Stock::status", rng.vary(8.0, 0.3) * contention * contention));
+            php.push(("App\\Stock::status", rng.vary(10.0, 0.3) * contention));
             queries.push(("SELECT qty FROM stock WHERE sku = :sku", "execute", rng.vary(0.6, 0.3)));
         }
     }

@@ -19,7 +19,7 @@ use super::request::RequestDetail;
 use super::spikes::{Detection, Spike};
 use super::sql::{SqlLimits, SqlResult};
 use super::table::{num, render};
-use super::{Scope, Source, StoreFile, api::WindowParams, format_time, parse_time, report, request, spikes, sql};
+use super::{Scope, StoreFile, api::WindowParams, format_time, parse_time, report, request, spikes, sql};
 use crate::config::Config;
 
 /// The analysis subcommands; the binary adds them to its own.
@@ -93,19 +93,19 @@ pub enum ReportCommand {
 #[derive(Debug, Args)]
 pub struct Target {
     /// The processor's address (default: `server.listen` of the config).
-    #[arg(long, env = "BITVILLE_URL")]
+    #[arg(long, global = true, env = "BITVILLE_URL")]
     url: Option<String>,
     /// A project or admin token for the processor's API.
-    #[arg(long, env = "BITVILLE_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "BITVILLE_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Read this store file directly (read-only) instead of asking a processor.
-    #[arg(long)]
+    #[arg(long, global = true)]
     store: Option<PathBuf>,
     /// Only this project (admin tokens and direct reads).
-    #[arg(long)]
+    #[arg(long, global = true)]
     project: Option<String>,
     /// Print the JSON answer instead of tables.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
 }
 

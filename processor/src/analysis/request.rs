@@ -320,7 +320,7 @@ fn fold_edges<'a>(
     let share = (time_us / total).min(1.0);
     let mut children_us = 0.0;
     if path.len() < 64 {
-        for child in children.get(function).into_iter().flatten() {
+        for &child in children.get(function).into_iter().flatten() {
             if path.contains(&child.function.as_str()) {
                 continue;
             }
