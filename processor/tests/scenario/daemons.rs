@@ -161,14 +161,15 @@ pub fn processor_config(listen: &str, store: &Path, token: &str, project: &str) 
     )
 }
 
-/// The shipper's config: the PHP agent's spool, quick batches and scans, and
-/// retries that never open the breaker for long (the processor is restarted
-/// between scenarios when its API cannot answer reports).
+/// The shipper's folders: the PHP agent's spool and its own state.
 pub struct ShipperPaths<'a> {
     pub spool: &'a Path,
     pub state: &'a Path,
 }
 
+/// The shipper's config: quick batches and scans, and retries that never
+/// open the breaker for long (the processor is restarted between scenarios
+/// when its API cannot answer reports).
 pub fn shipper_config(paths: &ShipperPaths<'_>, processor_url: &str, token: &str, project: &str, listen: &str) -> String {
     format!(
         "spool_dirs = [{spool}]\nstate_dir = {state}\nprocessor_url = {url}\ntoken = {token}\n\

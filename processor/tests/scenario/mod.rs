@@ -18,6 +18,7 @@ pub mod web;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -132,7 +133,7 @@ impl Stack {
         let dir = tempfile::Builder::new().prefix("bitville-scenarios-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let root = dir.path().to_owned();
         // The postgres user must reach its cluster folder inside.
-        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| format!("{}: {e}", root.display()))?;
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let app_dir = manifest.join("tests/scenario/app");

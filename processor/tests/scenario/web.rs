@@ -108,10 +108,10 @@ impl Web {
         let ini = write_config(s.dir, "profiling.ini", &agent_ini(s, &state))?;
         let fpm_log = s.dir.join("php-fpm.log");
         let php_errors = s.dir.join("php-errors.log");
-        let fpm_conf = write_config(s.dir, "php-fpm.conf", &fpm_conf(s, &ini, &fpm_log, &php_errors))?;
-        let nginx_conf = write_config(s.dir, "nginx.conf", &nginx_conf(s))?;
-        let fpm_conf = fpm_conf.display().to_string();
-        let mut fpm_args = vec!["--nodaemonize", "--fpm-config", fpm_conf.as_str()];
+        let fpm_path = write_config(s.dir, "php-fpm.conf", &fpm_conf(s, &ini, &fpm_log, &php_errors))?;
+        let nginx_path = write_config(s.dir, "nginx.conf", &nginx_conf(s))?;
+        let fpm_path = fpm_path.display().to_string();
+        let mut fpm_args = vec!["--nodaemonize", "--fpm-config", fpm_path.as_str()];
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             fpm_args.insert(0, "--allow-to-run-as-root");
@@ -121,7 +121,7 @@ impl Web {
         let (err_log, prefix, conf) = (
             s.dir.join("nginx-error.log").display().to_string(),
             format!("{}/", s.dir.join("nginx").display()),
-            nginx_conf.display().to_string(),
+            nginx_path.display().to_string(),
         );
         let mut nginx = Daemon::new("nginx", nginx, &["-e", &err_log, "-p", &prefix, "-c", &conf], s.dir.join("nginx.out"));
         nginx.start()?;
