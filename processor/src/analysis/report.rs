@@ -649,6 +649,12 @@ pub struct TopEntry {
     pub evidence: BTreeMap<String, Value>,
 }
 
+/// A top entry from a measured item; `count_key` names the evidence that counts it.
+fn top_entry(name: String, item: Item, count_key: &str) -> TopEntry {
+    let count = item.evidence.get(count_key).and_then(Value::as_f64).unwrap_or(0.0);
+    TopEntry { name, seconds: item.w, count, evidence: item.evidence }
+}
+
 /// The biggest consumers of time in a window, without a baseline.
 ///
 /// # Errors
@@ -667,25 +673,9 @@ pub fn top(src: &dyn Source, scope: &Scope, window: Window, by: TopBy, limit: us
                 })
                 .collect()
         }
-        TopBy::Sql => fingerprints(src, scope, &frame)?
-            .0
-            .into_iter()
-            .map(|(name, item)| {
-                let count = item.evidence.get("php_calls").and_then(Value::as_f64).unwrap_or(0.0);
-                TopEntry { name, seconds: item.w, count, evidence: item.evidence }
-            })
-            .collect(),
-        TopBy::Functions => functions(src, scope, &frame)?
-            .into_iter()
-            .map(|(name, item)| {
-                let count = item.evidence.get("requests").and_then(Value::as_f64).unwrap_or(0.0);
-                TopEntry { name, seconds: item.w, count, evidence: item.evidence }
-            })
-            .collect(),
-        TopBy::Waits => wait_events(src, scope, &frame)?
-            .into_iter()
-            .map(|(name, (item, _))| TopEntry { name, seconds: item.w, count: 0.0, evidence: item.evidence })
-            .collect(),
+        TopBy::Sql => fingerprints(src, scope, &frame)?.0.into_iter().map(|(n, i)| top_entry(n, i, "php_calls")).collect(),
+        TopBy::Functions => functions(src, scope, &frame)?.into_iter().map(|(n, i)| top_entry(n, i, "requests")).collect(),
+        TopBy::Waits => wait_events(src, scope, &frame)?.into_iter().map(|(n, (i, _))| top_entry(n, i, "")).collect(),
     };
     let mut entries: Vec<TopEntry> = entries.into_iter().filter(|e| e.seconds > 0.0).collect();
     entries.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
