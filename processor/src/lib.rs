@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod config;
 pub mod flatten;
+pub mod gelf;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
