@@ -46,6 +46,14 @@ pub struct Config {
     pub http: HttpSection,
 }
 
+/// The environment variable that overrides `ship.token`.
+pub const TOKEN_ENV: &str = "BITVILLE_PG_WATCH_TOKEN";
+
+/// The environment variable with the PostgreSQL role's password, used when
+/// `postgres.conninfo` has none (over the Unix socket, peer authentication
+/// needs no password at all).
+pub const PASSWORD_ENV: &str = "BITVILLE_PG_WATCH_PASSWORD";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresSection {
@@ -54,6 +62,9 @@ pub struct PostgresSection {
     pub connect_timeout_ms: u64,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// The role's password, from [`PASSWORD_ENV`] only, never from the file.
+    #[serde(skip)]
+    pub password: Option<String>,
 }
 
 impl Default for PostgresSection {
@@ -64,6 +75,7 @@ impl Default for PostgresSection {
             connect_timeout_ms: 5000,
             reconnect_min_ms: 500,
             reconnect_max_ms: 30_000,
+            password: None,
         }
     }
 }
@@ -191,7 +203,31 @@ impl Config {
     /// The file cannot be read, is not valid TOML for this schema, or a value is out of range.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::parse(&text, path)
+        Self::parse_with_env(&text, path, |name| std::env::var(name).ok())
+    }
+
+    /// Parses config text, then lets the environment override the secrets
+    /// ([`TOKEN_ENV`], [`PASSWORD_ENV`]) so that they need not sit in the file.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(token) = set(TOKEN_ENV) {
+            config.ship.token = Some(token.trim().to_owned());
+            config.ship.token_file = None;
+        }
+        config.postgres.password = set(PASSWORD_ENV);
+        config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        Ok(config)
     }
 
     /// Parses config text; `path` only names the input in errors.
@@ -199,12 +235,7 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
-        config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
-        Ok(config)
+        Self::parse_with_env(text, path, |_| None)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -301,5 +332,21 @@ mod tests {
         assert!(err.contains("activity.interval_ms must be above 0"), "{err}");
         let err = Config::parse(&format!("{base}bogus = 1\n"), p).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_when_set() {
+        let p = Path::new("pg-watch.toml");
+        let text = "project = \"shop\"\n[ship]\nprocessor_url = \"http://127.0.0.1:8443\"\n";
+        let err = Config::parse(text, p).unwrap_err().to_string();
+        assert!(err.contains("ship needs token or token_file"), "{err}");
+        let env = |name: &str| match name {
+            TOKEN_ENV => Some("from-env".to_owned()),
+            PASSWORD_ENV => Some("pw".to_owned()),
+            _ => None,
+        };
+        let c = Config::parse_with_env(text, p, env).unwrap();
+        assert_eq!(c.token().unwrap(), "from-env");
+        assert_eq!(c.postgres.password.as_deref(), Some("pw"));
     }
 }

@@ -183,6 +183,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 /// Connects with pg-watch's application name and statement timeout.
 async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
     let mut pg: tokio_postgres::Config = config.postgres.conninfo.parse()?;
+    if let (None, Some(password)) = (pg.get_password(), &config.postgres.password) {
+        pg.password(password);
+    }
     pg.application_name("bitville-pg-watch");
     pg.options(&format!("-c statement_timeout={}", config.postgres.statement_timeout_ms));
     pg.connect_timeout(Duration::from_millis(config.postgres.connect_timeout_ms));
