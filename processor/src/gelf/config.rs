@@ -1,4 +1,41 @@
 //! The `[gelf]` section of the processor config: where to forward, how, and what.
+//!
+//! ```toml
+//! [gelf]
+//! kinds = ["request", "slow_sql", "pg_log", "spike"]   # what every project sends (default: all)
+//! slow_sql_ms = 500            # a PHP statement at or over this is sent as slow_sql
+//! full_message_top = 10        # functions and statements listed in a request's full_message
+//! poll_interval_ms = 1000      # store poll once caught up
+//! batch_records = 1000         # records read per batch (memory bound) ...
+//! batch_bytes = 16777216       # ... and bytes read per batch
+//! scan_window = 20000          # sequence numbers scanned per store query
+//! retry_initial_ms = 200       # TCP/HTTP retry backoff, doubling ...
+//! retry_max_ms = 30000         # ... up to this
+//!
+//! [gelf.projects.shop]         # per-project override of `kinds`
+//! kinds = ["request", "spike"]
+//!
+//! [[gelf.outputs]]
+//! name = "graylog-udp"         # also the cursor name (gelf:graylog-udp)
+//! transport = "udp"            # udp | tcp | http
+//! address = "graylog.example:12201"
+//! compression = "gzip"         # udp: gzip | zlib | none
+//! chunk_size = 1420            # udp datagram size; 8154 on a LAN
+//!
+//! [[gelf.outputs]]
+//! name = "graylog-tls"
+//! transport = "tcp"
+//! address = "graylog.example:12202"
+//! tls = true
+//! tls_ca = "/etc/bitville/graylog-ca.pem"   # system roots when absent
+//! timeout_s = 10
+//!
+//! [[gelf.outputs]]
+//! name = "graylog-http"
+//! transport = "http"
+//! address = "https://graylog.example:12203/gelf"
+//! http_concurrency = 4
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -230,6 +267,23 @@ mod tests {
         assert!(c.sends("shop", EventKind::Spike));
         assert!(!c.sends("shop", EventKind::PgLog));
         assert!(c.sends("other", EventKind::PgLog));
+    }
+
+    /// The example in the module doc is what users copy: it must parse and pass the checks.
+    #[test]
+    fn module_doc_example_parses() {
+        let source = include_str!("config.rs");
+        let start = source.find("//! ```toml").unwrap();
+        let end = start + source[start..].find("//! ```\n").unwrap();
+        let text: String = source[start..end].lines().skip(1).map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start_matches(' '))).collect();
+        #[derive(Deserialize)]
+        struct Wrapper {
+            gelf: GelfConfig,
+        }
+        let w: Wrapper = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        w.gelf.check().unwrap();
+        assert_eq!(w.gelf.outputs.len(), 3);
+        assert!(!w.gelf.sends("shop", EventKind::PgLog));
     }
 
     #[test]

@@ -28,10 +28,12 @@ use crate::store::{Reader, Store, StoreError};
 const SPIKE_QUEUE: usize = 64;
 
 /// The running outputs. Dropping it does not stop them: call [`Forwarder::stop`].
+/// Shared by reference (`&self` everywhere), so it can live in the
+/// processor's shared state beside the store.
 #[derive(Debug)]
 pub struct Forwarder {
     config: Arc<GelfConfig>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     spikes: Vec<mpsc::Sender<(String, Message)>>,
     metrics: Vec<Arc<OutputMetrics>>,
     stop: watch::Sender<bool>,
@@ -46,9 +48,13 @@ impl Forwarder {
     pub async fn start(store: Arc<Store>, config: GelfConfig) -> Result<Forwarder, SendError> {
         let config = Arc::new(config);
         let (stop, _) = watch::channel(false);
-        let mut forwarder = Forwarder { config: config.clone(), tasks: Vec::new(), spikes: Vec::new(), metrics: Vec::new(), stop };
+        let mut forwarder = Forwarder { config: config.clone(), tasks: std::sync::Mutex::new(Vec::new()), spikes: Vec::new(), metrics: Vec::new(), stop };
+        // Every output is set up before any task starts, so a bad one leaves nothing running.
+        let mut transports = Vec::with_capacity(config.outputs.len());
         for output in &config.outputs {
-            let transport = Transport::new(output).await?;
+            transports.push(Transport::new(output).await?);
+        }
+        for (output, transport) in config.outputs.iter().zip(transports) {
             let metrics = Arc::new(OutputMetrics::new(&output.name, transport_name(output.transport)));
             let (spike_tx, spike_rx) = mpsc::channel(SPIKE_QUEUE);
             let task = Output {
@@ -60,7 +66,7 @@ impl Forwarder {
                 spikes: spike_rx,
                 stop: forwarder.stop.subscribe(),
             };
-            forwarder.tasks.push(tokio::spawn(task.run()));
+            forwarder.tasks.get_mut().unwrap_or_else(|e| e.into_inner()).push(tokio::spawn(task.run()));
             forwarder.spikes.push(spike_tx);
             forwarder.metrics.push(metrics);
         }
@@ -89,9 +95,10 @@ impl Forwarder {
 
     /// Stops every output after its current send (a batch not yet through is
     /// sent again at the next start) and waits for them.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
             let _ = t.await;
         }
     }
