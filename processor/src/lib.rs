@@ -16,6 +16,7 @@
 //! [`Processor::start`] binds the sockets, opens the store and starts the
 //! tasks; [`Processor::shutdown`] drains them and checkpoints the store.
 
+pub mod analysis;
 pub mod auth;
 pub mod config;
 pub mod flatten;
