@@ -86,12 +86,12 @@ fn baseline_clients() -> Vec<Client> {
 fn run_scenario(stack: &mut Stack, steady: Vec<Client>, cause: Vec<Client>) -> Report {
     let base = stack.base_url();
     let crashes_before = stack.web.crashes().len();
-    let mut baseline_clients = baseline_clients();
-    baseline_clients.extend(steady);
+    let mut every_window = baseline_clients();
+    every_window.extend(steady);
     let b0 = now_micros();
-    let baseline = load::run(&base, &baseline_clients, BASELINE);
+    let baseline = load::run(&base, &every_window, BASELINE);
     let s0 = now_micros();
-    let mut spike_clients = baseline_clients;
+    let mut spike_clients = every_window;
     spike_clients.extend(cause);
     let spike = load::run(&base, &spike_clients, SPIKE);
     let load_end = Instant::now();
