@@ -154,8 +154,8 @@ async fn forwards_each_kind_once_and_resumes_from_its_cursor() {
         assert_eq!(keys.iter().cloned().collect::<BTreeSet<_>>(), want, "{transport}");
         assert_eq!(keys.len(), want.len(), "{transport}: each message once");
     }
-    let request = got.iter().find(|r| r.message["_event"] == "request").unwrap();
-    assert_eq!(request.message["_host_load1"], 187.4, "load of the host sample before the request");
+    let sent_request = got.iter().find(|r| r.message["_event"] == "request").unwrap();
+    assert_eq!(sent_request.message["_host_load1"], 187.4, "load of the host sample before the request");
     for m in forwarder.metrics() {
         assert_eq!(m.sent.load(Ordering::Relaxed), n, "{} sent", m.name);
         assert_eq!(m.lag.load(Ordering::Relaxed), 0, "{} lag", m.name);
