@@ -49,8 +49,6 @@ final class Agent
     private $profiler;
     /** @var int hrtime (ns) at the agent's start: the request's zero. */
     private $startNs;
-    /** @var string microtime() at the start, for the record's ts. */
-    private $startMicro;
     /** @var array|null getrusage() at the start. */
     private $startUsage;
     /** @var array Redacted custom context. */
@@ -63,7 +61,6 @@ final class Agent
     private function __construct(Config $config)
     {
         $this->startNs = hrtime(true);
-        $this->startMicro = microtime();
         $this->config = $config;
     }
 
@@ -279,7 +276,9 @@ final class Agent
             'v' => 1,
             'kind' => 'request',
             'id' => Util::uuid4(),
-            'ts' => Util::formatTs($this->startMicro),
+            // ts is when the record is made, at the end of the request: the
+            // request started duration_ms before it (request.schema.json).
+            'ts' => Util::formatTs(microtime()),
             'project' => $project,
             'host' => self::host(),
             'correlation_id' => self::correlationId(),

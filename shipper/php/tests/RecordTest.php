@@ -132,16 +132,24 @@ final class RecordTest extends AgentTestCase
     public function testCorrelationIdIsStableUuidV4()
     {
         $env = $this->setUpAgent();
-        $run = $this->runPhp('echo bitville_apm_get_correlation_id(), "\n", bitville_apm_get_correlation_id();',
+        $before = microtime(true);
+        // The sleep makes a ts at the request's start fail the check below.
+        $run = $this->runPhp('usleep(200000); echo bitville_apm_get_correlation_id(), "\n", bitville_apm_get_correlation_id();',
             $env['config']);
+        $after = microtime(true);
         $ids = explode("\n", $run['out']);
         $this->assertSame($ids[0], $ids[1]);
         $this->assertMatchesRegularExpression('/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/', $ids[0]);
         $records = $this->spoolRecords($env['spool']);
         $this->assertSame($ids[0], $records[0]['correlation_id']);
         $this->assertNotSame($ids[0], $records[0]['id'], 'the record id is its own');
-        // ts is the request start, in UTC with six fraction digits.
+        // ts is the end of the request, in UTC with six fraction digits; the
+        // request started duration_ms before it (the processor relies on it).
         $this->assertMatchesRegularExpression('/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/', $records[0]['ts']);
+        $end = (float) \DateTime::createFromFormat('Y-m-d\TH:i:s.u\Z', $records[0]['ts'], new \DateTimeZone('UTC'))->format('U.u');
+        $start = $end - $records[0]['duration_ms'] / 1000;
+        $this->assertGreaterThanOrEqual($before - 0.001, $start, 'the request starts after the test launched it');
+        $this->assertLessThanOrEqual($after + 0.001, $end, 'the record is made before the process exits');
     }
 
     public function testOverSizeCapProfileTailIsTrimmedFirstThenSql()
