@@ -16,9 +16,8 @@
 //! [`Processor::start`] binds the sockets, opens the store and starts the
 //! tasks; [`Processor::shutdown`] drains them and checkpoints the store.
 
-// The analysis and GELF modules have not yet been compiled against the
-// bundled DuckDB build, so they are behind features until they are; see
-// processor/README.md.
+// The GELF output is behind a feature until its forwarder tests pass; the
+// analysis has one too, on by default, so a build can leave it out.
 #[cfg(feature = "analysis")]
 pub mod analysis;
 pub mod auth;
@@ -257,7 +256,11 @@ where
     L: axum::serve::Listener<Addr = SocketAddr>,
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    let server = axum::serve(listener, ingest::router(app).into_make_service_with_connect_info::<tls::Peer>())
+    #[cfg(feature = "analysis")]
+    let router = ingest::router(app.clone()).merge(analysis::api::router(app, &[], analysis::sql::SqlLimits::default()));
+    #[cfg(not(feature = "analysis"))]
+    let router = ingest::router(app);
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<tls::Peer>())
         .with_graceful_shutdown(shutdown);
     tokio::spawn(async move {
         if let Err(e) = server.await {

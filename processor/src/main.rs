@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Serve ingest, health and metrics (the default).
     Serve,
+    #[cfg(feature = "analysis")]
+    #[command(flatten)]
+    Analysis(processor::analysis::cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, cli.config),
+        #[cfg(feature = "analysis")]
+        Command::Analysis(c) => processor::analysis::cli::run(c, &config),
     }
 }
 
