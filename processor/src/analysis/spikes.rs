@@ -34,11 +34,19 @@ pub struct Detection {
     pub lookback_s: i64,
     /// Bucket of the concurrency series.
     pub bucket_s: i64,
+    /// Spikes of one series closer than this are one spike: a lock held
+    /// for 8 s every 20 s is one incident, not nine.
+    #[serde(default = "default_merge_gap_s")]
+    pub merge_gap_s: i64,
+}
+
+fn default_merge_gap_s() -> i64 {
+    60
 }
 
 impl Default for Detection {
     fn default() -> Self {
-        Detection { factor: 2.0, min_rise: 1.0, level: None, lookback_s: 1800, bucket_s: 10 }
+        Detection { factor: 2.0, min_rise: 1.0, level: None, lookback_s: 1800, bucket_s: 10, merge_gap_s: default_merge_gap_s() }
     }
 }
 
@@ -106,6 +114,24 @@ pub fn detect(points: &[(Micros, f64)], d: &Detection, rise_unit: f64) -> Vec<(M
     }
     if let State::High { start, peak_at, peak, baseline, last_high } = state {
         out.push((start, peak_at, peak, last_high, baseline));
+    }
+    merge_close(out, d.merge_gap_s * SECOND)
+}
+
+/// Joins spikes that start within `gap` of the previous one's end; the
+/// first one's baseline stays, the higher peak wins.
+fn merge_close(spikes: Vec<(Micros, Micros, f64, Micros, f64)>, gap: Micros) -> Vec<(Micros, Micros, f64, Micros, f64)> {
+    let mut out: Vec<(Micros, Micros, f64, Micros, f64)> = Vec::with_capacity(spikes.len());
+    for s in spikes {
+        match out.last_mut() {
+            Some(last) if s.0 - last.3 <= gap => {
+                if s.2 > last.2 {
+                    (last.1, last.2) = (s.1, s.2);
+                }
+                last.3 = last.3.max(s.3);
+            }
+            _ => out.push(s),
+        }
     }
     out
 }
@@ -226,6 +252,24 @@ mod tests {
         assert_eq!((start, peak_at, end), (50 * SECOND, 60 * SECOND, 80 * SECOND));
         assert_eq!(peak, 9.0);
         assert!((baseline - 1.0).abs() < 0.21, "{baseline}");
+    }
+
+    #[test]
+    fn bursts_close_together_are_one_spike_and_distant_ones_are_two() {
+        // High for 10 s every 30 s (a lock held again and again), then quiet
+        // for five minutes, then one more burst.
+        let mut v = vec![1.0; 6];
+        for _ in 0..5 {
+            v.extend([8.0, 1.0, 1.0]);
+        }
+        v.extend(vec![1.0; 30]);
+        v.push(9.0);
+        v.push(1.0);
+        let found = detect(&series(&v), &Detection::default(), 1.0);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!((found[0].0, found[0].3), (60 * SECOND, (6 + 12 + 1) * 10 * SECOND));
+        let apart = detect(&series(&v), &Detection { merge_gap_s: 0, ..Detection::default() }, 1.0);
+        assert_eq!(apart.len(), 6, "{apart:?}");
     }
 
     #[test]
