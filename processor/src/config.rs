@@ -34,6 +34,8 @@ pub struct Config {
     /// Ingest tokens; each belongs to one project. Empty: a random token for
     /// project `demo` is made at start and printed (development only).
     pub tokens: Vec<TokenConfig>,
+    /// GELF output to Graylog; no `[[gelf.outputs]]` (the default) sends nothing.
+    pub gelf: crate::gelf::GelfConfig,
 }
 
 /// Listening sockets.
@@ -300,7 +302,7 @@ impl Config {
                 return Err(format!("admin_tokens[{i}]: the token is also listed in tokens or twice"));
             }
         }
-        Ok(())
+        self.gelf.check()
     }
 }
 
@@ -366,6 +368,43 @@ mod tests {
         assert_eq!(config.retention, RetentionConfig::default());
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.tokens.len(), 1);
+        // The example's outputs are commented out: forwarding is off unless configured.
+        assert_eq!(config.gelf, crate::gelf::GelfConfig::default());
+    }
+
+    /// The example's `[gelf]` tables are commented out (`#` then the key, no
+    /// space) so that forwarding stays off; uncommented, they must parse and
+    /// pass the checks, so the documented keys cannot drift from the structs.
+    #[test]
+    fn the_example_gelf_outputs_parse_once_uncommented() {
+        let text: String = include_str!("../processor.example.toml")
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c == '[' || c.is_ascii_lowercase()) => format!("{rest}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let config = Config::parse(&text, Path::new("processor.example.toml")).unwrap();
+        let names: Vec<&str> = config.gelf.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["graylog-udp", "graylog-tls", "graylog-http"]);
+        assert!(config.gelf.outputs[1].tls && config.gelf.outputs[1].tls_ca.is_some());
+        assert!(!config.gelf.sends("shop", crate::gelf::EventKind::PgLog));
+        assert!(config.gelf.sends("other", crate::gelf::EventKind::PgLog));
+    }
+
+    #[test]
+    fn gelf_errors_name_the_key() {
+        let err = |text: &str| Config::parse(text, Path::new("p.toml")).unwrap_err().to_string();
+        let e = err("[[gelf.outputs]]\ntransport = \"carrier-pigeon\"\n");
+        assert!(e.starts_with("config p.toml: ") && e.contains("carrier-pigeon"), "{e}");
+        let e = err("[[gelf.outputs]]\ntransport = \"http\"\naddress = \"graylog:12201\"\n");
+        assert_eq!(e, "config p.toml: gelf.outputs[0].address \"graylog:12201\" is not an http(s) URL");
+        let e = err("[[gelf.outputs]]\nname = \"a\"\nchunk_size = 10\n");
+        assert_eq!(e, "config p.toml: gelf.outputs[0].chunk_size 10 is outside 64..=65507");
+        let e = err("[gelf]\nkinds = [\"request\", \"everything\"]\n");
+        assert!(e.contains("everything"), "{e}");
+        let e = err("[gelf]\nretry_initial_ms = 5000\nretry_max_ms = 100\n");
+        assert!(e.contains("gelf.retry_initial_ms"), "{e}");
     }
 
     #[test]

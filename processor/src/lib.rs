@@ -1,5 +1,6 @@
 //! The Bitville APM processor: receives records, stores each exactly once in
-//! DuckDB, keeps them for a retention period.
+//! DuckDB, keeps them for a retention period, and forwards what matters to
+//! Graylog as GELF.
 //!
 //! Modules, one job each:
 //! - [`config`]: the TOML config, its defaults and checks.
@@ -12,18 +13,19 @@
 //! - [`store`]: the only module that talks to DuckDB: layout, single writer, readers.
 //! - [`retention`]: drops expired days on a timer.
 //! - [`metrics`]: counters in the Prometheus text format.
+//! - [`analysis`]: spike detection, ranked reports, drill-down, the `/v1/` read API.
+//! - [`gelf`]: forwards stored records to Graylog as GELF, after a durable cursor.
 //!
 //! [`Processor::start`] binds the sockets, opens the store and starts the
-//! tasks; [`Processor::shutdown`] drains them and checkpoints the store.
+//! tasks (the GELF forwarder among them); [`Processor::shutdown`] drains
+//! them, saves the forwarder's cursors and checkpoints the store.
 
-// The GELF output is behind a feature until its forwarder tests pass; the
-// analysis has one too, on by default, so a build can leave it out.
+// The analysis is behind a feature, on by default, so a build can leave it out.
 #[cfg(feature = "analysis")]
 pub mod analysis;
 pub mod auth;
 pub mod config;
 pub mod flatten;
-#[cfg(feature = "gelf")]
 pub mod gelf;
 pub mod ingest;
 pub mod limits;
@@ -57,6 +59,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Gelf(#[from] gelf::transport::SendError),
 }
 
 /// Settings that SIGHUP replaces.
@@ -142,6 +146,9 @@ pub struct Processor {
     https: bool,
     http_task: JoinHandle<()>,
     other_tasks: Vec<JoinHandle<()>>,
+    /// Reads the store after its cursors and sends to Graylog; with no
+    /// `[[gelf.outputs]]` it runs nothing.
+    gelf: gelf::Forwarder,
     grace: Duration,
 }
 
@@ -204,6 +211,12 @@ impl Processor {
         }
         other_tasks.push(tokio::spawn(retention::serve(app.clone(), stopped(&shutdown))));
 
+        // Last, so that no forwarder task outlives a failed start: the tasks
+        // above stop on their own when `shutdown` is dropped with the error.
+        // The forwarder reads the store, never the ingest path (see `gelf`).
+        let gelf = gelf::Forwarder::start(app.store.clone(), config.gelf.clone()).await?;
+        app.metrics.set_gelf_outputs(gelf.metrics().to_vec());
+
         Ok(Processor {
             app,
             http_addr,
@@ -212,6 +225,7 @@ impl Processor {
             https: config.server.tls_cert.is_some(),
             http_task,
             other_tasks,
+            gelf,
             grace: Duration::from_secs(config.server.shutdown_grace_s),
         })
     }
@@ -238,8 +252,16 @@ impl Processor {
         &self.app
     }
 
+    /// The GELF forwarder: its per-output counters, and the hook that
+    /// queues a detected spike ([`gelf::Forwarder::spike`]).
+    pub fn gelf(&self) -> &gelf::Forwarder {
+        &self.gelf
+    }
+
     /// Stops accepting, lets in-flight batches finish (up to the grace
-    /// period), then checkpoints the store and stops its writer.
+    /// period), stops the GELF forwarder (each output's cursor is saved
+    /// after its last delivered batch), then checkpoints the store and stops
+    /// its writer.
     ///
     /// # Errors
     /// The final checkpoint failed; the data is in the WAL all the same.
@@ -253,6 +275,8 @@ impl Processor {
         for task in self.other_tasks {
             let _ = task.await;
         }
+        // Before the store: the forwarder saves its cursors through the writer.
+        self.gelf.stop().await;
         self.app.store.shutdown().await
     }
 }

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::gelf::metrics::OutputMetrics;
 
 /// What became of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +52,8 @@ pub struct Metrics {
     pub retention_runs: AtomicU64,
     pub retention_failures: AtomicU64,
     pub retention_dropped_days: AtomicU64,
+    /// The GELF outputs' counters, set once the forwarder has started.
+    gelf_outputs: OnceLock<Vec<Arc<OutputMetrics>>>,
 }
 
 impl Metrics {
@@ -74,6 +78,12 @@ impl Metrics {
         }
         h.sum += seconds;
         h.count += 1;
+    }
+
+    /// Registers the GELF outputs' counters for [`Metrics::render`]; only
+    /// the first call counts (one forwarder per processor).
+    pub fn set_gelf_outputs(&self, outputs: Vec<Arc<OutputMetrics>>) {
+        let _ = self.gelf_outputs.set(outputs);
     }
 
     pub fn udp_refused(&self, reason: &'static str) {
@@ -134,6 +144,9 @@ impl Metrics {
         let _ = writeln!(out, "bitville_retention_runs_total {}", self.retention_runs.load(Ordering::Relaxed));
         let _ = writeln!(out, "bitville_retention_failures_total {}", self.retention_failures.load(Ordering::Relaxed));
         let _ = writeln!(out, "bitville_retention_dropped_days_total {}", self.retention_dropped_days.load(Ordering::Relaxed));
+        if let Some(outputs) = self.gelf_outputs.get() {
+            crate::gelf::metrics::render(outputs, &mut out);
+        }
         let _ = writeln!(out, "# TYPE bitville_ready gauge");
         let _ = writeln!(out, "bitville_ready {}", u8::from(ready));
         out
@@ -160,5 +173,16 @@ mod tests {
         assert!(text.contains("bitville_batch_seconds_bucket{le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("bitville_store_bytes 1234"));
         assert!(text.contains("bitville_store_rows{table=\"requests\"} 5"));
+        assert!(!text.contains("bitville_gelf"), "no GELF lines without outputs: {text}");
+    }
+
+    #[test]
+    fn renders_gelf_outputs_once_registered() {
+        let m = Metrics::default();
+        let output = Arc::new(OutputMetrics::new("graylog", "tcp"));
+        output.sent.fetch_add(7, Ordering::Relaxed);
+        m.set_gelf_outputs(vec![output]);
+        let text = m.render(0, &[], true);
+        assert!(text.contains("bitville_gelf_messages_total{output=\"graylog\",transport=\"tcp\",outcome=\"sent\"} 7"), "{text}");
     }
 }

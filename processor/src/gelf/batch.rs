@@ -44,7 +44,7 @@ pub fn read_batch(reader: &Reader, cursor: i64, config: &GelfConfig) -> Result<B
            OR seq IN (SELECT seq FROM main.pg_log WHERE seq > {cursor} AND seq <= {hi} \
                       AND (class IN ({classes}) OR upper(severity) IN ('ERROR', 'FATAL', 'PANIC'))))"
     );
-    let sizes = reader.query_strings(&format!("SELECT seq, octet_length(raw::VARCHAR) FROM main.records WHERE {wanted} ORDER BY seq"))?;
+    let sizes = reader.query_strings(&format!("SELECT seq, strlen(raw::VARCHAR) FROM main.records WHERE {wanted} ORDER BY seq"))?;
     let mut next = hi;
     let (mut count, mut bytes) = (0usize, 0usize);
     for row in &sizes {

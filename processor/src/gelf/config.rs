@@ -11,6 +11,7 @@
 //! scan_window = 20000          # sequence numbers scanned per store query
 //! retry_initial_ms = 200       # TCP/HTTP retry backoff, doubling ...
 //! retry_max_ms = 30000         # ... up to this
+//! spike_interval_s = 60        # how often the store is searched for new spikes
 //!
 //! [gelf.projects.shop]         # per-project override of `kinds`
 //! kinds = ["request", "spike"]
@@ -97,6 +98,8 @@ pub struct GelfConfig {
     pub retry_initial_ms: u64,
     /// Longest delay between retries.
     pub retry_max_ms: u64,
+    /// Seconds between looks for new spikes in the store (when `spike` is sent).
+    pub spike_interval_s: u64,
 }
 
 /// The kinds one project sends.
@@ -168,6 +171,7 @@ impl Default for GelfConfig {
             scan_window: 20_000,
             retry_initial_ms: 200,
             retry_max_ms: 30_000,
+            spike_interval_s: 60,
         }
     }
 }
@@ -190,6 +194,11 @@ impl Default for OutputConfig {
 }
 
 impl GelfConfig {
+    /// True when any project sends `kind`.
+    pub fn anyone_sends(&self, kind: EventKind) -> bool {
+        self.kinds.contains(&kind) || self.projects.values().any(|p| p.kinds.contains(&kind))
+    }
+
     /// True when `project` sends `kind`.
     pub fn sends(&self, project: &str, kind: EventKind) -> bool {
         match self.projects.get(project) {
@@ -205,8 +214,11 @@ impl GelfConfig {
     pub fn check(&self) -> Result<(), String> {
         let mut names = std::collections::BTreeSet::new();
         for (i, o) in self.outputs.iter().enumerate() {
-            if o.name.is_empty() || !names.insert(o.name.as_str()) {
-                return Err(format!("gelf.outputs[{i}].name {:?} is empty or used twice", o.name));
+            if o.name.is_empty() {
+                return Err(format!("gelf.outputs[{i}].name is empty"));
+            }
+            if !names.insert(o.name.as_str()) {
+                return Err(format!("gelf.outputs[{i}].name {:?} is used by an earlier output", o.name));
             }
             if !(crate::gelf::udp::MIN_CHUNK_SIZE..=65_507).contains(&o.chunk_size) {
                 return Err(format!(
@@ -219,23 +231,56 @@ impl GelfConfig {
                 TransportKind::Http if !(o.address.starts_with("http://") || o.address.starts_with("https://")) => {
                     return Err(format!("gelf.outputs[{i}].address {:?} is not an http(s) URL", o.address));
                 }
-                TransportKind::Udp | TransportKind::Tcp if !o.address.contains(':') => {
+                TransportKind::Udp | TransportKind::Tcp if !has_port(&o.address) => {
                     return Err(format!("gelf.outputs[{i}].address {:?} is not host:port", o.address));
                 }
                 _ => {}
             }
-            if o.http_concurrency == 0 || o.timeout_s == 0 {
-                return Err(format!("gelf.outputs[{i}]: http_concurrency and timeout_s must be at least 1"));
+            if o.tls && o.transport != TransportKind::Tcp {
+                return Err(format!(
+                    "gelf.outputs[{i}].tls is for tcp only (http takes TLS from an https:// address)"
+                ));
+            }
+            for (key, value) in [("timeout_s", o.timeout_s), ("http_concurrency", o.http_concurrency as u64)] {
+                if value == 0 {
+                    return Err(format!("gelf.outputs[{i}].{key} must be at least 1"));
+                }
             }
         }
-        if self.batch_records == 0 || self.batch_bytes == 0 || self.scan_window <= 0 {
-            return Err("gelf.batch_records, gelf.batch_bytes and gelf.scan_window must be at least 1".to_owned());
+        for project in self.projects.keys() {
+            if !crate::config::valid_project(project) {
+                return Err(format!("gelf.projects.{project:?} is not a project name"));
+            }
         }
-        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
-            return Err("gelf.retry_initial_ms must be at least 1 and at most gelf.retry_max_ms".to_owned());
+        for (key, value) in [
+            ("gelf.batch_records", self.batch_records as u64),
+            ("gelf.batch_bytes", self.batch_bytes as u64),
+            ("gelf.scan_window", self.scan_window.max(0) as u64),
+            ("gelf.full_message_top", self.full_message_top as u64),
+            ("gelf.poll_interval_ms", self.poll_interval_ms),
+            ("gelf.retry_initial_ms", self.retry_initial_ms),
+            ("gelf.spike_interval_s", self.spike_interval_s),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        if self.retry_max_ms < self.retry_initial_ms {
+            return Err(format!(
+                "gelf.retry_max_ms {} is less than gelf.retry_initial_ms {}",
+                self.retry_max_ms, self.retry_initial_ms
+            ));
+        }
+        if !(self.slow_sql_ms >= 0.0 && self.slow_sql_ms.is_finite()) {
+            return Err(format!("gelf.slow_sql_ms {} is not a number of milliseconds", self.slow_sql_ms));
         }
         Ok(())
     }
+}
+
+/// True for `host:port` with a numeric port (IPv6 in brackets).
+fn has_port(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 #[cfg(test)]
@@ -289,7 +334,7 @@ mod tests {
     #[test]
     fn refuses_duplicate_names_and_tiny_chunks() {
         let mut c = GelfConfig { outputs: vec![OutputConfig::default(), OutputConfig::default()], ..GelfConfig::default() };
-        assert!(c.check().unwrap_err().contains("used twice"));
+        assert!(c.check().unwrap_err().contains("used by an earlier output"));
         c.outputs.pop();
         c.outputs[0].chunk_size = 20;
         assert!(c.check().unwrap_err().contains("chunk_size 20"));

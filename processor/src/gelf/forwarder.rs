@@ -70,6 +70,12 @@ impl Forwarder {
             forwarder.spikes.push(spike_tx);
             forwarder.metrics.push(metrics);
         }
+        #[cfg(feature = "analysis")]
+        if !config.outputs.is_empty() && config.anyone_sends(EventKind::Spike) {
+            let queue = SpikeQueue { config: config.clone(), senders: forwarder.spikes.clone(), metrics: forwarder.metrics.clone() };
+            let task = super::spikes::run(store, config.clone(), move |s| queue.push(s), forwarder.stop.subscribe());
+            forwarder.tasks.get_mut().unwrap_or_else(|e| e.into_inner()).push(tokio::spawn(task));
+        }
         Ok(forwarder)
     }
 
@@ -82,15 +88,7 @@ impl Forwarder {
     /// whose config sends spikes for its project. Never waits; a full queue
     /// drops the spike and counts it.
     pub fn spike(&self, spike: &SpikeSummary) {
-        if !self.config.sends(&spike.project, EventKind::Spike) {
-            return;
-        }
-        let message = spike_message(spike, self.config.full_message_top);
-        for (tx, m) in self.spikes.iter().zip(&self.metrics) {
-            if tx.try_send((spike.project.clone(), message.clone())).is_err() {
-                m.spikes_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        push_spike(&self.config, &self.spikes, &self.metrics, spike);
     }
 
     /// Stops every output after its current send (a batch not yet through is
@@ -101,6 +99,35 @@ impl Forwarder {
         for t in tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Queues a spike's message on every output when its project sends spikes;
+/// a full queue drops it and counts the drop.
+fn push_spike(config: &GelfConfig, senders: &[mpsc::Sender<(String, Message)>], metrics: &[Arc<OutputMetrics>], spike: &SpikeSummary) {
+    if !config.sends(&spike.project, EventKind::Spike) {
+        return;
+    }
+    let message = spike_message(spike, config.full_message_top);
+    for (tx, m) in senders.iter().zip(metrics) {
+        if tx.try_send((spike.project.clone(), message.clone())).is_err() {
+            m.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the spike watcher task holds to queue spikes like [`Forwarder::spike`].
+#[cfg(feature = "analysis")]
+struct SpikeQueue {
+    config: Arc<GelfConfig>,
+    senders: Vec<mpsc::Sender<(String, Message)>>,
+    metrics: Vec<Arc<OutputMetrics>>,
+}
+
+#[cfg(feature = "analysis")]
+impl SpikeQueue {
+    fn push(&self, spike: &SpikeSummary) {
+        push_spike(&self.config, &self.senders, &self.metrics, spike);
     }
 }
 
@@ -232,6 +259,11 @@ impl Output {
     /// Sends until everything is through (TCP, HTTP) or tried once (UDP).
     /// False when stopped before that.
     async fn deliver(&mut self, messages: Vec<Message>) -> bool {
+        // A batch whose records all stay home (kinds a project does not
+        // send) has nothing to send: no connection, no failure to retry.
+        if messages.is_empty() {
+            return true;
+        }
         let mut done = vec![false; messages.len()];
         let mut delay = self.initial_delay();
         let mut failures = 0u32;
@@ -244,6 +276,7 @@ impl Output {
                 Ok(sent) => {
                     m.sent.fetch_add(sent.delivered, Ordering::Relaxed);
                     m.failed.fetch_add(sent.dropped, Ordering::Relaxed);
+                    m.dropped.fetch_add(sent.dropped, Ordering::Relaxed);
                     m.shortened.fetch_add(sent.shortened, Ordering::Relaxed);
                     if failures > 0 {
                         tracing::info!("gelf output {}: delivering again after {failures} failed attempts", self.output.name);

@@ -13,10 +13,11 @@ pub struct OutputMetrics {
     pub sent: AtomicU64,
     /// Message sends that failed: retried over TCP and HTTP, lost over UDP.
     pub failed: AtomicU64,
+    /// Messages given up on for good: failed UDP sends (best effort) and
+    /// spikes that found the output's queue full.
+    pub dropped: AtomicU64,
     /// Messages cut to fit 128 UDP chunks.
     pub shortened: AtomicU64,
-    /// Spike messages dropped because the output's queue was full.
-    pub spikes_dropped: AtomicU64,
     /// Store read failures (retried).
     pub read_errors: AtomicU64,
     /// The last stored sequence number handled.
@@ -36,10 +37,14 @@ pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut String) {
     if outputs.is_empty() {
         return;
     }
-    let _ = writeln!(out, "# HELP bitville_gelf_messages_total GELF messages by output and outcome.");
+    let _ = writeln!(
+        out,
+        "# HELP bitville_gelf_messages_total GELF messages by output and outcome: sent, failed (a send that failed; \
+         retried over TCP and HTTP), dropped (given up: UDP failures, spikes over the queue), shortened (cut to 128 UDP chunks)."
+    );
     let _ = writeln!(out, "# TYPE bitville_gelf_messages_total counter");
     for o in outputs {
-        for (outcome, n) in [("sent", &o.sent), ("failed", &o.failed), ("shortened", &o.shortened), ("spike_dropped", &o.spikes_dropped)] {
+        for (outcome, n) in [("sent", &o.sent), ("failed", &o.failed), ("dropped", &o.dropped), ("shortened", &o.shortened)] {
             let _ = writeln!(
                 out,
                 "bitville_gelf_messages_total{{output=\"{}\",transport=\"{}\",outcome=\"{outcome}\"}} {}",
@@ -54,10 +59,12 @@ pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut String) {
     for o in outputs {
         let _ = writeln!(out, "bitville_gelf_lag_records{{output=\"{}\"}} {}", escape(&o.name), o.lag.load(Ordering::Relaxed));
     }
+    let _ = writeln!(out, "# HELP bitville_gelf_cursor The last store seq this output has handled (saved in the store's cursors table).");
     let _ = writeln!(out, "# TYPE bitville_gelf_cursor gauge");
     for o in outputs {
         let _ = writeln!(out, "bitville_gelf_cursor{{output=\"{}\"}} {}", escape(&o.name), o.cursor.load(Ordering::Relaxed));
     }
+    let _ = writeln!(out, "# HELP bitville_gelf_store_read_errors_total Failed reads of the store by this output (retried).");
     let _ = writeln!(out, "# TYPE bitville_gelf_store_read_errors_total counter");
     for o in outputs {
         let _ = writeln!(
@@ -81,10 +88,12 @@ mod tests {
     fn renders_per_output() {
         let m = std::sync::Arc::new(OutputMetrics::new("lan", "udp"));
         m.sent.fetch_add(3, Ordering::Relaxed);
+        m.dropped.fetch_add(2, Ordering::Relaxed);
         m.lag.store(42, Ordering::Relaxed);
         let mut text = String::new();
         render(&[m], &mut text);
         assert!(text.contains("bitville_gelf_messages_total{output=\"lan\",transport=\"udp\",outcome=\"sent\"} 3"), "{text}");
+        assert!(text.contains("bitville_gelf_messages_total{output=\"lan\",transport=\"udp\",outcome=\"dropped\"} 2"), "{text}");
         assert!(text.contains("bitville_gelf_lag_records{output=\"lan\"} 42"), "{text}");
     }
 }

@@ -8,6 +8,7 @@
 //! - [`batch`]: reads the store after an output's durable cursor, bounded in rows and bytes.
 //! - [`udp`]: compression and chunking; [`transport`]: UDP, TCP (optionally TLS) and HTTP(S) senders.
 //! - [`forwarder`]: one task per output: read, build, send with retries, move the cursor.
+//! - [`spikes`]: hands each settled spike the analysis detects to the outputs, once.
 //! - [`metrics`]: sent, failed, shortened and lag per output, in the Prometheus text format.
 //! - [`receiver`]: the project's own GELF receiver (UDP, TCP, HTTP), for tests and the benchmark.
 //!
@@ -21,6 +22,8 @@ pub mod forwarder;
 pub mod message;
 pub mod metrics;
 pub mod receiver;
+#[cfg(feature = "analysis")]
+pub mod spikes;
 pub mod transport;
 pub mod udp;
 
