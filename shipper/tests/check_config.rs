@@ -178,3 +178,19 @@ fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+#[test]
+fn the_example_config_passes_its_own_parse_check() {
+    // The example names production paths, missing here; what must hold is
+    // that no line is about the file or its values.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("shipper.example.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_shipper"))
+        .arg("--config")
+        .arg(&example)
+        .arg("--check-config")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("config file") && !stderr.contains("config: "), "{stderr}");
+}
