@@ -84,7 +84,8 @@ pub async fn check(path: &Path) -> (Findings, String) {
     if config.ship.enabled {
         parts.extend(probe_processor(&mut f, "ship.processor_url", &config.ship.processor_url, token.as_deref()).await);
     }
-    (f, format!("{name}: ok ({})", parts.join("; ")))
+    let summary = if parts.is_empty() { format!("{name}: ok") } else { format!("{name}: ok ({})", parts.join("; ")) };
+    (f, summary)
 }
 
 /// Who and where, without the password that a conninfo may hold.
