@@ -171,6 +171,14 @@ for d in $daemons; do
     else
         ok "bitville-$d: the unit's ExecStart flags and --check-config are accepted (says: $(head -1 <<<"$out"))"
     fi
+    # The installed example config passes the check as far as the file goes
+    # (paths, tokens and remote parts are the host's business).
+    if grep -Eq '^(config file |config: )' <<<"$out"; then
+        echo "$out" | sed 's/^/     | /'
+        bad "bitville-$d: the installed example config has no problem of its own"
+    else
+        ok "bitville-$d: the installed example config has no problem of its own"
+    fi
 done
 
 # The Debian package carries the same layout, configs as conffiles.

@@ -216,6 +216,24 @@ impl Config {
         path: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let config = Self::parse_unchecked(text, path, env)?;
+        match config.problems().into_iter().next() {
+            Some(message) => Err(ConfigError::Invalid { path: path.to_owned(), message }),
+            None => Ok(config),
+        }
+    }
+
+    /// Parses config text and applies the environment's secrets, without
+    /// checking the values: `--check-config` lists every [`Config::problems`]
+    /// rather than the first.
+    ///
+    /// # Errors
+    /// The text is not valid TOML for this schema.
+    pub fn parse_unchecked(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
@@ -226,7 +244,6 @@ impl Config {
             config.ship.token_file = None;
         }
         config.postgres.password = set(PASSWORD_ENV);
-        config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         Ok(config)
     }
 
@@ -238,22 +255,26 @@ impl Config {
         Self::parse_with_env(text, path, |_| None)
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Every value that is out of range or inconsistent, one message each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
         let p = &self.project;
         let project_ok = !p.is_empty()
             && p.len() <= 64
             && p.as_bytes()[0].is_ascii_alphanumeric()
             && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !project_ok {
-            return Err(format!("project {p:?} must be 1 to 64 letters, digits, '_', '.' or '-'"));
+            out.push(format!("project {p:?} must be 1 to 64 letters, digits, '_', '.' or '-'"));
         }
         if self.host.is_empty() {
-            return Err("host is empty and the machine's host name is unknown".into());
+            out.push("host is empty and the machine's host name is unknown".into());
         }
         if self.spool_dir == self.state_dir {
-            return Err("spool_dir and state_dir must differ".into());
+            out.push("spool_dir and state_dir must differ".into());
         }
-        PrefixParser::compile(&self.logs.log_line_prefix).map_err(|e| format!("logs.{e}"))?;
+        if let Err(e) = PrefixParser::compile(&self.logs.log_line_prefix) {
+            out.push(format!("logs.{e}"));
+        }
         for (name, v) in [
             ("activity.interval_ms", self.activity.interval_ms),
             ("statements.interval_s", self.statements.interval_s),
@@ -262,24 +283,22 @@ impl Config {
             ("postgres.reconnect_min_ms", self.postgres.reconnect_min_ms),
         ] {
             if v == 0 {
-                return Err(format!("{name} must be above 0"));
+                out.push(format!("{name} must be above 0"));
             }
         }
         if self.postgres.reconnect_max_ms < self.postgres.reconnect_min_ms {
-            return Err("postgres.reconnect_max_ms is below postgres.reconnect_min_ms".into());
+            out.push("postgres.reconnect_max_ms is below postgres.reconnect_min_ms".into());
         }
-        self.postgres
-            .conninfo
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| format!("postgres.conninfo {:?}: {e}", self.postgres.conninfo))?;
-        self.http
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|_| format!("http.listen {:?} is not an address:port", self.http.listen))?;
+        if let Err(e) = self.postgres.conninfo.parse::<tokio_postgres::Config>() {
+            out.push(format!("postgres.conninfo {:?}: {e}", self.postgres.conninfo));
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            out.push(format!("http.listen {:?} is not an address:port", self.http.listen));
+        }
         if self.ship.enabled && self.ship.token.is_none() && self.ship.token_file.is_none() {
-            return Err("ship needs token or token_file".into());
+            out.push(format!("ship needs token or token_file, or the environment variable {TOKEN_ENV}"));
         }
-        Ok(())
+        out
     }
 
     /// The processor token, read from `ship.token_file` when given.

@@ -180,8 +180,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     Ok(())
 }
 
-/// Connects with pg-watch's application name and statement timeout.
-async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
+/// Connects with pg-watch's application name and statement timeout (also
+/// what `--check-config` connects with, so it sees what the daemon will).
+pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
     let mut pg: tokio_postgres::Config = config.postgres.conninfo.parse()?;
     if let (None, Some(password)) = (pg.get_password(), &config.postgres.password) {
         pg.password(password);

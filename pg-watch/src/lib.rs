@@ -1,6 +1,7 @@
 //! pg-watch: the DB-host daemon of Bitville APM.
 //!
 //! - [`config`]: the TOML configuration.
+//! - [`check`]: `--check-config`, every problem with the config, PostgreSQL and the processor on its own line.
 //! - [`daemon`]: sampling, tailing and the shipper engine tied together, /healthz and /metrics.
 //! - [`log`]: PostgreSQL log parsing (stderr with any prefix, csvlog, jsonlog) and event classes.
 //! - [`tailer`]: checkpointed tailing of the log directory across rotation.
@@ -8,6 +9,7 @@
 //! - [`activity`]: pg_stat_activity samples, columns by server version.
 //! - [`statements`]: pg_stat_statements snapshots, deltas, reset detection.
 pub mod activity;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod log;

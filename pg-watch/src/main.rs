@@ -16,7 +16,9 @@ struct Args {
     /// The TOML config file.
     #[arg(long, short, default_value = "/etc/bitville-apm/pg-watch.toml", env = "PG_WATCH_CONFIG")]
     config: PathBuf,
-    /// Check the config file and exit: 0 when it is valid, 1 with the reason otherwise.
+    /// Check the config file, the directories, PostgreSQL (rights, extension,
+    /// log settings) and the processor without starting, then exit: 0 with
+    /// one ok line, 2 with one line per problem.
     #[arg(long)]
     check_config: bool,
 }
@@ -27,6 +29,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.check_config {
+        return check_config(&args.config);
+    }
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -36,14 +41,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `--check-config`: exit 0 with one ok line, or 2 with a line per problem.
+fn check_config(path: &std::path::Path) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pg-watch: starting the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let (findings, summary) = runtime.block_on(pg_watch::check::check(path));
+    if findings.report(&summary) { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(2) }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    if args.check_config {
-        pg_watch::log::prefix::PrefixParser::compile(&config.logs.log_line_prefix)?;
-        config.token().context("ship token")?;
-        println!("{}: ok", args.config.display());
-        return Ok(());
-    }
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     rt.block_on(async move {
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;

@@ -18,6 +18,7 @@
 //! - [`metrics`]: counters and gauges, rendered for Prometheus.
 //! - [`engine`]: [`engine::EngineConfig`] and [`engine::run`], tying it together.
 //! - [`config`]: the shipper's TOML configuration.
+//! - [`check`]: `--check-config`, every problem on its own line (shared with pg-watch).
 //! - [`status`]: the `/healthz` and `/metrics` server.
 //! - [`app`]: the daemon: engine, status server and reload on SIGHUP.
 
@@ -25,6 +26,7 @@ pub mod app;
 pub mod backoff;
 pub mod batcher;
 pub mod breaker;
+pub mod check;
 pub mod checkpoint;
 pub mod cleanup;
 pub mod config;

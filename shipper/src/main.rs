@@ -16,8 +16,9 @@ struct Args {
     /// TOML configuration file (see shipper.example.toml).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Check the configuration, print one line saying what is wrong (or that
-    /// it is fine) and exit.
+    /// Check the configuration, the directories, the token and the processor
+    /// without starting; print one line per problem (or one ok line) and exit
+    /// 0 when there is none, 2 otherwise.
     #[arg(long)]
     check_config: bool,
     #[command(flatten)]
@@ -34,17 +35,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let source = ConfigSource { path: args.config, overrides: args.overrides };
     if args.check_config {
-        let checked = source.load().and_then(|c| c.to_engine(Default::default()).map(|e| (c, e)));
-        return match checked {
-            Ok((c, e)) => {
-                println!("config ok: {} spool dir(s), processor {}, status on {}", e.spool_dirs.len(), e.processor_url, c.listen);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        };
+        return check_config(&source);
     }
     match run(source) {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +44,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--check-config`: exit 0 with one ok line, or 2 with a line per problem.
+fn check_config(source: &ConfigSource) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shipper: starting the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (findings, summary) = runtime.block_on(shipper::check::check(source));
+    if findings.report(&summary) { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
 
 fn run(source: ConfigSource) -> anyhow::Result<()> {

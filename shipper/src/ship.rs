@@ -135,7 +135,7 @@ impl Shipper {
 
 /// The error and its sources on one line: reqwest's own message alone says
 /// little ("error sending request").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

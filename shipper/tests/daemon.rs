@@ -43,8 +43,10 @@ fn write_config(path: &Path, dir: &Path, url: &str, token: &str, port: u16) {
 #[test]
 fn check_config_says_in_one_line_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+    let receiver = Receiver::start();
     let path = dir.path().join("s.toml");
-    write_config(&path, dir.path(), "http://127.0.0.1:1", TOKEN, 9);
+    write_config(&path, dir.path(), &receiver.url(), TOKEN, 9);
     let ok = bin().arg("--config").arg(&path).arg("--check-config").output().unwrap();
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("config ok"));
@@ -55,8 +57,8 @@ fn check_config_says_in_one_line_what_is_wrong() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("line 3") && err.contains("max_bytez"), "{err}");
     // A flag fixes what the file gets wrong.
-    std::fs::write(&path, "token = \"t\"\nprocessor_url = \"ftp://x\"\n").unwrap();
-    let fixed = bin().arg("--config").arg(&path).args(["--check-config", "--processor-url", "http://p:8443"]).output().unwrap();
+    write_config(&path, dir.path(), "ftp://x", TOKEN, 9);
+    let fixed = bin().arg("--config").arg(&path).args(["--check-config", "--processor-url", &receiver.url()]).output().unwrap();
     assert!(fixed.status.success(), "{fixed:?}");
     let version = bin().arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("shipper "));
@@ -65,19 +67,24 @@ fn check_config_says_in_one_line_what_is_wrong() {
 #[test]
 fn the_token_can_come_from_the_environment_instead_of_the_file() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+    let receiver = Receiver::start();
     let path = dir.path().join("s.toml");
-    std::fs::write(&path, "processor_url = \"http://127.0.0.1:1\"\n").unwrap();
+    write_config(&path, dir.path(), &receiver.url(), TOKEN, 9);
+    let text = std::fs::read_to_string(&path).unwrap().replace(&format!("token = \"{TOKEN}\"\n"), "");
+    std::fs::write(&path, text).unwrap();
     let without = bin().arg("--config").arg(&path).arg("--check-config").env_remove("BITVILLE_SHIPPER_TOKEN").output().unwrap();
     assert_eq!(without.status.code(), Some(2), "{without:?}");
-    assert!(String::from_utf8_lossy(&without.stderr).contains("token or token_file is required"));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("token: none given"), "{without:?}");
     let with = bin()
         .arg("--config")
         .arg(&path)
         .arg("--check-config")
-        .env("BITVILLE_SHIPPER_TOKEN", "from-env")
+        .env("BITVILLE_SHIPPER_TOKEN", TOKEN)
         .output()
         .unwrap();
     assert!(with.status.success(), "{with:?}");
+    assert!(String::from_utf8_lossy(&with.stdout).contains("token accepted"), "{with:?}");
 }
 
 #[test]

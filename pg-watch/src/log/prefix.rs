@@ -131,6 +131,12 @@ impl PrefixParser {
         Ok(PrefixParser { tokens })
     }
 
+    /// Whether the prefix has the escape `%<escape>` (`b'm'` for `%m`):
+    /// `--check-config` asks for a time, the pid and the application name.
+    pub fn has(&self, escape: u8) -> bool {
+        self.tokens.iter().any(|t| matches!(t, Token::Field { escape: e, .. } if *e == escape))
+    }
+
     /// Parses one line (without its newline). `None` when the line does not
     /// start with this prefix followed by a severity: a continuation or a
     /// foreign line.

@@ -1,6 +1,7 @@
 //! Shared helpers of the shipper's integration tests: a real HTTP receiver
-//! on port 0 that speaks the ingest API and records what it stores, and
-//! record lines that carry their file and sequence number.
+//! on port 0 that speaks the ingest API (and answers /healthz) and records
+//! what it stores, and record lines that carry their file and sequence
+//! number.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -77,7 +78,10 @@ impl Receiver {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().route("/v1/ingest", post(ingest)).with_state(app_state);
+                let app = axum::Router::new()
+                    .route("/v1/ingest", post(ingest))
+                    .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+                    .with_state(app_state);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         let _ = stopped.await;
