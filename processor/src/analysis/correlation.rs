@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{AnalysisError, ENDPOINT_SQL, Frame, Micros, SECOND, Scope, Source, Window, query, quote};
+use super::{AnalysisError, Days, ENDPOINT_SQL, Frame, Micros, SECOND, Scope, Source, Window, query, quote};
 
 /// One backend of one pg_activity sample.
 #[derive(Debug, Clone, Default)]
@@ -50,11 +50,12 @@ pub struct RequestRef {
 ///
 /// # Errors
 /// The store query failed.
-pub fn sample_seconds(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<HashMap<(String, bool), f64>, AnalysisError> {
+pub fn sample_seconds(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<HashMap<(String, bool), f64>, AnalysisError> {
     let rows = query(
         src,
         &format!(
-            "SELECT host, {w} AS w, count(DISTINCT seq) FROM pg_activity WHERE {f}{s} GROUP BY ALL",
+            "SELECT host, {w} AS w, count(DISTINCT seq) FROM {t} WHERE {f}{s} GROUP BY ALL",
+            t = days.table("pg_activity", frame.range()),
             w = frame.in_window("ts"),
             f = frame.filter("ts"),
             s = scope.clause("")
@@ -74,13 +75,14 @@ pub fn sample_seconds(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<
 ///
 /// # Errors
 /// A store query failed.
-pub fn lock_waits(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Vec<Wait>, AnalysisError> {
+pub fn lock_waits(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Vec<Wait>, AnalysisError> {
     let rows = query(
         src,
         &format!(
             "SELECT seq, host, epoch_us(ts), pid, blocking_pids, correlation_id, fingerprint, query, state, xact_ms, {w} \
-             FROM pg_activity WHERE {f}{s} AND seq IN \
-             (SELECT seq FROM pg_activity WHERE {f}{s} AND len(blocking_pids) > 0) ORDER BY seq",
+             FROM {t} WHERE {f}{s} AND seq IN \
+             (SELECT seq FROM {t} WHERE {f}{s} AND len(blocking_pids) > 0) ORDER BY seq",
+            t = days.table("pg_activity", frame.range()),
             w = frame.in_window("ts"),
             f = frame.filter("ts"),
             s = scope.clause("")
@@ -89,7 +91,7 @@ pub fn lock_waits(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Vec<
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let dt = sample_seconds(src, scope, frame)?;
+    let dt = sample_seconds(src, days, scope, frame)?;
     let mut waits = Vec::new();
     let mut i = 0;
     while i < rows.len() {
@@ -147,6 +149,7 @@ pub fn root_blocker(sample: &HashMap<i64, Backend>, pid: i64) -> Option<i64> {
 /// A store query failed.
 pub fn requests_by_correlation(
     src: &dyn Source,
+    days: &Days,
     scope: &Scope,
     ids: &BTreeSet<String>,
     around: Window,
@@ -159,8 +162,9 @@ pub fn requests_by_correlation(
         let rows = query(
             src,
             &format!(
-                "SELECT correlation_id, {ENDPOINT_SQL}, url, host, duration_ms FROM requests \
+                "SELECT correlation_id, {ENDPOINT_SQL}, url, host, duration_ms FROM {} \
                  WHERE {}{} AND correlation_id IN ({list})",
+                days.table("requests", range),
                 range.filter("ts"),
                 scope.clause("")
             ),

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::correlation::{self, Wait};
-use super::{AnalysisError, ENDPOINT_SQL, Frame, Scope, Source, Window, format_time, query, round3};
+use super::{AnalysisError, Days, ENDPOINT_SQL, Frame, Scope, Source, Window, format_time, query, round3};
 
 /// What kind of cause a suspect is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -177,14 +177,15 @@ struct Endpoints {
     counts: HashMap<String, (f64, f64)>,
 }
 
-fn endpoints(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Endpoints, AnalysisError> {
+fn endpoints(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Endpoints, AnalysisError> {
     let rows = query(
         src,
         &format!(
             "SELECT {ENDPOINT_SQL} AS ep, {w} AS w, sum(coalesce(sampling_weight, 1)), \
              sum(coalesce(sampling_weight, 1) * duration_ms) / 1000.0, quantile_cont(duration_ms, 0.5), \
              quantile_cont(duration_ms, 0.95), any_value(url), count(*) FILTER (WHERE status >= 500) \
-             FROM requests WHERE {f}{s} GROUP BY ALL",
+             FROM {t} WHERE {f}{s} GROUP BY ALL",
+            t = days.table("requests", frame.range()),
             w = frame.in_window("ts"),
             f = frame.filter("ts"),
             s = scope.clause("")
@@ -213,14 +214,15 @@ fn endpoints(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Endpoints
 
 /// Exclusive time per function: Excimer leaf rows, and xhprof edges as the
 /// callee's inclusive time minus the time of the callee's own children.
-fn functions(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<BTreeMap<String, Item>, AnalysisError> {
+fn functions(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<BTreeMap<String, Item>, AnalysisError> {
     let (f, s, w) = (frame.filter("ts"), scope.clause(""), frame.in_window("ts"));
+    let (profile, requests) = (days.table("request_profile", frame.range()), days.table("requests", frame.range()));
     let rows = query(
         src,
         &format!(
             "WITH p AS (SELECT seq, {w} AS w, profiler, function, caller, coalesce(wall_us, 0) AS x \
-                FROM request_profile WHERE {f}{s}), \
-             r AS (SELECT seq, {ENDPOINT_SQL} AS ep FROM requests WHERE {f}{s} AND profiler IS NOT NULL), \
+                FROM {profile} WHERE {f}{s}), \
+             r AS (SELECT seq, {ENDPOINT_SQL} AS ep FROM {requests} WHERE {f}{s} AND profiler IS NOT NULL), \
              x AS (SELECT seq, w, function AS fn, x FROM p WHERE function IS NOT NULL \
                 UNION ALL SELECT seq, w, caller, -x FROM p WHERE profiler <> 'excimer' AND caller IS NOT NULL) \
              SELECT fn, w, r.ep, sum(x) / 1e6, count(DISTINCT seq) FROM x LEFT JOIN r USING (seq) GROUP BY ALL"
@@ -240,14 +242,20 @@ fn functions(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<BTreeMap<
 
 /// SQL time per fingerprint as PHP measured it, and pg_stat_statements
 /// deltas and slow-statement log durations beside it.
-fn fingerprints(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<(BTreeMap<String, Item>, BTreeMap<String, Item>), AnalysisError> {
+fn fingerprints(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<(BTreeMap<String, Item>, BTreeMap<String, Item>), AnalysisError> {
     let (f, s) = (frame.filter("ts"), scope.clause(""));
+    let (requests, statements) = (days.table("requests", frame.range()), days.table("request_sql", frame.range()));
     let php = query(
         src,
         &format!(
-            "WITH r AS (SELECT seq, {ENDPOINT_SQL} AS ep, coalesce(sampling_weight, 1) AS wt FROM requests WHERE {f}{s}) \
+            "WITH r AS (SELECT seq, {ENDPOINT_SQL} AS ep, coalesce(sampling_weight, 1) AS wt FROM {requests} WHERE {f}{s}) \
              SELECT q.fingerprint, {w}, r.ep, sum(r.wt * q.duration_ms) / 1000.0, sum(r.wt), any_value(q.caller), \
-             max(q.duration_ms) FROM request_sql q JOIN r USING (seq) \
+             max(q.duration_ms) FROM {statements} q JOIN r USING (seq) \
              WHERE {qf}{qs} AND q.fingerprint IS NOT NULL GROUP BY ALL",
             w = frame.in_window("q.ts"),
             qf = frame.filter("q.ts"),
@@ -269,10 +277,14 @@ fn fingerprints(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<(BTree
         }
     }
     let pf = frame.filter("interval_end");
+    // pg-watch stamps a pg_statements record at the end of its interval;
+    // an hour either side covers any clock skew between the two.
+    let around = Window { from: frame.range().from - 3600 * super::SECOND, to: frame.range().to + 3600 * super::SECOND };
+    let deltas = days.table("pg_statements", around);
     let pgss = query(
         src,
         &format!(
-            "WITH s AS (SELECT * FROM pg_statements WHERE {pf}{s}), \
+            "WITH s AS (SELECT * FROM {deltas} WHERE {pf}{s}), \
              names AS (SELECT queryid, any_value(fingerprint) AS fp FROM pg_statements \
                 WHERE fingerprint IS NOT NULL{s} AND queryid IN (SELECT queryid FROM s WHERE fingerprint IS NULL) GROUP BY queryid) \
              SELECT coalesce(s.fingerprint, names.fp, 'queryid ' || s.queryid), {w}, sum(total_exec_time_ms) / 1000.0, \
@@ -293,8 +305,9 @@ fn fingerprints(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<(BTree
     let logs = query(
         src,
         &format!(
-            "SELECT fingerprint, {w}, count(*), sum(duration_ms) / 1000.0, sum(temp_file_bytes) FROM pg_log \
+            "SELECT fingerprint, {w}, count(*), sum(duration_ms) / 1000.0, sum(temp_file_bytes) FROM {t} \
              WHERE {f}{s} AND fingerprint IS NOT NULL AND class IN ('slow_statement', 'auto_explain', 'temp_file') GROUP BY ALL",
+            t = days.table("pg_log", frame.range()),
             w = frame.in_window("ts")
         ),
     )?;
@@ -312,16 +325,18 @@ fn fingerprints(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<(BTree
 /// fingerprint of the statement that waited.
 fn wait_events(
     src: &dyn Source,
+    days: &Days,
     scope: &Scope,
     frame: &Frame,
 ) -> Result<BTreeMap<String, (Item, HashMap<String, f64>)>, AnalysisError> {
-    let dt = correlation::sample_seconds(src, scope, frame)?;
+    let dt = correlation::sample_seconds(src, days, scope, frame)?;
     let rows = query(
         src,
         &format!(
             "SELECT host, {w}, coalesce(wait_event_type, 'CPU') || ':' || coalesce(wait_event, 'running'), \
-             coalesce(fingerprint, ''), count(*) FROM pg_activity WHERE {f}{s} AND state = 'active' \
+             coalesce(fingerprint, ''), count(*) FROM {t} WHERE {f}{s} AND state = 'active' \
              AND coalesce(backend_type, 'client backend') = 'client backend' GROUP BY ALL",
+            t = days.table("pg_activity", frame.range()),
             w = frame.in_window("ts"),
             f = frame.filter("ts"),
             s = scope.clause("")
@@ -348,12 +363,12 @@ struct Locks {
     by_waiter_fingerprint: HashMap<String, f64>,
 }
 
-fn locks(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Locks, AnalysisError> {
-    let waits: Vec<Wait> = correlation::lock_waits(src, scope, frame)?;
+fn locks(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Locks, AnalysisError> {
+    let waits: Vec<Wait> = correlation::lock_waits(src, days, scope, frame)?;
     let ids: BTreeSet<String> =
         waits.iter().flat_map(|w| [w.root.correlation_id.clone(), w.waiter.correlation_id.clone()]).flatten().collect();
     let around = Window { from: frame.baseline.from, to: frame.window.to };
-    let requests = correlation::requests_by_correlation(src, scope, &ids, around)?;
+    let requests = correlation::requests_by_correlation(src, days, scope, &ids, around)?;
     let ratio = frame.ratio();
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
     let mut by_fp: HashMap<String, f64> = HashMap::new();
@@ -395,13 +410,14 @@ fn locks(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Locks, Analys
     Ok(Locks { items, by_waiter_fingerprint: by_fp })
 }
 
-fn hosts(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Vec<HostFigures>, AnalysisError> {
+fn hosts(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Vec<HostFigures>, AnalysisError> {
     let rows = query(
         src,
         &format!(
             "SELECT host, {w}, any_value(source), max(ncpu), max(load1), avg(cpu_user_pct + cpu_system_pct), \
              avg(cpu_iowait_pct), max(swap_used_bytes), sum(coalesce(swap_in_bytes, 0) + coalesce(swap_out_bytes, 0)) \
-             FROM host_metrics WHERE {f}{s} GROUP BY ALL ORDER BY 1",
+             FROM {t} WHERE {f}{s} GROUP BY ALL ORDER BY 1",
+            t = days.table("host_metrics", frame.range()),
             w = frame.in_window("ts"),
             f = frame.filter("ts"),
             s = scope.clause("")
@@ -435,12 +451,13 @@ fn hosts(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Vec<HostFigur
     Ok(out.into_values().collect())
 }
 
-fn events(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Vec<EventCount>, AnalysisError> {
+fn events(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Vec<EventCount>, AnalysisError> {
     let (f, s) = (frame.filter("ts"), scope.clause(""));
+    let t = days.table("pg_log", frame.range());
     let rows = query(
         src,
         &format!(
-            "SELECT class, {w}, count(*), sum(coalesce(temp_file_bytes, 0)) FROM pg_log WHERE {f}{s} AND class IN \
+            "SELECT class, {w}, count(*), sum(coalesce(temp_file_bytes, 0)) FROM {t} WHERE {f}{s} AND class IN \
              ('deadlock', 'lock_wait', 'temp_file', 'checkpoint', 'statement_timeout', 'cancel', 'error', 'fatal', 'panic', 'autovacuum') \
              GROUP BY ALL ORDER BY 1",
             w = frame.in_window("ts")
@@ -466,7 +483,7 @@ fn events(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Vec<EventCou
         let rows = query(
             src,
             &format!(
-                "SELECT epoch_us(ts), host, correlation_id, detail FROM pg_log WHERE {}{s} AND class = 'deadlock' ORDER BY ts LIMIT 5",
+                "SELECT epoch_us(ts), host, correlation_id, detail FROM {t} WHERE {}{s} AND class = 'deadlock' ORDER BY ts LIMIT 5",
                 frame.window.filter("ts")
             ),
         )?;
@@ -486,11 +503,12 @@ fn events(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Vec<EventCou
 /// A store query failed.
 pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, AnalysisError> {
     let ratio = frame.ratio();
-    let eps = endpoints(src, scope, frame)?;
-    let funcs = functions(src, scope, frame)?;
-    let (php_sql, server_sql) = fingerprints(src, scope, frame)?;
-    let waits = wait_events(src, scope, frame)?;
-    let lock = locks(src, scope, frame)?;
+    let days = Days::load(src)?;
+    let eps = endpoints(src, &days, scope, frame)?;
+    let funcs = functions(src, &days, scope, frame)?;
+    let (php_sql, server_sql) = fingerprints(src, &days, scope, frame)?;
+    let waits = wait_events(src, &days, scope, frame)?;
+    let lock = locks(src, &days, scope, frame)?;
 
     let mut suspects: Vec<Suspect> = Vec::new();
     let push = |suspects: &mut Vec<Suspect>, kind: SuspectKind, name: &str, item: &Item, score: f64, endpoint: Option<String>| {
@@ -625,8 +643,8 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
         baseline_to: format_time(frame.baseline.to),
         totals,
         suspects,
-        hosts: hosts(src, scope, frame)?,
-        events: events(src, scope, frame)?,
+        hosts: hosts(src, &days, scope, frame)?,
+        events: events(src, &days, scope, frame)?,
     })
 }
 
@@ -662,9 +680,10 @@ fn top_entry(name: String, item: Item, count_key: &str) -> TopEntry {
 pub fn top(src: &dyn Source, scope: &Scope, window: Window, by: TopBy, limit: usize) -> Result<Vec<TopEntry>, AnalysisError> {
     // The same collectors as the report, over an empty baseline.
     let frame = Frame { window, baseline: Window { from: window.from, to: window.from } };
+    let days = Days::load(src)?;
     let entries: Vec<TopEntry> = match by {
         TopBy::Endpoints => {
-            let eps = endpoints(src, scope, &frame)?;
+            let eps = endpoints(src, &days, scope, &frame)?;
             eps.items
                 .into_iter()
                 .map(|(name, item)| {
@@ -673,9 +692,9 @@ pub fn top(src: &dyn Source, scope: &Scope, window: Window, by: TopBy, limit: us
                 })
                 .collect()
         }
-        TopBy::Sql => fingerprints(src, scope, &frame)?.0.into_iter().map(|(n, i)| top_entry(n, i, "php_calls")).collect(),
-        TopBy::Functions => functions(src, scope, &frame)?.into_iter().map(|(n, i)| top_entry(n, i, "requests")).collect(),
-        TopBy::Waits => wait_events(src, scope, &frame)?.into_iter().map(|(n, (i, _))| top_entry(n, i, "")).collect(),
+        TopBy::Sql => fingerprints(src, &days, scope, &frame)?.0.into_iter().map(|(n, i)| top_entry(n, i, "php_calls")).collect(),
+        TopBy::Functions => functions(src, &days, scope, &frame)?.into_iter().map(|(n, i)| top_entry(n, i, "requests")).collect(),
+        TopBy::Waits => wait_events(src, &days, scope, &frame)?.into_iter().map(|(n, (i, _))| top_entry(n, i, "")).collect(),
     };
     let mut entries: Vec<TopEntry> = entries.into_iter().filter(|e| e.seconds > 0.0).collect();
     entries.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));

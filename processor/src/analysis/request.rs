@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::correlation::{self, RequestRef};
-use super::{AnalysisError, ENDPOINT_SQL, Micros, SECOND, Scope, Source, Window, check_uuid, format_time, query, quote, round3};
+use super::{AnalysisError, Days, ENDPOINT_SQL, Micros, SECOND, Scope, Source, Window, check_uuid, format_time, query, quote, round3};
 
 /// One SQL statement of the request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,15 +98,25 @@ const REQUEST_COLUMNS: [&str; 22] = [
 pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail, AnalysisError> {
     let id = check_uuid(id)?;
     let cols = REQUEST_COLUMNS.join(", ");
-    let rows = query(
-        src,
-        &format!(
-            "SELECT seq, epoch_us(ts), epoch_us(started_at), coalesce(profile_period_ms, 0), {ENDPOINT_SQL}, {cols} FROM requests \
-             WHERE (correlation_id = {q} OR id = {q}){s} ORDER BY ts DESC LIMIT 1",
-            q = quote(&id),
-            s = scope.clause("")
-        ),
-    )?;
+    let days = Days::load(src)?;
+    // Newest day first, one day table at a time: the id is usually recent,
+    // and a query on one table plans far faster than one on the view of all days.
+    let mut rows = Vec::new();
+    for day in days.newest_first() {
+        rows = query(
+            src,
+            &format!(
+                "SELECT seq, epoch_us(ts), epoch_us(started_at), coalesce(profile_period_ms, 0), {ENDPOINT_SQL}, {cols} FROM {day} \
+                 WHERE (correlation_id = {q} OR id = {q}){s} ORDER BY ts DESC LIMIT 1",
+                day = days.table("requests", day),
+                q = quote(&id),
+                s = scope.clause("")
+            ),
+        )?;
+        if !rows.is_empty() {
+            break;
+        }
+    }
     let r = rows.first().ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
     let (seq, end, start) = (r.i(0), r.i(1), r.i(2));
     let mut request = BTreeMap::new();
@@ -120,13 +130,15 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
         request.insert((*c).to_owned(), v);
     }
     let correlation_id = r.s(6);
-    let same_record = format!("{} AND seq = {seq}", Window { from: end, to: end + 1 }.filter("ts"));
+    let record = Window { from: end, to: end + 1 };
+    let same_record = format!("{} AND seq = {seq}", record.filter("ts"));
 
     let sql = query(
         src,
         &format!(
             "SELECT idx, start_ms, duration_ms, op, status, fingerprint, sql, caller, rows, error, params::VARCHAR \
-             FROM request_sql WHERE {same_record} ORDER BY idx"
+             FROM {} WHERE {same_record} ORDER BY idx",
+            days.table("request_sql", record)
         ),
     )?
     .iter()
@@ -149,7 +161,8 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
         src,
         &format!(
             "SELECT profiler, stack, function, caller, coalesce(samples, 0), coalesce(wall_us, 0), coalesce(calls, 0) \
-             FROM request_profile WHERE {same_record} ORDER BY idx"
+             FROM {} WHERE {same_record} ORDER BY idx",
+            days.table("request_profile", record)
         ),
     )?;
     let profile = build_profile(
@@ -168,13 +181,15 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
 
     // The database side, bounded by the request's span plus a little slack.
     let span = Window { from: start - SECOND, to: end + 2 * SECOND };
-    let activity = activity(src, scope, &span, &correlation_id)?;
+    let activity = activity(src, &days, scope, &span, &correlation_id)?;
+    let log_span = Window { from: span.from, to: span.to + 10 * SECOND };
     let logs = query(
         src,
         &format!(
-            "SELECT epoch_us(ts), class, severity, message, duration_ms, detail, fingerprint, lock_waited_ms FROM pg_log \
+            "SELECT epoch_us(ts), class, severity, message, duration_ms, detail, fingerprint, lock_waited_ms FROM {} \
              WHERE {}{} AND correlation_id = {} ORDER BY ts",
-            Window { from: span.from, to: span.to + 10 * SECOND }.filter("ts"),
+            days.table("pg_log", log_span),
+            log_span.filter("ts"),
             scope.clause(""),
             quote(&correlation_id)
         ),
@@ -195,20 +210,21 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
 
 /// The request's backend samples, with who blocked it and whom it blocked
 /// (each peer resolved to its request when it carries a correlation ID).
-fn activity(src: &dyn Source, scope: &Scope, span: &Window, correlation_id: &str) -> Result<Vec<ActivitySample>, AnalysisError> {
+fn activity(src: &dyn Source, days: &Days, scope: &Scope, span: &Window, correlation_id: &str) -> Result<Vec<ActivitySample>, AnalysisError> {
     let rows = query(
         src,
         &format!(
             "SELECT seq, epoch_us(ts), host, pid, blocking_pids, correlation_id, state, wait_event_type, wait_event, query, query_ms \
-             FROM pg_activity WHERE {f}{s} AND seq IN (SELECT seq FROM pg_activity WHERE {f}{s} AND correlation_id = {c}) \
+             FROM {t} WHERE {f}{s} AND seq IN (SELECT seq FROM {t} WHERE {f}{s} AND correlation_id = {c}) \
              ORDER BY seq, pid",
+            t = days.table("pg_activity", *span),
             f = span.filter("ts"),
             s = scope.clause(""),
             c = quote(correlation_id)
         ),
     )?;
     let ids: BTreeSet<String> = rows.iter().filter_map(|r| r.opt(5).map(str::to_owned)).collect();
-    let requests: HashMap<String, RequestRef> = correlation::requests_by_correlation(src, scope, &ids, *span)?;
+    let requests: HashMap<String, RequestRef> = correlation::requests_by_correlation(src, days, scope, &ids, *span)?;
     let peer = |r: &super::Row| {
         let cid = r.opt(5).map(str::to_owned);
         let req = cid.as_ref().and_then(|c| requests.get(c));
@@ -392,7 +408,8 @@ pub fn list(src: &dyn Source, scope: &Scope, window: Window, filter: &ListFilter
         src,
         &format!(
             "SELECT epoch_us(ts), correlation_id, project, host, {ENDPOINT_SQL}, url, status, duration_ms, record_type, \
-             sql_total_ms, profiler FROM requests WHERE {cond} ORDER BY ts DESC LIMIT {limit}"
+             sql_total_ms, profiler FROM {} WHERE {cond} ORDER BY ts DESC LIMIT {limit}",
+            Days::load(src)?.table("requests", window)
         ),
     )?;
     let keys = ["correlation_id", "project", "host", "endpoint", "url", "status", "duration_ms", "record_type", "sql_total_ms", "profiler"];

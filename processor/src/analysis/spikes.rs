@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AnalysisError, Micros, SECOND, Scope, Source, Window, format_time, query, round3};
+use super::{AnalysisError, Days, Micros, SECOND, Scope, Source, Window, format_time, query, round3};
 
 /// What a spike was measured on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,12 +169,14 @@ pub fn recent_range(src: &dyn Source, scope: &Scope, hours: i64) -> Result<Windo
 /// A store query failed.
 pub fn find(src: &dyn Source, scope: &Scope, range: Window, d: &Detection) -> Result<Vec<Spike>, AnalysisError> {
     let with_history = Window { from: range.from - d.lookback_s * SECOND, to: range.to };
+    let days = Days::load(src)?;
     let mut spikes = Vec::new();
     let load = query(
         src,
         &format!(
-            "SELECT project, host, epoch_us(ts), load1, coalesce(ncpu, 1) FROM host_metrics \
+            "SELECT project, host, epoch_us(ts), load1, coalesce(ncpu, 1) FROM {} \
              WHERE {}{} AND load1 IS NOT NULL ORDER BY project, host, ts",
+            days.table("host_metrics", with_history),
             with_history.filter("ts"),
             scope.clause("")
         ),
@@ -185,8 +187,9 @@ pub fn find(src: &dyn Source, scope: &Scope, range: Window, d: &Detection) -> Re
         &format!(
             "SELECT project, host, epoch_us(ts) // {bucket} * {bucket} AS b, \
              sum(coalesce(sampling_weight, 1) * duration_ms) / 1000.0 / {} AS c, 1 \
-             FROM requests WHERE {}{} GROUP BY ALL ORDER BY project, host, b",
+             FROM {} WHERE {}{} GROUP BY ALL ORDER BY project, host, b",
             d.bucket_s.max(1),
+            days.table("requests", with_history),
             with_history.filter("ts"),
             scope.clause("")
         ),

@@ -194,7 +194,7 @@ impl Writer {
 
     /// Creates a day schema in its own transaction, so that a failed batch
     /// never leaves the in-memory list of days wrong.
-    fn ensure_day(&mut self, day: i64) -> Result<(), StoreError> {
+    pub(super) fn ensure_day(&mut self, day: i64) -> Result<(), StoreError> {
         if self.days.contains(&day) {
             return Ok(());
         }
