@@ -12,6 +12,7 @@
 //! - [`store`]: the only module that talks to DuckDB: layout, single writer, readers.
 //! - [`retention`]: drops expired days on a timer.
 //! - [`metrics`]: counters in the Prometheus text format.
+//! - [`ui`]: the web UI (embedded page and its data routes), with the analysis.
 //!
 //! [`Processor::start`] binds the sockets, opens the store and starts the
 //! tasks; [`Processor::shutdown`] drains them and checkpoints the store.
@@ -32,6 +33,8 @@ pub mod retention;
 pub mod store;
 pub mod tls;
 pub mod udp;
+#[cfg(feature = "analysis")]
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -257,7 +260,9 @@ where
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     #[cfg(feature = "analysis")]
-    let router = ingest::router(app.clone()).merge(analysis::api::router(app, &[], analysis::sql::SqlLimits::default()));
+    let router = ingest::router(app.clone())
+        .merge(analysis::api::router(app.clone(), &[], analysis::sql::SqlLimits::default()))
+        .merge(ui::router(app, &[]));
     #[cfg(not(feature = "analysis"))]
     let router = ingest::router(app);
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<tls::Peer>())
