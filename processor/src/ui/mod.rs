@@ -62,7 +62,7 @@ pub fn router(app: Arc<App>, admin_tokens: &[String]) -> Router {
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(page))
         .route("/ui/assets/{name}", get(asset))
-        .route("/ui/{*path}", get(page))
+        .route("/ui/{*path}", get(deep_page))
         .merge(api::routes(ApiState::new(app, admin_tokens, SqlLimits::default())))
 }
 
@@ -81,6 +81,15 @@ fn secured(mut response: Response, content_type: &'static str) -> Response {
 
 async fn page() -> Response {
     secured(INDEX_HTML.into_response(), "text/html; charset=utf-8")
+}
+
+/// A page path (the page routes on it), but never a missing asset: a
+/// stale or mistyped asset link gets a 404, not the page as a script.
+async fn deep_page(Path(path): Path<String>) -> Response {
+    if path.starts_with("assets/") {
+        return (StatusCode::NOT_FOUND, format!("no UI asset at {path:?}")).into_response();
+    }
+    page().await
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
