@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 use super::{fingerprint, series};
 use crate::analysis::api::{ApiError, ApiState, Params, WindowParams, number, on_reader, scope};
-use crate::analysis::{AnalysisError, ENDPOINT_SQL, Scope, Source, Window, format_time, query, quote, request, spikes};
+use crate::analysis::{
+    AnalysisError, ENDPOINT_SQL, Scope, Source, Window, format_time, query, quote, request, spikes,
+};
 
 /// The UI's data routes.
 pub(crate) fn routes(state: ApiState) -> Router {
@@ -31,7 +33,10 @@ pub(crate) fn routes(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn whoami_route(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn whoami_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let answer = match scope(&state, &headers, None)? {
         Scope::All => json!({ "admin": true }),
         Scope::Project(p) => json!({ "project": p }),
@@ -42,10 +47,17 @@ async fn whoami_route(State(state): State<ApiState>, headers: HeaderMap) -> Resu
 /// The series' bucket: the one asked for, but never so fine that the window
 /// holds more than [`series::MAX_BUCKETS`]; by default the finest allowed.
 fn bucket(q: &Params, window: &Window) -> Result<i64, AnalysisError> {
-    Ok(number::<i64>(q, "bucket_s")?.map_or_else(|| series::bucket_for(window), |b| b.max(series::bucket_for(window))))
+    Ok(number::<i64>(q, "bucket_s")?.map_or_else(
+        || series::bucket_for(window),
+        |b| b.max(series::bucket_for(window)),
+    ))
 }
 
-async fn facets_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+async fn facets_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
     let p = WindowParams::from_query(&q);
     let scope = scope(&state, &headers, p.project.as_deref())?;
     let given = match (&p.from, &p.to) {
@@ -62,7 +74,11 @@ fn facets(src: &dyn Source, scope: &Scope, given: Option<Window>) -> Result<Valu
         Some(w) => w,
         None => match spikes::recent_range(src, scope, 24) {
             Ok(w) => w,
-            Err(AnalysisError::NotFound(_)) => return Ok(json!({ "first": null, "last": null, "hosts": [], "endpoints": [], "projects": [] })),
+            Err(AnalysisError::NotFound(_)) => {
+                return Ok(
+                    json!({ "first": null, "last": null, "hosts": [], "endpoints": [], "projects": [] }),
+                );
+            }
             Err(e) => return Err(e),
         },
     };
@@ -74,9 +90,16 @@ fn facets(src: &dyn Source, scope: &Scope, given: Option<Window>) -> Result<Valu
              UNION ALL SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM requests WHERE true{s})"
         ),
     )?;
-    let at = |i: usize| span.first().and_then(|r| r.opt(i)).and_then(|v| v.parse::<i64>().ok()).map(format_time);
+    let at = |i: usize| {
+        span.first()
+            .and_then(|r| r.opt(i))
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(format_time)
+    };
     let f = window.filter("ts");
-    let list = |sql: String| -> Result<Vec<String>, AnalysisError> { Ok(query(src, &sql)?.iter().map(|r| r.s(0)).collect()) };
+    let list = |sql: String| -> Result<Vec<String>, AnalysisError> {
+        Ok(query(src, &sql)?.iter().map(|r| r.s(0)).collect())
+    };
     Ok(json!({
         "first": at(0),
         "last": at(1),
@@ -92,22 +115,36 @@ fn facets(src: &dyn Source, scope: &Scope, given: Option<Window>) -> Result<Valu
     }))
 }
 
-async fn timeline_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+async fn timeline_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
     let p = WindowParams::from_query(&q);
     let scope = scope(&state, &headers, p.project.as_deref())?;
     let window = p.window()?;
     let bucket_s = bucket(&q, &window)?;
-    let t = on_reader(&state, move |src| series::timeline(src, &scope, window, bucket_s)).await?;
+    let t = on_reader(&state, move |src| {
+        series::timeline(src, &scope, window, bucket_s)
+    })
+    .await?;
     Ok(axum::Json(t).into_response())
 }
 
-async fn fingerprint_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+async fn fingerprint_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
     let p = WindowParams::from_query(&q);
     let scope = scope(&state, &headers, p.project.as_deref())?;
     let window = p.window()?;
     let bucket_s = bucket(&q, &window)?;
     let fp = q.get("fp").cloned().unwrap_or_default();
-    let d = on_reader(&state, move |src| fingerprint::detail(src, &scope, &fp, window, bucket_s)).await?;
+    let d = on_reader(&state, move |src| {
+        fingerprint::detail(src, &scope, &fp, window, bucket_s)
+    })
+    .await?;
     Ok(axum::Json(d).into_response())
 }
 
@@ -126,25 +163,37 @@ async fn request_route(
 /// frames and the file and line of its caller, which the drill-down leaves out.
 fn request_with_frames(src: &dyn Source, scope: &Scope, id: &str) -> Result<Value, AnalysisError> {
     let detail = request::detail(src, scope, id)?;
-    let end = request::ended_at(&detail).ok_or_else(|| AnalysisError::Query(format!("request {id} has no end time")))?;
+    let end = request::ended_at(&detail)
+        .ok_or_else(|| AnalysisError::Query(format!("request {id} has no end time")))?;
     let frames = query(
         src,
         &format!(
             "SELECT idx, frames::VARCHAR, caller_file, caller_line FROM request_sql WHERE {}{} AND correlation_id = {} ORDER BY idx",
-            Window { from: end, to: end + 1 }.filter("ts"),
+            Window {
+                from: end,
+                to: end + 1
+            }
+            .filter("ts"),
             scope.clause(""),
             quote(&detail.correlation_id)
         ),
     )?;
-    let mut out = serde_json::to_value(&detail).map_err(|e| AnalysisError::Query(format!("request {id}: {e}")))?;
+    let mut out = serde_json::to_value(&detail)
+        .map_err(|e| AnalysisError::Query(format!("request {id}: {e}")))?;
     if let Some(statements) = out.get_mut("sql").and_then(Value::as_array_mut) {
         for st in statements {
             let idx = st.get("idx").and_then(Value::as_i64);
             if let Some(r) = frames.iter().find(|r| Some(r.i(0)) == idx) {
-                let parsed = r.opt(1).and_then(|f| serde_json::from_str::<Value>(f).ok()).unwrap_or(Value::Null);
+                let parsed = r
+                    .opt(1)
+                    .and_then(|f| serde_json::from_str::<Value>(f).ok())
+                    .unwrap_or(Value::Null);
                 st["frames"] = parsed;
                 st["caller_file"] = r.opt(2).map_or(Value::Null, |v| json!(v));
-                st["caller_line"] = r.opt(3).and_then(|v| v.parse::<i64>().ok()).map_or(Value::Null, |v| json!(v));
+                st["caller_line"] = r
+                    .opt(3)
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .map_or(Value::Null, |v| json!(v));
             }
         }
     }

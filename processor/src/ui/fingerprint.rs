@@ -11,7 +11,9 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::analysis::{AnalysisError, ENDPOINT_SQL, Scope, Source, Window, format_time, query, quote, round3};
+use crate::analysis::{
+    AnalysisError, ENDPOINT_SQL, Scope, Source, Window, format_time, query, quote, round3,
+};
 
 /// Figures per bucket, aligned on `t` (ms since epoch).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -27,7 +29,11 @@ impl Buckets {
         self.t.push(t_us / 1000);
         self.calls.push(calls);
         self.total_ms.push(round3(total_ms));
-        self.mean_ms.push(if calls > 0.0 { round3(total_ms / calls) } else { 0.0 });
+        self.mean_ms.push(if calls > 0.0 {
+            round3(total_ms / calls)
+        } else {
+            0.0
+        });
     }
 }
 
@@ -57,9 +63,17 @@ pub struct FingerprintDetail {
 ///
 /// # Errors
 /// The fingerprint is empty, or a store query failed.
-pub fn detail(src: &dyn Source, scope: &Scope, fingerprint: &str, window: Window, bucket_s: i64) -> Result<FingerprintDetail, AnalysisError> {
+pub fn detail(
+    src: &dyn Source,
+    scope: &Scope,
+    fingerprint: &str,
+    window: Window,
+    bucket_s: i64,
+) -> Result<FingerprintDetail, AnalysisError> {
     if fingerprint.trim().is_empty() {
-        return Err(AnalysisError::BadInput("parameter fp (the SQL fingerprint) is missing".into()));
+        return Err(AnalysisError::BadInput(
+            "parameter fp (the SQL fingerprint) is missing".into(),
+        ));
     }
     let bucket = bucket_s.max(1) * crate::analysis::SECOND;
     let (f, s, fp) = (window.filter("ts"), scope.clause(""), quote(fingerprint));
@@ -91,10 +105,13 @@ pub fn detail(src: &dyn Source, scope: &Scope, fingerprint: &str, window: Window
         "failed": failed,
     });
 
-    let examples = query(src, &format!("WITH {q} SELECT sql, count(*) FROM q GROUP BY sql ORDER BY 2 DESC, 1 LIMIT 3"))?
-        .iter()
-        .map(|r| json!({ "sql": r.s(0), "calls": r.i(1) }))
-        .collect();
+    let examples = query(
+        src,
+        &format!("WITH {q} SELECT sql, count(*) FROM q GROUP BY sql ORDER BY 2 DESC, 1 LIMIT 3"),
+    )?
+    .iter()
+    .map(|r| json!({ "sql": r.s(0), "calls": r.i(1) }))
+    .collect();
     let callers = query(
         src,
         &format!(
@@ -126,7 +143,8 @@ pub fn detail(src: &dyn Source, scope: &Scope, fingerprint: &str, window: Window
 
     // pg-watch sends a statement's text only the first time it sees its
     // queryid, so later rows are found by the queryids of the named ones.
-    let ids = format!("ids AS (SELECT DISTINCT queryid FROM pg_statements WHERE fingerprint = {fp}{s})");
+    let ids =
+        format!("ids AS (SELECT DISTINCT queryid FROM pg_statements WHERE fingerprint = {fp}{s})");
     let pf = window.filter("interval_end");
     let mut pgss_series = Buckets::default();
     let mut sums = [0.0_f64; 6];
@@ -136,7 +154,7 @@ pub fn detail(src: &dyn Source, scope: &Scope, fingerprint: &str, window: Window
             "WITH {ids}, p AS (SELECT * FROM pg_statements WHERE {pf}{s} AND (fingerprint = {fp} \
                 OR (fingerprint IS NULL AND queryid IN (SELECT queryid FROM ids)))) \
              SELECT epoch_us(interval_end) // {bucket} * {bucket} AS b, sum(calls), sum(total_exec_time_ms), sum(rows), \
-                sum(shared_blks_hit), sum(shared_blks_read), sum(temp_blks_written), sum(blk_read_time_ms) \
+                sum(shared_blks_hit), sum(shared_blks_read), sum(temp_blks_written) \
              FROM p GROUP BY b ORDER BY b"
         ),
     )? {
@@ -145,7 +163,13 @@ pub fn detail(src: &dyn Source, scope: &Scope, fingerprint: &str, window: Window
             *sum += r.f(i + 1);
         }
     }
-    let queryids: Vec<i64> = query(src, &format!("WITH {ids} SELECT queryid FROM ids ORDER BY 1 LIMIT 10"))?.iter().map(|r| r.i(0)).collect();
+    let queryids: Vec<i64> = query(
+        src,
+        &format!("WITH {ids} SELECT queryid FROM ids ORDER BY 1 LIMIT 10"),
+    )?
+    .iter()
+    .map(|r| r.i(0))
+    .collect();
     let pgss = json!({
         "queryids": queryids,
         "calls": sums[0],

@@ -43,9 +43,21 @@ struct Asset {
 const INDEX_HTML: &str = include_str!("assets/index.html");
 
 const ASSETS: [Asset; 3] = [
-    Asset { name: "app.js", content_type: "text/javascript; charset=utf-8", body: include_str!("assets/app.js") },
-    Asset { name: "app.css", content_type: "text/css; charset=utf-8", body: include_str!("assets/app.css") },
-    Asset { name: "icon.svg", content_type: "image/svg+xml", body: include_str!("assets/icon.svg") },
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/app.js"),
+    },
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("assets/app.css"),
+    },
+    Asset {
+        name: "icon.svg",
+        content_type: "image/svg+xml",
+        body: include_str!("assets/icon.svg"),
+    },
 ];
 
 /// Scripts and styles from the processor only; data only from its API. The
@@ -63,16 +75,29 @@ pub fn router(app: Arc<App>, admin_tokens: &[String]) -> Router {
         .route("/ui/", get(page))
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/{*path}", get(deep_page))
-        .merge(api::routes(ApiState::new(app, admin_tokens, SqlLimits::default())))
+        .merge(api::routes(ApiState::new(
+            app,
+            admin_tokens,
+            SqlLimits::default(),
+        )))
 }
 
 /// Headers every UI answer carries.
 fn secured(mut response: Response, content_type: &'static str) -> Response {
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     // The assets change only with the binary; revalidating is cheap and
     // keeps a browser from mixing an old script with a new processor.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -111,12 +136,21 @@ mod tests {
         for attr in ["src=\"", "href=\""] {
             for part in INDEX_HTML.split(attr).skip(1) {
                 let url = part.split('"').next().unwrap();
-                let name = url.strip_prefix("/ui/assets/").unwrap_or_else(|| panic!("{url} is not an embedded asset"));
-                assert!(ASSETS.iter().any(|a| a.name == name), "{name} is named by the page but not embedded");
+                let name = url
+                    .strip_prefix("/ui/assets/")
+                    .unwrap_or_else(|| panic!("{url} is not an embedded asset"));
+                assert!(
+                    ASSETS.iter().any(|a| a.name == name),
+                    "{name} is named by the page but not embedded"
+                );
                 named += 1;
             }
         }
-        assert_eq!(named, ASSETS.len(), "every embedded asset is used by the page");
+        assert_eq!(
+            named,
+            ASSETS.len(),
+            "every embedded asset is used by the page"
+        );
     }
 
     #[test]
@@ -124,7 +158,11 @@ mod tests {
         for a in &ASSETS {
             // The SVG namespace is a name, not a place the browser goes.
             let body = a.body.replace("http://www.w3.org/2000/svg", "");
-            assert!(!body.contains("http://") && !body.contains("https://") && !body.contains("//cdn"), "{} names another origin", a.name);
+            assert!(
+                !body.contains("http://") && !body.contains("https://") && !body.contains("//cdn"),
+                "{} names another origin",
+                a.name
+            );
         }
     }
 }

@@ -18,13 +18,19 @@ use crate::analysis::{AnalysisError, Micros, SECOND, Scope, Source, Window, quer
 pub const MAX_BUCKETS: i64 = 360;
 
 /// Bucket sizes a timeline uses, in seconds: round numbers people read.
-const NICE_BUCKETS_S: [i64; 15] = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+const NICE_BUCKETS_S: [i64; 15] = [
+    10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+];
 
 /// The smallest round bucket (never under the 10 s host sampling interval)
 /// that keeps a window within [`MAX_BUCKETS`].
 pub fn bucket_for(window: &Window) -> i64 {
     let seconds = (window.to - window.from + SECOND - 1) / SECOND;
-    NICE_BUCKETS_S.iter().copied().find(|b| (seconds + b - 1) / b <= MAX_BUCKETS).unwrap_or(86400)
+    NICE_BUCKETS_S
+        .iter()
+        .copied()
+        .find(|b| (seconds + b - 1) / b <= MAX_BUCKETS)
+        .unwrap_or(86400)
 }
 
 /// The series of one host (one project's host, for admins reading all projects).
@@ -75,14 +81,16 @@ pub struct Timeline {
 ///
 /// # Errors
 /// A store query failed.
-pub fn timeline(src: &dyn Source, scope: &Scope, window: Window, bucket_s: i64) -> Result<Timeline, AnalysisError> {
+pub fn timeline(
+    src: &dyn Source,
+    scope: &Scope,
+    window: Window,
+    bucket_s: i64,
+) -> Result<Timeline, AnalysisError> {
     let bucket = bucket_s.max(1) * SECOND;
     let (f, s) = (window.filter("ts"), scope.clause(""));
     let b = format!("epoch_us(ts) // {bucket} * {bucket}");
     let mut hosts: BTreeMap<(String, String), HostSeries> = BTreeMap::new();
-    let mut host = |project: String, name: String| -> &mut HostSeries {
-        hosts.entry((project.clone(), name.clone())).or_insert_with(|| HostSeries { project, host: name, ..HostSeries::default() })
-    };
 
     let load = query(
         src,
@@ -92,7 +100,7 @@ pub fn timeline(src: &dyn Source, scope: &Scope, window: Window, bucket_s: i64) 
         ),
     )?;
     for r in load {
-        let h = host(r.s(0), r.s(1));
+        let h = host(&mut hosts, r.s(0), r.s(1));
         if r.opt(3).is_some() {
             h.load.push((r.i(2) / 1000, r.f(3)));
         }
@@ -114,21 +122,40 @@ pub fn timeline(src: &dyn Source, scope: &Scope, window: Window, bucket_s: i64) 
         ),
     )?;
     let first = window.from.div_euclid(bucket) * bucket;
-    let buckets: Vec<Micros> = (0..).map(|i| first + i * bucket).take_while(|t| *t < window.to).collect();
-    let mut by_host: BTreeMap<(String, String), BTreeMap<Micros, &crate::analysis::Row>> = BTreeMap::new();
+    let buckets: Vec<Micros> = (0..)
+        .map(|i| first + i * bucket)
+        .take_while(|t| *t < window.to)
+        .collect();
+    let mut by_host: BTreeMap<(String, String), BTreeMap<Micros, &crate::analysis::Row>> =
+        BTreeMap::new();
     for r in &reqs {
-        by_host.entry((r.s(0), r.s(1))).or_default().insert(r.i(2), r);
+        by_host
+            .entry((r.s(0), r.s(1)))
+            .or_default()
+            .insert(r.i(2), r);
     }
     let secs = bucket_s.max(1) as f64;
     for ((project, name), rows) in by_host {
-        let h = host(project, name);
+        let h = host(&mut hosts, project, name);
         for t in &buckets {
             let r = rows.get(t);
             h.requests.t.push(t / 1000);
-            h.requests.rate.push(r.map_or(0.0, |r| round3(r.f(3) / secs)));
-            h.requests.concurrency.push(r.map_or(0.0, |r| round3(r.f(4) / secs)));
-            h.requests.p50_ms.push(r.and_then(|r| r.opt(5)).and_then(|v| v.parse().ok()).map(round3));
-            h.requests.p95_ms.push(r.and_then(|r| r.opt(6)).and_then(|v| v.parse().ok()).map(round3));
+            h.requests
+                .rate
+                .push(r.map_or(0.0, |r| round3(r.f(3) / secs)));
+            h.requests
+                .concurrency
+                .push(r.map_or(0.0, |r| round3(r.f(4) / secs)));
+            h.requests.p50_ms.push(
+                r.and_then(|r| r.opt(5))
+                    .and_then(|v| v.parse().ok())
+                    .map(round3),
+            );
+            h.requests.p95_ms.push(
+                r.and_then(|r| r.opt(6))
+                    .and_then(|v| v.parse().ok())
+                    .map(round3),
+            );
         }
     }
 
@@ -145,18 +172,31 @@ pub fn timeline(src: &dyn Source, scope: &Scope, window: Window, bucket_s: i64) 
              GROUP BY ALL ORDER BY 1, 2, 3"
         ),
     )?;
-    let mut wait_rows: BTreeMap<(String, String), BTreeMap<Micros, Vec<(String, f64)>>> = BTreeMap::new();
+    let mut wait_rows: BTreeMap<(String, String), BTreeMap<Micros, Vec<(String, f64)>>> =
+        BTreeMap::new();
     for r in &waits {
-        wait_rows.entry((r.s(0), r.s(1))).or_default().entry(r.i(2)).or_default().push((r.s(3), r.f(4)));
+        wait_rows
+            .entry((r.s(0), r.s(1)))
+            .or_default()
+            .entry(r.i(2))
+            .or_default()
+            .push((r.s(3), r.f(4)));
     }
     for ((project, name), per_bucket) in wait_rows {
-        let types: std::collections::BTreeSet<String> =
-            per_bucket.values().flatten().filter(|(_, v)| *v > 0.0).map(|(t, _)| t.clone()).collect();
-        let h = host(project, name);
+        let types: std::collections::BTreeSet<String> = per_bucket
+            .values()
+            .flatten()
+            .filter(|(_, v)| *v > 0.0)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let h = host(&mut hosts, project, name);
         for (t, entries) in &per_bucket {
             h.waits.t.push(t / 1000);
             for ty in &types {
-                let v = entries.iter().find(|(k, _)| k == ty).map_or(0.0, |(_, v)| round3(*v));
+                let v = entries
+                    .iter()
+                    .find(|(k, _)| k == ty)
+                    .map_or(0.0, |(_, v)| round3(*v));
                 h.waits.by_type.entry(ty.clone()).or_default().push(v);
             }
         }
@@ -168,6 +208,21 @@ pub fn timeline(src: &dyn Source, scope: &Scope, window: Window, bucket_s: i64) 
         bucket_s,
         hosts: hosts.into_values().collect(),
     })
+}
+
+/// The series of a project's host, made empty on first use.
+fn host(
+    hosts: &mut BTreeMap<(String, String), HostSeries>,
+    project: String,
+    name: String,
+) -> &mut HostSeries {
+    hosts
+        .entry((project.clone(), name.clone()))
+        .or_insert_with(|| HostSeries {
+            project,
+            host: name,
+            ..HostSeries::default()
+        })
 }
 
 #[cfg(test)]
@@ -212,7 +267,14 @@ mod tests {
         // kept whole: 91 requests, of which one is slow. Unweighted, the p50
         // of the ten rows would be 10 ms and the p95 1000 ms; weighted, the
         // slow one is about 1 % of the traffic, under the p95.
-        let mut rows: Vec<String> = (0..9).map(|i| format!("('shop', 'web-1', TIMESTAMP '2026-11-27 10:00:0{i}', {}, 10)", 10 + i)).collect();
+        let mut rows: Vec<String> = (0..9)
+            .map(|i| {
+                format!(
+                    "('shop', 'web-1', TIMESTAMP '2026-11-27 10:00:0{i}', {}, 10)",
+                    10 + i
+                )
+            })
+            .collect();
         rows.push("('shop', 'web-1', TIMESTAMP '2026-11-27 10:00:09', 1000, 1)".into());
         rows.push("('blog', 'web-9', TIMESTAMP '2026-11-27 10:00:01', 5, 1)".into());
         let insert = format!("INSERT INTO requests VALUES {}", rows.join(", "));
@@ -220,15 +282,27 @@ mod tests {
         let from = crate::analysis::parse_time("2026-11-27T10:00:00Z").unwrap();
         let window = Window::new(from, from + 20 * SECOND).unwrap();
         let t = timeline(&src, &Scope::Project("shop".into()), window, 10).unwrap();
-        assert_eq!(t.hosts.len(), 1, "another project's host is not in the answer");
+        assert_eq!(
+            t.hosts.len(),
+            1,
+            "another project's host is not in the answer"
+        );
         let r = &t.hosts[0].requests;
-        assert_eq!(r.t, vec![from / 1000, from / 1000 + 10_000], "every bucket of the window is there");
+        assert_eq!(
+            r.t,
+            vec![from / 1000, from / 1000 + 10_000],
+            "every bucket of the window is there"
+        );
         assert_eq!(r.rate, vec![9.1, 0.0]);
         assert_eq!(r.p50_ms[0], Some(14.0));
         assert_eq!(r.p95_ms[0], Some(18.0));
         assert_eq!(r.p50_ms[1], None);
         // 9 * 10 * (10..=18 mean 14) ms + 1000 ms over 10 s.
-        assert!((r.concurrency[0] - (90.0 * 14.0 + 1000.0) / 1000.0 / 10.0).abs() < 1e-3, "{:?}", r.concurrency);
+        assert!(
+            (r.concurrency[0] - (90.0 * 14.0 + 1000.0) / 1000.0 / 10.0).abs() < 1e-3,
+            "{:?}",
+            r.concurrency
+        );
     }
 
     #[test]
@@ -244,13 +318,23 @@ mod tests {
             "INSERT INTO host_metrics VALUES ('shop', 'db-1', TIMESTAMP '2026-11-27 10:00:05', 3.5, 20, 5, 4)",
         ]);
         let from = crate::analysis::parse_time("2026-11-27T10:00:00Z").unwrap();
-        let t = timeline(&src, &Scope::All, Window::new(from, from + 20 * SECOND).unwrap(), 10).unwrap();
+        let t = timeline(
+            &src,
+            &Scope::All,
+            Window::new(from, from + 20 * SECOND).unwrap(),
+            10,
+        )
+        .unwrap();
         let h = &t.hosts[0];
         assert_eq!(h.waits.t.len(), 2);
         // Two samples in the first bucket: two Lock waiters and one running, over two samples.
         assert_eq!(h.waits.by_type["Lock"], vec![1.0, 0.0]);
         assert_eq!(h.waits.by_type["CPU"], vec![0.5, 0.0]);
-        assert_eq!(h.waits.by_type.len(), 2, "idle backends and autovacuum are not active client backends");
+        assert_eq!(
+            h.waits.by_type.len(),
+            2,
+            "idle backends and autovacuum are not active client backends"
+        );
         assert_eq!(h.load, vec![(from / 1000, 3.5)]);
         assert_eq!(h.cpu, vec![(from / 1000, 25.0)]);
         assert_eq!(h.ncpu, Some(4));

@@ -48,7 +48,8 @@
     if (!/(Z|[+-]\d\d:?\d\d)$/.test(s)) s += 'Z';
     return Date.parse(s);
   };
-  const isoUtc = (ms) => new Date(ms).toISOString().replace(/\.000Z$/, 'Z');
+  /** Whole seconds of UTC: what the URL and the API get. */
+  const isoUtc = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.000Z$/, 'Z');
   const localDate = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
   const localClock = (d, secs = true) => `${pad(d.getHours())}:${pad(d.getMinutes())}${secs ? ':' + pad(d.getSeconds()) : ''}`;
   const localText = (ms, withDate = true) => {
@@ -827,9 +828,9 @@
     return html`<table class="sql"><thead><tr><th class="num">#</th><th>when in the request</th><th class="num">duration</th><th>statement</th><th>called from</th></tr></thead>
       <tbody>${statements.map((s) => html`<tr class="${s.status === 'failed' ? 'failed' : ''}">
         <td class="num">${s.idx}</td>
-        <td><svg class="waterfall" viewBox="0 0 120 8" width="120" height="8"><rect class="track" width="120" height="8"/><rect class="fill" x="${(120 * s.start_ms) / total}" width="${Math.max(1, (120 * s.duration_ms) / total)}" height="8"/></svg><div class="muted small">+${ms(s.start_ms)}</div></td>
+        <td><svg class="waterfall" viewBox="0 0 120 8" width="120" height="8"><rect class="track" width="120" height="8"/><rect class="fill" x="${Math.min(118, (120 * s.start_ms) / total)}" width="${Math.max(2, (120 * s.duration_ms) / total)}" height="8"/></svg><div class="muted small">+${ms(s.start_ms)}</div></td>
         <td class="num">${ms(s.duration_ms)}</td>
-        <td class="text"><span class="badge">${s.op}</span>${s.rows !== null && s.rows !== undefined ? html` <span class="muted small">${s.rows} rows</span>` : ''}
+        <td class="text"><span class="badge">${s.op}</span>${s.rows !== null && s.rows !== undefined ? html` <span class="muted small">${s.rows} row${s.rows === 1 ? '' : 's'}</span>` : ''}
           <pre class="code">${s.sql}</pre>
           ${s.params ? html`<div class="small"><span class="muted">bound values (redacted at the source):</span> <code>${s.params}</code></div>` : ''}
           ${s.error ? html`<div class="bad small">${s.error}</div>` : ''}
