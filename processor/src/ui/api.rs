@@ -44,13 +44,20 @@ async fn whoami_route(
     Ok(axum::Json(answer).into_response())
 }
 
-/// The series' bucket: the one asked for, but never so fine that the window
-/// holds more than [`series::MAX_BUCKETS`]; by default the finest allowed.
-fn bucket(q: &Params, window: &Window) -> Result<i64, AnalysisError> {
-    Ok(number::<i64>(q, "bucket_s")?.map_or_else(
-        || series::bucket_for(window),
-        |b| b.max(series::bucket_for(window)),
-    ))
+/// The caller's scope, the window, and the series' bucket: the one asked
+/// for, but never so fine that the window holds more than
+/// [`series::MAX_BUCKETS`]; by default the finest allowed.
+fn series_params(
+    state: &ApiState,
+    headers: &HeaderMap,
+    q: &Params,
+) -> Result<(Scope, Window, i64), ApiError> {
+    let p = WindowParams::from_query(q);
+    let scope = scope(state, headers, p.project.as_deref())?;
+    let window = p.window()?;
+    let finest = series::bucket_for(&window);
+    let bucket_s = number::<i64>(q, "bucket_s")?.map_or(finest, |b| b.max(finest));
+    Ok((scope, window, bucket_s))
 }
 
 async fn facets_route(
@@ -120,10 +127,7 @@ async fn timeline_route(
     headers: HeaderMap,
     Query(q): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let p = WindowParams::from_query(&q);
-    let scope = scope(&state, &headers, p.project.as_deref())?;
-    let window = p.window()?;
-    let bucket_s = bucket(&q, &window)?;
+    let (scope, window, bucket_s) = series_params(&state, &headers, &q)?;
     let t = on_reader(&state, move |src| {
         series::timeline(src, &scope, window, bucket_s)
     })
@@ -136,10 +140,7 @@ async fn fingerprint_route(
     headers: HeaderMap,
     Query(q): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let p = WindowParams::from_query(&q);
-    let scope = scope(&state, &headers, p.project.as_deref())?;
-    let window = p.window()?;
-    let bucket_s = bucket(&q, &window)?;
+    let (scope, window, bucket_s) = series_params(&state, &headers, &q)?;
     let fp = q.get("fp").cloned().unwrap_or_default();
     let d = on_reader(&state, move |src| {
         fingerprint::detail(src, &scope, &fp, window, bucket_s)
