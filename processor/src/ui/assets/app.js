@@ -315,7 +315,7 @@
     for (const m of marks) {
       const a = Math.max(X(m.from), M.l);
       const b = Math.min(X(m.to), width - M.r);
-      if (b > a) out.push(html`<rect class="mark" x="${a}" y="${M.t}" width="${Math.max(b - a, 2)}" height="${ph}"><title>${m.title}</title></rect>`);
+      if (b > a) out.push(html`<rect class="mark${m.cls ? ' ' + m.cls : ''}" x="${a}" y="${M.t}" width="${Math.max(b - a, 2)}" height="${ph}"><title>${m.title}</title></rect>`);
     }
     for (const { s, lower, upper } of stacked) {
       let d = '';
@@ -617,6 +617,7 @@
             ${s.rank === open ? html`<tr class="detail"><td colspan="7"><div id="suspect-detail" data-test="suspect-detail"></div></td></tr>` : ''}`)}</tbody></table>`
           : html`<p class="muted">No suspect: the window carries no more load than its baseline.</p>`}
       </section>
+      <section class="card"><h2>Baseline, then the window <span class="muted small">(grey: baseline, amber: window)</span></h2><div class="grid2" id="spike-charts"><p class="muted">Loading…</p></div></section>
       <div class="two">
         <section class="card"><h2>Hosts</h2>
           <table><thead><tr><th></th><th class="num" colspan="2">load1 max</th><th class="num" colspan="2">CPU</th><th class="num" colspan="2">iowait</th><th class="num" colspan="2">swap used</th></tr>
@@ -638,7 +639,36 @@
       row.onkeydown = (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); toggle(); } };
     }
     const s = r.suspects.find((x) => x.rank === open);
-    if (s) await suspectDetail(g, s, win);
+    await Promise.all([s ? suspectDetail(g, s, win) : null, spikeCharts(g, bFrom, bTo, from, to)]);
+  }
+
+  /** Small charts of each host over the baseline and the window, the window shaded. */
+  async function spikeCharts(g, bFrom, bTo, from, to) {
+    const tl = await api('/v1/ui/timeline', { from: isoUtc(bFrom), to: isoUtc(to) });
+    if (!current(g)) return;
+    const box = document.getElementById('spike-charts');
+    const width = Math.floor((chartWidth(box) - 24) / 2);
+    const bucketMs = tl.bucket_s * 1000;
+    const marks = [{ from: bFrom, to: bTo, title: 'baseline', cls: 'baseline' }, { from, to, title: 'window' }];
+    const c = { width, height: 110, x0: bFrom, x1: to, bucketMs, marks };
+    const cells = [];
+    for (const h of tl.hosts) {
+      if (h.load.length) {
+        const s = [{ name: 'load1', color: '#f59e0b', type: 'line', values: h.load.map((p) => p[1]) }];
+        cells.push(html`<div class="chart-box"><h3>${h.host}: load average</h3>${chart({ ...c, id: `spike-load-${h.host}`, t: h.load.map((p) => p[0]), series: s })}</div>`);
+      }
+      if (h.requests.t.length) {
+        const s = [{ name: 'in flight', color: '#7c3aed', type: 'area', values: h.requests.concurrency }];
+        cells.push(html`<div class="chart-box"><h3>${h.host}: requests in flight</h3>${chart({ ...c, id: `spike-conc-${h.host}`, t: h.requests.t, series: s })}</div>`);
+      }
+      const types = Object.keys(h.waits.by_type).sort();
+      if (types.length) {
+        const s = types.map((ty) => ({ name: ty, color: WAIT_COLORS[ty] || '#64748b', type: 'area', values: h.waits.by_type[ty] }));
+        cells.push(html`<div class="chart-box"><h3>${h.host}: active backends ${legend(s)}</h3>${chart({ ...c, id: `spike-waits-${h.host}`, t: h.waits.t, series: s })}</div>`);
+      }
+    }
+    box.innerHTML = part(cells.length ? html`${cells}` : html`<p class="muted">No series in this window.</p>`);
+    wireCharts(() => {}, null);
   }
 
   async function suspectDetail(g, s, win) {
