@@ -24,6 +24,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Tokens that read every project's analysis and may run `/v1/sql`;
+    /// they cannot ingest. Reloaded on SIGHUP.
+    pub admin_tokens: Vec<String>,
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub retention: RetentionConfig,
@@ -164,6 +167,12 @@ impl Default for Limits {
     }
 }
 
+/// Replaces `tokens` when set: `project=token` pairs separated by commas or
+/// whitespace, so tokens need not sit in the config file.
+pub const TOKENS_ENV: &str = "BITVILLE_PROCESSOR_TOKENS";
+/// Replaces `admin_tokens` when set: tokens separated by commas or whitespace.
+pub const ADMIN_TOKENS_ENV: &str = "BITVILLE_PROCESSOR_ADMIN_TOKENS";
+
 impl Config {
     /// Reads and checks a config file.
     ///
@@ -186,6 +195,36 @@ impl Config {
         })?;
         config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         Ok(config)
+    }
+
+    /// Takes tokens from [`TOKENS_ENV`] and [`ADMIN_TOKENS_ENV`] where they
+    /// are set, then checks them as if they came from the file.
+    ///
+    /// # Errors
+    /// A variable is malformed or its tokens break the file's rules; `origin`
+    /// names the config in the message.
+    pub fn with_env_overrides(self, origin: &Path) -> Result<Config, ConfigError> {
+        // A variable set to nothing is treated as unset: an empty token list
+        // would otherwise turn on the development token.
+        let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        self.with_overrides(var(TOKENS_ENV).as_deref(), var(ADMIN_TOKENS_ENV).as_deref(), origin)
+    }
+
+    fn with_overrides(mut self, tokens: Option<&str>, admin: Option<&str>, origin: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: origin.to_owned(), message };
+        if let Some(value) = tokens {
+            self.tokens = env_list(value)
+                .map(|pair| match pair.split_once('=') {
+                    Some((project, token)) => Ok(TokenConfig { token: token.to_owned(), project: project.to_owned() }),
+                    None => Err(invalid(format!("{TOKENS_ENV}: {:?} is not project=token", redact(pair)))),
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(value) = admin {
+            self.admin_tokens = env_list(value).map(str::to_owned).collect();
+        }
+        self.check().map_err(invalid)?;
+        Ok(self)
     }
 
     /// Checks values that TOML types alone do not bound.
@@ -240,11 +279,8 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
-            if t.token.len() < 16 {
-                return Err(format!("tokens[{i}] (project {:?}): token is shorter than 16 characters", t.project));
-            }
-            if t.token.bytes().any(|b| b.is_ascii_whitespace() || !b.is_ascii_graphic()) {
-                return Err(format!("tokens[{i}] (project {:?}): token has spaces or non-ASCII characters", t.project));
+            if let Some(problem) = token_problem(&t.token) {
+                return Err(format!("tokens[{i}] (project {:?}): token {problem}", t.project));
             }
             if !valid_project(&t.project) {
                 return Err(format!(
@@ -256,8 +292,37 @@ impl Config {
                 return Err(format!("tokens[{i}] (project {:?}): the same token is listed twice", t.project));
             }
         }
+        for (i, token) in self.admin_tokens.iter().enumerate() {
+            if let Some(problem) = token_problem(token) {
+                return Err(format!("admin_tokens[{i}]: token {problem}"));
+            }
+            if !seen.insert(token.as_str()) {
+                return Err(format!("admin_tokens[{i}]: the token is also listed in tokens or twice"));
+            }
+        }
         Ok(())
     }
+}
+
+/// What is wrong with a token, if anything.
+fn token_problem(token: &str) -> Option<&'static str> {
+    if token.len() < 16 {
+        Some("is shorter than 16 characters")
+    } else if token.bytes().any(|b| !b.is_ascii_graphic()) {
+        Some("has spaces or non-ASCII characters")
+    } else {
+        None
+    }
+}
+
+fn env_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(|c: char| c == ',' || c.is_ascii_whitespace()).filter(|s| !s.is_empty())
+}
+
+/// Enough of a malformed secret to find it, not enough to use it.
+fn redact(text: &str) -> String {
+    let shown: String = text.chars().take(4).collect();
+    format!("{shown}...")
 }
 
 /// The project name rule of the record envelope.
@@ -318,6 +383,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("shorter than 16"), "{err}");
+    }
+
+    #[test]
+    fn environment_tokens_replace_the_files() {
+        let file = Config::parse("[[tokens]]\ntoken = \"file-token-0123456789\"\nproject = \"a\"\n", Path::new("p.toml")).unwrap();
+        let c = file
+            .clone()
+            .with_overrides(Some("shop=env-token-0123456789, blog=env-token-abcdefghij"), Some("admin-token-0123456789"), Path::new("p.toml"))
+            .unwrap();
+        let pairs: Vec<(&str, &str)> = c.tokens.iter().map(|t| (t.project.as_str(), t.token.as_str())).collect();
+        assert_eq!(pairs, [("shop", "env-token-0123456789"), ("blog", "env-token-abcdefghij")]);
+        assert_eq!(c.admin_tokens, ["admin-token-0123456789"]);
+        assert_eq!(file.clone().with_overrides(None, None, Path::new("p.toml")).unwrap(), file);
+
+        let err = file.clone().with_overrides(Some("env-token-0123456789"), None, Path::new("p.toml")).unwrap_err().to_string();
+        assert_eq!(err, format!("config p.toml: {TOKENS_ENV}: \"env-...\" is not project=token"));
+        let err = file.clone().with_overrides(None, Some("short"), Path::new("p.toml")).unwrap_err().to_string();
+        assert_eq!(err, "config p.toml: admin_tokens[0]: token is shorter than 16 characters");
+        let err = file.with_overrides(None, Some("file-token-0123456789"), Path::new("p.toml")).unwrap_err().to_string();
+        assert!(err.contains("admin_tokens[0]: the token is also listed"), "{err}");
     }
 
     #[test]

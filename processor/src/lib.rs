@@ -66,6 +66,8 @@ pub enum StartError {
 #[derive(Debug, Clone)]
 struct Live {
     tokens: Arc<Tokens>,
+    /// Read every project; never ingest.
+    admin: Arc<Tokens>,
     limits: Arc<Limits>,
     retention: RetentionConfig,
 }
@@ -91,6 +93,11 @@ impl App {
         (live.tokens.clone(), live.limits.clone())
     }
 
+    /// The current admin tokens (their "project" is `*`).
+    pub fn admin_tokens(&self) -> Arc<Tokens> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).admin.clone()
+    }
+
     pub fn retention(&self) -> RetentionConfig {
         self.live.read().unwrap_or_else(|e| e.into_inner()).retention.clone()
     }
@@ -108,19 +115,23 @@ impl App {
     /// Takes tokens, limits and retention from a new config (SIGHUP). The
     /// development token stays when the new config still lists none.
     pub fn reload(&self, config: &Config) {
-        let live = Live {
-            tokens: Arc::new(Tokens::new(tokens_with_dev(config, self.dev_token.as_deref()))),
-            limits: Arc::new(config.limits.clone()),
-            retention: config.retention.clone(),
-        };
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = live;
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Live::of(config, self.dev_token.as_deref());
     }
 }
 
-fn tokens_with_dev(config: &Config, dev: Option<&str>) -> Vec<TokenConfig> {
-    match (config.tokens.is_empty(), dev) {
-        (true, Some(token)) => vec![TokenConfig { token: token.to_owned(), project: DEV_PROJECT.to_owned() }],
-        _ => config.tokens.clone(),
+impl Live {
+    fn of(config: &Config, dev_token: Option<&str>) -> Live {
+        let tokens = match (config.tokens.is_empty(), dev_token) {
+            (true, Some(token)) => vec![TokenConfig { token: token.to_owned(), project: DEV_PROJECT.to_owned() }],
+            _ => config.tokens.clone(),
+        };
+        let admin = config.admin_tokens.iter().map(|t| TokenConfig { token: t.clone(), project: "*".to_owned() });
+        Live {
+            tokens: Arc::new(Tokens::new(tokens)),
+            admin: Arc::new(Tokens::new(admin.collect())),
+            limits: Arc::new(config.limits.clone()),
+            retention: config.retention.clone(),
+        }
     }
 }
 
@@ -150,11 +161,7 @@ impl Processor {
         let dev_token = config.tokens.is_empty().then(auth::random_token);
         let app = Arc::new(App {
             store: Arc::new(store),
-            live: RwLock::new(Live {
-                tokens: Arc::new(Tokens::new(tokens_with_dev(&config, dev_token.as_deref()))),
-                limits: Arc::new(config.limits.clone()),
-                retention: config.retention.clone(),
-            }),
+            live: RwLock::new(Live::of(&config, dev_token.as_deref())),
             rate: limits::RateLimiter::new(),
             slots: Semaphore::new(config.limits.max_concurrent_batches),
             metrics: metrics::Metrics::default(),
@@ -260,9 +267,13 @@ where
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     #[cfg(feature = "analysis")]
+<<<<<<< HEAD
     let router = ingest::router(app.clone())
         .merge(analysis::api::router(app.clone(), &[], analysis::sql::SqlLimits::default()))
-        .merge(ui::router(app, &[]));
+        .merge(ui::router(app));
+=======
+    let router = ingest::router(app.clone()).merge(analysis::api::router(app, analysis::sql::SqlLimits::default()));
+>>>>>>> main
     #[cfg(not(feature = "analysis"))]
     let router = ingest::router(app);
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<tls::Peer>())

@@ -1,7 +1,7 @@
 //! The `processor` binary: arguments, logging, config, then serve until
 //! SIGTERM or SIGINT; SIGHUP reloads tokens, limits and retention.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Serve ingest, health and metrics (the default).
     Serve,
+    /// Load a recorded spike into a fresh store, print its report, then serve it.
+    #[cfg(feature = "analysis")]
+    Demo(processor::analysis::demo::DemoArgs),
     #[cfg(feature = "analysis")]
     #[command(flatten)]
     Analysis(processor::analysis::cli::Command),
@@ -48,29 +51,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// The config file (or the embedded default), with tokens from the environment.
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => Ok(Config::load(p)?),
-        None => Ok(Config::default()),
-    }
+    let config = match path {
+        Some(p) => Config::load(p)?.with_env_overrides(p)?,
+        None => Config::default().with_env_overrides(Path::new("(embedded default)"))?,
+    };
+    Ok(config)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load(cli.config.as_ref())?;
     if cli.check_config {
         println!(
-            "config {} is good: http {}, udp {}, store {}, {} token(s), retention {} days",
+            "config {} is good: http {}, udp {}, store {}, {} token(s), {} admin token(s), retention {} days",
             cli.config.as_ref().map_or("(embedded default)".to_owned(), |p| p.display().to_string()),
             config.server.listen,
             if config.server.udp_listen.is_empty() { "off" } else { &config.server.udp_listen },
             config.store.path.display(),
             config.tokens.len(),
+            config.admin_tokens.len(),
             config.retention.days,
         );
         return Ok(());
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, cli.config),
+        #[cfg(feature = "analysis")]
+        Command::Demo(args) => processor::analysis::demo::run(args, config),
         #[cfg(feature = "analysis")]
         Command::Analysis(c) => processor::analysis::cli::run(c, &config),
     }
@@ -102,7 +110,7 @@ fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => match &config_path {
-                    Some(path) => match Config::load(path) {
+                    Some(path) => match load(Some(path)) {
                         Ok(new) => {
                             processor.app().reload(&new);
                             tracing::info!("reloaded tokens, limits and retention from {}", path.display());

@@ -26,7 +26,7 @@ fn get(c: &mut Client, token: &str, path: &str) -> common::Response {
 fn api_reports_the_recorded_spike_to_its_project_only() {
     let dir = tempfile::tempdir().unwrap();
     // Keep the dated fixture whatever today's date: retention would drop it.
-    let text = format!("{}\n[retention]\ndays = 36500\n", test_config_text(dir.path()));
+    let text = format!("admin_tokens = [\"{ADMIN}\"]\n{}\n[retention]\ndays = 36500\n", test_config_text(dir.path()));
     let config = processor::config::Config::parse(&text, std::path::Path::new("test.toml")).expect("config");
     let running = Running::start(config);
 
@@ -41,12 +41,8 @@ fn api_reports_the_recorded_spike_to_its_project_only() {
         }
     }
 
-    let app = running.processor().app().clone();
-    let router = processor::analysis::api::router(app, &[ADMIN.to_owned()], processor::analysis::sql::SqlLimits::default());
-    let listener = running.rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    running.rt.spawn(async move { axum::serve(listener, router).await });
-    let mut c = Client::new(addr);
+    // The processor serves the analysis on its own port, next to ingest.
+    let mut c = running.client();
 
     let (from, to) = (DEFAULT_START + BASELINE_S * SECOND, DEFAULT_START + (BASELINE_S + SPIKE_S) * SECOND);
     let report_path = format!("/v1/report?from={}&to={}&baseline_from={}&baseline_to={}", t(from), t(to), t(DEFAULT_START), t(from));

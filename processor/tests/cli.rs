@@ -37,3 +37,47 @@ fn help_and_version_print_and_exit_zero() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("processor "));
 }
+
+#[test]
+fn tokens_from_the_environment_replace_the_files_and_bad_ones_are_named() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/processor.example.toml");
+    let out = processor()
+        .args(["--config", example, "--check-config"])
+        .env("BITVILLE_PROCESSOR_TOKENS", "shop=env-token-0123456789,blog=env-token-abcdefghij")
+        .env("BITVILLE_PROCESSOR_ADMIN_TOKENS", "admin-token-0123456789")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2 token(s), 1 admin token(s)"), "{stdout}");
+
+    let out = processor()
+        .args(["--config", example, "--check-config"])
+        .env("BITVILLE_PROCESSOR_TOKENS", "shop:env-token-0123456789")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("BITVILLE_PROCESSOR_TOKENS: \"shop...\" is not project=token"), "{stderr}");
+    assert!(!stderr.contains("env-token-0123456789"), "a malformed secret is echoed: {stderr}");
+}
+
+/// The README's first command, on the recorded lock-contention spike: it
+/// ships the spool through HTTP ingest, detects the spike, and ranks the
+/// lock blocker first with the blocking request's URL.
+#[cfg(feature = "analysis")]
+#[test]
+fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let out = processor().arg("--config").arg(&config).args(["demo", "--exit"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" 0 duplicates"), "{stdout}");
+    let detected = stdout.split("Detected spikes").nth(1).expect("a spike list");
+    assert!(!detected.contains("(no spikes)") && detected.contains("2026-11-27T10:"), "{stdout}");
+    let ranked = stdout.split("\n#1 ").nth(1).expect("a first suspect");
+    assert!(ranked.starts_with("lock "), "{stdout}");
+    assert!(ranked.contains("/admin/stock/recount?sku=A-77"), "{stdout}");
+}

@@ -32,26 +32,24 @@ use super::spikes::Detection;
 use super::sql::SqlLimits;
 use super::{AnalysisError, Frame, Scope, Source, Window, parse_time, report, request, spikes, sql};
 use crate::App;
-use crate::auth::{Tokens, bearer_token};
-use crate::config::TokenConfig;
+use crate::auth::bearer_token;
 
 /// What the analysis routes share (the web UI's data routes too).
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub(crate) app: Arc<App>,
-    admin: Arc<Tokens>,
     sql_limits: SqlLimits,
 }
 
 impl ApiState {
-    pub(crate) fn new(app: Arc<App>, admin_tokens: &[String], sql_limits: SqlLimits) -> ApiState {
-        let admin = Tokens::new(admin_tokens.iter().map(|t| TokenConfig { token: t.clone(), project: "*".into() }).collect());
-        ApiState { app, admin: Arc::new(admin), sql_limits }
+    pub(crate) fn new(app: Arc<App>, sql_limits: SqlLimits) -> ApiState {
+        ApiState { app, sql_limits }
     }
 }
 
-/// The analysis routes. `admin_tokens` read every project and may use `/v1/sql`.
-pub fn router(app: Arc<App>, admin_tokens: &[String], sql_limits: SqlLimits) -> Router {
+/// The analysis routes. The config's admin tokens read every project and
+/// may use `/v1/sql`; a project token reads its project only.
+pub fn router(app: Arc<App>, sql_limits: SqlLimits) -> Router {
     Router::new()
         .route("/v1/spikes", get(spikes_route))
         .route("/v1/report", get(report_route))
@@ -60,7 +58,7 @@ pub fn router(app: Arc<App>, admin_tokens: &[String], sql_limits: SqlLimits) -> 
         .route("/v1/requests/{id}", get(request_route))
         .route("/v1/requests/{id}/flamegraph.svg", get(flame_route))
         .route("/v1/sql", post(sql_route))
-        .with_state(ApiState::new(app, admin_tokens, sql_limits))
+        .with_state(ApiState::new(app, sql_limits))
 }
 
 /// An error answer: status and `{"error": "..."}`.
@@ -88,7 +86,7 @@ impl From<AnalysisError> for ApiError {
 pub(crate) fn scope(state: &ApiState, headers: &HeaderMap, project: Option<&str>) -> Result<Scope, ApiError> {
     let unauthorized = || ApiError(StatusCode::UNAUTHORIZED, "missing or unknown bearer token".into());
     let token = headers.get(header::AUTHORIZATION).and_then(|h| bearer_token(h.as_bytes())).ok_or_else(unauthorized)?;
-    if state.admin.project_of(token).is_some() {
+    if state.app.admin_tokens().project_of(token).is_some() {
         return Ok(Scope::All.narrowed(project));
     }
     let (tokens, _) = state.app.live();

@@ -344,7 +344,7 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
     Ok(())
 }
 
-fn print_spikes(found: &[Spike]) {
+pub(super) fn print_spikes(found: &[Spike]) {
     if found.is_empty() {
         println!("(no spikes)");
         return;
@@ -370,7 +370,7 @@ fn print_spikes(found: &[Spike]) {
     }
 }
 
-fn print_report(r: &Report) {
+pub(super) fn print_report(r: &Report) {
     let t = &r.totals;
     println!("Window   {} .. {}", r.from, r.to);
     println!("Baseline {} .. {}", r.baseline_from, r.baseline_to);

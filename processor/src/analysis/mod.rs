@@ -21,6 +21,7 @@
 pub mod api;
 pub mod cli;
 pub mod correlation;
+pub mod demo;
 pub mod report;
 pub mod request;
 pub mod source;

@@ -66,20 +66,16 @@ const ASSETS: [Asset; 3] = [
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
                    connect-src 'self'; frame-src blob:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The UI's routes: the page, its assets, and its data routes. `admin_tokens`
-/// read every project, as in the analysis API.
-pub fn router(app: Arc<App>, admin_tokens: &[String]) -> Router {
+/// The UI's routes: the page, its assets, and its data routes. The config's
+/// admin tokens read every project, as in the analysis API.
+pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(page))
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/{*path}", get(deep_page))
-        .merge(api::routes(ApiState::new(
-            app,
-            admin_tokens,
-            SqlLimits::default(),
-        )))
+        .merge(api::routes(ApiState::new(app, SqlLimits::default())))
 }
 
 /// Headers every UI answer carries.
