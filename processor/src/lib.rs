@@ -267,13 +267,9 @@ where
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     #[cfg(feature = "analysis")]
-<<<<<<< HEAD
     let router = ingest::router(app.clone())
-        .merge(analysis::api::router(app.clone(), &[], analysis::sql::SqlLimits::default()))
+        .merge(analysis::api::router(app.clone(), analysis::sql::SqlLimits::default()))
         .merge(ui::router(app));
-=======
-    let router = ingest::router(app.clone()).merge(analysis::api::router(app, analysis::sql::SqlLimits::default()));
->>>>>>> main
     #[cfg(not(feature = "analysis"))]
     let router = ingest::router(app);
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<tls::Peer>())
