@@ -235,7 +235,8 @@ mod tests {
         let w = |s: i64| Window::new(0, s * SECOND).unwrap();
         assert_eq!(bucket_for(&w(60)), 10);
         assert_eq!(bucket_for(&w(900)), 10);
-        assert_eq!(bucket_for(&w(3600)), 15);
+        assert_eq!(bucket_for(&w(3600)), 10, "an hour is 360 buckets of 10 s");
+        assert_eq!(bucket_for(&w(3601)), 15);
         assert_eq!(bucket_for(&w(86400)), 300);
         assert_eq!(bucket_for(&w(7 * 86400)), 1800);
         assert!(bucket_for(&w(7 * 86400)) * MAX_BUCKETS >= 7 * 86400);
