@@ -156,8 +156,12 @@ try {
 
   // --- pick the spike from the list
   const spikeLink = page.locator('[data-test=spike-list] a', { hasText: 'web-1' }).first();
+  assert.match(await spikeLink.textContent(), /\d+ bursts/, 'the lock bursts of the spike are one episode');
   await spikeLink.click();
   await page.waitForURL(/\/ui\/spike\?/);
+  const picked = new URL(page.url()).searchParams;
+  const span = (Date.parse(picked.get('to')) - Date.parse(picked.get('from'))) / 1000;
+  assert.ok(span >= 150, `the report covers the whole spike, not one burst (${span} s)`);
   await page.waitForSelector('[data-test=suspects]');
   const first = page.locator('[data-test="suspect-1"]');
   assert.equal((await first.locator('.badge').textContent()).trim(), 'lock', 'the lock blocker ranks first');

@@ -163,12 +163,13 @@ pub fn detail(
             *sum += r.f(i + 1);
         }
     }
-    let queryids: Vec<i64> = query(
+    // As text: a queryid is a 64-bit hash, beyond what a JSON number keeps exactly in a browser.
+    let queryids: Vec<String> = query(
         src,
         &format!("WITH {ids} SELECT queryid FROM ids ORDER BY 1 LIMIT 10"),
     )?
     .iter()
-    .map(|r| r.i(0))
+    .map(|r| r.s(0))
     .collect();
     let pgss = json!({
         "queryids": queryids,

@@ -442,6 +442,27 @@
     <p>Nothing has been stored for ${who() && who().project ? html`project <b>${who().project}</b>` : 'any project'} yet,
     or the window holds nothing. Records arrive through <code>POST /v1/ingest</code> from the shipper and pg-watch.</p></div>`;
 
+  /** Lulls shorter than this within one host's spike make one episode. */
+  const EPISODE_GAP_US = 60e6;
+
+  /**
+   * Spikes of the same host and signal separated by short lulls, as one
+   * episode: a lock held every 20 s gives bursts that a person calls one
+   * spike, and one report over all of it has the baseline before it all.
+   */
+  function episodes(spikes) {
+    const out = [];
+    for (const s of spikes.slice().sort((a, b) => a.start_us - b.start_us)) {
+      const e = out.find((x) => x.project === s.project && x.host === s.host && x.signal === s.signal && s.start_us - x.end_us <= EPISODE_GAP_US);
+      if (!e) { out.push({ ...s, bursts: 1 }); continue; }
+      e.bursts += 1;
+      if (s.peak > e.peak) { e.peak = s.peak; e.peak_at_us = s.peak_at_us; }
+      e.end_us = Math.max(e.end_us, s.end_us);
+      if (toMs(s.report_to) > toMs(e.report_to)) e.report_to = s.report_to;
+    }
+    return out;
+  }
+
   async function timelinePage(g) {
     const win = await windowOrDefault(g);
     if (!current(g)) return;
@@ -452,7 +473,7 @@
       api('/v1/spikes', { from: isoUtc(from), to: isoUtc(to) }),
     ]);
     if (!current(g)) return;
-    const spikes = sp.spikes || [];
+    const spikes = episodes(sp.spikes || []);
     const p = params();
     const selFrom = toMs(p.get('sel_from'));
     const selTo = toMs(p.get('sel_to'));
@@ -479,7 +500,7 @@
           ${spikes.length ? html`<ol class="spike-list" data-test="spike-list">${spikes.map((s, i) => html`
             <li><a href="${link('spike', { from: s.report_from, to: s.report_to, host: s.host })}" data-test="spike-${i}">
               <span class="badge ${s.signal}">${s.signal === 'load' ? 'load' : 'concurrency'}</span>
-              <b>${s.host}</b>${s.project && who() && who().admin ? html` <span class="muted">${s.project}</span>` : ''}<br>
+              <b>${s.host}</b>${s.project && who() && who().admin ? html` <span class="muted">${s.project}</span>` : ''}${s.bursts > 1 ? html` <span class="muted small">${s.bursts} bursts</span>` : ''}<br>
               ${when(s.start_us / 1000, false)} – ${when(s.end_us / 1000, false)}
               <span class="muted">peak ${num(s.peak, 1)} at ${when(s.peak_at_us / 1000, false)}, baseline ${num(s.baseline, 2)}</span></a></li>`)}</ol>`
             : html`<p class="muted">No spike in this window. Drag across a chart to report on any window.</p>`}
@@ -495,7 +516,9 @@
     const common = { width, x0: from, x1: to, bucketMs, marks, selectable: true };
     const blocks = [];
     if (!tl.hosts.length) blocks.push(noData());
-    for (const h of tl.hosts) {
+    // Web hosts first: a person reads from the requests down to the database.
+    const hosts = tl.hosts.slice().sort((a, b) => (b.requests.t.length > 0) - (a.requests.t.length > 0));
+    for (const h of hosts) {
       const label = who() && who().admin ? `${h.project} / ${h.host}` : h.host;
       const charts = [];
       if (h.load.length) {
@@ -544,6 +567,7 @@
   }
 
   // --------------------------------------------------------------- spike
+  const MINOR_SHARE = 0.005;
   const KIND_LABEL = { lock_blocker: 'lock', sql_fingerprint: 'sql', php_function: 'function', wait_event: 'db wait', endpoint: 'endpoint' };
 
   /** Evidence keys paired with their baseline_ twins, as rows of window against baseline. */
@@ -582,6 +606,9 @@
     const bTo = toMs(r.baseline_to);
     const t = r.totals;
     const open = Number(p.get('s') || 0);
+    // The first few always show; beyond them only suspects worth reading, unless asked.
+    const shown = p.get('all') ? r.suspects : r.suspects.filter((x, i) => i < 5 || x.share >= MINOR_SHARE || x.rank === open);
+    const hidden = r.suspects.length - shown.length;
     const win = { from: isoUtc(from), to: isoUtc(to) };
     const around = Math.max(to - from, 600000);
     const timelineLink = link('timeline', { from: isoUtc(bFrom - around / 2), to: isoUtc(to + around / 2), sel_from: win.from, sel_to: win.to });
@@ -609,12 +636,13 @@
         <h2>Suspects, ranked by the excess load they explain</h2>
         ${r.suspects.length ? html`<table class="suspects" data-test="suspects">
           <thead><tr><th>#</th><th>kind</th><th>suspect</th><th>share of excess</th><th class="num">excess s</th><th class="num">window s</th><th class="num">baseline s</th></tr></thead>
-          <tbody>${r.suspects.map((s) => html`
+          <tbody>${shown.map((s) => html`
             <tr class="suspect${s.rank === open ? ' open' : ''}" data-rank="${s.rank}" data-test="suspect-${s.rank}" tabindex="0" aria-expanded="${s.rank === open}">
               <td>${s.rank}</td><td><span class="badge ${s.kind}">${KIND_LABEL[s.kind] || s.kind}</span></td>
-              <td class="name"><span class="${s.kind === 'sql_fingerprint' ? 'code' : ''}">${s.name}</span>${s.endpoint && s.endpoint !== s.name ? html`<div class="muted small">mostly in ${s.endpoint}</div>` : ''}</td>
+              <td class="name"><span class="${s.kind === 'sql_fingerprint' ? 'code' : ''}">${s.name}</span>${s.endpoint && s.endpoint !== s.name ? html`<div class="muted small">${s.kind === 'lock_blocker' ? 'its waiters mostly in' : 'mostly in'} ${s.endpoint}</div>` : ''}</td>
               <td>${shareBar(s.share)} ${pct(s.share)}</td><td class="num">${num(s.score_s, 1)}</td><td class="num">${num(s.window_s, 1)}</td><td class="num muted">${num(s.baseline_s, 1)}</td></tr>
-            ${s.rank === open ? html`<tr class="detail"><td colspan="7"><div id="suspect-detail" data-test="suspect-detail"></div></td></tr>` : ''}`)}</tbody></table>`
+            ${s.rank === open ? html`<tr class="detail"><td colspan="7"><div id="suspect-detail" data-test="suspect-detail"></div></td></tr>` : ''}`)}
+          ${hidden ? html`<tr class="more"><td colspan="7"><a href="${link('spike', { ...Object.fromEntries(params()), all: '1' })}">Show ${hidden} more suspect${hidden === 1 ? '' : 's'}, each under ${pct(MINOR_SHARE)} of the excess</a></td></tr>` : ''}</tbody></table>`
           : html`<p class="muted">No suspect: the window carries no more load than its baseline.</p>`}
       </section>
       <section class="card"><h2>Baseline, then the window <span class="muted small">(grey: baseline, amber: window)</span></h2><div class="grid2" id="spike-charts"><p class="muted">Loading…</p></div></section>
@@ -682,7 +710,7 @@
     if (s.kind === 'lock_blocker' && ids && ids.length) {
       title = 'Blocking requests (they held the lock the others waited for)';
       const found = await Promise.all(ids.map((id) => api(`/v1/ui/requests/${encodeURIComponent(id)}`).catch(() => null)));
-      requests = found.filter(Boolean).map((d) => ({ ...d.request, correlation_id: d.correlation_id }));
+      requests = found.filter(Boolean).map((d) => ({ ...d.request, correlation_id: d.correlation_id })).sort((a, b) => toMs(a.ts) - toMs(b.ts));
     } else if (s.endpoint) {
       title = `Slowest requests of ${s.endpoint} in the window`;
       const list = await api('/v1/requests', { ...win, endpoint: s.endpoint, limit: 500 });
