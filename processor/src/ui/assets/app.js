@@ -500,9 +500,9 @@
           ${spikes.length ? html`<ol class="spike-list" data-test="spike-list">${spikes.map((s, i) => html`
             <li><a href="${link('spike', { from: s.report_from, to: s.report_to, host: s.host })}" data-test="spike-${i}">
               <span class="badge ${s.signal}">${s.signal === 'load' ? 'load' : 'concurrency'}</span>
-              <b>${s.host}</b>${s.project && who() && who().admin ? html` <span class="muted">${s.project}</span>` : ''}${s.bursts > 1 ? html` <span class="muted small">${s.bursts} bursts</span>` : ''}<br>
+              <b>${s.host}</b>${s.project && who() && who().admin ? html` <span class="muted">${s.project}</span>` : ''}${s.bursts > 1 ? html` <span class="bursts">${s.bursts} bursts</span>` : ''}<br>
               ${when(s.start_us / 1000, false)} – ${when(s.end_us / 1000, false)}
-              <span class="muted">peak ${num(s.peak, 1)} at ${when(s.peak_at_us / 1000, false)}, baseline ${num(s.baseline, 2)}</span></a></li>`)}</ol>`
+              <span class="sub">peak ${num(s.peak, 1)} at ${when(s.peak_at_us / 1000, false)}, baseline ${num(s.baseline, 2)}</span></a></li>`)}</ol>`
             : html`<p class="muted">No spike in this window. Drag across a chart to report on any window.</p>`}
           <p class="hint">Drag across a chart to pick a window.</p>
         </section>
