@@ -14,6 +14,7 @@
 //! - [`retention`]: drops expired days on a timer.
 //! - [`metrics`]: counters in the Prometheus text format.
 //! - [`analysis`]: spike detection, ranked reports, drill-down, the `/v1/` read API.
+//! - [`ui`]: the web UI (embedded page and its data routes), with the analysis.
 //! - [`gelf`]: forwards stored records to Graylog as GELF, after a durable cursor.
 //!
 //! [`Processor::start`] binds the sockets, opens the store and starts the
@@ -34,6 +35,8 @@ pub mod retention;
 pub mod store;
 pub mod tls;
 pub mod udp;
+#[cfg(feature = "analysis")]
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -288,7 +291,9 @@ where
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     #[cfg(feature = "analysis")]
-    let router = ingest::router(app.clone()).merge(analysis::api::router(app, analysis::sql::SqlLimits::default()));
+    let router = ingest::router(app.clone())
+        .merge(analysis::api::router(app.clone(), analysis::sql::SqlLimits::default()))
+        .merge(ui::router(app));
     #[cfg(not(feature = "analysis"))]
     let router = ingest::router(app);
     let server = axum::serve(listener, router.into_make_service_with_connect_info::<tls::Peer>())

@@ -34,11 +34,17 @@ use super::{AnalysisError, Frame, Scope, Source, Window, parse_time, report, req
 use crate::App;
 use crate::auth::bearer_token;
 
-/// What the analysis routes share.
+/// What the analysis routes share (the web UI's data routes too).
 #[derive(Clone)]
-struct ApiState {
-    app: Arc<App>,
+pub(crate) struct ApiState {
+    pub(crate) app: Arc<App>,
     sql_limits: SqlLimits,
+}
+
+impl ApiState {
+    pub(crate) fn new(app: Arc<App>, sql_limits: SqlLimits) -> ApiState {
+        ApiState { app, sql_limits }
+    }
 }
 
 /// The analysis routes. The config's admin tokens read every project and
@@ -52,11 +58,11 @@ pub fn router(app: Arc<App>, sql_limits: SqlLimits) -> Router {
         .route("/v1/requests/{id}", get(request_route))
         .route("/v1/requests/{id}/flamegraph.svg", get(flame_route))
         .route("/v1/sql", post(sql_route))
-        .with_state(ApiState { app, sql_limits })
+        .with_state(ApiState::new(app, sql_limits))
 }
 
 /// An error answer: status and `{"error": "..."}`.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -77,7 +83,7 @@ impl From<AnalysisError> for ApiError {
 }
 
 /// Who is asking: admin tokens first, then the project tokens of the config.
-fn scope(state: &ApiState, headers: &HeaderMap, project: Option<&str>) -> Result<Scope, ApiError> {
+pub(crate) fn scope(state: &ApiState, headers: &HeaderMap, project: Option<&str>) -> Result<Scope, ApiError> {
     let unauthorized = || ApiError(StatusCode::UNAUTHORIZED, "missing or unknown bearer token".into());
     let token = headers.get(header::AUTHORIZATION).and_then(|h| bearer_token(h.as_bytes())).ok_or_else(unauthorized)?;
     if state.app.admin_tokens().project_of(token).is_some() {
@@ -88,7 +94,7 @@ fn scope(state: &ApiState, headers: &HeaderMap, project: Option<&str>) -> Result
 }
 
 /// Runs a blocking analysis on a reader of the store.
-async fn on_reader<T: Send + 'static>(
+pub(crate) async fn on_reader<T: Send + 'static>(
     state: &ApiState,
     work: impl FnOnce(&dyn Source) -> Result<T, AnalysisError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -140,10 +146,10 @@ impl WindowParams {
 
 /// Query parameters as given; numbers are parsed here so that a bad one
 /// gets a message naming it.
-type Params = HashMap<String, String>;
+pub(crate) type Params = HashMap<String, String>;
 
 impl WindowParams {
-    fn from_query(q: &Params) -> WindowParams {
+    pub(crate) fn from_query(q: &Params) -> WindowParams {
         let get = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
         WindowParams {
             from: get("from"),
@@ -155,7 +161,7 @@ impl WindowParams {
     }
 }
 
-fn number<T: std::str::FromStr>(q: &Params, key: &str) -> Result<Option<T>, AnalysisError> {
+pub(crate) fn number<T: std::str::FromStr>(q: &Params, key: &str) -> Result<Option<T>, AnalysisError> {
     match q.get(key).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| AnalysisError::BadInput(format!("parameter {key}: {v:?} is not a number"))),

@@ -1,0 +1,277 @@
+// The web UI scenario in headless Chromium (Debian's), driven by playwright-core.
+//
+// A person hunting the recorded lock-contention spike: signs in, opens the
+// timeline, picks a window by dragging and then the spike from the list,
+// opens the top suspect (the lock blocker) and one of its requests, sees its
+// flame graph (zooms, searches) and its SQL, follows a fingerprint, filters
+// the request list. Then another project's token signs in and must see none
+// of it. A screenshot of every page goes to SCREENSHOT_DIR.
+//
+// Run through run.sh, which starts the processor and sets the environment.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`environment variable ${name} is not set (run this through run.sh)`);
+  return v;
+};
+const BASE = env('BASE_URL');
+const SHOP = env('SHOP_TOKEN');
+const BLOG = env('BLOG_TOKEN');
+const FIXTURE = env('FIXTURE_DIR');
+const SHOTS = env('SCREENSHOT_DIR');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// The fixture's blocker, as fixtures/spike/README.md plants it.
+const BLOCKER_URL = '/admin/stock/recount?sku=A-77';
+// A zone an hour off UTC in November, so local times differ from UTC ones.
+const ZONE = 'Europe/Berlin';
+
+let step = 0;
+const log = (what) => console.log(`ok ${++step} - ${what}`);
+
+/** Loads every spool file of the fixture through the ingest API, as the shipper would. */
+async function loadFixture() {
+  let lines = 0;
+  for (const name of readdirSync(FIXTURE).filter((f) => f.endsWith('.ndjson')).sort()) {
+    const all = readFileSync(path.join(FIXTURE, name), 'utf8').split('\n').filter(Boolean);
+    for (let i = 0; i < all.length; i += 2000) {
+      const chunk = all.slice(i, i + 2000);
+      const resp = await fetch(`${BASE}/v1/ingest`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${SHOP}`, 'Content-Type': 'application/x-ndjson' },
+        body: chunk.join('\n') + '\n',
+      });
+      const body = await resp.json();
+      assert.equal(resp.status, 200, `ingest of ${name}: ${JSON.stringify(body)}`);
+      assert.deepEqual(body.rejected, [], `${name}: refused lines`);
+      assert.equal(body.accepted + body.duplicates, chunk.length, `${name}: every line stored`);
+      lines += chunk.length;
+    }
+  }
+  return lines;
+}
+
+async function apiGet(token, p) {
+  const resp = await fetch(`${BASE}${p}`, { headers: { Authorization: `Bearer ${token}` } });
+  return { status: resp.status, body: await resp.json() };
+}
+
+const profile = mkdtempSync(path.join(tmpdir(), 'bitville-ui-chromium-'));
+const problems = [];
+let context;
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Watches a page for script errors and CSP refusals: either fails the run. */
+function watch(page) {
+  page.on('pageerror', (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
+  page.on('console', (m) => {
+    // A 401 or 404 answer is logged by Chromium as a failed resource; the
+    // scenario asks for those on purpose (wrong token, another project).
+    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404)/.test(m.text())) {
+      problems.push(`console error on ${page.url()}: ${m.text()}`);
+    }
+  });
+}
+
+async function signIn(page, token) {
+  await page.waitForSelector('form#signin');
+  await page.fill('input[name=token]', token);
+  await page.click('form#signin button[type=submit]');
+}
+
+try {
+  const lines = await loadFixture();
+  log(`fixture loaded through POST /v1/ingest (${lines} records)`);
+
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1366, height: 800 },
+    timezoneId: ZONE,
+    locale: 'en-GB',
+  });
+  // Nothing but the processor: any request elsewhere (a CDN) fails the run.
+  await context.route((url) => !url.href.startsWith(BASE) && !url.href.startsWith('blob:') && !url.href.startsWith('data:'), (route) => {
+    problems.push(`request outside the processor: ${route.request().url()}`);
+    return route.abort();
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  watch(page);
+
+  // --- sign in
+  await page.goto(`${BASE}/`);
+  await page.waitForURL(/\/ui\/signin/);
+  await signIn(page, 'not-a-token-of-this-processor');
+  await page.waitForSelector('#signin-error:not([hidden])');
+  assert.match(await page.textContent('#signin-error'), /does not know this token/);
+  await shot(page, '01-signin-refused');
+  await signIn(page, SHOP);
+  await page.waitForURL(/\/ui\/timeline\?/);
+  assert.match(await page.textContent('[data-test=who]'), /project shop/);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('bitville.token')), SHOP, 'token kept in sessionStorage');
+  log('sign-in refuses an unknown token and accepts the shop token');
+
+  // --- timeline
+  await page.waitForSelector('[data-test=spike-list]');
+  await page.waitForSelector('svg.chart[data-test="load-web-1"]');
+  await page.waitForSelector('svg.chart[data-test="waits-db-1"]');
+  const url = new URL(page.url());
+  assert.ok(url.searchParams.get('from') && url.searchParams.get('to'), 'the window lives in the URL');
+  // Times in the viewer's zone, UTC on hover.
+  const t = await page.$eval('[data-test=spike-list] time', (el) => ({ text: el.textContent, title: el.title, iso: el.getAttribute('datetime') }));
+  assert.match(t.title, /UTC$/);
+  const utcHour = Number(t.iso.slice(11, 13));
+  assert.equal(Number(t.text.slice(0, 2)), (utcHour + 1) % 24, `local time ${t.text} is ${ZONE} for ${t.iso}`);
+  assert.ok((await page.$$('svg.chart rect.mark')).length > 0, 'spikes are marked on the charts');
+  const spikeCount = await page.$$eval('[data-test=spike-list] li', (l) => l.length);
+  await shot(page, '02-timeline');
+  log(`timeline shows web-1 and db-1 series and ${spikeCount} spike(s), times in ${ZONE} with UTC on hover`);
+
+  // Drag across the load chart to pick a window.
+  const box = await page.locator('svg.chart[data-test="load-web-1"]').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.62, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.7, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.move(box.x + box.width * 0.8, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForSelector('#selection:not([hidden])');
+  const sel = new URL(page.url()).searchParams;
+  assert.ok(sel.get('sel_from') < sel.get('sel_to'), `the selection is in the URL: ${page.url()}`);
+  const selWidth = Number(await page.getAttribute('svg.chart[data-test="rate-web-1"] rect.sel', 'width'));
+  assert.ok(selWidth > 10, 'the selection shows on every chart');
+  await page.hover('svg.chart[data-test="latency-web-1"]');
+  await shot(page, '03-timeline-selection');
+  const selectionReport = await page.getAttribute('[data-test=report-selection]', 'href');
+  assert.match(selectionReport, /^\/ui\/spike\?from=.*&to=/);
+  log('dragging across a chart picks a window, kept in the URL, with a report link');
+
+  // --- pick the spike from the list
+  const spikeLink = page.locator('[data-test=spike-list] a', { hasText: 'web-1' }).first();
+  assert.match(await spikeLink.textContent(), /\d+ bursts/, 'the lock bursts of the spike are one episode');
+  await spikeLink.click();
+  await page.waitForURL(/\/ui\/spike\?/);
+  const picked = new URL(page.url()).searchParams;
+  const span = (Date.parse(picked.get('to')) - Date.parse(picked.get('from'))) / 1000;
+  assert.ok(span >= 150, `the report covers the whole spike, not one burst (${span} s)`);
+  await page.waitForSelector('[data-test=suspects]');
+  const first = page.locator('[data-test="suspect-1"]');
+  assert.equal((await first.locator('.badge').textContent()).trim(), 'lock', 'the lock blocker ranks first');
+  assert.match(await first.textContent(), /stock-recount/);
+  await shot(page, '04-spike');
+  log('the spike report ranks the lock blocker (POST stock-recount) first');
+
+  // --- open the top suspect
+  await first.click();
+  await page.waitForSelector('[data-test=suspect-detail] [data-test=requests-table]');
+  assert.equal(new URL(page.url()).searchParams.get('s'), '1', 'the open suspect is in the URL');
+  const detailText = await page.textContent('[data-test=suspect-detail]');
+  assert.ok(detailText.includes(BLOCKER_URL), 'the evidence names the blocking URL');
+  assert.match(detailText, /baseline/);
+  await shot(page, '05-top-suspect');
+  log('the top suspect shows its evidence against the baseline and its blocking requests');
+
+  // --- open one of its requests
+  await page.locator('[data-test=suspect-detail] [data-test=request-link]').first().click();
+  await page.waitForURL(/\/ui\/request\//);
+  await page.waitForSelector('[data-test=flamegraph] svg g.frame');
+  const frames = await page.$$eval('[data-test=flamegraph] g.frame', (g) => g.length);
+  assert.ok(frames >= 2, `the flame graph has frames (${frames})`);
+  const sqlText = await page.textContent('[data-test=sql-list]');
+  assert.match(sqlText, /SELECT \* FROM stock WHERE sku = :sku FOR UPDATE/);
+  assert.match(sqlText, /UPDATE stock SET qty/);
+  assert.match(sqlText, /StockCounter::recount/, 'each statement names its calling function');
+  const activity = await page.textContent('[data-test=db-activity]');
+  assert.match(activity, /pid \d+/, 'the database activity names the backends it blocked');
+  await shot(page, '06-request');
+  log(`the blocking request shows its flame graph (${frames} frames), its SQL with callers and whom it blocked`);
+
+  // Search and zoom the flame graph.
+  await page.fill('#flame-search input[name=q]', 'recount');
+  await page.waitForSelector('[data-test=flamegraph] g.frame.match');
+  assert.match(await page.textContent('[data-test=flame-match]'), /matched [1-9][\d.]* % of the time/);
+  assert.equal(new URL(page.url()).searchParams.get('fq'), 'recount', 'the search is in the URL');
+  const before = await page.$$eval('[data-test=flamegraph] g.frame', (g) => g.length);
+  await page.locator('[data-test=flamegraph] g.frame.match').last().click();
+  assert.equal(await page.isEnabled('#flame-reset'), true, 'zoomed in: reset is offered');
+  await shot(page, '07-flame-zoomed');
+  await page.click('#flame-reset');
+  assert.equal(await page.$$eval('[data-test=flamegraph] g.frame', (g) => g.length), before);
+  log('the flame graph searches (matched share shown) and zooms');
+
+  // --- SQL fingerprint
+  await page.locator('[data-test=sql-list] tr', { hasText: 'FOR UPDATE' }).locator('a', { hasText: 'fingerprint' }).click();
+  await page.waitForURL(/\/ui\/sql\?/);
+  await page.waitForSelector('[data-test=fingerprint]');
+  assert.match(await page.textContent('[data-test=fingerprint]'), /FROM stock WHERE sku = \$1 FOR UPDATE/i);
+  await page.waitForSelector('#sql-charts svg.chart');
+  const ranIt = await page.$$eval('table.requests tbody tr', (r) => r.length);
+  assert.ok(ranIt >= 1, 'the requests that ran it are listed');
+  await shot(page, '08-sql-fingerprint');
+  log(`the SQL fingerprint page shows its figures over time and ${ranIt} request(s) that ran it`);
+
+  // --- requests, filtered
+  await page.click('header nav a:has-text("Requests")');
+  await page.waitForSelector('[data-test=filters]');
+  await page.selectOption('select[name=endpoint]', 'POST checkout-submit');
+  await page.fill('input[name=min_ms]', '1000');
+  await page.selectOption('select[name=sort]', 'slowest');
+  await page.click('[data-test=filters] button[type=submit]');
+  await page.waitForURL(/endpoint=POST\+checkout-submit/);
+  await page.waitForSelector('[data-test=requests-table]');
+  const listed = await page.$$eval('[data-test=requests-table] tbody tr', (rows) => rows.map((r) => r.children[2].textContent.trim()));
+  assert.ok(listed.length > 0, 'slow checkouts are listed');
+  assert.ok(listed.every((e) => e === 'POST checkout-submit'), `only the filtered endpoint: ${listed}`);
+  await shot(page, '09-requests-filtered');
+  const shopRequest = page.url().replace(/\/ui\/requests.*/, '') + (await page.getAttribute('[data-test=requests-table] [data-test=request-link]', 'href'));
+  await page.click('[data-test=requests-table] [data-test=request-link]');
+  await page.waitForSelector('[data-test=db-activity]');
+  assert.match(await page.textContent('[data-test=db-activity]'), /Lock/, 'a slow checkout waited on a lock');
+  await shot(page, '10-request-waiting');
+  log(`the request list filters by endpoint and duration (${listed.length} rows), in the URL; a waiting checkout shows its lock`);
+
+  // --- another project's token sees nothing of shop
+  const other = await context.newPage();
+  watch(other);
+  await other.goto(shopRequest);
+  await other.waitForURL(/\/ui\/signin\?next=/);
+  await signIn(other, BLOG);
+  await other.waitForSelector('[data-test=not-found]');
+  assert.match(await other.textContent('[data-test=who]'), /project blog/);
+  await shot(other, '11-other-project-request');
+  await other.click('header nav a:has-text("Timeline")');
+  await other.waitForSelector('text=No data for this project');
+  assert.equal(await other.$$eval('svg.chart', (c) => c.length), 0);
+  await shot(other, '12-other-project-timeline');
+  const tl = await apiGet(BLOG, '/v1/ui/timeline?from=2026-11-27T10:00:00Z&to=2026-11-27T10:15:00Z&project=shop');
+  assert.equal(tl.status, 200);
+  assert.deepEqual(tl.body.hosts, [], 'blog reads no shop series, even asking for project shop');
+  const rep = await apiGet(BLOG, '/v1/report?from=2026-11-27T10:10:00Z&to=2026-11-27T10:13:00Z&project=shop');
+  assert.deepEqual(rep.body.suspects, []);
+  assert.equal((await apiGet('nope-nope-nope-nope', '/v1/ui/whoami')).status, 401);
+  log('a blog token sees no shop request, timeline, series or report');
+
+  // --- sign out
+  await other.click('#signout');
+  await other.waitForURL(/\/ui\/signin/);
+  assert.equal(await other.evaluate(() => sessionStorage.getItem('bitville.token')), null);
+  log('sign-out forgets the token');
+
+  assert.deepEqual(problems, [], 'no script error, CSP refusal or outside request');
+  console.log(`all ${step} steps passed`);
+} catch (e) {
+  console.error(`not ok ${step + 1} - ${e.stack || e}`);
+  if (problems.length) console.error(`also seen:\n  ${problems.join('\n  ')}`);
+  process.exitCode = 1;
+} finally {
+  if (context) await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
