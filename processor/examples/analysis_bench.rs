@@ -2,9 +2,9 @@
 //! the spike analysis takes on it.
 //!
 //! ```sh
-//! cargo run -p processor --example analysis_bench                  # the issue's sizes (cached after the first run)
-//! cargo run -p processor --example analysis_bench -- --scale 0.05  # a quick run
-//! cargo run -p processor --example analysis_bench -- --fresh       # generate the store again
+//! cargo run --example analysis_bench                  # the issue's sizes (cached after the first run)
+//! cargo run --example analysis_bench -- --scale 0.05  # a quick run
+//! cargo run --example analysis_bench -- --fresh       # generate the store again
 //! ```
 //!
 //! The generator fills a fresh store inside DuckDB with `INSERT ... SELECT`

@@ -7,7 +7,7 @@
 //! (`CLOCK_THREAD_CPUTIME_ID`): the second is what "messages per second on
 //! one core" means, and it holds on a machine busy with other work.
 //!
-//! `cargo run -p processor --example gelf_bench -- [MESSAGES]` (default 100000)
+//! `cargo run --example gelf_bench -- [MESSAGES]` (default 100000)
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Ingest benchmark: HTTP batches on loopback into a real store, beside
 //! DuckDB's own NDJSON reader loading the same data in the same run.
 //!
-//! `cargo run -p processor --example ingest_bench -- [SMALL_BATCHES] [LARGE_BATCHES] [BATCH] [CLIENTS]`
+//! `cargo run --example ingest_bench -- [SMALL_BATCHES] [LARGE_BATCHES] [BATCH] [CLIENTS]`
 //! (defaults 100, 3, 1000, 2). Small records are pg_activity samples; large
 //! ones are requests with a 500-stack profile and 100 SQL statements.
 

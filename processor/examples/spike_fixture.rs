@@ -5,8 +5,8 @@
 //! and two minutes after.
 //!
 //! ```sh
-//! cargo run -p processor --example spike_fixture -- fixtures/spike            # the recorded one
-//! cargo run -p processor --example spike_fixture -- /tmp/spikes slow_sql       # any scenario
+//! cargo run --example spike_fixture -- fixtures/spike            # the recorded one
+//! cargo run --example spike_fixture -- /tmp/spikes slow_sql       # any scenario
 //! ```
 //!
 //! The output is deterministic (a seeded generator), so the committed files

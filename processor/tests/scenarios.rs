@@ -12,8 +12,7 @@
 //! a 2-core test host's load average does not jump like a production
 //! server's, so detection by load is tested elsewhere with recorded data.
 //!
-//! Run: `cargo build --workspace && cargo test -p processor --test scenarios -- --nocapture`
-//! (add `--ignored` while the tests are still marked ignored).
+//! Run: `cargo build --workspace && cargo test --workspace --test scenarios -- --nocapture`
 //! (php8.2-fpm, php-excimer, php-pgsql, nginx, postgresql-15 and
 //! postgresql-contrib installed; without PHP or PostgreSQL the tests say so
 //! and return).
@@ -139,7 +138,6 @@ fn assert_first<'r>(report: &'r Report, kind: SuspectKind, cause: &str, is_cause
 }
 
 #[test]
-#[ignore = "never run yet: written while the bundled DuckDB compiled; run with -- --ignored, then remove this"]
 fn a_cpu_heavy_php_function_is_the_first_function_and_its_endpoint_the_first_endpoint() {
     with_stack("cpu: a CPU-heavy PHP function on GET /report", |stack| {
         // The heavy report runs now and then in the baseline too; the spike
@@ -153,7 +151,6 @@ fn a_cpu_heavy_php_function_is_the_first_function_and_its_endpoint_the_first_end
 }
 
 #[test]
-#[ignore = "never run yet: written while the bundled DuckDB compiled; run with -- --ignored, then remove this"]
 fn a_slow_sql_statement_is_the_first_sql_fingerprint() {
     with_stack("sql: a sequential scan on orders.customer_email behind GET /search", |stack| {
         let report = run_scenario(stack, Vec::new(), Client::new(&["/search?email=user{n}@example.com"], 0).times(3));
@@ -164,7 +161,6 @@ fn a_slow_sql_statement_is_the_first_sql_fingerprint() {
 }
 
 #[test]
-#[ignore = "never run yet: written while the bundled DuckDB compiled; run with -- --ignored, then remove this"]
 fn the_lock_holding_request_is_the_first_lock_blocker() {
     with_stack("lock: GET /admin/recount holds the hot stock row while GET /checkout queues", |stack| {
         let mut cause = vec![Client::new(&["/admin/recount?sku=hot&hold_s=2"], 200)];
@@ -178,7 +174,6 @@ fn the_lock_holding_request_is_the_first_lock_blocker() {
 }
 
 #[test]
-#[ignore = "never run yet: written while the bundled DuckDB compiled; run with -- --ignored, then remove this"]
 fn a_traffic_burst_on_a_cheap_endpoint_is_the_first_endpoint() {
     with_stack("burst: GET /ping called in a tight loop by 8 clients", |stack| {
         let report = run_scenario(stack, Vec::new(), Client::new(&["/ping"], 0).times(8));

@@ -5,7 +5,7 @@
 # through scenario.mjs (sign in, timeline, spike, top suspect, one of its
 # requests with its flame graph and SQL, and project isolation).
 #
-# Needs: the processor binary (cargo build -p processor; PROCESSOR_BIN or
+# Needs: the processor binary (cargo build --workspace --bins; PROCESSOR_BIN or
 # $CARGO_TARGET_DIR/debug/processor), Node.js 20+, and /usr/bin/chromium
 # (Debian package `chromium`; CHROMIUM overrides the path).
 # Screenshots go to $UI_SCREENSHOTS or a new temporary folder, printed at the end.
@@ -14,7 +14,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${PROCESSOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/processor}"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
-[[ -x "$bin" ]] || { echo "run.sh: processor binary $bin is missing: run cargo build -p processor first" >&2; exit 1; }
+[[ -x "$bin" ]] || { echo "run.sh: processor binary $bin is missing: run cargo build --workspace --bins first" >&2; exit 1; }
 [[ -x "$CHROMIUM" ]] || { echo "run.sh: no Chromium at $CHROMIUM: install the Debian package chromium" >&2; exit 1; }
 
 work="$(mktemp -d)"

@@ -141,10 +141,11 @@ async fn demo(
     if exit {
         return Ok(());
     }
-    println!("\nServing until Ctrl-C. Ask it yourself:");
+    println!("\nServing until Ctrl-C. Look for yourself:");
+    println!("  web UI:             {base}/ui/ (sign in with a token below)");
     println!("  project {PROJECT} token: {token}");
     println!("  admin token:        {admin}");
-    println!("  BITVILLE_TOKEN={token} cargo run -p processor -- report spikes --url {base}");
+    println!("  BITVILLE_TOKEN={token} cargo run --bin processor -- report spikes --url {base}");
     println!("  curl -H 'Authorization: Bearer {token}' {base}/v1/spikes");
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;

@@ -426,7 +426,7 @@ mod tests {
     /// The measurement behind the day schemas: 14 days of steady inserts
     /// with 7 kept, once with DELETE + CHECKPOINT on one table and once with
     /// a table per day dropped + CHECKPOINT. Run by hand:
-    /// `cargo test -p processor --lib space_reclaim -- --ignored --nocapture`.
+    /// `cargo test --workspace --lib space_reclaim -- --ignored --nocapture`.
     #[test]
     #[ignore = "a measurement that prints file sizes, run by hand"]
     fn space_reclaim_delete_versus_drop() {
