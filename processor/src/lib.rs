@@ -4,6 +4,7 @@
 //!
 //! Modules, one job each:
 //! - [`config`]: the TOML config, its defaults and checks.
+//! - [`check`]: `--check-config`'s checks beyond parsing (paths, TLS files, GELF outputs).
 //! - [`auth`]: ingest tokens and their projects, compared in constant time.
 //! - [`limits`]: per-client rate limiting and bounded gzip decoding.
 //! - [`ingest`]: the HTTP routes (`/v1/ingest`, `/healthz`, `/readyz`, `/metrics`).
@@ -25,6 +26,7 @@
 #[cfg(feature = "analysis")]
 pub mod analysis;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod flatten;
 pub mod gelf;

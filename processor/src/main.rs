@@ -63,15 +63,26 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load(cli.config.as_ref())?;
     if cli.check_config {
+        let origin = cli.config.as_ref().map_or("(embedded default)".to_owned(), |p| p.display().to_string());
+        let findings = processor::check::check(&config);
+        for warning in &findings.warnings {
+            eprintln!("warning: {warning}");
+        }
+        for problem in &findings.problems {
+            eprintln!("{problem}");
+        }
+        if !findings.problems.is_empty() {
+            anyhow::bail!("config {origin}: {} problem(s)", findings.problems.len());
+        }
         println!(
-            "config {} is good: http {}, udp {}, store {}, {} token(s), {} admin token(s), retention {} days",
-            cli.config.as_ref().map_or("(embedded default)".to_owned(), |p| p.display().to_string()),
+            "config {origin} is good: http {}, udp {}, store {}, {} token(s), {} admin token(s), retention {} days, {} GELF output(s)",
             config.server.listen,
             if config.server.udp_listen.is_empty() { "off" } else { &config.server.udp_listen },
             config.store.path.display(),
             config.tokens.len(),
             config.admin_tokens.len(),
             config.retention.days,
+            config.gelf.outputs.len(),
         );
         return Ok(());
     }

@@ -81,3 +81,33 @@ fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
     assert!(ranked.starts_with("lock "), "{stdout}");
     assert!(ranked.contains("/admin/stock/recount?sku=A-77"), "{stdout}");
 }
+
+#[test]
+fn check_config_lists_every_problem_it_finds_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"0.0.0.0:8443\"\n[store]\npath = \"{}/store.duckdb\"\n\
+             [[gelf.outputs]]\nname = \"graylog\"\ntransport = \"tcp\"\naddress = \"{closed}\"\n",
+            blocker.display()
+        ),
+    )
+    .unwrap();
+    let out = processor().arg("--config").arg(&config).arg("--check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("store.path ") && l.ends_with("is not a folder")), "{stderr}");
+    assert!(lines.iter().any(|l| l.starts_with("gelf.outputs[0] (graylog): Graylog at ") && l.contains("not reachable")), "{stderr}");
+    assert!(lines.iter().any(|l| l.starts_with("warning: server.listen 0.0.0.0:8443: plain HTTP")), "{stderr}");
+    assert!(lines.iter().any(|l| l.starts_with("warning: tokens: none configured")), "{stderr}");
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+}
