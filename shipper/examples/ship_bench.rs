@@ -2,7 +2,7 @@
 //! on loopback, for 1 KiB and 64 KiB lines, beside a baseline measured in
 //! the same run (`cat FILES | gzip -1`, and flate2 level 1 in-process).
 //!
-//! `cargo run -p shipper --example bench` (sizes: BENCH_MB per case,
+//! `cargo run -p shipper --example ship_bench` (sizes: BENCH_MB per case,
 //! default 256). The engine runs in a child process (this example run
 //! again with `--engine`), so its CPU time comes from
 //! getrusage(RUSAGE_CHILDREN) and its peak RSS from /proc (VmHWM), both
