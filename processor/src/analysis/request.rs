@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::correlation::{self, RequestRef};
 use super::{AnalysisError, Days, ENDPOINT_SQL, Micros, SECOND, Scope, Source, Window, check_uuid, format_time, query, quote, round3};
+use crate::store::schema;
 
 /// One SQL statement of the request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,23 +100,38 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
     let id = check_uuid(id)?;
     let cols = REQUEST_COLUMNS.join(", ");
     let days = Days::load(src)?;
-    // Newest day first, one day table at a time: the id is usually recent,
-    // and a query on one table plans far faster than one on the view of all days.
+    // One narrow query finds the day of the request (two columns of each
+    // day table, planned once); the full row is then read from that day's
+    // table alone. Asking day by day cost a query per day the id is not in.
+    let q = quote(&id);
+    let lookups: Vec<String> = days
+        .newest_first()
+        .map(|day| {
+            format!(
+                "SELECT {d} AS day, epoch_us(ts) AS t FROM {table} WHERE (correlation_id = {q} OR id = {q}){s}",
+                d = day.from,
+                table = days.table("requests", day),
+                s = scope.clause("")
+            )
+        })
+        .collect();
+    let found = if lookups.is_empty() {
+        Vec::new()
+    } else {
+        query(src, &format!("SELECT day FROM ({}) ORDER BY t DESC LIMIT 1", lookups.join(" UNION ALL ")))?
+    };
     let mut rows = Vec::new();
-    for day in days.newest_first() {
+    if let Some(day_from) = found.first().map(|r| r.i(0)) {
+        let day = Window { from: day_from, to: day_from + schema::DAY_MICROS };
         rows = query(
             src,
             &format!(
-                "SELECT seq, epoch_us(ts), epoch_us(started_at), coalesce(profile_period_ms, 0), {ENDPOINT_SQL}, {cols} FROM {day} \
+                "SELECT seq, epoch_us(ts), epoch_us(started_at), coalesce(profile_period_ms, 0), {ENDPOINT_SQL}, {cols} FROM {table} \
                  WHERE (correlation_id = {q} OR id = {q}){s} ORDER BY ts DESC LIMIT 1",
-                day = days.table("requests", day),
-                q = quote(&id),
+                table = days.table("requests", day),
                 s = scope.clause("")
             ),
         )?;
-        if !rows.is_empty() {
-            break;
-        }
     }
     let r = rows.first().ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
     let (seq, end, start) = (r.i(0), r.i(1), r.i(2));
