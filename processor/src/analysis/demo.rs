@@ -49,18 +49,14 @@ pub struct DemoArgs {
 /// refused, or the analysis fails.
 pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     let lines = spool_lines(&args.spool)?;
-    let scratch = match &args.store {
-        Some(_) => None,
+    // Without --store, a scratch folder that is removed at exit.
+    let (store_path, scratch) = match &args.store {
+        Some(path) => (path.clone(), None),
         None => {
             let dir = std::env::temp_dir().join(format!("bitville-demo-{}", auth::random_token()));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            Some(dir)
+            (dir.join("bitville.duckdb"), Some(dir))
         }
-    };
-    let store_path = match (&args.store, &scratch) {
-        (Some(path), _) => path.clone(),
-        (None, Some(dir)) => dir.join("bitville.duckdb"),
-        (None, None) => unreachable!("a scratch folder is made when no store is given"),
     };
     let token = auth::random_token();
     let admin = auth::random_token();
@@ -71,6 +67,8 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     // The recording is dated; retention must not drop it whatever today is.
     config.retention.days = 36_500;
     config.limits.requests_per_minute = 0;
+    // Recorded data is not news: nothing of it goes to a configured Graylog.
+    config.gelf.outputs.clear();
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
