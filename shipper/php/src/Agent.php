@@ -196,13 +196,32 @@ final class Agent
         $this->finished = true;
         $t0 = hrtime(true);
         $result = ['status' => 'not_kept', 'line' => null];
-        Util::mute();
         try {
-            $result = $this->finishMuted($t0);
+            // Up to the keep decision nothing touches the filesystem, so the
+            // request that is not kept (most of them) skips the error-handler
+            // swap; everything after it runs under Util::mute().
+            $durationMs = max(0, $t0 - $this->startNs) / 1e6;
+            // Always stop the profiler, kept or not, so it never outlives the request.
+            $raw = $this->profiler !== null ? $this->profiler->stop() : null;
+            $error = self::fatalError();
+            $full = $durationMs >= $this->config->thresholdMs || $error !== null;
+            $weight = 1.0;
+            if (!$full) {
+                $rate = $this->config->sampleRate;
+                if ($rate <= 0 || Util::random01() >= $rate) {
+                    return $result;
+                }
+                $weight = 1 / $rate;
+            }
+            Util::mute();
+            try {
+                $result = $this->finishMuted($t0, $durationMs, $raw, $full, $weight, $error);
+            } finally {
+                Util::unmute();
+            }
         } catch (\Throwable $e) {
             $result = ['status' => 'encode_failed', 'line' => null];
         } finally {
-            Util::unmute();
             if (self::$current === $this) {
                 self::$current = null;
             }
@@ -210,25 +229,11 @@ final class Agent
         return $result;
     }
 
-    private function finishMuted($t0)
+    private function finishMuted($t0, $durationMs, $raw, $full, $weight, $error)
     {
-        $durationMs = max(0, $t0 - $this->startNs) / 1e6;
-        // Always stop the profiler, kept or not, so it never outlives the request.
-        $raw = $this->profiler !== null ? $this->profiler->stop() : null;
-        $error = self::fatalError();
         if ($error !== null && strpos($error['message'], 'Allowed memory size') === 0) {
             // The request died of memory; give the agent room to finish.
             ini_set('memory_limit', '-1');
-        }
-
-        $full = $durationMs >= $this->config->thresholdMs || $error !== null;
-        $weight = 1.0;
-        if (!$full) {
-            $rate = $this->config->sampleRate;
-            if ($rate <= 0 || Util::random01() >= $rate) {
-                return ['status' => 'not_kept', 'line' => null];
-            }
-            $weight = 1 / $rate;
         }
         $project = $this->config->project();
         if ($project === '') {

@@ -53,19 +53,109 @@ final class Config
     public $breakerCooldownS = 60;    // How long writes are skipped once it is open.
     public $stateDir = '';            // Breaker and drop-counter files; default: temp dir.
 
-    /** Loads the file named by BITVILLE_APM_CONFIG, else the default path. */
+    /** Seconds a remembered config is trusted before its file is stat()ed again. */
+    const REVALIDATE_S = 1;
+
+    /** @var array<string,array{0:string,1:Config,2:int}> Path => [file signature, config, checked at]. */
+    private static $memo = [];
+
+    /**
+     * Loads the file named by BITVILLE_APM_CONFIG, else the default path.
+     *
+     * Parsing and validating the INI was most of the agent's fixed cost per
+     * request, so a loaded config is remembered per path with the file's
+     * signature (inode, size, mtime, ctime), the way opcache revalidates
+     * scripts: within the same second it is trusted as is, after that one
+     * stat() decides whether the file changed, so an edit is seen within a
+     * second. The memo lives in a static (long-running processes, CLI) and in
+     * APCu when it is enabled, since FPM forgets statics between requests;
+     * without APCu an FPM request parses the file as before. Each caller gets
+     * its own copy. A file that cannot be used is never remembered.
+     */
     public static function load($path = null)
     {
-        $config = new self();
+        $st = null;
         if ($path === null || $path === '') {
             $env = getenv('BITVILLE_APM_CONFIG');
             $path = ($env !== false && $env !== '') ? $env : self::DEFAULT_PATH;
         }
+        $sig = null;
+        try {
+            $now = time();
+            $memo = self::recall($path);
+            if ($memo !== null && $now - $memo[2] < self::REVALIDATE_S && $now >= $memo[2]) {
+                return clone $memo[1];
+            }
+            // One stat(), without an error handler: is_file() never warns, and
+            // stat() then answers from PHP's stat cache. Only that cache is
+            // dropped first (not the realpath cache), so a rewrite is seen.
+            clearstatcache();
+            if (is_file($path)) {
+                $st = stat($path);
+                if (is_array($st)) {
+                    $sig = $st['ino'] . ':' . $st['size'] . ':' . $st['mtime'] . ':' . $st['ctime'];
+                    if ($memo !== null && $memo[0] === $sig) {
+                        self::remember($path, [$sig, $memo[1], $now]);
+                        return clone $memo[1];
+                    }
+                }
+            }
+        } catch (\Throwable $e) {
+            $sig = null;
+        }
+        $config = self::parse($path);
+        // A file changed in this very second may change again in it with the
+        // same signature (mtime and ctime count whole seconds): such a file is
+        // parsed again until its last change is in the past, as git does with
+        // "racily clean" entries.
+        if ($sig !== null && $config->problem === null && max($st['mtime'], $st['ctime']) < $now) {
+            self::remember($path, [$sig, clone $config, $now]);
+        }
+        return $config;
+    }
+
+    /** Forgets remembered configs (tests, and the benchmark's FPM-without-APCu mode). */
+    public static function forget()
+    {
+        self::$memo = [];
+    }
+
+    /** @return array{0:string,1:Config,2:int}|null */
+    private static function recall($path)
+    {
+        if (isset(self::$memo[$path])) {
+            return self::$memo[$path];
+        }
+        if (self::apcu()) {
+            $hit = apcu_fetch('bitville-apm.config.' . $path);
+            if (is_array($hit) && isset($hit[0], $hit[1], $hit[2]) && $hit[1] instanceof self) {
+                return self::$memo[$path] = $hit;
+            }
+        }
+        return null;
+    }
+
+    private static function remember($path, array $entry)
+    {
+        self::$memo[$path] = $entry;
+        if (self::apcu()) {
+            apcu_store('bitville-apm.config.' . $path, $entry);
+        }
+    }
+
+    private static function apcu()
+    {
+        return function_exists('apcu_fetch') && function_exists('apcu_enabled') && apcu_enabled();
+    }
+
+    /** Reads and validates the file, every time. */
+    private static function parse($path)
+    {
+        $config = new self();
         $config->path = $path;
         Util::mute();
         try {
-            // Parsed every request (PHP keeps nothing between requests): no
-            // stat() first; the reason is looked up only when parsing fails.
+            // The reason is looked up only when parsing fails.
             $ini = parse_ini_file($path, true, INI_SCANNER_TYPED);
             if (!is_array($ini)) {
                 $config->problem = 'config file ' . $path . (is_file($path) && is_readable($path)

@@ -14,8 +14,10 @@ final class Redactor
 {
     const MASK = '[REDACTED]';
 
-    /** @var string[] Folded patterns. */
-    private $patterns = [];
+    /** @var string[]|null Folded patterns; folded on first use, since most requests never redact. */
+    private $patterns;
+    /** @var string[] Patterns as configured. */
+    private $rawPatterns;
     /** @var int */
     private $maxValueLength;
     /** @var int */
@@ -25,12 +27,7 @@ final class Redactor
 
     public function __construct(array $patterns, $maxValueLength, $maxKeys)
     {
-        foreach ($patterns as $p) {
-            $folded = self::fold($p);
-            if ($folded !== '') {
-                $this->patterns[] = $folded;
-            }
-        }
+        $this->rawPatterns = $patterns;
         $this->maxValueLength = $maxValueLength;
         $this->maxKeys = $maxKeys;
     }
@@ -41,6 +38,15 @@ final class Redactor
         $folded = self::fold((string) $key);
         if (isset($this->cache[$folded])) {
             return $this->cache[$folded];
+        }
+        if ($this->patterns === null) {
+            $this->patterns = [];
+            foreach ($this->rawPatterns as $p) {
+                $pattern = self::fold($p);
+                if ($pattern !== '') {
+                    $this->patterns[] = $pattern;
+                }
+            }
         }
         $secret = false;
         foreach ($this->patterns as $p) {

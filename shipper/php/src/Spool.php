@@ -37,6 +37,7 @@ final class Spool
     private static $failures = [];
 
     private $dir;
+    private $stateDir;
     private $breakerPath;
     private $dropsPath;
     private $failuresToOpen;
@@ -44,17 +45,25 @@ final class Spool
 
     public function __construct($dir, $stateDir, $failuresToOpen, $cooldownS)
     {
+        // Paths are made on first use (statePaths()): a request that is not
+        // kept never touches the spool, so it should not pay for them either.
         $this->dir = $dir;
-        if ($stateDir === '') {
-            $stateDir = rtrim(sys_get_temp_dir(), '/');
-        }
-        // Keyed by spool dir, so two applications with different spools on one
-        // host do not share a breaker.
-        $key = substr(md5($dir), 0, 12);
-        $this->breakerPath = $stateDir . '/bitville-apm.' . $key . '.breaker';
-        $this->dropsPath = $stateDir . '/bitville-apm.' . $key . '.' . getmypid() . '.drops';
+        $this->stateDir = $stateDir;
         $this->failuresToOpen = $failuresToOpen;
         $this->cooldownS = $cooldownS;
+    }
+
+    /** Breaker and drop-counter paths, made once. */
+    private function statePaths()
+    {
+        if ($this->breakerPath === null) {
+            $stateDir = $this->stateDir === '' ? rtrim(sys_get_temp_dir(), '/') : $this->stateDir;
+            // Keyed by spool dir, so two applications with different spools on
+            // one host do not share a breaker.
+            $key = substr(md5($this->dir), 0, 12);
+            $this->breakerPath = $stateDir . '/bitville-apm.' . $key . '.breaker';
+            $this->dropsPath = $stateDir . '/bitville-apm.' . $key . '.' . getmypid() . '.drops';
+        }
     }
 
     /** The file records go to right now. */
@@ -72,6 +81,7 @@ final class Spool
      */
     public function admit()
     {
+        $this->statePaths();
         $now = time();
         $key = $this->breakerPath;
         if (isset(self::$openUntil[$key]) && self::$openUntil[$key] > $now) {
@@ -110,6 +120,7 @@ final class Spool
      */
     public function append($json)
     {
+        $this->statePaths();
         $line = $json . "\n";
         $ok = false;
         Util::mute();
@@ -144,6 +155,7 @@ final class Spool
     /** Whether the breaker is open now (for --check). */
     public function breakerOpenUntil()
     {
+        $this->statePaths();
         Util::mute();
         try {
             clearstatcache(true, $this->breakerPath);
@@ -157,6 +169,7 @@ final class Spool
     /** Counts a record dropped before it reached append(). */
     public function countDrop()
     {
+        $this->statePaths();
         Util::mute();
         try {
             $this->countDropMuted();
@@ -187,14 +200,12 @@ final class Spool
     /** A written record carried the drop count and closes the breaker. */
     private function recordSuccess()
     {
+        // Runs muted (append()): unlink() of a missing file is one failed
+        // syscall, cheaper than asking file_exists() first.
+        unlink($this->dropsPath);
+        unlink($this->breakerPath);
         clearstatcache(true, $this->dropsPath);
-        if (file_exists($this->dropsPath)) {
-            unlink($this->dropsPath);
-        }
         clearstatcache(true, $this->breakerPath);
-        if (file_exists($this->breakerPath)) {
-            unlink($this->breakerPath);
-        }
         unset(self::$openUntil[$this->breakerPath], self::$failures[$this->breakerPath]);
     }
 
