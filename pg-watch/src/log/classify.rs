@@ -135,7 +135,10 @@ fn duration_event(ev: &mut LogEvent, rest: &str) -> LogClass {
         Some(i) => (&rest[..i], &rest[i + 3..]),
         None => (rest, ""),
     };
-    ev.duration_ms = number.trim().parse::<f64>().ok().filter(|d| *d >= 0.0);
+    // Digits at both ends leave nothing for `trim` to do: skip its Unicode scan.
+    let bare = matches!((number.as_bytes().first(), number.as_bytes().last()), (Some(a), Some(z)) if a.is_ascii_digit() && z.is_ascii_digit());
+    let number = if bare { number } else { number.trim() };
+    ev.duration_ms = number.parse::<f64>().ok().filter(|d| *d >= 0.0);
     let tail = tail.trim_start_matches(' ');
     if let Some(plan) = tail.strip_prefix("plan:") {
         let plan = plan.trim_start_matches(['\n', ' ']);
