@@ -8,7 +8,7 @@ use bitville_schemas::records::{LogClass, LogSource, PgLogRecord};
 use bitville_schemas::{Envelope, Kind, SCHEMA_VERSION, format_ts};
 
 use crate::config::LogsSection;
-use crate::log::classify::{classify, event_log_time};
+use crate::log::classify::{classify, take_event_log_time};
 use crate::log::csvlog::CsvlogParser;
 use crate::log::jsonlog::JsonlogParser;
 use crate::log::prefix::{PrefixError, PrefixParser};
@@ -31,9 +31,9 @@ pub fn parser_for(format: LogFormat, log_line_prefix: &str) -> Result<Box<dyn En
 /// Wraps one tailed entry in a pg_log record. The record's `ts` is the log
 /// time when its zone is understood, else now; its id is the tailer's
 /// position-derived id, so re-reading after a crash repeats the same id.
-pub fn to_record(tailed: TailedEntry, project: &str, host: &str) -> PgLogRecord {
+pub fn to_record(mut tailed: TailedEntry, project: &str, host: &str) -> PgLogRecord {
     let now = || format_ts(SystemTime::now());
-    let log_time = event_log_time(&tailed.entry, now);
+    let log_time = take_event_log_time(&mut tailed.entry, now);
     // A time as printed with an unknown zone is no record timestamp.
     let ts = if log_time.ends_with('Z') && log_time.len() == 27 { log_time.clone() } else { now() };
     let offset = tailed.entry.offset;

@@ -14,7 +14,14 @@ pub fn parse_pg_time(text: &str) -> Option<Micros> {
     if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| -> Option<i64> { text.get(r)?.parse().ok() };
+    let n = |r: std::ops::Range<usize>| -> Option<i64> {
+        let field = text.get(r)?;
+        match ascii_digits(field.as_bytes()) {
+            Some(v) => Some(v),
+            // A sign or another oddity: whatever `parse` makes of it, as before.
+            None => field.parse().ok(),
+        }
+    };
     let (year, month, day) = (n(0..4)?, n(5..7)?, n(8..10)?);
     let (hour, minute, second) = (n(11..13)?, n(14..16)?, n(17..19)?);
     let mut i = 19;
@@ -25,12 +32,11 @@ pub fn parse_pg_time(text: &str) -> Option<Micros> {
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
-        let digits = &text[start..i];
-        let mut padded = [b'0'; 6];
-        for (k, d) in digits.bytes().take(6).enumerate() {
-            padded[k] = d;
+        // The first six digits, zero-padded on the right: microseconds.
+        for k in 0..6 {
+            let d = if start + k < i { b[start + k] } else { b'0' };
+            micros = micros * 10 + i64::from(d - b'0');
         }
-        micros = std::str::from_utf8(&padded).ok()?.parse().ok()?;
     }
     let zone = text[i..].trim();
     let offset_s = zone_offset_seconds(zone)?;
@@ -63,8 +69,16 @@ pub fn to_record_ts(text: &str) -> Option<String> {
 /// the same text as `bitville_schemas::format_micros`, without going through
 /// a calendar library: this runs once per log line.
 pub fn format_record_ts(micros: Micros) -> String {
+    let mut out = String::new();
+    write_record_ts(micros, &mut out);
+    out
+}
+
+/// [`format_record_ts`] appended to `out`, whose buffer may be reused.
+pub fn write_record_ts(micros: Micros, out: &mut String) {
     if micros < 0 {
-        return format_micros(micros);
+        out.push_str(&format_micros(micros));
+        return;
     }
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000) as u32;
@@ -84,7 +98,23 @@ pub fn format_record_ts(micros: Micros) -> String {
     put(14, 2, sod / 60 % 60);
     put(17, 2, sod % 60);
     put(20, 6, frac);
-    String::from_utf8_lossy(&buf).into_owned()
+    // Only ASCII digits and separators were written.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+}
+
+/// A run of 1 to 18 ASCII digits as a number; `None` for anything else.
+fn ascii_digits(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || bytes.len() > 18 {
+        return None;
+    }
+    let mut v = 0i64;
+    for &c in bytes {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(v)
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Hinnant).

@@ -143,8 +143,7 @@ impl PrefixParser {
     pub fn parse<'a>(&self, line: &'a str) -> Option<PrefixedLine<'a>> {
         let mut fields = PrefixFields::default();
         let mut budget = MAX_BACKTRACK;
-        let pos = self.parse_from(line, 0, 0, &mut fields, &mut budget)?;
-        let (severity, message) = split_severity(&line[pos..])?;
+        let (severity, message) = self.parse_from(line, 0, 0, &mut fields, &mut budget)?;
         Some(PrefixedLine { fields, severity, message })
     }
 
@@ -155,10 +154,10 @@ impl PrefixParser {
         pos: usize,
         fields: &mut PrefixFields<'a>,
         budget: &mut usize,
-    ) -> Option<usize> {
+    ) -> Option<(&'a str, &'a str)> {
         let bytes = line.as_bytes();
         let Some(token) = self.tokens.get(tok) else {
-            return split_severity(&line[pos..]).map(|_| pos);
+            return split_severity(&line[pos..]);
         };
         match token {
             Token::Literal(lit, _) => {
@@ -174,7 +173,7 @@ impl PrefixParser {
                     return Some(end);
                 }
                 *fields = saved;
-                split_severity(&line[pos..]).map(|_| pos)
+                split_severity(&line[pos..])
             }
             Token::Field { escape, padding } => {
                 let mut start = pos;

@@ -88,20 +88,37 @@ impl EntryParser for StderrParser {
 
     fn parse(&self, buf: &[u8], base: FilePosition, complete: bool, out: &mut Vec<LogEntry>) -> usize {
         let mut pos = 0usize;
-        let mut pending: Option<(LogEntry, Part, usize)> = None;
+        // The entry still open for continuation lines is always the last one
+        // in `out` (built in place, never moved): its index, the part that
+        // continuation lines extend, and its start in `buf`.
+        let mut pending: Option<(usize, Part, usize)> = None;
+        // UTF-8 is checked once over the buffer rather than line by line:
+        // bytes before `valid_to` are known valid; a line past it goes the
+        // lossy way and the check resumes after it.
+        let mut valid_to = utf8_valid_up_to(buf);
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
             let next = pos + nl + 1;
             let mut raw = &buf[pos..pos + nl];
             if raw.last() == Some(&b'\r') {
                 raw = &raw[..raw.len() - 1];
             }
-            let line: Cow<'_, str> = String::from_utf8_lossy(raw);
+            let line: Cow<'_, str> = if pos + nl <= valid_to {
+                // SAFETY: `buf[..valid_to]` was checked to be UTF-8, and a
+                // line split at an ASCII newline (or carriage return) keeps
+                // character boundaries.
+                Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(raw) })
+            } else {
+                if next > valid_to {
+                    valid_to = next + utf8_valid_up_to(&buf[next..]);
+                }
+                String::from_utf8_lossy(raw)
+            };
             if line.is_empty() {
                 pos = next;
                 continue;
             }
-            if let (Some(rest), Some((entry, part, _))) = (line.strip_prefix('\t'), pending.as_mut()) {
-                if let Some(s) = part_mut(entry, *part) {
+            if let (Some(rest), Some((idx, part, _))) = (line.strip_prefix('\t'), pending) {
+                if let Some(s) = part_mut(&mut out[idx], part) {
                     s.push('\n');
                     s.push_str(rest);
                 }
@@ -111,13 +128,14 @@ impl EntryParser for StderrParser {
             match self.prefix.parse(&line) {
                 Some(parsed) => {
                     let attach = attach_part(parsed.severity).filter(|_| {
-                        pending.as_ref().is_some_and(|(e, _, _)| {
+                        pending.is_some_and(|(idx, _, _)| {
+                            let e = &out[idx];
                             e.pid.is_none() || num::<u32>(parsed.fields.pid).is_none_or(|p| Some(p) == e.pid)
                         })
                     });
                     match (attach, pending.as_mut()) {
-                        (Some(part), Some((entry, last, _))) => {
-                            if let Some(s) = part_mut(entry, part) {
+                        (Some(part), Some((idx, last, _))) => {
+                            if let Some(s) = part_mut(&mut out[*idx], part) {
                                 if !s.is_empty() {
                                     s.push('\n');
                                 }
@@ -126,31 +144,34 @@ impl EntryParser for StderrParser {
                             *last = part;
                         }
                         _ => {
-                            if let Some((entry, _, _)) = pending.take() {
-                                out.push(entry);
-                            }
-                            let entry = Self::start_entry(base + pos as u64, &parsed);
-                            pending = Some((entry, Part::Message, pos));
+                            out.push(Self::start_entry(base + pos as u64, &parsed));
+                            pending = Some((out.len() - 1, Part::Message, pos));
                         }
                     }
                 }
                 None => {
-                    if let Some((entry, _, _)) = pending.take() {
-                        out.push(entry);
-                    }
+                    pending = None;
                     out.push(LogEntry::unparsed(base + pos as u64, &line));
                 }
             }
             pos = next;
         }
         match pending {
-            Some((entry, _, _)) if complete => {
-                out.push(entry);
-                pos
+            Some(_) if complete => pos,
+            Some((idx, _, start)) => {
+                out.truncate(idx);
+                start
             }
-            Some((_, _, start)) => start,
             None => pos,
         }
+    }
+}
+
+/// How many leading bytes of `bytes` are valid UTF-8.
+fn utf8_valid_up_to(bytes: &[u8]) -> usize {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) => e.valid_up_to(),
     }
 }
 
