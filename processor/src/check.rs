@@ -6,20 +6,14 @@
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::time::Duration;
+
+// The daemons share one shape of findings and the same access and probe
+// rules; the shipper's check module holds them.
+pub use shipper::check::Findings;
+use shipper::check::{PROBE_TIMEOUT, can};
 
 use crate::config::Config;
 use crate::gelf::config::TransportKind;
-
-/// How long a reachability probe of a GELF output may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// What `--check-config` found.
-#[derive(Debug, Default, PartialEq)]
-pub struct Findings {
-    pub problems: Vec<String>,
-    pub warnings: Vec<String>,
-}
 
 /// Checks the store path, the TLS files, the tokens and the GELF outputs.
 pub fn check(config: &Config) -> Findings {
@@ -27,20 +21,20 @@ pub fn check(config: &Config) -> Findings {
     check_store(&config.store.path, &mut f);
     if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
         if let Err(e) = crate::tls::server_config(cert, key) {
-            f.problems.push(format!("server.tls_cert/tls_key: {e}"));
+            f.problem(format!("server.tls_cert/tls_key: {e}"));
         }
     } else if !config.server.listen.ip().is_loopback() {
-        f.warnings.push(format!(
+        f.warn(format!(
             "server.listen {}: plain HTTP on a non-loopback address sends tokens in the clear; set tls_cert and tls_key",
             config.server.listen
         ));
     }
     if config.tokens.is_empty() {
-        f.warnings.push("tokens: none configured; a development token for project \"demo\" is made at start".to_owned());
+        f.warn("tokens: none configured; a development token for project \"demo\" is made at start");
     }
     for (i, output) in config.gelf.outputs.iter().enumerate() {
         if let Some(problem) = probe_output(output.transport, &output.address) {
-            f.problems.push(format!("gelf.outputs[{i}] ({}): {problem}", output.name));
+            f.problem(format!("gelf.outputs[{i}] ({}): {problem}", output.name));
         }
     }
     f
@@ -51,9 +45,9 @@ fn check_store(path: &Path, f: &mut Findings) {
     let key = "store.path";
     if path.exists() {
         if path.is_dir() {
-            f.problems.push(format!("{key} {} is a folder, not a file", path.display()));
-        } else if !access(path, libc::R_OK | libc::W_OK) {
-            f.problems.push(format!("{key} {} is not readable and writable by this user", path.display()));
+            f.problem(format!("{key} {} is a folder, not a file", path.display()));
+        } else if !can(path, libc::R_OK | libc::W_OK) {
+            f.problem(format!("{key} {} is not readable and writable by this user", path.display()));
         }
         return;
     }
@@ -63,20 +57,10 @@ fn check_store(path: &Path, f: &mut Findings) {
         folder = folder.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     }
     if !folder.is_dir() {
-        f.problems.push(format!("{key} {}: {} is not a folder", path.display(), folder.display()));
-    } else if !access(folder, libc::W_OK | libc::X_OK) {
-        f.problems.push(format!("{key} {}: folder {} is not writable by this user", path.display(), folder.display()));
+        f.problem(format!("{key} {}: {} is not a folder", path.display(), folder.display()));
+    } else if !can(folder, libc::W_OK | libc::X_OK) {
+        f.problem(format!("{key} {}: folder {} is not writable by this user", path.display(), folder.display()));
     }
-}
-
-/// access(2): whether this process may use `path` so.
-fn access(path: &Path, mode: libc::c_int) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
 /// Whether a GELF output answers: TCP and HTTP must accept a connection;

@@ -65,16 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.check_config {
         let origin = cli.config.as_ref().map_or("(embedded default)".to_owned(), |p| p.display().to_string());
         let findings = processor::check::check(&config);
-        for warning in &findings.warnings {
-            eprintln!("warning: {warning}");
-        }
-        for problem in &findings.problems {
-            eprintln!("{problem}");
-        }
-        if !findings.problems.is_empty() {
-            anyhow::bail!("config {origin}: {} problem(s)", findings.problems.len());
-        }
-        println!(
+        let summary = format!(
             "config {origin} is good: http {}, udp {}, store {}, {} token(s), {} admin token(s), retention {} days, {} GELF output(s)",
             config.server.listen,
             if config.server.udp_listen.is_empty() { "off" } else { &config.server.udp_listen },
@@ -84,6 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config.retention.days,
             config.gelf.outputs.len(),
         );
+        if !findings.report(&summary) {
+            anyhow::bail!("config {origin}: {} problem(s)", findings.problems.len());
+        }
         return Ok(());
     }
     match cli.command.unwrap_or(Command::Serve) {

@@ -76,7 +76,8 @@ pub fn uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-fn can(path: &Path, mode: libc::c_int) -> bool {
+/// access(2): whether the real user may use `path` as `mode` says.
+pub fn can(path: &Path, mode: libc::c_int) -> bool {
     let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
     // SAFETY: `c` is a NUL-terminated string that lives across the call.
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
