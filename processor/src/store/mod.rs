@@ -11,6 +11,7 @@
 //! again. DuckDB checkpoints the WAL into the file once it passes
 //! `checkpoint_threshold`, after retention, and at shutdown.
 
+mod columns;
 pub mod schema;
 mod writer;
 

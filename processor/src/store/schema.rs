@@ -371,7 +371,7 @@ pub const TABLES: [&Table; 8] = [
 ];
 
 /// Index of each table in [`TABLES`], for the writer's per-table row buffers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TableId {
     Records = 0,
     Requests = 1,

@@ -1,5 +1,6 @@
 //! The single writer: groups waiting batches into one transaction, dedupes
-//! record ids, appends rows with DuckDB's Appender, commits, then replies.
+//! record ids, appends each table's new rows as one Arrow batch through
+//! DuckDB's Appender ([`super::columns`]), commits, then replies.
 //!
 //! Dedupe is per day: a redelivered record carries the same `id` and `ts`,
 //! so it falls in the same day schema, whose `record_ids` table has a
@@ -8,16 +9,16 @@
 //! back are the new records, found by index probes rather than scans, and the
 //! index goes away with its day.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
 
-use duckdb::types::{TimeUnit, ToSqlOutput, Value, ValueRef};
-use duckdb::{Appender, Connection, ToSql, appender_params_from_iter};
+use duckdb::Connection;
 use tokio::sync::mpsc;
 
 use super::schema::{self, DAY_MICROS, STORE_SCHEMA_VERSION, TABLES, TEMPLATE_SCHEMA, TableId, quote_ident};
 use super::{Msg, Reply, StoreError, StoreConfig};
-use crate::flatten::{Cell, PreparedRecord};
+use super::columns;
+use crate::flatten::{Cell, PreparedRecord, Row};
 
 /// What a write did: `stored[i]` is false when record `i` was a duplicate.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,20 +35,6 @@ pub struct RetentionOutcome {
     pub kept_days: usize,
     /// Store file plus WAL after the checkpoint.
     pub file_bytes: u64,
-}
-
-impl ToSql for Cell {
-    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Cell::Null => ToSqlOutput::Owned(Value::Null),
-            Cell::Bool(b) => ToSqlOutput::Owned(Value::Boolean(*b)),
-            Cell::Int(i) => ToSqlOutput::Owned(Value::BigInt(*i)),
-            Cell::Float(f) => ToSqlOutput::Owned(Value::Double(*f)),
-            Cell::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Cell::Ts(t) => ToSqlOutput::Owned(Value::Timestamp(TimeUnit::Microsecond, *t)),
-            Cell::IntList(v) => ToSqlOutput::Owned(Value::List(v.iter().map(|i| Value::BigInt(*i)).collect())),
-        })
-    }
 }
 
 pub(super) struct Writer {
@@ -347,16 +334,11 @@ impl Writer {
         let conn = &self.conn;
         let err = |op: &'static str| move |e: duckdb::Error| StoreError::db(op, e);
         {
+            let staged = batches.iter().zip(candidate).flat_map(|(b, c)| b.iter().zip(c)).filter(|(_, c)| **c);
+            let ids = columns::staged_ids(staged.map(|(r, _)| (r.id.as_str(), r.day())))
+                .map_err(|e| StoreError::db("stage ids", e))?;
             let mut stage = conn.appender_to_catalog_and_db("stage_ids", "temp", "main").map_err(err("stage ids"))?;
-            for (batch, cand) in batches.iter().zip(candidate) {
-                for (r, &c) in batch.iter().zip(cand) {
-                    if c {
-                        stage
-                            .append_row(duckdb::params![r.id.as_str(), r.day()])
-                            .map_err(err("stage ids"))?;
-                    }
-                }
-            }
+            stage.append_record_batch(ids).map_err(err("stage ids"))?;
             stage.flush().map_err(err("stage ids"))?;
         }
         let mut new_ids: HashSet<String> = HashSet::new();
@@ -374,7 +356,8 @@ impl Writer {
         }
         conn.execute_batch("DELETE FROM temp.main.stage_ids").map_err(err("clear staged ids"))?;
 
-        let mut appenders: HashMap<(i64, TableId), Appender<'_>> = HashMap::new();
+        // Rows of the new records, grouped by day and table in arrival order.
+        let mut groups: BTreeMap<(i64, TableId), Vec<&Row>> = BTreeMap::new();
         let mut next_seq = self.next_seq;
         let mut flags = Vec::with_capacity(batches.len());
         for (batch, cand) in batches.iter_mut().zip(candidate) {
@@ -386,23 +369,22 @@ impl Writer {
                     continue;
                 }
                 let day = record.day();
-                let seq = next_seq;
-                next_seq += 1;
                 for row in &mut record.rows {
-                    row.cells[0] = Cell::Int(seq);
-                    let app = match appenders.entry((day, row.table)) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                            conn.appender_to_db(row.table.table().name, &schema::day_schema(day))
-                                .map_err(err("open appender"))?,
-                        ),
-                    };
-                    app.append_row(appender_params_from_iter(row.cells.iter())).map_err(err("append"))?;
+                    row.cells[0] = Cell::Int(next_seq);
+                }
+                next_seq += 1;
+                for row in &record.rows {
+                    groups.entry((day, row.table)).or_default().push(row);
                 }
             }
             flags.push(stored);
         }
-        for app in appenders.values_mut() {
+        for ((day, table), rows) in &groups {
+            let batch = columns::record_batch(table.table(), rows).map_err(|e| StoreError::db("build columns", e))?;
+            let mut app = conn
+                .appender_to_db(table.table().name, &schema::day_schema(*day))
+                .map_err(err("open appender"))?;
+            app.append_record_batch(batch).map_err(err("append"))?;
             app.flush().map_err(err("flush appender"))?;
         }
         Ok((flags, next_seq))
@@ -485,3 +467,4 @@ pub fn now_micros() -> i64 {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
+
