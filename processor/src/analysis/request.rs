@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::correlation::{self, RequestRef};
+use super::source::side_by_side;
 use super::{AnalysisError, Days, ENDPOINT_SQL, Micros, SECOND, Scope, Source, Window, check_uuid, format_time, query, quote, round3};
-use crate::store::schema;
 
 /// One SQL statement of the request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,97 +92,162 @@ const REQUEST_COLUMNS: [&str; 22] = [
     "sql_total_count", "sql_total_ms", "profiler", "error_message",
 ];
 
+/// Where a request's record is: enough to read everything else by zone
+/// maps (`ts`) rather than by scanning for its id.
+struct Located {
+    /// `ts` (the request's end) and `seq` of the record.
+    end: Micros,
+    seq: i64,
+    start: Micros,
+    correlation_id: String,
+}
+
+/// One of the drill-down's independent reads.
+enum Part {
+    Request(BTreeMap<String, Value>),
+    Sql(Vec<Statement>),
+    Profile(Profile),
+    Activity(Vec<ActivitySample>),
+    Logs(Vec<BTreeMap<String, Value>>),
+}
+
 /// Loads the drill-down of a request by correlation ID or record id.
+///
+/// One narrow query over every day finds the record; the five reads that
+/// follow (the row, its SQL, its profile, the database's samples and its
+/// log lines) are each bounded by the record's `ts` and run side by side on
+/// connections of their own, since each costs about the same few ms of
+/// DuckDB's fixed per-query work.
 ///
 /// # Errors
 /// The id is not a UUID, no request of the scope has it, or a query failed.
 pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail, AnalysisError> {
     let id = check_uuid(id)?;
-    let cols = REQUEST_COLUMNS.join(", ");
     let days = Days::load(src)?;
-    // One narrow query finds the day of the request (two columns of each
-    // day table, planned once); the full row is then read from that day's
-    // table alone. Asking day by day cost a query per day the id is not in.
-    let q = quote(&id);
+    let at = locate(src, &days, scope, &id)?.ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
+    let (days, at) = (&days, &at);
+    let jobs: Vec<Box<dyn FnOnce(&dyn Source) -> Result<Part, AnalysisError> + Send + '_>> = vec![
+        Box::new(move |src| request_row(src, days, at).map(Part::Request)),
+        Box::new(move |src| statements(src, days, at).map(Part::Sql)),
+        Box::new(move |src| profile(src, days, at).map(Part::Profile)),
+        Box::new(move |src| activity(src, days, scope, at).map(Part::Activity)),
+        Box::new(move |src| logs(src, days, scope, at).map(Part::Logs)),
+    ];
+    let mut detail = RequestDetail {
+        correlation_id: at.correlation_id.clone(),
+        request: BTreeMap::new(),
+        sql: Vec::new(),
+        profile: Profile::default(),
+        activity: Vec::new(),
+        logs: Vec::new(),
+    };
+    for part in side_by_side(src, jobs) {
+        match part? {
+            Part::Request(r) => detail.request = r,
+            Part::Sql(s) => detail.sql = s,
+            Part::Profile(p) => detail.profile = p,
+            Part::Activity(a) => detail.activity = a,
+            Part::Logs(l) => detail.logs = l,
+        }
+    }
+    Ok(detail)
+}
+
+/// Finds the newest record of the scope whose correlation ID or record id
+/// is `id`. Two columns of each day table are read, in one query planned
+/// once; asking day by day cost a query per day the id is not in.
+fn locate(src: &dyn Source, days: &Days, scope: &Scope, id: &str) -> Result<Option<Located>, AnalysisError> {
+    let q = quote(id);
     let lookups: Vec<String> = days
         .newest_first()
         .map(|day| {
             format!(
-                "SELECT {d} AS day, epoch_us(ts) AS t FROM {table} WHERE (correlation_id = {q} OR id = {q}){s}",
-                d = day.from,
-                table = days.table("requests", day),
-                s = scope.clause("")
+                "SELECT epoch_us(ts) AS t, seq, epoch_us(started_at) AS s, correlation_id FROM {} \
+                 WHERE (correlation_id = {q} OR id = {q}){}",
+                days.table("requests", day),
+                scope.clause("")
             )
         })
         .collect();
-    let found = if lookups.is_empty() {
-        Vec::new()
-    } else {
-        query(src, &format!("SELECT day FROM ({}) ORDER BY t DESC LIMIT 1", lookups.join(" UNION ALL ")))?
-    };
-    let mut rows = Vec::new();
-    if let Some(day_from) = found.first().map(|r| r.i(0)) {
-        let day = Window { from: day_from, to: day_from + schema::DAY_MICROS };
-        rows = query(
-            src,
-            &format!(
-                "SELECT seq, epoch_us(ts), epoch_us(started_at), coalesce(profile_period_ms, 0), {ENDPOINT_SQL}, {cols} FROM {table} \
-                 WHERE (correlation_id = {q} OR id = {q}){s} ORDER BY ts DESC LIMIT 1",
-                table = days.table("requests", day),
-                s = scope.clause("")
-            ),
-        )?;
+    if lookups.is_empty() {
+        return Ok(None);
     }
-    let r = rows.first().ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
-    let (seq, end, start) = (r.i(0), r.i(1), r.i(2));
+    let rows = query(src, &format!("SELECT * FROM ({}) ORDER BY t DESC, seq DESC LIMIT 1", lookups.join(" UNION ALL ")))?;
+    Ok(rows.first().map(|r| Located { end: r.i(0), seq: r.i(1), start: r.i(2), correlation_id: r.s(3) }))
+}
+
+impl Located {
+    /// The day table of `table` holding the record's rows, and the filter
+    /// that picks them: its `ts` (so zone maps skip the rest) and its `seq`.
+    fn rows_of(&self, days: &Days, table: &str) -> (String, String) {
+        let record = Window { from: self.end, to: self.end + 1 };
+        (days.table(table, record), format!("{} AND seq = {}", record.filter("ts"), self.seq))
+    }
+
+    /// The database side's span: the request's own, plus a little slack.
+    fn span(&self) -> Window {
+        Window { from: self.start - SECOND, to: self.end + 2 * SECOND }
+    }
+}
+
+fn request_row(src: &dyn Source, days: &Days, at: &Located) -> Result<BTreeMap<String, Value>, AnalysisError> {
+    let (table, same_record) = at.rows_of(days, "requests");
+    let rows = query(
+        src,
+        &format!("SELECT {ENDPOINT_SQL}, {} FROM {table} WHERE {same_record} LIMIT 1", REQUEST_COLUMNS.join(", ")),
+    )?;
+    let r = rows.first().ok_or_else(|| AnalysisError::NotFound(format!("request {}", at.correlation_id)))?;
     let mut request = BTreeMap::new();
-    request.insert("endpoint".to_owned(), json!(r.s(4)));
-    request.insert("ts".to_owned(), json!(format_time(end)));
-    request.insert("started_at".to_owned(), json!(format_time(start)));
+    request.insert("endpoint".to_owned(), json!(r.s(0)));
+    request.insert("ts".to_owned(), json!(format_time(at.end)));
+    request.insert("started_at".to_owned(), json!(format_time(at.start)));
     for (i, c) in REQUEST_COLUMNS.iter().enumerate() {
-        let v = r.opt(5 + i).map_or(Value::Null, |s| {
+        let v = r.opt(1 + i).map_or(Value::Null, |s| {
             s.parse::<i64>().map(Value::from).or_else(|_| s.parse::<f64>().map(Value::from)).unwrap_or_else(|_| json!(s))
         });
         request.insert((*c).to_owned(), v);
     }
-    let correlation_id = r.s(6);
-    let record = Window { from: end, to: end + 1 };
-    let same_record = format!("{} AND seq = {seq}", record.filter("ts"));
+    Ok(request)
+}
 
-    let sql = query(
+fn statements(src: &dyn Source, days: &Days, at: &Located) -> Result<Vec<Statement>, AnalysisError> {
+    let (table, same_record) = at.rows_of(days, "request_sql");
+    let rows = query(
         src,
         &format!(
             "SELECT idx, start_ms, duration_ms, op, status, fingerprint, sql, caller, rows, error, params::VARCHAR \
-             FROM {} WHERE {same_record} ORDER BY idx",
-            days.table("request_sql", record)
+             FROM {table} WHERE {same_record} ORDER BY idx"
         ),
-    )?
-    .iter()
-    .map(|r| Statement {
-        idx: r.i(0),
-        start_ms: r.f(1),
-        duration_ms: r.f(2),
-        op: r.s(3),
-        status: r.s(4),
-        fingerprint: r.s(5),
-        sql: r.s(6),
-        caller: r.opt(7).map(str::to_owned),
-        rows: r.opt(8).and_then(|s| s.parse().ok()),
-        error: r.opt(9).map(str::to_owned),
-        params: r.opt(10).map(str::to_owned),
-    })
-    .collect();
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| Statement {
+            idx: r.i(0),
+            start_ms: r.f(1),
+            duration_ms: r.f(2),
+            op: r.s(3),
+            status: r.s(4),
+            fingerprint: r.s(5),
+            sql: r.s(6),
+            caller: r.opt(7).map(str::to_owned),
+            rows: r.opt(8).and_then(|s| s.parse().ok()),
+            error: r.opt(9).map(str::to_owned),
+            params: r.opt(10).map(str::to_owned),
+        })
+        .collect())
+}
 
-    let profile_rows = query(
+fn profile(src: &dyn Source, days: &Days, at: &Located) -> Result<Profile, AnalysisError> {
+    let (table, same_record) = at.rows_of(days, "request_profile");
+    let rows = query(
         src,
         &format!(
             "SELECT profiler, stack, function, caller, coalesce(samples, 0), coalesce(wall_us, 0), coalesce(calls, 0) \
-             FROM {} WHERE {same_record} ORDER BY idx",
-            days.table("request_profile", record)
+             FROM {table} WHERE {same_record} ORDER BY idx"
         ),
     )?;
-    let profile = build_profile(
-        &profile_rows
+    Ok(build_profile(
+        &rows
             .iter()
             .map(|r| ProfileRow {
                 profiler: r.s(0),
@@ -193,13 +258,15 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
                 calls: r.i(6),
             })
             .collect::<Vec<_>>(),
-    );
+    ))
+}
 
-    // The database side, bounded by the request's span plus a little slack.
-    let span = Window { from: start - SECOND, to: end + 2 * SECOND };
-    let activity = activity(src, &days, scope, &span, &correlation_id)?;
+/// The request's log lines; a slow statement is logged when it ends, so
+/// the span reaches a little past the request.
+fn logs(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
+    let span = at.span();
     let log_span = Window { from: span.from, to: span.to + 10 * SECOND };
-    let logs = query(
+    let rows = query(
         src,
         &format!(
             "SELECT epoch_us(ts), class, severity, message, duration_ms, detail, fingerprint, lock_waited_ms FROM {} \
@@ -207,26 +274,26 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
             days.table("pg_log", log_span),
             log_span.filter("ts"),
             scope.clause(""),
-            quote(&correlation_id)
+            quote(&at.correlation_id)
         ),
-    )?
-    .iter()
-    .map(|r| {
-        let mut m = BTreeMap::new();
-        m.insert("ts".into(), json!(format_time(r.i(0))));
-        for (i, k) in ["class", "severity", "message", "duration_ms", "detail", "fingerprint", "lock_waited_ms"].iter().enumerate() {
-            m.insert((*k).to_owned(), r.opt(i + 1).map_or(Value::Null, |s| json!(s)));
-        }
-        m
-    })
-    .collect();
-
-    Ok(RequestDetail { correlation_id, request, sql, profile, activity, logs })
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mut m = BTreeMap::new();
+            m.insert("ts".into(), json!(format_time(r.i(0))));
+            for (i, k) in ["class", "severity", "message", "duration_ms", "detail", "fingerprint", "lock_waited_ms"].iter().enumerate() {
+                m.insert((*k).to_owned(), r.opt(i + 1).map_or(Value::Null, |s| json!(s)));
+            }
+            m
+        })
+        .collect())
 }
 
 /// The request's backend samples, with who blocked it and whom it blocked
 /// (each peer resolved to its request when it carries a correlation ID).
-fn activity(src: &dyn Source, days: &Days, scope: &Scope, span: &Window, correlation_id: &str) -> Result<Vec<ActivitySample>, AnalysisError> {
+fn activity(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Result<Vec<ActivitySample>, AnalysisError> {
+    let (span, correlation_id) = (&at.span(), at.correlation_id.as_str());
     let rows = query(
         src,
         &format!(

@@ -27,12 +27,42 @@ pub trait Source: Send {
     fn interrupter(&self) -> Option<Arc<duckdb::InterruptHandle>> {
         None
     }
+
+    /// Another connection to the same database, so that independent reads
+    /// can run side by side; `None` when the source has only the one.
+    fn fork(&self) -> Option<Box<dyn Source>> {
+        None
+    }
 }
 
 impl Source for crate::store::Reader {
     fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, AnalysisError> {
         self.query_strings(sql).map_err(|e| AnalysisError::Query(e.to_string()))
     }
+
+    fn fork(&self) -> Option<Box<dyn Source>> {
+        self.try_clone().ok().map(|r| Box::new(r) as Box<dyn Source>)
+    }
+}
+
+/// Runs `jobs` side by side, each on a connection of its own, when the
+/// source can open more; otherwise one after another on `src`. Results
+/// come back in the order of `jobs`.
+pub fn side_by_side<'a, T: Send>(src: &dyn Source, jobs: Vec<Box<dyn FnOnce(&dyn Source) -> T + Send + 'a>>) -> Vec<T> {
+    let forks: Option<Vec<Box<dyn Source>>> = jobs.iter().skip(1).map(|_| src.fork()).collect();
+    let Some(forks) = forks else {
+        return jobs.into_iter().map(|job| job(src)).collect();
+    };
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else { return Vec::new() };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs.zip(forks).map(|(job, fork)| scope.spawn(move || job(fork.as_ref()))).collect();
+        let mut out = vec![first(src)];
+        // A job that panicked takes the caller down with it, as it would
+        // have had it run on this thread.
+        out.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))));
+        out
+    })
 }
 
 /// A store file opened directly, read-only, for the CLI when no processor runs.
@@ -81,5 +111,9 @@ impl Source for StoreFile {
 
     fn interrupter(&self) -> Option<Arc<duckdb::InterruptHandle>> {
         Some(self.conn.interrupt_handle())
+    }
+
+    fn fork(&self) -> Option<Box<dyn Source>> {
+        self.conn.try_clone().ok().map(|conn| Box::new(StoreFile { conn }) as Box<dyn Source>)
     }
 }

@@ -224,6 +224,14 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Another connection to the same database.
+    ///
+    /// # Errors
+    /// DuckDB could not open one.
+    pub fn try_clone(&self) -> Result<Reader, StoreError> {
+        Ok(Reader { conn: self.conn.try_clone().map_err(|e| StoreError::db("open reader", e))? })
+    }
+
     /// One BIGINT (or NULL as 0) from a query, such as `SELECT count(*) FROM requests`.
     ///
     /// # Errors
