@@ -114,6 +114,9 @@ fn data_driven_lock_contention_ranks_the_blocking_request_url_first() {
     assert_eq!(first.name, "POST stock-recount");
     let url = first.evidence.get("blocker_url").and_then(|v| v.as_str()).unwrap_or("");
     assert_eq!(url, spike_fixture::LOCK_BLOCKER_URL, "{first:#?}");
+    // The queue behind the blocker is more than the window's excess; the
+    // share says "all of it", never more.
+    assert!(first.share > 0.5 && first.share <= 1.0, "share {}", first.share);
     // The statement that waited is not blamed for the wait.
     let waiter = bitville_schemas::fingerprint::normalize("UPDATE stock SET qty = qty - :qty WHERE sku = :sku");
     let waiter_score = r.suspects.iter().find(|s| s.name == waiter).map_or(0.0, |s| s.score_s);

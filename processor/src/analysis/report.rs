@@ -61,7 +61,10 @@ pub struct Suspect {
     pub name: String,
     /// Excess request-seconds this suspect explains.
     pub score_s: f64,
-    /// `score_s` over the window's total excess.
+    /// `score_s` over the window's total excess, at most 1. A suspect can
+    /// explain more than the excess (the request-seconds queued behind a lock
+    /// blocker count whole, while the baseline had its own waits, which the
+    /// excess nets out); `score_s` keeps the full figure.
     pub share: f64,
     /// Its own measure in the window and in the baseline (scaled to the window's length).
     pub window_s: f64,
@@ -162,9 +165,21 @@ impl Item {
 }
 
 /// Frames that are a PHP process waiting on the database driver: their
-/// exclusive time is SQL time, which the SQL suspects already hold.
+/// exclusive time is SQL time, which the SQL suspects already hold. The
+/// agent's own PDO subclasses (`BitvilleApm\Pdo`, `BitvilleApm\PdoStatement`)
+/// are the driver as the application sees it: Excimer shows the wrapper, not
+/// the internal method it calls, as the frame that waited.
 pub fn is_database_frame(function: &str) -> bool {
-    const PREFIXES: [&str; 6] = ["PDO::", "PDOStatement::", "pg_", "Phalcon\\Db\\", "mysqli", "Doctrine\\DBAL\\"];
+    const PREFIXES: [&str; 8] = [
+        "PDO::",
+        "PDOStatement::",
+        "BitvilleApm\\Pdo::",
+        "BitvilleApm\\PdoStatement::",
+        "pg_",
+        "Phalcon\\Db\\",
+        "mysqli",
+        "Doctrine\\DBAL\\",
+    ];
     PREFIXES.iter().any(|p| function.starts_with(p))
 }
 
@@ -632,7 +647,7 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
     let total = totals.excess_request_seconds;
     for (i, s) in suspects.iter_mut().enumerate() {
         s.rank = i + 1;
-        s.share = if total > 0.0 { round3(s.score_s / total) } else { 0.0 };
+        s.share = if total > 0.0 { round3((s.score_s / total).min(1.0)) } else { 0.0 };
         s.score_s = round3(s.score_s);
     }
 
@@ -714,6 +729,9 @@ mod tests {
     fn database_driver_frames_are_recognised() {
         assert!(is_database_frame("PDOStatement::execute"));
         assert!(is_database_frame("pg_query_params"));
+        assert!(is_database_frame("BitvilleApm\\PdoStatement::execute"));
+        assert!(is_database_frame("BitvilleApm\\Pdo::query"));
+        assert!(!is_database_frame("BitvilleApm\\Profiler::stop"));
         assert!(!is_database_frame("App\\Pricing::applyRules"));
     }
 
