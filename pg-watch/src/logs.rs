@@ -8,7 +8,7 @@ use bitville_schemas::records::{LogClass, LogSource, PgLogRecord};
 use bitville_schemas::{Envelope, Kind, SCHEMA_VERSION, format_ts};
 
 use crate::config::LogsSection;
-use crate::log::classify::{classify, take_event_log_time};
+use crate::log::classify::{RECORD_TS_LEN, classify, event_log_time};
 use crate::log::csvlog::CsvlogParser;
 use crate::log::jsonlog::JsonlogParser;
 use crate::log::prefix::{PrefixError, PrefixParser};
@@ -31,22 +31,16 @@ pub fn parser_for(format: LogFormat, log_line_prefix: &str) -> Result<Box<dyn En
 /// Wraps one tailed entry in a pg_log record. The record's `ts` is the log
 /// time when its zone is understood, else now; its id is the tailer's
 /// position-derived id, so re-reading after a crash repeats the same id.
-pub fn to_record(mut tailed: TailedEntry, project: &str, host: &str) -> PgLogRecord {
+pub fn to_record(tailed: TailedEntry<'_>, project: &str, host: &str) -> PgLogRecord {
     let now = || format_ts(SystemTime::now());
-    let log_time = take_event_log_time(&mut tailed.entry, now);
+    let log_time = event_log_time(&tailed.entry, now);
     // A time as printed with an unknown zone is no record timestamp.
-    let ts = if log_time.ends_with('Z') && log_time.len() == 27 { log_time.clone() } else { now() };
+    let ts = if log_time.ends_with('Z') && log_time.len() == RECORD_TS_LEN { log_time.clone() } else { now() };
+    let id = tailed.record_id();
     let offset = tailed.entry.offset;
     let mut event = classify(tailed.entry, tailed.format, log_time);
-    event.source = Some(LogSource { file: tailed.file, offset });
-    let envelope = Envelope {
-        v: SCHEMA_VERSION,
-        kind: Kind::PgLog,
-        id: tailed.record_id,
-        ts,
-        project: project.to_owned(),
-        host: host.to_owned(),
-    };
+    event.source = Some(LogSource { file: tailed.file.to_owned(), offset });
+    let envelope = Envelope { v: SCHEMA_VERSION, kind: Kind::PgLog, id, ts, project: project.to_owned(), host: host.to_owned() };
     PgLogRecord { envelope, event }
 }
 
@@ -84,24 +78,23 @@ impl LogWatcher {
     ) -> (u64, u64) {
         let (mut records, mut unparsed) = (0, 0);
         for tailer in &mut self.tailers {
-            let mut batch = Vec::new();
-            if let Err(e) = tailer.poll(&mut batch) {
-                tracing::warn!(error = %e, "log directory cannot be read");
-                continue;
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            let mut all_written = true;
-            for tailed in batch {
+            // Each entry becomes a record and goes to `sink` as it is parsed,
+            // while it still borrows the read buffer.
+            let (mut handed, mut all_written) = (0u64, true);
+            let polled = tailer.poll(|tailed| {
                 let record = to_record(tailed, project, host);
                 if record.event.class == LogClass::Unparsed {
                     unparsed += 1;
                 }
-                records += 1;
+                handed += 1;
                 all_written &= sink(&record);
+            });
+            if let Err(e) = polled {
+                tracing::warn!(error = %e, "log directory cannot be read");
+                continue;
             }
-            if all_written {
+            records += handed;
+            if handed > 0 && all_written {
                 if let Err(e) = tailer.commit() {
                     tracing::warn!(error = %e, "log checkpoint not written");
                 }

@@ -122,9 +122,8 @@ fn events(format: LogFormat, pattern: &str) -> Vec<PgLogRecord> {
     let parser = parser_for(format, PREFIX).unwrap();
     let mut tailer = Tailer::open(&s.cluster.log_dir, pattern, parser, &state.path().join("ck.json"), StartAt::Beginning).unwrap();
     tailer.flush_after = Duration::ZERO;
-    let mut out = Vec::new();
-    tailer.poll(&mut out).unwrap();
-    let records: Vec<PgLogRecord> = out.into_iter().map(|t| to_record(t, "shop", "db-1")).collect();
+    let mut records: Vec<PgLogRecord> = Vec::new();
+    tailer.poll(|t| records.push(to_record(t, "shop", "db-1"))).unwrap();
     for r in &records {
         let value = serde_json::to_value(r).unwrap();
         if let Err(e) = bitville_schemas::validate(&value) {

@@ -8,61 +8,59 @@ use bitville_schemas::fingerprint::parse_correlation_id;
 use bitville_schemas::records::{Deadlock, DeadlockProcess, FreeMap, LockInfo, LogClass, LogEvent, TempFile};
 use serde_json::Value;
 
-use super::{LogEntry, LogFormat, pgtime};
+use std::borrow::Cow;
+
+use super::{LogEntry, LogFormat, Text, pgtime};
 
 /// The schema's bound on `raw`, in bytes.
 pub const RAW_MAX: usize = 65_536;
 
 /// The event's log time: the record timestamp when the printed zone is
 /// understood, else the text as printed, else `now` (no time in the prefix).
-pub fn event_log_time(entry: &LogEntry, now: impl FnOnce() -> String) -> String {
+pub fn event_log_time(entry: &LogEntry<'_>, now: impl FnOnce() -> String) -> String {
     match entry.log_time.as_deref() {
-        Some(t) => pgtime::to_record_ts(t).unwrap_or_else(|| t.to_owned()),
+        Some(t) => match pgtime::parse_pg_time(t).or_else(|| pgtime::parse_epoch(t)) {
+            Some(micros) => {
+                let mut ts = String::with_capacity(RECORD_TS_LEN);
+                pgtime::write_record_ts(micros, &mut ts);
+                ts
+            }
+            None => t.to_owned(),
+        },
         None => now(),
     }
 }
 
-/// [`event_log_time`] for an entry about to be consumed: its printed time is
-/// taken out and its buffer reused for the record timestamp (both are about
-/// 27 bytes), one allocation fewer per entry.
-pub fn take_event_log_time(entry: &mut LogEntry, now: impl FnOnce() -> String) -> String {
-    match entry.log_time.take() {
-        Some(mut t) => {
-            if let Some(micros) = pgtime::parse_pg_time(&t).or_else(|| pgtime::parse_epoch(&t)) {
-                t.clear();
-                pgtime::write_record_ts(micros, &mut t);
-            }
-            t
-        }
-        None => now(),
-    }
-}
+/// The length of a record timestamp, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const RECORD_TS_LEN: usize = 27;
 
 /// Builds the event for one entry whose log time is already worked out
-/// (see [`event_log_time`]).
-pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEvent {
+/// (see [`event_log_time`]). This is where the entry's borrowed text becomes
+/// the record's own strings, each copied once.
+pub fn classify(entry: LogEntry<'_>, format: LogFormat, log_time: String) -> LogEvent {
+    let own = |t: Option<Text<'_>>| t.map(Cow::into_owned);
     let correlation_id = entry.application_name.as_deref().and_then(parse_correlation_id);
     let mut ev = LogEvent {
         log_time,
         format,
         class: LogClass::Other,
         message: String::new(),
-        severity: entry.severity,
-        sqlstate: entry.sqlstate.filter(|s| s.len() == 5),
+        severity: own(entry.severity),
+        sqlstate: own(entry.sqlstate.filter(|s| s.len() == 5)),
         pid: entry.pid,
-        session_id: entry.session_id,
+        session_id: own(entry.session_id),
         session_line: entry.session_line,
-        user: entry.user,
-        database: entry.database,
-        application_name: entry.application_name,
-        client: entry.client,
-        backend_type: entry.backend_type,
+        user: own(entry.user),
+        database: own(entry.database),
+        application_name: own(entry.application_name),
+        client: own(entry.client),
+        backend_type: own(entry.backend_type),
         query_id: entry.query_id.filter(|q| *q != 0),
         correlation_id,
-        detail: entry.detail,
-        hint: entry.hint,
-        context: entry.context,
-        statement: entry.statement,
+        detail: own(entry.detail),
+        hint: own(entry.hint),
+        context: own(entry.context),
+        statement: own(entry.statement),
         duration_ms: None,
         query: None,
         parameters: None,
@@ -76,9 +74,9 @@ pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEven
     };
     let Some(severity) = ev.severity.as_deref() else {
         ev.class = LogClass::Unparsed;
-        ev.raw = Some(truncate(&entry.message, RAW_MAX).to_owned());
-        ev.message = entry.message;
-        truncate_owned(&mut ev.message, RAW_MAX);
+        let raw = truncate(&entry.message, RAW_MAX);
+        ev.raw = Some(raw.to_owned());
+        ev.message = raw.to_owned();
         return ev;
     };
     let severity_class = match severity {
@@ -87,7 +85,7 @@ pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEven
         "PANIC" => Some(LogClass::Panic),
         _ => None,
     };
-    let msg = entry.message.as_str();
+    let msg: &str = &entry.message;
     ev.class = if let Some(rest) = msg.strip_prefix("duration: ") {
         duration_event(&mut ev, rest)
     } else if msg.starts_with("process ") && msg.contains(" after ") && lock_event(&mut ev, msg).is_some() {
@@ -122,7 +120,7 @@ pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEven
     } else {
         severity_class.unwrap_or(LogClass::Other)
     };
-    ev.message = entry.message;
+    ev.message = entry.message.into_owned();
     ev
 }
 
@@ -387,16 +385,11 @@ pub fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn truncate_owned(s: &mut String, max: usize) {
-    let keep = truncate(s, max).len();
-    s.truncate(keep);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(severity: &str, message: &str) -> LogEntry {
+    fn entry<'a>(severity: &'a str, message: &'a str) -> LogEntry<'a> {
         LogEntry {
             log_time: Some("2026-11-27 11:47:44.123 UTC".into()),
             pid: Some(812),
@@ -406,7 +399,7 @@ mod tests {
         }
     }
 
-    fn run(e: LogEntry) -> LogEvent {
+    fn run(e: LogEntry<'_>) -> LogEvent {
         let t = event_log_time(&e, || "2026-11-27T00:00:00.000000Z".into());
         classify(e, LogFormat::Stderr, t)
     }
