@@ -96,6 +96,12 @@ impl TailedEntry<'_> {
     pub fn record_id(&self) -> String {
         derived_record_id(self.fingerprint, self.format, self.entry.offset)
     }
+
+    /// [`TailedEntry::record_id`] written into `out`, which is cleared first.
+    pub fn write_record_id(&self, out: &mut String) {
+        out.clear();
+        write_record_id(self.fingerprint, self.format, self.entry.offset, out);
+    }
 }
 
 /// Tails the files of one format in one directory.
@@ -346,10 +352,17 @@ fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
 
 /// A UUID v4 made from the entry's position, stable across re-reads.
 pub fn derived_record_id(fingerprint: u64, format: LogFormat, offset: FilePosition) -> String {
-    let mut key = Vec::with_capacity(24);
-    key.extend_from_slice(&fingerprint.to_le_bytes());
-    key.push(format as u8);
-    key.extend_from_slice(&offset.to_le_bytes());
+    let mut id = String::with_capacity(uuid::fmt::Hyphenated::LENGTH);
+    write_record_id(fingerprint, format, offset, &mut id);
+    id
+}
+
+/// [`derived_record_id`] appended to `out`.
+pub fn write_record_id(fingerprint: u64, format: LogFormat, offset: FilePosition, out: &mut String) {
+    let mut key = [0u8; 17];
+    key[..8].copy_from_slice(&fingerprint.to_le_bytes());
+    key[8] = format as u8;
+    key[9..].copy_from_slice(&offset.to_le_bytes());
     let hi = fnv1a(0x6c62_272e_07bb_0142, &key);
     let lo = fnv1a(hi ^ 0x9e37_79b9_7f4a_7c15, &key);
     let mut bytes = [0u8; 16];
@@ -359,7 +372,7 @@ pub fn derived_record_id(fingerprint: u64, format: LogFormat, offset: FilePositi
     // Encoded into a stack buffer: `to_string` would go through the
     // formatting machinery once per log entry.
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid.hyphenated().encode_lower(&mut text).to_owned()
+    out.push_str(uuid.hyphenated().encode_lower(&mut text));
 }
 
 /// `*` matches any run of characters, `?` one; everything else is literal.
