@@ -151,7 +151,6 @@ impl LogWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::EntryParser;
 
     /// Entries of every shape one after another, so that each leaves fields
     /// the next one lacks.

@@ -2,7 +2,8 @@
 //!
 //! - [`prefix`]: `log_line_prefix` compiled into a parser.
 //! - [`stderr`], [`csvlog`], [`jsonlog`]: bytes of a log file into [`LogEntry`]s,
-//!   multi-line entries joined.
+//!   multi-line entries joined, each borrowing the read buffer and handed on
+//!   as soon as it is whole.
 //! - [`classify`]: a [`LogEntry`] into a pg_log event (slow statement, lock wait, ...).
 //! - [`pgtime`]: PostgreSQL's printed timestamps into record timestamps.
 //!
