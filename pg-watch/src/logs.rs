@@ -8,7 +8,7 @@ use bitville_schemas::records::{LogClass, LogSource, PgLogRecord};
 use bitville_schemas::{Envelope, Kind, SCHEMA_VERSION, format_ts};
 
 use crate::config::LogsSection;
-use crate::log::classify::{classify, take_event_log_time};
+use crate::log::classify::{RECORD_TS_LEN, classify_into, empty_event, write_event_log_time};
 use crate::log::csvlog::CsvlogParser;
 use crate::log::jsonlog::JsonlogParser;
 use crate::log::prefix::{PrefixError, PrefixParser};
@@ -31,23 +31,60 @@ pub fn parser_for(format: LogFormat, log_line_prefix: &str) -> Result<Box<dyn En
 /// Wraps one tailed entry in a pg_log record. The record's `ts` is the log
 /// time when its zone is understood, else now; its id is the tailer's
 /// position-derived id, so re-reading after a crash repeats the same id.
-pub fn to_record(mut tailed: TailedEntry, project: &str, host: &str) -> PgLogRecord {
-    let now = || format_ts(SystemTime::now());
-    let log_time = take_event_log_time(&mut tailed.entry, now);
-    // A time as printed with an unknown zone is no record timestamp.
-    let ts = if log_time.ends_with('Z') && log_time.len() == 27 { log_time.clone() } else { now() };
-    let offset = tailed.entry.offset;
-    let mut event = classify(tailed.entry, tailed.format, log_time);
-    event.source = Some(LogSource { file: tailed.file, offset });
+pub fn to_record(tailed: TailedEntry<'_>, project: &str, host: &str) -> PgLogRecord {
+    let mut record = empty_record(tailed.format);
+    fill_record(&mut record, tailed, project, host);
+    record
+}
+
+/// A record with nothing in it, for [`fill_record`].
+pub fn empty_record(format: LogFormat) -> PgLogRecord {
     let envelope = Envelope {
         v: SCHEMA_VERSION,
         kind: Kind::PgLog,
-        id: tailed.record_id,
-        ts,
-        project: project.to_owned(),
-        host: host.to_owned(),
+        id: String::new(),
+        ts: String::new(),
+        project: String::new(),
+        host: String::new(),
     };
-    PgLogRecord { envelope, event }
+    PgLogRecord { envelope, event: empty_event(format, String::new()) }
+}
+
+/// [`to_record`] into an existing record, every field overwritten. The log
+/// watcher fills one record per poll entry after entry and lends it to its
+/// sink, which serializes it at once: the strings keep their buffers from
+/// one entry to the next, so a record costs copies of its text but hardly
+/// any allocation.
+pub fn fill_record(record: &mut PgLogRecord, tailed: TailedEntry<'_>, project: &str, host: &str) {
+    let now = || format_ts(SystemTime::now());
+    let ev = &mut record.event;
+    let env = &mut record.envelope;
+    write_event_log_time(&tailed.entry, &mut ev.log_time, now);
+    env.ts.clear();
+    // A time as printed with an unknown zone is no record timestamp.
+    if ev.log_time.ends_with('Z') && ev.log_time.len() == RECORD_TS_LEN {
+        env.ts.push_str(&ev.log_time);
+    } else {
+        env.ts.push_str(&now());
+    }
+    tailed.write_record_id(&mut env.id);
+    set(&mut env.project, project);
+    set(&mut env.host, host);
+    let offset = tailed.entry.offset;
+    ev.format = tailed.format;
+    match ev.source.as_mut() {
+        Some(source) => {
+            set(&mut source.file, tailed.file);
+            source.offset = offset;
+        }
+        None => ev.source = Some(LogSource { file: tailed.file.to_owned(), offset }),
+    }
+    classify_into(tailed.entry, ev);
+}
+
+fn set(s: &mut String, value: &str) {
+    s.clear();
+    s.push_str(value);
 }
 
 /// Every configured log source of one directory.
@@ -84,29 +121,70 @@ impl LogWatcher {
     ) -> (u64, u64) {
         let (mut records, mut unparsed) = (0, 0);
         for tailer in &mut self.tailers {
-            let mut batch = Vec::new();
-            if let Err(e) = tailer.poll(&mut batch) {
-                tracing::warn!(error = %e, "log directory cannot be read");
-                continue;
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            let mut all_written = true;
-            for tailed in batch {
-                let record = to_record(tailed, project, host);
+            // Each entry becomes a record and goes to `sink` as it is parsed,
+            // while it still borrows the read buffer.
+            let (mut handed, mut all_written) = (0u64, true);
+            let mut record = empty_record(tailer.format());
+            let polled = tailer.poll(|tailed| {
+                fill_record(&mut record, tailed, project, host);
                 if record.event.class == LogClass::Unparsed {
                     unparsed += 1;
                 }
-                records += 1;
+                handed += 1;
                 all_written &= sink(&record);
+            });
+            if let Err(e) = polled {
+                tracing::warn!(error = %e, "log directory cannot be read");
+                continue;
             }
-            if all_written {
+            records += handed;
+            if handed > 0 && all_written {
                 if let Err(e) = tailer.commit() {
                     tracing::warn!(error = %e, "log checkpoint not written");
                 }
             }
         }
         (records, unparsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries of every shape one after another, so that each leaves fields
+    /// the next one lacks.
+    const LOG: &str = "\
+2026-11-27 11:47:44.123 UTC [812] shop@orders bitville:0d4f6a4e-2b7c-4f1e-9a53-3c1d2e4f5a6b LOG:  duration: 5.0 ms  execute s0: SELECT $1::int
+2026-11-27 11:47:44.123 UTC [812] shop@orders bitville:0d4f6a4e-2b7c-4f1e-9a53-3c1d2e4f5a6b DETAIL:  parameters: $1 = '7'
+2026-11-27 11:47:44.200 UTC [813] shop@orders psql LOG:  process 813 still waiting for ShareLock on transaction 734 after 1000.071 ms
+2026-11-27 11:47:44.200 UTC [813] shop@orders psql DETAIL:  Process holding the lock: 812. Wait queue: 813.
+garbage from an extension
+2026-11-27 11:47:45.000 UTC [90] LOG:  checkpoint starting: time
+2026-11-27 11:47:46.000 CET [812] shop@orders psql ERROR:  division by zero
+2026-11-27 11:47:46.000 UTC [812] shop@orders psql LOG:  duration: 1.5 ms  statement: SELECT 1
+2026-11-27 11:47:46.000 UTC [812] shop@orders psql LOG:  duration: 3.1 ms  plan:
+\tQuery Text: SELECT 2
+\tResult  (cost=0.00..0.01 rows=1 width=4)
+";
+
+    #[test]
+    fn a_reused_record_equals_a_fresh_one_after_every_entry() {
+        let parser = parser_for(LogFormat::Stderr, "%m [%p] %q%u@%d %a ").unwrap();
+        let mut reused = empty_record(LogFormat::Stderr);
+        let mut n = 0;
+        parser.parse(LOG.as_bytes(), 0, true, &mut |entry| {
+            let tailed = || TailedEntry { entry: entry.clone(), format: LogFormat::Stderr, file: "a.log", fingerprint: 7 };
+            fill_record(&mut reused, tailed(), "shop", "db-1");
+            let mut fresh = to_record(tailed(), "shop", "db-1");
+            if fresh.event.log_time.ends_with("CET") || entry.log_time.is_none() {
+                // An unknown zone, or no time at all: the time of reading.
+                fresh.envelope.ts = reused.envelope.ts.clone();
+                fresh.event.log_time = reused.event.log_time.clone();
+            }
+            assert_eq!(reused, fresh, "entry {n}");
+            n += 1;
+        });
+        assert_eq!(n, 7);
     }
 }

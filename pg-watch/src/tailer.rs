@@ -80,14 +80,28 @@ pub enum StartAt {
     End,
 }
 
-/// One entry handed out by the tailer, with what a record needs.
+/// One entry handed out by the tailer, with what a record needs. It borrows
+/// the tailer's read buffer, so it lives only for the call it is handed to.
 #[derive(Debug, Clone)]
-pub struct TailedEntry {
-    pub entry: LogEntry,
+pub struct TailedEntry<'a> {
+    pub entry: LogEntry<'a>,
     pub format: LogFormat,
-    pub file: String,
+    pub file: &'a str,
+    /// The fingerprint of the file's first line, for the record id.
+    pub fingerprint: u64,
+}
+
+impl TailedEntry<'_> {
     /// A UUID v4 derived from file fingerprint, format and offset.
-    pub record_id: String,
+    pub fn record_id(&self) -> String {
+        derived_record_id(self.fingerprint, self.format, self.entry.offset)
+    }
+
+    /// [`TailedEntry::record_id`] written into `out`, which is cleared first.
+    pub fn write_record_id(&self, out: &mut String) {
+        out.clear();
+        write_record_id(self.fingerprint, self.format, self.entry.offset, out);
+    }
 }
 
 /// Tails the files of one format in one directory.
@@ -148,13 +162,14 @@ impl Tailer {
         self.parser.format()
     }
 
-    /// Reads what is new in every matching file, oldest first, appending
-    /// entries to `out`. Call [`Tailer::commit`] once they are safely written.
+    /// Reads what is new in every matching file, oldest first, handing each
+    /// entry to `each` as it is parsed. Call [`Tailer::commit`] once they are
+    /// safely written.
     ///
     /// # Errors
     /// The directory cannot be listed. A file that vanishes or cannot be read
     /// is skipped and tried again at the next poll.
-    pub fn poll(&mut self, out: &mut Vec<TailedEntry>) -> Result<(), TailError> {
+    pub fn poll(&mut self, mut each: impl FnMut(TailedEntry<'_>)) -> Result<(), TailError> {
         let listing = fs::read_dir(&self.dir).map_err(|source| TailError::Directory { path: self.dir.clone(), source })?;
         let mut found: Vec<(SystemTime, PathBuf, fs::Metadata)> = Vec::new();
         for dirent in listing.flatten() {
@@ -176,7 +191,7 @@ impl Tailer {
             let id = (meta.dev(), meta.ino());
             alive.push(id);
             let rotated_away = Some(id) != newest;
-            if let Err(e) = self.poll_file(path, meta, rotated_away, out) {
+            if let Err(e) = self.poll_file(path, meta, rotated_away, &mut each) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read log file, will retry");
             }
         }
@@ -185,7 +200,13 @@ impl Tailer {
         Ok(())
     }
 
-    fn poll_file(&mut self, path: &Path, meta: &fs::Metadata, rotated_away: bool, out: &mut Vec<TailedEntry>) -> io::Result<()> {
+    fn poll_file(
+        &mut self,
+        path: &Path,
+        meta: &fs::Metadata,
+        rotated_away: bool,
+        each: &mut dyn FnMut(TailedEntry<'_>),
+    ) -> io::Result<()> {
         let id = (meta.dev(), meta.ino());
         let size = meta.len();
         let known = self.files.contains_key(&id);
@@ -235,22 +256,24 @@ impl Tailer {
         file.seek(SeekFrom::Start(state.offset))?;
         (&mut file).take(want as u64).read_to_end(&mut self.buf)?;
         let idle = now.duration_since(state.last_growth) >= self.flush_after;
-        let mut complete = rotated_away || idle;
-        let mut entries = Vec::new();
-        let mut used = self.parser.parse(&self.buf, state.offset, complete, &mut entries);
+        // Only a read that reached the end of the file can end its last
+        // entry: a chunk cut from a larger backlog may be followed by that
+        // entry's DETAIL lines.
+        let at_end = state.offset + self.buf.len() as u64 >= size;
+        let mut complete = (rotated_away || idle) && at_end;
+        let file_name = path.to_string_lossy();
+        let format = self.parser.format();
+        let mut emit = |entry: LogEntry<'_>| each(TailedEntry { entry, format, file: &file_name, fingerprint });
+        let mut used = self.parser.parse(&self.buf, state.offset, complete, &mut emit);
         if used == 0 && self.buf.len() == READ_CHUNK_MAX && !complete {
             // One entry larger than the chunk: hand it out as far as it goes.
+            // (Nothing was handed out above: a parser that consumed nothing
+            // emitted nothing.)
             complete = true;
-            used = self.parser.parse(&self.buf, state.offset, complete, &mut entries);
+            used = self.parser.parse(&self.buf, state.offset, complete, &mut emit);
         }
         state.offset += used as u64;
         state.pending = state.offset < size;
-        let file_name = path.to_string_lossy().into_owned();
-        let format = self.parser.format();
-        for entry in entries {
-            let record_id = derived_record_id(fingerprint, format, entry.offset);
-            out.push(TailedEntry { entry, format, file: file_name.clone(), record_id });
-        }
         Ok(())
     }
 
@@ -329,16 +352,27 @@ fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
 
 /// A UUID v4 made from the entry's position, stable across re-reads.
 pub fn derived_record_id(fingerprint: u64, format: LogFormat, offset: FilePosition) -> String {
-    let mut key = Vec::with_capacity(24);
-    key.extend_from_slice(&fingerprint.to_le_bytes());
-    key.push(format as u8);
-    key.extend_from_slice(&offset.to_le_bytes());
+    let mut id = String::with_capacity(uuid::fmt::Hyphenated::LENGTH);
+    write_record_id(fingerprint, format, offset, &mut id);
+    id
+}
+
+/// [`derived_record_id`] appended to `out`.
+pub fn write_record_id(fingerprint: u64, format: LogFormat, offset: FilePosition, out: &mut String) {
+    let mut key = [0u8; 17];
+    key[..8].copy_from_slice(&fingerprint.to_le_bytes());
+    key[8] = format as u8;
+    key[9..].copy_from_slice(&offset.to_le_bytes());
     let hi = fnv1a(0x6c62_272e_07bb_0142, &key);
     let lo = fnv1a(hi ^ 0x9e37_79b9_7f4a_7c15, &key);
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&hi.to_be_bytes());
     bytes[8..].copy_from_slice(&lo.to_be_bytes());
-    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    // Encoded into a stack buffer: `to_string` would go through the
+    // formatting machinery once per log entry.
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.push_str(uuid.hyphenated().encode_lower(&mut text));
 }
 
 /// `*` matches any run of characters, `?` one; everything else is literal.
@@ -379,8 +413,8 @@ mod tests {
 
     fn messages(t: &mut Tailer) -> Vec<String> {
         let mut out = Vec::new();
-        t.poll(&mut out).unwrap();
-        out.into_iter().map(|e| e.entry.message).collect()
+        t.poll(|e| out.push(e.entry.message.into_owned())).unwrap();
+        out
     }
 
     #[test]
@@ -396,11 +430,9 @@ mod tests {
         let b = dir.path().join("postgresql-2.log");
         append(&b, &line(4));
         assert_eq!(messages(&mut t), ["line 3", "line 4"]);
-        // Not committed: a restart reads lines 3 and 4 again, with the same ids.
-        let mut first = Vec::new();
+        // Not committed: a restart reads lines 3 and 4 again.
         let mut t2 = tailer(dir.path(), StartAt::Beginning);
-        t2.poll(&mut first).unwrap();
-        assert_eq!(first.iter().map(|e| e.entry.message.as_str()).collect::<Vec<_>>(), ["line 3", "line 4"]);
+        assert_eq!(messages(&mut t2), ["line 3", "line 4"]);
         t2.commit().unwrap();
         let mut t3 = tailer(dir.path(), StartAt::Beginning);
         assert!(messages(&mut t3).is_empty());
@@ -412,9 +444,8 @@ mod tests {
         let a = dir.path().join("postgresql-Mon.log");
         append(&a, &(line(1) + &line(2)));
         let mut t = tailer(dir.path(), StartAt::Beginning);
-        let mut out = Vec::new();
-        t.poll(&mut out).unwrap();
-        let ids: Vec<_> = out.iter().map(|e| e.record_id.clone()).collect();
+        let mut ids = Vec::new();
+        t.poll(|e| ids.push(e.record_id())).unwrap();
         assert_ne!(ids[0], ids[1]);
         fs::write(&a, line(7)).unwrap();
         assert_eq!(messages(&mut t), ["line 7"]);
@@ -445,9 +476,9 @@ mod tests {
         append(&a, "2026-11-27 11:47:44.123 UTC [1] DETAIL:  more\n");
         assert!(messages(&mut t).is_empty());
         t.flush_after = Duration::ZERO;
-        let mut out = Vec::new();
-        t.poll(&mut out).unwrap();
-        assert_eq!(out[0].entry.detail.as_deref(), Some("more"));
+        let mut details = Vec::new();
+        t.poll(|e| details.push(e.entry.detail.map(|d| d.into_owned()))).unwrap();
+        assert_eq!(details, [Some("more".to_owned())]);
     }
 
     #[test]

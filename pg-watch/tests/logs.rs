@@ -13,7 +13,7 @@ use std::time::Duration;
 use bitville_schemas::records::{LogClass, PgLogRecord};
 use common::Cluster;
 use pg_watch::log::LogFormat;
-use pg_watch::logs::{parser_for, to_record};
+use pg_watch::logs::{empty_record, fill_record, parser_for, to_record};
 use pg_watch::tailer::{StartAt, Tailer};
 
 const PREFIX: &str = "%m [%p] %q%u@%d %a %e ";
@@ -122,9 +122,23 @@ fn events(format: LogFormat, pattern: &str) -> Vec<PgLogRecord> {
     let parser = parser_for(format, PREFIX).unwrap();
     let mut tailer = Tailer::open(&s.cluster.log_dir, pattern, parser, &state.path().join("ck.json"), StartAt::Beginning).unwrap();
     tailer.flush_after = Duration::ZERO;
-    let mut out = Vec::new();
-    tailer.poll(&mut out).unwrap();
-    let records: Vec<PgLogRecord> = out.into_iter().map(|t| to_record(t, "shop", "db-1")).collect();
+    let mut records: Vec<PgLogRecord> = Vec::new();
+    tailer.poll(|t| records.push(to_record(t, "shop", "db-1"))).unwrap();
+    // The daemon fills one record entry after entry: nothing of an earlier
+    // entry may stay in it, so each must equal the record made afresh.
+    let state = tempfile::tempdir().unwrap();
+    let parser = parser_for(format, PREFIX).unwrap();
+    let mut tailer = Tailer::open(&s.cluster.log_dir, pattern, parser, &state.path().join("ck.json"), StartAt::Beginning).unwrap();
+    tailer.flush_after = Duration::ZERO;
+    let (mut reused, mut n) = (empty_record(format), 0);
+    tailer
+        .poll(|t| {
+            fill_record(&mut reused, t, "shop", "db-1");
+            assert_eq!(Some(&reused), records.get(n), "{format:?} record {n} filled into a used record");
+            n += 1;
+        })
+        .unwrap();
+    assert_eq!(n, records.len());
     for r in &records {
         let value = serde_json::to_value(r).unwrap();
         if let Err(e) = bitville_schemas::validate(&value) {

@@ -8,61 +8,65 @@ use bitville_schemas::fingerprint::parse_correlation_id;
 use bitville_schemas::records::{Deadlock, DeadlockProcess, FreeMap, LockInfo, LogClass, LogEvent, TempFile};
 use serde_json::Value;
 
-use super::{LogEntry, LogFormat, pgtime};
+use std::borrow::Cow;
+
+use super::{LogEntry, LogFormat, Text, pgtime};
 
 /// The schema's bound on `raw`, in bytes.
 pub const RAW_MAX: usize = 65_536;
 
 /// The event's log time: the record timestamp when the printed zone is
 /// understood, else the text as printed, else `now` (no time in the prefix).
-pub fn event_log_time(entry: &LogEntry, now: impl FnOnce() -> String) -> String {
+pub fn event_log_time(entry: &LogEntry<'_>, now: impl FnOnce() -> String) -> String {
+    let mut ts = String::with_capacity(RECORD_TS_LEN);
+    write_event_log_time(entry, &mut ts, now);
+    ts
+}
+
+/// [`event_log_time`] written into `out`, which is cleared first (its
+/// buffer is reused).
+pub fn write_event_log_time(entry: &LogEntry<'_>, out: &mut String, now: impl FnOnce() -> String) {
+    out.clear();
     match entry.log_time.as_deref() {
-        Some(t) => pgtime::to_record_ts(t).unwrap_or_else(|| t.to_owned()),
-        None => now(),
-    }
-}
-
-/// [`event_log_time`] for an entry about to be consumed: its printed time is
-/// taken out and its buffer reused for the record timestamp (both are about
-/// 27 bytes), one allocation fewer per entry.
-pub fn take_event_log_time(entry: &mut LogEntry, now: impl FnOnce() -> String) -> String {
-    match entry.log_time.take() {
-        Some(mut t) => {
-            if let Some(micros) = pgtime::parse_pg_time(&t).or_else(|| pgtime::parse_epoch(&t)) {
-                t.clear();
-                pgtime::write_record_ts(micros, &mut t);
+        Some(t) => {
+            if !pgtime::write_pg_time(t, out) {
+                match pgtime::parse_epoch(t) {
+                    Some(micros) => pgtime::write_record_ts(micros, out),
+                    None => out.push_str(t),
+                }
             }
-            t
         }
-        None => now(),
+        None => out.push_str(&now()),
     }
 }
 
-/// Builds the event for one entry whose log time is already worked out
-/// (see [`event_log_time`]).
-pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEvent {
-    let correlation_id = entry.application_name.as_deref().and_then(parse_correlation_id);
-    let mut ev = LogEvent {
+/// The length of a record timestamp, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const RECORD_TS_LEN: usize = 27;
+
+/// An event with nothing in it but its time and format, for
+/// [`classify_into`] to fill.
+pub fn empty_event(format: LogFormat, log_time: String) -> LogEvent {
+    LogEvent {
         log_time,
         format,
         class: LogClass::Other,
         message: String::new(),
-        severity: entry.severity,
-        sqlstate: entry.sqlstate.filter(|s| s.len() == 5),
-        pid: entry.pid,
-        session_id: entry.session_id,
-        session_line: entry.session_line,
-        user: entry.user,
-        database: entry.database,
-        application_name: entry.application_name,
-        client: entry.client,
-        backend_type: entry.backend_type,
-        query_id: entry.query_id.filter(|q| *q != 0),
-        correlation_id,
-        detail: entry.detail,
-        hint: entry.hint,
-        context: entry.context,
-        statement: entry.statement,
+        severity: None,
+        sqlstate: None,
+        pid: None,
+        session_id: None,
+        session_line: None,
+        user: None,
+        database: None,
+        application_name: None,
+        client: None,
+        backend_type: None,
+        query_id: None,
+        correlation_id: None,
+        detail: None,
+        hint: None,
+        context: None,
+        statement: None,
         duration_ms: None,
         query: None,
         parameters: None,
@@ -73,13 +77,77 @@ pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEven
         details: None,
         source: None,
         raw: None,
-    };
+    }
+}
+
+/// Builds the event for one entry whose log time is already worked out
+/// (see [`event_log_time`]).
+pub fn classify(entry: LogEntry<'_>, format: LogFormat, log_time: String) -> LogEvent {
+    let mut ev = empty_event(format, log_time);
+    classify_into(entry, &mut ev);
+    ev
+}
+
+/// Puts `value` into `slot`. Borrowed text is copied into the slot's own
+/// buffer when it has one, so an event filled entry after entry allocates
+/// only when a text outgrows its buffer.
+fn set_text(slot: &mut Option<String>, value: Option<Text<'_>>) {
+    match (slot.as_mut(), value) {
+        (_, None) => *slot = None,
+        (Some(s), Some(Cow::Borrowed(v))) => {
+            s.clear();
+            s.push_str(v);
+        }
+        (_, Some(v)) => *slot = Some(v.into_owned()),
+    }
+}
+
+fn set_str(slot: &mut Option<String>, value: Option<&str>) {
+    set_text(slot, value.map(Cow::Borrowed));
+}
+
+/// Fills `ev` from one entry: every field but `log_time`, `format` and
+/// `source` is overwritten. This is where the entry's borrowed text is
+/// copied into the event's strings; `ev` is meant to be reused (see
+/// [`crate::logs::fill_record`]), so most copies land in buffers the previous
+/// entry left.
+pub fn classify_into(entry: LogEntry<'_>, ev: &mut LogEvent) {
+    ev.correlation_id = entry.application_name.as_deref().and_then(parse_correlation_id);
+    set_text(&mut ev.severity, entry.severity);
+    set_text(&mut ev.sqlstate, entry.sqlstate.filter(|s| s.len() == 5));
+    ev.pid = entry.pid;
+    set_text(&mut ev.session_id, entry.session_id);
+    ev.session_line = entry.session_line;
+    set_text(&mut ev.user, entry.user);
+    set_text(&mut ev.database, entry.database);
+    set_text(&mut ev.application_name, entry.application_name);
+    set_text(&mut ev.client, entry.client);
+    set_text(&mut ev.backend_type, entry.backend_type);
+    ev.query_id = entry.query_id.filter(|q| *q != 0);
+    set_text(&mut ev.detail, entry.detail);
+    set_text(&mut ev.hint, entry.hint);
+    set_text(&mut ev.context, entry.context);
+    set_text(&mut ev.statement, entry.statement);
+    ev.duration_ms = None;
+    ev.plan = None;
+    ev.lock = None;
+    ev.deadlock = None;
+    ev.temp_file = None;
+    ev.details = None;
+    ev.raw = None;
+    let msg: &str = &entry.message;
+    if !msg.starts_with("duration: ") || ev.severity.is_none() {
+        // Only slow statements and plans have these; theirs are set below.
+        ev.query = None;
+        ev.parameters = None;
+    }
     let Some(severity) = ev.severity.as_deref() else {
         ev.class = LogClass::Unparsed;
-        ev.raw = Some(truncate(&entry.message, RAW_MAX).to_owned());
-        ev.message = entry.message;
-        truncate_owned(&mut ev.message, RAW_MAX);
-        return ev;
+        let raw = truncate(msg, RAW_MAX);
+        ev.raw = Some(raw.to_owned());
+        ev.message.clear();
+        ev.message.push_str(raw);
+        return;
     };
     let severity_class = match severity {
         "ERROR" => Some(LogClass::Error),
@@ -87,10 +155,9 @@ pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEven
         "PANIC" => Some(LogClass::Panic),
         _ => None,
     };
-    let msg = entry.message.as_str();
     ev.class = if let Some(rest) = msg.strip_prefix("duration: ") {
-        duration_event(&mut ev, rest)
-    } else if msg.starts_with("process ") && msg.contains(" after ") && lock_event(&mut ev, msg).is_some() {
+        duration_event(ev, rest)
+    } else if msg.starts_with("process ") && msg.contains(" after ") && lock_event(ev, msg).is_some() {
         ev.class
     } else if msg == "deadlock detected" || ev.sqlstate.as_deref() == Some("40P01") {
         ev.deadlock = ev.detail.as_deref().map(parse_deadlock);
@@ -122,8 +189,13 @@ pub fn classify(entry: LogEntry, format: LogFormat, log_time: String) -> LogEven
     } else {
         severity_class.unwrap_or(LogClass::Other)
     };
-    ev.message = entry.message;
-    ev
+    match entry.message {
+        Cow::Borrowed(m) => {
+            ev.message.clear();
+            ev.message.push_str(m);
+        }
+        Cow::Owned(m) => ev.message = m,
+    }
 }
 
 /// `duration: 12.3 ms  statement: ...`, `...  execute <name>: ...`,
@@ -140,11 +212,12 @@ fn duration_event(ev: &mut LogEvent, rest: &str) -> LogClass {
     let number = if bare { number } else { number.trim() };
     ev.duration_ms = number.parse::<f64>().ok().filter(|d| *d >= 0.0);
     let tail = tail.trim_start_matches(' ');
+    ev.parameters = None;
     if let Some(plan) = tail.strip_prefix("plan:") {
         let plan = plan.trim_start_matches(['\n', ' ']);
         if plan.starts_with('{') {
             if let Ok(v) = serde_json::from_str::<Value>(plan) {
-                ev.query = v.get("Query Text").and_then(Value::as_str).map(str::to_owned);
+                set_str(&mut ev.query, v.get("Query Text").and_then(Value::as_str));
                 ev.plan = Some(v);
                 return LogClass::AutoExplain;
             }
@@ -152,25 +225,24 @@ fn duration_event(ev: &mut LogEvent, rest: &str) -> LogClass {
         let (first, body) = plan.split_once('\n').unwrap_or((plan, ""));
         match first.strip_prefix("Query Text: ") {
             Some(q) => {
-                ev.query = Some(q.to_owned());
+                set_str(&mut ev.query, Some(q));
                 ev.plan = Some(Value::String(body.to_owned()));
             }
-            None => ev.plan = Some(Value::String(plan.to_owned())),
+            None => {
+                ev.query = None;
+                ev.plan = Some(Value::String(plan.to_owned()));
+            }
         }
         return LogClass::AutoExplain;
     }
     if let Some(q) = tail.strip_prefix("statement: ") {
-        ev.query = Some(q.to_owned());
+        set_str(&mut ev.query, Some(q));
     } else if ["execute ", "parse ", "bind "].iter().any(|p| tail.starts_with(p)) {
         // Extended protocol: `execute <unnamed>: SELECT ...`, `execute S_1: ...`.
-        if let Some((_, q)) = tail.split_once(": ") {
-            ev.query = Some(q.to_owned());
-        }
-        ev.parameters = ev
-            .detail
-            .as_deref()
-            .and_then(|d| d.strip_prefix("parameters: "))
-            .map(str::to_owned);
+        set_str(&mut ev.query, tail.split_once(": ").map(|(_, q)| q));
+        set_str(&mut ev.parameters, ev.detail.as_deref().and_then(|d| d.strip_prefix("parameters: ")));
+    } else {
+        ev.query = None;
     }
     LogClass::SlowStatement
 }
@@ -387,16 +459,11 @@ pub fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn truncate_owned(s: &mut String, max: usize) {
-    let keep = truncate(s, max).len();
-    s.truncate(keep);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(severity: &str, message: &str) -> LogEntry {
+    fn entry<'a>(severity: &'a str, message: &'a str) -> LogEntry<'a> {
         LogEntry {
             log_time: Some("2026-11-27 11:47:44.123 UTC".into()),
             pid: Some(812),
@@ -406,7 +473,7 @@ mod tests {
         }
     }
 
-    fn run(e: LogEntry) -> LogEvent {
+    fn run(e: LogEntry<'_>) -> LogEvent {
         let t = event_log_time(&e, || "2026-11-27T00:00:00.000000Z".into());
         classify(e, LogFormat::Stderr, t)
     }

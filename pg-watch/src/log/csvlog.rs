@@ -69,36 +69,58 @@ impl EntryParser for CsvlogParser {
         LogFormat::Csvlog
     }
 
-    fn parse(&self, buf: &[u8], base: FilePosition, _complete: bool, out: &mut Vec<LogEntry>) -> usize {
+    fn parse<'a>(&self, buf: &'a [u8], base: FilePosition, _complete: bool, emit: &mut dyn FnMut(LogEntry<'a>)) -> usize {
         let mut pos = 0;
         while pos < buf.len() {
-            let Some((f, len)) = next_record(&buf[pos..]) else { break };
+            let Some((mut f, len)) = next_record(&buf[pos..]) else { break };
             let offset = base + pos as u64;
             if f.len() < MIN_COLUMNS {
-                let raw = String::from_utf8_lossy(&buf[pos..pos + len]);
-                out.push(LogEntry::unparsed(offset, raw.trim_end_matches(['\n', '\r'])));
+                let raw = match String::from_utf8_lossy(&buf[pos..pos + len]) {
+                    Cow::Borrowed(r) => Cow::Borrowed(r.trim_end_matches(['\n', '\r'])),
+                    Cow::Owned(r) => Cow::Owned(r.trim_end_matches(['\n', '\r']).to_owned()),
+                };
+                emit(LogEntry::unparsed(offset, raw));
             } else {
-                let col = |i: usize| f.get(i).map(|c| c.as_ref());
-                out.push(LogEntry {
+                // Each column is moved out once; the record's fields are not needed after.
+                let mut col = |i: usize| text(f.get_mut(i).map(std::mem::take));
+                let log_time = col(0);
+                let user = col(1);
+                let database = col(2);
+                let pid = num(col(3).as_deref());
+                let client = col(4);
+                let session_id = col(5);
+                let session_line = num(col(6).as_deref());
+                let severity = col(11);
+                let sqlstate = col(12);
+                let message = col(13).unwrap_or_default();
+                let detail = col(14);
+                let hint = col(15);
+                let internal_query = col(16);
+                let context = col(18);
+                let statement = col(19);
+                let application_name = col(22);
+                let backend_type = col(23);
+                let query_id = num(col(25).as_deref());
+                emit(LogEntry {
                     offset,
-                    log_time: text(col(0)),
-                    user: text(col(1)),
-                    database: text(col(2)),
-                    pid: num(col(3)),
-                    client: text(col(4)),
-                    session_id: text(col(5)),
-                    session_line: num(col(6)),
-                    severity: text(col(11)),
-                    sqlstate: text(col(12)),
-                    message: col(13).unwrap_or_default().to_owned(),
-                    detail: text(col(14)),
-                    hint: text(col(15)),
-                    internal_query: text(col(16)),
-                    context: text(col(18)),
-                    statement: text(col(19)),
-                    application_name: text(col(22)),
-                    backend_type: text(col(23)),
-                    query_id: num(col(25)),
+                    log_time,
+                    user,
+                    database,
+                    pid,
+                    client,
+                    session_id,
+                    session_line,
+                    severity,
+                    sqlstate,
+                    message,
+                    detail,
+                    hint,
+                    internal_query,
+                    context,
+                    statement,
+                    application_name,
+                    backend_type,
+                    query_id,
                 });
             }
             pos += len;
@@ -122,7 +144,7 @@ mod tests {
             "2026-11-27 11:47:46.000 UTC,,,90,,6565b2a0.5a,2,,2026-11-27 11:40:00 UTC,,0,LOG,00000,\"partial"
         );
         let mut out = Vec::new();
-        let used = CsvlogParser.parse(log.as_bytes(), 0, true, &mut out);
+        let used = CsvlogParser.parse(log.as_bytes(), 0, true, &mut |e| out.push(e));
         assert_eq!(out.len(), 2, "{out:#?}");
         assert_eq!(used, log.find("2026-11-27 11:47:46").unwrap());
         assert_eq!(out[0].statement.as_deref(), Some("SELECT \"a\"\n, 1/0;"));
@@ -136,7 +158,7 @@ mod tests {
     #[test]
     fn short_records_are_kept_raw() {
         let mut out = Vec::new();
-        CsvlogParser.parse(b"not,a,log\n", 0, true, &mut out);
+        CsvlogParser.parse(b"not,a,log\n", 0, true, &mut |e| out.push(e));
         assert!(out[0].is_unparsed());
         assert_eq!(out[0].message, "not,a,log");
     }

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::{EntryParser, FilePosition, LogEntry, LogFormat};
+use super::{EntryParser, FilePosition, LogEntry, LogFormat, Text};
 
 /// Parses jsonlog files.
 #[derive(Debug, Clone, Default)]
@@ -49,8 +49,8 @@ struct Line<'a> {
     query_id: Option<i64>,
 }
 
-fn own(v: Option<Cow<'_, str>>) -> Option<String> {
-    v.filter(|s| !s.is_empty()).map(Cow::into_owned)
+fn own<'a>(v: Option<Cow<'a, str>>) -> Option<Text<'a>> {
+    v.filter(|s| !s.is_empty())
 }
 
 impl EntryParser for JsonlogParser {
@@ -58,7 +58,7 @@ impl EntryParser for JsonlogParser {
         LogFormat::Jsonlog
     }
 
-    fn parse(&self, buf: &[u8], base: FilePosition, _complete: bool, out: &mut Vec<LogEntry>) -> usize {
+    fn parse<'a>(&self, buf: &'a [u8], base: FilePosition, _complete: bool, emit: &mut dyn FnMut(LogEntry<'a>)) -> usize {
         let mut pos = 0;
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
             let raw = &buf[pos..pos + nl];
@@ -70,10 +70,10 @@ impl EntryParser for JsonlogParser {
             match serde_json::from_slice::<Line<'_>>(raw) {
                 Ok(l) if l.error_severity.is_some() => {
                     let client = match (l.remote_host, l.remote_port) {
-                        (Some(h), Some(p)) => Some(format!("{h}({p})")),
+                        (Some(h), Some(p)) => Some(Cow::Owned(format!("{h}({p})"))),
                         (h, _) => own(h),
                     };
-                    out.push(LogEntry {
+                    emit(LogEntry {
                         offset,
                         log_time: own(l.timestamp),
                         pid: l.pid,
@@ -87,7 +87,7 @@ impl EntryParser for JsonlogParser {
                         query_id: l.query_id,
                         sqlstate: own(l.state_code),
                         severity: own(l.error_severity),
-                        message: l.message.map(Cow::into_owned).unwrap_or_default(),
+                        message: l.message.unwrap_or_default(),
                         detail: own(l.detail),
                         hint: own(l.hint),
                         context: own(l.context),
@@ -95,7 +95,7 @@ impl EntryParser for JsonlogParser {
                         internal_query: own(l.internal_query),
                     });
                 }
-                _ => out.push(LogEntry::unparsed(offset, &String::from_utf8_lossy(raw))),
+                _ => emit(LogEntry::unparsed(offset, String::from_utf8_lossy(raw))),
             }
         }
         pos
@@ -114,7 +114,7 @@ mod tests {
             r#"{"timestamp":"2026-11-27 11:47:45.000 UTC","pid":9,"error_severity":"LOG","message":"partial"#
         );
         let mut out = Vec::new();
-        let used = JsonlogParser.parse(log.as_bytes(), 0, true, &mut out);
+        let used = JsonlogParser.parse(log.as_bytes(), 0, true, &mut |e| out.push(e));
         assert_eq!(out.len(), 2);
         assert_eq!(used, log.rfind('\n').unwrap() + 1);
         assert_eq!(out[0].client.as_deref(), Some("127.0.0.1(5000)"));

@@ -6,6 +6,8 @@
 //! printed and the record's `ts` falls back to the time it was read (the
 //! README asks for `log_timezone = 'UTC'`).
 
+use std::cell::Cell;
+
 use bitville_schemas::{Micros, format_micros};
 
 /// Parses `YYYY-MM-DD HH:MM:SS[.frac] ZONE` (or `T` between date and time).
@@ -63,6 +65,66 @@ pub fn parse_epoch(text: &str) -> Option<Micros> {
 /// A log time as a record timestamp, when its zone is understood.
 pub fn to_record_ts(text: &str) -> Option<String> {
     parse_pg_time(text).or_else(|| parse_epoch(text)).map(format_record_ts)
+}
+
+/// The last second converted on this thread: the printed time without its
+/// fraction (date, time and zone) and the record timestamp's text up to the
+/// fraction.
+#[derive(Clone, Copy)]
+struct LastSecond {
+    key: [u8; LAST_KEY_MAX],
+    key_len: usize,
+    prefix: [u8; 19],
+}
+
+const LAST_KEY_MAX: usize = 40;
+
+thread_local! {
+    static LAST_SECOND: Cell<Option<LastSecond>> = const { Cell::new(None) };
+}
+
+/// [`to_record_ts`] of a `%m`/`%t` time, appended to `out`; `false` (and
+/// `out` untouched) when the text is no such time or its zone is not
+/// understood. A busy server logs thousands of lines a second, so the
+/// conversion of the last second seen is kept: a line of the same second
+/// only copies its fraction.
+pub fn write_pg_time(text: &str, out: &mut String) -> bool {
+    let b = text.as_bytes();
+    if b.len() < 19 {
+        return false;
+    }
+    let mut end = 19;
+    if b.get(19) == Some(&b'.') {
+        end = 20;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
+        }
+    }
+    let key_len = 19 + (b.len() - end);
+    let same_key = |k: &LastSecond| k.key_len == key_len && k.key[..19] == b[..19] && k.key[19..key_len] == b[end..];
+    if let Some(last) = LAST_SECOND.get().filter(same_key) {
+        let mut frac = *b"000000";
+        let digits = &b[(20).min(end)..end];
+        let n = digits.len().min(6);
+        frac[..n].copy_from_slice(&digits[..n]);
+        // Only ASCII digits and separators: copied from a checked text and the digit run above.
+        out.push_str(std::str::from_utf8(&last.prefix).unwrap_or_default());
+        out.push('.');
+        out.push_str(std::str::from_utf8(&frac).unwrap_or_default());
+        out.push('Z');
+        return true;
+    }
+    let Some(micros) = parse_pg_time(text) else { return false };
+    let start = out.len();
+    write_record_ts(micros, out);
+    if micros >= 0 && key_len <= LAST_KEY_MAX && out.len() - start == 27 {
+        let mut last = LastSecond { key: [0; LAST_KEY_MAX], key_len, prefix: [0; 19] };
+        last.key[..19].copy_from_slice(&b[..19]);
+        last.key[19..key_len].copy_from_slice(&b[end..]);
+        last.prefix.copy_from_slice(&out.as_bytes()[start..start + 19]);
+        LAST_SECOND.set(Some(last));
+    }
+    true
 }
 
 /// Formats microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
@@ -182,6 +244,30 @@ mod tests {
     fn the_fast_formatter_matches_the_schema_crate() {
         for micros in [0, 951_782_400_000_000, 1_795_788_464_123_456, 4_102_444_799_999_999, 1_709_251_199_000_001] {
             assert_eq!(format_record_ts(micros), format_micros(micros));
+        }
+    }
+
+    #[test]
+    fn the_last_second_kept_gives_the_same_text_as_a_full_conversion() {
+        // Same second with other fractions, then the same clock text in
+        // another zone, without a fraction, with a long one, and back.
+        let times = [
+            "2026-11-27 11:47:44.123 UTC",
+            "2026-11-27 11:47:44.9 UTC",
+            "2026-11-27 11:47:44.123 +02",
+            "2026-11-27 11:47:44 +02",
+            "2026-11-27 11:47:44.1234567 +02",
+            "2026-11-27 11:47:45.000 UTC",
+            "2026-11-27 11:47:44.5 UTC",
+            "2026-11-27 11:47:44.5 CET",
+            "2026-11-27 11:47:44.5 CET",
+            "1969-12-31 23:59:59.5 UTC",
+            "1969-12-31 23:59:59.25 UTC",
+        ];
+        for t in times {
+            let mut out = String::from(">");
+            let ok = write_pg_time(t, &mut out);
+            assert_eq!(ok.then(|| out[1..].to_owned()), parse_pg_time(t).map(format_record_ts), "{t}");
         }
     }
 

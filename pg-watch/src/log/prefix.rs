@@ -55,12 +55,6 @@ pub struct PrefixFields<'a> {
     pub query_id: Option<&'a str>,
 }
 
-/// The severities PostgreSQL writes after the prefix.
-pub const SEVERITIES: [&str; 15] = [
-    "LOG", "STATEMENT", "DETAIL", "ERROR", "HINT", "CONTEXT", "WARNING", "NOTICE", "INFO", "FATAL",
-    "PANIC", "QUERY", "LOCATION", "DEBUG", "DEBUG1",
-];
-
 /// A parsed line: its prefix fields, severity and the message after `:  `.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixedLine<'a> {
@@ -202,9 +196,16 @@ impl PrefixParser {
                 match next_lit {
                     Some(finder) => {
                         let mut from = start;
-                        while let Some(found) = finder.find(&bytes[from..]) {
+                        // A one-byte literal (`@`, a space) goes straight to
+                        // memchr, without the substring searcher's dispatch.
+                        let needle = finder.needle();
+                        let find = |hay: &[u8]| match needle {
+                            [b] => memchr::memchr(*b, hay),
+                            _ => finder.find(hay),
+                        };
+                        while let Some(found) = find(&bytes[from..]) {
                             let end = from + found;
-                            set_field(fields, *escape, line[start..end].trim_end_matches(' '));
+                            set_field(fields, *escape, trim_end_spaces(&line[start..end]));
                             if let Some(done) = self.parse_from(line, tok + 1, end, fields, budget) {
                                 return Some(done);
                             }
@@ -231,6 +232,17 @@ impl PrefixParser {
     }
 }
 
+/// `text` without trailing spaces (byte-wise: `trim_end_matches` decodes
+/// characters from the end).
+fn trim_end_spaces(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    let mut end = bytes.len();
+    while end > 0 && bytes[end - 1] == b' ' {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn flush_literal(tokens: &mut Vec<Token>, literal: &mut Vec<u8>) {
     if !literal.is_empty() {
         let lit = std::mem::take(literal);
@@ -251,7 +263,14 @@ pub fn split_severity(rest: &str) -> Option<(&str, &str)> {
         return None;
     }
     let severity = &rest[..i];
-    if !SEVERITIES.contains(&severity) && !severity.starts_with("DEBUG") {
+    // The severities PostgreSQL writes (DEBUG1 to DEBUG5 below), matched
+    // on the text: this runs once per line.
+    let known = matches!(
+        severity,
+        "LOG" | "STATEMENT" | "DETAIL" | "ERROR" | "HINT" | "CONTEXT" | "WARNING" | "NOTICE" | "INFO" | "FATAL" | "PANIC"
+            | "QUERY" | "LOCATION"
+    );
+    if !known && !severity.starts_with("DEBUG") {
         return None;
     }
     Some((severity, &rest[i + 3..]))

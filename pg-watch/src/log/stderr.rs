@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use super::prefix::{PrefixParser, PrefixedLine};
-use super::{EntryParser, FilePosition, LogEntry, LogFormat, num, text};
+use super::{EntryParser, FilePosition, LogEntry, LogFormat, Text, num};
 
 /// Parses stderr-format logs written with one `log_line_prefix`.
 #[derive(Debug, Clone)]
@@ -34,26 +34,41 @@ impl StderrParser {
     pub fn new(prefix: PrefixParser) -> Self {
         StderrParser { prefix }
     }
+}
 
-    fn start_entry(offset: FilePosition, line: &PrefixedLine<'_>) -> LogEntry {
-        let f = &line.fields;
-        LogEntry {
-            offset,
-            log_time: text(f.time).or_else(|| text(f.epoch)),
-            pid: num(f.pid),
-            session_id: text(f.session_id),
-            session_line: num(f.session_line),
-            user: text(f.user),
-            database: text(f.database),
-            application_name: text(f.application_name),
-            client: text(f.client),
-            backend_type: text(f.backend_type),
-            query_id: num(f.query_id),
-            sqlstate: text(f.sqlstate),
-            severity: Some(line.severity.to_owned()),
-            message: line.message.to_owned(),
-            ..LogEntry::default()
+/// A new entry from its first line, borrowing the line where it can.
+fn start_entry<'a>(offset: FilePosition, line: &Text<'a>, parsed: &PrefixedLine<'_>) -> LogEntry<'a> {
+    let f = &parsed.fields;
+    let t = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(|v| within(line, v));
+    LogEntry {
+        offset,
+        log_time: t(f.time).or_else(|| t(f.epoch)),
+        pid: num(f.pid),
+        session_id: t(f.session_id),
+        session_line: num(f.session_line),
+        user: t(f.user),
+        database: t(f.database),
+        application_name: t(f.application_name),
+        client: t(f.client),
+        backend_type: t(f.backend_type),
+        query_id: num(f.query_id),
+        sqlstate: t(f.sqlstate),
+        severity: Some(within(line, parsed.severity)),
+        message: within(line, parsed.message),
+        ..LogEntry::default()
+    }
+}
+
+/// `part`, a slice of `line`, as text with the line's lifetime: borrowed
+/// from the buffer when the line is, else copied (a line repaired from
+/// invalid UTF-8 lives only as long as the loop turn).
+fn within<'a>(line: &Text<'a>, part: &str) -> Text<'a> {
+    match line {
+        Cow::Borrowed(l) => {
+            let start = part.as_ptr() as usize - l.as_ptr() as usize;
+            Cow::Borrowed(&l[start..start + part.len()])
         }
+        Cow::Owned(_) => Cow::Owned(part.to_owned()),
     }
 }
 
@@ -69,16 +84,35 @@ fn attach_part(severity: &str) -> Option<Part> {
     })
 }
 
-fn part_mut(entry: &mut LogEntry, part: Part) -> Option<&mut String> {
-    match part {
-        Part::Message => Some(&mut entry.message),
-        Part::Detail => Some(entry.detail.get_or_insert_with(String::new)),
-        Part::Hint => Some(entry.hint.get_or_insert_with(String::new)),
-        Part::Context => Some(entry.context.get_or_insert_with(String::new)),
-        Part::Statement => Some(entry.statement.get_or_insert_with(String::new)),
-        Part::Query => Some(entry.internal_query.get_or_insert_with(String::new)),
-        Part::Ignored => None,
+/// Adds one line to a part of `entry`. A continuation line always starts a
+/// new line of the part; a DETAIL (or HINT, ...) line becomes the part, or
+/// joins it on a new line when the part already has text. Only a joined part
+/// is copied: a part of one line stays borrowed.
+fn add_line<'a>(entry: &mut LogEntry<'a>, part: Part, line: Text<'a>, continuation: bool) {
+    let slot = match part {
+        Part::Message => return join(&mut entry.message, line, continuation),
+        Part::Detail => &mut entry.detail,
+        Part::Hint => &mut entry.hint,
+        Part::Context => &mut entry.context,
+        Part::Statement => &mut entry.statement,
+        Part::Query => &mut entry.internal_query,
+        Part::Ignored => return,
+    };
+    match slot {
+        Some(text) => join(text, line, continuation),
+        None if continuation => *slot = Some(Cow::Owned(format!("\n{line}"))),
+        None => *slot = Some(line),
     }
+}
+
+fn join<'a>(text: &mut Text<'a>, line: Text<'a>, continuation: bool) {
+    if text.is_empty() && !continuation {
+        *text = line;
+        return;
+    }
+    let s = text.to_mut();
+    s.push('\n');
+    s.push_str(&line);
 }
 
 impl EntryParser for StderrParser {
@@ -86,12 +120,11 @@ impl EntryParser for StderrParser {
         LogFormat::Stderr
     }
 
-    fn parse(&self, buf: &[u8], base: FilePosition, complete: bool, out: &mut Vec<LogEntry>) -> usize {
+    fn parse<'a>(&self, buf: &'a [u8], base: FilePosition, complete: bool, emit: &mut dyn FnMut(LogEntry<'a>)) -> usize {
         let mut pos = 0usize;
-        // The entry still open for continuation lines is always the last one
-        // in `out` (built in place, never moved): its index, the part that
+        // The entry still open for continuation lines, the part that
         // continuation lines extend, and its start in `buf`.
-        let mut pending: Option<(usize, Part, usize)> = None;
+        let mut pending: Option<(LogEntry<'a>, Part, usize)> = None;
         // UTF-8 is checked once over the buffer rather than line by line:
         // bytes before `valid_to` are known valid; a line past it goes the
         // lossy way and the check resumes after it.
@@ -102,7 +135,11 @@ impl EntryParser for StderrParser {
             if raw.last() == Some(&b'\r') {
                 raw = &raw[..raw.len() - 1];
             }
-            let line: Cow<'_, str> = if pos + nl <= valid_to {
+            if raw.is_empty() {
+                pos = next;
+                continue;
+            }
+            let line: Text<'a> = if pos + nl <= valid_to {
                 // SAFETY: `buf[..valid_to]` was checked to be UTF-8, and a
                 // line split at an ASCII newline (or carriage return) keeps
                 // character boundaries.
@@ -111,57 +148,49 @@ impl EntryParser for StderrParser {
                 if next > valid_to {
                     valid_to = next + utf8_valid_up_to(&buf[next..]);
                 }
-                String::from_utf8_lossy(raw)
+                Cow::Owned(String::from_utf8_lossy(raw).into_owned())
             };
-            if line.is_empty() {
-                pos = next;
-                continue;
-            }
-            if let (Some(rest), Some((idx, part, _))) = (line.strip_prefix('\t'), pending) {
-                if let Some(s) = part_mut(&mut out[idx], part) {
-                    s.push('\n');
-                    s.push_str(rest);
-                }
+            if let (Some(rest), Some((entry, part, _))) = (line.strip_prefix('\t'), pending.as_mut()) {
+                let rest = within(&line, rest);
+                add_line(entry, *part, rest, true);
                 pos = next;
                 continue;
             }
             match self.prefix.parse(&line) {
                 Some(parsed) => {
                     let attach = attach_part(parsed.severity).filter(|_| {
-                        pending.is_some_and(|(idx, _, _)| {
-                            let e = &out[idx];
+                        pending.as_ref().is_some_and(|(e, _, _)| {
                             e.pid.is_none() || num::<u32>(parsed.fields.pid).is_none_or(|p| Some(p) == e.pid)
                         })
                     });
                     match (attach, pending.as_mut()) {
-                        (Some(part), Some((idx, last, _))) => {
-                            if let Some(s) = part_mut(&mut out[*idx], part) {
-                                if !s.is_empty() {
-                                    s.push('\n');
-                                }
-                                s.push_str(parsed.message);
-                            }
+                        (Some(part), Some((entry, last, _))) => {
+                            add_line(entry, part, within(&line, parsed.message), false);
                             *last = part;
                         }
                         _ => {
-                            out.push(Self::start_entry(base + pos as u64, &parsed));
-                            pending = Some((out.len() - 1, Part::Message, pos));
+                            let entry = start_entry(base + pos as u64, &line, &parsed);
+                            if let Some((done, _, _)) = pending.replace((entry, Part::Message, pos)) {
+                                emit(done);
+                            }
                         }
                     }
                 }
                 None => {
-                    pending = None;
-                    out.push(LogEntry::unparsed(base + pos as u64, &line));
+                    if let Some((done, _, _)) = pending.take() {
+                        emit(done);
+                    }
+                    emit(LogEntry::unparsed(base + pos as u64, line));
                 }
             }
             pos = next;
         }
         match pending {
-            Some(_) if complete => pos,
-            Some((idx, _, start)) => {
-                out.truncate(idx);
-                start
+            Some((entry, _, _)) if complete => {
+                emit(entry);
+                pos
             }
+            Some((_, _, start)) => start,
             None => pos,
         }
     }
@@ -196,7 +225,7 @@ garbage from an extension
     #[test]
     fn joins_continuations_and_detail_and_keeps_foreign_lines_raw() {
         let mut out = Vec::new();
-        let used = parser().parse(LOG.as_bytes(), 100, true, &mut out);
+        let used = parser().parse(LOG.as_bytes(), 100, true, &mut |e| out.push(e));
         assert_eq!(used, LOG.len());
         assert_eq!(out.len(), 4, "{out:#?}");
         assert_eq!(out[0].message, "duration: 1001.2 ms  execute <unnamed>: SELECT *\nFROM t WHERE id = $1");
@@ -213,14 +242,14 @@ garbage from an extension
     #[test]
     fn the_last_entry_waits_until_the_buffer_is_complete() {
         let mut out = Vec::new();
-        let used = parser().parse(LOG.as_bytes(), 0, false, &mut out);
+        let used = parser().parse(LOG.as_bytes(), 0, false, &mut |e| out.push(e));
         assert_eq!(out.len(), 3);
         let last_start = LOG.find("2026-11-27 11:47:46.000").unwrap();
         assert_eq!(used, last_start);
         // A partial line is never consumed.
         let mut out = Vec::new();
         let partial = &LOG.as_bytes()[..20];
-        assert_eq!(parser().parse(partial, 0, true, &mut out), 0);
+        assert_eq!(parser().parse(partial, 0, true, &mut |e| out.push(e)), 0);
         assert!(out.is_empty());
     }
 }
