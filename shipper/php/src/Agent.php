@@ -39,12 +39,12 @@ final class Agent
 
     /** @var Config */
     public $config;
-    /** @var SqlRecorder */
-    public $sql;
-    /** @var Redactor */
-    public $redactor;
-    /** @var Spool */
-    public $spool;
+    /** @var SqlRecorder|null Made on the first statement: most requests that are not kept need none. */
+    private $sql;
+    /** @var Redactor|null Made on first use, for the same reason. */
+    private $redactor;
+    /** @var Spool|null Made when a record is about to be written. */
+    private $spool;
     /** @var Profiler|null */
     private $profiler;
     /** @var int hrtime (ns) at the agent's start: the request's zero. */
@@ -91,20 +91,26 @@ final class Agent
      */
     public static function start(Config $config, $registerShutdown)
     {
+        // Everything here, and in finish() up to the keep decision, is paid
+        // by every request, and after the application ran it all runs from
+        // cold CPU caches, where each call costs microseconds: so objects
+        // only kept requests need (redactor, SQL recorder, spool) are made on
+        // first use, and the path has as few calls as it can.
         $agent = new self($config);
-        $agent->redactor = new Redactor($config->redactPatterns, $config->maxValueLength, $config->maxKeys);
-        $agent->sql = new SqlRecorder($config, $agent->redactor, $agent->startNs);
-        $agent->spool = new Spool($config->spoolDir, $config->stateDir, $config->breakerFailures,
-            $config->breakerCooldownS);
-        $agent->startUsage = function_exists('getrusage') ? getrusage() : null;
         if ($config->profilerEnabled && $config->profiler !== 'none') {
             $agent->profiler = Profiler::start($config->profiler, $config->periodMs);
         }
+        // CPU time of the request needs the usage at its start, since which
+        // request will be kept is not known yet. Taken right after the
+        // profiler's timer syscalls, it is cheaper than before them.
+        $agent->startUsage = function_exists('getrusage') ? getrusage() : null;
         self::$current = $agent;
         if ($registerShutdown) {
-            register_shutdown_function([self::class, 'onShutdown']);
+            // finish() runs after the script ended, even after exit() or a
+            // fatal error, and lets nothing escape to the application.
+            register_shutdown_function([$agent, 'finish']);
         }
-        $agent->overheadNs += hrtime(true) - $agent->startNs;
+        $agent->overheadNs = hrtime(true) - $agent->startNs;
         return $agent;
     }
 
@@ -146,13 +152,42 @@ final class Agent
             if (!isset($agent->context[$key]) && count($agent->context) >= $agent->config->maxKeys) {
                 return;
             }
-            $agent->context[$key] = $agent->redactor->isSecretKey($key)
-                ? Redactor::MASK : $agent->redactor->value($value);
+            $redactor = $agent->redactor();
+            $agent->context[$key] = $redactor->isSecretKey($key) ? Redactor::MASK : $redactor->value($value);
         } catch (\Throwable $e) {
             // A value we cannot copy is left out.
         } finally {
             $agent->overheadNs += hrtime(true) - $t0;
         }
+    }
+
+    /** This request's statements, made on the first one. */
+    public function sql()
+    {
+        if ($this->sql === null) {
+            $this->sql = new SqlRecorder($this->config, $this->redactor(), $this->startNs);
+        }
+        return $this->sql;
+    }
+
+    /** The redactor for this request's values, made on first use. */
+    public function redactor()
+    {
+        if ($this->redactor === null) {
+            $c = $this->config;
+            $this->redactor = new Redactor($c->redactPatterns, $c->maxValueLength, $c->maxKeys);
+        }
+        return $this->redactor;
+    }
+
+    /** The spool this request's record goes to, made on first use. */
+    public function spool()
+    {
+        if ($this->spool === null) {
+            $c = $this->config;
+            $this->spool = new Spool($c->spoolDir, $c->stateDir, $c->breakerFailures, $c->breakerCooldownS);
+        }
+        return $this->spool;
     }
 
     /** Adds time spent in capture hooks (SQL) to the agent's own time. */
@@ -165,19 +200,6 @@ final class Agent
     public function withinBudget()
     {
         return $this->overheadNs < $this->config->timeoutMs * 1e6;
-    }
-
-    /** Shutdown hook: runs after the script ended, even after exit() or a fatal error. */
-    public static function onShutdown()
-    {
-        try {
-            $agent = self::$current;
-            if ($agent !== null) {
-                $agent->finish();
-            }
-        } catch (\Throwable $e) {
-            // Nothing may reach the application, not even at shutdown.
-        }
     }
 
     /**
@@ -203,7 +225,8 @@ final class Agent
             $durationMs = max(0, $t0 - $this->startNs) / 1e6;
             // Always stop the profiler, kept or not, so it never outlives the request.
             $raw = $this->profiler !== null ? $this->profiler->stop() : null;
-            $error = self::fatalError();
+            $last = error_get_last();
+            $error = $last === null ? null : self::fatalError($last);
             $full = $durationMs >= $this->config->thresholdMs || $error !== null;
             $weight = 1.0;
             if (!$full) {
@@ -239,7 +262,7 @@ final class Agent
         if ($project === '') {
             return ['status' => 'no_project', 'line' => null];
         }
-        $admit = $this->spool->admit();
+        $admit = $this->spool()->admit();
         if (!$admit['admit']) {
             return ['status' => $admit['reason'], 'line' => null];
         }
@@ -253,7 +276,7 @@ final class Agent
         }
         $raw = null;
         if (hrtime(true) >= $deadline) {
-            $this->spool->countDrop();
+            $this->spool()->countDrop();
             return ['status' => 'over_budget', 'line' => null];
         }
         $record['agent'] = [
@@ -263,10 +286,10 @@ final class Agent
         ];
         $json = self::encode($record, $this->config->maxRecordBytes);
         if ($json === null) {
-            $this->spool->countDrop();
+            $this->spool()->countDrop();
             return ['status' => 'encode_failed', 'line' => null];
         }
-        if (!$this->spool->append($json)) {
+        if (!$this->spool()->append($json)) {
             return ['status' => 'write_failed', 'line' => null];
         }
         $this->overheadNs += hrtime(true) - $t0;
@@ -307,7 +330,7 @@ final class Agent
             $record['context'] = (object) $this->context;
         }
         $record['error'] = $error;
-        if ($c->sqlEnabled && !$this->sql->isEmpty()) {
+        if ($c->sqlEnabled && $this->sql !== null && !$this->sql->isEmpty()) {
             $this->sql->failOpen('the statement threw before its end was seen');
             $record['sql'] = $this->sql->toArray($full);
         }
@@ -323,7 +346,7 @@ final class Agent
         $status = http_response_code();
         $http = [
             'method' => Util::truncate((string) $_SERVER['REQUEST_METHOD'], 16),
-            'url' => Util::truncate($this->redactor->url(isset($_SERVER['REQUEST_URI'])
+            'url' => Util::truncate($this->redactor()->url(isset($_SERVER['REQUEST_URI'])
                 ? $_SERVER['REQUEST_URI'] : ''), 8192),
             'status' => is_int($status) ? max(0, $status) : null,
         ];
@@ -331,8 +354,8 @@ final class Agent
         if ($detailed) {
             $http['client_ip'] = isset($_SERVER['REMOTE_ADDR']) ? (string) $_SERVER['REMOTE_ADDR'] : null;
             $http['headers'] = (object) $this->headers();
-            $http['get'] = (object) $this->redactor->map(isset($_GET) ? $_GET : []);
-            $http['post'] = (object) $this->redactor->map(isset($_POST) ? $_POST : []);
+            $http['get'] = (object) $this->redactor()->map(isset($_GET) ? $_GET : []);
+            $http['post'] = (object) $this->redactor()->map(isset($_POST) ? $_POST : []);
         }
         return $http;
     }
@@ -350,8 +373,8 @@ final class Agent
                 $key = strtoupper(str_replace('-', '_', $name));
             }
             if (isset($_SERVER[$key])) {
-                $out[$name] = $this->redactor->isSecretKey($name)
-                    ? Redactor::MASK : $this->redactor->value($_SERVER[$key]);
+                $out[$name] = $this->redactor()->isSecretKey($name)
+                    ? Redactor::MASK : $this->redactor()->value($_SERVER[$key]);
             }
         }
         return $out;
@@ -414,10 +437,9 @@ final class Agent
         return $sec * 1000 + $usec / 1000;
     }
 
-    /** The fatal error that ended the request, from error_get_last(), or null. */
-    private static function fatalError()
+    /** The fatal error that ended the request, from error_get_last()'s answer, or null. */
+    private static function fatalError($e)
     {
-        $e = error_get_last();
         if (!is_array($e) || !isset($e['type']) || !array_key_exists($e['type'], self::FATAL_TYPES)) {
             return null;
         }

@@ -80,16 +80,20 @@ final class Profiler
      */
     public static function start($choice, $periodMs)
     {
-        $kind = self::resolve($choice);
+        // The explicit choice is resolved here without a call: this runs at
+        // the start of every request.
+        $kind = $choice === 'excimer' && class_exists('ExcimerProfiler', false) ? 'excimer' : self::resolve($choice);
         if ($kind === null) {
             return null;
         }
         $p = new self($kind, $periodMs);
         try {
             if ($kind === 'excimer') {
+                // Wall-clock sampling (EXCIMER_REAL) is Excimer's default event
+                // type, so setEventType() is not called: every call here is
+                // paid by every request.
                 $p->excimer = new \ExcimerProfiler();
                 $p->excimer->setPeriod($periodMs / 1000);
-                $p->excimer->setEventType(EXCIMER_REAL);
                 $p->excimer->start();
             } elseif ($kind === 'tideways') {
                 tideways_xhprof_enable(TIDEWAYS_XHPROF_FLAGS_CPU | TIDEWAYS_XHPROF_FLAGS_MEMORY);

@@ -24,6 +24,7 @@ abstract class AgentTestCase extends TestCase
             exec('rm -rf ' . escapeshellarg($dir));
         }
         $this->temps = [];
+        $this->childTemp = null;
     }
 
     /** A fresh temporary folder, removed after the test. */
@@ -90,7 +91,11 @@ abstract class AgentTestCase extends TestCase
         return $this->runCommand($cmd, ['BITVILLE_APM_CONFIG' => $config]);
     }
 
-    /** PHP settings for children: the agent prepended, every error shown. */
+    /**
+     * PHP settings for children: the agent prepended, every error shown, and
+     * a temp dir of the test's own, so compiled configs (Config::cacheDir())
+     * land there and go with it.
+     */
     protected function phpIni(array $extra = [])
     {
         return array_merge([
@@ -98,7 +103,20 @@ abstract class AgentTestCase extends TestCase
             'display_startup_errors' => '1',
             'error_reporting' => (string) E_ALL,
             'auto_prepend_file' => realpath(self::AGENT),
+            'sys_temp_dir' => $this->childTempDir(),
         ], $extra);
+    }
+
+    /** @var string|null */
+    private $childTemp;
+
+    /** The children's temp dir: world-writable and sticky like /tmp, so any user can make its cache dir. */
+    protected function childTempDir()
+    {
+        if ($this->childTemp === null || !is_dir($this->childTemp)) {
+            $this->childTemp = $this->tempDir(01777);
+        }
+        return $this->childTemp;
     }
 
     /**
