@@ -24,6 +24,7 @@ const MODES = [
     'kept' => ['enabled, slow (kept)', 'kept'],
     'fpm' => ['fast, FPM (compiled INI)', 'fast'],
     'fpm-parse' => ['fast, FPM, INI parsed', 'fast'],
+    'floor' => ['floor: calls none can skip', 'fast'],
 ];
 
 if (($argv[1] ?? '') === '--calibrate') {
@@ -77,9 +78,10 @@ function iniFor($flavour, $root)
  * One child: pairs of (baseline request, agent request). The agent request
  * does what the include does per request: Agent::boot() (read the config,
  * start the profiler, register the shutdown function), and at the end the
- * registered finish(), after which the agent's objects are freed, as at the
- * end of a request. In FPM the compiled agent code comes from opcache; the
- * include itself is not timed.
+ * registered finish(), which also frees the profiler. The agent object
+ * itself stays referenced by the shutdown list, as in a request, where PHP
+ * frees it at the end (not timed: a small object by then). In FPM the
+ * compiled agent code comes from opcache; the include itself is not timed.
  *
  * The child is one long-lived process. Modes 'fast', 'kept' and 'disabled'
  * keep the config memo in a static between requests (a long-running PHP
@@ -94,6 +96,8 @@ function child($mode, $iterations, $ini)
     putenv('BITVILLE_APM_CONFIG=/nonexistent');
     require AGENT;
     putenv('BITVILLE_APM_CONFIG=' . $ini);
+    // An older agent (BITVILLE_APM_BENCH_AGENT) whose boot() returns nothing.
+    $legacy = (new ReflectionMethod('BitvilleApm\\Agent', 'boot'))->getNumberOfParameters() === 0;
     $pairs = [];
     for ($i = 0; $i < PER_CHILD; $i++) {
         $t = hrtime(true);
@@ -104,12 +108,18 @@ function child($mode, $iterations, $ini)
         if ($mode === 'fpm' || $mode === 'fpm-parse') {
             \BitvilleApm\Config::forget();
         }
+        if ($mode === 'floor') {
+            $pairs[] = floorRequest($iterations, $base);
+            continue;
+        }
         $t = hrtime(true);
-        \BitvilleApm\Agent::boot();
+        $agent = \BitvilleApm\Agent::boot();
+        if ($legacy) {
+            $agent = \BitvilleApm\Agent::current();
+        }
         $t1 = hrtime(true);
         work($iterations);
         $t2 = hrtime(true);
-        $agent = \BitvilleApm\Agent::current();
         $status = 'off';
         if ($agent !== null) {
             $status = $agent->finish()['status'];
@@ -120,6 +130,39 @@ function child($mode, $iterations, $ini)
         $pairs[] = [$base, $with, $fixed, $status];
     }
     echo json_encode($pairs), "\n";
+}
+
+/**
+ * The same request with only what any agent with this feature set must call,
+ * inline: read where the config is, start and stop Excimer at the period,
+ * getrusage() for CPU time, register a shutdown function (fatal errors),
+ * error_get_last(), one random draw for the sample rate. The agent's fixed
+ * cost minus this one is what its own code adds.
+ */
+function floorRequest($iterations, $base)
+{
+    $t = hrtime(true);
+    $path = getenv('BITVILLE_APM_CONFIG');
+    $start = hrtime(true);
+    $excimer = null;
+    if (class_exists('ExcimerProfiler', false)) {
+        $excimer = new ExcimerProfiler();
+        $excimer->setPeriod(0.01);
+        $excimer->start();
+    }
+    $usage = getrusage();
+    register_shutdown_function('strlen', '');
+    $t1 = hrtime(true);
+    work($iterations);
+    $t2 = hrtime(true);
+    if ($excimer !== null) {
+        $excimer->stop();
+        $excimer = null;
+    }
+    $last = error_get_last();
+    $draw = random_int(0, 999999);
+    $with = hrtime(true) - $t;
+    return [$base, $with, $with - ($t2 - $t1), 'not_kept'];
 }
 
 function runChild($mode, $iterations, $ini)

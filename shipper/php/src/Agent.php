@@ -45,7 +45,9 @@ final class Agent
     private $redactor;
     /** @var Spool|null Made when a record is about to be written. */
     private $spool;
-    /** @var Profiler|null */
+    /** @var \ExcimerProfiler|null Excimer, when it is the profiler: driven from here, no wrapper. */
+    private $excimer;
+    /** @var Profiler|null xhprof or tideways_xhprof, when one of them is the profiler. */
     private $profiler;
     /** @var int hrtime (ns) at the agent's start: the request's zero. */
     private $startNs;
@@ -58,60 +60,81 @@ final class Agent
     /** @var bool */
     private $finished = false;
 
-    private function __construct(Config $config)
-    {
-        $this->startNs = hrtime(true);
-        $this->config = $config;
-    }
-
     /**
-     * Called by bitville-apm.php on include: loads the config and, when the
-     * agent is on, starts it and registers the shutdown hook.
+     * Called by bitville-apm.php on include, with no arguments: loads the
+     * config and, when the agent is on, starts it for this request and
+     * registers finish() to run at shutdown. Returns the agent, or null when
+     * it is off. Tests and the benchmark pass a config and no shutdown hook
+     * (through start()) and call finish() themselves.
+     *
+     * @return Agent|null
      */
-    public static function boot()
+    public static function boot(?Config $config = null, $registerShutdown = true)
     {
         try {
-            if (self::$current !== null) {
-                return; // Included twice under different paths.
+            if ($config === null) {
+                if (self::$current !== null) {
+                    return null; // Included twice under different paths.
+                }
+                $config = Config::load();
+                if (!$config->enabled || $config->problem !== null) {
+                    return null;
+                }
             }
-            $config = Config::load();
-            if ($config->enabled && $config->problem === null) {
-                self::start($config, true);
+            // Everything here, and in finish() up to the keep decision, is paid
+            // by every request, and after the application ran it all runs from
+            // cold CPU caches, where each call costs microseconds: so objects
+            // only kept requests need (redactor, SQL recorder, spool) are made on
+            // first use, and the path has as few calls as it can.
+            // No constructor (one call less): only this method makes an Agent.
+            $agent = new self();
+            $agent->startNs = hrtime(true);
+            $agent->config = $config;
+            if ($config->profilerEnabled && $config->profiler !== 'none') {
+                $kind = $config->profiler === 'excimer' && class_exists('ExcimerProfiler', false)
+                    ? 'excimer' : Profiler::resolve($config->profiler);
+                if ($kind === 'excimer') {
+                    try {
+                        // Wall-clock sampling (EXCIMER_REAL) is Excimer's default
+                        // event type, so setEventType() is not called.
+                        $excimer = new \ExcimerProfiler();
+                        $excimer->setPeriod($config->periodMs / 1000);
+                        $excimer->start();
+                        $agent->excimer = $excimer;
+                    } catch (\Throwable $e) {
+                        // No profile for this request; timing, SQL and metadata go on.
+                    }
+                } elseif ($kind !== null) {
+                    $agent->profiler = Profiler::start($kind, $config->periodMs);
+                }
             }
+            // CPU time of the request needs the usage at its start, since which
+            // request will be kept is not known yet. Taken right after the
+            // profiler's timer syscalls, it is cheaper than before them.
+            $agent->startUsage = function_exists('getrusage') ? getrusage() : null;
+            self::$current = $agent;
+            if ($registerShutdown) {
+                // finish() runs after the script ended, even after exit() or a
+                // fatal error, and lets nothing escape to the application.
+                register_shutdown_function([$agent, 'finish']);
+            }
+            $agent->overheadNs = hrtime(true) - $agent->startNs;
+            return $agent;
         } catch (\Throwable $e) {
             self::$current = null;
+            return null;
         }
     }
 
     /**
-     * Starts the agent for this request. Tests and the benchmark call it with
-     * $registerShutdown false and call finish() themselves.
+     * Starts the agent for this request with a given config, without the
+     * shutdown hook unless asked (tests and the benchmark).
      *
-     * @return Agent
+     * @return Agent|null
      */
     public static function start(Config $config, $registerShutdown)
     {
-        // Everything here, and in finish() up to the keep decision, is paid
-        // by every request, and after the application ran it all runs from
-        // cold CPU caches, where each call costs microseconds: so objects
-        // only kept requests need (redactor, SQL recorder, spool) are made on
-        // first use, and the path has as few calls as it can.
-        $agent = new self($config);
-        if ($config->profilerEnabled && $config->profiler !== 'none') {
-            $agent->profiler = Profiler::start($config->profiler, $config->periodMs);
-        }
-        // CPU time of the request needs the usage at its start, since which
-        // request will be kept is not known yet. Taken right after the
-        // profiler's timer syscalls, it is cheaper than before them.
-        $agent->startUsage = function_exists('getrusage') ? getrusage() : null;
-        self::$current = $agent;
-        if ($registerShutdown) {
-            // finish() runs after the script ended, even after exit() or a
-            // fatal error, and lets nothing escape to the application.
-            register_shutdown_function([$agent, 'finish']);
-        }
-        $agent->overheadNs = hrtime(true) - $agent->startNs;
-        return $agent;
+        return self::boot($config, $registerShutdown);
     }
 
     /** The running agent, or null when it is off. */
@@ -222,16 +245,39 @@ final class Agent
             // Up to the keep decision nothing touches the filesystem, so the
             // request that is not kept (most of them) skips the error-handler
             // swap; everything after it runs under Util::mute().
-            $durationMs = max(0, $t0 - $this->startNs) / 1e6;
+            $elapsedNs = $t0 - $this->startNs;
+            $durationMs = ($elapsedNs > 0 ? $elapsedNs : 0) / 1e6;
             // Always stop the profiler, kept or not, so it never outlives the request.
-            $raw = $this->profiler !== null ? $this->profiler->stop() : null;
+            $raw = null;
+            if ($this->excimer !== null) {
+                try {
+                    $this->excimer->stop();
+                    $raw = $this->excimer;
+                } catch (\Throwable $e) {
+                    $this->excimer = null;
+                }
+            } elseif ($this->profiler !== null) {
+                $raw = $this->profiler->stop();
+            }
             $last = error_get_last();
-            $error = $last === null ? null : self::fatalError($last);
+            $error = $last !== null && isset($last['type'], self::FATAL_TYPES[$last['type']])
+                ? self::fatalError($last) : null;
             $full = $durationMs >= $this->config->thresholdMs || $error !== null;
             $weight = 1.0;
             if (!$full) {
                 $rate = $this->config->sampleRate;
-                if ($rate <= 0 || Util::random01() >= $rate) {
+                if ($rate <= 0) {
+                    return $result;
+                }
+                // random_int() from the CSPRNG (mt_rand() would shift the
+                // application's seeded sequence); inline, as this runs for
+                // every fast request. Without entropy the request is not sampled.
+                try {
+                    $draw = $rate < 1 ? random_int(0, 999999) / 1e6 : 0;
+                } catch (\Throwable $e) {
+                    $draw = 1;
+                }
+                if ($draw >= $rate) {
                     return $result;
                 }
                 $weight = 1 / $rate;
@@ -248,6 +294,11 @@ final class Agent
             if (self::$current === $this) {
                 self::$current = null;
             }
+            // The profilers go now, not when the request's objects are freed:
+            // the registered callback keeps this object alive until then.
+            $this->excimer = null;
+            $this->profiler = null;
+            $this->startUsage = null;
         }
         return $result;
     }
@@ -271,8 +322,10 @@ final class Agent
         $deadline = $t0 + max(0, $budgetNs - $this->overheadNs);
         $record = $this->buildRecord($project, $durationMs, $full, $weight, $error);
         if ($full && $raw !== null && hrtime(true) < $deadline) {
-            $record['profile'] = $this->profiler->profile($raw, $this->config->maxStacks,
-                $this->config->maxStackDepth, $deadline);
+            $c = $this->config;
+            $record['profile'] = $raw instanceof \ExcimerProfiler
+                ? Profiler::fromExcimer($raw, $c->maxStacks, $c->maxStackDepth, $c->periodMs, $deadline)
+                : $this->profiler->profile($raw, $c->maxStacks, $deadline);
         }
         $raw = null;
         if (hrtime(true) >= $deadline) {
