@@ -99,41 +99,55 @@ final class Config
         if ($memo !== null && $memo[2] === $now) {
             return $memo[1];
         }
-        $sig = null;
-        $stable = false;
+        // The filesystem checks below never warn, except about open_basedir
+        // when it shuts out the INI file or the temp dir: then, and only
+        // then, they run under the error handler that swallows warnings.
+        $basedir = ini_get('open_basedir');
+        $guard = is_string($basedir) && $basedir !== '';
+        if ($guard) {
+            Util::mute();
+        }
         try {
-            // One stat(), without an error handler: is_file() never warns, and
-            // the calls after it answer from PHP's stat cache. Only that cache
-            // is dropped first (not the realpath cache), so a rewrite is seen.
-            clearstatcache();
-            if (is_file($path)) {
-                $mtime = filemtime($path);
-                $ctime = filectime($path);
-                $sig = fileinode($path) . '-' . filesize($path) . '-' . $mtime . '-' . $ctime;
-                if ($memo !== null && $memo[0] === $sig) {
-                    self::$memo[$path] = [$sig, $memo[1], $now];
-                    return $memo[1];
-                }
-                // A file changed in this very second may change again in it
-                // with the same signature (mtime and ctime count whole
-                // seconds): such a file is parsed again until its last change
-                // is in the past, as git does with "racily clean" entries.
-                $stable = max($mtime, $ctime) < $now;
-            }
-        } catch (\Throwable $e) {
             $sig = null;
-        }
-        $config = $stable ? self::cached($path, $sig) : null;
-        if ($config === null) {
-            $config = self::parse($path);
+            $stable = false;
+            try {
+                // One stat(): is_file() never warns (open_basedir aside), and
+                // the calls after it answer from PHP's stat cache. Only that cache
+                // is dropped first (not the realpath cache), so a rewrite is seen.
+                clearstatcache();
+                if (is_file($path)) {
+                    $mtime = filemtime($path);
+                    $ctime = filectime($path);
+                    $sig = fileinode($path) . '-' . filesize($path) . '-' . $mtime . '-' . $ctime;
+                    if ($memo !== null && $memo[0] === $sig) {
+                        self::$memo[$path] = [$sig, $memo[1], $now];
+                        return $memo[1];
+                    }
+                    // A file changed in this very second may change again in it
+                    // with the same signature (mtime and ctime count whole
+                    // seconds): such a file is parsed again until its last change
+                    // is in the past, as git does with "racily clean" entries.
+                    $stable = max($mtime, $ctime) < $now;
+                }
+            } catch (\Throwable $e) {
+                $sig = null;
+            }
+            $config = $stable ? self::cached($path, $sig) : null;
+            if ($config === null) {
+                $config = self::parse($path);
+                if ($stable && $config->problem === null) {
+                    self::compile($config, $sig);
+                }
+            }
             if ($stable && $config->problem === null) {
-                self::compile($config, $sig);
+                self::$memo[$path] = [$sig, $config, $now];
+            }
+            return $config;
+        } finally {
+            if ($guard) {
+                Util::unmute();
             }
         }
-        if ($stable && $config->problem === null) {
-            self::$memo[$path] = [$sig, $config, $now];
-        }
-        return $config;
     }
 
     /** Forgets remembered configs, as a new FPM request does (tests and the benchmark). */

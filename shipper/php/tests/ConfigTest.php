@@ -145,6 +145,41 @@ final class ConfigTest extends AgentTestCase
         $this->assertSame([], glob($temp . '/*'), 'nothing was written');
     }
 
+    /**
+     * open_basedir that shuts out the temp dir, then also the INI file: no
+     * warning about either (the checks would print one), the INI is parsed
+     * instead, and without it the agent is off.
+     */
+    public function testOpenBasedirWithoutTheTempDirOrTheIniIsSilent()
+    {
+        $env = $this->setUpAgent(['general' => ['threshold_ms' => 0]]);
+        $temp = $this->childTempDir();
+        $elsewhere = $this->tempDir();
+        sleep(1);
+        $agentDir = dirname(realpath(self::AGENT));
+        $cases = [
+            'temp dir shut out' => [$env['root'], $env['root'] . ':' . $agentDir, 2],
+            'INI file shut out too' => [$elsewhere, $elsewhere . ':' . $env['spool'] . ':' . $agentDir, 0],
+        ];
+        foreach ($cases as $case => list($scriptDir, $basedir, $records)) {
+            foreach (glob($env['spool'] . '/*.ndjson') as $f) {
+                unlink($f);
+            }
+            $script = $scriptDir . '/script.php';
+            file_put_contents($script, "<?php\necho 'ok';\n");
+            $cmd = [PHP_BINARY];
+            foreach ($this->phpIni(['sys_temp_dir' => $temp, 'open_basedir' => $basedir]) as $k => $v) {
+                array_push($cmd, '-d', $k . '=' . $v);
+            }
+            $cmd[] = $script;
+            for ($i = 0; $i < 2; $i++) {
+                $this->assertSilent($this->runCommand($cmd, ['BITVILLE_APM_CONFIG' => $env['config']]), 'ok');
+            }
+            $this->assertCount($records, $this->spoolRecords($env['spool']), $case);
+            $this->assertSame([], glob($temp . '/*'), $case . ': nothing was written outside open_basedir');
+        }
+    }
+
     /** What a request gets from the compiled copy is exactly what parsing gives, type for type. */
     public function testCompiledCopyEqualsTheParsedConfig()
     {
