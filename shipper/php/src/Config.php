@@ -67,9 +67,6 @@ final class Config
     /** @var array<string,array{0:string,1:Config,2:int}> Path => [file signature, config, checked at]. */
     private static $memo = [];
 
-    /** @var string|null|false Compiled-INI cache directory; false: not worked out yet, null: none. */
-    private static $cacheDir = false;
-
     /**
      * Loads the file named by BITVILLE_APM_CONFIG, else the default path.
      *
@@ -154,7 +151,6 @@ final class Config
     public static function forget()
     {
         self::$memo = [];
-        self::$cacheDir = false;
     }
 
     /**
@@ -168,18 +164,19 @@ final class Config
      */
     public static function cacheDir()
     {
-        if (self::$cacheDir !== false) {
-            return self::$cacheDir;
-        }
-        self::$cacheDir = null;
+        // Checked at every use, never remembered: a long-running process
+        // would otherwise trust a directory that was removed (temp dirs are
+        // cleaned) and made again by someone else. A use is one per FPM
+        // request, or one per change of the INI file in a long-running one.
         if (!function_exists('posix_geteuid')) {
             return null;
         }
         $uid = posix_geteuid();
         $dir = rtrim(sys_get_temp_dir(), '/') . '/bitville-apm-' . $uid;
         try {
-            // is_dir() never warns, and fills PHP's stat cache for the two
-            // checks after it: one syscall when the directory is there.
+            // is_dir() never warns (open_basedir aside: see load()), and fills
+            // PHP's stat cache for the two checks after it: one syscall when
+            // the directory is there.
             if (!is_dir($dir)) {
                 Util::mute();
                 try {
@@ -192,13 +189,10 @@ final class Config
                     return null;
                 }
             }
-            if (fileowner($dir) === $uid && (fileperms($dir) & 0022) === 0) {
-                self::$cacheDir = $dir;
-            }
+            return fileowner($dir) === $uid && (fileperms($dir) & 0022) === 0 ? $dir : null;
         } catch (\Throwable $e) {
-            self::$cacheDir = null;
+            return null;
         }
-        return self::$cacheDir;
     }
 
     /** The compiled file for an INI file with a given signature. */
