@@ -57,10 +57,11 @@ final class Config
     const REVALIDATE_S = 1;
 
     /**
-     * Version of the compiled-config cache files, part of their name with
-     * the agent's version: bump it whenever apply() or the properties change
-     * what a given INI file turns into, so no agent reads a stale copy made
-     * by another one.
+     * Version of the compiled-config cache files, part of their name: bump
+     * it whenever apply() or the properties change what a given INI file
+     * turns into, so no agent reads a copy another one made. ConfigTest
+     * fails until it is bumped after such a change. (A constant of this
+     * class, so opcache folds it into the name at compile time.)
      */
     const CACHE_FORMAT = 1;
 
@@ -172,7 +173,8 @@ final class Config
             return null;
         }
         $uid = posix_geteuid();
-        $dir = rtrim(sys_get_temp_dir(), '/') . '/bitville-apm-' . $uid;
+        // sys_get_temp_dir() never ends with a slash.
+        $dir = sys_get_temp_dir() . '/bitville-apm-' . $uid;
         try {
             // is_dir() never warns (open_basedir aside: see load()), and fills
             // PHP's stat cache for the two checks after it: one syscall when
@@ -195,11 +197,15 @@ final class Config
         }
     }
 
-    /** The compiled file for an INI file with a given signature. */
+    /**
+     * The compiled file for an INI file with a given signature. The path's
+     * CRC keeps copies of different INI files apart (and lets a new copy
+     * find the old ones of the same file); the signature tells versions of
+     * one file apart.
+     */
     private static function cacheFile($dir, $path, $sig)
     {
-        return $dir . '/config.' . substr(md5($path), 0, 16) . '.' . Agent::VERSION . '-' . self::CACHE_FORMAT
-            . '.' . $sig . '.php';
+        return $dir . '/config.' . crc32($path) . '.' . self::CACHE_FORMAT . '.' . $sig . '.php';
     }
 
     /**
@@ -269,7 +275,7 @@ final class Config
                 unlink($tmp);
                 return false;
             }
-            foreach (glob($dir . '/config.' . substr(md5($path), 0, 16) . '.*') ?: [] as $old) {
+            foreach (glob($dir . '/config.' . crc32($path) . '.*') ?: [] as $old) {
                 if ($old !== $file) {
                     unlink($old);
                 }

@@ -180,6 +180,48 @@ final class ConfigTest extends AgentTestCase
         }
     }
 
+    /**
+     * Compiled copies are named by Config::CACHE_FORMAT: when what an INI file
+     * turns into changes (apply(), its helpers, the properties and their
+     * defaults), the format must change too, or agents would read copies an
+     * older agent made. The fingerprint ignores comments and layout.
+     */
+    public function testCacheFormatChangesWithWhatAnIniTurnsInto()
+    {
+        $fingerprints = [1 => '0e2027627deeb71e466a78da68ccb646'];
+        $now = self::configShape();
+        $this->assertArrayHasKey(Config::CACHE_FORMAT, $fingerprints,
+            'new Config::CACHE_FORMAT ' . Config::CACHE_FORMAT . ": record its fingerprint $now here");
+        $this->assertSame($fingerprints[Config::CACHE_FORMAT], $now,
+            'Config::apply() or its properties changed: bump Config::CACHE_FORMAT and record the new fingerprint');
+    }
+
+    private static function configShape()
+    {
+        $class = new \ReflectionClass(Config::class);
+        $lines = file((string) $class->getFileName());
+        $code = '';
+        foreach (['apply', 'bool', 'num', 'str', 'csv'] as $name) {
+            $m = $class->getMethod($name);
+            $code .= implode('', array_slice($lines, $m->getStartLine() - 1, $m->getEndLine() - $m->getStartLine() + 1));
+        }
+        $tokens = '';
+        foreach (token_get_all('<?php ' . $code) as $t) {
+            if (!is_array($t)) {
+                $tokens .= $t;
+            } elseif (!in_array($t[0], [T_COMMENT, T_DOC_COMMENT, T_WHITESPACE, T_OPEN_TAG], true)) {
+                $tokens .= $t[1] . ' ';
+            }
+        }
+        $defaults = [];
+        foreach ($class->getProperties(\ReflectionProperty::IS_PUBLIC) as $p) {
+            if (!$p->isStatic()) {
+                $defaults[$p->getName()] = $class->getDefaultProperties()[$p->getName()];
+            }
+        }
+        return md5($tokens . serialize($defaults));
+    }
+
     /** What a request gets from the compiled copy is exactly what parsing gives, type for type. */
     public function testCompiledCopyEqualsTheParsedConfig()
     {
