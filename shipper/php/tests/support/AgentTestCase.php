@@ -22,6 +22,11 @@ abstract class AgentTestCase extends TestCase
     {
         foreach ($this->temps as $dir) {
             exec('rm -rf ' . escapeshellarg($dir));
+            // Copies the test process itself compiled (Config::load() in
+            // this process uses the real temp dir).
+            foreach (glob(sys_get_temp_dir() . '/bitville-apm-*/config.' . crc32($dir . '/profiling.ini') . '.*') ?: [] as $f) {
+                unlink($f);
+            }
         }
         $this->temps = [];
         $this->childTemp = null;
