@@ -39,13 +39,15 @@ final class Agent
 
     /** @var Config */
     public $config;
-    /** @var SqlRecorder */
-    public $sql;
-    /** @var Redactor */
-    public $redactor;
-    /** @var Spool */
-    public $spool;
-    /** @var Profiler|null */
+    /** @var SqlRecorder|null Made on the first statement: most requests that are not kept need none. */
+    private $sql;
+    /** @var Redactor|null Made on first use, for the same reason. */
+    private $redactor;
+    /** @var Spool|null Made when a record is about to be written. */
+    private $spool;
+    /** @var \ExcimerProfiler|null Excimer, when it is the profiler: driven from here, no wrapper. */
+    private $excimer;
+    /** @var Profiler|null xhprof or tideways_xhprof, when one of them is the profiler. */
     private $profiler;
     /** @var int hrtime (ns) at the agent's start: the request's zero. */
     private $startNs;
@@ -58,54 +60,81 @@ final class Agent
     /** @var bool */
     private $finished = false;
 
-    private function __construct(Config $config)
-    {
-        $this->startNs = hrtime(true);
-        $this->config = $config;
-    }
-
     /**
-     * Called by bitville-apm.php on include: loads the config and, when the
-     * agent is on, starts it and registers the shutdown hook.
+     * Called by bitville-apm.php on include, with no arguments: loads the
+     * config and, when the agent is on, starts it for this request and
+     * registers finish() to run at shutdown. Returns the agent, or null when
+     * it is off. Tests and the benchmark pass a config and no shutdown hook
+     * (through start()) and call finish() themselves.
+     *
+     * @return Agent|null
      */
-    public static function boot()
+    public static function boot(?Config $config = null, $registerShutdown = true)
     {
         try {
-            if (self::$current !== null) {
-                return; // Included twice under different paths.
+            if ($config === null) {
+                if (self::$current !== null) {
+                    return null; // Included twice under different paths.
+                }
+                $config = Config::load();
+                if (!$config->enabled || $config->problem !== null) {
+                    return null;
+                }
             }
-            $config = Config::load();
-            if ($config->enabled && $config->problem === null) {
-                self::start($config, true);
+            // Everything here, and in finish() up to the keep decision, is paid
+            // by every request, and after the application ran it all runs from
+            // cold CPU caches, where each call costs microseconds: so objects
+            // only kept requests need (redactor, SQL recorder, spool) are made on
+            // first use, and the path has as few calls as it can.
+            // No constructor (one call less): only this method makes an Agent.
+            $agent = new self();
+            $agent->startNs = hrtime(true);
+            $agent->config = $config;
+            if ($config->profilerEnabled && $config->profiler !== 'none') {
+                $kind = $config->profiler === 'excimer' && class_exists('ExcimerProfiler', false)
+                    ? 'excimer' : Profiler::resolve($config->profiler);
+                if ($kind === 'excimer') {
+                    try {
+                        // Wall-clock sampling (EXCIMER_REAL) is Excimer's default
+                        // event type, so setEventType() is not called.
+                        $excimer = new \ExcimerProfiler();
+                        $excimer->setPeriod($config->periodMs / 1000);
+                        $excimer->start();
+                        $agent->excimer = $excimer;
+                    } catch (\Throwable $e) {
+                        // No profile for this request; timing, SQL and metadata go on.
+                    }
+                } elseif ($kind !== null) {
+                    $agent->profiler = Profiler::start($kind, $config->periodMs);
+                }
             }
+            // CPU time of the request needs the usage at its start, since which
+            // request will be kept is not known yet. Taken right after the
+            // profiler's timer syscalls, it is cheaper than before them.
+            $agent->startUsage = function_exists('getrusage') ? getrusage() : null;
+            self::$current = $agent;
+            if ($registerShutdown) {
+                // finish() runs after the script ended, even after exit() or a
+                // fatal error, and lets nothing escape to the application.
+                register_shutdown_function([$agent, 'finish']);
+            }
+            $agent->overheadNs = hrtime(true) - $agent->startNs;
+            return $agent;
         } catch (\Throwable $e) {
             self::$current = null;
+            return null;
         }
     }
 
     /**
-     * Starts the agent for this request. Tests and the benchmark call it with
-     * $registerShutdown false and call finish() themselves.
+     * Starts the agent for this request with a given config, without the
+     * shutdown hook unless asked (tests and the benchmark).
      *
-     * @return Agent
+     * @return Agent|null
      */
     public static function start(Config $config, $registerShutdown)
     {
-        $agent = new self($config);
-        $agent->redactor = new Redactor($config->redactPatterns, $config->maxValueLength, $config->maxKeys);
-        $agent->sql = new SqlRecorder($config, $agent->redactor, $agent->startNs);
-        $agent->spool = new Spool($config->spoolDir, $config->stateDir, $config->breakerFailures,
-            $config->breakerCooldownS);
-        $agent->startUsage = function_exists('getrusage') ? getrusage() : null;
-        if ($config->profilerEnabled && $config->profiler !== 'none') {
-            $agent->profiler = Profiler::start($config->profiler, $config->periodMs);
-        }
-        self::$current = $agent;
-        if ($registerShutdown) {
-            register_shutdown_function([self::class, 'onShutdown']);
-        }
-        $agent->overheadNs += hrtime(true) - $agent->startNs;
-        return $agent;
+        return self::boot($config, $registerShutdown);
     }
 
     /** The running agent, or null when it is off. */
@@ -146,13 +175,42 @@ final class Agent
             if (!isset($agent->context[$key]) && count($agent->context) >= $agent->config->maxKeys) {
                 return;
             }
-            $agent->context[$key] = $agent->redactor->isSecretKey($key)
-                ? Redactor::MASK : $agent->redactor->value($value);
+            $redactor = $agent->redactor();
+            $agent->context[$key] = $redactor->isSecretKey($key) ? Redactor::MASK : $redactor->value($value);
         } catch (\Throwable $e) {
             // A value we cannot copy is left out.
         } finally {
             $agent->overheadNs += hrtime(true) - $t0;
         }
+    }
+
+    /** This request's statements, made on the first one. */
+    public function sql()
+    {
+        if ($this->sql === null) {
+            $this->sql = new SqlRecorder($this->config, $this->redactor(), $this->startNs);
+        }
+        return $this->sql;
+    }
+
+    /** The redactor for this request's values, made on first use. */
+    public function redactor()
+    {
+        if ($this->redactor === null) {
+            $c = $this->config;
+            $this->redactor = new Redactor($c->redactPatterns, $c->maxValueLength, $c->maxKeys);
+        }
+        return $this->redactor;
+    }
+
+    /** The spool this request's record goes to, made on first use. */
+    public function spool()
+    {
+        if ($this->spool === null) {
+            $c = $this->config;
+            $this->spool = new Spool($c->spoolDir, $c->stateDir, $c->breakerFailures, $c->breakerCooldownS);
+        }
+        return $this->spool;
     }
 
     /** Adds time spent in capture hooks (SQL) to the agent's own time. */
@@ -165,19 +223,6 @@ final class Agent
     public function withinBudget()
     {
         return $this->overheadNs < $this->config->timeoutMs * 1e6;
-    }
-
-    /** Shutdown hook: runs after the script ended, even after exit() or a fatal error. */
-    public static function onShutdown()
-    {
-        try {
-            $agent = self::$current;
-            if ($agent !== null) {
-                $agent->finish();
-            }
-        } catch (\Throwable $e) {
-            // Nothing may reach the application, not even at shutdown.
-        }
     }
 
     /**
@@ -200,15 +245,39 @@ final class Agent
             // Up to the keep decision nothing touches the filesystem, so the
             // request that is not kept (most of them) skips the error-handler
             // swap; everything after it runs under Util::mute().
-            $durationMs = max(0, $t0 - $this->startNs) / 1e6;
+            $elapsedNs = $t0 - $this->startNs;
+            $durationMs = ($elapsedNs > 0 ? $elapsedNs : 0) / 1e6;
             // Always stop the profiler, kept or not, so it never outlives the request.
-            $raw = $this->profiler !== null ? $this->profiler->stop() : null;
-            $error = self::fatalError();
+            $raw = null;
+            if ($this->excimer !== null) {
+                try {
+                    $this->excimer->stop();
+                    $raw = $this->excimer;
+                } catch (\Throwable $e) {
+                    $this->excimer = null;
+                }
+            } elseif ($this->profiler !== null) {
+                $raw = $this->profiler->stop();
+            }
+            $last = error_get_last();
+            $error = $last !== null && isset($last['type'], self::FATAL_TYPES[$last['type']])
+                ? self::fatalError($last) : null;
             $full = $durationMs >= $this->config->thresholdMs || $error !== null;
             $weight = 1.0;
             if (!$full) {
                 $rate = $this->config->sampleRate;
-                if ($rate <= 0 || Util::random01() >= $rate) {
+                if ($rate <= 0) {
+                    return $result;
+                }
+                // random_int() from the CSPRNG (mt_rand() would shift the
+                // application's seeded sequence); inline, as this runs for
+                // every fast request. Without entropy the request is not sampled.
+                try {
+                    $draw = $rate < 1 ? random_int(0, 999999) / 1e6 : 0;
+                } catch (\Throwable $e) {
+                    $draw = 1;
+                }
+                if ($draw >= $rate) {
                     return $result;
                 }
                 $weight = 1 / $rate;
@@ -225,6 +294,11 @@ final class Agent
             if (self::$current === $this) {
                 self::$current = null;
             }
+            // The profilers go now, not when the request's objects are freed:
+            // the registered callback keeps this object alive until then.
+            $this->excimer = null;
+            $this->profiler = null;
+            $this->startUsage = null;
         }
         return $result;
     }
@@ -239,7 +313,7 @@ final class Agent
         if ($project === '') {
             return ['status' => 'no_project', 'line' => null];
         }
-        $admit = $this->spool->admit();
+        $admit = $this->spool()->admit();
         if (!$admit['admit']) {
             return ['status' => $admit['reason'], 'line' => null];
         }
@@ -248,12 +322,14 @@ final class Agent
         $deadline = $t0 + max(0, $budgetNs - $this->overheadNs);
         $record = $this->buildRecord($project, $durationMs, $full, $weight, $error);
         if ($full && $raw !== null && hrtime(true) < $deadline) {
-            $record['profile'] = $this->profiler->profile($raw, $this->config->maxStacks,
-                $this->config->maxStackDepth, $deadline);
+            $c = $this->config;
+            $record['profile'] = $raw instanceof \ExcimerProfiler
+                ? Profiler::fromExcimer($raw, $c->maxStacks, $c->maxStackDepth, $c->periodMs, $deadline)
+                : $this->profiler->profile($raw, $c->maxStacks, $deadline);
         }
         $raw = null;
         if (hrtime(true) >= $deadline) {
-            $this->spool->countDrop();
+            $this->spool()->countDrop();
             return ['status' => 'over_budget', 'line' => null];
         }
         $record['agent'] = [
@@ -263,10 +339,10 @@ final class Agent
         ];
         $json = self::encode($record, $this->config->maxRecordBytes);
         if ($json === null) {
-            $this->spool->countDrop();
+            $this->spool()->countDrop();
             return ['status' => 'encode_failed', 'line' => null];
         }
-        if (!$this->spool->append($json)) {
+        if (!$this->spool()->append($json)) {
             return ['status' => 'write_failed', 'line' => null];
         }
         $this->overheadNs += hrtime(true) - $t0;
@@ -307,7 +383,7 @@ final class Agent
             $record['context'] = (object) $this->context;
         }
         $record['error'] = $error;
-        if ($c->sqlEnabled && !$this->sql->isEmpty()) {
+        if ($c->sqlEnabled && $this->sql !== null && !$this->sql->isEmpty()) {
             $this->sql->failOpen('the statement threw before its end was seen');
             $record['sql'] = $this->sql->toArray($full);
         }
@@ -323,7 +399,7 @@ final class Agent
         $status = http_response_code();
         $http = [
             'method' => Util::truncate((string) $_SERVER['REQUEST_METHOD'], 16),
-            'url' => Util::truncate($this->redactor->url(isset($_SERVER['REQUEST_URI'])
+            'url' => Util::truncate($this->redactor()->url(isset($_SERVER['REQUEST_URI'])
                 ? $_SERVER['REQUEST_URI'] : ''), 8192),
             'status' => is_int($status) ? max(0, $status) : null,
         ];
@@ -331,8 +407,8 @@ final class Agent
         if ($detailed) {
             $http['client_ip'] = isset($_SERVER['REMOTE_ADDR']) ? (string) $_SERVER['REMOTE_ADDR'] : null;
             $http['headers'] = (object) $this->headers();
-            $http['get'] = (object) $this->redactor->map(isset($_GET) ? $_GET : []);
-            $http['post'] = (object) $this->redactor->map(isset($_POST) ? $_POST : []);
+            $http['get'] = (object) $this->redactor()->map(isset($_GET) ? $_GET : []);
+            $http['post'] = (object) $this->redactor()->map(isset($_POST) ? $_POST : []);
         }
         return $http;
     }
@@ -350,8 +426,8 @@ final class Agent
                 $key = strtoupper(str_replace('-', '_', $name));
             }
             if (isset($_SERVER[$key])) {
-                $out[$name] = $this->redactor->isSecretKey($name)
-                    ? Redactor::MASK : $this->redactor->value($_SERVER[$key]);
+                $out[$name] = $this->redactor()->isSecretKey($name)
+                    ? Redactor::MASK : $this->redactor()->value($_SERVER[$key]);
             }
         }
         return $out;
@@ -414,10 +490,9 @@ final class Agent
         return $sec * 1000 + $usec / 1000;
     }
 
-    /** The fatal error that ended the request, from error_get_last(), or null. */
-    private static function fatalError()
+    /** The fatal error that ended the request, from error_get_last()'s answer, or null. */
+    private static function fatalError($e)
     {
-        $e = error_get_last();
         if (!is_array($e) || !isset($e['type']) || !array_key_exists($e['type'], self::FATAL_TYPES)) {
             return null;
         }

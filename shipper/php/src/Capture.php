@@ -31,7 +31,7 @@ final class Capture
         $t0 = hrtime(true);
         try {
             // Over budget, statements are still counted and timed, not captured.
-            return $agent->sql->begin($op, $sql, $params, $types, $source, $oneBased, $agent->withinBudget());
+            return $agent->sql()->begin($op, $sql, $params, $types, $source, $oneBased, $agent->withinBudget());
         } catch (\Throwable $e) {
             return null;
         } finally {
@@ -48,7 +48,7 @@ final class Capture
         }
         $t0 = hrtime(true);
         try {
-            $agent->sql->end($token, $error, $rows);
+            $agent->sql()->end($token, $error, $rows);
         } catch (\Throwable $e) {
             // Losing one statement's end is better than disturbing the request.
         } finally {

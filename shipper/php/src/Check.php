@@ -62,6 +62,12 @@ final class Check
         $spool = new Spool($dir, $config->stateDir, $config->breakerFailures, $config->breakerCooldownS);
         $until = $spool->breakerOpenUntil();
         self::line('write breaker', $until > 0 ? 'OPEN until ' . gmdate('Y-m-d H:i:s', $until) . ' UTC' : 'closed');
+        Util::mute(); // open_basedir may shut out the temp dir
+        $cache = Config::cacheDir();
+        Util::unmute();
+        self::line('config cache', $cache !== null
+            ? $cache . ' (for this user; compiled configs, served by opcache when it is on)'
+            : 'none: the INI is parsed at every FPM request (no posix_geteuid(), or no private dir in the temp dir)');
         self::line('budget', $config->timeoutMs . ' ms per request; records capped at ' . $config->maxRecordBytes . ' bytes');
         return $ok ? 0 : 1;
     }

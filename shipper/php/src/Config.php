@@ -56,96 +56,236 @@ final class Config
     /** Seconds a remembered config is trusted before its file is stat()ed again. */
     const REVALIDATE_S = 1;
 
+    /**
+     * Version of the compiled-config cache files, part of their name: bump
+     * it whenever apply() or the properties change what a given INI file
+     * turns into, so no agent reads a copy another one made. ConfigTest
+     * fails until it is bumped after such a change. (A constant of this
+     * class, so opcache folds it into the name at compile time.)
+     */
+    const CACHE_FORMAT = 1;
+
     /** @var array<string,array{0:string,1:Config,2:int}> Path => [file signature, config, checked at]. */
     private static $memo = [];
 
     /**
      * Loads the file named by BITVILLE_APM_CONFIG, else the default path.
      *
-     * Parsing and validating the INI was most of the agent's fixed cost per
-     * request, so a loaded config is remembered per path with the file's
-     * signature (inode, size, mtime, ctime), the way opcache revalidates
-     * scripts: within the same second it is trusted as is, after that one
-     * stat() decides whether the file changed, so an edit is seen within a
-     * second. The memo lives in a static (long-running processes, CLI) and in
-     * APCu when it is enabled, since FPM forgets statics between requests;
-     * without APCu an FPM request parses the file as before. Each caller gets
-     * its own copy. A file that cannot be used is never remembered.
+     * Every request pays for this, so it is cached at two levels, both keyed
+     * by the file's signature (inode, size, mtime, ctime), the way opcache
+     * revalidates scripts:
+     * - In this process (a static): within the same second the config is
+     *   trusted as is; after that one stat() decides whether the file
+     *   changed, so an edit is seen within a second. This serves
+     *   long-running processes.
+     * - Across requests (FPM forgets statics between requests): the Config
+     *   is compiled into a PHP file named by the signature, which opcache
+     *   then serves from shared memory, so a request costs a stat() of the
+     *   INI, of the cache directory and of that file, and an include,
+     *   instead of parse_ini_file() and its validation. See cached().
+     * The Config returned is shared: callers must not change it. A file that
+     * cannot be used is never remembered or compiled.
      */
     public static function load($path = null)
     {
-        $st = null;
         if ($path === null || $path === '') {
             $env = getenv('BITVILLE_APM_CONFIG');
             $path = ($env !== false && $env !== '') ? $env : self::DEFAULT_PATH;
         }
-        $sig = null;
+        $now = time();
+        $memo = isset(self::$memo[$path]) ? self::$memo[$path] : null;
+        if ($memo !== null && $memo[2] === $now) {
+            return $memo[1];
+        }
+        // The filesystem checks below never warn, except about open_basedir
+        // when it shuts out the INI file or the temp dir: then, and only
+        // then, they run under the error handler that swallows warnings.
+        $basedir = ini_get('open_basedir');
+        $guard = is_string($basedir) && $basedir !== '';
+        if ($guard) {
+            Util::mute();
+        }
         try {
-            $now = time();
-            $memo = self::recall($path);
-            if ($memo !== null && $now - $memo[2] < self::REVALIDATE_S && $now >= $memo[2]) {
-                return clone $memo[1];
-            }
-            // One stat(), without an error handler: is_file() never warns, and
-            // stat() then answers from PHP's stat cache. Only that cache is
-            // dropped first (not the realpath cache), so a rewrite is seen.
-            clearstatcache();
-            if (is_file($path)) {
-                $st = stat($path);
-                if (is_array($st)) {
-                    $sig = $st['ino'] . ':' . $st['size'] . ':' . $st['mtime'] . ':' . $st['ctime'];
+            $sig = null;
+            $stable = false;
+            try {
+                // One stat(): is_file() never warns (open_basedir aside), and
+                // the calls after it answer from PHP's stat cache. Only that cache
+                // is dropped first (not the realpath cache), so a rewrite is seen.
+                clearstatcache();
+                if (is_file($path)) {
+                    $mtime = filemtime($path);
+                    $ctime = filectime($path);
+                    $sig = fileinode($path) . '-' . filesize($path) . '-' . $mtime . '-' . $ctime;
                     if ($memo !== null && $memo[0] === $sig) {
-                        self::remember($path, [$sig, $memo[1], $now]);
-                        return clone $memo[1];
+                        self::$memo[$path] = [$sig, $memo[1], $now];
+                        return $memo[1];
                     }
+                    // A file changed in this very second may change again in it
+                    // with the same signature (mtime and ctime count whole
+                    // seconds): such a file is parsed again until its last change
+                    // is in the past, as git does with "racily clean" entries.
+                    $stable = max($mtime, $ctime) < $now;
+                }
+            } catch (\Throwable $e) {
+                $sig = null;
+            }
+            $config = $stable ? self::cached($path, $sig) : null;
+            if ($config === null) {
+                $config = self::parse($path);
+                if ($stable && $config->problem === null) {
+                    self::compile($config, $sig);
                 }
             }
-        } catch (\Throwable $e) {
-            $sig = null;
+            if ($stable && $config->problem === null) {
+                self::$memo[$path] = [$sig, $config, $now];
+            }
+            return $config;
+        } finally {
+            if ($guard) {
+                Util::unmute();
+            }
         }
-        $config = self::parse($path);
-        // A file changed in this very second may change again in it with the
-        // same signature (mtime and ctime count whole seconds): such a file is
-        // parsed again until its last change is in the past, as git does with
-        // "racily clean" entries.
-        if ($sig !== null && $config->problem === null && max($st['mtime'], $st['ctime']) < $now) {
-            self::remember($path, [$sig, clone $config, $now]);
-        }
-        return $config;
     }
 
-    /** Forgets remembered configs (tests, and the benchmark's FPM-without-APCu mode). */
+    /** Forgets remembered configs, as a new FPM request does (tests and the benchmark). */
     public static function forget()
     {
         self::$memo = [];
     }
 
-    /** @return array{0:string,1:Config,2:int}|null */
-    private static function recall($path)
+    /**
+     * The compiled-INI cache directory, or null when there is none: a
+     * private directory of this user in the temp dir, made on first use.
+     *
+     * Why the checks: PHP includes the files in it, so a directory another
+     * user could write to would run their code. It must belong to this
+     * process's user and be writable by nobody else; /tmp's sticky bit keeps
+     * others from renaming it. Without posix_geteuid() there is no cache.
+     */
+    public static function cacheDir()
     {
-        if (isset(self::$memo[$path])) {
-            return self::$memo[$path];
+        // Checked at every use, never remembered: a long-running process
+        // would otherwise trust a directory that was removed (temp dirs are
+        // cleaned) and made again by someone else. A use is one per FPM
+        // request, or one per change of the INI file in a long-running one.
+        if (!function_exists('posix_geteuid')) {
+            return null;
         }
-        if (self::apcu()) {
-            $hit = apcu_fetch('bitville-apm.config.' . $path);
-            if (is_array($hit) && isset($hit[0], $hit[1], $hit[2]) && $hit[1] instanceof self) {
-                return self::$memo[$path] = $hit;
+        $uid = posix_geteuid();
+        // sys_get_temp_dir() never ends with a slash.
+        $dir = sys_get_temp_dir() . '/bitville-apm-' . $uid;
+        try {
+            // is_dir() never warns (open_basedir aside: see load()), and fills
+            // PHP's stat cache for the two checks after it: one syscall when
+            // the directory is there.
+            if (!is_dir($dir)) {
+                Util::mute();
+                try {
+                    $made = mkdir($dir, 0700);
+                } finally {
+                    Util::unmute();
+                }
+                clearstatcache();
+                if (!$made || !is_dir($dir)) {
+                    return null;
+                }
+            }
+            return fileowner($dir) === $uid && (fileperms($dir) & 0022) === 0 ? $dir : null;
+        } catch (\Throwable $e) {
+            return null;
+        }
+    }
+
+    /**
+     * The compiled file for an INI file with a given signature. The path's
+     * CRC keeps copies of different INI files apart (and lets a new copy
+     * find the old ones of the same file); the signature tells versions of
+     * one file apart.
+     */
+    private static function cacheFile($dir, $path, $sig)
+    {
+        return $dir . '/config.' . crc32($path) . '.' . self::CACHE_FORMAT . '.' . $sig . '.php';
+    }
+
+    /**
+     * The Config from the compiled cache, or null on a miss. The include is
+     * served by opcache from shared memory when it is on (as under FPM); the
+     * file holds the properties that differ from the defaults.
+     *
+     * @return Config|null
+     */
+    private static function cached($path, $sig)
+    {
+        $dir = self::cacheDir();
+        if ($dir === null) {
+            return null;
+        }
+        $file = self::cacheFile($dir, $path, $sig);
+        try {
+            // is_file() first: it never warns, and costs less than the error
+            // handler an include of a missing file would need.
+            $props = is_file($file) ? include $file : null;
+            if (!is_array($props)) {
+                return null;
+            }
+            $config = new self();
+            $config->path = $path;
+            foreach ($props as $name => $value) {
+                $config->$name = $value;
+            }
+            return $config;
+        } catch (\Throwable $e) {
+            return null;
+        }
+    }
+
+    /**
+     * Writes the compiled copy of a Config read from an INI file: a
+     * temporary file renamed into place, so no reader sees half of it, dated
+     * in the past so that opcache caches it at once
+     * (opcache.file_update_protection). Older copies for the same INI file
+     * are removed. A failure leaves no file and costs only this request: the
+     * next one parses the INI again.
+     */
+    private static function compile(Config $config, $sig)
+    {
+        $dir = self::cacheDir();
+        if ($dir === null) {
+            return false;
+        }
+        $props = [];
+        $defaults = get_class_vars(self::class);
+        foreach (get_object_vars($config) as $name => $value) {
+            if ($name !== 'path' && $name !== 'problem' && $value !== $defaults[$name]) {
+                $props[$name] = $value;
             }
         }
-        return null;
-    }
-
-    private static function remember($path, array $entry)
-    {
-        self::$memo[$path] = $entry;
-        if (self::apcu()) {
-            apcu_store('bitville-apm.config.' . $path, $entry);
+        $path = $config->path;
+        $file = self::cacheFile($dir, $path, $sig);
+        $tmp = $file . '.' . getmypid() . '.tmp';
+        $code = "<?php\n// Bitville APM: the config read from " . str_replace(["\n", "\r", '?>'], ' ', $path)
+            . "\n// (settings that differ from the defaults). Remade when that file changes; safe to delete.\nreturn "
+            . var_export($props, true) . ";\n";
+        Util::mute();
+        try {
+            $ok = file_put_contents($tmp, $code) === strlen($code) && touch($tmp, time() - 60)
+                && rename($tmp, $file);
+            if (!$ok) {
+                unlink($tmp);
+                return false;
+            }
+            foreach (glob($dir . '/config.' . crc32($path) . '.*') ?: [] as $old) {
+                if ($old !== $file) {
+                    unlink($old);
+                }
+            }
+            return true;
+        } catch (\Throwable $e) {
+            return false;
+        } finally {
+            Util::unmute();
         }
-    }
-
-    private static function apcu()
-    {
-        return function_exists('apcu_fetch') && function_exists('apcu_enabled') && apcu_enabled();
     }
 
     /** Reads and validates the file, every time. */

@@ -19,12 +19,10 @@ final class Profiler
 {
     const EXCIMER_SAFE_VERSION = '1.2.4';
 
-    /** @var string excimer | xhprof | tideways */
+    /** @var string xhprof | tideways */
     public $kind;
     /** @var float */
     private $periodMs;
-    /** @var \ExcimerProfiler|null */
-    private $excimer;
     /** @var bool */
     private $running = false;
 
@@ -73,28 +71,24 @@ final class Profiler
     }
 
     /**
-     * Starts the chosen profiler, or returns null when none is available or it
-     * fails to start (the request then goes on with timing, SQL and metadata).
+     * Starts xhprof or tideways_xhprof, or returns null when it fails to
+     * start (the request then goes on with timing, SQL and metadata).
+     * Excimer is started by Agent::start() itself: it is the usual profiler,
+     * and every call on that path is paid by every request.
      *
+     * @param string $kind xhprof | tideways, as resolve() returned it
      * @return self|null
      */
-    public static function start($choice, $periodMs)
+    public static function start($kind, $periodMs)
     {
-        $kind = self::resolve($choice);
-        if ($kind === null) {
-            return null;
-        }
         $p = new self($kind, $periodMs);
         try {
-            if ($kind === 'excimer') {
-                $p->excimer = new \ExcimerProfiler();
-                $p->excimer->setPeriod($periodMs / 1000);
-                $p->excimer->setEventType(EXCIMER_REAL);
-                $p->excimer->start();
-            } elseif ($kind === 'tideways') {
+            if ($kind === 'tideways') {
                 tideways_xhprof_enable(TIDEWAYS_XHPROF_FLAGS_CPU | TIDEWAYS_XHPROF_FLAGS_MEMORY);
-            } else {
+            } elseif ($kind === 'xhprof') {
                 xhprof_enable(XHPROF_FLAGS_CPU | XHPROF_FLAGS_MEMORY);
+            } else {
+                return null;
             }
             $p->running = true;
         } catch (\Throwable $e) {
@@ -104,11 +98,10 @@ final class Profiler
     }
 
     /**
-     * Stops sampling and returns the raw data: the collapsed-stack text for
-     * Excimer, the edge array for xhprof and tideways. Must run on every
+     * Stops recording and returns xhprof's edge array. Must run on every
      * request, kept or not, so no profiler outlives it.
      *
-     * @return string|array|null
+     * @return array|null
      */
     public function stop()
     {
@@ -117,14 +110,8 @@ final class Profiler
         }
         $this->running = false;
         try {
-            if ($this->kind === 'excimer') {
-                $this->excimer->stop();
-                return $this->excimer;
-            }
-            if ($this->kind === 'tideways') {
-                return tideways_xhprof_disable();
-            }
-            return xhprof_disable();
+            $raw = $this->kind === 'tideways' ? tideways_xhprof_disable() : xhprof_disable();
+            return is_array($raw) ? $raw : null;
         } catch (\Throwable $e) {
             return null;
         }
@@ -133,24 +120,30 @@ final class Profiler
     /**
      * Builds the record's profile from what stop() returned.
      *
-     * @param mixed    $raw
-     * @param int      $maxItems  noise filter: heaviest stacks or edges kept
+     * @param array    $raw       the edge array
+     * @param int      $maxItems  noise filter: heaviest edges kept
+     * @param float    $deadline  hrtime (ns) after which the work is cut short
+     * @return array
+     */
+    public function profile(array $raw, $maxItems, $deadline)
+    {
+        $profile = self::edgesFromXhprof($raw, $maxItems, $deadline);
+        $profile['profiler'] = $this->kind;
+        return $profile;
+    }
+
+    /**
+     * Builds the record's profile from a stopped Excimer profiler.
+     *
+     * @param int      $maxItems  noise filter: heaviest stacks kept
      * @param int      $maxDepth  frames kept per stack
      * @param float    $deadline  hrtime (ns) after which the work is cut short
-     * @return array|null
+     * @return array
      */
-    public function profile($raw, $maxItems, $maxDepth, $deadline)
+    public static function fromExcimer(\ExcimerProfiler $excimer, $maxItems, $maxDepth, $periodMs, $deadline)
     {
-        if ($raw instanceof \ExcimerProfiler) {
-            $text = $raw->getLog()->formatCollapsed();
-            return self::stacksFromCollapsed((string) $text, $maxItems, $maxDepth, $this->periodMs, $deadline);
-        }
-        if (is_array($raw)) {
-            $profile = self::edgesFromXhprof($raw, $maxItems, $deadline);
-            $profile['profiler'] = $this->kind;
-            return $profile;
-        }
-        return null;
+        $text = $excimer->getLog()->formatCollapsed();
+        return self::stacksFromCollapsed((string) $text, $maxItems, $maxDepth, $periodMs, $deadline);
     }
 
     /**

@@ -96,14 +96,4 @@ final class Util
         }
         return substr($cut, 0, $i);
     }
-
-    /** A random float in [0, 1) from the CSPRNG, for the sampling decision. */
-    public static function random01()
-    {
-        try {
-            return random_int(0, 999999) / 1000000;
-        } catch (\Throwable $e) {
-            return (hexdec(substr(md5(uniqid('', true)), 0, 6)) % 1000000) / 1000000;
-        }
-    }
 }

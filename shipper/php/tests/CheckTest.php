@@ -7,7 +7,8 @@ final class CheckTest extends AgentTestCase
 {
     private function check($config)
     {
-        return $this->runCommand([PHP_BINARY, self::AGENT, '--check'], ['BITVILLE_APM_CONFIG' => $config]);
+        return $this->runCommand([PHP_BINARY, '-d', 'sys_temp_dir=' . $this->childTempDir(), self::AGENT, '--check'],
+            ['BITVILLE_APM_CONFIG' => $config]);
     }
 
     public function testCheckReportsConfigProfilerSpoolAndFlag()
@@ -19,6 +20,7 @@ final class CheckTest extends AgentTestCase
         $this->assertMatchesRegularExpression('/^agent:\s+ON$/m', $run['out']);
         $this->assertMatchesRegularExpression('/^spool dir:\s+.*: writable$/m', $run['out']);
         $this->assertMatchesRegularExpression('/^spool full flag:\s+absent$/m', $run['out']);
+        $this->assertStringContainsString('config cache:         ' . $this->childTempDir() . '/bitville-apm-', $run['out']);
         $this->assertSame([], glob($env['spool'] . '/{,.}[!.]*', GLOB_BRACE), 'the probe file is removed');
         if (is_string(phpversion('excimer')) && !\BitvilleApm\Profiler::excimerIsSafe()) {
             $this->assertMatchesRegularExpression('/^WARNING:.*older than 1\.2\.4/m', $run['out']);

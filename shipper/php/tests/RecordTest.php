@@ -208,24 +208,4 @@ final class RecordTest extends AgentTestCase
         }
         return $r;
     }
-
-    public function testRememberedConfigIsACopyAndAnEditIsSeenWithinASecond()
-    {
-        $env = $this->setUpAgent(['general' => ['threshold_ms' => 100]]);
-        sleep(1); // A file changed in the current second is not remembered yet.
-        $a = Config::load($env['config']);
-        $a->thresholdMs = 1.0; // A caller's change never reaches the memo.
-        $this->assertSame(100.0, Config::load($env['config'])->thresholdMs);
-
-        // Same size, same inode: only the change time tells.
-        file_put_contents($env['config'], str_replace('"100"', '"250"', (string) file_get_contents($env['config'])));
-        sleep(Config::REVALIDATE_S + 1);
-        $this->assertSame(250.0, Config::load($env['config'])->thresholdMs);
-
-        unlink($env['config']);
-        sleep(Config::REVALIDATE_S + 1);
-        $gone = Config::load($env['config']);
-        $this->assertFalse($gone->enabled);
-        $this->assertNotNull($gone->problem);
-    }
 }

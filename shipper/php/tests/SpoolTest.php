@@ -61,7 +61,11 @@ final class SpoolTest extends AgentTestCase
 
     public function testMissingDirOpensBreakerAfterRepeatedFailures()
     {
-        $env = $this->setUpAgent(['transmission' => ['breaker_failures' => 3, 'breaker_cooldown_s' => 1]]);
+        // The breaker's end is stored in whole seconds, so a cool-down of N
+        // seconds lasts between N-1 and N: 3 leaves the child below at least
+        // 2 s to start (1 s made this test fail when a slow child started
+        // after the end).
+        $env = $this->setUpAgent(['transmission' => ['breaker_failures' => 3, 'breaker_cooldown_s' => 3]]);
         rmdir($env['spool']);
         $config = Config::load($env['config']);
         for ($i = 0; $i < 3; $i++) {
@@ -75,7 +79,7 @@ final class SpoolTest extends AgentTestCase
         $this->assertSilent($run, 'ok');
         $this->assertSame([], glob($env['spool'] . '/*.ndjson'));
         // After the cool-down the next write goes through and closes it.
-        sleep(2);
+        sleep(4);
         Spool::resetMemory();
         $result = $this->finishOne($config);
         $this->assertSame('written', $result['status']);

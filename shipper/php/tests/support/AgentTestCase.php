@@ -22,8 +22,14 @@ abstract class AgentTestCase extends TestCase
     {
         foreach ($this->temps as $dir) {
             exec('rm -rf ' . escapeshellarg($dir));
+            // Copies the test process itself compiled (Config::load() in
+            // this process uses the real temp dir).
+            foreach (glob(sys_get_temp_dir() . '/bitville-apm-*/config.' . crc32($dir . '/profiling.ini') . '.*') ?: [] as $f) {
+                unlink($f);
+            }
         }
         $this->temps = [];
+        $this->childTemp = null;
     }
 
     /** A fresh temporary folder, removed after the test. */
@@ -90,7 +96,11 @@ abstract class AgentTestCase extends TestCase
         return $this->runCommand($cmd, ['BITVILLE_APM_CONFIG' => $config]);
     }
 
-    /** PHP settings for children: the agent prepended, every error shown. */
+    /**
+     * PHP settings for children: the agent prepended, every error shown, and
+     * a temp dir of the test's own, so compiled configs (Config::cacheDir())
+     * land there and go with it.
+     */
     protected function phpIni(array $extra = [])
     {
         return array_merge([
@@ -98,7 +108,20 @@ abstract class AgentTestCase extends TestCase
             'display_startup_errors' => '1',
             'error_reporting' => (string) E_ALL,
             'auto_prepend_file' => realpath(self::AGENT),
+            'sys_temp_dir' => $this->childTempDir(),
         ], $extra);
+    }
+
+    /** @var string|null */
+    private $childTemp;
+
+    /** The children's temp dir: world-writable and sticky like /tmp, so any user can make its cache dir. */
+    protected function childTempDir()
+    {
+        if ($this->childTemp === null || !is_dir($this->childTemp)) {
+            $this->childTemp = $this->tempDir(01777);
+        }
+        return $this->childTemp;
     }
 
     /**
