@@ -73,52 +73,27 @@ pub fn record_batch(table: &'static Table, rows: &[&Row]) -> Result<RecordBatch,
             sql_type: column.sql_type,
             cell: cell_name(cell),
         };
+        // One column of a primitive or text type: NULL, or the cell kinds
+        // the patterns name, or a mismatch.
+        macro_rules! column {
+            ($builder:expr, $($cell:pat => $value:expr),+) => {{
+                let mut b = $builder;
+                for cell in cells {
+                    match cell {
+                        Cell::Null => b.append_null(),
+                        $($cell => b.append_value($value),)+
+                        other => return Err(mismatch(other)),
+                    }
+                }
+                Arc::new(b.finish()) as ArrayRef
+            }};
+        }
+        let n = rows.len();
         let array: ArrayRef = match &data_type {
-            DataType::Int64 => {
-                let mut b = Int64Builder::with_capacity(rows.len());
-                for cell in cells {
-                    match cell {
-                        Cell::Null => b.append_null(),
-                        Cell::Int(v) => b.append_value(*v),
-                        other => return Err(mismatch(other)),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Float64 => {
-                let mut b = Float64Builder::with_capacity(rows.len());
-                for cell in cells {
-                    match cell {
-                        Cell::Null => b.append_null(),
-                        Cell::Float(v) => b.append_value(*v),
-                        Cell::Int(v) => b.append_value(*v as f64),
-                        other => return Err(mismatch(other)),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Boolean => {
-                let mut b = BooleanBuilder::with_capacity(rows.len());
-                for cell in cells {
-                    match cell {
-                        Cell::Null => b.append_null(),
-                        Cell::Bool(v) => b.append_value(*v),
-                        other => return Err(mismatch(other)),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Timestamp(..) => {
-                let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len());
-                for cell in cells {
-                    match cell {
-                        Cell::Null => b.append_null(),
-                        Cell::Ts(v) => b.append_value(*v),
-                        other => return Err(mismatch(other)),
-                    }
-                }
-                Arc::new(b.finish())
-            }
+            DataType::Int64 => column!(Int64Builder::with_capacity(n), Cell::Int(v) => *v),
+            DataType::Float64 => column!(Float64Builder::with_capacity(n), Cell::Float(v) => *v, Cell::Int(v) => *v as f64),
+            DataType::Boolean => column!(BooleanBuilder::with_capacity(n), Cell::Bool(v) => *v),
+            DataType::Timestamp(..) => column!(TimestampMicrosecondBuilder::with_capacity(n), Cell::Ts(v) => *v),
             DataType::Utf8 => {
                 let bytes = rows
                     .iter()
@@ -127,15 +102,7 @@ pub fn record_batch(table: &'static Table, rows: &[&Row]) -> Result<RecordBatch,
                         _ => 0,
                     })
                     .sum();
-                let mut b = StringBuilder::with_capacity(rows.len(), bytes);
-                for cell in cells {
-                    match cell {
-                        Cell::Null => b.append_null(),
-                        Cell::Text(v) => b.append_value(v),
-                        other => return Err(mismatch(other)),
-                    }
-                }
-                Arc::new(b.finish())
+                column!(StringBuilder::with_capacity(n, bytes), Cell::Text(v) => v)
             }
             DataType::List(_) => {
                 let mut b = ListBuilder::new(Int64Builder::new());
