@@ -127,6 +127,20 @@ pub fn record_batch(table: &'static Table, rows: &[&Row]) -> Result<RecordBatch,
         .map_err(|e| ColumnError::Arrow { table: table.name, message: e.to_string() })
 }
 
+/// A one-column `id` batch, for a day's `record_ids`.
+///
+/// # Errors
+/// Arrow refused the batch (it cannot, with one column).
+pub fn ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<RecordBatch, ColumnError> {
+    let mut id = StringBuilder::new();
+    for i in ids {
+        id.append_value(i);
+    }
+    let schema = Schema::new(vec![Field::new("id", DataType::Utf8, false)]);
+    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(id.finish())])
+        .map_err(|e| ColumnError::Arrow { table: "record_ids", message: e.to_string() })
+}
+
 /// The `stage_ids (id, day)` batch of the dedupe step.
 ///
 /// # Errors
