@@ -177,6 +177,11 @@ fn drill_down_shows_who_blocked_a_request_and_draws_its_flame_graph() {
     assert!(d.profile.calls.iter().any(|c| c.function == "PDOStatement::execute" && c.exclusive_ms > 1000.0));
     let svg = processor::analysis::request::flame_graph_svg(&d).unwrap();
     assert!(svg.contains("<svg") && svg.contains("PDOStatement::execute"), "{}", &svg[..200.min(svg.len())]);
+    // Its record id opens the same request.
+    let record_id = d.request["id"].as_str().unwrap().to_owned();
+    assert_ne!(record_id, id);
+    let by_record = processor::analysis::request::detail(&reader, &scope, &record_id).unwrap();
+    assert_eq!((by_record.correlation_id.as_str(), by_record.sql.len()), (id.as_str(), d.sql.len()));
     // The other project cannot open it.
     assert!(processor::analysis::request::detail(&reader, &Scope::Project("blog".into()), &id).is_err());
     drop(reader);
