@@ -432,6 +432,39 @@ mod tests {
         assert_eq!(reader.query_i64("SELECT sum(seq) FROM main.requests").unwrap(), 7);
     }
 
+    /// A new day's `records.raw` is stored with zstd, which DuckDB would not
+    /// pick for it; the other columns keep DuckDB's own choice.
+    #[test]
+    fn raw_json_is_compressed_with_zstd() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig { path: dir.path().join("z.duckdb"), ..StoreConfig::default() };
+        let mut load = bench::BulkLoad::open(&config).unwrap();
+        let name = load.ensure_day(schema::days_from_civil(2026, 11, 20)).unwrap();
+        load.execute(
+            "insert",
+            &format!(
+                "INSERT INTO {name}.records (seq, project, host, ts, id, kind, ingested_at, raw) \
+                 SELECT i, 'shop', 'db-1', TIMESTAMP '2026-11-20 10:00:00', uuid(), 'pg_activity', TIMESTAMP '2026-11-20 10:00:01', \
+                 ('{{\"host\":\"db-1\",\"n\":' || i || ',\"query\":\"SELECT * FROM orders WHERE id = ' || i || '\"}}')::JSON \
+                 FROM range(50000) r(i)"
+            ),
+        )
+        .unwrap();
+        load.execute("checkpoint", "CHECKPOINT").unwrap();
+        drop(load);
+        let conn = Connection::open(&config.path).unwrap();
+        let compression = |column: &str| -> Vec<String> {
+            let sql = format!(
+                "SELECT DISTINCT compression FROM pragma_storage_info('{name}.records') \
+                 WHERE column_name = '{column}' AND segment_type <> 'VALIDITY'"
+            );
+            let mut stmt = conn.prepare(&sql).unwrap();
+            stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert_eq!(compression("raw"), vec!["ZSTD".to_owned()]);
+        assert!(!compression("kind").contains(&"ZSTD".to_owned()), "{:?}", compression("kind"));
+    }
+
     /// The measurement behind the day schemas: 14 days of steady inserts
     /// with 7 kept, once with DELETE + CHECKPOINT on one table and once with
     /// a table per day dropped + CHECKPOINT. Run by hand:

@@ -22,6 +22,9 @@ pub struct Column {
     pub name: &'static str,
     pub sql_type: &'static str,
     pub doc: &'static str,
+    /// A compression DuckDB must use for the column instead of choosing one
+    /// (`USING COMPRESSION`), for columns whose data its choice serves badly.
+    pub compression: Option<&'static str>,
 }
 
 /// One data table, created in every day schema and exposed as a view.
@@ -38,7 +41,10 @@ impl Table {
         let cols: Vec<String> = self
             .columns
             .iter()
-            .map(|c| format!("{} {}", quote_ident(c.name), c.sql_type))
+            .map(|c| match c.compression {
+                Some(method) => format!("{} {} USING COMPRESSION {method}", quote_ident(c.name), c.sql_type),
+                None => format!("{} {}", quote_ident(c.name), c.sql_type),
+            })
             .collect();
         format!(
             "CREATE TABLE IF NOT EXISTS {}.{} ({})",
@@ -61,7 +67,7 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 const fn col(name: &'static str, sql_type: &'static str, doc: &'static str) -> Column {
-    Column { name, sql_type, doc }
+    Column { name, sql_type, doc, compression: None }
 }
 
 macro_rules! envelope_cols {
@@ -99,7 +105,13 @@ const RECORDS_COLS: [Column; 8] = concat(
         col("id", "UUID", "Record id, the dedupe key."),
         col("kind", "VARCHAR", "Record kind: request, host_metrics, pg_activity, pg_statements or pg_log."),
         col("ingested_at", "TIMESTAMP", "When the processor stored the record, UTC."),
-        col("raw", "JSON", "The record exactly as received, for anything the flat tables leave out (`raw->>'$.http.headers'`)."),
+        // zstd, not DuckDB's own choice (FSST): on pg_activity-like records
+        // it compressed 2.4 times smaller in less time, and the raw JSON is
+        // most of the bytes a checkpoint compresses.
+        Column {
+            compression: Some("zstd"),
+            ..col("raw", "JSON", "The record exactly as received, for anything the flat tables leave out (`raw->>'$.http.headers'`).")
+        },
     ],
 );
 
