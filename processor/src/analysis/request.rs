@@ -113,11 +113,11 @@ enum Part {
 
 /// Loads the drill-down of a request by correlation ID or record id.
 ///
-/// One narrow query over every day finds the record; the five reads that
-/// follow (the row, its SQL, its profile, the database's samples and its
-/// log lines) are each bounded by the record's `ts` and run side by side on
-/// connections of their own, since each costs about the same few ms of
-/// DuckDB's fixed per-query work.
+/// A narrow query over every day finds the record (see [`locate`]); the
+/// five reads that follow (the row, its SQL, its profile, the database's
+/// samples and its log lines) are each bounded by the record's `ts` and run
+/// side by side on connections of their own, since each costs about the
+/// same few ms of DuckDB's fixed per-query work.
 ///
 /// # Errors
 /// The id is not a UUID, no request of the scope has it, or a query failed.
