@@ -13,7 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
 
-use duckdb::Connection;
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::{Appender, Connection};
 use tokio::sync::mpsc;
 
 use super::schema::{self, DAY_MICROS, STORE_SCHEMA_VERSION, TABLES, TEMPLATE_SCHEMA, TableId, quote_ident};
@@ -350,9 +351,7 @@ impl Writer {
         let direct = days.iter().try_for_each(|day| {
             let ids = columns::ids(staged().filter(|r| r.day() == *day).map(|r| r.id.as_str()))
                 .map_err(|e| StoreError::db("claim ids", e))?;
-            let mut app = conn.appender_to_db("record_ids", &schema::day_schema(*day)).map_err(err("claim ids"))?;
-            app.append_record_batch(ids).map_err(err("claim ids"))?;
-            app.flush().map_err(err("claim ids"))
+            append(conn.appender_to_db("record_ids", &schema::day_schema(*day)), ids, "claim ids")
         });
         if direct.is_ok() {
             return Ok(None);
@@ -362,9 +361,7 @@ impl Writer {
         {
             let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day())))
                 .map_err(|e| StoreError::db("stage ids", e))?;
-            let mut stage = conn.appender_to_catalog_and_db("stage_ids", "temp", "main").map_err(err("stage ids"))?;
-            stage.append_record_batch(ids).map_err(err("stage ids"))?;
-            stage.flush().map_err(err("stage ids"))?;
+            append(conn.appender_to_catalog_and_db("stage_ids", "temp", "main"), ids, "stage ids")?;
         }
         let mut new_ids: HashSet<String> = HashSet::new();
         for day in days {
@@ -392,7 +389,6 @@ impl Writer {
         new_ids: Option<&HashSet<String>>,
     ) -> Result<(Vec<Vec<bool>>, i64), StoreError> {
         let conn = &self.conn;
-        let err = |op: &'static str| move |e: duckdb::Error| StoreError::db(op, e);
         // Rows of the new records, grouped by day and table in arrival order.
         let mut groups: BTreeMap<(i64, TableId), Vec<&Row>> = BTreeMap::new();
         let mut next_seq = self.next_seq;
@@ -418,11 +414,7 @@ impl Writer {
         }
         for ((day, table), rows) in &groups {
             let batch = columns::record_batch(table.table(), rows).map_err(|e| StoreError::db("build columns", e))?;
-            let mut app = conn
-                .appender_to_db(table.table().name, &schema::day_schema(*day))
-                .map_err(err("open appender"))?;
-            app.append_record_batch(batch).map_err(err("append"))?;
-            app.flush().map_err(err("flush appender"))?;
+            append(conn.appender_to_db(table.table().name, &schema::day_schema(*day)), batch, "append")?;
         }
         Ok((flags, next_seq))
     }
@@ -495,6 +487,16 @@ impl Writer {
         }
         result
     }
+}
+
+/// Appends one Arrow batch through a freshly opened appender and flushes
+/// it, so that a refused row (a primary key, a cast) is reported here and
+/// not lost in the appender's drop.
+fn append(appender: duckdb::Result<Appender<'_>>, batch: RecordBatch, op: &'static str) -> Result<(), StoreError> {
+    let err = |e| StoreError::db(op, e);
+    let mut app = appender.map_err(err)?;
+    app.append_record_batch(batch).map_err(err)?;
+    app.flush().map_err(err)
 }
 
 /// Now in microseconds since the epoch.
