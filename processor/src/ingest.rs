@@ -24,6 +24,7 @@ use crate::config::Limits;
 use crate::flatten::{self, PreparedRecord};
 use crate::limits::{BodyError, gunzip_bounded};
 use crate::metrics::Outcome;
+use crate::store::Columns;
 use crate::tls::Peer;
 
 /// The router of the processor's HTTP port.
@@ -164,23 +165,27 @@ async fn ingest_inner(app: &App, peer: SocketAddr, headers: &HeaderMap, body: Bo
         })?;
 
     let now = app.now();
-    let prepared = {
+    let (rejected, records) = {
         let limits = limits.clone();
         let project = project.clone();
-        tokio::task::spawn_blocking(move || -> Result<Batch, Refusal> {
+        tokio::task::spawn_blocking(move || -> Result<_, Refusal> {
             let text = if gzip { gunzip_bounded(&bytes, limits.max_decompressed_bytes)? } else { bytes.to_vec() };
-            prepare_batch(&text, &project, &limits, now)
+            let batch = prepare_batch(&text, &project, &limits, now)?;
+            // The columns too are built here, not on the single writer.
+            let records = Columns::build(batch.records)
+                .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("batch preparation failed: {e}")))?;
+            Ok((batch.rejected, records))
         })
         .await
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("batch preparation failed: {e}")))??
     };
 
-    for r in &prepared.rejected {
+    for r in &rejected {
         let (p, k) = r.1.as_ref().map_or(("unknown", "unknown"), |(p, k)| (p.as_str(), k.as_str()));
         app.metrics.record(p, k, Outcome::Refused, 1);
     }
-    let kinds: Vec<&'static str> = prepared.records.iter().map(|r| r.kind.as_str()).collect();
-    let outcome = app.store.write(prepared.records).await.map_err(|e| Refusal {
+    let kinds: Vec<&'static str> = records.kinds().map(|k| k.as_str()).collect();
+    let outcome = app.store.write_columns(records).await.map_err(|e| Refusal {
         status: StatusCode::SERVICE_UNAVAILABLE,
         message: e.to_string(),
         retry_after: Some(Duration::from_secs(5)),
@@ -194,7 +199,7 @@ async fn ingest_inner(app: &App, peer: SocketAddr, headers: &HeaderMap, body: Bo
     Ok(IngestReply {
         accepted,
         duplicates: outcome.stored.len() - accepted,
-        rejected: prepared.rejected.into_iter().map(|r| r.0).collect(),
+        rejected: rejected.into_iter().map(|r| r.0).collect(),
     })
 }
 

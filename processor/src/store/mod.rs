@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use crate::config::StoreConfig;
 use crate::flatten::PreparedRecord;
+pub use columns::{ColumnError, Columns};
 
 pub use writer::{RetentionOutcome, WriteOutcome, now_micros};
 
@@ -52,7 +53,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// A message to the writer thread.
 enum Msg {
     /// Store records; `reply` is `None` for fire-and-forget (UDP).
-    Write { records: Vec<PreparedRecord>, reply: Option<Reply<WriteOutcome>> },
+    Write { records: Columns, reply: Option<Reply<WriteOutcome>> },
     /// Drop whole days that ended at or before `cutoff` (micros since epoch).
     Retention { cutoff: i64, now: i64, reply: Reply<RetentionOutcome> },
     Checkpoint { reply: Reply<()> },
@@ -113,6 +114,15 @@ impl Store {
     /// # Errors
     /// The transaction failed (nothing of the batch is stored) or the writer stopped.
     pub async fn write(&self, records: Vec<PreparedRecord>) -> Result<WriteOutcome, StoreError> {
+        self.write_columns(Columns::build(records).map_err(|e| StoreError::db("build columns", e))?).await
+    }
+
+    /// [`Store::write`] of records whose columns the caller built, off the
+    /// async threads (the HTTP handlers do it beside the flattening).
+    ///
+    /// # Errors
+    /// The transaction failed (nothing of the batch is stored) or the writer stopped.
+    pub async fn write_columns(&self, records: Columns) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Msg::Write { records, reply: Some(reply) }).await.map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -120,7 +130,7 @@ impl Store {
 
     /// Queues records without waiting (UDP). False when the queue is full
     /// or the writer stopped: the caller counts a drop.
-    pub fn write_detached(&self, records: Vec<PreparedRecord>) -> bool {
+    pub fn write_detached(&self, records: Columns) -> bool {
         self.tx.try_send(Msg::Write { records, reply: None }).is_ok()
     }
 

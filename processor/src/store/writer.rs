@@ -1,6 +1,8 @@
 //! The single writer: groups waiting batches into one transaction, dedupes
-//! record ids, appends each table's new rows as one Arrow batch through
-//! DuckDB's Appender ([`super::columns`]), commits, then replies.
+//! record ids, numbers the new records' rows and appends each table's rows
+//! through one DuckDB Appender per table (their Arrow columns were built
+//! before they reached this thread, [`super::columns`]), commits, then
+//! replies.
 //!
 //! Dedupe is per day: a redelivered record carries the same `id` and `ts`,
 //! so it falls in the same day schema, whose `record_ids` table has a
@@ -19,8 +21,7 @@ use tokio::sync::mpsc;
 
 use super::schema::{self, DAY_MICROS, STORE_SCHEMA_VERSION, TABLES, TEMPLATE_SCHEMA, TableId, quote_ident};
 use super::{Msg, Reply, StoreError, StoreConfig};
-use super::columns;
-use crate::flatten::{Cell, PreparedRecord, Row};
+use super::columns::{self, Columns};
 
 /// What a write did: `stored[i]` is false when record `i` was a duplicate.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,7 +49,7 @@ pub(super) struct Writer {
     max_records: usize,
 }
 
-type Job = (Vec<PreparedRecord>, Option<Reply<WriteOutcome>>);
+type Job = (Columns, Option<Reply<WriteOutcome>>);
 
 impl Writer {
     /// Sets up the layout (creating or upgrading it) and reads the state the
@@ -293,22 +294,21 @@ impl Writer {
 
     /// One transaction for a group of batches. Returns, per batch and
     /// record, whether the record was stored (false: a duplicate).
-    fn commit_group(&mut self, mut batches: Vec<Vec<PreparedRecord>>) -> Result<Vec<Vec<bool>>, StoreError> {
+    fn commit_group(&mut self, batches: Vec<Columns>) -> Result<Vec<Vec<bool>>, StoreError> {
         // Duplicates inside the group: the first copy wins.
         let mut seen: HashSet<&str> = HashSet::new();
         let candidate: Vec<Vec<bool>> =
-            batches.iter().map(|b| b.iter().map(|r| seen.insert(r.id.as_str())).collect()).collect();
+            batches.iter().map(|b| b.records.iter().map(|r| seen.insert(r.id.as_str())).collect()).collect();
         drop(seen);
-        let days: BTreeSet<i64> = batches.iter().flatten().map(PreparedRecord::day).collect();
+        let days: BTreeSet<i64> = batches.iter().flat_map(|b| &b.records).map(|r| r.day).collect();
         for day in &days {
             self.ensure_day(*day)?;
         }
 
         self.exec("begin", "BEGIN")?;
-        let first_seq = self.next_seq;
-        let result = self.claim_ids(&batches, &candidate, &days).and_then(|new_ids| {
-            self.append_group(&mut batches, &candidate, new_ids.as_ref())
-        });
+        let result = self
+            .claim_ids(&batches, &candidate, &days)
+            .and_then(|new_ids| self.append_group(&batches, &candidate, new_ids.as_ref()));
         match result {
             Ok((flags, next_seq)) => match self.exec("commit", "COMMIT") {
                 Ok(()) => {
@@ -317,13 +317,11 @@ impl Writer {
                 }
                 Err(e) => {
                     let _ = self.exec("rollback", "ROLLBACK");
-                    self.next_seq = first_seq;
                     Err(e)
                 }
             },
             Err(e) => {
                 let _ = self.exec("rollback", "ROLLBACK");
-                self.next_seq = first_seq;
                 Err(e)
             }
         }
@@ -341,17 +339,19 @@ impl Writer {
     /// cost.
     fn claim_ids(
         &self,
-        batches: &[Vec<PreparedRecord>],
+        batches: &[Columns],
         candidate: &[Vec<bool>],
         days: &BTreeSet<i64>,
     ) -> Result<Option<HashSet<String>>, StoreError> {
         let conn = &self.conn;
         let err = |op: &'static str| move |e: duckdb::Error| StoreError::db(op, e);
-        let staged = || batches.iter().zip(candidate).flat_map(|(b, c)| b.iter().zip(c)).filter(|(_, c)| **c).map(|(r, _)| r);
+        let staged = || {
+            batches.iter().zip(candidate).flat_map(|(b, c)| b.records.iter().zip(c)).filter(|(_, c)| **c).map(|(r, _)| r)
+        };
         let direct = days.iter().try_for_each(|day| {
-            let ids = columns::ids(staged().filter(|r| r.day() == *day).map(|r| r.id.as_str()))
+            let ids = columns::ids(staged().filter(|r| r.day == *day).map(|r| r.id.as_str()))
                 .map_err(|e| StoreError::db("claim ids", e))?;
-            append(conn.appender_to_db("record_ids", &schema::day_schema(*day)), ids, "claim ids")
+            append(conn.appender_to_db("record_ids", &schema::day_schema(*day)), [ids], "claim ids")
         });
         if direct.is_ok() {
             return Ok(None);
@@ -359,9 +359,9 @@ impl Writer {
         self.exec("rollback", "ROLLBACK")?;
         self.exec("begin", "BEGIN")?;
         {
-            let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day())))
+            let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day)))
                 .map_err(|e| StoreError::db("stage ids", e))?;
-            append(conn.appender_to_catalog_and_db("stage_ids", "temp", "main"), ids, "stage ids")?;
+            append(conn.appender_to_catalog_and_db("stage_ids", "temp", "main"), [ids], "stage ids")?;
         }
         let mut new_ids: HashSet<String> = HashSet::new();
         for day in days {
@@ -381,40 +381,42 @@ impl Writer {
     }
 
     /// Appends the rows of the group's new records (`new_ids`; `None`: every
-    /// candidate), numbering them with `seq`.
+    /// candidate), numbering them with `seq` in arrival order. Returns the
+    /// stored flags and the next free `seq`.
     fn append_group(
         &self,
-        batches: &mut [Vec<PreparedRecord>],
+        batches: &[Columns],
         candidate: &[Vec<bool>],
         new_ids: Option<&HashSet<String>>,
     ) -> Result<(Vec<Vec<bool>>, i64), StoreError> {
-        let conn = &self.conn;
-        // Rows of the new records, grouped by day and table in arrival order.
-        let mut groups: BTreeMap<(i64, TableId), Vec<&Row>> = BTreeMap::new();
+        let build = |e| StoreError::db("number rows", e);
         let mut next_seq = self.next_seq;
         let mut flags = Vec::with_capacity(batches.len());
-        for (batch, cand) in batches.iter_mut().zip(candidate) {
-            let mut stored = Vec::with_capacity(batch.len());
-            for (record, &c) in batch.iter_mut().zip(cand) {
-                let is_new = c && new_ids.is_none_or(|ids| ids.contains(&record.id));
-                stored.push(is_new);
-                if !is_new {
-                    continue;
-                }
-                let day = record.day();
-                for row in &mut record.rows {
-                    row.cells[0] = Cell::Int(next_seq);
-                }
-                next_seq += 1;
-                for row in &record.rows {
-                    groups.entry((day, row.table)).or_default().push(row);
+        // Each day's table gets one appender for the whole group.
+        let mut tables: BTreeMap<(i64, TableId), Vec<RecordBatch>> = BTreeMap::new();
+        for (batch, cand) in batches.iter().zip(candidate) {
+            let seq_of: Vec<Option<i64>> = batch
+                .records
+                .iter()
+                .zip(cand)
+                .map(|(record, &c)| {
+                    if !c || new_ids.is_some_and(|ids| !ids.contains(&record.id)) {
+                        return None;
+                    }
+                    let seq = next_seq;
+                    next_seq += 1;
+                    Some(seq)
+                })
+                .collect();
+            for rows in &batch.tables {
+                if let Some(numbered) = rows.numbered(&seq_of).map_err(build)? {
+                    tables.entry((rows.day, rows.table)).or_default().push(numbered);
                 }
             }
-            flags.push(stored);
+            flags.push(seq_of.iter().map(Option::is_some).collect());
         }
-        for ((day, table), rows) in &groups {
-            let batch = columns::record_batch(table.table(), rows).map_err(|e| StoreError::db("build columns", e))?;
-            append(conn.appender_to_db(table.table().name, &schema::day_schema(*day)), batch, "append")?;
+        for ((day, table), rows) in tables {
+            append(self.conn.appender_to_db(table.table().name, &schema::day_schema(day)), rows, "append")?;
         }
         Ok((flags, next_seq))
     }
@@ -489,13 +491,19 @@ impl Writer {
     }
 }
 
-/// Appends one Arrow batch through a freshly opened appender and flushes
-/// it, so that a refused row (a primary key, a cast) is reported here and
-/// not lost in the appender's drop.
-fn append(appender: duckdb::Result<Appender<'_>>, batch: RecordBatch, op: &'static str) -> Result<(), StoreError> {
+/// Appends Arrow batches through a freshly opened appender and flushes it,
+/// so that a refused row (a primary key, a cast) is reported here and not
+/// lost in the appender's drop.
+fn append(
+    appender: duckdb::Result<Appender<'_>>,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    op: &'static str,
+) -> Result<(), StoreError> {
     let err = |e| StoreError::db(op, e);
     let mut app = appender.map_err(err)?;
-    app.append_record_batch(batch).map_err(err)?;
+    for batch in batches {
+        app.append_record_batch(batch).map_err(err)?;
+    }
     app.flush().map_err(err)
 }
 
