@@ -8,8 +8,8 @@ fn processor() -> Command {
 
 #[test]
 fn check_config_accepts_the_example_and_names_the_problem_in_a_bad_file() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/processor.example.toml");
-    let out = processor().args(["--config", example, "--check-config"]).output().unwrap();
+    let example = &manifest_dir().join("processor.example.toml").display().to_string();
+    let out = processor().args(["--config", example.as_str(), "--check-config"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("is good: http 127.0.0.1:8443, udp 127.0.0.1:8444"), "{stdout}");
@@ -40,9 +40,9 @@ fn help_and_version_print_and_exit_zero() {
 
 #[test]
 fn tokens_from_the_environment_replace_the_files_and_bad_ones_are_named() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/processor.example.toml");
+    let example = &manifest_dir().join("processor.example.toml").display().to_string();
     let out = processor()
-        .args(["--config", example, "--check-config"])
+        .args(["--config", example.as_str(), "--check-config"])
         .env("BITVILLE_PROCESSOR_TOKENS", "shop=env-token-0123456789,blog=env-token-abcdefghij")
         .env("BITVILLE_PROCESSOR_ADMIN_TOKENS", "admin-token-0123456789")
         .output()
@@ -52,7 +52,7 @@ fn tokens_from_the_environment_replace_the_files_and_bad_ones_are_named() {
     assert!(stdout.contains("2 token(s), 1 admin token(s)"), "{stdout}");
 
     let out = processor()
-        .args(["--config", example, "--check-config"])
+        .args(["--config", example.as_str(), "--check-config"])
         .env("BITVILLE_PROCESSOR_TOKENS", "shop:env-token-0123456789")
         .output()
         .unwrap();
@@ -110,4 +110,11 @@ fn check_config_lists_every_problem_it_finds_without_starting() {
     assert!(lines.iter().any(|l| l.starts_with("warning: server.listen 0.0.0.0:8443: plain HTTP")), "{stderr}");
     assert!(lines.iter().any(|l| l.starts_with("warning: tokens: none configured")), "{stderr}");
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
+}
+
+/// The package's folder as `cargo test` names it when the test runs: a test
+/// binary reused from another clone with the same target folder would keep
+/// that clone's folder in `env!`.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
 }

@@ -16,7 +16,7 @@ use processor::store::{Store, StoreConfig};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../fixtures/records/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = manifest_dir().join("../fixtures/records").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -319,4 +319,11 @@ async fn sends_each_settled_spike_once_with_its_suspects() {
     forwarder.stop().await;
     assert_eq!(rx.count(), count, "spikes sent again after a restart: {:?}", &rx.messages()[count as usize..]);
     rx.stop().await;
+}
+
+/// The package's folder as `cargo test` names it when the test runs: a test
+/// binary reused from another clone with the same target folder would keep
+/// that clone's folder in `env!`.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
 }

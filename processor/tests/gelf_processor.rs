@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// A kept slow request (1834.5 ms, one statement of 1402.7 ms) stored now.
 fn slow_request() -> Value {
-    let path = format!("{}/../fixtures/records/request-full.json", env!("CARGO_MANIFEST_DIR"));
+    let path = manifest_dir().join("../fixtures/records/request-full.json");
     let mut r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     r["id"] = new_id().into();
     r["correlation_id"] = new_id().into();
@@ -201,4 +201,11 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
     });
     running.stop();
     rt.block_on(rx.stop());
+}
+
+/// The package's folder as `cargo test` names it when the test runs: a test
+/// binary reused from another clone with the same target folder would keep
+/// that clone's folder in `env!`.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
 }

@@ -17,7 +17,7 @@ use processor::gelf::Message;
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../fixtures/records/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = manifest_dir().join("../fixtures/records").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -127,7 +127,7 @@ async fn a_message_needing_over_128_chunks_is_shortened_and_marked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_receiver_decodes_chunked_compressed_udp() {
-    let script = format!("{}/tests/gelf_independent_udp_receiver.py", env!("CARGO_MANIFEST_DIR"));
+    let script = manifest_dir().join("tests/gelf_independent_udp_receiver.py").display().to_string();
     let msgs = messages(20);
     let expected = 2 * msgs.len() + 1;
     let mut child = Command::new("python3")
@@ -231,4 +231,11 @@ async fn tcp_and_http_report_failure_while_the_receiver_is_down() {
     assert!(rx.violations().is_empty(), "{:?}", rx.violations());
     let second = rx.stop().await;
     assert_eq!(first.len() + second.len(), 4 * msgs.len());
+}
+
+/// The package's folder as `cargo test` names it when the test runs: a test
+/// binary reused from another clone with the same target folder would keep
+/// that clone's folder in `env!`.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
 }

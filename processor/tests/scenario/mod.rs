@@ -135,7 +135,7 @@ impl Stack {
         // The postgres user must reach its cluster folder inside.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| format!("{}: {e}", root.display()))?;
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = &manifest_dir();
         let app_dir = manifest.join("tests/scenario/app");
         let agent = manifest.join("../shipper/php/bitville-apm.php");
         let agent = agent.canonicalize().map_err(|e| format!("the PHP agent {}: {e}", agent.display()))?;
@@ -275,4 +275,11 @@ pub fn wait_ready(d: &mut Daemon, addr: &str) -> Result<(), String> {
         (_, Some(status)) => Err(format!("{} exited at start ({status}):\n{}", d.name, d.log_tail(30))),
         (Err(e), None) => Err(format!("{e}\n{}", d.log_tail(30))),
     }
+}
+
+/// The package's folder as `cargo test` names it when the test runs: a test
+/// binary reused from another clone with the same target folder would keep
+/// that clone's folder in `env!`.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
 }
