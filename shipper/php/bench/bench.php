@@ -266,6 +266,9 @@ function main($rounds)
         strlen($json), pct($writes, 50), pct($writes, 99), pct($encodes, 99), pct($appends, 99));
     printf("load average during the run: %.1f on %d CPUs (numbers above include that contention)\n",
         sys_getloadavg()[0], (int) shell_exec('nproc'));
+    foreach (coldCalls($iterations) as $line) {
+        echo "this host: $line\n";
+    }
 
     $met = function ($mode, $i, $max) use ($results) {
         return isset($results[$mode]) && $results[$mode][$i] <= $max ? 'met' : 'MISSED';
@@ -274,6 +277,44 @@ function main($rounds)
         $met('fast', 2, 1.02), $met('fast', 1, 100), $met('fpm', 1, 100),
         pct($writes, 99) < 2000 ? 'met' : 'MISSED');
     exec('rm -rf ' . escapeshellarg($root));
+}
+
+/**
+ * What the floor's calls cost on this host back to back and right after a
+ * request's work (the reference request), which is when an agent makes them:
+ * how far this host's floor is from one where the bookkeeping target can be
+ * judged.
+ */
+function coldCalls($iterations)
+{
+    $calls = ['getrusage()' => function () {
+        getrusage();
+    }];
+    if (class_exists('ExcimerProfiler', false)) {
+        $calls['Excimer start+stop'] = function () {
+            $e = new ExcimerProfiler();
+            $e->setPeriod(0.01);
+            $e->start();
+            $e->stop();
+        };
+    }
+    $lines = [];
+    foreach ($calls as $name => $call) {
+        $cold = [];
+        $hot = [];
+        for ($i = 0; $i < 40; $i++) {
+            work($iterations);
+            $t = hrtime(true);
+            $call();
+            $cold[] = (hrtime(true) - $t) / 1e3;
+            $t = hrtime(true);
+            $call();
+            $hot[] = (hrtime(true) - $t) / 1e3;
+        }
+        $lines[] = sprintf('%s p50 %.1f us right after the reference request, %.1f us when repeated at once',
+            $name, pct($cold, 50), pct($hot, 50));
+    }
+    return $lines;
 }
 
 function bigRecord($bytes)
