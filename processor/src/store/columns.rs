@@ -3,8 +3,9 @@
 //! bound through the row appender (about four times slower).
 //!
 //! [`Columns::build`] runs on the thread that prepared the batch (an HTTP
-//! handler's blocking task), not on the single writer: the writer's wall
-//! time is the ceiling of ingest, so it only numbers, dedupes and appends.
+//! handler's blocking task), not on the single writer: the writer is one
+//! thread, so it only dedupes, numbers and appends, and the rest of the
+//! work runs beside it.
 //!
 //! Each column is built from the table's declared SQL type, so a row whose
 //! cell does not fit its column is a bug in `flatten` and reported as such
@@ -210,7 +211,10 @@ impl TableRows {
     /// # Errors
     /// Arrow refused to take the rows (it cannot: the indices are in range).
     pub(super) fn numbered(&self, seq_of: &[Option<i64>]) -> Result<Option<RecordBatch>, ColumnError> {
-        let arrow = |e: duckdb::arrow::error::ArrowError| ColumnError::Arrow { table: self.table.table().name, message: e.to_string() };
+        let arrow = |e: duckdb::arrow::error::ArrowError| ColumnError::Arrow {
+            table: self.table.table().name,
+            message: e.to_string(),
+        };
         let mut keep = Vec::with_capacity(self.record_of_row.len());
         let mut seq = Vec::with_capacity(self.record_of_row.len());
         for (row, owner) in (0u32..).zip(&self.record_of_row) {
