@@ -189,12 +189,8 @@ impl Columns {
     }
 
     /// How many records the batch holds.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
     }
 
     /// The kind of each record, in arrival order.

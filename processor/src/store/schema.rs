@@ -41,9 +41,9 @@ impl Table {
         let cols: Vec<String> = self
             .columns
             .iter()
-            .map(|c| match c.compression {
-                Some(method) => format!("{} {} USING COMPRESSION {method}", quote_ident(c.name), c.sql_type),
-                None => format!("{} {}", quote_ident(c.name), c.sql_type),
+            .map(|c| {
+                let compression = c.compression.map(|m| format!(" USING COMPRESSION {m}")).unwrap_or_default();
+                format!("{} {}{compression}", quote_ident(c.name), c.sql_type)
             })
             .collect();
         format!(
