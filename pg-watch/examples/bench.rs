@@ -25,12 +25,19 @@ const PREFIX: &str = "%m [%p] %q%u@%d %a ";
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn arg_str(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn main() {
@@ -42,7 +49,12 @@ fn main() {
         let mib = std::fs::metadata(&path).expect("--log").len() as f64 / 1048576.0;
         for _ in 0..repeat {
             let p = run_pgwatch(&path, false);
-            println!("{:.1} MiB/s (CPU), statements {}, total {:.3} ms", mib / p.cpu.as_secs_f64(), p.statements, p.total_ms);
+            println!(
+                "{:.1} MiB/s (CPU), statements {}, total {:.3} ms",
+                mib / p.cpu.as_secs_f64(),
+                p.statements,
+                p.total_ms
+            );
         }
         return;
     }
@@ -58,11 +70,24 @@ fn main() {
             .arg("postgres")
             .output()
             .expect("run pgbench");
-        assert!(out.status.success(), "pgbench {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pgbench {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     println!("== log parsing: pgbench for {seconds} s with every statement logged");
     pgbench(&["-i", "-q", "-s", "1"]);
-    pgbench(&["-c", "4", "-j", "2", "-T", &seconds.to_string(), "-M", "simple"]);
+    pgbench(&[
+        "-c",
+        "4",
+        "-j",
+        "2",
+        "-T",
+        &seconds.to_string(),
+        "-M",
+        "simple",
+    ]);
     std::thread::sleep(Duration::from_millis(500));
     let mut log = Vec::new();
     for f in cluster.files_in_log_dir(".log") {
@@ -78,7 +103,11 @@ fn main() {
         std::fs::write(&save, &log).expect("write --save-log");
     }
     let mib = log.len() as f64 / (1024.0 * 1024.0);
-    println!("log: {:.1} MiB, {} lines", mib, log.iter().filter(|b| **b == b'\n').count());
+    println!(
+        "log: {:.1} MiB, {} lines",
+        mib,
+        log.iter().filter(|b| **b == b'\n').count()
+    );
 
     // pg-watch: records built from every entry, then the same with records serialized.
     let ours = run_pgwatch(&path, false);
@@ -90,25 +119,54 @@ fn main() {
     let started = Instant::now();
     let cpu0 = children_cpu();
     let out = Command::new("pgbadger")
-        .args(["-f", "stderr", "-p", PREFIX, "-x", "json", "-q", "-j", "1", "-o"])
+        .args([
+            "-f", "stderr", "-p", PREFIX, "-x", "json", "-q", "-j", "1", "-o",
+        ])
         .arg(&json_out)
         .arg(&path)
         .output()
         .expect("run pgbadger");
     let t_badger = started.elapsed();
     let c_badger = children_cpu() - cpu0;
-    assert!(out.status.success(), "pgbadger: {}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_out).expect("pgbadger output")).expect("pgbadger JSON");
+    assert!(
+        out.status.success(),
+        "pgbadger: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_out).expect("pgbadger output"))
+            .expect("pgbadger JSON");
     let (n_badger, ms_badger) = pgbadger_totals(&report);
 
     let speed = |t: Duration| mib / t.as_secs_f64();
     println!("                          wall s   MiB/s(wall)  CPU s   MiB/s(CPU)");
     let row = |name: &str, w: Duration, c: Duration, extra: String| {
-        println!("{name:<24} {:>7.3} {:>10.1} {:>8.3} {:>10.1}  {extra}", w.as_secs_f64(), speed(w), c.as_secs_f64(), speed(c));
+        println!(
+            "{name:<24} {:>7.3} {:>10.1} {:>8.3} {:>10.1}  {extra}",
+            w.as_secs_f64(),
+            speed(w),
+            c.as_secs_f64(),
+            speed(c)
+        );
     };
-    row("pg-watch records", t_parse, c_parse, format!("statements {n_ours}, total {ms_ours:.3} ms"));
-    row("pg-watch + JSON records", t_full, c_full, format!("{:.1} MiB of records", out_bytes as f64 / 1048576.0));
-    row("pgBadger (-j 1)", t_badger, c_badger, format!("statements {n_badger}, total {ms_badger:.3} ms"));
+    row(
+        "pg-watch records",
+        t_parse,
+        c_parse,
+        format!("statements {n_ours}, total {ms_ours:.3} ms"),
+    );
+    row(
+        "pg-watch + JSON records",
+        t_full,
+        c_full,
+        format!("{:.1} MiB of records", out_bytes as f64 / 1048576.0),
+    );
+    row(
+        "pgBadger (-j 1)",
+        t_badger,
+        c_badger,
+        format!("statements {n_badger}, total {ms_badger:.3} ms"),
+    );
     let agree_n = n_ours == n_badger;
     // pgBadger sums in floating point too; allow for rounding only.
     let agree_ms = (ms_ours - ms_badger).abs() <= 1e-4 * ms_ours.max(1.0) + 0.01;
@@ -131,7 +189,10 @@ fn main() {
 /// CPU time of this thread: the machine is shared, so wall time alone
 /// mostly measures the other tenants.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -169,7 +230,11 @@ fn run_pgwatch(path: &Path, serialize: bool) -> Pass {
         start_at: StartAt::Beginning,
         flush_after_ms: 0,
         sources: vec![LogSourceSection {
-            pattern: path.file_name().expect("log name").to_string_lossy().into_owned(),
+            pattern: path
+                .file_name()
+                .expect("log name")
+                .to_string_lossy()
+                .into_owned(),
             format: LogFormat::Stderr,
         }],
         ..LogsSection::default()
@@ -193,7 +258,13 @@ fn run_pgwatch(path: &Path, serialize: bool) -> Pass {
             break;
         }
     }
-    Pass { wall: started.elapsed(), cpu: thread_cpu() - cpu0, statements, total_ms, json_bytes }
+    Pass {
+        wall: started.elapsed(),
+        cpu: thread_cpu() - cpu0,
+        statements,
+        total_ms,
+        json_bytes,
+    }
 }
 
 /// Statement count and total duration from pgBadger's JSON report.
@@ -202,7 +273,10 @@ fn pgbadger_totals(report: &serde_json::Value) -> (u64, f64) {
     // into prepare, bind and execute milliseconds.
     let overall = &report["overall_stat"]["postgres"];
     let n = overall["queries_number"].as_u64().unwrap_or(0);
-    let ms = overall["queries_duration"].as_object().map(|m| m.values().filter_map(|v| v.as_f64()).sum()).unwrap_or(0.0);
+    let ms = overall["queries_duration"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_f64()).sum())
+        .unwrap_or(0.0);
     (n, ms)
 }
 
@@ -216,13 +290,20 @@ async fn activity_bench(cluster: &common::Cluster) {
     }
     let watcher = cluster.connect("bitville-pg-watch").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let version: i32 = watcher.query_one("SELECT current_setting('server_version_num')::int", &[]).await.unwrap().get(0);
+    let version: i32 = watcher
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
     let mut sampler = pg_watch::activity::ActivitySampler::new(version as u32);
     let mut ours = Vec::new();
     let mut backends = 0;
     for _ in 0..50 {
         let t = Instant::now();
-        let r = sampler.sample(&watcher, "bench", "db-1").await.expect("sample");
+        let r = sampler
+            .sample(&watcher, "bench", "db-1")
+            .await
+            .expect("sample");
         ours.push(t.elapsed());
         backends = r.backends.len();
     }
@@ -234,14 +315,21 @@ async fn activity_bench(cluster: &common::Cluster) {
         watcher.simple_query("SELECT 1").await.unwrap();
         round_trip.push(t.elapsed());
         let t = Instant::now();
-        watcher.simple_query("SELECT *, pg_blocking_pids(pid) FROM pg_stat_activity").await.unwrap();
+        watcher
+            .simple_query("SELECT *, pg_blocking_pids(pid) FROM pg_stat_activity")
+            .await
+            .unwrap();
         naive.push(t.elapsed());
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2].as_secs_f64() * 1000.0
     };
-    let (m_ours, m_rt, m_naive) = (median(&mut ours), median(&mut round_trip), median(&mut naive));
+    let (m_ours, m_rt, m_naive) = (
+        median(&mut ours),
+        median(&mut round_trip),
+        median(&mut naive),
+    );
     println!("backends in the sample: {backends}");
     println!("pg-watch sample (incl. row decoding): median {m_ours:.3} ms (target < 10 ms)");
     println!("baseline SELECT 1 round trip:         median {m_rt:.3} ms");

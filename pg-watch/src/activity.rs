@@ -67,18 +67,28 @@ pub struct ActivitySampler {
 
 impl ActivitySampler {
     pub fn new(server_version_num: u32) -> Self {
-        ActivitySampler { server_version_num, statement: None }
+        ActivitySampler {
+            server_version_num,
+            statement: None,
+        }
     }
 
     /// Takes one sample.
     ///
     /// # Errors
     /// The query fails (connection lost, statement timeout).
-    pub async fn sample(&mut self, client: &Client, project: &str, host: &str) -> Result<PgActivityRecord, tokio_postgres::Error> {
+    pub async fn sample(
+        &mut self,
+        client: &Client,
+        project: &str,
+        host: &str,
+    ) -> Result<PgActivityRecord, tokio_postgres::Error> {
         let statement = match &self.statement {
             Some(s) => s.clone(),
             None => {
-                let s = client.prepare(&activity_query(self.server_version_num)).await?;
+                let s = client
+                    .prepare(&activity_query(self.server_version_num))
+                    .await?;
                 self.statement = Some(s.clone());
                 s
             }
@@ -103,7 +113,8 @@ fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, name: &str) -> O
 }
 
 fn ts_col(row: &Row, name: &str) -> Option<String> {
-    col::<OffsetDateTime>(row, name).map(|t| format_micros((t.unix_timestamp_nanos() / 1000) as i64))
+    col::<OffsetDateTime>(row, name)
+        .map(|t| format_micros((t.unix_timestamp_nanos() / 1000) as i64))
 }
 
 /// Maps one row; public for the version-adaptation tests.
@@ -144,7 +155,11 @@ mod tests {
     #[test]
     fn columns_follow_the_version() {
         let q96 = activity_query(90_624);
-        assert!(!q96.contains("backend_type") && !q96.contains("leader_pid") && !q96.contains("query_id"));
+        assert!(
+            !q96.contains("backend_type")
+                && !q96.contains("leader_pid")
+                && !q96.contains("query_id")
+        );
         let q12 = activity_query(120_000);
         assert!(q12.contains("backend_type") && !q12.contains("leader_pid"));
         let q17 = activity_query(170_002);

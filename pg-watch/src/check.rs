@@ -51,7 +51,10 @@ pub async fn check(path: &Path) -> (Findings, String) {
     let name = path.display();
     let parsed = std::fs::read_to_string(path)
         .map_err(|e| format!("config file {name}: {e}"))
-        .and_then(|text| Config::parse_unchecked(&text, path, |n| std::env::var(n).ok()).map_err(|e| e.to_string()));
+        .and_then(|text| {
+            Config::parse_unchecked(&text, path, |n| std::env::var(n).ok())
+                .map_err(|e| e.to_string())
+        });
     let config = match parsed {
         Ok(c) => c,
         Err(e) => {
@@ -68,12 +71,31 @@ pub async fn check(path: &Path) -> (Findings, String) {
         (None, Some(file)) => read_token_file(&mut f, "ship.token_file", file),
         (None, None) => None,
     };
-    check_dir(&mut f, "spool_dir", &config.spool_dir, DirUse::ReadWrite, true);
-    check_dir(&mut f, "state_dir", &config.state_dir, DirUse::ReadWrite, true);
+    check_dir(
+        &mut f,
+        "spool_dir",
+        &config.spool_dir,
+        DirUse::ReadWrite,
+        true,
+    );
+    check_dir(
+        &mut f,
+        "state_dir",
+        &config.state_dir,
+        DirUse::ReadWrite,
+        true,
+    );
     if config.logs.enabled {
         let dir = &config.logs.directory;
         check_dir(&mut f, "logs.directory", dir, DirUse::Read, false);
-        let ours = |n: &str| !n.starts_with('.') && config.logs.sources.iter().any(|s| glob_match(&s.pattern, n));
+        let ours = |n: &str| {
+            !n.starts_with('.')
+                && config
+                    .logs
+                    .sources
+                    .iter()
+                    .any(|s| glob_match(&s.pattern, n))
+        };
         let hint = "; set log_file_mode = 0640 and give pg-watch the server's group";
         check_files(&mut f, "logs.directory", dir, DirUse::Read, ours, hint);
     }
@@ -82,9 +104,21 @@ pub async fn check(path: &Path) -> (Findings, String) {
         parts.extend(check_postgres(&mut f, &config).await);
     }
     if config.ship.enabled {
-        parts.extend(probe_processor(&mut f, "ship.processor_url", &config.ship.processor_url, token.as_deref()).await);
+        parts.extend(
+            probe_processor(
+                &mut f,
+                "ship.processor_url",
+                &config.ship.processor_url,
+                token.as_deref(),
+            )
+            .await,
+        );
     }
-    let summary = if parts.is_empty() { format!("{name}: ok") } else { format!("{name}: ok ({})", parts.join("; ")) };
+    let summary = if parts.is_empty() {
+        format!("{name}: ok")
+    } else {
+        format!("{name}: ok ({})", parts.join("; "))
+    };
     (f, summary)
 }
 
@@ -141,7 +175,10 @@ async fn check_postgres(f: &mut Findings, config: &Config) -> Option<String> {
             return None;
         }
         Err(_) => {
-            f.problem(format!("{label}: no answer within {} ms", limit.as_millis()));
+            f.problem(format!(
+                "{label}: no answer within {} ms",
+                limit.as_millis()
+            ));
             return None;
         }
     };
@@ -155,7 +192,12 @@ async fn check_postgres(f: &mut Findings, config: &Config) -> Option<String> {
 }
 
 /// The role's rights and the server's settings, read over `client`.
-async fn inspect(f: &mut Findings, config: &Config, client: &Client, label: &str) -> Result<String, tokio_postgres::Error> {
+async fn inspect(
+    f: &mut Findings,
+    config: &Config,
+    client: &Client,
+    label: &str,
+) -> Result<String, tokio_postgres::Error> {
     let member = |role: &str| {
         format!(
             "r.rolsuper OR coalesce((SELECT pg_has_role(current_user, g.oid, 'USAGE') FROM pg_roles g WHERE g.rolname = '{role}'), false)"
@@ -177,7 +219,12 @@ async fn inspect(f: &mut Findings, config: &Config, client: &Client, label: &str
             "{label}: role {user} is neither superuser nor a member of pg_read_all_stats, so other sessions' queries show as <insufficient privilege> (GRANT pg_monitor TO \"{user}\")"
         ));
     }
-    let rows = client.query(&format!("{MARKER} SELECT name, setting FROM pg_settings WHERE name = ANY($1)"), &[&&SETTINGS[..]]).await?;
+    let rows = client
+        .query(
+            &format!("{MARKER} SELECT name, setting FROM pg_settings WHERE name = ANY($1)"),
+            &[&&SETTINGS[..]],
+        )
+        .await?;
     let settings: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let setting = |name: &str| settings.get(name).map_or("", String::as_str);
 
@@ -200,21 +247,46 @@ async fn inspect(f: &mut Findings, config: &Config, client: &Client, label: &str
 
 /// pg_stat_statements: installed in the database and readable (which also
 /// proves it is preloaded).
-async fn check_statements(f: &mut Findings, client: &Client, label: &str, preload: &str) -> Result<(), tokio_postgres::Error> {
+async fn check_statements(
+    f: &mut Findings,
+    client: &Client,
+    label: &str,
+    preload: &str,
+) -> Result<(), tokio_postgres::Error> {
     let installed = client
-        .query_opt(&format!("{MARKER} SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'"), &[])
+        .query_opt(
+            &format!(
+                "{MARKER} SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'"
+            ),
+            &[],
+        )
         .await?
         .is_some();
-    let preloaded = preload.split(',').any(|l| l.trim().trim_matches('"') == "pg_stat_statements");
+    let preloaded = preload
+        .split(',')
+        .any(|l| l.trim().trim_matches('"') == "pg_stat_statements");
     if !installed {
-        let also = if preloaded { "" } else { ", after adding it to shared_preload_libraries and restarting" };
+        let also = if preloaded {
+            ""
+        } else {
+            ", after adding it to shared_preload_libraries and restarting"
+        };
         f.problem(format!(
             "{label}: the extension pg_stat_statements is not installed in this database (CREATE EXTENSION pg_stat_statements{also}; or set statements.enabled = false)"
         ));
         return Ok(());
     }
-    if let Err(e) = client.query(&format!("{MARKER} SELECT 1 FROM pg_stat_statements LIMIT 1"), &[]).await {
-        f.problem(format!("{label}: pg_stat_statements cannot be read: {}", pg_error(&e)));
+    if let Err(e) = client
+        .query(
+            &format!("{MARKER} SELECT 1 FROM pg_stat_statements LIMIT 1"),
+            &[],
+        )
+        .await
+    {
+        f.problem(format!(
+            "{label}: pg_stat_statements cannot be read: {}",
+            pg_error(&e)
+        ));
     }
     Ok(())
 }
@@ -222,12 +294,19 @@ async fn check_statements(f: &mut Findings, client: &Client, label: &str, preloa
 /// The log settings pg-watch's parser and event classes depend on. False
 /// when the server's log_directory could not be read (pg_settings hides it
 /// from roles without pg_read_all_settings), so it was not compared.
-fn check_log_settings(f: &mut Findings, config: &Config, settings: &HashMap<String, String>) -> bool {
+fn check_log_settings(
+    f: &mut Findings,
+    config: &Config,
+    settings: &HashMap<String, String>,
+) -> bool {
     let get = |name: &str| settings.get(name).map_or("", String::as_str);
     if get("logging_collector") == "off" {
         f.problem("postgres setting logging_collector = off: the server writes no log files for pg-watch to follow (set it on and restart)");
     }
-    let destinations: Vec<String> = get("log_destination").split(',').map(|d| d.trim().to_ascii_lowercase()).collect();
+    let destinations: Vec<String> = get("log_destination")
+        .split(',')
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect();
     let written: Vec<LogFormat> = destinations
         .iter()
         .filter_map(|d| match d.as_str() {
@@ -253,10 +332,23 @@ fn check_log_settings(f: &mut Findings, config: &Config, settings: &HashMap<Stri
         check_prefix(f, &config.logs.log_line_prefix, get("log_line_prefix"));
     }
     let location = |name: &str| settings.get(name).map(String::as_str);
-    let compared = check_log_directory(f, &config.logs.directory, location("log_directory"), location("data_directory"));
+    let compared = check_log_directory(
+        f,
+        &config.logs.directory,
+        location("log_directory"),
+        location("data_directory"),
+    );
     let rules: [(&str, bool, &str); 4] = [
-        ("log_min_duration_statement", get("log_min_duration_statement") == "-1", "slow statements are not logged (set it, e.g. 250 ms)"),
-        ("log_lock_waits", get("log_lock_waits") == "off", "lock waits are not logged (set log_lock_waits = on)"),
+        (
+            "log_min_duration_statement",
+            get("log_min_duration_statement") == "-1",
+            "slow statements are not logged (set it, e.g. 250 ms)",
+        ),
+        (
+            "log_lock_waits",
+            get("log_lock_waits") == "off",
+            "lock waits are not logged (set log_lock_waits = on)",
+        ),
         (
             "log_min_messages",
             matches!(get("log_min_messages"), "log" | "fatal" | "panic"),
@@ -279,9 +371,21 @@ fn check_log_settings(f: &mut Findings, config: &Config, settings: &HashMap<Stri
             matches!(get("log_min_error_statement"), "log" | "fatal" | "panic"),
             "the statements of errors and deadlocks are not logged (set it to error)",
         ),
-        ("log_temp_files", get("log_temp_files") == "-1", "temporary files are not logged (set it to 0)"),
-        ("log_checkpoints", get("log_checkpoints") == "off", "checkpoints are not logged (set it on)"),
-        ("log_autovacuum_min_duration", get("log_autovacuum_min_duration") == "-1", "autovacuum runs are not logged (set it, e.g. 1000 ms)"),
+        (
+            "log_temp_files",
+            get("log_temp_files") == "-1",
+            "temporary files are not logged (set it to 0)",
+        ),
+        (
+            "log_checkpoints",
+            get("log_checkpoints") == "off",
+            "checkpoints are not logged (set it on)",
+        ),
+        (
+            "log_autovacuum_min_duration",
+            get("log_autovacuum_min_duration") == "-1",
+            "autovacuum runs are not logged (set it, e.g. 1000 ms)",
+        ),
     ];
     for (name, wrong, why) in advice {
         if wrong {
@@ -304,7 +408,9 @@ fn matches_english(lc: &str) -> bool {
 /// application name (which joins log events to requests).
 fn check_prefix(f: &mut Findings, ours: &str, server: &str) {
     if ours != server {
-        f.problem(format!("logs.log_line_prefix {ours:?} is not the server's log_line_prefix {server:?}"));
+        f.problem(format!(
+            "logs.log_line_prefix {ours:?} is not the server's log_line_prefix {server:?}"
+        ));
     }
     let parser = match PrefixParser::compile(server) {
         Ok(p) => p,
@@ -324,14 +430,22 @@ fn check_prefix(f: &mut Findings, ours: &str, server: &str) {
         lacks.push("the application name (%a), which joins events to requests");
     }
     if !lacks.is_empty() {
-        f.problem(format!("postgres setting log_line_prefix = '{server}': lacks {}", lacks.join(", ")));
+        f.problem(format!(
+            "postgres setting log_line_prefix = '{server}': lacks {}",
+            lacks.join(", ")
+        ));
     }
 }
 
 /// logs.directory must be where the server writes (a relative
 /// log_directory is inside the data directory). False when it could not be
 /// compared.
-fn check_log_directory(f: &mut Findings, ours: &Path, server: Option<&str>, data_dir: Option<&str>) -> bool {
+fn check_log_directory(
+    f: &mut Findings,
+    ours: &Path,
+    server: Option<&str>,
+    data_dir: Option<&str>,
+) -> bool {
     let Some(server) = server else { return false };
     let server = Path::new(server);
     let resolved: PathBuf = match (server.is_absolute(), data_dir) {
@@ -339,7 +453,9 @@ fn check_log_directory(f: &mut Findings, ours: &Path, server: Option<&str>, data
         (false, Some(data)) => Path::new(data).join(server),
         (false, None) => return false,
     };
-    let same = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let same = |a: &Path, b: &Path| {
+        a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    };
     if !same(ours, &resolved) {
         f.problem(format!(
             "logs.directory {} is not the server's log_directory {}",
@@ -352,13 +468,26 @@ fn check_log_directory(f: &mut Findings, ours: &Path, server: Option<&str>, data
 
 /// Log times carry log_timezone's abbreviation; only UTC, GMT and numeric
 /// offsets can be converted (see `log::pgtime`).
-async fn check_log_timezone(f: &mut Findings, client: &Client, zone: &str) -> Result<(), tokio_postgres::Error> {
+async fn check_log_timezone(
+    f: &mut Findings,
+    client: &Client,
+    zone: &str,
+) -> Result<(), tokio_postgres::Error> {
     if zone.is_empty() {
         return Ok(());
     }
-    client.execute(&format!("{MARKER} SELECT set_config('TimeZone', $1, false)"), &[&zone]).await?;
-    let abbrev: String = client.query_one(&format!("{MARKER} SELECT to_char(now(), 'TZ')"), &[]).await?.get(0);
-    let convertible = matches!(abbrev.as_str(), "" | "UTC" | "GMT" | "UCT" | "Z") || abbrev.starts_with(['+', '-']);
+    client
+        .execute(
+            &format!("{MARKER} SELECT set_config('TimeZone', $1, false)"),
+            &[&zone],
+        )
+        .await?;
+    let abbrev: String = client
+        .query_one(&format!("{MARKER} SELECT to_char(now(), 'TZ')"), &[])
+        .await?
+        .get(0);
+    let convertible = matches!(abbrev.as_str(), "" | "UTC" | "GMT" | "UCT" | "Z")
+        || abbrev.starts_with(['+', '-']);
     if !convertible {
         f.problem(format!(
             "postgres setting log_timezone = '{zone}': log times in {abbrev} cannot be converted to UTC (set log_timezone = 'UTC')"
@@ -383,8 +512,14 @@ mod tests {
         assert!(problems(|f| check_prefix(f, good, good)).is_empty());
         let p = problems(|f| check_prefix(f, good, "%t "));
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].starts_with("logs.log_line_prefix \"%m [%p] %q%u@%d %a \" is not the server's"), "{p:?}");
-        assert!(p[1].contains("lacks the process id (%p), the application name (%a)"), "{p:?}");
+        assert!(
+            p[0].starts_with("logs.log_line_prefix \"%m [%p] %q%u@%d %a \" is not the server's"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("lacks the process id (%p), the application name (%a)"),
+            "{p:?}"
+        );
         assert!(problems(|f| check_prefix(f, "%n %p %a ", "%n %p %a ")).is_empty());
     }
 
@@ -392,15 +527,27 @@ mod tests {
     fn a_relative_log_directory_is_inside_the_data_directory() {
         let ours = Path::new("/var/lib/postgresql/15/main/log");
         let mut f = Findings::default();
-        assert!(check_log_directory(&mut f, ours, Some("log"), Some("/var/lib/postgresql/15/main")));
+        assert!(check_log_directory(
+            &mut f,
+            ours,
+            Some("log"),
+            Some("/var/lib/postgresql/15/main")
+        ));
         // Hidden from the role: not compared, said by the caller.
         assert!(!check_log_directory(&mut f, ours, Some("log"), None));
         assert!(!check_log_directory(&mut f, ours, None, None));
         assert!(f.is_ok(), "{f:?}");
-        assert!(check_log_directory(&mut f, ours, Some("/var/log/postgresql"), None));
+        assert!(check_log_directory(
+            &mut f,
+            ours,
+            Some("/var/log/postgresql"),
+            None
+        ));
         assert_eq!(
             f.problems,
-            vec!["logs.directory /var/lib/postgresql/15/main/log is not the server's log_directory /var/log/postgresql"]
+            vec![
+                "logs.directory /var/lib/postgresql/15/main/log is not the server's log_directory /var/log/postgresql"
+            ]
         );
     }
 
@@ -414,7 +561,12 @@ mod tests {
 
     #[test]
     fn connection_descriptions_leave_the_password_out() {
-        let pg: tokio_postgres::Config = "host=/run/postgresql user=w password=secret dbname=app".parse().unwrap();
-        assert_eq!(describe(&pg), "user w, database app at /run/postgresql:5432");
+        let pg: tokio_postgres::Config = "host=/run/postgresql user=w password=secret dbname=app"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            describe(&pg),
+            "user w, database app at /run/postgresql:5432"
+        );
     }
 }

@@ -14,7 +14,10 @@ use crate::tailer::StartAt;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: {message}")]
@@ -89,7 +92,10 @@ pub struct ActivitySection {
 
 impl Default for ActivitySection {
     fn default() -> Self {
-        ActivitySection { enabled: true, interval_ms: 1000 }
+        ActivitySection {
+            enabled: true,
+            interval_ms: 1000,
+        }
     }
 }
 
@@ -102,7 +108,10 @@ pub struct StatementsSection {
 
 impl Default for StatementsSection {
     fn default() -> Self {
-        StatementsSection { enabled: true, interval_s: 60 }
+        StatementsSection {
+            enabled: true,
+            interval_s: 60,
+        }
     }
 }
 
@@ -135,9 +144,18 @@ impl Default for LogsSection {
             poll_interval_ms: 250,
             flush_after_ms: 1000,
             sources: vec![
-                LogSourceSection { pattern: "*.log".into(), format: LogFormat::Stderr },
-                LogSourceSection { pattern: "*.csv".into(), format: LogFormat::Csvlog },
-                LogSourceSection { pattern: "*.json".into(), format: LogFormat::Jsonlog },
+                LogSourceSection {
+                    pattern: "*.log".into(),
+                    format: LogFormat::Stderr,
+                },
+                LogSourceSection {
+                    pattern: "*.csv".into(),
+                    format: LogFormat::Csvlog,
+                },
+                LogSourceSection {
+                    pattern: "*.json".into(),
+                    format: LogFormat::Jsonlog,
+                },
             ],
         }
     }
@@ -152,7 +170,10 @@ pub struct HostMetricsSection {
 
 impl Default for HostMetricsSection {
     fn default() -> Self {
-        HostMetricsSection { enabled: true, interval_s: 10 }
+        HostMetricsSection {
+            enabled: true,
+            interval_s: 10,
+        }
     }
 }
 
@@ -176,7 +197,9 @@ pub struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: "127.0.0.1:9102".into() }
+        HttpSection {
+            listen: "127.0.0.1:9102".into(),
+        }
     }
 }
 
@@ -202,7 +225,10 @@ impl Config {
     /// # Errors
     /// The file cannot be read, is not valid TOML for this schema, or a value is out of range.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse_with_env(&text, path, |name| std::env::var(name).ok())
     }
 
@@ -218,7 +244,10 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let config = Self::parse_unchecked(text, path, env)?;
         match config.problems().into_iter().next() {
-            Some(message) => Err(ConfigError::Invalid { path: path.to_owned(), message }),
+            Some(message) => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message,
+            }),
             None => Ok(config),
         }
     }
@@ -262,9 +291,12 @@ impl Config {
         let project_ok = !p.is_empty()
             && p.len() <= 64
             && p.as_bytes()[0].is_ascii_alphanumeric()
-            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !project_ok {
-            out.push(format!("project {p:?} must be 1 to 64 letters, digits, '_', '.' or '-'"));
+            out.push(format!(
+                "project {p:?} must be 1 to 64 letters, digits, '_', '.' or '-'"
+            ));
         }
         if self.host.is_empty() {
             out.push("host is empty and the machine's host name is unknown".into());
@@ -290,13 +322,21 @@ impl Config {
             out.push("postgres.reconnect_max_ms is below postgres.reconnect_min_ms".into());
         }
         if let Err(e) = self.postgres.conninfo.parse::<tokio_postgres::Config>() {
-            out.push(format!("postgres.conninfo {:?}: {e}", self.postgres.conninfo));
+            out.push(format!(
+                "postgres.conninfo {:?}: {e}",
+                self.postgres.conninfo
+            ));
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
-            out.push(format!("http.listen {:?} is not an address:port", self.http.listen));
+            out.push(format!(
+                "http.listen {:?} is not an address:port",
+                self.http.listen
+            ));
         }
         if self.ship.enabled && self.ship.token.is_none() && self.ship.token_file.is_none() {
-            out.push(format!("ship needs token or token_file, or the environment variable {TOKEN_ENV}"));
+            out.push(format!(
+                "ship needs token or token_file, or the environment variable {TOKEN_ENV}"
+            ));
         }
         out
     }
@@ -310,7 +350,9 @@ impl Config {
             (Some(t), _) => Ok(t.clone()),
             (None, Some(f)) => std::fs::read_to_string(f)
                 .map(|s| s.trim().to_owned())
-                .map_err(|e| std::io::Error::new(e.kind(), format!("token_file {}: {e}", f.display()))),
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("token_file {}: {e}", f.display()))
+                }),
             (None, None) => Ok(String::new()),
         }
     }
@@ -343,13 +385,27 @@ mod tests {
         let base = "project = \"shop\"\n[ship]\nprocessor_url = \"http://127.0.0.1:8443\"\ntoken = \"t\"\n";
         let p = Path::new("x.toml");
         assert!(Config::parse(base, p).is_ok());
-        let err = Config::parse(&format!("{base}[logs]\nlog_line_prefix = \"%m %y\"\n"), p).unwrap_err().to_string();
+        let err = Config::parse(&format!("{base}[logs]\nlog_line_prefix = \"%m %y\"\n"), p)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown escape %y"), "{err}");
-        let err = Config::parse(&base.replace("shop", "bad project"), p).unwrap_err().to_string();
-        assert!(err.starts_with("config file x.toml: project \"bad project\""), "{err}");
-        let err = Config::parse(&format!("{base}[activity]\ninterval_ms = 0\n"), p).unwrap_err().to_string();
-        assert!(err.contains("activity.interval_ms must be above 0"), "{err}");
-        let err = Config::parse(&format!("{base}bogus = 1\n"), p).unwrap_err().to_string();
+        let err = Config::parse(&base.replace("shop", "bad project"), p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config file x.toml: project \"bad project\""),
+            "{err}"
+        );
+        let err = Config::parse(&format!("{base}[activity]\ninterval_ms = 0\n"), p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("activity.interval_ms must be above 0"),
+            "{err}"
+        );
+        let err = Config::parse(&format!("{base}bogus = 1\n"), p)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bogus"), "{err}");
     }
 

@@ -123,22 +123,34 @@ impl Spool {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let engine_metrics = Arc::new(shipper::metrics::Metrics::default());
-    std::fs::create_dir_all(&config.state_dir).with_context(|| format!("state_dir {}", config.state_dir.display()))?;
-    let writer = SpoolWriter::open(&config.spool_dir, "pg-watch").with_context(|| format!("spool_dir {}", config.spool_dir.display()))?;
-    let spool = Spool { writer: Arc::new(Mutex::new(writer)), metrics: metrics.clone() };
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("state_dir {}", config.state_dir.display()))?;
+    let writer = SpoolWriter::open(&config.spool_dir, "pg-watch")
+        .with_context(|| format!("spool_dir {}", config.spool_dir.display()))?;
+    let spool = Spool {
+        writer: Arc::new(Mutex::new(writer)),
+        metrics: metrics.clone(),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
         .with_context(|| format!("http.listen {}", config.http.listen))?;
-    let http = tokio::spawn(serve_status(listener, metrics.clone(), engine_metrics.clone()));
+    let http = tokio::spawn(serve_status(
+        listener,
+        metrics.clone(),
+        engine_metrics.clone(),
+    ));
 
     let db = tokio::spawn(db_loop(config.clone(), spool.clone(), stop_rx.clone()));
     let logs_stop = Arc::new(AtomicBool::new(false));
     let logs = if config.logs.enabled {
-        let watcher = LogWatcher::open(&config.logs, &config.state_dir).map_err(anyhow::Error::msg)?;
+        let watcher =
+            LogWatcher::open(&config.logs, &config.state_dir).map_err(anyhow::Error::msg)?;
         let (cfg, spool, stop) = (config.clone(), spool.clone(), logs_stop.clone());
-        Some(tokio::task::spawn_blocking(move || log_loop(watcher, &cfg, &spool, &stop)))
+        Some(tokio::task::spawn_blocking(move || {
+            log_loop(watcher, &cfg, &spool, &stop)
+        }))
     } else {
         None
     };
@@ -146,7 +158,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (engine_stop_tx, engine_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let engine = if config.ship.enabled {
         let token = config.token().context("ship token")?;
-        let mut ec = EngineConfig::new(vec![config.spool_dir.clone()], config.state_dir.join("shipper"), &config.ship.processor_url, &token);
+        let mut ec = EngineConfig::new(
+            vec![config.spool_dir.clone()],
+            config.state_dir.join("shipper"),
+            &config.ship.processor_url,
+            &token,
+        );
         ec.metrics = engine_metrics.clone();
         if config.host_metrics.enabled {
             ec.host_metrics = Some(HostMetricsConfig {
@@ -174,7 +191,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let _ = engine_stop_tx.send(());
     if let Some(e) = engine {
-        e.await.context("shipper engine task")?.context("shipper engine")?;
+        e.await
+            .context("shipper engine task")?
+            .context("shipper engine")?;
     }
     http.abort();
     Ok(())
@@ -188,7 +207,10 @@ pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::E
         pg.password(password);
     }
     pg.application_name("bitville-pg-watch");
-    pg.options(&format!("-c statement_timeout={}", config.postgres.statement_timeout_ms));
+    pg.options(&format!(
+        "-c statement_timeout={}",
+        config.postgres.statement_timeout_ms
+    ));
     pg.connect_timeout(Duration::from_millis(config.postgres.connect_timeout_ms));
     let (client, connection) = pg.connect(NoTls).await?;
     tokio::spawn(async move {
@@ -242,10 +264,18 @@ async fn db_loop(config: Config, spool: Spool, mut stop: watch::Receiver<bool>) 
 }
 
 /// Samples on one connection until it fails (`Err`) or pg-watch stops (`Ok`).
-async fn session(config: &Config, client: &Client, spool: &Spool, stop: &mut watch::Receiver<bool>) -> Result<(), tokio_postgres::Error> {
+async fn session(
+    config: &Config,
+    client: &Client,
+    spool: &Spool,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), tokio_postgres::Error> {
     let m = &spool.metrics;
     let version: i32 = client
-        .query_one(&format!("{MARKER} SELECT current_setting('server_version_num')::int"), &[])
+        .query_one(
+            &format!("{MARKER} SELECT current_setting('server_version_num')::int"),
+            &[],
+        )
         .await?
         .get(0);
     let version = version as u32;
@@ -253,7 +283,9 @@ async fn session(config: &Config, client: &Client, spool: &Spool, stop: &mut wat
     let mut collector = if config.statements.enabled {
         let c = StatementsCollector::detect(client, version).await?;
         if c.is_none() {
-            tracing::warn!("pg_stat_statements is not installed in this database: no statement deltas");
+            tracing::warn!(
+                "pg_stat_statements is not installed in this database: no statement deltas"
+            );
         }
         c
     } else {
@@ -293,8 +325,14 @@ fn log_loop(mut watcher: LogWatcher, config: &Config, spool: &Spool, stop: &Atom
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let (records, unparsed) = watcher.poll(&config.project, &config.host, |r| spool.write(r));
-        spool.metrics.log_records_total.fetch_add(records, Ordering::Relaxed);
-        spool.metrics.log_unparsed_total.fetch_add(unparsed, Ordering::Relaxed);
+        spool
+            .metrics
+            .log_records_total
+            .fetch_add(records, Ordering::Relaxed);
+        spool
+            .metrics
+            .log_unparsed_total
+            .fetch_add(unparsed, Ordering::Relaxed);
         if stopping {
             return;
         }
@@ -302,7 +340,11 @@ fn log_loop(mut watcher: LogWatcher, config: &Config, spool: &Spool, stop: &Atom
     }
 }
 
-async fn serve_status(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, engine: Arc<shipper::metrics::Metrics>) {
+async fn serve_status(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    engine: Arc<shipper::metrics::Metrics>,
+) {
     use axum::routing::get;
     let m = metrics.clone();
     let app = axum::Router::new()

@@ -20,7 +20,10 @@ use crate::tailer::{TailError, TailedEntry, Tailer};
 ///
 /// # Errors
 /// The stderr prefix does not compile.
-pub fn parser_for(format: LogFormat, log_line_prefix: &str) -> Result<Box<dyn EntryParser>, PrefixError> {
+pub fn parser_for(
+    format: LogFormat,
+    log_line_prefix: &str,
+) -> Result<Box<dyn EntryParser>, PrefixError> {
     Ok(match format {
         LogFormat::Stderr => Box::new(StderrParser::new(PrefixParser::compile(log_line_prefix)?)),
         LogFormat::Csvlog => Box::new(CsvlogParser),
@@ -47,7 +50,10 @@ pub fn empty_record(format: LogFormat) -> PgLogRecord {
         project: String::new(),
         host: String::new(),
     };
-    PgLogRecord { envelope, event: empty_event(format, String::new()) }
+    PgLogRecord {
+        envelope,
+        event: empty_event(format, String::new()),
+    }
 }
 
 /// [`to_record`] into an existing record, every field overwritten. The log
@@ -77,7 +83,12 @@ pub fn fill_record(record: &mut PgLogRecord, tailed: TailedEntry<'_>, project: &
             set(&mut source.file, tailed.file);
             source.offset = offset;
         }
-        None => ev.source = Some(LogSource { file: tailed.file.to_owned(), offset }),
+        None => {
+            ev.source = Some(LogSource {
+                file: tailed.file.to_owned(),
+                offset,
+            })
+        }
     }
     classify_into(tailed.entry, ev);
 }
@@ -100,10 +111,17 @@ impl LogWatcher {
     pub fn open(section: &LogsSection, state_dir: &Path) -> Result<Self, String> {
         let mut tailers = Vec::new();
         for (i, source) in section.sources.iter().enumerate() {
-            let parser = parser_for(source.format, &section.log_line_prefix).map_err(|e| e.to_string())?;
+            let parser =
+                parser_for(source.format, &section.log_line_prefix).map_err(|e| e.to_string())?;
             let ck = state_dir.join(format!("log-checkpoint-{i}.json"));
-            let mut t = Tailer::open(&section.directory, &source.pattern, parser, &ck, section.start_at)
-                .map_err(|e: TailError| e.to_string())?;
+            let mut t = Tailer::open(
+                &section.directory,
+                &source.pattern,
+                parser,
+                &ck,
+                section.start_at,
+            )
+            .map_err(|e: TailError| e.to_string())?;
             t.flush_after = Duration::from_millis(section.flush_after_ms);
             tailers.push(t);
         }
@@ -174,7 +192,12 @@ garbage from an extension
         let mut reused = empty_record(LogFormat::Stderr);
         let mut n = 0;
         parser.parse(LOG.as_bytes(), 0, true, &mut |entry| {
-            let tailed = || TailedEntry { entry: entry.clone(), format: LogFormat::Stderr, file: "a.log", fingerprint: 7 };
+            let tailed = || TailedEntry {
+                entry: entry.clone(),
+                format: LogFormat::Stderr,
+                file: "a.log",
+                fingerprint: 7,
+            };
             fill_record(&mut reused, tailed(), "shop", "db-1");
             let mut fresh = to_record(tailed(), "shop", "db-1");
             if fresh.event.log_time.ends_with("CET") || entry.log_time.is_none() {

@@ -14,7 +14,12 @@ use tokio::signal::unix::{SignalKind, signal};
 #[command(name = "pg-watch", version, about)]
 struct Args {
     /// The TOML config file.
-    #[arg(long, short, default_value = "/etc/bitville-apm/pg-watch.toml", env = "PG_WATCH_CONFIG")]
+    #[arg(
+        long,
+        short,
+        default_value = "/etc/bitville-apm/pg-watch.toml",
+        env = "PG_WATCH_CONFIG"
+    )]
     config: PathBuf,
     /// Check the config file, the directories, PostgreSQL (rights, extension,
     /// log settings) and the processor without starting, then exit: 0 with
@@ -25,7 +30,9 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -43,7 +50,10 @@ fn main() -> std::process::ExitCode {
 
 /// `--check-config`: exit 0 with one ok line, or 2 with a line per problem.
 fn check_config(path: &std::path::Path) -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pg-watch: starting the async runtime: {e}");
@@ -51,7 +61,11 @@ fn check_config(path: &std::path::Path) -> std::process::ExitCode {
         }
     };
     let (findings, summary) = runtime.block_on(pg_watch::check::check(path));
-    if findings.report(&summary) { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(2) }
+    if findings.report(&summary) {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(2)
+    }
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

@@ -28,42 +28,87 @@ pub fn parse_ext_version(text: &str) -> Option<ExtVersion> {
 
 /// Counters that are summed integers, in the order of [`INT_NAMES`].
 const INT_NAMES: [&str; 16] = [
-    "calls", "rows", "plans", "shared_blks_hit", "shared_blks_read", "shared_blks_dirtied", "shared_blks_written",
-    "local_blks_hit", "local_blks_read", "local_blks_dirtied", "local_blks_written", "temp_blks_read",
-    "temp_blks_written", "wal_records", "wal_fpi", "wal_bytes",
+    "calls",
+    "rows",
+    "plans",
+    "shared_blks_hit",
+    "shared_blks_read",
+    "shared_blks_dirtied",
+    "shared_blks_written",
+    "local_blks_hit",
+    "local_blks_read",
+    "local_blks_dirtied",
+    "local_blks_written",
+    "temp_blks_read",
+    "temp_blks_written",
+    "wal_records",
+    "wal_fpi",
+    "wal_bytes",
 ];
 /// Counters in milliseconds.
-const FLOAT_NAMES: [&str; 4] = ["total_exec_time", "total_plan_time", "blk_read_time", "blk_write_time"];
+const FLOAT_NAMES: [&str; 4] = [
+    "total_exec_time",
+    "total_plan_time",
+    "blk_read_time",
+    "blk_write_time",
+];
 
 /// The snapshot query for an extension version, in `schema`.
 pub fn statements_query(schema: &str, ext: ExtVersion) -> String {
-    let mut cols: Vec<String> = vec!["userid::int8 AS userid".into(), "dbid::int8 AS dbid".into(), "queryid".into()];
+    let mut cols: Vec<String> = vec![
+        "userid::int8 AS userid".into(),
+        "dbid::int8 AS dbid".into(),
+        "queryid".into(),
+    ];
     if ext >= (1, 9) {
         cols.push("toplevel".into());
     }
     cols.extend(
-        ["calls", "rows", "shared_blks_hit", "shared_blks_read", "shared_blks_dirtied", "shared_blks_written",
-         "local_blks_hit", "local_blks_read", "local_blks_dirtied", "local_blks_written", "temp_blks_read",
-         "temp_blks_written"]
-            .iter()
-            .map(|c| format!("{c}::int8 AS {c}")),
+        [
+            "calls",
+            "rows",
+            "shared_blks_hit",
+            "shared_blks_read",
+            "shared_blks_dirtied",
+            "shared_blks_written",
+            "local_blks_hit",
+            "local_blks_read",
+            "local_blks_dirtied",
+            "local_blks_written",
+            "temp_blks_read",
+            "temp_blks_written",
+        ]
+        .iter()
+        .map(|c| format!("{c}::int8 AS {c}")),
     );
     if ext >= (1, 8) {
         cols.extend(
-            ["total_exec_time", "total_plan_time"].iter().map(|c| format!("{c}::float8 AS {c}")),
+            ["total_exec_time", "total_plan_time"]
+                .iter()
+                .map(|c| format!("{c}::float8 AS {c}")),
         );
-        cols.extend(["plans", "wal_records", "wal_fpi", "wal_bytes"].iter().map(|c| format!("{c}::int8 AS {c}")));
+        cols.extend(
+            ["plans", "wal_records", "wal_fpi", "wal_bytes"]
+                .iter()
+                .map(|c| format!("{c}::int8 AS {c}")),
+        );
     } else {
         cols.push("total_time::float8 AS total_exec_time".into());
     }
     if ext >= (1, 11) {
         cols.push("(shared_blk_read_time + local_blk_read_time)::float8 AS blk_read_time".into());
-        cols.push("(shared_blk_write_time + local_blk_write_time)::float8 AS blk_write_time".into());
+        cols.push(
+            "(shared_blk_write_time + local_blk_write_time)::float8 AS blk_write_time".into(),
+        );
     } else {
         cols.push("blk_read_time::float8 AS blk_read_time".into());
         cols.push("blk_write_time::float8 AS blk_write_time".into());
     }
-    format!("{MARKER} SELECT {} FROM {}.pg_stat_statements(false)", cols.join(", "), quote_ident(schema))
+    format!(
+        "{MARKER} SELECT {} FROM {}.pg_stat_statements(false)",
+        cols.join(", "),
+        quote_ident(schema)
+    )
 }
 
 fn quote_ident(name: &str) -> String {
@@ -119,14 +164,24 @@ pub struct Snapshot {
 pub enum Comparison {
     /// No deltas: the first snapshot, or one after a reset.
     Baseline { reason: &'static str },
-    Deltas { entries: Vec<(EntryKey, StatementDelta)>, evicted: u64, dealloc: Option<u64> },
+    Deltas {
+        entries: Vec<(EntryKey, StatementDelta)>,
+        evicted: u64,
+        dealloc: Option<u64>,
+    },
 }
 
 /// Compares the current snapshot with the previous one.
 pub fn compare(prev: Option<&Snapshot>, cur: &Snapshot) -> Comparison {
-    let Some(prev) = prev else { return Comparison::Baseline { reason: "first snapshot" } };
+    let Some(prev) = prev else {
+        return Comparison::Baseline {
+            reason: "first snapshot",
+        };
+    };
     if prev.stats_reset != cur.stats_reset {
-        return Comparison::Baseline { reason: "pg_stat_statements_info.stats_reset changed" };
+        return Comparison::Baseline {
+            reason: "pg_stat_statements_info.stats_reset changed",
+        };
     }
     let went_down = cur.entries.iter().any(|(k, c)| {
         prev.entries.get(k).is_some_and(|p| {
@@ -134,7 +189,9 @@ pub fn compare(prev: Option<&Snapshot>, cur: &Snapshot) -> Comparison {
         })
     });
     if went_down {
-        return Comparison::Baseline { reason: "counters went down (reset)" };
+        return Comparison::Baseline {
+            reason: "counters went down (reset)",
+        };
     }
     let zero = Counters::default();
     let mut entries = Vec::new();
@@ -179,12 +236,20 @@ pub fn compare(prev: Option<&Snapshot>, cur: &Snapshot) -> Comparison {
         ));
     }
     entries.sort_by_key(|(k, _)| (k.dbid, k.userid, k.queryid));
-    let evicted = prev.entries.keys().filter(|k| !cur.entries.contains_key(k)).count() as u64;
+    let evicted = prev
+        .entries
+        .keys()
+        .filter(|k| !cur.entries.contains_key(k))
+        .count() as u64;
     let dealloc = match (prev.dealloc, cur.dealloc) {
         (Some(p), Some(c)) => Some((c - p).max(0) as u64),
         _ => None,
     };
-    Comparison::Deltas { entries, evicted, dealloc }
+    Comparison::Deltas {
+        entries,
+        evicted,
+        dealloc,
+    }
 }
 
 /// What pg-watch knows of a queryid's text.
@@ -217,7 +282,10 @@ impl StatementsCollector {
     ///
     /// # Errors
     /// The catalog query fails.
-    pub async fn detect(client: &Client, server_version_num: u32) -> Result<Option<Self>, tokio_postgres::Error> {
+    pub async fn detect(
+        client: &Client,
+        server_version_num: u32,
+    ) -> Result<Option<Self>, tokio_postgres::Error> {
         let row = client
             .query_opt(
                 &format!(
@@ -230,13 +298,19 @@ impl StatementsCollector {
         Ok(row.and_then(|r| {
             let ext_text: String = r.get(0);
             let schema: String = r.get(1);
-            parse_ext_version(&ext_text).map(|ext| Self::with_version(server_version_num, &schema, &ext_text, ext))
+            parse_ext_version(&ext_text)
+                .map(|ext| Self::with_version(server_version_num, &schema, &ext_text, ext))
         }))
     }
 
     /// A collector for a known extension version and schema (tests use it on
     /// recorded column sets of older versions).
-    pub fn with_version(server_version_num: u32, schema: &str, ext_text: &str, ext: ExtVersion) -> Self {
+    pub fn with_version(
+        server_version_num: u32,
+        schema: &str,
+        ext_text: &str,
+        ext: ExtVersion,
+    ) -> Self {
         StatementsCollector {
             server_version_num,
             schema: schema.to_owned(),
@@ -255,10 +329,14 @@ impl StatementsCollector {
     /// A query fails.
     pub async fn snapshot(&self, client: &Client) -> Result<Snapshot, tokio_postgres::Error> {
         let at = bitville_schemas::format_ts(std::time::SystemTime::now());
-        let rows = client.query(&statements_query(&self.schema, self.ext), &[]).await?;
+        let rows = client
+            .query(&statements_query(&self.schema, self.ext), &[])
+            .await?;
         let mut entries = HashMap::with_capacity(rows.len());
         for row in &rows {
-            let Some(queryid) = row.try_get::<_, Option<i64>>("queryid").ok().flatten() else { continue };
+            let Some(queryid) = row.try_get::<_, Option<i64>>("queryid").ok().flatten() else {
+                continue;
+            };
             if self.own.contains(&queryid) {
                 continue;
             }
@@ -280,16 +358,33 @@ impl StatementsCollector {
                     &[],
                 )
                 .await?;
-            (info.get::<_, Option<String>>(1), info.get::<_, Option<i64>>(0))
+            (
+                info.get::<_, Option<String>>(1),
+                info.get::<_, Option<i64>>(0),
+            )
         } else {
             (None, None)
         };
-        Ok(Snapshot { at, entries, stats_reset, dealloc })
+        Ok(Snapshot {
+            at,
+            entries,
+            stats_reset,
+            dealloc,
+        })
     }
 
     /// Fetches texts for queryids not seen before, and marks pg-watch's own.
-    async fn learn_texts(&mut self, client: &Client, snapshot: &mut Snapshot) -> Result<(), tokio_postgres::Error> {
-        let mut new_ids: Vec<i64> = snapshot.entries.keys().map(|k| k.queryid).filter(|q| !self.texts.contains_key(q)).collect();
+    async fn learn_texts(
+        &mut self,
+        client: &Client,
+        snapshot: &mut Snapshot,
+    ) -> Result<(), tokio_postgres::Error> {
+        let mut new_ids: Vec<i64> = snapshot
+            .entries
+            .keys()
+            .map(|k| k.queryid)
+            .filter(|q| !self.texts.contains_key(q))
+            .collect();
         new_ids.sort_unstable();
         new_ids.dedup();
         if new_ids.is_empty() {
@@ -315,7 +410,14 @@ impl StatementsCollector {
                 continue;
             }
             let fingerprint = normalize(&text);
-            self.texts.insert(queryid, KnownText { text, fingerprint, sent: false });
+            self.texts.insert(
+                queryid,
+                KnownText {
+                    text,
+                    fingerprint,
+                    sent: false,
+                },
+            );
         }
         let own = &self.own;
         snapshot.entries.retain(|k, _| !own.contains(&k.queryid));
@@ -327,7 +429,12 @@ impl StatementsCollector {
     ///
     /// # Errors
     /// A query fails; the previous snapshot is kept.
-    pub async fn collect(&mut self, client: &Client, project: &str, host: &str) -> Result<Option<PgStatementsRecord>, tokio_postgres::Error> {
+    pub async fn collect(
+        &mut self,
+        client: &Client,
+        project: &str,
+        host: &str,
+    ) -> Result<Option<PgStatementsRecord>, tokio_postgres::Error> {
         let mut snapshot = self.snapshot(client).await?;
         self.learn_texts(client, &mut snapshot).await?;
         let comparison = compare(self.prev.as_ref(), &snapshot);
@@ -340,7 +447,11 @@ impl StatementsCollector {
                 self.last_baseline = Some(reason);
                 return Ok(None);
             }
-            Comparison::Deltas { entries, evicted, dealloc } => (entries, evicted, dealloc),
+            Comparison::Deltas {
+                entries,
+                evicted,
+                dealloc,
+            } => (entries, evicted, dealloc),
         };
         self.last_baseline = None;
         if entries.is_empty() && evicted == 0 {
@@ -377,7 +488,12 @@ mod tests {
     use super::*;
 
     fn key(q: i64) -> EntryKey {
-        EntryKey { userid: 10, dbid: 5, queryid: q, toplevel: Some(true) }
+        EntryKey {
+            userid: 10,
+            dbid: 5,
+            queryid: q,
+            toplevel: Some(true),
+        }
     }
 
     fn counters(calls: i64, ms: f64) -> Counters {
@@ -391,7 +507,10 @@ mod tests {
     fn snap(entries: &[(i64, i64, f64)], reset: &str) -> Snapshot {
         Snapshot {
             at: "2026-11-27T11:00:00.000000Z".into(),
-            entries: entries.iter().map(|(q, c, ms)| (key(*q), counters(*c, *ms))).collect(),
+            entries: entries
+                .iter()
+                .map(|(q, c, ms)| (key(*q), counters(*c, *ms)))
+                .collect(),
             stats_reset: Some(reset.into()),
             dealloc: Some(0),
         }
@@ -402,9 +521,15 @@ mod tests {
         let a = snap(&[(1, 10, 100.0), (2, 5, 50.0), (3, 1, 1.0)], "r0");
         assert!(matches!(compare(None, &a), Comparison::Baseline { .. }));
         let b = snap(&[(1, 15, 160.0), (2, 5, 50.0), (4, 2, 8.0)], "r0");
-        let Comparison::Deltas { entries, evicted, .. } = compare(Some(&a), &b) else { panic!("expected deltas") };
+        let Comparison::Deltas {
+            entries, evicted, ..
+        } = compare(Some(&a), &b)
+        else {
+            panic!("expected deltas")
+        };
         assert_eq!(evicted, 1);
-        let by_id: HashMap<i64, &StatementDelta> = entries.iter().map(|(k, d)| (k.queryid, d)).collect();
+        let by_id: HashMap<i64, &StatementDelta> =
+            entries.iter().map(|(k, d)| (k.queryid, d)).collect();
         assert_eq!(by_id.len(), 2, "an entry with no new calls is left out");
         assert_eq!(by_id[&1].calls, 5);
         assert_eq!(by_id[&1].total_exec_time_ms, 60.0);
@@ -416,18 +541,32 @@ mod tests {
     fn a_reset_starts_a_new_baseline() {
         let a = snap(&[(1, 10, 100.0)], "r0");
         let after_reset_info = snap(&[(1, 12, 120.0)], "r1");
-        assert!(matches!(compare(Some(&a), &after_reset_info), Comparison::Baseline { .. }));
+        assert!(matches!(
+            compare(Some(&a), &after_reset_info),
+            Comparison::Baseline { .. }
+        ));
         let mut went_down = snap(&[(1, 3, 30.0)], "r0");
         went_down.stats_reset = a.stats_reset.clone();
-        assert!(matches!(compare(Some(&a), &went_down), Comparison::Baseline { .. }));
+        assert!(matches!(
+            compare(Some(&a), &went_down),
+            Comparison::Baseline { .. }
+        ));
     }
 
     #[test]
     fn queries_follow_the_extension_version() {
         let q14 = statements_query("public", (1, 4));
-        assert!(q14.contains("total_time::float8 AS total_exec_time") && !q14.contains("toplevel") && !q14.contains("wal_bytes"));
+        assert!(
+            q14.contains("total_time::float8 AS total_exec_time")
+                && !q14.contains("toplevel")
+                && !q14.contains("wal_bytes")
+        );
         let q19 = statements_query("public", (1, 9));
-        assert!(q19.contains("toplevel") && q19.contains("total_plan_time") && q19.contains("blk_read_time::float8"));
+        assert!(
+            q19.contains("toplevel")
+                && q19.contains("total_plan_time")
+                && q19.contains("blk_read_time::float8")
+        );
         let q111 = statements_query("public", (1, 11));
         assert!(q111.contains("shared_blk_read_time + local_blk_read_time"));
         assert_eq!(parse_ext_version("1.10"), Some((1, 10)));

@@ -142,7 +142,12 @@ impl Tailer {
                 }
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), true),
-            Err(source) => return Err(TailError::Checkpoint { path: checkpoint_path.to_owned(), source }),
+            Err(source) => {
+                return Err(TailError::Checkpoint {
+                    path: checkpoint_path.to_owned(),
+                    source,
+                });
+            }
         };
         Ok(Tailer {
             dir: dir.to_owned(),
@@ -170,7 +175,10 @@ impl Tailer {
     /// The directory cannot be listed. A file that vanishes or cannot be read
     /// is skipped and tried again at the next poll.
     pub fn poll(&mut self, mut each: impl FnMut(TailedEntry<'_>)) -> Result<(), TailError> {
-        let listing = fs::read_dir(&self.dir).map_err(|source| TailError::Directory { path: self.dir.clone(), source })?;
+        let listing = fs::read_dir(&self.dir).map_err(|source| TailError::Directory {
+            path: self.dir.clone(),
+            source,
+        })?;
         let mut found: Vec<(SystemTime, PathBuf, fs::Metadata)> = Vec::new();
         for dirent in listing.flatten() {
             let name = dirent.file_name();
@@ -180,7 +188,11 @@ impl Tailer {
             }
             if let Ok(meta) = dirent.metadata() {
                 if meta.is_file() {
-                    found.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), dirent.path(), meta));
+                    found.push((
+                        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        dirent.path(),
+                        meta,
+                    ));
                 }
             }
         }
@@ -221,7 +233,11 @@ impl Tailer {
         let Some(fingerprint) = first_line_fingerprint(&mut file)? else {
             return Ok(()); // No complete first line yet.
         };
-        let key = FileKey { dev: id.0, ino: id.1, fingerprint };
+        let key = FileKey {
+            dev: id.0,
+            ino: id.1,
+            fingerprint,
+        };
         let now = Instant::now();
         let state = match self.files.get_mut(&id) {
             Some(s) if s.key == key && size >= s.offset => s,
@@ -236,7 +252,14 @@ impl Tailer {
                 } else {
                     0
                 };
-                let state = FileState { key, path: path.to_owned(), offset, seen_size: size, last_growth: now, pending: false };
+                let state = FileState {
+                    key,
+                    path: path.to_owned(),
+                    offset,
+                    seen_size: size,
+                    last_growth: now,
+                    pending: false,
+                };
                 self.files.insert(id, state);
                 self.files.get_mut(&id).expect("inserted above")
             }
@@ -263,14 +286,25 @@ impl Tailer {
         let mut complete = (rotated_away || idle) && at_end;
         let file_name = path.to_string_lossy();
         let format = self.parser.format();
-        let mut emit = |entry: LogEntry<'_>| each(TailedEntry { entry, format, file: &file_name, fingerprint });
-        let mut used = self.parser.parse(&self.buf, state.offset, complete, &mut emit);
+        let mut emit = |entry: LogEntry<'_>| {
+            each(TailedEntry {
+                entry,
+                format,
+                file: &file_name,
+                fingerprint,
+            })
+        };
+        let mut used = self
+            .parser
+            .parse(&self.buf, state.offset, complete, &mut emit);
         if used == 0 && self.buf.len() == READ_CHUNK_MAX && !complete {
             // One entry larger than the chunk: hand it out as far as it goes.
             // (Nothing was handed out above: a parser that consumed nothing
             // emitted nothing.)
             complete = true;
-            used = self.parser.parse(&self.buf, state.offset, complete, &mut emit);
+            used = self
+                .parser
+                .parse(&self.buf, state.offset, complete, &mut emit);
         }
         state.offset += used as u64;
         state.pending = state.offset < size;
@@ -286,22 +320,36 @@ impl Tailer {
         let mut files: Vec<CheckpointEntry> = self
             .files
             .values()
-            .map(|s| CheckpointEntry { key: s.key, path: s.path.to_string_lossy().into_owned(), offset: s.offset })
+            .map(|s| CheckpointEntry {
+                key: s.key,
+                path: s.path.to_string_lossy().into_owned(),
+                offset: s.offset,
+            })
             .collect();
         // Checkpoints of files not seen yet in this run are kept.
         files.extend(self.loaded.iter().cloned());
-        let doc = CheckpointFile { version: CHECKPOINT_VERSION, files };
-        let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| self.ck_err(io::Error::other(e)))?;
+        let doc = CheckpointFile {
+            version: CHECKPOINT_VERSION,
+            files,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&doc).map_err(|e| self.ck_err(io::Error::other(e)))?;
         write_atomically(&self.checkpoint_path, &bytes).map_err(|e| self.ck_err(e))
     }
 
     fn ck_err(&self, source: io::Error) -> TailError {
-        TailError::Checkpoint { path: self.checkpoint_path.clone(), source }
+        TailError::Checkpoint {
+            path: self.checkpoint_path.clone(),
+            source,
+        }
     }
 
     /// The read position of every known file, for /metrics and tests.
     pub fn positions(&self) -> Vec<(PathBuf, FilePosition)> {
-        self.files.values().map(|s| (s.path.clone(), s.offset)).collect()
+        self.files
+            .values()
+            .map(|s| (s.path.clone(), s.offset))
+            .collect()
     }
 }
 
@@ -358,7 +406,12 @@ pub fn derived_record_id(fingerprint: u64, format: LogFormat, offset: FilePositi
 }
 
 /// [`derived_record_id`] appended to `out`.
-pub fn write_record_id(fingerprint: u64, format: LogFormat, offset: FilePosition, out: &mut String) {
+pub fn write_record_id(
+    fingerprint: u64,
+    format: LogFormat,
+    offset: FilePosition,
+    out: &mut String,
+) {
     let mut key = [0u8; 17];
     key[..8].copy_from_slice(&fingerprint.to_le_bytes());
     key[8] = format as u8;
@@ -397,7 +450,14 @@ mod tests {
 
     fn tailer(dir: &Path, start_at: StartAt) -> Tailer {
         let parser = StderrParser::new(PrefixParser::compile("%m [%p] ").unwrap());
-        let mut t = Tailer::open(dir, "*.log", Box::new(parser), &dir.join(".ck.json"), start_at).unwrap();
+        let mut t = Tailer::open(
+            dir,
+            "*.log",
+            Box::new(parser),
+            &dir.join(".ck.json"),
+            start_at,
+        )
+        .unwrap();
         t.flush_after = Duration::ZERO;
         t
     }
@@ -407,7 +467,11 @@ mod tests {
     }
 
     fn append(path: &Path, text: &str) {
-        let mut f = fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
         f.write_all(text.as_bytes()).unwrap();
     }
 
@@ -477,7 +541,8 @@ mod tests {
         assert!(messages(&mut t).is_empty());
         t.flush_after = Duration::ZERO;
         let mut details = Vec::new();
-        t.poll(|e| details.push(e.entry.detail.map(|d| d.into_owned()))).unwrap();
+        t.poll(|e| details.push(e.entry.detail.map(|d| d.into_owned())))
+            .unwrap();
         assert_eq!(details, [Some("more".to_owned())]);
     }
 

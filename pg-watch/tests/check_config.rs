@@ -44,7 +44,10 @@ fn processor_url() -> &'static str {
         use axum::http::{HeaderMap, StatusCode};
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
@@ -56,7 +59,10 @@ fn processor_url() -> &'static str {
                     if body.is_empty() {
                         return (StatusCode::BAD_REQUEST, r#"{"error":"body is empty"}"#);
                     }
-                    (StatusCode::OK, r#"{"accepted":0,"duplicates":0,"rejected":[]}"#)
+                    (
+                        StatusCode::OK,
+                        r#"{"accepted":0,"duplicates":0,"rejected":[]}"#,
+                    )
                 };
                 let app = axum::Router::new()
                     .route("/healthz", axum::routing::get(|| async { "ok\n" }))
@@ -69,7 +75,11 @@ fn processor_url() -> &'static str {
 }
 
 fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A config file in its own temporary folder; fields start good.
@@ -86,7 +96,10 @@ impl Setup {
     fn new(cluster: &Cluster) -> Setup {
         Setup {
             dir: tempfile::tempdir().unwrap(),
-            conninfo: format!("host=127.0.0.1 port={} user=postgres dbname=postgres", cluster.port),
+            conninfo: format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                cluster.port
+            ),
             log_dir: cluster.log_dir.clone(),
             prefix: PREFIX.to_owned(),
             url: processor_url().to_owned(),
@@ -103,7 +116,11 @@ impl Setup {
     }
 
     fn check_with_env(&self, env: &[(&str, &str)]) -> Output {
-        let token = self.token.as_ref().map(|t| format!("token = \"{t}\"")).unwrap_or_default();
+        let token = self
+            .token
+            .as_ref()
+            .map(|t| format!("token = \"{t}\""))
+            .unwrap_or_default();
         let text = format!(
             "project = \"shop\"\nhost = \"db-1\"\nspool_dir = \"{spool}\"\nstate_dir = \"{state}\"\n\
              [postgres]\nconninfo = \"{conninfo}\"\nconnect_timeout_ms = 2000\n\
@@ -119,7 +136,9 @@ impl Setup {
         std::fs::write(self.path(), text).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg-watch"));
         cmd.arg("--config").arg(self.path()).arg("--check-config");
-        cmd.env_remove("BITVILLE_PG_WATCH_TOKEN").env_remove("BITVILLE_PG_WATCH_PASSWORD").env("RUST_LOG", "off");
+        cmd.env_remove("BITVILLE_PG_WATCH_TOKEN")
+            .env_remove("BITVILLE_PG_WATCH_PASSWORD")
+            .env("RUST_LOG", "off");
         cmd.envs(env.iter().copied());
         cmd.output().unwrap()
     }
@@ -128,8 +147,15 @@ impl Setup {
 /// The problem lines (stderr without warnings), asserting exit code 2.
 fn problems(out: &Output) -> Vec<String> {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(out.stdout.is_empty(), "no ok line when something is wrong: {out:?}");
-    String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.starts_with("warning: ")).map(str::to_owned).collect()
+    assert!(
+        out.stdout.is_empty(),
+        "no ok line when something is wrong: {out:?}"
+    );
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("warning: "))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn assert_ok(out: &Output) -> String {
@@ -143,8 +169,17 @@ fn a_good_config_prints_one_ok_line() {
     let s = Setup::new(c);
     let out = s.check();
     let line = assert_ok(&out);
-    assert!(line.starts_with(&format!("{}: ok (PostgreSQL 15.", s.path().display())), "{line}");
-    assert!(line.ends_with(&format!(" as postgres; processor {} reachable, token accepted)", processor_url())), "{line}");
+    assert!(
+        line.starts_with(&format!("{}: ok (PostgreSQL 15.", s.path().display())),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(&format!(
+            " as postgres; processor {} reachable, token accepted)",
+            processor_url()
+        )),
+        "{line}"
+    );
     assert!(out.stderr.is_empty(), "{out:?}");
 }
 
@@ -164,7 +199,10 @@ fn a_missing_token_is_named_and_the_environment_supplies_one() {
     let p = problems(&s.check_with_env(&[("BITVILLE_PG_WATCH_TOKEN", "wrong")]));
     assert_eq!(
         p,
-        vec![format!("ship.processor_url {}: the processor refuses the token (401 Unauthorized: unknown token)", processor_url())]
+        vec![format!(
+            "ship.processor_url {}: the processor refuses the token (401 Unauthorized: unknown token)",
+            processor_url()
+        )]
     );
 }
 
@@ -176,8 +214,13 @@ fn an_unreachable_postgres_is_named() {
     s.conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
     let p = problems(&s.check());
     assert_eq!(p.len(), 1, "{p:?}");
-    let expected = format!("postgres (user postgres, database postgres at 127.0.0.1:{port}): error connecting to server: ");
-    assert!(p[0].starts_with(&expected) && p[0].contains("refused"), "{p:?}");
+    let expected = format!(
+        "postgres (user postgres, database postgres at 127.0.0.1:{port}): error connecting to server: "
+    );
+    assert!(
+        p[0].starts_with(&expected) && p[0].contains("refused"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -188,11 +231,20 @@ fn a_role_without_pg_read_all_stats_is_named_and_pg_monitor_is_enough() {
     let out = s.check();
     let p = problems(&out);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].contains("role weak is neither superuser nor a member of pg_read_all_stats"), "{p:?}");
+    assert!(
+        p[0].contains("role weak is neither superuser nor a member of pg_read_all_stats"),
+        "{p:?}"
+    );
     assert!(p[0].ends_with("(GRANT pg_monitor TO \"weak\")"), "{p:?}");
     // Without pg_read_all_settings the log directory cannot be compared.
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: postgres (user weak"), "{out:?}");
-    s.conninfo = format!("host=127.0.0.1 port={} user=monitor dbname=postgres", c.port);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: postgres (user weak"),
+        "{out:?}"
+    );
+    s.conninfo = format!(
+        "host=127.0.0.1 port={} user=monitor dbname=postgres",
+        c.port
+    );
     let out = s.check();
     assert!(assert_ok(&out).contains(" as monitor; "), "{out:?}");
     assert!(out.stderr.is_empty(), "{out:?}");
@@ -215,7 +267,9 @@ fn log_lock_waits_off_is_named() {
     let s = Setup::new(&c);
     assert_eq!(
         problems(&s.check()),
-        vec!["postgres setting log_lock_waits = 'off': lock waits are not logged (set log_lock_waits = on)"]
+        vec![
+            "postgres setting log_lock_waits = 'off': lock waits are not logged (set log_lock_waits = on)"
+        ]
     );
 }
 
@@ -229,8 +283,14 @@ fn a_prefix_or_log_directory_other_than_the_servers_is_named() {
     assert_eq!(
         p,
         vec![
-            format!("logs.log_line_prefix \"%m [%p] \" is not the server's log_line_prefix \"{PREFIX}\""),
-            format!("logs.directory {} is not the server's log_directory {}", s.dir.path().display(), c.log_dir.display()),
+            format!(
+                "logs.log_line_prefix \"%m [%p] \" is not the server's log_line_prefix \"{PREFIX}\""
+            ),
+            format!(
+                "logs.directory {} is not the server's log_directory {}",
+                s.dir.path().display(),
+                c.log_dir.display()
+            ),
         ]
     );
 }
@@ -247,9 +307,22 @@ fn every_problem_is_listed_not_only_the_first() {
     let p = problems(&s.check());
     assert_eq!(p.len(), 4, "{p:?}");
     assert!(p[0].contains("ship needs token or token_file"), "{p:?}");
-    assert_eq!(p[1], format!("logs.directory {}: does not exist", s.log_dir.display()));
-    assert!(p[2].starts_with(&format!("postgres (user postgres, database postgres at 127.0.0.1:{pg_port}): ")), "{p:?}");
-    assert!(p[3].starts_with(&format!("ship.processor_url http://127.0.0.1:{processor_port}: cannot connect")), "{p:?}");
+    assert_eq!(
+        p[1],
+        format!("logs.directory {}: does not exist", s.log_dir.display())
+    );
+    assert!(
+        p[2].starts_with(&format!(
+            "postgres (user postgres, database postgres at 127.0.0.1:{pg_port}): "
+        )),
+        "{p:?}"
+    );
+    assert!(
+        p[3].starts_with(&format!(
+            "ship.processor_url http://127.0.0.1:{processor_port}: cannot connect"
+        )),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -272,5 +345,8 @@ fn the_example_config_passes_its_own_parse_check() {
 /// binary reused from another clone with the same target folder would keep
 /// that clone's folder in `env!`.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -13,7 +13,9 @@ use pg_watch::config::Config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_flow_from_postgres_to_the_ingest_api() {
-    let cluster = Cluster::start("log_destination = 'stderr'\nlog_line_prefix = '%m [%p] %q%u@%d %a '\nlog_min_duration_statement = 0\n");
+    let cluster = Cluster::start(
+        "log_destination = 'stderr'\nlog_line_prefix = '%m [%p] %q%u@%d %a '\nlog_min_duration_statement = 0\n",
+    );
     cluster.psql("CREATE EXTENSION pg_stat_statements");
 
     // A minimal ingest endpoint that keeps every line it is sent.
@@ -21,28 +23,41 @@ async fn records_flow_from_postgres_to_the_ingest_api() {
     let store = received.clone();
     let app = axum::Router::new().route(
         "/v1/ingest",
-        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let store = store.clone();
-            async move {
-                let gzip = headers.get("content-encoding").is_some_and(|v| v == "gzip");
-                let text = if gzip {
-                    let mut out = String::new();
-                    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut out).unwrap();
-                    out
-                } else {
-                    String::from_utf8_lossy(&body).into_owned()
-                };
-                let n = text.lines().count();
-                store.lock().unwrap().extend(text.lines().map(str::to_owned));
-                axum::Json(serde_json::json!({"accepted": n, "duplicates": 0, "rejected": []}))
-            }
-        }),
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let store = store.clone();
+                async move {
+                    let gzip = headers.get("content-encoding").is_some_and(|v| v == "gzip");
+                    let text = if gzip {
+                        let mut out = String::new();
+                        std::io::Read::read_to_string(
+                            &mut flate2::read::GzDecoder::new(&body[..]),
+                            &mut out,
+                        )
+                        .unwrap();
+                        out
+                    } else {
+                        String::from_utf8_lossy(&body).into_owned()
+                    };
+                    let n = text.lines().count();
+                    store
+                        .lock()
+                        .unwrap()
+                        .extend(text.lines().map(str::to_owned));
+                    axum::Json(serde_json::json!({"accepted": n, "duplicates": 0, "rejected": []}))
+                }
+            },
+        ),
     );
     let ingest = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ingest_addr = ingest.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(ingest, app).await });
 
-    let status_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let status_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         r#"project = "shop"
@@ -80,7 +95,9 @@ listen = "127.0.0.1:{status_port}"
         let _ = stop_rx.await;
     }));
 
-    let app = cluster.connect("bitville:7c9e6679-7425-40de-944b-e07fc1f90ae7").await;
+    let app = cluster
+        .connect("bitville:7c9e6679-7425-40de-944b-e07fc1f90ae7")
+        .await;
     let busy = tokio::spawn(async move {
         for _ in 0..3 {
             app.simple_query("SELECT pg_sleep(0.4)").await.unwrap();
@@ -112,20 +129,34 @@ listen = "127.0.0.1:{status_port}"
 
     let http = |path: &'static str| async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", status_port)).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", status_port))
+            .await
+            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
     };
     let health = http("/healthz").await;
-    assert!(health.starts_with("HTTP/1.0 200") && health.contains("\"postgres\":\"up\""), "{health}");
+    assert!(
+        health.starts_with("HTTP/1.0 200") && health.contains("\"postgres\":\"up\""),
+        "{health}"
+    );
     let metrics = http("/metrics").await;
-    assert!(metrics.contains("pgwatch_activity_samples_total"), "{metrics}");
+    assert!(
+        metrics.contains("pgwatch_activity_samples_total"),
+        "{metrics}"
+    );
     assert!(metrics.contains("pgwatch_shipper_"), "{metrics}");
 
     stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), daemon).await.expect("drains in time").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), daemon)
+        .await
+        .expect("drains in time")
+        .unwrap()
+        .unwrap();
     let lines = received.lock().unwrap().clone();
     for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -133,8 +164,17 @@ listen = "127.0.0.1:{status_port}"
             panic!("invalid record: {e}\n{v:#}");
         }
     }
-    let tagged = lines.iter().filter(|l| l.contains("\"kind\":\"pg_activity\"") && l.contains("7c9e6679-7425-40de-944b-e07fc1f90ae7")).count();
+    let tagged = lines
+        .iter()
+        .filter(|l| {
+            l.contains("\"kind\":\"pg_activity\"")
+                && l.contains("7c9e6679-7425-40de-944b-e07fc1f90ae7")
+        })
+        .count();
     assert!(tagged > 0, "a tagged backend in the activity samples");
-    let host = lines.iter().find(|l| l.contains("\"kind\":\"host_metrics\"")).unwrap();
+    let host = lines
+        .iter()
+        .find(|l| l.contains("\"kind\":\"host_metrics\""))
+        .unwrap();
     assert!(host.contains("\"pg-watch\""), "{host}");
 }

@@ -35,20 +35,46 @@ async fn tagged_and_blocked_backends_show_up_with_their_id_and_blocker() {
     let tagged = c.connect(&format!("bitville:{CORRELATION}")).await;
     let blocker = c.connect("blocker").await;
     let waiter = c.connect("waiter").await;
-    let blocker_pid: i32 = blocker.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let waiter_pid: i32 = waiter.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let sleeping = tokio::spawn(async move { tagged.simple_query("SELECT pg_sleep(3)").await.map(|_| ()) });
-    blocker.batch_execute("BEGIN; UPDATE acct SET v = v + 1 WHERE id = 1").await.unwrap();
-    let waiting = tokio::spawn(async move { waiter.batch_execute("UPDATE acct SET v = v + 1 WHERE id = 1").await });
+    let blocker_pid: i32 = blocker
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let waiter_pid: i32 = waiter
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let sleeping =
+        tokio::spawn(async move { tagged.simple_query("SELECT pg_sleep(3)").await.map(|_| ()) });
+    blocker
+        .batch_execute("BEGIN; UPDATE acct SET v = v + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .batch_execute("UPDATE acct SET v = v + 1 WHERE id = 1")
+            .await
+    });
 
     let watcher = c.connect("bitville-pg-watch").await;
-    let version: i32 = watcher.query_one("SELECT current_setting('server_version_num')::int", &[]).await.unwrap().get(0);
+    let version: i32 = watcher
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
     let mut sampler = ActivitySampler::new(version as u32);
     let mut found = None;
     for _ in 0..40 {
         let record = sampler.sample(&watcher, "shop", "db-1").await.unwrap();
-        let has_tagged = record.backends.iter().any(|b| b.correlation_id.as_deref() == Some(CORRELATION));
-        let has_blocked = record.backends.iter().any(|b| b.pid == waiter_pid && b.blocking_pids.is_some());
+        let has_tagged = record
+            .backends
+            .iter()
+            .any(|b| b.correlation_id.as_deref() == Some(CORRELATION));
+        let has_blocked = record
+            .backends
+            .iter()
+            .any(|b| b.pid == waiter_pid && b.blocking_pids.is_some());
         if has_tagged && has_blocked {
             found = Some(record);
             break;
@@ -57,17 +83,38 @@ async fn tagged_and_blocked_backends_show_up_with_their_id_and_blocker() {
     }
     let record = found.expect("a sample with the tagged and the blocked backend");
     validate(&serde_json::to_value(&record).unwrap(), Kind::PgActivity);
-    let tagged = record.backends.iter().find(|b| b.correlation_id.as_deref() == Some(CORRELATION)).unwrap();
+    let tagged = record
+        .backends
+        .iter()
+        .find(|b| b.correlation_id.as_deref() == Some(CORRELATION))
+        .unwrap();
     assert_eq!(tagged.query.as_deref(), Some("SELECT pg_sleep(3)"));
     assert_eq!(tagged.state.as_deref(), Some("active"));
     assert!(tagged.query_start.as_deref().unwrap().ends_with('Z'));
-    let blocked = record.backends.iter().find(|b| b.pid == waiter_pid).unwrap();
+    let blocked = record
+        .backends
+        .iter()
+        .find(|b| b.pid == waiter_pid)
+        .unwrap();
     assert_eq!(blocked.wait_event_type.as_deref(), Some("Lock"));
     assert_eq!(blocked.blocking_pids.as_deref(), Some(&[blocker_pid][..]));
-    let holder = record.backends.iter().find(|b| b.pid == blocker_pid).expect("the idle-in-transaction blocker");
+    let holder = record
+        .backends
+        .iter()
+        .find(|b| b.pid == blocker_pid)
+        .expect("the idle-in-transaction blocker");
     assert_eq!(holder.state.as_deref(), Some("idle in transaction"));
-    assert_eq!(holder.blocking_pids, None, "pg_blocking_pids runs only for Lock waits");
-    assert!(record.backends.iter().all(|b| !b.query.as_deref().unwrap_or("").starts_with(MARKER)), "pg-watch's own query is left out");
+    assert_eq!(
+        holder.blocking_pids, None,
+        "pg_blocking_pids runs only for Lock waits"
+    );
+    assert!(
+        record
+            .backends
+            .iter()
+            .all(|b| !b.query.as_deref().unwrap_or("").starts_with(MARKER)),
+        "pg-watch's own query is left out"
+    );
     assert!(record.sample_ms.unwrap() >= 0.0);
 
     blocker.batch_execute("COMMIT").await.unwrap();
@@ -80,41 +127,97 @@ async fn statement_deltas_survive_a_reset() {
     let c = cluster();
     let app = c.connect("app").await;
     let watcher = c.connect("bitville-pg-watch").await;
-    let mut collector = StatementsCollector::detect(&watcher, 150_000).await.unwrap().expect("pg_stat_statements installed");
+    let mut collector = StatementsCollector::detect(&watcher, 150_000)
+        .await
+        .unwrap()
+        .expect("pg_stat_statements installed");
     let run = |n: usize, tag: &'static str| {
         let app = &app;
         async move {
             for i in 0..n {
-                app.query(&format!("SELECT count(*) FROM acct WHERE v >= $1 /* {tag} */"), &[&(i as i32)]).await.unwrap();
+                app.query(
+                    &format!("SELECT count(*) FROM acct WHERE v >= $1 /* {tag} */"),
+                    &[&(i as i32)],
+                )
+                .await
+                .unwrap();
             }
         }
     };
     let find = |r: &bitville_schemas::records::PgStatementsRecord, tag: &str| {
-        r.entries.iter().find(|e| e.fingerprint.as_deref().is_some_and(|f| f.contains("acct")) && e.query.as_deref().is_none_or(|q| q.contains(tag))).cloned()
+        r.entries
+            .iter()
+            .find(|e| {
+                e.fingerprint.as_deref().is_some_and(|f| f.contains("acct"))
+                    && e.query.as_deref().is_none_or(|q| q.contains(tag))
+            })
+            .cloned()
     };
 
-    assert!(collector.collect(&watcher, "shop", "db-1").await.unwrap().is_none(), "the first snapshot is a baseline");
+    assert!(
+        collector
+            .collect(&watcher, "shop", "db-1")
+            .await
+            .unwrap()
+            .is_none(),
+        "the first snapshot is a baseline"
+    );
     run(5, "a").await;
-    let r = collector.collect(&watcher, "shop", "db-1").await.unwrap().expect("deltas");
+    let r = collector
+        .collect(&watcher, "shop", "db-1")
+        .await
+        .unwrap()
+        .expect("deltas");
     validate(&serde_json::to_value(&r).unwrap(), Kind::PgStatements);
     let e = find(&r, "a").expect("the statement's entry");
     assert_eq!(e.calls, 5);
-    assert!(e.query.as_deref().unwrap().contains("SELECT count(*) FROM acct"), "the text goes out once, when new");
-    assert!(r.entries.iter().all(|e| !e.query.as_deref().unwrap_or("").contains(MARKER)), "pg-watch's own statements are left out");
+    assert!(
+        e.query
+            .as_deref()
+            .unwrap()
+            .contains("SELECT count(*) FROM acct"),
+        "the text goes out once, when new"
+    );
+    assert!(
+        r.entries
+            .iter()
+            .all(|e| !e.query.as_deref().unwrap_or("").contains(MARKER)),
+        "pg-watch's own statements are left out"
+    );
     assert_eq!(r.extension_version.as_deref(), Some("1.10"));
 
     run(2, "a").await;
-    let r = collector.collect(&watcher, "shop", "db-1").await.unwrap().expect("deltas");
+    let r = collector
+        .collect(&watcher, "shop", "db-1")
+        .await
+        .unwrap()
+        .expect("deltas");
     let e = find(&r, "a").unwrap();
     assert_eq!(e.calls, 2);
     assert_eq!(e.query, None, "the text is not sent again");
 
-    app.batch_execute("SELECT pg_stat_statements_reset()").await.unwrap();
+    app.batch_execute("SELECT pg_stat_statements_reset()")
+        .await
+        .unwrap();
     run(3, "a").await;
-    assert!(collector.collect(&watcher, "shop", "db-1").await.unwrap().is_none(), "a reset starts a new baseline");
-    assert_eq!(collector.last_baseline, Some("pg_stat_statements_info.stats_reset changed"));
+    assert!(
+        collector
+            .collect(&watcher, "shop", "db-1")
+            .await
+            .unwrap()
+            .is_none(),
+        "a reset starts a new baseline"
+    );
+    assert_eq!(
+        collector.last_baseline,
+        Some("pg_stat_statements_info.stats_reset changed")
+    );
     run(4, "a").await;
-    let r = collector.collect(&watcher, "shop", "db-1").await.unwrap().expect("deltas after the reset");
+    let r = collector
+        .collect(&watcher, "shop", "db-1")
+        .await
+        .unwrap()
+        .expect("deltas after the reset");
     assert_eq!(find(&r, "a").unwrap().calls, 4);
 }
 
@@ -133,14 +236,20 @@ fn columns(name: &str) -> Vec<(String, String)> {
 }
 
 fn select_list(cols: &[(String, String)]) -> String {
-    cols.iter().map(|(c, e)| format!("{e} AS {c}")).collect::<Vec<_>>().join(", ")
+    cols.iter()
+        .map(|(c, e)| format!("{e} AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[tokio::test]
 async fn activity_queries_run_on_older_column_sets() {
     let c = cluster();
     let client = c.connect("fixture").await;
-    for (version, fixture) in [(90_600u32, "pg_stat_activity.90600.columns"), (120_000, "pg_stat_activity.120000.columns")] {
+    for (version, fixture) in [
+        (90_600u32, "pg_stat_activity.90600.columns"),
+        (120_000, "pg_stat_activity.120000.columns"),
+    ] {
         let schema = format!("pg{version}");
         let cols = columns(fixture);
         client
@@ -153,13 +262,23 @@ async fn activity_queries_run_on_older_column_sets() {
             .await
             .unwrap();
         let other = c.connect(&format!("bitville:{CORRELATION}")).await;
-        let busy = tokio::spawn(async move { other.simple_query("SELECT pg_sleep(0.5)").await.map(|_| ()) });
+        let busy =
+            tokio::spawn(
+                async move { other.simple_query("SELECT pg_sleep(0.5)").await.map(|_| ()) },
+            );
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut sampler = ActivitySampler::new(version);
-        let record = sampler.sample(&client, "shop", "db-1").await.unwrap_or_else(|e| panic!("{version}: {e}"));
+        let record = sampler
+            .sample(&client, "shop", "db-1")
+            .await
+            .unwrap_or_else(|e| panic!("{version}: {e}"));
         busy.await.unwrap().unwrap();
         validate(&serde_json::to_value(&record).unwrap(), Kind::PgActivity);
-        let b = record.backends.iter().find(|b| b.correlation_id.as_deref() == Some(CORRELATION)).expect("the busy backend");
+        let b = record
+            .backends
+            .iter()
+            .find(|b| b.correlation_id.as_deref() == Some(CORRELATION))
+            .expect("the busy backend");
         assert_eq!(b.backend_type.is_some(), version >= 100_000, "{version}");
         assert_eq!(b.query_id, None);
         client.batch_execute("RESET search_path").await.unwrap();
@@ -170,7 +289,10 @@ async fn activity_queries_run_on_older_column_sets() {
 async fn statements_queries_run_on_older_extension_versions() {
     let c = cluster();
     let client = c.connect("fixture").await;
-    for (ext, text, fixture) in [((1, 4), "1.4", "pg_stat_statements.1.4.columns"), ((1, 11), "1.11", "pg_stat_statements.1.11.columns")] {
+    for (ext, text, fixture) in [
+        ((1, 4), "1.4", "pg_stat_statements.1.4.columns"),
+        ((1, 11), "1.11", "pg_stat_statements.1.11.columns"),
+    ] {
         let schema = format!("pgss_{}", text.replace('.', "_"));
         let cols = columns(fixture);
         client
@@ -191,13 +313,33 @@ async fn statements_queries_run_on_older_extension_versions() {
             .await
             .unwrap();
         let mut collector = StatementsCollector::with_version(90_600, &schema, text, ext);
-        let snap = collector.snapshot(&client).await.unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        let snap = collector
+            .snapshot(&client)
+            .await
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"));
         assert!(!snap.entries.is_empty(), "{text}");
-        assert!(collector.collect(&client, "shop", "db-1").await.unwrap().is_none());
-        client.simple_query("SELECT count(*) FROM acct").await.unwrap();
-        let r = collector.collect(&client, "shop", "db-1").await.unwrap().expect("deltas");
+        assert!(
+            collector
+                .collect(&client, "shop", "db-1")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        client
+            .simple_query("SELECT count(*) FROM acct")
+            .await
+            .unwrap();
+        let r = collector
+            .collect(&client, "shop", "db-1")
+            .await
+            .unwrap()
+            .expect("deltas");
         validate(&serde_json::to_value(&r).unwrap(), Kind::PgStatements);
-        let e = r.entries.iter().find(|e| e.fingerprint.as_deref().is_some_and(|f| f.contains("acct"))).expect("the acct count");
+        let e = r
+            .entries
+            .iter()
+            .find(|e| e.fingerprint.as_deref().is_some_and(|f| f.contains("acct")))
+            .expect("the acct count");
         assert_eq!(e.calls, 1);
         assert_eq!(e.toplevel.is_some(), ext >= (1, 9), "{text}");
         assert_eq!(e.wal_bytes.is_some(), ext >= (1, 8), "{text}");
@@ -208,5 +350,8 @@ async fn statements_queries_run_on_older_extension_versions() {
 /// binary reused from another clone with the same target folder would keep
 /// that clone's folder in `env!`.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -65,7 +65,12 @@ const SQL_ROWS: f64 = 10_000_000.0;
 /// pg-watch's pg_stat_activity sampling period.
 const SAMPLE_S: i64 = 2;
 /// Background backends in every sample (checkpointer and friends).
-const BACKGROUND: [&str; 4] = ["checkpointer", "background writer", "walwriter", "autovacuum launcher"];
+const BACKGROUND: [&str; 4] = [
+    "checkpointer",
+    "background writer",
+    "walwriter",
+    "autovacuum launcher",
+];
 
 /// The targets of the issue.
 const REPORT_TARGET_S: f64 = 2.0;
@@ -76,7 +81,8 @@ const SPIKE_DAY: i64 = 3;
 const SPIKE_FROM_S: i64 = 14 * 3600 + 20 * 60;
 const SPIKE_TO_S: i64 = 14 * 3600 + 35 * 60;
 /// The statement that turns slow during the spike (template index 1).
-const SLOW_SQL: &str = "SELECT * FROM reviews WHERE product_id = :id ORDER BY created_at DESC LIMIT 20";
+const SLOW_SQL: &str =
+    "SELECT * FROM reviews WHERE product_id = :id ORDER BY created_at DESC LIMIT 20";
 const SLOW_TEMPLATE: usize = 1;
 /// The endpoint it slows (index in [`ENDPOINTS`]).
 const SLOW_ENDPOINT: usize = 0;
@@ -91,34 +97,154 @@ struct Template {
 }
 
 const fn t(sql: &'static str, op: &'static str, ms: f64, caller: &'static str) -> Template {
-    Template { sql, op, ms, caller }
+    Template {
+        sql,
+        op,
+        ms,
+        caller,
+    }
 }
 
 const TEMPLATES: [Template; 24] = [
-    t("SELECT * FROM products WHERE id = :id", "query", 0.8, "App\\Catalog\\ProductRepository::find"),
-    t(SLOW_SQL, "query", 3.0, "App\\Catalog\\ReviewRepository::latest"),
-    t("SELECT p.* FROM products p JOIN related r ON r.related_id = p.id WHERE r.product_id = :id LIMIT 8", "query", 2.0, "App\\Catalog\\ProductRepository::related"),
-    t("SELECT qty FROM stock WHERE sku = :sku", "query", 0.5, "App\\Stock\\StockService::available"),
-    t("SELECT * FROM categories WHERE id = :id", "query", 0.4, "App\\Catalog\\CategoryRepository::find"),
-    t("SELECT id, name, price FROM products WHERE category_id = :cat ORDER BY rank LIMIT 48 OFFSET :off", "query", 6.0, "App\\Catalog\\ProductRepository::byCategory"),
-    t("SELECT id FROM products WHERE search_vector @@ plainto_tsquery(:q) LIMIT 100", "query", 18.0, "App\\Search\\SearchService::query"),
-    t("SELECT * FROM carts WHERE session_id = :sid", "query", 0.6, "App\\Cart\\CartRepository::forSession"),
-    t("INSERT INTO cart_items (cart_id, product_id, qty) VALUES (:c, :p, :q)", "execute", 1.2, "App\\Cart\\CartRepository::add"),
-    t("UPDATE carts SET updated_at = now() WHERE id = :id", "execute", 0.9, "App\\Cart\\CartRepository::touch"),
-    t("SELECT * FROM cart_items WHERE cart_id = :c", "query", 0.7, "App\\Cart\\CartRepository::items"),
+    t(
+        "SELECT * FROM products WHERE id = :id",
+        "query",
+        0.8,
+        "App\\Catalog\\ProductRepository::find",
+    ),
+    t(
+        SLOW_SQL,
+        "query",
+        3.0,
+        "App\\Catalog\\ReviewRepository::latest",
+    ),
+    t(
+        "SELECT p.* FROM products p JOIN related r ON r.related_id = p.id WHERE r.product_id = :id LIMIT 8",
+        "query",
+        2.0,
+        "App\\Catalog\\ProductRepository::related",
+    ),
+    t(
+        "SELECT qty FROM stock WHERE sku = :sku",
+        "query",
+        0.5,
+        "App\\Stock\\StockService::available",
+    ),
+    t(
+        "SELECT * FROM categories WHERE id = :id",
+        "query",
+        0.4,
+        "App\\Catalog\\CategoryRepository::find",
+    ),
+    t(
+        "SELECT id, name, price FROM products WHERE category_id = :cat ORDER BY rank LIMIT 48 OFFSET :off",
+        "query",
+        6.0,
+        "App\\Catalog\\ProductRepository::byCategory",
+    ),
+    t(
+        "SELECT id FROM products WHERE search_vector @@ plainto_tsquery(:q) LIMIT 100",
+        "query",
+        18.0,
+        "App\\Search\\SearchService::query",
+    ),
+    t(
+        "SELECT * FROM carts WHERE session_id = :sid",
+        "query",
+        0.6,
+        "App\\Cart\\CartRepository::forSession",
+    ),
+    t(
+        "INSERT INTO cart_items (cart_id, product_id, qty) VALUES (:c, :p, :q)",
+        "execute",
+        1.2,
+        "App\\Cart\\CartRepository::add",
+    ),
+    t(
+        "UPDATE carts SET updated_at = now() WHERE id = :id",
+        "execute",
+        0.9,
+        "App\\Cart\\CartRepository::touch",
+    ),
+    t(
+        "SELECT * FROM cart_items WHERE cart_id = :c",
+        "query",
+        0.7,
+        "App\\Cart\\CartRepository::items",
+    ),
     t("BEGIN", "begin", 0.1, "App\\Checkout\\OrderService::place"),
-    t("INSERT INTO orders (customer_id, total) VALUES (:c, :t) RETURNING id", "query", 2.0, "App\\Checkout\\OrderService::place"),
-    t("INSERT INTO order_items (order_id, product_id, qty, price) VALUES (:o, :p, :q, :pr)", "execute", 1.0, "App\\Checkout\\OrderService::addItem"),
-    t("UPDATE stock SET qty = qty - :q WHERE sku = :sku", "execute", 1.5, "App\\Stock\\StockService::reserve"),
-    t("COMMIT", "commit", 1.0, "App\\Checkout\\OrderService::place"),
-    t("SELECT * FROM sessions WHERE id = :sid", "query", 0.3, "App\\Http\\SessionHandler::read"),
-    t("UPDATE sessions SET data = :d, updated_at = now() WHERE id = :sid", "execute", 0.8, "App\\Http\\SessionHandler::write"),
-    t("SELECT * FROM customers WHERE email = :e", "query", 0.6, "App\\Auth\\Login::attempt"),
-    t("SELECT * FROM orders WHERE customer_id = :c ORDER BY created_at DESC LIMIT 20", "query", 4.0, "App\\Account\\OrderHistory::list"),
-    t("SELECT * FROM banners WHERE active AND now() BETWEEN starts_at AND ends_at", "query", 0.9, "App\\Home\\Banners::current"),
-    t("SELECT id, name, price FROM products WHERE featured ORDER BY rank LIMIT 12", "query", 2.5, "App\\Home\\Featured::list"),
-    t("SELECT sku, qty FROM stock WHERE sku IN (:s1, :s2, :s3)", "query", 0.8, "App\\Stock\\StockService::many"),
-    t("SELECT * FROM translations WHERE locale = :l AND key = :k", "query", 0.2, "App\\I18n\\Translator::get"),
+    t(
+        "INSERT INTO orders (customer_id, total) VALUES (:c, :t) RETURNING id",
+        "query",
+        2.0,
+        "App\\Checkout\\OrderService::place",
+    ),
+    t(
+        "INSERT INTO order_items (order_id, product_id, qty, price) VALUES (:o, :p, :q, :pr)",
+        "execute",
+        1.0,
+        "App\\Checkout\\OrderService::addItem",
+    ),
+    t(
+        "UPDATE stock SET qty = qty - :q WHERE sku = :sku",
+        "execute",
+        1.5,
+        "App\\Stock\\StockService::reserve",
+    ),
+    t(
+        "COMMIT",
+        "commit",
+        1.0,
+        "App\\Checkout\\OrderService::place",
+    ),
+    t(
+        "SELECT * FROM sessions WHERE id = :sid",
+        "query",
+        0.3,
+        "App\\Http\\SessionHandler::read",
+    ),
+    t(
+        "UPDATE sessions SET data = :d, updated_at = now() WHERE id = :sid",
+        "execute",
+        0.8,
+        "App\\Http\\SessionHandler::write",
+    ),
+    t(
+        "SELECT * FROM customers WHERE email = :e",
+        "query",
+        0.6,
+        "App\\Auth\\Login::attempt",
+    ),
+    t(
+        "SELECT * FROM orders WHERE customer_id = :c ORDER BY created_at DESC LIMIT 20",
+        "query",
+        4.0,
+        "App\\Account\\OrderHistory::list",
+    ),
+    t(
+        "SELECT * FROM banners WHERE active AND now() BETWEEN starts_at AND ends_at",
+        "query",
+        0.9,
+        "App\\Home\\Banners::current",
+    ),
+    t(
+        "SELECT id, name, price FROM products WHERE featured ORDER BY rank LIMIT 12",
+        "query",
+        2.5,
+        "App\\Home\\Featured::list",
+    ),
+    t(
+        "SELECT sku, qty FROM stock WHERE sku IN (:s1, :s2, :s3)",
+        "query",
+        0.8,
+        "App\\Stock\\StockService::many",
+    ),
+    t(
+        "SELECT * FROM translations WHERE locale = :l AND key = :k",
+        "query",
+        0.2,
+        "App\\I18n\\Translator::get",
+    ),
 ];
 
 /// An endpoint of the shop: its share of the traffic, its PHP time, its
@@ -139,16 +265,133 @@ struct Endpoint {
 
 const VIEW: (&str, f64) = ("Phalcon\\Mvc\\View::render", 0.4);
 const ENDPOINTS: [Endpoint; 10] = [
-    Endpoint { method: "GET", route: "product-show", path: "/products/{id}", controller: "ProductController::showAction", weight: 0.28, php_ms: 35.0, statements: 12.0, sql: &[16, 0, 4, 1, 2, 3, 23, 23, 23, 23, 17], functions: &[VIEW, ("App\\Catalog\\PriceCalculator::apply", 0.35), ("App\\Catalog\\ProductPresenter::toArray", 0.25)] },
-    Endpoint { method: "GET", route: "search", path: "/search?q=[REDACTED]", controller: "SearchController::indexAction", weight: 0.14, php_ms: 70.0, statements: 12.0, sql: &[16, 6, 0, 0, 0, 0, 0, 0, 0, 0, 23, 17], functions: &[VIEW, ("App\\Search\\Ranker::score", 0.5), ("App\\Search\\Highlighter::mark", 0.1)] },
-    Endpoint { method: "GET", route: "category-list", path: "/c/{id}", controller: "CategoryController::listAction", weight: 0.16, php_ms: 30.0, statements: 9.0, sql: &[16, 4, 5, 22, 23, 23, 23, 17], functions: &[VIEW, ("App\\Catalog\\Facets::build", 0.6)] },
-    Endpoint { method: "POST", route: "cart-add", path: "/cart/add", controller: "CartController::addAction", weight: 0.07, php_ms: 20.0, statements: 7.0, sql: &[16, 7, 0, 3, 8, 9, 17], functions: &[("App\\Cart\\CartService::add", 0.7), ("App\\Http\\Middleware::handle", 0.3)] },
-    Endpoint { method: "GET", route: "cart-show", path: "/cart", controller: "CartController::showAction", weight: 0.08, php_ms: 18.0, statements: 9.0, sql: &[16, 7, 10, 0, 0, 0, 22, 17], functions: &[VIEW, ("App\\Cart\\Totals::compute", 0.6)] },
-    Endpoint { method: "POST", route: "checkout-submit", path: "/checkout", controller: "CheckoutController::submitAction", weight: 0.03, php_ms: 90.0, statements: 13.0, sql: &[16, 7, 10, 11, 12, 13, 13, 13, 14, 14, 14, 15, 17], functions: &[("App\\Checkout\\OrderService::place", 0.5), ("App\\Payment\\Gateway::authorize", 0.5)] },
-    Endpoint { method: "GET", route: "home", path: "/", controller: "IndexController::indexAction", weight: 0.12, php_ms: 25.0, statements: 11.0, sql: &[16, 20, 21, 23, 23, 23, 23, 23, 17], functions: &[VIEW, ("App\\Home\\Featured::decorate", 0.6)] },
-    Endpoint { method: "GET", route: "stock-status", path: "/api/stock-status", controller: "StockController::statusAction", weight: 0.06, php_ms: 8.0, statements: 4.0, sql: &[22, 22], functions: &[("App\\Api\\JsonResponder::send", 1.0)] },
-    Endpoint { method: "POST", route: "login", path: "/login", controller: "AuthController::loginAction", weight: 0.03, php_ms: 60.0, statements: 3.0, sql: &[16, 18, 17], functions: &[("App\\Auth\\PasswordHasher::verify", 0.9), ("App\\Http\\Middleware::handle", 0.1)] },
-    Endpoint { method: "GET", route: "account-orders", path: "/account/orders", controller: "AccountController::ordersAction", weight: 0.03, php_ms: 30.0, statements: 9.0, sql: &[16, 19, 0, 0, 0, 0, 0, 17], functions: &[VIEW, ("App\\Account\\OrderPresenter::list", 0.6)] },
+    Endpoint {
+        method: "GET",
+        route: "product-show",
+        path: "/products/{id}",
+        controller: "ProductController::showAction",
+        weight: 0.28,
+        php_ms: 35.0,
+        statements: 12.0,
+        sql: &[16, 0, 4, 1, 2, 3, 23, 23, 23, 23, 17],
+        functions: &[
+            VIEW,
+            ("App\\Catalog\\PriceCalculator::apply", 0.35),
+            ("App\\Catalog\\ProductPresenter::toArray", 0.25),
+        ],
+    },
+    Endpoint {
+        method: "GET",
+        route: "search",
+        path: "/search?q=[REDACTED]",
+        controller: "SearchController::indexAction",
+        weight: 0.14,
+        php_ms: 70.0,
+        statements: 12.0,
+        sql: &[16, 6, 0, 0, 0, 0, 0, 0, 0, 0, 23, 17],
+        functions: &[
+            VIEW,
+            ("App\\Search\\Ranker::score", 0.5),
+            ("App\\Search\\Highlighter::mark", 0.1),
+        ],
+    },
+    Endpoint {
+        method: "GET",
+        route: "category-list",
+        path: "/c/{id}",
+        controller: "CategoryController::listAction",
+        weight: 0.16,
+        php_ms: 30.0,
+        statements: 9.0,
+        sql: &[16, 4, 5, 22, 23, 23, 23, 17],
+        functions: &[VIEW, ("App\\Catalog\\Facets::build", 0.6)],
+    },
+    Endpoint {
+        method: "POST",
+        route: "cart-add",
+        path: "/cart/add",
+        controller: "CartController::addAction",
+        weight: 0.07,
+        php_ms: 20.0,
+        statements: 7.0,
+        sql: &[16, 7, 0, 3, 8, 9, 17],
+        functions: &[
+            ("App\\Cart\\CartService::add", 0.7),
+            ("App\\Http\\Middleware::handle", 0.3),
+        ],
+    },
+    Endpoint {
+        method: "GET",
+        route: "cart-show",
+        path: "/cart",
+        controller: "CartController::showAction",
+        weight: 0.08,
+        php_ms: 18.0,
+        statements: 9.0,
+        sql: &[16, 7, 10, 0, 0, 0, 22, 17],
+        functions: &[VIEW, ("App\\Cart\\Totals::compute", 0.6)],
+    },
+    Endpoint {
+        method: "POST",
+        route: "checkout-submit",
+        path: "/checkout",
+        controller: "CheckoutController::submitAction",
+        weight: 0.03,
+        php_ms: 90.0,
+        statements: 13.0,
+        sql: &[16, 7, 10, 11, 12, 13, 13, 13, 14, 14, 14, 15, 17],
+        functions: &[
+            ("App\\Checkout\\OrderService::place", 0.5),
+            ("App\\Payment\\Gateway::authorize", 0.5),
+        ],
+    },
+    Endpoint {
+        method: "GET",
+        route: "home",
+        path: "/",
+        controller: "IndexController::indexAction",
+        weight: 0.12,
+        php_ms: 25.0,
+        statements: 11.0,
+        sql: &[16, 20, 21, 23, 23, 23, 23, 23, 17],
+        functions: &[VIEW, ("App\\Home\\Featured::decorate", 0.6)],
+    },
+    Endpoint {
+        method: "GET",
+        route: "stock-status",
+        path: "/api/stock-status",
+        controller: "StockController::statusAction",
+        weight: 0.06,
+        php_ms: 8.0,
+        statements: 4.0,
+        sql: &[22, 22],
+        functions: &[("App\\Api\\JsonResponder::send", 1.0)],
+    },
+    Endpoint {
+        method: "POST",
+        route: "login",
+        path: "/login",
+        controller: "AuthController::loginAction",
+        weight: 0.03,
+        php_ms: 60.0,
+        statements: 3.0,
+        sql: &[16, 18, 17],
+        functions: &[
+            ("App\\Auth\\PasswordHasher::verify", 0.9),
+            ("App\\Http\\Middleware::handle", 0.1),
+        ],
+    },
+    Endpoint {
+        method: "GET",
+        route: "account-orders",
+        path: "/account/orders",
+        controller: "AccountController::ordersAction",
+        weight: 0.03,
+        php_ms: 30.0,
+        statements: 9.0,
+        sql: &[16, 19, 0, 0, 0, 0, 0, 17],
+        functions: &[VIEW, ("App\\Account\\OrderPresenter::list", 0.6)],
+    },
 ];
 
 /// The leaf of the database driver in every profile: it holds the SQL time.
@@ -174,24 +417,44 @@ fn parse_args() -> anyhow::Result<Args> {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join("analysis-bench");
-    let mut a = Args { scale: 1.0, dir: default_dir, fresh: false, drill_downs: 10, runs: 3 };
+    let mut a = Args {
+        scale: 1.0,
+        dir: default_dir,
+        fresh: false,
+        drill_downs: 10,
+        runs: 3,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--scale" => a.scale = value("--scale")?.parse().context("--scale is not a number")?,
+            "--scale" => {
+                a.scale = value("--scale")?
+                    .parse()
+                    .context("--scale is not a number")?
+            }
             "--dir" => a.dir = PathBuf::from(value("--dir")?),
             "--fresh" => a.fresh = true,
-            "--drill-downs" => a.drill_downs = value("--drill-downs")?.parse().context("--drill-downs is not a count")?,
+            "--drill-downs" => {
+                a.drill_downs = value("--drill-downs")?
+                    .parse()
+                    .context("--drill-downs is not a count")?
+            }
             "--runs" => a.runs = value("--runs")?.parse().context("--runs is not a count")?,
             "-h" | "--help" => {
-                println!("analysis_bench [--scale F (1.0)] [--dir DIR] [--fresh] [--drill-downs N (10)] [--runs N (3)]");
+                println!(
+                    "analysis_bench [--scale F (1.0)] [--dir DIR] [--fresh] [--drill-downs N (10)] [--runs N (3)]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
         }
     }
-    ensure!(a.scale > 0.0 && a.scale <= 20.0, "--scale {} is outside 0 .. 20", a.scale);
+    ensure!(
+        a.scale > 0.0 && a.scale <= 20.0,
+        "--scale {} is outside 0 .. 20",
+        a.scale
+    );
     ensure!(a.runs >= 1, "--runs must be at least 1");
     Ok(a)
 }
@@ -209,7 +472,10 @@ impl Sizes {
         let per_day = (REQUESTS * scale / DAYS as f64).round() as i64;
         let samples_per_day = (DAY / (SAMPLE_S * SECOND)) as f64;
         let backends = (ACTIVITY_ROWS * scale / DAYS as f64 / samples_per_day).ceil() as i64;
-        Sizes { requests_per_day: per_day.max(100), backends: backends.max(BACKGROUND.len() as i64 + 4) }
+        Sizes {
+            requests_per_day: per_day.max(100),
+            backends: backends.max(BACKGROUND.len() as i64 + 4),
+        }
     }
 
     fn workers(&self) -> i64 {
@@ -224,7 +490,10 @@ fn first_day() -> i64 {
 
 fn spike_window() -> Window {
     let day0 = (first_day() + SPIKE_DAY) * DAY;
-    Window { from: day0 + SPIKE_FROM_S * SECOND, to: day0 + SPIKE_TO_S * SECOND }
+    Window {
+        from: day0 + SPIKE_FROM_S * SECOND,
+        to: day0 + SPIKE_TO_S * SECOND,
+    }
 }
 
 fn sql_text(s: &str) -> String {
@@ -239,7 +508,14 @@ fn model_sql() -> String {
         .enumerate()
         .map(|(i, t)| {
             let fp = bitville_schemas::fingerprint::normalize(t.sql);
-            format!("({i}, {}, {}, {}, {}, {})", sql_text(t.sql), sql_text(&fp), sql_text(t.op), t.ms, sql_text(t.caller))
+            format!(
+                "({i}, {}, {}, {}, {}, {})",
+                sql_text(t.sql),
+                sql_text(&fp),
+                sql_text(t.op),
+                t.ms,
+                sql_text(t.caller)
+            )
         })
         .collect();
     let eps: Vec<String> = ENDPOINTS
@@ -262,7 +538,12 @@ fn model_sql() -> String {
     let ep_stmt: Vec<String> = ENDPOINTS
         .iter()
         .enumerate()
-        .flat_map(|(i, e)| e.sql.iter().enumerate().map(move |(j, t)| format!("({i}, {j}, {t})")))
+        .flat_map(|(i, e)| {
+            e.sql
+                .iter()
+                .enumerate()
+                .map(move |(j, t)| format!("({i}, {j}, {t})"))
+        })
         .collect();
     let ep_fn: Vec<String> = ENDPOINTS
         .iter()
@@ -274,7 +555,12 @@ fn model_sql() -> String {
                 .iter()
                 .enumerate()
                 .map(|(j, (f, share))| {
-                    format!("({i}, {j}, {}, {}, {}, 4, {share}, false)", sql_text(&format!("{base};{f}")), sql_text(f), sql_text(e.controller))
+                    format!(
+                        "({i}, {j}, {}, {}, {}, 4, {share}, false)",
+                        sql_text(&format!("{base};{f}")),
+                        sql_text(f),
+                        sql_text(e.controller)
+                    )
                 })
                 .collect();
             rows.push(format!(
@@ -343,7 +629,11 @@ fn day_sql(schema: &str, i: i64, day: i64, sizes: Sizes) -> String {
     let nbg = BACKGROUND.len();
     let samples = DAY / (SAMPLE_S * SECOND);
     let step = SAMPLE_S * SECOND;
-    let background: Vec<String> = BACKGROUND.iter().enumerate().map(|(j, b)| format!("({j}, '{b}')")).collect();
+    let background: Vec<String> = BACKGROUND
+        .iter()
+        .enumerate()
+        .map(|(j, b)| format!("({j}, '{b}')"))
+        .collect();
     let ep_case = endpoint_case("bench_u(key, 2)");
     format!(
         "
@@ -560,28 +850,54 @@ INSERT INTO {schema}.record_ids SELECT id FROM {schema}.records;
 /// Counts of the generated rows, summed over the day schemas.
 fn counts(load: &BulkLoad) -> anyhow::Result<Vec<(&'static str, i64)>> {
     let mut out = Vec::new();
-    for table in ["requests", "request_sql", "request_profile", "pg_activity", "pg_statements", "pg_log", "host_metrics", "records"] {
-        out.push((table, load.query_i64(&format!("SELECT count(*) FROM main.{table}"))?));
+    for table in [
+        "requests",
+        "request_sql",
+        "request_profile",
+        "pg_activity",
+        "pg_statements",
+        "pg_log",
+        "host_metrics",
+        "records",
+    ] {
+        out.push((
+            table,
+            load.query_i64(&format!("SELECT count(*) FROM main.{table}"))?,
+        ));
     }
     Ok(out)
 }
 
 fn params_key(scale: f64) -> String {
-    format!("generator={GENERATOR_VERSION} scale={scale} days={DAYS} first_day={}", first_day())
+    format!(
+        "generator={GENERATOR_VERSION} scale={scale} days={DAYS} first_day={}",
+        first_day()
+    )
 }
 
 /// Makes the store file, or reuses it when it was made with the same parameters.
 fn ensure_store(args: &Args) -> anyhow::Result<PathBuf> {
-    let path = args.dir.join(format!("analysis-bench-scale{}.duckdb", args.scale));
+    let path = args
+        .dir
+        .join(format!("analysis-bench-scale{}.duckdb", args.scale));
     let key = params_key(args.scale);
-    let config = StoreConfig { path: path.clone(), memory_limit: "6GB".into(), threads: 2, ..StoreConfig::default() };
+    let config = StoreConfig {
+        path: path.clone(),
+        memory_limit: "6GB".into(),
+        threads: 2,
+        ..StoreConfig::default()
+    };
     if path.exists() && !args.fresh {
-        let load = BulkLoad::open(&config).with_context(|| format!("open cached store {}", path.display()))?;
+        let load = BulkLoad::open(&config)
+            .with_context(|| format!("open cached store {}", path.display()))?;
         if load.meta("bench_params")?.as_deref() == Some(key.as_str()) {
             println!("reusing {} ({key})", path.display());
             return Ok(path);
         }
-        println!("{} was made with other parameters or not finished: generating again", path.display());
+        println!(
+            "{} was made with other parameters or not finished: generating again",
+            path.display()
+        );
     }
     for p in [path.clone(), wal_path(&path)] {
         match std::fs::remove_file(&p) {
@@ -598,14 +914,18 @@ fn ensure_store(args: &Args) -> anyhow::Result<PathBuf> {
         sizes.backends
     );
     let started = Instant::now();
-    let mut load = BulkLoad::open(&config).with_context(|| format!("create store {}", path.display()))?;
+    let mut load =
+        BulkLoad::open(&config).with_context(|| format!("create store {}", path.display()))?;
     load.execute("model tables", &model_sql())?;
     for i in 0..DAYS {
         let day = first_day() + i;
         let t0 = Instant::now();
         let schema = load.ensure_day(day)?;
-        load.execute("fill day", &format!("BEGIN; {} COMMIT;", day_sql(&schema, i, day, sizes)))
-            .with_context(|| format!("fill {schema}"))?;
+        load.execute(
+            "fill day",
+            &format!("BEGIN; {} COMMIT;", day_sql(&schema, i, day, sizes)),
+        )
+        .with_context(|| format!("fill {schema}"))?;
         println!("  {schema} filled in {:.1} s", t0.elapsed().as_secs_f64());
     }
     load.execute("checkpoint", "CHECKPOINT")?;
@@ -614,9 +934,18 @@ fn ensure_store(args: &Args) -> anyhow::Result<PathBuf> {
         println!("  {table:<16} {n:>12} rows");
     }
     let get = |name: &str| counts.iter().find(|(t, _)| *t == name).map_or(0, |c| c.1) as f64;
-    ensure!(get("requests") >= 0.99 * REQUESTS * args.scale, "too few requests generated");
-    ensure!(get("request_sql") >= SQL_ROWS * args.scale, "too few SQL rows generated");
-    ensure!(get("pg_activity") >= ACTIVITY_ROWS * args.scale, "too few pg_activity rows generated");
+    ensure!(
+        get("requests") >= 0.99 * REQUESTS * args.scale,
+        "too few requests generated"
+    );
+    ensure!(
+        get("request_sql") >= SQL_ROWS * args.scale,
+        "too few SQL rows generated"
+    );
+    ensure!(
+        get("pg_activity") >= ACTIVITY_ROWS * args.scale,
+        "too few pg_activity rows generated"
+    );
     load.set_meta("bench_params", &key)?;
     load.execute("checkpoint", "CHECKPOINT")?;
     drop(load);
@@ -665,7 +994,10 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Res
 /// The bare scans the report's reads are measured against: a count and a
 /// sum over the frame's rows of the three big tables.
 fn bare_scans(src: &dyn Source, frame: &Frame, runs: usize) -> anyhow::Result<Timing> {
-    let range = Window { from: frame.baseline.from, to: frame.window.to };
+    let range = Window {
+        from: frame.baseline.from,
+        to: frame.window.to,
+    };
     let f = range.filter("ts");
     let sqls = [
         format!("SELECT count(*), sum(duration_ms) FROM requests WHERE {f}"),
@@ -713,7 +1045,10 @@ fn main() -> anyhow::Result<()> {
     let path = ensure_store(&args)?;
 
     // The processor's own store with its default [store] settings, read as the API reads it.
-    let config = StoreConfig { path: path.clone(), ..StoreConfig::default() };
+    let config = StoreConfig {
+        path: path.clone(),
+        ..StoreConfig::default()
+    };
     let store = Store::open(&config).with_context(|| format!("open store {}", path.display()))?;
     let reader = store.reader()?;
     let src: &dyn Source = &reader;
@@ -724,7 +1059,12 @@ fn main() -> anyhow::Result<()> {
         processor::store::file_bytes(&path) as f64 / (1 << 20) as f64,
         config.memory_limit,
         config.threads,
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ")
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 
     let spike = spike_window();
@@ -750,27 +1090,62 @@ fn main() -> anyhow::Result<()> {
         let bare = bare_scans(src, &frame, args.runs)?;
         let base = bare.median();
         let mut push = |what: String, timing: Timing, target: Option<f64>| {
-            let l = Line { hour: name.clone(), what, timing, baseline: base, target };
+            let l = Line {
+                hour: name.clone(),
+                what,
+                timing,
+                baseline: base,
+                target,
+            };
             print_line(&l);
             if l.target.is_some_and(|t| l.timing.max() >= t) {
                 misses += 1;
             }
             lines.push(l);
         };
-        push("bare scans, 3 tables x 2 h".into(), Timing { runs: bare.runs.clone() }, None);
+        push(
+            "bare scans, 3 tables x 2 h".into(),
+            Timing {
+                runs: bare.runs.clone(),
+            },
+            None,
+        );
 
         let day_from = hour_from - hour_from % DAY;
-        let (found, t) = time(args.runs, || Ok(spikes::find(src, &scope, Window::new(day_from, day_from + DAY)?, &Detection::default())?))?;
-        push(format!("spike detection, the day ({} found)", found.len()), t, None);
+        let (found, t) = time(args.runs, || {
+            Ok(spikes::find(
+                src,
+                &scope,
+                Window::new(day_from, day_from + DAY)?,
+                &Detection::default(),
+            )?)
+        })?;
+        push(
+            format!("spike detection, the day ({} found)", found.len()),
+            t,
+            None,
+        );
         if *label == "spike" {
-            let hit = found.iter().any(|s| s.host == "db-1" && s.start_us < spike.to && s.end_us > spike.from);
-            ensure!(hit, "spike detection missed the planted spike on db-1: {found:?}");
+            let hit = found
+                .iter()
+                .any(|s| s.host == "db-1" && s.start_us < spike.to && s.end_us > spike.from);
+            ensure!(
+                hit,
+                "spike detection missed the planted spike on db-1: {found:?}"
+            );
         }
 
         let (rep, t) = time(args.runs, || Ok(report::report(src, &scope, &frame)?))?;
-        push(format!("spike report ({:.0} requests)", rep.totals.requests), t, Some(REPORT_TARGET_S));
+        push(
+            format!("spike report ({:.0} requests)", rep.totals.requests),
+            t,
+            Some(REPORT_TARGET_S),
+        );
         if *label == "spike" {
-            let first = rep.suspects.first().context("the spike report has no suspects")?;
+            let first = rep
+                .suspects
+                .first()
+                .context("the spike report has no suspects")?;
             let expected = bitville_schemas::fingerprint::normalize(SLOW_SQL);
             ensure!(
                 first.kind == SuspectKind::SqlFingerprint && first.name == expected,
@@ -779,7 +1154,13 @@ fn main() -> anyhow::Result<()> {
                 first.name,
                 first.share
             );
-            println!("{:<24} planted cause ranked first: {} {:?}, share {:.2}", "", first.kind.label(), first.name, first.share);
+            println!(
+                "{:<24} planted cause ranked first: {} {:?}, share {:.2}",
+                "",
+                first.kind.label(),
+                first.name,
+                first.share
+            );
         }
 
         // Drill-downs: random requests of the hour, and its slowest one.
@@ -790,20 +1171,48 @@ fn main() -> anyhow::Result<()> {
             n = args.drill_downs
         ))?;
         let mut all = Vec::new();
-        for (k, id) in ids.iter().filter_map(|r| r.first().cloned().flatten()).enumerate() {
+        for (k, id) in ids
+            .iter()
+            .filter_map(|r| r.first().cloned().flatten())
+            .enumerate()
+        {
             let (detail, t) = time(args.runs, || Ok(request::detail(src, &scope, &id)?))?;
-            let captured = detail.request.get("sql_total_count").and_then(serde_json::Value::as_i64).unwrap_or(-1);
-            ensure!(detail.sql.len() as i64 == captured, "drill-down {id}: {} statements, the request says {captured}", detail.sql.len());
-            ensure!(!detail.profile.folded.is_empty(), "drill-down {id}: no profile");
+            let captured = detail
+                .request
+                .get("sql_total_count")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(-1);
+            ensure!(
+                detail.sql.len() as i64 == captured,
+                "drill-down {id}: {} statements, the request says {captured}",
+                detail.sql.len()
+            );
+            ensure!(
+                !detail.profile.folded.is_empty(),
+                "drill-down {id}: no profile"
+            );
             if k == 0 && *label == "spike" {
-                ensure!(!detail.activity.is_empty(), "drill-down {id}: the spike's slowest request has no pg_activity samples");
+                ensure!(
+                    !detail.activity.is_empty(),
+                    "drill-down {id}: the spike's slowest request has no pg_activity samples"
+                );
             }
             all.extend(t.runs);
         }
-        push(format!("request drill-down ({} ids)", ids.len()), Timing { runs: all }, Some(DRILL_TARGET_S));
+        push(
+            format!("request drill-down ({} ids)", ids.len()),
+            Timing { runs: all },
+            Some(DRILL_TARGET_S),
+        );
     }
     drop(reader);
-    tokio::runtime::Builder::new_current_thread().build()?.block_on(store.shutdown())?;
-    println!("\n{} of {} timed operations missed their target", misses, lines.iter().filter(|l| l.target.is_some()).count());
+    tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(store.shutdown())?;
+    println!(
+        "\n{} of {} timed operations missed their target",
+        misses,
+        lines.iter().filter(|l| l.target.is_some()).count()
+    );
     Ok(())
 }

@@ -11,16 +11,23 @@
 
 use std::time::{Duration, Instant};
 
+use processor::gelf::Message;
 use processor::gelf::build::request_message;
 use processor::gelf::config::{Compression, OutputConfig, TransportKind};
 use processor::gelf::receiver::{Addrs, Receiver};
 use processor::gelf::transport::Transport;
-use processor::gelf::Message;
 use serde_json::Value;
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(100_000);
-    let path = format!("{}/../fixtures/records/request-full.json", env!("CARGO_MANIFEST_DIR"));
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let path = format!(
+        "{}/../fixtures/records/request-full.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let base: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
 
     let started = Instant::now();
@@ -40,16 +47,64 @@ fn main() -> anyhow::Result<()> {
         bytes / n
     );
 
-    let receiver_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let receiver_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let rx = receiver_rt.block_on(Receiver::start(Addrs::loopback(), None, false))?;
     let a = rx.addrs();
-    let sender = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let sender = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let cases = [
-        ("udp none", OutputConfig { transport: TransportKind::Udp, address: a.udp.to_string(), compression: Compression::None, ..OutputConfig::default() }, n),
-        ("udp gzip", OutputConfig { transport: TransportKind::Udp, address: a.udp.to_string(), compression: Compression::Gzip, ..OutputConfig::default() }, n),
-        ("udp zlib", OutputConfig { transport: TransportKind::Udp, address: a.udp.to_string(), compression: Compression::Zlib, ..OutputConfig::default() }, n),
-        ("tcp", OutputConfig { transport: TransportKind::Tcp, address: a.tcp.to_string(), ..OutputConfig::default() }, n),
-        ("http", OutputConfig { transport: TransportKind::Http, address: format!("http://{}/gelf", a.http), ..OutputConfig::default() }, n.min(20_000)),
+        (
+            "udp none",
+            OutputConfig {
+                transport: TransportKind::Udp,
+                address: a.udp.to_string(),
+                compression: Compression::None,
+                ..OutputConfig::default()
+            },
+            n,
+        ),
+        (
+            "udp gzip",
+            OutputConfig {
+                transport: TransportKind::Udp,
+                address: a.udp.to_string(),
+                compression: Compression::Gzip,
+                ..OutputConfig::default()
+            },
+            n,
+        ),
+        (
+            "udp zlib",
+            OutputConfig {
+                transport: TransportKind::Udp,
+                address: a.udp.to_string(),
+                compression: Compression::Zlib,
+                ..OutputConfig::default()
+            },
+            n,
+        ),
+        (
+            "tcp",
+            OutputConfig {
+                transport: TransportKind::Tcp,
+                address: a.tcp.to_string(),
+                ..OutputConfig::default()
+            },
+            n,
+        ),
+        (
+            "http",
+            OutputConfig {
+                transport: TransportKind::Http,
+                address: format!("http://{}/gelf", a.http),
+                ..OutputConfig::default()
+            },
+            n.min(20_000),
+        ),
     ];
     for (name, output, count) in cases {
         let before = rx.count();
@@ -79,14 +134,24 @@ fn main() -> anyhow::Result<()> {
     }
     let violations = rx.violations();
     receiver_rt.block_on(rx.stop());
-    anyhow::ensure!(violations.is_empty(), "receiver found broken messages: {:?}", &violations[..violations.len().min(3)]);
+    anyhow::ensure!(
+        violations.is_empty(),
+        "receiver found broken messages: {:?}",
+        &violations[..violations.len().min(3)]
+    );
     Ok(())
 }
 
 /// CPU time of the calling thread: the sender runs on this thread alone.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec to the pointer it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }

@@ -35,18 +35,34 @@ fn process_cpu_seconds() -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
     let arg = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
-    let (small_batches, large_batches, batch, clients) = (arg(0, 100), arg(1, 3), arg(2, 1000), arg(3, 2));
+    let (small_batches, large_batches, batch, clients) =
+        (arg(0, 100), arg(1, 3), arg(2, 1000), arg(3, 2));
     let dir = tempfile::tempdir()?;
 
     println!("generating data ...");
     let now = now_micros();
     let small: Vec<Vec<u8>> = (0..small_batches)
-        .map(|_| ndjson(&(0..batch).map(|_| pg_activity(&new_id(), now, "shop")).collect::<Vec<Value>>()))
+        .map(|_| {
+            ndjson(
+                &(0..batch)
+                    .map(|_| pg_activity(&new_id(), now, "shop"))
+                    .collect::<Vec<Value>>(),
+            )
+        })
         .collect();
     let large: Vec<Vec<u8>> = (0..large_batches)
-        .map(|_| ndjson(&(0..batch).map(|_| big_request(&new_id(), now, "shop", 500, 100)).collect::<Vec<Value>>()))
+        .map(|_| {
+            ndjson(
+                &(0..batch)
+                    .map(|_| big_request(&new_id(), now, "shop", 500, 100))
+                    .collect::<Vec<Value>>(),
+            )
+        })
         .collect();
 
     let mut config = test_config(dir.path());
@@ -57,9 +73,22 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "{:<26} {:>9} {:>9} {:>11} {:>9} {:>11} {:>11} | {:>11} {:>9} {:>11} {:>6}",
-        "workload", "records", "MiB", "records/s", "MiB/s", "p99 batch", "CPU us/rec", "direct r/s", "dir MiB/s", "CPU us/rec", "ratio"
+        "workload",
+        "records",
+        "MiB",
+        "records/s",
+        "MiB/s",
+        "p99 batch",
+        "CPU us/rec",
+        "direct r/s",
+        "dir MiB/s",
+        "CPU us/rec",
+        "ratio"
     );
-    for (name, batches) in [("small (pg_activity)", &small), ("large (request 500x100)", &large)] {
+    for (name, batches) in [
+        ("small (pg_activity)", &small),
+        ("large (request 500x100)", &large),
+    ] {
         if batches.is_empty() {
             continue;
         }
@@ -67,7 +96,8 @@ fn main() -> anyhow::Result<()> {
         let file = dir.path().join("direct.ndjson");
         std::fs::write(&file, batches.concat())?;
         let cpu_before = process_cpu_seconds();
-        let (rows, direct_s) = processor::store::bench::direct_ndjson_load(&dir.path().join("direct.duckdb"), &file)?;
+        let (rows, direct_s) =
+            processor::store::bench::direct_ndjson_load(&dir.path().join("direct.duckdb"), &file)?;
         let direct_cpu = process_cpu_seconds() - cpu_before;
         assert_eq!(rows as usize, http.records, "direct load read every record");
         let mib = http.bytes as f64 / (1 << 20) as f64;
@@ -109,22 +139,44 @@ fn send_all(run: &Running, batches: &[Vec<u8>], clients: usize) -> Figures {
                     let mut lat = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(body) = batches.get(i) else { break lat };
+                        let Some(body) = batches.get(i) else {
+                            break lat;
+                        };
                         let t = Instant::now();
                         let r = c.post_ndjson(TOKEN, body, false);
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
                         assert_eq!(r.status, 200, "{}", r.text());
-                        assert!(r.json()["rejected"].as_array().is_some_and(|a| a.is_empty()), "{}", r.text());
+                        assert!(
+                            r.json()["rejected"]
+                                .as_array()
+                                .is_some_and(|a| a.is_empty()),
+                            "{}",
+                            r.text()
+                        );
                     }
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("client thread")).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("client thread"))
+            .collect()
     });
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu_before;
     latencies.sort_by(f64::total_cmp);
-    let p99 = latencies[((latencies.len() as f64 * 0.99).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)];
-    let records = batches.iter().map(|b| b.iter().filter(|c| **c == b'\n').count()).sum();
-    Figures { records, bytes: batches.iter().map(Vec::len).sum(), seconds, cpu_seconds, p99_ms: p99 }
+    let p99 = latencies[((latencies.len() as f64 * 0.99).ceil() as usize)
+        .saturating_sub(1)
+        .min(latencies.len() - 1)];
+    let records = batches
+        .iter()
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .sum();
+    Figures {
+        records,
+        bytes: batches.iter().map(Vec::len).sum(),
+        seconds,
+        cpu_seconds,
+        p99_ms: p99,
+    }
 }

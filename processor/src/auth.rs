@@ -40,7 +40,9 @@ impl Tokens {
 
 /// The token of an `Authorization: Bearer <token>` header value.
 pub fn bearer_token(header: &[u8]) -> Option<&[u8]> {
-    let rest = header.strip_prefix(b"Bearer ").or_else(|| header.strip_prefix(b"bearer "))?;
+    let rest = header
+        .strip_prefix(b"Bearer ")
+        .or_else(|| header.strip_prefix(b"bearer "))?;
     let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
 }
@@ -69,8 +71,14 @@ mod tests {
 
     fn tokens() -> Tokens {
         Tokens::new(vec![
-            TokenConfig { token: "aaaaaaaaaaaaaaaa".into(), project: "shop".into() },
-            TokenConfig { token: "bbbbbbbbbbbbbbbb".into(), project: "blog".into() },
+            TokenConfig {
+                token: "aaaaaaaaaaaaaaaa".into(),
+                project: "shop".into(),
+            },
+            TokenConfig {
+                token: "bbbbbbbbbbbbbbbb".into(),
+                project: "blog".into(),
+            },
         ])
     }
 

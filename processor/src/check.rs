@@ -30,7 +30,9 @@ pub fn check(config: &Config) -> Findings {
         ));
     }
     if config.tokens.is_empty() {
-        f.warn("tokens: none configured; a development token for project \"demo\" is made at start");
+        f.warn(
+            "tokens: none configured; a development token for project \"demo\" is made at start",
+        );
     }
     for (i, output) in config.gelf.outputs.iter().enumerate() {
         if let Some(problem) = probe_output(output.transport, &output.address) {
@@ -47,19 +49,36 @@ fn check_store(path: &Path, f: &mut Findings) {
         if path.is_dir() {
             f.problem(format!("{key} {} is a folder, not a file", path.display()));
         } else if !can(path, libc::R_OK | libc::W_OK) {
-            f.problem(format!("{key} {} is not readable and writable by this user", path.display()));
+            f.problem(format!(
+                "{key} {} is not readable and writable by this user",
+                path.display()
+            ));
         }
         return;
     }
     // The first existing ancestor decides whether the folders can be made.
-    let mut folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     while !folder.exists() {
-        folder = folder.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        folder = folder
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
     }
     if !folder.is_dir() {
-        f.problem(format!("{key} {}: {} is not a folder", path.display(), folder.display()));
+        f.problem(format!(
+            "{key} {}: {} is not a folder",
+            path.display(),
+            folder.display()
+        ));
     } else if !can(folder, libc::W_OK | libc::X_OK) {
-        f.problem(format!("{key} {}: folder {} is not writable by this user", path.display(), folder.display()));
+        f.problem(format!(
+            "{key} {}: folder {} is not writable by this user",
+            path.display(),
+            folder.display()
+        ));
     }
 }
 
@@ -70,8 +89,15 @@ fn probe_output(transport: TransportKind, address: &str) -> Option<String> {
         TransportKind::Http => {
             let rest = address.split_once("://").map_or(address, |(_, r)| r);
             let authority = rest.split('/').next().unwrap_or(rest);
-            let default_port = if address.starts_with("https://") { 443 } else { 80 };
-            if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            let default_port = if address.starts_with("https://") {
+                443
+            } else {
+                80
+            };
+            if authority
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
                 authority.to_owned()
             } else {
                 format!("{authority}:{default_port}")
@@ -110,12 +136,20 @@ mod tests {
         check_store(&dir.path().join("a/b/bitville.duckdb"), &mut f);
         assert_eq!(f, Findings::default());
         check_store(dir.path(), &mut f);
-        assert!(f.problems[0].contains("is a folder, not a file"), "{:?}", f.problems);
+        assert!(
+            f.problems[0].contains("is a folder, not a file"),
+            "{:?}",
+            f.problems
+        );
         let file = dir.path().join("plain");
         std::fs::write(&file, b"x").unwrap();
         let mut f = Findings::default();
         check_store(&file.join("store.duckdb"), &mut f);
-        assert!(f.problems[0].contains("is not a folder"), "{:?}", f.problems);
+        assert!(
+            f.problems[0].contains("is not a folder"),
+            "{:?}",
+            f.problems
+        );
     }
 
     #[test]
@@ -127,11 +161,19 @@ mod tests {
             l.local_addr().unwrap().to_string()
         };
         assert_eq!(probe_output(TransportKind::Tcp, &open), None);
-        assert_eq!(probe_output(TransportKind::Http, &format!("http://{open}/gelf")), None);
+        assert_eq!(
+            probe_output(TransportKind::Http, &format!("http://{open}/gelf")),
+            None
+        );
         let down = probe_output(TransportKind::Tcp, &closed).expect("a closed port is a problem");
         assert!(down.contains("is not reachable"), "{down}");
-        assert_eq!(probe_output(TransportKind::Udp, &closed), None, "UDP cannot be probed");
-        let bad = probe_output(TransportKind::Udp, "no-such-host.invalid:12201").expect("unresolvable");
+        assert_eq!(
+            probe_output(TransportKind::Udp, &closed),
+            None,
+            "UDP cannot be probed"
+        );
+        let bad =
+            probe_output(TransportKind::Udp, "no-such-host.invalid:12201").expect("unresolvable");
         assert!(bad.contains("does not resolve"), "{bad}");
     }
 }

@@ -13,7 +13,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
@@ -144,13 +147,19 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// The defaults, at another path (tests, benchmarks).
     pub fn at(path: &Path) -> Self {
-        StoreConfig { path: path.to_owned(), ..StoreConfig::default() }
+        StoreConfig {
+            path: path.to_owned(),
+            ..StoreConfig::default()
+        }
     }
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { days: 7, interval_s: 3600 }
+        RetentionConfig {
+            days: 7,
+            interval_s: 3600,
+        }
     }
 }
 
@@ -181,8 +190,10 @@ impl Config {
     /// # Errors
     /// The file cannot be read, is not TOML of this shape, or a value is out of range.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::parse(&text, path)
     }
 
@@ -195,7 +206,10 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
-        config.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -209,16 +223,34 @@ impl Config {
         // A variable set to nothing is treated as unset: an empty token list
         // would otherwise turn on the development token.
         let var = |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        self.with_overrides(var(TOKENS_ENV).as_deref(), var(ADMIN_TOKENS_ENV).as_deref(), origin)
+        self.with_overrides(
+            var(TOKENS_ENV).as_deref(),
+            var(ADMIN_TOKENS_ENV).as_deref(),
+            origin,
+        )
     }
 
-    fn with_overrides(mut self, tokens: Option<&str>, admin: Option<&str>, origin: &Path) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { path: origin.to_owned(), message };
+    fn with_overrides(
+        mut self,
+        tokens: Option<&str>,
+        admin: Option<&str>,
+        origin: &Path,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        };
         if let Some(value) = tokens {
             self.tokens = env_list(value)
                 .map(|pair| match pair.split_once('=') {
-                    Some((project, token)) => Ok(TokenConfig { token: token.to_owned(), project: project.to_owned() }),
-                    None => Err(invalid(format!("{TOKENS_ENV}: {:?} is not project=token", redact(pair)))),
+                    Some((project, token)) => Ok(TokenConfig {
+                        token: token.to_owned(),
+                        project: project.to_owned(),
+                    }),
+                    None => Err(invalid(format!(
+                        "{TOKENS_ENV}: {:?} is not project=token",
+                        redact(pair)
+                    ))),
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -232,10 +264,12 @@ impl Config {
     /// Checks values that TOML types alone do not bound.
     fn check(&self) -> Result<(), String> {
         if !self.server.udp_listen.is_empty() {
-            self.server
-                .udp_listen
-                .parse::<SocketAddr>()
-                .map_err(|e| format!("server.udp_listen {:?} is not an address: {e}", self.server.udp_listen))?;
+            self.server.udp_listen.parse::<SocketAddr>().map_err(|e| {
+                format!(
+                    "server.udp_listen {:?} is not an address: {e}",
+                    self.server.udp_listen
+                )
+            })?;
         }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) | (None, Some(_)) => {
@@ -251,14 +285,20 @@ impl Config {
         }
         for (key, value) in [
             ("store.memory_limit", &self.store.memory_limit),
-            ("store.checkpoint_threshold", &self.store.checkpoint_threshold),
+            (
+                "store.checkpoint_threshold",
+                &self.store.checkpoint_threshold,
+            ),
         ] {
             if parse_size(value).is_none() {
                 return Err(format!("{key} {value:?} is not a size such as \"512MB\""));
             }
         }
         if self.store.max_records_per_commit == 0 || self.store.queue_batches == 0 {
-            return Err("store.max_records_per_commit and store.queue_batches must be at least 1".to_owned());
+            return Err(
+                "store.max_records_per_commit and store.queue_batches must be at least 1"
+                    .to_owned(),
+            );
         }
         if self.retention.days == 0 {
             return Err("retention.days must be at least 1".to_owned());
@@ -282,7 +322,10 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.tokens.iter().enumerate() {
             if let Some(problem) = token_problem(&t.token) {
-                return Err(format!("tokens[{i}] (project {:?}): token {problem}", t.project));
+                return Err(format!(
+                    "tokens[{i}] (project {:?}): token {problem}",
+                    t.project
+                ));
             }
             if !valid_project(&t.project) {
                 return Err(format!(
@@ -291,7 +334,10 @@ impl Config {
                 ));
             }
             if !seen.insert(t.token.as_str()) {
-                return Err(format!("tokens[{i}] (project {:?}): the same token is listed twice", t.project));
+                return Err(format!(
+                    "tokens[{i}] (project {:?}): the same token is listed twice",
+                    t.project
+                ));
             }
         }
         for (i, token) in self.admin_tokens.iter().enumerate() {
@@ -299,7 +345,9 @@ impl Config {
                 return Err(format!("admin_tokens[{i}]: token {problem}"));
             }
             if !seen.insert(token.as_str()) {
-                return Err(format!("admin_tokens[{i}]: the token is also listed in tokens or twice"));
+                return Err(format!(
+                    "admin_tokens[{i}]: the token is also listed in tokens or twice"
+                ));
             }
         }
         self.gelf.check()
@@ -318,7 +366,9 @@ fn token_problem(token: &str) -> Option<&'static str> {
 }
 
 fn env_list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(|c: char| c == ',' || c.is_ascii_whitespace()).filter(|s| !s.is_empty())
+    value
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|s| !s.is_empty())
 }
 
 /// Enough of a malformed secret to find it, not enough to use it.
@@ -333,7 +383,8 @@ pub fn valid_project(p: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// Parses a DuckDB-style size such as "512MB", "1GiB" or "64 MB" into bytes.
@@ -380,12 +431,19 @@ mod tests {
         let text: String = include_str!("../processor.example.toml")
             .lines()
             .map(|l| match l.strip_prefix('#') {
-                Some(rest) if rest.starts_with(|c: char| c == '[' || c.is_ascii_lowercase()) => format!("{rest}\n"),
+                Some(rest) if rest.starts_with(|c: char| c == '[' || c.is_ascii_lowercase()) => {
+                    format!("{rest}\n")
+                }
                 _ => format!("{l}\n"),
             })
             .collect();
         let config = Config::parse(&text, Path::new("processor.example.toml")).unwrap();
-        let names: Vec<&str> = config.gelf.outputs.iter().map(|o| o.name.as_str()).collect();
+        let names: Vec<&str> = config
+            .gelf
+            .outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
         assert_eq!(names, ["graylog-udp", "graylog-tls", "graylog-http"]);
         assert!(config.gelf.outputs[1].tls && config.gelf.outputs[1].tls_ca.is_some());
         assert!(!config.gelf.sends("shop", crate::gelf::EventKind::PgLog));
@@ -394,13 +452,26 @@ mod tests {
 
     #[test]
     fn gelf_errors_name_the_key() {
-        let err = |text: &str| Config::parse(text, Path::new("p.toml")).unwrap_err().to_string();
+        let err = |text: &str| {
+            Config::parse(text, Path::new("p.toml"))
+                .unwrap_err()
+                .to_string()
+        };
         let e = err("[[gelf.outputs]]\ntransport = \"carrier-pigeon\"\n");
-        assert!(e.starts_with("config p.toml: ") && e.contains("carrier-pigeon"), "{e}");
+        assert!(
+            e.starts_with("config p.toml: ") && e.contains("carrier-pigeon"),
+            "{e}"
+        );
         let e = err("[[gelf.outputs]]\ntransport = \"http\"\naddress = \"graylog:12201\"\n");
-        assert_eq!(e, "config p.toml: gelf.outputs[0].address \"graylog:12201\" is not an http(s) URL");
+        assert_eq!(
+            e,
+            "config p.toml: gelf.outputs[0].address \"graylog:12201\" is not an http(s) URL"
+        );
         let e = err("[[gelf.outputs]]\nname = \"a\"\nchunk_size = 10\n");
-        assert_eq!(e, "config p.toml: gelf.outputs[0].chunk_size 10 is outside 64..=65507");
+        assert_eq!(
+            e,
+            "config p.toml: gelf.outputs[0].chunk_size 10 is outside 64..=65507"
+        );
         let e = err("[gelf]\nkinds = [\"request\", \"everything\"]\n");
         assert!(e.contains("everything"), "{e}");
         let e = err("[gelf]\nretry_initial_ms = 5000\nretry_max_ms = 100\n");
@@ -409,39 +480,98 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_the_default() {
-        assert_eq!(Config::parse("", Path::new("x.toml")).unwrap(), Config::default());
+        assert_eq!(
+            Config::parse("", Path::new("x.toml")).unwrap(),
+            Config::default()
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let err = Config::parse("[store]\npaht = \"x\"\n", Path::new("p.toml")).unwrap_err().to_string();
-        assert!(err.starts_with("config p.toml: ") && err.contains("paht"), "{err}");
-        let err = Config::parse("[store]\nmemory_limit = \"lots\"\n", Path::new("p.toml")).unwrap_err().to_string();
-        assert_eq!(err, "config p.toml: store.memory_limit \"lots\" is not a size such as \"512MB\"");
-        let err = Config::parse("[[tokens]]\ntoken = \"short\"\nproject = \"a\"\n", Path::new("p.toml"))
+        let err = Config::parse("[store]\npaht = \"x\"\n", Path::new("p.toml"))
             .unwrap_err()
             .to_string();
+        assert!(
+            err.starts_with("config p.toml: ") && err.contains("paht"),
+            "{err}"
+        );
+        let err = Config::parse("[store]\nmemory_limit = \"lots\"\n", Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "config p.toml: store.memory_limit \"lots\" is not a size such as \"512MB\""
+        );
+        let err = Config::parse(
+            "[[tokens]]\ntoken = \"short\"\nproject = \"a\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("shorter than 16"), "{err}");
     }
 
     #[test]
     fn environment_tokens_replace_the_files() {
-        let file = Config::parse("[[tokens]]\ntoken = \"file-token-0123456789\"\nproject = \"a\"\n", Path::new("p.toml")).unwrap();
+        let file = Config::parse(
+            "[[tokens]]\ntoken = \"file-token-0123456789\"\nproject = \"a\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
         let c = file
             .clone()
-            .with_overrides(Some("shop=env-token-0123456789, blog=env-token-abcdefghij"), Some("admin-token-0123456789"), Path::new("p.toml"))
+            .with_overrides(
+                Some("shop=env-token-0123456789, blog=env-token-abcdefghij"),
+                Some("admin-token-0123456789"),
+                Path::new("p.toml"),
+            )
             .unwrap();
-        let pairs: Vec<(&str, &str)> = c.tokens.iter().map(|t| (t.project.as_str(), t.token.as_str())).collect();
-        assert_eq!(pairs, [("shop", "env-token-0123456789"), ("blog", "env-token-abcdefghij")]);
+        let pairs: Vec<(&str, &str)> = c
+            .tokens
+            .iter()
+            .map(|t| (t.project.as_str(), t.token.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("shop", "env-token-0123456789"),
+                ("blog", "env-token-abcdefghij")
+            ]
+        );
         assert_eq!(c.admin_tokens, ["admin-token-0123456789"]);
-        assert_eq!(file.clone().with_overrides(None, None, Path::new("p.toml")).unwrap(), file);
+        assert_eq!(
+            file.clone()
+                .with_overrides(None, None, Path::new("p.toml"))
+                .unwrap(),
+            file
+        );
 
-        let err = file.clone().with_overrides(Some("env-token-0123456789"), None, Path::new("p.toml")).unwrap_err().to_string();
-        assert_eq!(err, format!("config p.toml: {TOKENS_ENV}: \"env-...\" is not project=token"));
-        let err = file.clone().with_overrides(None, Some("short"), Path::new("p.toml")).unwrap_err().to_string();
-        assert_eq!(err, "config p.toml: admin_tokens[0]: token is shorter than 16 characters");
-        let err = file.with_overrides(None, Some("file-token-0123456789"), Path::new("p.toml")).unwrap_err().to_string();
-        assert!(err.contains("admin_tokens[0]: the token is also listed"), "{err}");
+        let err = file
+            .clone()
+            .with_overrides(Some("env-token-0123456789"), None, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("config p.toml: {TOKENS_ENV}: \"env-...\" is not project=token")
+        );
+        let err = file
+            .clone()
+            .with_overrides(None, Some("short"), Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "config p.toml: admin_tokens[0]: token is shorter than 16 characters"
+        );
+        let err = file
+            .with_overrides(None, Some("file-token-0123456789"), Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("admin_tokens[0]: the token is also listed"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -60,12 +60,22 @@ pub enum FlattenError {
 ///
 /// # Errors
 /// The envelope `ts` cannot be parsed (the schema checks its shape only).
-pub fn prepare(kind: Kind, record: &Value, raw: &str, ingested_at: i64) -> Result<PreparedRecord, FlattenError> {
+pub fn prepare(
+    kind: Kind,
+    record: &Value,
+    raw: &str,
+    ingested_at: i64,
+) -> Result<PreparedRecord, FlattenError> {
     let id = text(record, "id").unwrap_or_default();
     let project = text(record, "project").unwrap_or_default();
     let ts_text = text(record, "ts").unwrap_or_default();
-    let ts = bitville_schemas::parse_ts(&ts_text).map_err(|e| FlattenError::BadTs(e.to_string()))?;
-    let env = Envelope { project: &project, host: record.get("host").and_then(Value::as_str).unwrap_or(""), ts };
+    let ts =
+        bitville_schemas::parse_ts(&ts_text).map_err(|e| FlattenError::BadTs(e.to_string()))?;
+    let env = Envelope {
+        project: &project,
+        host: record.get("host").and_then(Value::as_str).unwrap_or(""),
+        ts,
+    };
 
     let mut rows = Vec::with_capacity(1);
     let mut rec = env.start(TableId::Records);
@@ -84,7 +94,13 @@ pub fn prepare(kind: Kind, record: &Value, raw: &str, ingested_at: i64) -> Resul
         Kind::PgLog => pg_log_rows(&env, record, &mut rows),
         Kind::HostMetrics => host_metrics_rows(&env, record, &mut rows),
     }
-    Ok(PreparedRecord { id, kind, project, ts, rows })
+    Ok(PreparedRecord {
+        id,
+        kind,
+        project,
+        ts,
+        rows,
+    })
 }
 
 struct Envelope<'a> {
@@ -108,7 +124,12 @@ impl Envelope<'_> {
 }
 
 fn finish(table: TableId, cells: Vec<Cell>) -> Row {
-    debug_assert_eq!(cells.len(), table.table().columns.len(), "row of {}", table.table().name);
+    debug_assert_eq!(
+        cells.len(),
+        table.table().columns.len(),
+        "row of {}",
+        table.table().name
+    );
     Row { table, cells }
 }
 
@@ -124,9 +145,21 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
     let duration_ms = r.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0);
     let started_at = env.ts - (duration_ms * 1000.0).round() as i64;
     let correlation = text(r, "correlation_id");
-    let queries = sql.get("queries").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    let stacks = profile.get("stacks").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    let edges = profile.get("edges").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let queries = sql
+        .get("queries")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let stacks = profile
+        .get("stacks")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let edges = profile
+        .get("edges")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let profiler = text(profile, "profiler");
     let period_ms = profile.get("period_ms").and_then(Value::as_f64);
 
@@ -159,14 +192,22 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
         str_cell(err, "message"),
         str_cell(err, "file"),
         int_cell(err, "line"),
-        if sql.is_null() { Cell::Null } else { Cell::Int(queries.len() as i64) },
+        if sql.is_null() {
+            Cell::Null
+        } else {
+            Cell::Int(queries.len() as i64)
+        },
         int_cell(sql, "total_count"),
         int_cell(sql, "dropped"),
         float_cell(sql, "total_ms"),
         opt_text(profiler.clone()),
         period_ms.map_or(Cell::Null, Cell::Float),
         int_cell(profile, "total_samples"),
-        if profile.is_null() { Cell::Null } else { Cell::Int((stacks.len() + edges.len()) as i64) },
+        if profile.is_null() {
+            Cell::Null
+        } else {
+            Cell::Int((stacks.len() + edges.len()) as i64)
+        },
         int_cell(profile, "dropped"),
         int_cell(profile, "dropped_samples"),
         float_cell(agent, "overhead_us"),
@@ -223,8 +264,14 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
             opt_text(profiler.clone()),
             Cell::Text(frames.join(";")),
             Cell::Int(n as i64),
-            frames.last().map_or(Cell::Null, |f| Cell::Text((*f).to_owned())),
-            if n >= 2 { Cell::Text(frames[n - 2].to_owned()) } else { Cell::Null },
+            frames
+                .last()
+                .map_or(Cell::Null, |f| Cell::Text((*f).to_owned())),
+            if n >= 2 {
+                Cell::Text(frames[n - 2].to_owned())
+            } else {
+                Cell::Null
+            },
             samples.map_or(Cell::Null, Cell::Int),
             match (samples, period_ms) {
                 (Some(s), Some(p)) => Cell::Float(s as f64 * p * 1000.0),
@@ -257,10 +304,15 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
 }
 
 fn pg_activity_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
-    let backends = r.get("backends").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let backends = r
+        .get("backends")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     for (idx, b) in backends.iter().enumerate() {
         let app = b.get("application_name").and_then(Value::as_str);
-        let correlation = text(b, "correlation_id").or_else(|| app.and_then(fingerprint::parse_correlation_id));
+        let correlation =
+            text(b, "correlation_id").or_else(|| app.and_then(fingerprint::parse_correlation_id));
         let query = b.get("query").and_then(Value::as_str);
         let query_start = ts_cell(b, "query_start");
         let xact_start = ts_cell(b, "xact_start");
@@ -302,7 +354,11 @@ fn pg_activity_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
 }
 
 fn pg_statements_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
-    let entries = r.get("entries").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let entries = r
+        .get("entries")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     for (idx, e) in entries.iter().enumerate() {
         let query = e.get("query").and_then(Value::as_str);
         let fp = e
@@ -353,7 +409,8 @@ fn pg_statements_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
 fn pg_log_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
     let null = Value::Null;
     let app = r.get("application_name").and_then(Value::as_str);
-    let correlation = text(r, "correlation_id").or_else(|| app.and_then(fingerprint::parse_correlation_id));
+    let correlation =
+        text(r, "correlation_id").or_else(|| app.and_then(fingerprint::parse_correlation_id));
     let query = r.get("query").and_then(Value::as_str);
     let statement = r.get("statement").and_then(Value::as_str);
     let fp = query.or(statement).map(fingerprint::normalize);
@@ -393,7 +450,9 @@ fn pg_log_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
         float_cell(lock, "waited_ms"),
         int_list_cell(lock, "holders"),
         int_list_cell(lock, "queue"),
-        r.get("deadlock").and_then(|d| d.get("processes")).map_or(Cell::Null, |p| Cell::Text(p.to_string())),
+        r.get("deadlock")
+            .and_then(|d| d.get("processes"))
+            .map_or(Cell::Null, |p| Cell::Text(p.to_string())),
         str_cell(temp, "path"),
         int_cell(temp, "size_bytes"),
         json_cell(r, "details"),
@@ -451,7 +510,9 @@ fn opt_text(v: Option<String>) -> Cell {
 }
 
 fn str_cell(v: &Value, key: &str) -> Cell {
-    v.get(key).and_then(Value::as_str).map_or(Cell::Null, |s| Cell::Text(s.to_owned()))
+    v.get(key)
+        .and_then(Value::as_str)
+        .map_or(Cell::Null, |s| Cell::Text(s.to_owned()))
 }
 
 /// Integers; values over i64 (u64 counters) are clamped rather than lost.
@@ -467,11 +528,15 @@ fn int_cell(v: &Value, key: &str) -> Cell {
 }
 
 fn float_cell(v: &Value, key: &str) -> Cell {
-    v.get(key).and_then(Value::as_f64).map_or(Cell::Null, Cell::Float)
+    v.get(key)
+        .and_then(Value::as_f64)
+        .map_or(Cell::Null, Cell::Float)
 }
 
 fn bool_cell(v: &Value, key: &str) -> Cell {
-    v.get(key).and_then(Value::as_bool).map_or(Cell::Null, Cell::Bool)
+    v.get(key)
+        .and_then(Value::as_bool)
+        .map_or(Cell::Null, Cell::Bool)
 }
 
 /// A sub-value as JSON text; NULL when absent or null.
@@ -490,7 +555,10 @@ fn int_list_cell(v: &Value, key: &str) -> Cell {
 }
 
 fn ts_cell(v: &Value, key: &str) -> Cell {
-    v.get(key).and_then(Value::as_str).and_then(parse_pg_ts).map_or(Cell::Null, Cell::Ts)
+    v.get(key)
+        .and_then(Value::as_str)
+        .and_then(parse_pg_ts)
+        .map_or(Cell::Null, Cell::Ts)
 }
 
 fn elapsed_ms(start: &Cell, ts: i64) -> Cell {
@@ -548,7 +616,9 @@ mod tests {
 
     fn merged(kind: &str, body: Value) -> Value {
         let mut r = env(kind);
-        r.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+        r.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
         r
     }
 
@@ -560,26 +630,41 @@ mod tests {
 
     #[test]
     fn a_request_becomes_one_row_per_statement_and_stack() {
-        let r = merged("request", json!({
-            "correlation_id": "2b4e28ba-2fa1-41d2-883f-0016d3cca427", "record_type": "full",
-            "sampling_weight": 1, "duration_ms": 250.0,
-            "runtime": {"sapi": "fpm-fcgi", "php_version": "8.2.7", "pid": 42},
-            "http": {"method": "GET", "url": "/checkout", "status": 200},
-            "sql": {"queries": [
-                {"sql": "SELECT * FROM t WHERE id = 5", "start_ms": 10.0, "duration_ms": 3.5, "status": "ok",
-                 "frames": [{"function": "Repo::find", "file": "a.php", "line": 7}]}
-            ]},
-            "profile": {"profiler": "excimer", "period_ms": 10, "stacks": [
-                {"frames": ["main", "Controller::run", "slow"], "samples": 20}
-            ]}
-        }));
+        let r = merged(
+            "request",
+            json!({
+                "correlation_id": "2b4e28ba-2fa1-41d2-883f-0016d3cca427", "record_type": "full",
+                "sampling_weight": 1, "duration_ms": 250.0,
+                "runtime": {"sapi": "fpm-fcgi", "php_version": "8.2.7", "pid": 42},
+                "http": {"method": "GET", "url": "/checkout", "status": 200},
+                "sql": {"queries": [
+                    {"sql": "SELECT * FROM t WHERE id = 5", "start_ms": 10.0, "duration_ms": 3.5, "status": "ok",
+                     "frames": [{"function": "Repo::find", "file": "a.php", "line": 7}]}
+                ]},
+                "profile": {"profiler": "excimer", "period_ms": 10, "stacks": [
+                    {"frames": ["main", "Controller::run", "slow"], "samples": 20}
+                ]}
+            }),
+        );
         let p = prepare(Kind::Request, &r, "{}", 0).unwrap();
         check_shapes(&p);
         let tables: Vec<_> = p.rows.iter().map(|r| r.table).collect();
-        assert_eq!(tables, [TableId::Records, TableId::Requests, TableId::RequestSql, TableId::RequestProfile]);
+        assert_eq!(
+            tables,
+            [
+                TableId::Records,
+                TableId::Requests,
+                TableId::RequestSql,
+                TableId::RequestProfile
+            ]
+        );
         let sql = &p.rows[2].cells;
         assert_eq!(sql[10], Cell::Text("SELECT * FROM t WHERE id = $1".into()));
-        assert_eq!(sql[6], Cell::Ts(p.ts - 250_000 + 10_000), "statement start = request start + start_ms");
+        assert_eq!(
+            sql[6],
+            Cell::Ts(p.ts - 250_000 + 10_000),
+            "statement start = request start + start_ms"
+        );
         assert_eq!(sql[16], Cell::Text("Repo::find".into()));
         let prof = &p.rows[3].cells;
         assert_eq!(prof[7], Cell::Text("main;Controller::run;slow".into()));
@@ -590,16 +675,22 @@ mod tests {
 
     #[test]
     fn pg_activity_parses_correlation_ids_and_postgres_timestamps() {
-        let r = merged("pg_activity", json!({"server_version_num": 150004, "backends": [
-            {"pid": 7, "application_name": "bitville:2b4e28ba-2fa1-41d2-883f-0016d3cca427",
-             "query_start": "2026-11-27 11:47:43.123456+00", "query": "SELECT 1", "blocking_pids": [8, 9]},
-            {"pid": 8}
-        ]}));
+        let r = merged(
+            "pg_activity",
+            json!({"server_version_num": 150004, "backends": [
+                {"pid": 7, "application_name": "bitville:2b4e28ba-2fa1-41d2-883f-0016d3cca427",
+                 "query_start": "2026-11-27 11:47:43.123456+00", "query": "SELECT 1", "blocking_pids": [8, 9]},
+                {"pid": 8}
+            ]}),
+        );
         let p = prepare(Kind::PgActivity, &r, "{}", 0).unwrap();
         check_shapes(&p);
         assert_eq!(p.rows.len(), 3);
         let b = &p.rows[1].cells;
-        assert_eq!(b[13], Cell::Text("2b4e28ba-2fa1-41d2-883f-0016d3cca427".into()));
+        assert_eq!(
+            b[13],
+            Cell::Text("2b4e28ba-2fa1-41d2-883f-0016d3cca427".into())
+        );
         assert_eq!(b[31], Cell::Float(1000.0), "query_ms");
         assert_eq!(b[30], Cell::IntList(vec![8, 9]));
     }
@@ -607,11 +698,29 @@ mod tests {
     #[test]
     fn other_kinds_fill_every_column() {
         let cases = [
-            (Kind::HostMetrics, merged("host_metrics", json!({"source": "shipper", "load1": 1, "load5": 1, "load15": 1}))),
-            (Kind::PgLog, merged("pg_log", json!({"log_time": "2026-11-27 11:47:44 UTC", "format": "stderr",
-                "class": "lock_wait", "message": "m", "lock": {"holders": [1]}}))),
-            (Kind::PgStatements, merged("pg_statements", json!({"server_version_num": 1, "interval_start": "2026-11-27T11:00:00Z",
-                "interval_end": "2026-11-27T11:01:00Z", "entries": [{"queryid": 1, "calls": 2, "total_exec_time_ms": 3.0, "query": "SELECT 2"}]}))),
+            (
+                Kind::HostMetrics,
+                merged(
+                    "host_metrics",
+                    json!({"source": "shipper", "load1": 1, "load5": 1, "load15": 1}),
+                ),
+            ),
+            (
+                Kind::PgLog,
+                merged(
+                    "pg_log",
+                    json!({"log_time": "2026-11-27 11:47:44 UTC", "format": "stderr",
+                "class": "lock_wait", "message": "m", "lock": {"holders": [1]}}),
+                ),
+            ),
+            (
+                Kind::PgStatements,
+                merged(
+                    "pg_statements",
+                    json!({"server_version_num": 1, "interval_start": "2026-11-27T11:00:00Z",
+                "interval_end": "2026-11-27T11:01:00Z", "entries": [{"queryid": 1, "calls": 2, "total_exec_time_ms": 3.0, "query": "SELECT 2"}]}),
+                ),
+            ),
         ];
         for (kind, r) in cases {
             let p = prepare(kind, &r, "{}", 0).unwrap();

@@ -66,7 +66,11 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Refusal { status, message: message.into(), retry_after: None }
+        Refusal {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 }
 
@@ -107,7 +111,11 @@ async fn ingest(
             (StatusCode::OK, axum::Json(reply)).into_response()
         }
         Err(refusal) => {
-            tracing::debug!("ingest from {peer} refused: {} {}", refusal.status, refusal.message);
+            tracing::debug!(
+                "ingest from {peer} refused: {} {}",
+                refusal.status,
+                refusal.message
+            );
             refusal.into_response()
         }
     };
@@ -115,11 +123,19 @@ async fn ingest(
     resp
 }
 
-async fn ingest_inner(app: &App, peer: SocketAddr, headers: &HeaderMap, body: Body) -> Result<IngestReply, Refusal> {
+async fn ingest_inner(
+    app: &App,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<IngestReply, Refusal> {
     let (tokens, limits) = app.live();
-    if let Err(wait) =
-        app.rate.check(peer.ip(), limits.requests_per_minute, limits.rate_limit_clients, Instant::now())
-    {
+    if let Err(wait) = app.rate.check(
+        peer.ip(),
+        limits.requests_per_minute,
+        limits.rate_limit_clients,
+        Instant::now(),
+    ) {
         return Err(Refusal {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: format!(
@@ -134,7 +150,12 @@ async fn ingest_inner(app: &App, peer: SocketAddr, headers: &HeaderMap, body: Bo
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| crate::auth::bearer_token(h.as_bytes()))
-        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer token"))?;
+        .ok_or_else(|| {
+            Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer token",
+            )
+        })?;
     let project = tokens
         .project_of(token)
         .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "unknown token"))?
@@ -147,20 +168,33 @@ async fn ingest_inner(app: &App, peer: SocketAddr, headers: &HeaderMap, body: Bo
     if declared.is_some_and(|n| n > limits.max_body_bytes) {
         return Err(too_large_body(limits.max_body_bytes));
     }
-    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+    {
         None => false,
         Some(e) if e == "gzip" || e == "x-gzip" => true,
         Some(e) if e == "identity" || e.is_empty() => false,
         Some(e) => return Err(BodyError::UnsupportedEncoding(e).into()),
     };
-    let _slot = app.slots.acquire().await.map_err(|_| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "processor is shutting down"))?;
+    let _slot = app.slots.acquire().await.map_err(|_| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "processor is shutting down",
+        )
+    })?;
     let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
         .await
         .map_err(|e| {
-            if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit") {
+            if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
+                || e.to_string().contains("length limit")
+            {
                 too_large_body(limits.max_body_bytes)
             } else {
-                Refusal::new(StatusCode::BAD_REQUEST, format!("body could not be read: {e}"))
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("body could not be read: {e}"),
+                )
             }
         })?;
 
@@ -169,30 +203,53 @@ async fn ingest_inner(app: &App, peer: SocketAddr, headers: &HeaderMap, body: Bo
         let limits = limits.clone();
         let project = project.clone();
         tokio::task::spawn_blocking(move || -> Result<_, Refusal> {
-            let text = if gzip { gunzip_bounded(&bytes, limits.max_decompressed_bytes)? } else { bytes.to_vec() };
+            let text = if gzip {
+                gunzip_bounded(&bytes, limits.max_decompressed_bytes)?
+            } else {
+                bytes.to_vec()
+            };
             let batch = prepare_batch(&text, &project, &limits, now)?;
             // The columns too are built here, not on the single writer.
-            let records = Columns::build(batch.records)
-                .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("batch preparation failed: {e}")))?;
+            let records = Columns::build(batch.records).map_err(|e| {
+                Refusal::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("batch preparation failed: {e}"),
+                )
+            })?;
             Ok((batch.rejected, records))
         })
         .await
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("batch preparation failed: {e}")))??
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("batch preparation failed: {e}"),
+            )
+        })??
     };
 
     for r in &rejected {
-        let (p, k) = r.1.as_ref().map_or(("unknown", "unknown"), |(p, k)| (p.as_str(), k.as_str()));
+        let (p, k) =
+            r.1.as_ref()
+                .map_or(("unknown", "unknown"), |(p, k)| (p.as_str(), k.as_str()));
         app.metrics.record(p, k, Outcome::Refused, 1);
     }
     let kinds: Vec<&'static str> = records.kinds().map(|k| k.as_str()).collect();
-    let outcome = app.store.write_columns(records).await.map_err(|e| Refusal {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: e.to_string(),
-        retry_after: Some(Duration::from_secs(5)),
-    })?;
+    let outcome = app
+        .store
+        .write_columns(records)
+        .await
+        .map_err(|e| Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: e.to_string(),
+            retry_after: Some(Duration::from_secs(5)),
+        })?;
     let mut accepted = 0;
     for (kind, stored) in kinds.iter().zip(&outcome.stored) {
-        let o = if *stored { Outcome::Accepted } else { Outcome::Duplicate };
+        let o = if *stored {
+            Outcome::Accepted
+        } else {
+            Outcome::Duplicate
+        };
         accepted += usize::from(*stored);
         app.metrics.record(&project, kind, o, 1);
     }
@@ -204,7 +261,10 @@ async fn ingest_inner(app: &App, peer: SocketAddr, headers: &HeaderMap, body: Bo
 }
 
 fn too_large_body(max: usize) -> Refusal {
-    Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds max_body_bytes ({max} bytes)"))
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body exceeds max_body_bytes ({max} bytes)"),
+    )
 }
 
 /// A batch split into records to store and lines refused (with the project
@@ -220,7 +280,12 @@ pub struct Batch {
 ///
 /// # Errors
 /// The body is empty, or has more records than `max_records_per_batch`.
-pub fn prepare_batch(body: &[u8], project: &str, limits: &Limits, now: i64) -> Result<Batch, Refusal> {
+pub fn prepare_batch(
+    body: &[u8],
+    project: &str,
+    limits: &Limits,
+    now: i64,
+) -> Result<Batch, Refusal> {
     let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
     let count = lines.iter().filter(|l| !l.trim_ascii().is_empty()).count();
     if count == 0 {
@@ -229,11 +294,17 @@ pub fn prepare_batch(body: &[u8], project: &str, limits: &Limits, now: i64) -> R
     if count > limits.max_records_per_batch {
         return Err(Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("batch has {count} records, over max_records_per_batch ({})", limits.max_records_per_batch),
+            format!(
+                "batch has {count} records, over max_records_per_batch ({})",
+                limits.max_records_per_batch
+            ),
         ));
     }
     let max_future = limits.max_future_s as i64 * 1_000_000;
-    let mut batch = Batch { records: Vec::with_capacity(count), rejected: Vec::new() };
+    let mut batch = Batch {
+        records: Vec::with_capacity(count),
+        rejected: Vec::new(),
+    };
     for (i, line) in lines.iter().enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.trim_ascii().is_empty() {
@@ -244,21 +315,39 @@ pub fn prepare_batch(body: &[u8], project: &str, limits: &Limits, now: i64) -> R
             Ok(record) => batch.records.push(record),
             Err(reason) => {
                 let (id, labels) = line_identity(line, limits.max_line_bytes);
-                batch.rejected.push((Rejected { line: number, id, reason }, labels));
+                batch.rejected.push((
+                    Rejected {
+                        line: number,
+                        id,
+                        reason,
+                    },
+                    labels,
+                ));
             }
         }
     }
     Ok(batch)
 }
 
-fn check_line(line: &[u8], project: &str, max_line: usize, now: i64, max_future: i64) -> Result<PreparedRecord, String> {
+fn check_line(
+    line: &[u8],
+    project: &str,
+    max_line: usize,
+    now: i64,
+    max_future: i64,
+) -> Result<PreparedRecord, String> {
     if line.len() > max_line {
-        return Err(format!("line is {} bytes, over max_line_bytes ({max_line})", line.len()));
+        return Err(format!(
+            "line is {} bytes, over max_line_bytes ({max_line})",
+            line.len()
+        ));
     }
     let (kind, record) = bitville_schemas::validate_line(line).map_err(|e| e.to_string())?;
     let record_project = record.get("project").and_then(|p| p.as_str()).unwrap_or("");
     if record_project != project {
-        return Err(format!("/project: {record_project:?} is not the token's project {project:?}"));
+        return Err(format!(
+            "/project: {record_project:?} is not the token's project {project:?}"
+        ));
     }
     // validate_line has checked UTF-8 already.
     let raw = std::str::from_utf8(line).map_err(|e| e.to_string())?;
@@ -284,7 +373,9 @@ fn line_identity(line: &[u8], max_line: usize) -> (Option<String>, Option<(Strin
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     let id = s("id");
     let labels = match (s("project"), s("kind")) {
-        (Some(p), Some(k)) if bitville_schemas::Kind::ALL.iter().any(|x| x.as_str() == k) => Some((p, k)),
+        (Some(p), Some(k)) if bitville_schemas::Kind::ALL.iter().any(|x| x.as_str() == k) => {
+            Some((p, k))
+        }
         _ => None,
     };
     (id, labels)
@@ -294,7 +385,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     match tokio::time::timeout(Duration::from_secs(5), app.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
         Ok(Err(e)) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-        Err(_) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "store did not answer within 5 s").into_response(),
+        Err(_) => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store did not answer within 5 s",
+        )
+        .into_response(),
     }
 }
 
@@ -305,7 +400,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .ok()
         .and_then(Result::ok);
     let ready = rows.is_some();
-    let text = app.metrics.render(app.store.file_bytes(), &rows.unwrap_or_default(), ready);
+    let text = app
+        .metrics
+        .render(app.store.file_bytes(), &rows.unwrap_or_default(), ready);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -332,17 +429,30 @@ mod tests {
         assert_eq!(b.records.len(), 1);
         assert_eq!(b.rejected.len(), 2);
         assert_eq!(b.rejected[0].0.line, 3);
-        assert!(b.rejected[0].0.reason.starts_with("line is not JSON"), "{:?}", b.rejected[0]);
+        assert!(
+            b.rejected[0].0.reason.starts_with("line is not JSON"),
+            "{:?}",
+            b.rejected[0]
+        );
         assert_eq!(b.rejected[1].0.line, 4);
         assert_eq!(b.rejected[1].0.id.as_deref(), Some(ID));
-        assert_eq!(b.rejected[1].0.reason, r#"/project: "blog" is not the token's project "shop""#);
+        assert_eq!(
+            b.rejected[1].0.reason,
+            r#"/project: "blog" is not the token's project "shop""#
+        );
     }
 
     #[test]
     fn empty_and_oversized_batches_are_refused_whole() {
         let err = prepare_batch(b"\n \n", "shop", &Limits::default(), now()).unwrap_err();
-        assert_eq!((err.status, err.message.as_str()), (StatusCode::BAD_REQUEST, "body is empty"));
-        let limits = Limits { max_records_per_batch: 1, ..Limits::default() };
+        assert_eq!(
+            (err.status, err.message.as_str()),
+            (StatusCode::BAD_REQUEST, "body is empty")
+        );
+        let limits = Limits {
+            max_records_per_batch: 1,
+            ..Limits::default()
+        };
         let body = format!("{}\n{}\n", line(ID, "shop"), line(ID, "shop"));
         let err = prepare_batch(body.as_bytes(), "shop", &limits, now()).unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -350,11 +460,28 @@ mod tests {
 
     #[test]
     fn long_lines_and_future_records_are_refused_alone() {
-        let limits = Limits { max_line_bytes: 50, ..Limits::default() };
+        let limits = Limits {
+            max_line_bytes: 50,
+            ..Limits::default()
+        };
         let b = prepare_batch(line(ID, "shop").as_bytes(), "shop", &limits, now()).unwrap();
-        assert!(b.rejected[0].0.reason.contains("over max_line_bytes (50)"), "{:?}", b.rejected);
+        assert!(
+            b.rejected[0].0.reason.contains("over max_line_bytes (50)"),
+            "{:?}",
+            b.rejected
+        );
         let early = bitville_schemas::parse_ts("2026-11-25T12:00:00.000000Z").unwrap();
-        let b = prepare_batch(line(ID, "shop").as_bytes(), "shop", &Limits::default(), early).unwrap();
-        assert!(b.rejected[0].0.reason.contains("in the future"), "{:?}", b.rejected);
+        let b = prepare_batch(
+            line(ID, "shop").as_bytes(),
+            "shop",
+            &Limits::default(),
+            early,
+        )
+        .unwrap();
+        assert!(
+            b.rejected[0].0.reason.contains("in the future"),
+            "{:?}",
+            b.rejected
+        );
     }
 }

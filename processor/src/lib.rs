@@ -59,7 +59,10 @@ pub const DEV_PROJECT: &str = "demo";
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -101,11 +104,19 @@ impl App {
 
     /// The current admin tokens (their "project" is `*`).
     pub fn admin_tokens(&self) -> Arc<Tokens> {
-        self.live.read().unwrap_or_else(|e| e.into_inner()).admin.clone()
+        self.live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .admin
+            .clone()
     }
 
     pub fn retention(&self) -> RetentionConfig {
-        self.live.read().unwrap_or_else(|e| e.into_inner()).retention.clone()
+        self.live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .retention
+            .clone()
     }
 
     /// Now, in microseconds since the epoch (UTC), plus the test offset.
@@ -115,23 +126,31 @@ impl App {
 
     /// Moves the processor's clock (tests of retention).
     pub fn advance_clock(&self, micros: i64) {
-        self.clock_offset_micros.fetch_add(micros, Ordering::Relaxed);
+        self.clock_offset_micros
+            .fetch_add(micros, Ordering::Relaxed);
     }
 
     /// Takes tokens, limits and retention from a new config (SIGHUP). The
     /// development token stays when the new config still lists none.
     pub fn reload(&self, config: &Config) {
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Live::of(config, self.dev_token.as_deref());
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) =
+            Live::of(config, self.dev_token.as_deref());
     }
 }
 
 impl Live {
     fn of(config: &Config, dev_token: Option<&str>) -> Live {
         let tokens = match (config.tokens.is_empty(), dev_token) {
-            (true, Some(token)) => vec![TokenConfig { token: token.to_owned(), project: DEV_PROJECT.to_owned() }],
+            (true, Some(token)) => vec![TokenConfig {
+                token: token.to_owned(),
+                project: DEV_PROJECT.to_owned(),
+            }],
             _ => config.tokens.clone(),
         };
-        let admin = config.admin_tokens.iter().map(|t| TokenConfig { token: t.clone(), project: "*".to_owned() });
+        let admin = config.admin_tokens.iter().map(|t| TokenConfig {
+            token: t.clone(),
+            project: "*".to_owned(),
+        });
         Live {
             tokens: Arc::new(Tokens::new(tokens)),
             admin: Arc::new(Tokens::new(admin.collect())),
@@ -166,7 +185,10 @@ impl Processor {
         let options = config.store.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&options))
             .await
-            .map_err(|e| StoreError::Db { op: "open", message: e.to_string() })??;
+            .map_err(|e| StoreError::Db {
+                op: "open",
+                message: e.to_string(),
+            })??;
         let dev_token = config.tokens.is_empty().then(auth::random_token);
         let app = Arc::new(App {
             store: Arc::new(store),
@@ -188,18 +210,26 @@ impl Processor {
 
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
-            .map_err(|source| StartError::Bind { addr: config.server.listen.to_string(), source })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: config.server.listen.to_string(), source })?;
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen.to_string(),
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.server.listen.to_string(),
+            source,
+        })?;
         let tls = match (&config.server.tls_cert, &config.server.tls_key) {
             (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
             _ => None,
         };
         let http_task = match tls {
             Some(tls_config) => {
-                let listener = tls::TlsListener::new(listener, tls_config)
-                    .map_err(|source| StartError::Bind { addr: config.server.listen.to_string(), source })?;
+                let listener = tls::TlsListener::new(listener, tls_config).map_err(|source| {
+                    StartError::Bind {
+                        addr: config.server.listen.to_string(),
+                        source,
+                    }
+                })?;
                 spawn_http(listener, app.clone(), stopped(&shutdown))
             }
             None => spawn_http(listener, app.clone(), stopped(&shutdown)),
@@ -210,11 +240,21 @@ impl Processor {
         if !config.server.udp_listen.is_empty() {
             let socket = tokio::net::UdpSocket::bind(&config.server.udp_listen)
                 .await
-                .map_err(|source| StartError::Bind { addr: config.server.udp_listen.clone(), source })?;
+                .map_err(|source| StartError::Bind {
+                    addr: config.server.udp_listen.clone(),
+                    source,
+                })?;
             udp_addr = socket.local_addr().ok();
-            other_tasks.push(tokio::spawn(udp::serve(app.clone(), socket, stopped(&shutdown))));
+            other_tasks.push(tokio::spawn(udp::serve(
+                app.clone(),
+                socket,
+                stopped(&shutdown),
+            )));
         }
-        other_tasks.push(tokio::spawn(retention::serve(app.clone(), stopped(&shutdown))));
+        other_tasks.push(tokio::spawn(retention::serve(
+            app.clone(),
+            stopped(&shutdown),
+        )));
 
         // Last, so that no forwarder task outlives a failed start: the tasks
         // above stop on their own when `shutdown` is dropped with the error.
@@ -273,8 +313,14 @@ impl Processor {
     pub async fn shutdown(self) -> Result<(), StoreError> {
         let _ = self.shutdown.send(true);
         let mut http_task = self.http_task;
-        if tokio::time::timeout(self.grace, &mut http_task).await.is_err() {
-            tracing::warn!("in-flight requests did not finish within {:?}; closing them", self.grace);
+        if tokio::time::timeout(self.grace, &mut http_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "in-flight requests did not finish within {:?}; closing them",
+                self.grace
+            );
             http_task.abort();
         }
         for task in self.other_tasks {
@@ -287,19 +333,29 @@ impl Processor {
 }
 
 /// Serves the router on a listener (plain TCP or TLS) until `shutdown`.
-fn spawn_http<L>(listener: L, app: Arc<App>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> JoinHandle<()>
+fn spawn_http<L>(
+    listener: L,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()>
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     #[cfg(feature = "analysis")]
     let router = ingest::router(app.clone())
-        .merge(analysis::api::router(app.clone(), analysis::sql::SqlLimits::default()))
+        .merge(analysis::api::router(
+            app.clone(),
+            analysis::sql::SqlLimits::default(),
+        ))
         .merge(ui::router(app));
     #[cfg(not(feature = "analysis"))]
     let router = ingest::router(app);
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<tls::Peer>())
-        .with_graceful_shutdown(shutdown);
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<tls::Peer>(),
+    )
+    .with_graceful_shutdown(shutdown);
     tokio::spawn(async move {
         if let Err(e) = server.await {
             tracing::error!("http server failed: {e}");

@@ -33,7 +33,9 @@ impl Default for RateLimiter {
 
 impl RateLimiter {
     pub fn new() -> Self {
-        RateLimiter { state: Mutex::new(HashMap::new()) }
+        RateLimiter {
+            state: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one request's token for `addr`.
@@ -41,7 +43,13 @@ impl RateLimiter {
     /// # Errors
     /// When the bucket is empty: how long until a token is there (at least
     /// one second, as `Retry-After` counts whole seconds).
-    pub fn check(&self, addr: IpAddr, per_minute: u32, max_clients: usize, now: Instant) -> Result<(), Duration> {
+    pub fn check(
+        &self,
+        addr: IpAddr,
+        per_minute: u32,
+        max_clients: usize,
+        now: Instant,
+    ) -> Result<(), Duration> {
         if per_minute == 0 {
             return Ok(());
         }
@@ -49,14 +57,20 @@ impl RateLimiter {
         let per_sec = capacity / 60.0;
         let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !map.contains_key(&addr) && map.len() >= max_clients {
-            map.retain(|_, b| b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * per_sec < capacity);
+            map.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * per_sec
+                    < capacity
+            });
             if map.len() >= max_clients {
                 // Still full of active clients: refuse the newcomer rather
                 // than grow without bound.
                 return Err(Duration::from_secs(1));
             }
         }
-        let bucket = map.entry(addr).or_insert(Bucket { tokens: capacity, updated: now });
+        let bucket = map.entry(addr).or_insert(Bucket {
+            tokens: capacity,
+            updated: now,
+        });
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_sec).min(capacity);
         bucket.updated = now;
@@ -97,7 +111,9 @@ pub fn gunzip_bounded(body: &[u8], max: usize) -> Result<Vec<u8>, BodyError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
     let decoder = flate2::read::MultiGzDecoder::new(body);
     let mut limited = decoder.take(max as u64 + 1);
-    limited.read_to_end(&mut out).map_err(|e| BodyError::BadGzip(e.to_string()))?;
+    limited
+        .read_to_end(&mut out)
+        .map_err(|e| BodyError::BadGzip(e.to_string()))?;
     if out.len() > max {
         return Err(BodyError::TooLargeDecompressed(max));
     }
@@ -128,7 +144,10 @@ mod tests {
         assert_eq!(rl.check(ip, 60, 10, t0), Err(Duration::from_secs(1)));
         assert!(rl.check(ip, 60, 10, t0 + Duration::from_secs(1)).is_ok());
         let other: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(rl.check(other, 60, 10, t0).is_ok(), "addresses are limited separately");
+        assert!(
+            rl.check(other, 60, 10, t0).is_ok(),
+            "addresses are limited separately"
+        );
     }
 
     #[test]
@@ -143,7 +162,15 @@ mod tests {
         }
         assert!(rl.check(IpAddr::from([10, 0, 1, 0]), 10, 3, t0).is_err());
         // A minute later the old buckets are full again and make room.
-        assert!(rl.check(IpAddr::from([10, 0, 1, 0]), 10, 3, t0 + Duration::from_secs(60)).is_ok());
+        assert!(
+            rl.check(
+                IpAddr::from([10, 0, 1, 0]),
+                10,
+                3,
+                t0 + Duration::from_secs(60)
+            )
+            .is_ok()
+        );
         assert!(rl.clients() <= 3);
     }
 
@@ -152,7 +179,10 @@ mod tests {
         assert_eq!(gunzip_bounded(&gzip(b"abc\n"), 100).unwrap(), b"abc\n");
         let bomb = gzip(&vec![b'a'; 10 << 20]);
         assert!(bomb.len() < 100_000, "the bomb is {} bytes", bomb.len());
-        assert_eq!(gunzip_bounded(&bomb, 1 << 20), Err(BodyError::TooLargeDecompressed(1 << 20)));
+        assert_eq!(
+            gunzip_bounded(&bomb, 1 << 20),
+            Err(BodyError::TooLargeDecompressed(1 << 20))
+        );
     }
 
     #[test]

@@ -10,7 +10,11 @@ use processor::config::Config;
 use processor::{DEV_PROJECT, Processor};
 
 #[derive(Debug, Parser)]
-#[command(name = "processor", version, about = "Bitville APM processor: ingest, DuckDB store, retention")]
+#[command(
+    name = "processor",
+    version,
+    about = "Bitville APM processor: ingest, DuckDB store, retention"
+)]
 struct Cli {
     /// TOML config file; without it the embedded defaults are used (see processor.example.toml).
     #[arg(long, short = 'c', global = true, env = "BITVILLE_PROCESSOR_CONFIG")]
@@ -63,12 +67,19 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load(cli.config.as_ref())?;
     if cli.check_config {
-        let origin = cli.config.as_ref().map_or("(embedded default)".to_owned(), |p| p.display().to_string());
+        let origin = cli
+            .config
+            .as_ref()
+            .map_or("(embedded default)".to_owned(), |p| p.display().to_string());
         let findings = processor::check::check(&config);
         let summary = format!(
             "config {origin} is good: http {}, udp {}, store {}, {} token(s), {} admin token(s), retention {} days, {} GELF output(s)",
             config.server.listen,
-            if config.server.udp_listen.is_empty() { "off" } else { &config.server.udp_listen },
+            if config.server.udp_listen.is_empty() {
+                "off"
+            } else {
+                &config.server.udp_listen
+            },
             config.store.path.display(),
             config.tokens.len(),
             config.admin_tokens.len(),

@@ -31,7 +31,9 @@ impl Outcome {
 }
 
 /// Upper bounds of the batch latency histogram, in seconds.
-const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -62,11 +64,17 @@ impl Metrics {
             return;
         }
         let mut map = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry((project.to_owned(), kind.to_owned(), outcome)).or_default() += n;
+        *map.entry((project.to_owned(), kind.to_owned(), outcome))
+            .or_default() += n;
     }
 
     pub fn response(&self, status: u16) {
-        *self.responses.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
+        *self
+            .responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_default() += 1;
     }
 
     pub fn batch_latency(&self, seconds: f64) {
@@ -87,21 +95,36 @@ impl Metrics {
     }
 
     pub fn udp_refused(&self, reason: &'static str) {
-        *self.udp_refused.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+        *self
+            .udp_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
     }
 
     /// A counter's value, for tests and logs.
     pub fn records_total(&self, project: &str, kind: &str, outcome: Outcome) -> u64 {
         let map = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&(project.to_owned(), kind.to_owned(), outcome)).copied().unwrap_or(0)
+        map.get(&(project.to_owned(), kind.to_owned(), outcome))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The Prometheus text, with the store's size and rows passed in.
     pub fn render(&self, store_bytes: u64, table_rows: &[(String, i64)], ready: bool) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP bitville_records_total Records received, by project, kind and outcome.");
+        let _ = writeln!(
+            out,
+            "# HELP bitville_records_total Records received, by project, kind and outcome."
+        );
         let _ = writeln!(out, "# TYPE bitville_records_total counter");
-        for ((project, kind, outcome), n) in self.records.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((project, kind, outcome), n) in self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "bitville_records_total{{project=\"{}\",kind=\"{}\",outcome=\"{}\"}} {n}",
@@ -110,40 +133,96 @@ impl Metrics {
                 outcome.as_str()
             );
         }
-        let _ = writeln!(out, "# HELP bitville_ingest_responses_total Ingest responses by HTTP status.");
+        let _ = writeln!(
+            out,
+            "# HELP bitville_ingest_responses_total Ingest responses by HTTP status."
+        );
         let _ = writeln!(out, "# TYPE bitville_ingest_responses_total counter");
-        for (status, n) in self.responses.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "bitville_ingest_responses_total{{status=\"{status}\"}} {n}");
+        for (status, n) in self
+            .responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "bitville_ingest_responses_total{{status=\"{status}\"}} {n}"
+            );
         }
         {
             let h = self.batch_latency.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(out, "# HELP bitville_batch_seconds Time from a batch's arrival to its durable commit.");
+            let _ = writeln!(
+                out,
+                "# HELP bitville_batch_seconds Time from a batch's arrival to its durable commit."
+            );
             let _ = writeln!(out, "# TYPE bitville_batch_seconds histogram");
             for (bound, n) in LATENCY_BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(out, "bitville_batch_seconds_bucket{{le=\"{bound}\"}} {n}");
             }
-            let _ = writeln!(out, "bitville_batch_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "bitville_batch_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
             let _ = writeln!(out, "bitville_batch_seconds_sum {}", h.sum);
             let _ = writeln!(out, "bitville_batch_seconds_count {}", h.count);
         }
         let _ = writeln!(out, "# TYPE bitville_udp_datagrams_total counter");
-        let _ = writeln!(out, "bitville_udp_datagrams_total{{outcome=\"received\"}} {}", self.udp_received.load(Ordering::Relaxed));
-        let _ = writeln!(out, "bitville_udp_datagrams_total{{outcome=\"queued\"}} {}", self.udp_queued.load(Ordering::Relaxed));
-        for (reason, n) in self.udp_refused.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "bitville_udp_datagrams_total{{outcome=\"refused\",reason=\"{reason}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "bitville_udp_datagrams_total{{outcome=\"received\"}} {}",
+            self.udp_received.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "bitville_udp_datagrams_total{{outcome=\"queued\"}} {}",
+            self.udp_queued.load(Ordering::Relaxed)
+        );
+        for (reason, n) in self
+            .udp_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "bitville_udp_datagrams_total{{outcome=\"refused\",reason=\"{reason}\"}} {n}"
+            );
         }
-        let _ = writeln!(out, "# HELP bitville_store_bytes Size of the store file and its WAL.");
+        let _ = writeln!(
+            out,
+            "# HELP bitville_store_bytes Size of the store file and its WAL."
+        );
         let _ = writeln!(out, "# TYPE bitville_store_bytes gauge");
         let _ = writeln!(out, "bitville_store_bytes {store_bytes}");
-        let _ = writeln!(out, "# HELP bitville_store_rows Rows per table, all retained days.");
+        let _ = writeln!(
+            out,
+            "# HELP bitville_store_rows Rows per table, all retained days."
+        );
         let _ = writeln!(out, "# TYPE bitville_store_rows gauge");
         for (table, n) in table_rows {
-            let _ = writeln!(out, "bitville_store_rows{{table=\"{}\"}} {n}", escape(table));
+            let _ = writeln!(
+                out,
+                "bitville_store_rows{{table=\"{}\"}} {n}",
+                escape(table)
+            );
         }
         let _ = writeln!(out, "# TYPE bitville_retention_runs_total counter");
-        let _ = writeln!(out, "bitville_retention_runs_total {}", self.retention_runs.load(Ordering::Relaxed));
-        let _ = writeln!(out, "bitville_retention_failures_total {}", self.retention_failures.load(Ordering::Relaxed));
-        let _ = writeln!(out, "bitville_retention_dropped_days_total {}", self.retention_dropped_days.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "bitville_retention_runs_total {}",
+            self.retention_runs.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "bitville_retention_failures_total {}",
+            self.retention_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "bitville_retention_dropped_days_total {}",
+            self.retention_dropped_days.load(Ordering::Relaxed)
+        );
         if let Some(outputs) = self.gelf_outputs.get() {
             crate::gelf::metrics::render(outputs, &mut out);
         }
@@ -154,7 +233,10 @@ impl Metrics {
 }
 
 fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -168,12 +250,26 @@ mod tests {
         m.record("shop", "request", Outcome::Accepted, 2);
         m.batch_latency(0.003);
         let text = m.render(1234, &[("requests".into(), 5)], true);
-        assert!(text.contains("bitville_records_total{project=\"shop\",kind=\"request\",outcome=\"accepted\"} 5"), "{text}");
-        assert!(text.contains("bitville_batch_seconds_bucket{le=\"0.0025\"} 0"), "{text}");
-        assert!(text.contains("bitville_batch_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "bitville_records_total{project=\"shop\",kind=\"request\",outcome=\"accepted\"} 5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("bitville_batch_seconds_bucket{le=\"0.0025\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bitville_batch_seconds_bucket{le=\"0.005\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("bitville_store_bytes 1234"));
         assert!(text.contains("bitville_store_rows{table=\"requests\"} 5"));
-        assert!(!text.contains("bitville_gelf"), "no GELF lines without outputs: {text}");
+        assert!(
+            !text.contains("bitville_gelf"),
+            "no GELF lines without outputs: {text}"
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub async fn run_once(app: &App, days: u32) -> Result<RetentionOutcome, crate::s
     app.metrics.retention_runs.fetch_add(1, Ordering::Relaxed);
     match &result {
         Ok(o) => {
-            app.metrics.retention_dropped_days.fetch_add(o.dropped_days.len() as u64, Ordering::Relaxed);
+            app.metrics
+                .retention_dropped_days
+                .fetch_add(o.dropped_days.len() as u64, Ordering::Relaxed);
             if !o.dropped_days.is_empty() {
                 tracing::info!(
                     "retention dropped {} ({} days kept, store {} bytes)",
@@ -40,7 +42,9 @@ pub async fn run_once(app: &App, days: u32) -> Result<RetentionOutcome, crate::s
             }
         }
         Err(e) => {
-            app.metrics.retention_failures.fetch_add(1, Ordering::Relaxed);
+            app.metrics
+                .retention_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!("retention failed: {e}");
         }
     }

@@ -37,7 +37,10 @@ pub enum TlsError {
 /// # Errors
 /// A file is unreadable, holds no certificate or key, or they do not match.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let cert_err = |reason: String| TlsError::Cert { path: cert.display().to_string(), reason };
+    let cert_err = |reason: String| TlsError::Cert {
+        path: cert.display().to_string(),
+        reason,
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| cert_err(e.to_string()))?
         .collect::<Result<_, _>>()
@@ -45,8 +48,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     if certs.is_empty() {
         return Err(cert_err("no certificate in the file".to_owned()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsError::Key { path: key.display().to_string(), reason: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -118,7 +123,11 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener { local, ready, accept_task })
+        Ok(TlsListener {
+            local,
+            ready,
+            accept_task,
+        })
     }
 }
 

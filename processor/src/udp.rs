@@ -13,7 +13,11 @@ use crate::App;
 use crate::metrics::Outcome;
 
 /// Receives until `shutdown` resolves.
-pub async fn serve(app: Arc<App>, socket: UdpSocket, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    app: Arc<App>,
+    socket: UdpSocket,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let mut buf = vec![0u8; 65_536];
     tokio::pin!(shutdown);
     loop {
@@ -28,7 +32,9 @@ pub async fn serve(app: Arc<App>, socket: UdpSocket, shutdown: impl std::future:
                 continue;
             }
         };
-        app.metrics.udp_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.metrics
+            .udp_received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         handle_datagram(&app, &buf[..n]);
     }
 }
@@ -67,7 +73,9 @@ pub fn handle_datagram(app: &App, datagram: &[u8]) {
         }
     };
     if app.store.write_detached(records) {
-        app.metrics.udp_queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.metrics
+            .udp_queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     } else {
         app.metrics.udp_refused("queue_full");
     }

@@ -21,16 +21,24 @@ use processor::store::Store;
 use spike_fixture::{BASELINE_S, DEFAULT_START, SECOND, SPIKE_S};
 
 /// Stores every record of a generated scenario, in batches, as ingest would.
-fn load(store: &Store, rt: &tokio::runtime::Runtime, files: &std::collections::BTreeMap<String, String>) -> usize {
+fn load(
+    store: &Store,
+    rt: &tokio::runtime::Runtime,
+    files: &std::collections::BTreeMap<String, String>,
+) -> usize {
     let mut batch = Vec::new();
     let mut n = 0;
     for text in files.values() {
         for line in text.lines() {
-            let (kind, value) = bitville_schemas::validate_line(line.as_bytes()).expect("generated record is valid");
-            batch.push(flatten::prepare(kind, &value, line, DEFAULT_START).expect("record flattens"));
+            let (kind, value) = bitville_schemas::validate_line(line.as_bytes())
+                .expect("generated record is valid");
+            batch.push(
+                flatten::prepare(kind, &value, line, DEFAULT_START).expect("record flattens"),
+            );
             if batch.len() == 2000 {
                 n += batch.len();
-                rt.block_on(store.write(std::mem::take(&mut batch))).expect("batch stored");
+                rt.block_on(store.write(std::mem::take(&mut batch)))
+                    .expect("batch stored");
             }
         }
     }
@@ -40,13 +48,22 @@ fn load(store: &Store, rt: &tokio::runtime::Runtime, files: &std::collections::B
 }
 
 fn store_config(path: &Path) -> StoreConfig {
-    StoreConfig { path: path.to_owned(), ..StoreConfig::default() }
+    StoreConfig {
+        path: path.to_owned(),
+        ..StoreConfig::default()
+    }
 }
 
 /// A scenario in a fresh store: the runtime, the store, and the store's path.
 fn scenario_store(name: &str, dir: &Path) -> (tokio::runtime::Runtime, Arc<Store>) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let store = Arc::new(Store::open(&store_config(&dir.join(format!("{name}.duckdb")))).expect("store opens"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = Arc::new(
+        Store::open(&store_config(&dir.join(format!("{name}.duckdb")))).expect("store opens"),
+    );
     let n = load(&store, &rt, &spike_fixture::generate(name, DEFAULT_START));
     assert!(n > 500, "scenario {name} has only {n} records");
     (rt, store)
@@ -55,7 +72,11 @@ fn scenario_store(name: &str, dir: &Path) -> (tokio::runtime::Runtime, Arc<Store
 /// The known spike window against the ten minutes before it.
 fn known_frame() -> Frame {
     let from = DEFAULT_START + BASELINE_S * SECOND;
-    Frame::new(Window::new(from, from + SPIKE_S * SECOND).unwrap(), Window::new(DEFAULT_START, from).unwrap()).unwrap()
+    Frame::new(
+        Window::new(from, from + SPIKE_S * SECOND).unwrap(),
+        Window::new(DEFAULT_START, from).unwrap(),
+    )
+    .unwrap()
 }
 
 fn report_of(name: &str) -> (Report, Vec<spikes::Spike>) {
@@ -68,16 +89,27 @@ fn report_of(name: &str) -> (Report, Vec<spikes::Spike>) {
     let found = spikes::find(&reader, &scope, range, &Detection::default()).expect("spikes");
     drop(reader);
     rt.block_on(store.shutdown()).expect("store shuts down");
-    let top: Vec<String> = r.suspects.iter().take(5).map(|s| format!("{:?} {} {:.1}s", s.kind, s.name, s.score_s)).collect();
+    let top: Vec<String> = r
+        .suspects
+        .iter()
+        .take(5)
+        .map(|s| format!("{:?} {} {:.1}s", s.kind, s.name, s.score_s))
+        .collect();
     eprintln!("{name}: top suspects {top:#?}\nspikes {found:#?}");
     (r, found)
 }
 
 /// A detected spike overlaps the planted one.
 fn assert_detected(found: &[spikes::Spike], signal: Signal, host: Option<&str>) {
-    let (from, to) = (DEFAULT_START + BASELINE_S * SECOND, DEFAULT_START + (BASELINE_S + SPIKE_S) * SECOND);
+    let (from, to) = (
+        DEFAULT_START + BASELINE_S * SECOND,
+        DEFAULT_START + (BASELINE_S + SPIKE_S) * SECOND,
+    );
     assert!(
-        found.iter().any(|s| s.signal == signal && host.is_none_or(|h| s.host == h) && s.start_us < to && s.end_us > from),
+        found.iter().any(|s| s.signal == signal
+            && host.is_none_or(|h| s.host == h)
+            && s.start_us < to
+            && s.end_us > from),
         "no {signal:?} spike on {host:?} overlaps the planted one: {found:#?}"
     );
 }
@@ -86,9 +118,16 @@ fn assert_detected(found: &[spikes::Spike], signal: Signal, host: Option<&str>) 
 fn data_driven_cpu_heavy_function_is_ranked_first() {
     let (r, found) = report_of("cpu_function");
     let first = &r.suspects[0];
-    assert_eq!((first.kind, first.name.as_str()), (SuspectKind::PhpFunction, spike_fixture::CPU_FUNCTION), "{first:#?}");
+    assert_eq!(
+        (first.kind, first.name.as_str()),
+        (SuspectKind::PhpFunction, spike_fixture::CPU_FUNCTION),
+        "{first:#?}"
+    );
     assert_eq!(first.endpoint.as_deref(), Some("GET search"));
-    assert!(first.share > 0.5, "the function explains most of the excess: {first:#?}");
+    assert!(
+        first.share > 0.5,
+        "the function explains most of the excess: {first:#?}"
+    );
     assert_detected(&found, Signal::Load, Some("web-1"));
 }
 
@@ -97,12 +136,39 @@ fn data_driven_slow_sql_fingerprint_is_ranked_first() {
     let (r, found) = report_of("slow_sql");
     let first = &r.suspects[0];
     let fingerprint = bitville_schemas::fingerprint::normalize(spike_fixture::SLOW_SQL);
-    assert_eq!((first.kind, first.name.as_str()), (SuspectKind::SqlFingerprint, fingerprint.as_str()), "{first:#?}");
+    assert_eq!(
+        (first.kind, first.name.as_str()),
+        (SuspectKind::SqlFingerprint, fingerprint.as_str()),
+        "{first:#?}"
+    );
     // pg_stat_statements and the slow-statement log back PHP's figure.
-    assert!(first.evidence.get("pgss_seconds").and_then(|v| v.as_f64()).unwrap_or(0.0) > 100.0, "{first:#?}");
-    assert!(first.evidence.get("log_events").and_then(|v| v.as_i64()).unwrap_or(0) > 100, "{first:#?}");
+    assert!(
+        first
+            .evidence
+            .get("pgss_seconds")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+            > 100.0,
+        "{first:#?}"
+    );
+    assert!(
+        first
+            .evidence
+            .get("log_events")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+            > 100,
+        "{first:#?}"
+    );
     // The driver frame that waited for it is not blamed.
-    assert!(!r.suspects.iter().take(3).any(|s| s.name == "PDOStatement::execute"), "{:#?}", &r.suspects[..3]);
+    assert!(
+        !r.suspects
+            .iter()
+            .take(3)
+            .any(|s| s.name == "PDOStatement::execute"),
+        "{:#?}",
+        &r.suspects[..3]
+    );
     assert_detected(&found, Signal::Load, Some("db-1"));
 }
 
@@ -112,16 +178,40 @@ fn data_driven_lock_contention_ranks_the_blocking_request_url_first() {
     let first = &r.suspects[0];
     assert_eq!(first.kind, SuspectKind::LockBlocker, "{first:#?}");
     assert_eq!(first.name, "POST stock-recount");
-    let url = first.evidence.get("blocker_url").and_then(|v| v.as_str()).unwrap_or("");
+    let url = first
+        .evidence
+        .get("blocker_url")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     assert_eq!(url, spike_fixture::LOCK_BLOCKER_URL, "{first:#?}");
     // The queue behind the blocker is more than the window's excess; the
     // share says "all of it", never more.
-    assert!(first.share > 0.5 && first.share <= 1.0, "share {}", first.share);
+    assert!(
+        first.share > 0.5 && first.share <= 1.0,
+        "share {}",
+        first.share
+    );
     // The statement that waited is not blamed for the wait.
-    let waiter = bitville_schemas::fingerprint::normalize("UPDATE stock SET qty = qty - :qty WHERE sku = :sku");
-    let waiter_score = r.suspects.iter().find(|s| s.name == waiter).map_or(0.0, |s| s.score_s);
-    assert!(waiter_score < 0.25 * first.score_s, "the waiting statement keeps {waiter_score} s of {}", first.score_s);
-    assert!(r.events.iter().any(|e| e.class == "lock_wait" && e.count > 10.0), "{:#?}", r.events);
+    let waiter = bitville_schemas::fingerprint::normalize(
+        "UPDATE stock SET qty = qty - :qty WHERE sku = :sku",
+    );
+    let waiter_score = r
+        .suspects
+        .iter()
+        .find(|s| s.name == waiter)
+        .map_or(0.0, |s| s.score_s);
+    assert!(
+        waiter_score < 0.25 * first.score_s,
+        "the waiting statement keeps {waiter_score} s of {}",
+        first.score_s
+    );
+    assert!(
+        r.events
+            .iter()
+            .any(|e| e.class == "lock_wait" && e.count > 10.0),
+        "{:#?}",
+        r.events
+    );
     assert_detected(&found, Signal::Concurrency, Some("web-1"));
 }
 
@@ -129,9 +219,21 @@ fn data_driven_lock_contention_ranks_the_blocking_request_url_first() {
 fn data_driven_traffic_burst_ranks_the_cheap_endpoint_first() {
     let (r, found) = report_of("traffic_burst");
     let first = &r.suspects[0];
-    assert_eq!((first.kind, first.name.as_str()), (SuspectKind::Endpoint, spike_fixture::BURST_ENDPOINT), "{first:#?}");
-    let rate = first.evidence.get("rate_per_s").and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let base = first.evidence.get("baseline_rate_per_s").and_then(|v| v.as_f64()).unwrap_or(f64::MAX);
+    assert_eq!(
+        (first.kind, first.name.as_str()),
+        (SuspectKind::Endpoint, spike_fixture::BURST_ENDPOINT),
+        "{first:#?}"
+    );
+    let rate = first
+        .evidence
+        .get("rate_per_s")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    let base = first
+        .evidence
+        .get("baseline_rate_per_s")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(f64::MAX);
     assert!(rate > 20.0 * base, "rate {rate}/s against {base}/s");
     assert_detected(&found, Signal::Concurrency, Some("web-1"));
 }
@@ -145,7 +247,16 @@ fn another_project_sees_nothing_of_the_spike() {
     assert!(r.suspects.is_empty() && r.hosts.is_empty(), "{r:#?}");
     assert_eq!(r.totals.requests, 0.0);
     let range = Window::new(DEFAULT_START, DEFAULT_START + 900 * SECOND).unwrap();
-    assert!(spikes::find(&reader, &Scope::Project("blog".into()), range, &Detection::default()).unwrap().is_empty());
+    assert!(
+        spikes::find(
+            &reader,
+            &Scope::Project("blog".into()),
+            range,
+            &Detection::default()
+        )
+        .unwrap()
+        .is_empty()
+    );
     drop(reader);
     rt.block_on(store.shutdown()).unwrap();
 }
@@ -162,28 +273,50 @@ fn drill_down_shows_who_blocked_a_request_and_draws_its_flame_graph() {
         limit: Some(5),
         ..Default::default()
     };
-    let list = processor::analysis::request::list(&reader, &scope, known_frame().window, &filter).unwrap();
+    let list =
+        processor::analysis::request::list(&reader, &scope, known_frame().window, &filter).unwrap();
     assert!(!list.is_empty(), "no slow checkout in the spike");
     let id = list[0]["correlation_id"].as_str().unwrap().to_owned();
     let started = std::time::Instant::now();
     let d = processor::analysis::request::detail(&reader, &scope, &id).unwrap();
     eprintln!("drill-down took {:?}", started.elapsed());
     assert!(d.sql.iter().any(|s| s.duration_ms > 1000.0), "{:#?}", d.sql);
-    let blockers: Vec<_> = d.activity.iter().flat_map(|a| a.blocked_by.iter()).collect();
+    let blockers: Vec<_> = d
+        .activity
+        .iter()
+        .flat_map(|a| a.blocked_by.iter())
+        .collect();
     assert!(!blockers.is_empty(), "no blocker in {:#?}", d.activity);
     // Directly or through the first waiter, the chain ends at the recount request.
     let top = processor::analysis::report::report(&reader, &scope, &known_frame()).unwrap();
-    assert_eq!(top.suspects[0].evidence["blocker_url"], spike_fixture::LOCK_BLOCKER_URL);
-    assert!(d.profile.calls.iter().any(|c| c.function == "PDOStatement::execute" && c.exclusive_ms > 1000.0));
+    assert_eq!(
+        top.suspects[0].evidence["blocker_url"],
+        spike_fixture::LOCK_BLOCKER_URL
+    );
+    assert!(
+        d.profile
+            .calls
+            .iter()
+            .any(|c| c.function == "PDOStatement::execute" && c.exclusive_ms > 1000.0)
+    );
     let svg = processor::analysis::request::flame_graph_svg(&d).unwrap();
-    assert!(svg.contains("<svg") && svg.contains("PDOStatement::execute"), "{}", &svg[..200.min(svg.len())]);
+    assert!(
+        svg.contains("<svg") && svg.contains("PDOStatement::execute"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
     // Its record id opens the same request.
     let record_id = d.request["id"].as_str().unwrap().to_owned();
     assert_ne!(record_id, id);
     let by_record = processor::analysis::request::detail(&reader, &scope, &record_id).unwrap();
-    assert_eq!((by_record.correlation_id.as_str(), by_record.sql.len()), (id.as_str(), d.sql.len()));
+    assert_eq!(
+        (by_record.correlation_id.as_str(), by_record.sql.len()),
+        (id.as_str(), d.sql.len())
+    );
     // The other project cannot open it.
-    assert!(processor::analysis::request::detail(&reader, &Scope::Project("blog".into()), &id).is_err());
+    assert!(
+        processor::analysis::request::detail(&reader, &Scope::Project("blog".into()), &id).is_err()
+    );
     drop(reader);
     rt.block_on(store.shutdown()).unwrap();
 }
@@ -196,9 +329,17 @@ fn sql_runner_reads_the_store_and_nothing_else() {
     rt.block_on(store.shutdown()).unwrap();
     drop(store);
     let file = StoreFile::open_read_only(&path).expect("store opens read-only");
-    let limits = sql::SqlLimits { timeout: std::time::Duration::from_secs(2), max_rows: 5 };
+    let limits = sql::SqlLimits {
+        timeout: std::time::Duration::from_secs(2),
+        max_rows: 5,
+    };
 
-    let r = sql::run(&file, "SELECT route, count(*) AS n FROM requests GROUP BY route ORDER BY n DESC;", limits).unwrap();
+    let r = sql::run(
+        &file,
+        "SELECT route, count(*) AS n FROM requests GROUP BY route ORDER BY n DESC;",
+        limits,
+    )
+    .unwrap();
     assert_eq!(r.columns, vec!["route", "n"]);
     assert_eq!(r.rows[0][0].as_deref(), Some("stock-status"));
     let r = sql::run(&file, "SELECT * FROM range(100)", limits).unwrap();
@@ -210,10 +351,16 @@ fn sql_runner_reads_the_store_and_nothing_else() {
         "CREATE TABLE x (a INT)".to_owned(),
         "DROP TABLE main.cursors".to_owned(),
         "INSERT INTO cursors VALUES ('x', 1, now())".to_owned(),
-        format!("COPY requests TO '{}'", dir.path().join("out.csv").display()),
+        format!(
+            "COPY requests TO '{}'",
+            dir.path().join("out.csv").display()
+        ),
         format!("SELECT * FROM read_csv('{}')", secret.display()),
         format!("SELECT * FROM '{}'", secret.display()),
-        format!("ATTACH '{}' AS other", dir.path().join("other.duckdb").display()),
+        format!(
+            "ATTACH '{}' AS other",
+            dir.path().join("other.duckdb").display()
+        ),
         "SELECT 1; SELECT 2".to_owned(),
         "INSTALL httpfs".to_owned(),
         "SET enable_external_access = true".to_owned(),
@@ -221,13 +368,20 @@ fn sql_runner_reads_the_store_and_nothing_else() {
     ];
     for q in &refused {
         let e = sql::run(&file, q, limits).expect_err(q);
-        assert!(matches!(e, processor::analysis::AnalysisError::Refused(_)), "{q}: {e}");
+        assert!(
+            matches!(e, processor::analysis::AnalysisError::Refused(_)),
+            "{q}: {e}"
+        );
     }
     assert!(!dir.path().join("out.csv").exists() && !dir.path().join("other.duckdb").exists());
 
     let started = std::time::Instant::now();
-    let e = sql::run(&file, "SELECT count(*) FROM range(1000000000000) a", limits).expect_err("a huge query times out");
-    assert!(matches!(e, processor::analysis::AnalysisError::Timeout(2)), "{e}");
+    let e = sql::run(&file, "SELECT count(*) FROM range(1000000000000) a", limits)
+        .expect_err("a huge query times out");
+    assert!(
+        matches!(e, processor::analysis::AnalysisError::Timeout(2)),
+        "{e}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 
     // The report reads the same file without a processor.
@@ -242,9 +396,14 @@ fn committed_fixture_matches_the_generator() {
         let name = spike_fixture::RECORDED;
         for (file, text) in spike_fixture::generate(name, DEFAULT_START) {
             let path = root.join(name).join(&file);
-            let committed = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {e} (run the spike_fixture example)", path.display()));
-            assert!(committed == text, "{} differs from the generator's output; run the spike_fixture example", path.display());
+            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!("{}: {e} (run the spike_fixture example)", path.display())
+            });
+            assert!(
+                committed == text,
+                "{} differs from the generator's output; run the spike_fixture example",
+                path.display()
+            );
         }
     }
 }
@@ -253,5 +412,8 @@ fn committed_fixture_matches_the_generator() {
 /// binary reused from another clone with the same target folder would keep
 /// that clone's folder in `env!`.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

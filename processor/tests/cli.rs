@@ -8,23 +8,52 @@ fn processor() -> Command {
 
 #[test]
 fn check_config_accepts_the_example_and_names_the_problem_in_a_bad_file() {
-    let example = &manifest_dir().join("processor.example.toml").display().to_string();
-    let out = processor().args(["--config", example.as_str(), "--check-config"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let example = &manifest_dir()
+        .join("processor.example.toml")
+        .display()
+        .to_string();
+    let out = processor()
+        .args(["--config", example.as_str(), "--check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("is good: http 127.0.0.1:8443, udp 127.0.0.1:8444"), "{stdout}");
+    assert!(
+        stdout.contains("is good: http 127.0.0.1:8443, udp 127.0.0.1:8444"),
+        "{stdout}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[retention]\ndays = 0\n").unwrap();
-    let out = processor().arg("--config").arg(&bad).arg("--check-config").output().unwrap();
+    let out = processor()
+        .arg("--config")
+        .arg(&bad)
+        .arg("--check-config")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim(), format!("processor: config {}: retention.days must be at least 1", bad.display()));
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "processor: config {}: retention.days must be at least 1",
+            bad.display()
+        )
+    );
 
-    let out = processor().args(["--config", "/nonexistent/p.toml", "--check-config"]).output().unwrap();
+    let out = processor()
+        .args(["--config", "/nonexistent/p.toml", "--check-config"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/p.toml"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read config /nonexistent/p.toml")
+    );
 }
 
 #[test]
@@ -32,7 +61,10 @@ fn help_and_version_print_and_exit_zero() {
     let out = processor().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("--check-config") && help.contains("serve"), "{help}");
+    assert!(
+        help.contains("--check-config") && help.contains("serve"),
+        "{help}"
+    );
     let out = processor().arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("processor "));
@@ -40,15 +72,25 @@ fn help_and_version_print_and_exit_zero() {
 
 #[test]
 fn tokens_from_the_environment_replace_the_files_and_bad_ones_are_named() {
-    let example = &manifest_dir().join("processor.example.toml").display().to_string();
+    let example = &manifest_dir()
+        .join("processor.example.toml")
+        .display()
+        .to_string();
     let out = processor()
         .args(["--config", example.as_str(), "--check-config"])
-        .env("BITVILLE_PROCESSOR_TOKENS", "shop=env-token-0123456789,blog=env-token-abcdefghij")
+        .env(
+            "BITVILLE_PROCESSOR_TOKENS",
+            "shop=env-token-0123456789,blog=env-token-abcdefghij",
+        )
         .env("BITVILLE_PROCESSOR_ADMIN_TOKENS", "admin-token-0123456789")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("2 token(s), 1 admin token(s)"), "{stdout}");
 
     let out = processor()
@@ -58,8 +100,14 @@ fn tokens_from_the_environment_replace_the_files_and_bad_ones_are_named() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("BITVILLE_PROCESSOR_TOKENS: \"shop...\" is not project=token"), "{stderr}");
-    assert!(!stderr.contains("env-token-0123456789"), "a malformed secret is echoed: {stderr}");
+    assert!(
+        stderr.contains("BITVILLE_PROCESSOR_TOKENS: \"shop...\" is not project=token"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("env-token-0123456789"),
+        "a malformed secret is echoed: {stderr}"
+    );
 }
 
 /// The README's first command, on the recorded lock-contention spike: it
@@ -71,12 +119,27 @@ fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("demo.toml");
     std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let out = processor().arg("--config").arg(&config).args(["demo", "--exit"]).output().unwrap();
+    let out = processor()
+        .arg("--config")
+        .arg(&config)
+        .args(["demo", "--exit"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(" 0 duplicates"), "{stdout}");
-    let detected = stdout.split("Detected spikes").nth(1).expect("a spike list");
-    assert!(!detected.contains("(no spikes)") && detected.contains("2026-11-27T10:"), "{stdout}");
+    let detected = stdout
+        .split("Detected spikes")
+        .nth(1)
+        .expect("a spike list");
+    assert!(
+        !detected.contains("(no spikes)") && detected.contains("2026-11-27T10:"),
+        "{stdout}"
+    );
     let ranked = stdout.split("\n#1 ").nth(1).expect("a first suspect");
     assert!(ranked.starts_with("lock "), "{stdout}");
     assert!(ranked.contains("/admin/stock/recount?sku=A-77"), "{stdout}");
@@ -101,14 +164,40 @@ fn check_config_lists_every_problem_it_finds_without_starting() {
         ),
     )
     .unwrap();
-    let out = processor().arg("--config").arg(&config).arg("--check-config").output().unwrap();
+    let out = processor()
+        .arg("--config")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("store.path ") && l.ends_with("is not a folder")), "{stderr}");
-    assert!(lines.iter().any(|l| l.starts_with("gelf.outputs[0] (graylog): Graylog at ") && l.contains("not reachable")), "{stderr}");
-    assert!(lines.iter().any(|l| l.starts_with("warning: server.listen 0.0.0.0:8443: plain HTTP")), "{stderr}");
-    assert!(lines.iter().any(|l| l.starts_with("warning: tokens: none configured")), "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("store.path ") && l.ends_with("is not a folder")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("gelf.outputs[0] (graylog): Graylog at ")
+                && l.contains("not reachable")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("warning: server.listen 0.0.0.0:8443: plain HTTP")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("warning: tokens: none configured")),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
 }
 
@@ -116,5 +205,8 @@ fn check_config_lists_every_problem_it_finds_without_starting() {
 /// binary reused from another clone with the same target folder would keep
 /// that clone's folder in `env!`.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

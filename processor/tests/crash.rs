@@ -33,9 +33,17 @@ impl Bin {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
-            let line = lines.next().expect("processor printed its address").expect("stdout readable");
+            let line = lines
+                .next()
+                .expect("processor printed its address")
+                .expect("stdout readable");
             if let Some(rest) = line.strip_prefix("processor: http on ") {
-                break rest.split_whitespace().next().unwrap().parse().expect("address");
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("address");
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -47,9 +55,18 @@ impl Bin {
 fn batch(n: usize) -> (Vec<String>, Vec<u8>) {
     let now = now_micros();
     let records: Vec<_> = (0..n)
-        .map(|i| if i % 2 == 0 { pg_activity(&new_id(), now, "shop") } else { host_metrics(&new_id(), now, "shop") })
+        .map(|i| {
+            if i % 2 == 0 {
+                pg_activity(&new_id(), now, "shop")
+            } else {
+                host_metrics(&new_id(), now, "shop")
+            }
+        })
         .collect();
-    let ids = records.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    let ids = records
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
     (ids, ndjson(&records))
 }
 
@@ -98,7 +115,10 @@ fn sigkill_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
         for s in senders {
             s.join().expect("sender thread");
         }
-        eprintln!("round {round}: {} records acknowledged so far", acked.lock().unwrap().len());
+        eprintln!(
+            "round {round}: {} records acknowledged so far",
+            acked.lock().unwrap().len()
+        );
     }
 
     // Restart: the file opens as it is, and every acknowledged batch sent
@@ -107,10 +127,19 @@ fn sigkill_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
     let mut c = Client::new(bin.addr);
     assert_eq!(c.get("/readyz").status, 200);
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 1000, "too few acknowledged records ({}) to mean anything", acked.len());
+    assert!(
+        acked.len() >= 1000,
+        "too few acknowledged records ({}) to mean anything",
+        acked.len()
+    );
     for (_, body) in acked.iter().filter(|(_, b)| !b.is_empty()) {
         let r = c.post_ndjson(TOKEN, body, false);
-        assert_eq!(r.json()["accepted"], 0, "an acknowledged record was missing: {}", r.text());
+        assert_eq!(
+            r.json()["accepted"],
+            0,
+            "an acknowledged record was missing: {}",
+            r.text()
+        );
         assert_eq!(r.json()["duplicates"], 500);
     }
     // SIGTERM: drains and checkpoints, exit status 0.
@@ -119,11 +148,15 @@ fn sigkill_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
     assert!(status.success(), "SIGTERM exit: {status:?}");
 
     let started = Instant::now();
-    let store = processor::store::Store::open(&processor::store::StoreConfig::at(&dir.path().join("store.duckdb")))
-        .expect("store opens after the kills");
+    let store = processor::store::Store::open(&processor::store::StoreConfig::at(
+        &dir.path().join("store.duckdb"),
+    ))
+    .expect("store opens after the kills");
     let reader = store.reader().unwrap();
     let total = reader.query_i64("SELECT count(*) FROM records").unwrap();
-    let distinct = reader.query_i64("SELECT count(DISTINCT id) FROM records").unwrap();
+    let distinct = reader
+        .query_i64("SELECT count(DISTINCT id) FROM records")
+        .unwrap();
     assert_eq!(total, distinct, "a record was stored twice");
     let stored: HashSet<String> = reader
         .query_strings("SELECT id FROM records")
@@ -133,12 +166,22 @@ fn sigkill_during_ingest_loses_no_acknowledged_record_and_stores_none_twice() {
         .collect();
     let missing = acked.iter().filter(|(id, _)| !stored.contains(id)).count();
     assert_eq!(missing, 0, "{missing} acknowledged records are missing");
-    let seqs = reader.query_i64("SELECT count(DISTINCT seq) FROM records").unwrap();
+    let seqs = reader
+        .query_i64("SELECT count(DISTINCT seq) FROM records")
+        .unwrap();
     assert_eq!(seqs, total, "seq is unique per record");
-    eprintln!("{} acknowledged, {total} stored, checked in {:?}", acked.len(), started.elapsed());
+    eprintln!(
+        "{} acknowledged, {total} stored, checked in {:?}",
+        acked.len(),
+        started.elapsed()
+    );
 }
 
 fn sigterm(pid: u32) {
-    let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill runs");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
     assert!(status.success());
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use processor::gelf::Forwarder;
 use processor::gelf::config::{EventKind, GelfConfig, OutputConfig, ProjectConfig, TransportKind};
 use processor::gelf::forwarder::cursor_name;
 use processor::gelf::receiver::{Addrs, Received, Receiver};
-use processor::gelf::Forwarder;
 use processor::store::{Store, StoreConfig};
 use serde_json::Value;
 
@@ -45,7 +45,8 @@ async fn store_records(store: &Store, records: &[Value]) {
     let prepared = records
         .iter()
         .map(|r| {
-            let kind = bitville_schemas::validate(r).unwrap_or_else(|e| panic!("fixture record: {e}"));
+            let kind =
+                bitville_schemas::validate(r).unwrap_or_else(|e| panic!("fixture record: {e}"));
             processor::flatten::prepare(kind, r, &r.to_string(), now).unwrap()
         })
         .collect();
@@ -69,13 +70,23 @@ fn config(outputs: Vec<OutputConfig>) -> GelfConfig {
 }
 
 fn output(name: &str, transport: TransportKind, address: String) -> OutputConfig {
-    OutputConfig { name: name.into(), transport, address, timeout_s: 5, ..OutputConfig::default() }
+    OutputConfig {
+        name: name.into(),
+        transport,
+        address,
+        timeout_s: 5,
+        ..OutputConfig::default()
+    }
 }
 
 fn outputs(a: Addrs, udp: bool) -> Vec<OutputConfig> {
     let mut v = vec![
         output("tcp", TransportKind::Tcp, a.tcp.to_string()),
-        output("http", TransportKind::Http, format!("http://{}/gelf", a.http)),
+        output(
+            "http",
+            TransportKind::Http,
+            format!("http://{}/gelf", a.http),
+        ),
     ];
     if udp {
         v.push(output("udp", TransportKind::Udp, a.udp.to_string()));
@@ -90,7 +101,11 @@ fn key(m: &Value) -> String {
         _ => m.get("_correlation_id"),
     };
     let id = id.and_then(Value::as_str).unwrap_or("?");
-    format!("{id}/{}/{}", m["_event"].as_str().unwrap_or("?"), m["_sql_idx"])
+    format!(
+        "{id}/{}/{}",
+        m["_event"].as_str().unwrap_or("?"),
+        m["_sql_idx"]
+    )
 }
 
 fn by_transport(got: &[Received]) -> BTreeMap<&'static str, Vec<String>> {
@@ -126,7 +141,9 @@ fn expected(records: &[Value]) -> BTreeSet<String> {
 async fn forwards_each_kind_once_and_resumes_from_its_cursor() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    let rx = Receiver::start(Addrs::loopback(), None, true).await.unwrap();
+    let rx = Receiver::start(Addrs::loopback(), None, true)
+        .await
+        .unwrap();
     let mut load = record("host_metrics.json", "shop");
     load["ts"] = "2026-11-27T11:47:40.000000Z".into();
     let mut records = vec![load];
@@ -143,30 +160,59 @@ async fn forwards_each_kind_once_and_resumes_from_its_cursor() {
     let want = expected(&records);
 
     let mut cfg = config(outputs(rx.addrs(), true));
-    cfg.projects.insert("quiet".into(), ProjectConfig { kinds: vec![EventKind::PgLog] });
+    cfg.projects.insert(
+        "quiet".into(),
+        ProjectConfig {
+            kinds: vec![EventKind::PgLog],
+        },
+    );
     let forwarder = Forwarder::start(store.clone(), cfg.clone()).await.unwrap();
     let n = want.len() as u64;
-    assert!(rx.wait_for(3 * n, Duration::from_secs(30)).await, "got {} of {}", rx.count(), 3 * n);
+    assert!(
+        rx.wait_for(3 * n, Duration::from_secs(30)).await,
+        "got {} of {}",
+        rx.count(),
+        3 * n
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(rx.violations().is_empty(), "{:?}", rx.violations());
     let got = rx.messages();
     for (transport, keys) in by_transport(&got) {
-        assert_eq!(keys.iter().cloned().collect::<BTreeSet<_>>(), want, "{transport}");
+        assert_eq!(
+            keys.iter().cloned().collect::<BTreeSet<_>>(),
+            want,
+            "{transport}"
+        );
         assert_eq!(keys.len(), want.len(), "{transport}: each message once");
     }
-    let sent_request = got.iter().find(|r| r.message["_event"] == "request").unwrap();
-    assert_eq!(sent_request.message["_host_load1"], 187.4, "load of the host sample before the request");
+    let sent_request = got
+        .iter()
+        .find(|r| r.message["_event"] == "request")
+        .unwrap();
+    assert_eq!(
+        sent_request.message["_host_load1"], 187.4,
+        "load of the host sample before the request"
+    );
     for m in forwarder.metrics() {
         assert_eq!(m.sent.load(Ordering::Relaxed), n, "{} sent", m.name);
         assert_eq!(m.lag.load(Ordering::Relaxed), 0, "{} lag", m.name);
     }
     let mut text = String::new();
     processor::gelf::metrics::render(forwarder.metrics(), &mut text);
-    assert!(text.contains(&format!("bitville_gelf_messages_total{{output=\"tcp\",transport=\"tcp\",outcome=\"sent\"}} {n}")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "bitville_gelf_messages_total{{output=\"tcp\",transport=\"tcp\",outcome=\"sent\"}} {n}"
+        )),
+        "{text}"
+    );
     forwarder.stop().await;
     let reader = store.reader().unwrap();
     let max = reader.query_i64("SELECT max(seq) FROM records").unwrap();
-    assert_eq!(reader.cursor(&cursor_name("tcp")).unwrap(), max, "cursor saved at the last record");
+    assert_eq!(
+        reader.cursor(&cursor_name("tcp")).unwrap(),
+        max,
+        "cursor saved at the last record"
+    );
 
     // A new forwarder on the same store starts after the saved cursor.
     let more: Vec<Value> = (0..3).map(|_| request("shop")).collect();
@@ -182,30 +228,51 @@ async fn forwards_each_kind_once_and_resumes_from_its_cursor() {
         metric: "load1".into(),
         peak_value: 48.0,
         baseline_value: 2.0,
-        suspects: vec![processor::gelf::Suspect { kind: "sql".into(), name: "UPDATE stock".into(), score_s: 90.0, evidence: "seq scan".into() }],
+        suspects: vec![processor::gelf::Suspect {
+            kind: "sql".into(),
+            name: "UPDATE stock".into(),
+            score_s: 90.0,
+            evidence: "seq scan".into(),
+        }],
     });
     let more_n = expected(&more).len() as u64 + 1;
     assert!(rx.wait_for(3 * (n + more_n), Duration::from_secs(30)).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     forwarder.stop().await;
     let got = rx.stop().await;
-    assert_eq!(got.len() as u64, 3 * (n + more_n), "nothing sent twice after the restart");
-    assert_eq!(got.iter().filter(|r| r.message["_event"] == "spike").count(), 3);
+    assert_eq!(
+        got.len() as u64,
+        3 * (n + more_n),
+        "nothing sent twice after the restart"
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.message["_event"] == "spike")
+            .count(),
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catches_up_after_an_outage_over_tcp_and_http() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    let rx = Receiver::start(Addrs::loopback(), None, true).await.unwrap();
+    let rx = Receiver::start(Addrs::loopback(), None, true)
+        .await
+        .unwrap();
     let addrs = rx.addrs();
-    let forwarder = Forwarder::start(store.clone(), config(outputs(addrs, false))).await.unwrap();
+    let forwarder = Forwarder::start(store.clone(), config(outputs(addrs, false)))
+        .await
+        .unwrap();
     let mut all = Vec::new();
 
     let batch: Vec<Value> = (0..20).map(|_| request("shop")).collect();
     store_records(&store, &batch).await;
     all.extend(batch);
-    assert!(rx.wait_for(2 * expected(&all).len() as u64, Duration::from_secs(30)).await);
+    assert!(
+        rx.wait_for(2 * expected(&all).len() as u64, Duration::from_secs(30))
+            .await
+    );
     let mut got = rx.stop().await;
 
     // Graylog is away: ingest goes on, the forwarder fails and retries.
@@ -240,11 +307,18 @@ async fn catches_up_after_an_outage_over_tcp_and_http() {
     loop {
         let now: Vec<Received> = got.iter().cloned().chain(rx.messages()).collect();
         let map = by_transport(&now);
-        let complete = ["tcp", "http"].iter().all(|t| map.get(t).is_some_and(|k| k.iter().cloned().collect::<BTreeSet<_>>() == want));
+        let complete = ["tcp", "http"].iter().all(|t| {
+            map.get(t)
+                .is_some_and(|k| k.iter().cloned().collect::<BTreeSet<_>>() == want)
+        });
         if complete {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not caught up: {:?}", map.iter().map(|(t, k)| (t, k.len())).collect::<Vec<_>>());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not caught up: {:?}",
+            map.iter().map(|(t, k)| (t, k.len())).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     forwarder.stop().await;
@@ -253,7 +327,11 @@ async fn catches_up_after_an_outage_over_tcp_and_http() {
     for (transport, keys) in by_transport(&got) {
         let unique: BTreeSet<_> = keys.iter().cloned().collect();
         assert_eq!(unique, want, "{transport}: every message after dedupe");
-        println!("{transport}: {} messages, {} after dedupe", keys.len(), unique.len());
+        println!(
+            "{transport}: {} messages, {} after dedupe",
+            keys.len(),
+            unique.len()
+        );
     }
 }
 
@@ -268,12 +346,17 @@ fn spike_records() -> Vec<Value> {
         let at = t0 + i * 10_000_000;
         let mut m = record("host_metrics.json", "shop");
         m["ts"] = bitville_schemas::format_micros(at).into();
-        m["load1"] = Value::from(if (40 * minute..43 * minute).contains(&(at - t0)) { 30.0 } else { 1.0 });
+        m["load1"] = Value::from(if (40 * minute..43 * minute).contains(&(at - t0)) {
+            30.0
+        } else {
+            1.0
+        });
         records.push(m);
     }
     for i in 0..20 {
         let mut r = request("shop");
-        r["ts"] = bitville_schemas::format_micros(t0 + 40 * minute + 5_000_000 + i * 8_000_000).into();
+        r["ts"] =
+            bitville_schemas::format_micros(t0 + 40 * minute + 5_000_000 + i * 8_000_000).into();
         records.push(r);
     }
     records
@@ -284,17 +367,28 @@ fn spike_records() -> Vec<Value> {
 async fn sends_each_settled_spike_once_with_its_suspects() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    let rx = Receiver::start(Addrs::loopback(), None, true).await.unwrap();
+    let rx = Receiver::start(Addrs::loopback(), None, true)
+        .await
+        .unwrap();
     store_records(&store, &spike_records()).await;
     let mut cfg = config(outputs(rx.addrs(), false));
     cfg.kinds = vec![EventKind::Spike];
     cfg.spike_interval_s = 1;
-    let load_spikes = |got: &[Received]| got.iter().filter(|r| r.message["_metric"] == "load1").cloned().collect::<Vec<_>>();
+    let load_spikes = |got: &[Received]| {
+        got.iter()
+            .filter(|r| r.message["_metric"] == "load1")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
 
     let forwarder = Forwarder::start(store.clone(), cfg.clone()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while load_spikes(&rx.messages()).len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "no load spike on both outputs: {:?}", rx.messages());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no load spike on both outputs: {:?}",
+            rx.messages()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A few more looks must not send it again.
@@ -308,8 +402,14 @@ async fn sends_each_settled_spike_once_with_its_suspects() {
     assert_eq!(m["_project"], "shop");
     assert_eq!(m["host"], "web-1");
     assert_eq!(m["_peak_value"], 30.0);
-    assert!(m["_suspect1"].as_str().is_some_and(|s| !s.is_empty()), "a spike with slow requests in it has suspects: {m}");
-    assert!(m["full_message"].as_str().unwrap().contains("Suspects"), "{m}");
+    assert!(
+        m["_suspect1"].as_str().is_some_and(|s| !s.is_empty()),
+        "a spike with slow requests in it has suspects: {m}"
+    );
+    assert!(
+        m["full_message"].as_str().unwrap().contains("Suspects"),
+        "{m}"
+    );
     assert!(rx.violations().is_empty(), "{:?}", rx.violations());
 
     // After a restart the saved spike cursor keeps it from going out again.
@@ -317,7 +417,12 @@ async fn sends_each_settled_spike_once_with_its_suspects() {
     let forwarder = Forwarder::start(store.clone(), cfg).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     forwarder.stop().await;
-    assert_eq!(rx.count(), count, "spikes sent again after a restart: {:?}", &rx.messages()[count as usize..]);
+    assert_eq!(
+        rx.count(),
+        count,
+        "spikes sent again after a restart: {:?}",
+        &rx.messages()[count as usize..]
+    );
     rx.stop().await;
 }
 
@@ -325,5 +430,8 @@ async fn sends_each_settled_spike_once_with_its_suspects() {
 /// binary reused from another clone with the same target folder would keep
 /// that clone's folder in `env!`.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

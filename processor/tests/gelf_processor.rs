@@ -73,17 +73,26 @@ fn expected(requests: &[Value]) -> BTreeSet<String> {
 fn keys(got: &[Received], transport: &str) -> BTreeSet<String> {
     got.iter()
         .filter(|r| r.transport == transport)
-        .map(|r| format!("{}/{}", r.message["_correlation_id"].as_str().unwrap_or("?"), r.message["_event"].as_str().unwrap_or("?")))
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r.message["_correlation_id"].as_str().unwrap_or("?"),
+                r.message["_event"].as_str().unwrap_or("?")
+            )
+        })
         .collect()
 }
 
 /// The value of one `/metrics` line, such as `bitville_gelf_lag_records{output="graylog-tcp"}`.
 fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 fn outcome(output: &str, transport: &str, outcome: &str) -> String {
-    format!("bitville_gelf_messages_total{{output=\"{output}\",transport=\"{transport}\",outcome=\"{outcome}\"}}")
+    format!(
+        "bitville_gelf_messages_total{{output=\"{output}\",transport=\"{transport}\",outcome=\"{outcome}\"}}"
+    )
 }
 
 fn lag(output: &str) -> String {
@@ -113,13 +122,21 @@ fn post(client: &mut Client, records: &[Value]) -> Duration {
 }
 
 #[test]
-fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_graylog_and_catches_up() {
+fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_graylog_and_catches_up()
+ {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let rx = rt.block_on(Receiver::start(Addrs::loopback(), None, true)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let rx = rt
+        .block_on(Receiver::start(Addrs::loopback(), None, true))
+        .unwrap();
     let addrs = rx.addrs();
     let text = config_text(dir.path(), addrs);
-    let config = processor::config::Config::parse(&text, std::path::Path::new("gelf.toml")).unwrap();
+    let config =
+        processor::config::Config::parse(&text, std::path::Path::new("gelf.toml")).unwrap();
     assert_eq!(config.gelf.outputs.len(), 3);
     let running = Running::start(config.clone());
     let mut client = running.client();
@@ -128,37 +145,75 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
     let first = vec![slow_request()];
     post(&mut client, &first);
     let want = expected(&first);
-    wait_until(Duration::from_secs(30), "the first request on every transport", || {
-        let got = rx.messages();
-        ["tcp", "http", "udp"].iter().all(|t| keys(&got, t) == want)
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the first request on every transport",
+        || {
+            let got = rx.messages();
+            ["tcp", "http", "udp"].iter().all(|t| keys(&got, t) == want)
+        },
+    );
     let got = rx.messages();
-    let request = got.iter().find(|r| r.transport == "tcp" && r.message["_event"] == "request").unwrap();
+    let request = got
+        .iter()
+        .find(|r| r.transport == "tcp" && r.message["_event"] == "request")
+        .unwrap();
     let m = &request.message;
-    assert_eq!(m["short_message"], "POST /checkout?coupon=[REDACTED]&step=2 1835 ms 200");
+    assert_eq!(
+        m["short_message"],
+        "POST /checkout?coupon=[REDACTED]&step=2 1835 ms 200"
+    );
     assert_eq!(m["_project"], "shop");
     assert_eq!(m["_route"], "checkout-submit");
-    assert!(m["full_message"].as_str().unwrap().contains("UPDATE stock"), "{m}");
+    assert!(
+        m["full_message"].as_str().unwrap().contains("UPDATE stock"),
+        "{m}"
+    );
     assert!(rx.violations().is_empty(), "{:?}", rx.violations());
     let metrics = client.get("/metrics").text();
-    for (output, transport) in [("graylog-tcp", "tcp"), ("graylog-http", "http"), ("graylog-udp", "udp")] {
-        assert_eq!(metric(&metrics, &outcome(output, transport, "sent")), Some(2.0), "{output}: {metrics}");
-        assert_eq!(metric(&metrics, &lag(output)), Some(0.0), "{output}: {metrics}");
+    for (output, transport) in [
+        ("graylog-tcp", "tcp"),
+        ("graylog-http", "http"),
+        ("graylog-udp", "udp"),
+    ] {
+        assert_eq!(
+            metric(&metrics, &outcome(output, transport, "sent")),
+            Some(2.0),
+            "{output}: {metrics}"
+        );
+        assert_eq!(
+            metric(&metrics, &lag(output)),
+            Some(0.0),
+            "{output}: {metrics}"
+        );
     }
 
     // Graylog goes away. Ingest must not notice; the forwarder fails, retries, and falls behind.
     let before_outage = rt.block_on(rx.stop());
     let during: Vec<Value> = (0..5).map(|_| slow_request()).collect();
     let slowest = post(&mut client, &during);
-    assert!(slowest < Duration::from_secs(5), "ingest waited {slowest:?} while the receiver was away");
-    wait_until(Duration::from_secs(30), "failures and lag on /metrics during the outage", || {
-        let text = client.get("/metrics").text();
-        let udp_handled = ["sent", "dropped"].iter().filter_map(|o| metric(&text, &outcome("graylog-udp", "udp", o))).sum::<f64>();
-        udp_handled >= 12.0
-            && [("graylog-tcp", "tcp"), ("graylog-http", "http")].iter().all(|(o, t)| {
-                metric(&text, &outcome(o, t, "failed")).is_some_and(|n| n > 0.0) && metric(&text, &lag(o)).is_some_and(|n| n > 0.0)
-            })
-    });
+    assert!(
+        slowest < Duration::from_secs(5),
+        "ingest waited {slowest:?} while the receiver was away"
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "failures and lag on /metrics during the outage",
+        || {
+            let text = client.get("/metrics").text();
+            let udp_handled = ["sent", "dropped"]
+                .iter()
+                .filter_map(|o| metric(&text, &outcome("graylog-udp", "udp", o)))
+                .sum::<f64>();
+            udp_handled >= 12.0
+                && [("graylog-tcp", "tcp"), ("graylog-http", "http")]
+                    .iter()
+                    .all(|(o, t)| {
+                        metric(&text, &outcome(o, t, "failed")).is_some_and(|n| n > 0.0)
+                            && metric(&text, &lag(o)).is_some_and(|n| n > 0.0)
+                    })
+        },
+    );
 
     // Back on the same ports: TCP and HTTP catch up with everything, once after dedupe.
     let rx = rt.block_on(Receiver::start(addrs, None, true)).unwrap();
@@ -170,17 +225,26 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
         let got: Vec<Received> = before_outage.iter().cloned().chain(rx.messages()).collect();
         keys(&got, transport)
     };
-    wait_until(Duration::from_secs(60), "TCP and HTTP caught up after the outage", || {
-        delivered("tcp") == want_all && delivered("http") == want_all
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "TCP and HTTP caught up after the outage",
+        || delivered("tcp") == want_all && delivered("http") == want_all,
+    );
     // UDP is best effort: what went out during the outage is lost, not sent again.
-    wait_until(Duration::from_secs(30), "UDP carries the requests after the outage", || {
-        expected(&after).is_subset(&delivered("udp"))
-    });
-    assert!(expected(&during).is_disjoint(&delivered("udp")), "UDP resent messages of the outage");
+    wait_until(
+        Duration::from_secs(30),
+        "UDP carries the requests after the outage",
+        || expected(&after).is_subset(&delivered("udp")),
+    );
+    assert!(
+        expected(&during).is_disjoint(&delivered("udp")),
+        "UDP resent messages of the outage"
+    );
     wait_until(Duration::from_secs(10), "lag back to 0", || {
         let text = client.get("/metrics").text();
-        ["graylog-tcp", "graylog-http", "graylog-udp"].iter().all(|o| metric(&text, &lag(o)) == Some(0.0))
+        ["graylog-tcp", "graylog-http", "graylog-udp"]
+            .iter()
+            .all(|o| metric(&text, &lag(o)) == Some(0.0))
     });
     running.stop();
     assert!(rx.violations().is_empty(), "{:?}", rx.violations());
@@ -190,15 +254,29 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
     let running = Running::start(config);
     let mut client = running.client();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(rx.count(), count, "a restarted processor sent stored messages again");
+    assert_eq!(
+        rx.count(),
+        count,
+        "a restarted processor sent stored messages again"
+    );
     let metrics = client.get("/metrics").text();
-    assert_eq!(metric(&metrics, &outcome("graylog-tcp", "tcp", "sent")), Some(0.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, &outcome("graylog-tcp", "tcp", "sent")),
+        Some(0.0),
+        "{metrics}"
+    );
     let last = vec![slow_request()];
     post(&mut client, &last);
-    wait_until(Duration::from_secs(30), "a request stored after the restart", || {
-        let got = rx.messages();
-        ["tcp", "http"].iter().all(|t| expected(&last).is_subset(&keys(&got, t)))
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "a request stored after the restart",
+        || {
+            let got = rx.messages();
+            ["tcp", "http"]
+                .iter()
+                .all(|t| expected(&last).is_subset(&keys(&got, t)))
+        },
+    );
     running.stop();
     rt.block_on(rx.stop());
 }
@@ -207,5 +285,8 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
 /// binary reused from another clone with the same target folder would keep
 /// that clone's folder in `env!`.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -15,13 +15,22 @@ fn bad_input_of_every_kind_is_refused_clearly_and_loses_nothing() {
     let mut c = run.client();
     let now = now_micros();
 
-    let good: Vec<_> = (0..20).map(|i| pg_activity(&new_id(), now - i * 1000, "shop")).collect();
+    let good: Vec<_> = (0..20)
+        .map(|i| pg_activity(&new_id(), now - i * 1000, "shop"))
+        .collect();
     let r = c.post_ndjson(TOKEN, &ndjson(&good), false);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!({"accepted": 20, "duplicates": 0, "rejected": []}));
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 20, "duplicates": 0, "rejected": []})
+    );
     let stored = || run.count("SELECT count(*) FROM records");
     assert_eq!(stored(), 20);
-    assert_eq!(run.count("SELECT count(*) FROM pg_activity"), 60, "three backends per sample");
+    assert_eq!(
+        run.count("SELECT count(*) FROM pg_activity"),
+        60,
+        "three backends per sample"
+    );
 
     let one = ndjson(&[host_metrics(&new_id(), now, "shop")]);
     let gz = gzip(&one);
@@ -38,8 +47,14 @@ fn bad_input_of_every_kind_is_refused_clearly_and_loses_nothing() {
             assert_eq!(r.status, 200, "{}", r.text());
             let v = r.json();
             assert_eq!(v["accepted"], 0, "{v}");
-            let reason = v["rejected"][0]["reason"].as_str().unwrap_or_default().to_owned();
-            assert!(reason.contains(needle), "reason {reason:?} lacks {needle:?}");
+            let reason = v["rejected"][0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                reason.contains(needle),
+                "reason {reason:?} lacks {needle:?}"
+            );
             assert_eq!(v["rejected"][0]["line"], 1);
         })
     };
@@ -60,24 +75,112 @@ fn bad_input_of_every_kind_is_refused_clearly_and_loses_nothing() {
     };
 
     let cases: Vec<(&str, &str, Vec<u8>, bool, Check)> = vec![
-        ("truncated gzip", TOKEN, gz[..gz.len() / 2].to_vec(), true, whole(400, "not valid gzip")),
-        ("gzip bomb", TOKEN, bomb, true, whole(413, "max_decompressed_bytes")),
-        ("invalid UTF-8", TOKEN, b"{\"v\":1,\"kind\":\"\xff\xfe\"}\n".to_vec(), false, line("not valid UTF-8")),
-        ("100 MiB line, plain", TOKEN, huge_line.clone(), false, whole(413, "max_body_bytes")),
-        ("100 MiB line, gzip", TOKEN, gzip(&huge_line), true, line("over max_line_bytes")),
-        ("wrong type", TOKEN, ndjson(&[wrong_type]), false, line("/load1")),
-        ("missing field", TOKEN, ndjson(&[missing]), false, line("load5")),
-        ("unknown kind", TOKEN, ndjson(&[unknown_kind]), false, line("unknown kind \"weather\"")),
-        ("future v", TOKEN, ndjson(&[future_v]), false, line("unsupported schema version 2")),
-        ("wrong token", "no-such-token-0123456789", one.clone(), false, whole(401, "unknown token")),
-        ("another project's record", OTHER_TOKEN, one.clone(), false, line("is not the token's project \"blog\"")),
-        ("empty body", TOKEN, Vec::new(), false, whole(400, "body is empty")),
-        ("blank lines only", TOKEN, b"\n\n  \n".to_vec(), false, whole(400, "body is empty")),
-        ("not JSON", TOKEN, b"hello\n".to_vec(), false, line("not JSON")),
+        (
+            "truncated gzip",
+            TOKEN,
+            gz[..gz.len() / 2].to_vec(),
+            true,
+            whole(400, "not valid gzip"),
+        ),
+        (
+            "gzip bomb",
+            TOKEN,
+            bomb,
+            true,
+            whole(413, "max_decompressed_bytes"),
+        ),
+        (
+            "invalid UTF-8",
+            TOKEN,
+            b"{\"v\":1,\"kind\":\"\xff\xfe\"}\n".to_vec(),
+            false,
+            line("not valid UTF-8"),
+        ),
+        (
+            "100 MiB line, plain",
+            TOKEN,
+            huge_line.clone(),
+            false,
+            whole(413, "max_body_bytes"),
+        ),
+        (
+            "100 MiB line, gzip",
+            TOKEN,
+            gzip(&huge_line),
+            true,
+            line("over max_line_bytes"),
+        ),
+        (
+            "wrong type",
+            TOKEN,
+            ndjson(&[wrong_type]),
+            false,
+            line("/load1"),
+        ),
+        (
+            "missing field",
+            TOKEN,
+            ndjson(&[missing]),
+            false,
+            line("load5"),
+        ),
+        (
+            "unknown kind",
+            TOKEN,
+            ndjson(&[unknown_kind]),
+            false,
+            line("unknown kind \"weather\""),
+        ),
+        (
+            "future v",
+            TOKEN,
+            ndjson(&[future_v]),
+            false,
+            line("unsupported schema version 2"),
+        ),
+        (
+            "wrong token",
+            "no-such-token-0123456789",
+            one.clone(),
+            false,
+            whole(401, "unknown token"),
+        ),
+        (
+            "another project's record",
+            OTHER_TOKEN,
+            one.clone(),
+            false,
+            line("is not the token's project \"blog\""),
+        ),
+        (
+            "empty body",
+            TOKEN,
+            Vec::new(),
+            false,
+            whole(400, "body is empty"),
+        ),
+        (
+            "blank lines only",
+            TOKEN,
+            b"\n\n  \n".to_vec(),
+            false,
+            whole(400, "body is empty"),
+        ),
+        (
+            "not JSON",
+            TOKEN,
+            b"hello\n".to_vec(),
+            false,
+            line("not JSON"),
+        ),
     ];
     for (name, token, body, gz, check) in cases {
         let r = c.post_ndjson(token, &body, gz);
-        eprintln!("{name}: {} {}", r.status, r.text().chars().take(200).collect::<String>());
+        eprintln!(
+            "{name}: {} {}",
+            r.status,
+            r.text().chars().take(200).collect::<String>()
+        );
         check(&r);
         assert_eq!(c.get("/healthz").status, 200, "server down after {name}");
         assert_eq!(stored(), 20, "records changed after {name}");
@@ -88,9 +191,20 @@ fn bad_input_of_every_kind_is_refused_clearly_and_loses_nothing() {
     assert_eq!(r.json()["error"], "missing Authorization: Bearer token");
 
     let metrics = c.get("/metrics").text();
-    assert!(metrics.contains("bitville_records_total{project=\"shop\",kind=\"pg_activity\",outcome=\"accepted\"} 20"), "{metrics}");
-    assert!(metrics.contains("bitville_store_rows{table=\"pg_activity\"} 60"), "{metrics}");
-    assert!(metrics.contains("bitville_ingest_responses_total{status=\"413\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "bitville_records_total{project=\"shop\",kind=\"pg_activity\",outcome=\"accepted\"} 20"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bitville_store_rows{table=\"pg_activity\"} 60"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bitville_ingest_responses_total{status=\"413\"} 2"),
+        "{metrics}"
+    );
     run.stop();
 }
 
@@ -114,7 +228,11 @@ fn mixed_batches_store_the_good_lines_in_every_table() {
     assert_eq!(run.count("SELECT count(*) FROM requests"), 1);
     assert_eq!(run.count("SELECT count(*) FROM request_sql"), 100);
     assert_eq!(run.count("SELECT count(*) FROM request_profile"), 500);
-    assert_eq!(run.count("SELECT count(DISTINCT fingerprint) FROM request_sql"), 1, "literals normalized away");
+    assert_eq!(
+        run.count("SELECT count(DISTINCT fingerprint) FROM request_sql"),
+        1,
+        "literals normalized away"
+    );
     assert_eq!(
         run.count(&format!(
             "SELECT count(*) FROM request_sql s JOIN requests r USING (seq) WHERE r.correlation_id = '{}'",
@@ -122,9 +240,18 @@ fn mixed_batches_store_the_good_lines_in_every_table() {
         )),
         100
     );
-    assert_eq!(run.count("SELECT count(*) FROM pg_activity WHERE correlation_id IS NOT NULL"), 1);
-    assert_eq!(run.count("SELECT count(*) FROM pg_activity WHERE list_contains(blocking_pids, 102)"), 1);
-    assert_eq!(run.count("SELECT count(*) FROM host_metrics WHERE load1 = 3.5"), 1);
+    assert_eq!(
+        run.count("SELECT count(*) FROM pg_activity WHERE correlation_id IS NOT NULL"),
+        1
+    );
+    assert_eq!(
+        run.count("SELECT count(*) FROM pg_activity WHERE list_contains(blocking_pids, 102)"),
+        1
+    );
+    assert_eq!(
+        run.count("SELECT count(*) FROM host_metrics WHERE load1 = 3.5"),
+        1
+    );
     assert_eq!(
         run.count("SELECT count(*) FROM records WHERE raw->>'$.kind' = kind"),
         3,
@@ -139,23 +266,39 @@ fn mixed_batches_store_the_good_lines_in_every_table() {
 fn duplicates_are_stored_once_across_batches_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let now = now_micros();
-    let records: Vec<_> = (0..50).map(|i| host_metrics(&new_id(), now - i * 1_000_000, "shop")).collect();
+    let records: Vec<_> = (0..50)
+        .map(|i| host_metrics(&new_id(), now - i * 1_000_000, "shop"))
+        .collect();
     let mut twice = records[..10].to_vec();
     twice.extend_from_slice(&records[..10]);
 
     let run = Running::start(test_config(dir.path()));
     let r = run.client().post_ndjson(TOKEN, &ndjson(&twice), false);
-    assert_eq!(r.json(), json!({"accepted": 10, "duplicates": 10, "rejected": []}));
-    let r = run.client().post_ndjson(TOKEN, &ndjson(&records[..30]), false);
-    assert_eq!(r.json(), json!({"accepted": 20, "duplicates": 10, "rejected": []}));
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 10, "duplicates": 10, "rejected": []})
+    );
+    let r = run
+        .client()
+        .post_ndjson(TOKEN, &ndjson(&records[..30]), false);
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 20, "duplicates": 10, "rejected": []})
+    );
     run.stop();
 
     let run = Running::start(test_config(dir.path()));
     let r = run.client().post_ndjson(TOKEN, &ndjson(&records), false);
-    assert_eq!(r.json(), json!({"accepted": 20, "duplicates": 30, "rejected": []}));
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 20, "duplicates": 30, "rejected": []})
+    );
     assert_eq!(run.count("SELECT count(*) FROM records"), 50);
     assert_eq!(run.count("SELECT count(DISTINCT id) FROM records"), 50);
-    assert_eq!(run.count("SELECT count(DISTINCT seq) FROM host_metrics"), 50);
+    assert_eq!(
+        run.count("SELECT count(DISTINCT seq) FROM host_metrics"),
+        50
+    );
     run.stop();
 }
 
@@ -173,9 +316,18 @@ fn rate_limit_answers_429_with_retry_after() {
     }
     let r = c.post_ndjson(TOKEN, &body, false);
     assert_eq!(r.status, 429, "{}", r.text());
-    let wait: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let wait: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!((1..=20).contains(&wait), "{wait}");
-    assert!(r.json()["error"].as_str().unwrap().contains("over 3 requests per minute"));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("over 3 requests per minute")
+    );
     run.stop();
 }
 
@@ -187,10 +339,15 @@ fn too_many_records_is_413() {
     config.limits.max_records_per_batch = 5;
     let run = Running::start(config);
     let now = now_micros();
-    let records: Vec<_> = (0..6).map(|_| host_metrics(&new_id(), now, "shop")).collect();
+    let records: Vec<_> = (0..6)
+        .map(|_| host_metrics(&new_id(), now, "shop"))
+        .collect();
     let r = run.client().post_ndjson(TOKEN, &ndjson(&records), false);
     assert_eq!(r.status, 413);
-    assert_eq!(r.json()["error"], "batch has 6 records, over max_records_per_batch (5)");
+    assert_eq!(
+        r.json()["error"],
+        "batch has 6 records, over max_records_per_batch (5)"
+    );
     assert_eq!(run.count("SELECT count(*) FROM records"), 0);
     run.stop();
 }
@@ -203,9 +360,12 @@ fn udp_datagrams_are_checked_and_stored() {
     let udp = run.processor().udp_addr().expect("udp on");
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let rec = serde_json::to_string(&host_metrics(&new_id(), now_micros(), "shop")).unwrap();
-    sock.send_to(format!("{TOKEN}\n{rec}").as_bytes(), udp).unwrap();
-    sock.send_to(format!("bad-token-0123456789abc\n{rec}").as_bytes(), udp).unwrap();
-    sock.send_to(format!("{OTHER_TOKEN}\n{rec}").as_bytes(), udp).unwrap();
+    sock.send_to(format!("{TOKEN}\n{rec}").as_bytes(), udp)
+        .unwrap();
+    sock.send_to(format!("bad-token-0123456789abc\n{rec}").as_bytes(), udp)
+        .unwrap();
+    sock.send_to(format!("{OTHER_TOKEN}\n{rec}").as_bytes(), udp)
+        .unwrap();
     sock.send_to(b"no newline at all", udp).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while run.count("SELECT count(*) FROM records") < 1 && std::time::Instant::now() < deadline {
@@ -213,7 +373,11 @@ fn udp_datagrams_are_checked_and_stored() {
     }
     assert_eq!(run.count("SELECT count(*) FROM records"), 1);
     let metrics = run.client().get("/metrics").text();
-    for needle in ["reason=\"token\"} 1", "reason=\"invalid\"} 1", "reason=\"no_token_line\"} 1"] {
+    for needle in [
+        "reason=\"token\"} 1",
+        "reason=\"invalid\"} 1",
+        "reason=\"no_token_line\"} 1",
+    ] {
         assert!(metrics.contains(needle), "{needle} in {metrics}");
     }
     run.stop();
@@ -227,9 +391,15 @@ fn reload_takes_new_tokens() {
     let run = Running::start(config.clone());
     let body = ndjson(&[host_metrics(&new_id(), now_micros(), "ops")]);
     let new_token = "new-token-0123456789abcdef";
-    assert_eq!(run.client().post_ndjson(new_token, &body, false).status, 401);
+    assert_eq!(
+        run.client().post_ndjson(new_token, &body, false).status,
+        401
+    );
     let mut reloaded = config;
-    reloaded.tokens.push(processor::config::TokenConfig { token: new_token.into(), project: "ops".into() });
+    reloaded.tokens.push(processor::config::TokenConfig {
+        token: new_token.into(),
+        project: "ops".into(),
+    });
     run.processor().app().reload(&reloaded);
     let r = run.client().post_ndjson(new_token, &body, false);
     assert_eq!(r.json()["accepted"], 1, "{}", r.text());

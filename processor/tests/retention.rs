@@ -14,7 +14,10 @@ use processor::store::{Store, StoreConfig};
 fn fourteen_simulated_days_keep_seven_and_the_file_plateaus() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.duckdb");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let store = Store::open(&StoreConfig::at(&path)).unwrap();
     let first_day = days_from_civil(2026, 1, 1);
     let mut sizes = Vec::new();
@@ -39,9 +42,17 @@ fn fourteen_simulated_days_keep_seven_and_the_file_plateaus() {
             assert!(out.stored.iter().all(|s| *s));
         }
         let now = (first_day + d + 1) * DAY_MICROS; // the end of simulated day d
-        let outcome = rt.block_on(store.enforce_retention(cutoff(now, 7), now)).unwrap();
+        let outcome = rt
+            .block_on(store.enforce_retention(cutoff(now, 7), now))
+            .unwrap();
         let size = processor::store::file_bytes(&path);
-        eprintln!("day {:2}: kept {} days, dropped {:?}, file {} bytes", d + 1, outcome.kept_days, outcome.dropped_days, size);
+        eprintln!(
+            "day {:2}: kept {} days, dropped {:?}, file {} bytes",
+            d + 1,
+            outcome.kept_days,
+            outcome.dropped_days,
+            size
+        );
         assert!(outcome.kept_days <= 7, "day {d}: {outcome:?}");
         sizes.push(size);
     }
@@ -54,12 +65,29 @@ fn fourteen_simulated_days_keep_seven_and_the_file_plateaus() {
         .remove(0)
         .remove(0)
         .unwrap();
-    assert_eq!(oldest, "2026-01-08", "days 1 to 7 are gone from the flat tables too");
-    assert_eq!(reader.query_i64("SELECT count(*) FROM store_days").unwrap(), 7);
-    assert_eq!(reader.query_i64("SELECT count(*) FROM retention_runs").unwrap(), 14);
+    assert_eq!(
+        oldest, "2026-01-08",
+        "days 1 to 7 are gone from the flat tables too"
+    );
+    assert_eq!(
+        reader.query_i64("SELECT count(*) FROM store_days").unwrap(),
+        7
+    );
+    assert_eq!(
+        reader
+            .query_i64("SELECT count(*) FROM retention_runs")
+            .unwrap(),
+        14
+    );
     let (day7, day14) = (sizes[6], sizes[13]);
-    eprintln!("file at day 7: {day7} bytes, at day 14: {day14} bytes, ratio {:.2}", day14 as f64 / day7 as f64);
-    assert!(day14 as f64 <= 1.5 * day7 as f64, "file kept growing: {sizes:?}");
+    eprintln!(
+        "file at day 7: {day7} bytes, at day 14: {day14} bytes, ratio {:.2}",
+        day14 as f64 / day7 as f64
+    );
+    assert!(
+        day14 as f64 <= 1.5 * day7 as f64,
+        "file kept growing: {sizes:?}"
+    );
 
     // seq keeps growing after days are dropped and the store is reopened.
     let max_seq = reader.query_i64("SELECT max(seq) FROM records").unwrap();
@@ -71,7 +99,12 @@ fn fourteen_simulated_days_keep_seven_and_the_file_plateaus() {
     let v = host_metrics(&new_id(), at, "shop");
     let raw = serde_json::to_string(&v).unwrap();
     let (kind, value) = bitville_schemas::validate_line(raw.as_bytes()).unwrap();
-    rt.block_on(store.write(vec![prepare(kind, &value, &raw, at).unwrap()])).unwrap();
-    let seq = store.reader().unwrap().query_i64("SELECT max(seq) FROM host_metrics").unwrap();
+    rt.block_on(store.write(vec![prepare(kind, &value, &raw, at).unwrap()]))
+        .unwrap();
+    let seq = store
+        .reader()
+        .unwrap()
+        .query_i64("SELECT max(seq) FROM host_metrics")
+        .unwrap();
     assert_eq!(seq, max_seq + 1);
 }

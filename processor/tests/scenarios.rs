@@ -69,14 +69,28 @@ fn with_stack(name: &str, f: impl FnOnce(&mut Stack)) {
 }
 
 fn now_micros() -> Micros {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as Micros)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as Micros)
 }
 
 /// The steady traffic of every baseline, which goes on during the spikes.
 fn baseline_clients() -> Vec<Client> {
     vec![
-        Client::new(&["/home", "/product?id={n}", "/ping", "/checkout?sku=cold", "/report?rounds=20000"], 150),
-        Client::new(&["/product?id={n}", "/home", "/checkout?sku=hot", "/ping"], 150),
+        Client::new(
+            &[
+                "/home",
+                "/product?id={n}",
+                "/ping",
+                "/checkout?sku=cold",
+                "/report?rounds=20000",
+            ],
+            150,
+        ),
+        Client::new(
+            &["/product?id={n}", "/home", "/checkout?sku=hot", "/ping"],
+            150,
+        ),
     ]
 }
 
@@ -97,7 +111,12 @@ fn run_scenario(stack: &mut Stack, steady: Vec<Client>, cause: Vec<Client>) -> R
     let load_end = Instant::now();
     println!("  load, baseline window:\n{baseline}  load, spike window:\n{spike}");
 
-    let crashes: Vec<String> = stack.web.crashes().into_iter().skip(crashes_before).collect();
+    let crashes: Vec<String> = stack
+        .web
+        .crashes()
+        .into_iter()
+        .skip(crashes_before)
+        .collect();
     if !crashes.is_empty() {
         println!(
             "  {} PHP worker(s) died on a signal: the known Excimer 1.0.4 defect (glibc timer aliasing, \
@@ -110,12 +129,20 @@ fn run_scenario(stack: &mut Stack, steady: Vec<Client>, cause: Vec<Client>) -> R
     }
     let failures = baseline.failures() + spike.failures();
     if failures > 0 {
-        println!("  {failures} request(s) did not answer 200 (a 502 is a worker that died mid-request)");
+        println!(
+            "  {failures} request(s) did not answer 200 (a 502 is a worker that died mid-request)"
+        );
     }
 
     let window = Window::new(s0, s0 + (s0 - b0)).expect("the spike window runs forwards");
-    let frame = Frame::new(window, Window::new(b0, s0).expect("the baseline runs forwards")).expect("baseline before window");
-    stack.wait_stored(load_end).unwrap_or_else(|e| panic!("records did not reach the store: {e}"));
+    let frame = Frame::new(
+        window,
+        Window::new(b0, s0).expect("the baseline runs forwards"),
+    )
+    .expect("baseline before window");
+    stack
+        .wait_stored(load_end)
+        .unwrap_or_else(|e| panic!("records did not reach the store: {e}"));
     let (report, via) = spike_report(stack, &frame).unwrap_or_else(|e| panic!("no report: {e}"));
     println!("  report ({via:?}):\n{}", table(&report, 12));
     assert!(
@@ -129,11 +156,31 @@ fn run_scenario(stack: &mut Stack, steady: Vec<Client>, cause: Vec<Client>) -> R
 
 /// The first suspect of `kind`, checked by `is_cause`; prints its overall
 /// rank, and the whole ranking when it is not the cause.
-fn assert_first<'r>(report: &'r Report, kind: SuspectKind, cause: &str, is_cause: impl Fn(&str) -> bool) -> &'r Suspect {
-    let s = first_of(report, kind)
-        .unwrap_or_else(|| panic!("no {} suspect in the report:\n{}", kind.label(), table(report, 30)));
-    println!("  first {}: {} (rank {} overall)", kind.label(), s.name, s.rank);
-    assert!(is_cause(&s.name), "the first {} suspect is not {cause}:\n{}", kind.label(), table(report, 30));
+fn assert_first<'r>(
+    report: &'r Report,
+    kind: SuspectKind,
+    cause: &str,
+    is_cause: impl Fn(&str) -> bool,
+) -> &'r Suspect {
+    let s = first_of(report, kind).unwrap_or_else(|| {
+        panic!(
+            "no {} suspect in the report:\n{}",
+            kind.label(),
+            table(report, 30)
+        )
+    });
+    println!(
+        "  first {}: {} (rank {} overall)",
+        kind.label(),
+        s.name,
+        s.rank
+    );
+    assert!(
+        is_cause(&s.name),
+        "the first {} suspect is not {cause}:\n{}",
+        kind.label(),
+        table(report, 30)
+    );
     s
 }
 
@@ -143,40 +190,77 @@ fn a_cpu_heavy_php_function_is_the_first_function_and_its_endpoint_the_first_end
         // The heavy report runs now and then in the baseline too; the spike
         // is more of it.
         let heavy = "/report?rounds=4000000";
-        let report = run_scenario(stack, vec![Client::new(&[heavy], 2000)], Client::new(&[heavy], 0).times(3));
+        let report = run_scenario(
+            stack,
+            vec![Client::new(&[heavy], 2000)],
+            Client::new(&[heavy], 0).times(3),
+        );
         let f = "App\\Reports::crunchNumbers";
         assert_first(&report, SuspectKind::PhpFunction, f, |name| name == f);
-        assert_first(&report, SuspectKind::Endpoint, "GET /report", |name| name == "GET /report");
-    });
-}
-
-#[test]
-fn a_slow_sql_statement_is_the_first_sql_fingerprint() {
-    with_stack("sql: a sequential scan on orders.customer_email behind GET /search", |stack| {
-        let report = run_scenario(stack, Vec::new(), Client::new(&["/search?email=user{n}@example.com"], 0).times(3));
-        assert_first(&report, SuspectKind::SqlFingerprint, "the unindexed orders lookup", |fp| {
-            fp.contains("FROM orders WHERE customer_email")
+        assert_first(&report, SuspectKind::Endpoint, "GET /report", |name| {
+            name == "GET /report"
         });
     });
 }
 
 #[test]
+fn a_slow_sql_statement_is_the_first_sql_fingerprint() {
+    with_stack(
+        "sql: a sequential scan on orders.customer_email behind GET /search",
+        |stack| {
+            let report = run_scenario(
+                stack,
+                Vec::new(),
+                Client::new(&["/search?email=user{n}@example.com"], 0).times(3),
+            );
+            assert_first(
+                &report,
+                SuspectKind::SqlFingerprint,
+                "the unindexed orders lookup",
+                |fp| fp.contains("FROM orders WHERE customer_email"),
+            );
+        },
+    );
+}
+
+#[test]
 fn the_lock_holding_request_is_the_first_lock_blocker() {
-    with_stack("lock: GET /admin/recount holds the hot stock row while GET /checkout queues", |stack| {
-        let mut cause = vec![Client::new(&["/admin/recount?sku=hot&hold_s=2"], 200)];
-        cause.extend(Client::new(&["/checkout?sku=hot"], 0).times(5));
-        let report = run_scenario(stack, Vec::new(), cause);
-        let first = assert_first(&report, SuspectKind::LockBlocker, "GET /admin/recount", |name| name == "GET /admin/recount");
-        let url = first.evidence.get("blocker_url").and_then(|v| v.as_str()).unwrap_or_default();
-        println!("  blocker URL {url}");
-        assert!(url.starts_with("/admin/recount"), "blocker URL {url:?}: {:?}", first.evidence);
-    });
+    with_stack(
+        "lock: GET /admin/recount holds the hot stock row while GET /checkout queues",
+        |stack| {
+            let mut cause = vec![Client::new(&["/admin/recount?sku=hot&hold_s=2"], 200)];
+            cause.extend(Client::new(&["/checkout?sku=hot"], 0).times(5));
+            let report = run_scenario(stack, Vec::new(), cause);
+            let first = assert_first(
+                &report,
+                SuspectKind::LockBlocker,
+                "GET /admin/recount",
+                |name| name == "GET /admin/recount",
+            );
+            let url = first
+                .evidence
+                .get("blocker_url")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            println!("  blocker URL {url}");
+            assert!(
+                url.starts_with("/admin/recount"),
+                "blocker URL {url:?}: {:?}",
+                first.evidence
+            );
+        },
+    );
 }
 
 #[test]
 fn a_traffic_burst_on_a_cheap_endpoint_is_the_first_endpoint() {
-    with_stack("burst: GET /ping called in a tight loop by 8 clients", |stack| {
-        let report = run_scenario(stack, Vec::new(), Client::new(&["/ping"], 0).times(8));
-        assert_first(&report, SuspectKind::Endpoint, "GET /ping", |name| name == "GET /ping");
-    });
+    with_stack(
+        "burst: GET /ping called in a tight loop by 8 clients",
+        |stack| {
+            let report = run_scenario(stack, Vec::new(), Client::new(&["/ping"], 0).times(8));
+            assert_first(&report, SuspectKind::Endpoint, "GET /ping", |name| {
+                name == "GET /ping"
+            });
+        },
+    );
 }

@@ -12,20 +12,50 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A test CA and a server certificate for 127.0.0.1 signed by it.
 fn make_certs(dir: &std::path::Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bitville-test-ca"]);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=bitville-test-ca",
+    ]);
     openssl(dir, &ca);
     let mut csr = vec!["req"];
     csr.extend(ec);
-    csr.extend(["-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=localhost"]);
+    csr.extend([
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
     openssl(dir, &csr);
     std::fs::write(
         dir.join("ext.cnf"),
@@ -34,7 +64,23 @@ fn make_certs(dir: &std::path::Path) {
     .unwrap();
     openssl(
         dir,
-        &["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "ext.cnf"],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
     );
 }
 
@@ -49,14 +95,20 @@ fn https_ingest_works_with_a_configured_certificate() {
     assert!(run.processor().https());
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(dir.path().join("ca.pem")).unwrap()).unwrap();
+    roots
+        .add(CertificateDer::from_pem_file(dir.path().join("ca.pem")).unwrap())
+        .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let client_config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(Arc::new(client_config), ServerName::try_from("127.0.0.1").unwrap()).unwrap();
+    let conn = rustls::ClientConnection::new(
+        Arc::new(client_config),
+        ServerName::try_from("127.0.0.1").unwrap(),
+    )
+    .unwrap();
     let tcp = std::net::TcpStream::connect(run.addr()).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let body = ndjson(&[host_metrics(&new_id(), now_micros(), "shop")]);
@@ -84,6 +136,15 @@ fn a_missing_certificate_is_named_at_start() {
     config.server.tls_cert = Some(dir.path().join("nope.pem"));
     config.server.tls_key = Some(dir.path().join("nope.key"));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let err = rt.block_on(processor::Processor::start(config)).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("tls_cert {}", dir.path().join("nope.pem").display())), "{err}");
+    let err = rt
+        .block_on(processor::Processor::start(config))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "tls_cert {}",
+            dir.path().join("nope.pem").display()
+        )),
+        "{err}"
+    );
 }

@@ -43,5 +43,9 @@ fn main() -> ExitCode {
         }
     }
     eprintln!("{good} valid, {bad} refused");
-    if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

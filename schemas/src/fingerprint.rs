@@ -88,7 +88,10 @@ pub fn normalize(sql: &str) -> String {
                 out.push_str("::");
                 i += 2;
             }
-            b':' if bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') => {
+            b':' if bytes
+                .get(i + 1)
+                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
+            {
                 i += 1;
                 while i < bytes.len() && is_ident_byte(bytes[i]) {
                     i += 1;
@@ -154,7 +157,11 @@ fn utf8_len(first: u8) -> usize {
 
 /// A digit right after an identifier character belongs to the identifier (`t1`).
 fn prev_is_ident(out: &str, pending_space: bool) -> bool {
-    !pending_space && out.as_bytes().last().is_some_and(|b| is_ident_byte(*b) || *b == b'$')
+    !pending_space
+        && out
+            .as_bytes()
+            .last()
+            .is_some_and(|b| is_ident_byte(*b) || *b == b'$')
 }
 
 /// A sign after an operand is an operator (`a - 1`), otherwise part of a literal (`= -1`).
@@ -167,7 +174,9 @@ fn prev_is_operand(out: &str) -> bool {
     .then(|| {
         // Keywords before a sign still take a literal: `WHERE x = 1 AND -1 < y` is rare,
         // `SELECT -1` is common.
-        let word = trimmed.rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_').next();
+        let word = trimmed
+            .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .next();
         !matches!(
             word.map(str::to_ascii_uppercase).as_deref(),
             Some("SELECT" | "AND" | "OR" | "WHERE" | "THEN" | "ELSE" | "WHEN" | "RETURN" | "BY")
@@ -181,7 +190,9 @@ fn is_signed_number(bytes: &[u8], i: usize) -> bool {
 }
 
 fn skip_number(bytes: &[u8], mut i: usize) -> usize {
-    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.' || bytes[i] == b'_') {
+    while i < bytes.len()
+        && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.' || bytes[i] == b'_')
+    {
         // Exponent signs: 1e-5.
         if (bytes[i] == b'e' || bytes[i] == b'E')
             && matches!(bytes.get(i + 1), Some(b'-') | Some(b'+'))
@@ -348,7 +359,10 @@ mod tests {
         let from_php = "SELECT name\n  FROM users\n WHERE id IN (:a, :b, :c) -- lookup";
         let from_statements = "SELECT name FROM users WHERE id IN ($1, $2)";
         let from_log = "/* bitville:1b4e28ba */ SELECT name FROM users WHERE id IN (7,8,9,10);";
-        assert_eq!(normalize(from_php), "SELECT name FROM users WHERE id IN ($1)");
+        assert_eq!(
+            normalize(from_php),
+            "SELECT name FROM users WHERE id IN ($1)"
+        );
         assert_eq!(normalize(from_statements), normalize(from_php));
         assert_eq!(normalize(from_log), normalize(from_php));
     }
@@ -359,19 +373,31 @@ mod tests {
             normalize(r#"SELECT t1.a::int, "Weird 1" FROM t1 WHERE b = 'it''s' -- x"#),
             r#"SELECT t1.a::int, "Weird 1" FROM t1 WHERE b = $1"#
         );
-        assert_eq!(normalize("SELECT $tag$ a 'b' $tag$, 1.5e-3"), "SELECT $1, $2");
+        assert_eq!(
+            normalize("SELECT $tag$ a 'b' $tag$, 1.5e-3"),
+            "SELECT $1, $2"
+        );
     }
 
     #[test]
     fn signs_are_literals_after_operators_and_operators_after_operands() {
-        assert_eq!(normalize("SELECT -1, a - 1 FROM t"), "SELECT $1, a - $2 FROM t");
-        assert_eq!(normalize("UPDATE t SET n = n + 1"), "UPDATE t SET n = n + $1");
+        assert_eq!(
+            normalize("SELECT -1, a - 1 FROM t"),
+            "SELECT $1, a - $2 FROM t"
+        );
+        assert_eq!(
+            normalize("UPDATE t SET n = n + 1"),
+            "UPDATE t SET n = n + $1"
+        );
     }
 
     #[test]
     fn correlation_ids_come_only_from_the_bitville_prefix() {
         let id = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
-        assert_eq!(parse_correlation_id(&format!("bitville:{id}")), Some(id.to_owned()));
+        assert_eq!(
+            parse_correlation_id(&format!("bitville:{id}")),
+            Some(id.to_owned())
+        );
         assert_eq!(parse_correlation_id(&format!("psql {id}")), None);
         assert_eq!(parse_correlation_id("bitville:not-a-uuid"), None);
     }

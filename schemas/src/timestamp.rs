@@ -81,6 +81,10 @@ mod tests {
     #[test]
     fn garbage_is_refused_with_the_input_named() {
         let err = parse_ts("yesterday").unwrap_err();
-        assert!(err.to_string().starts_with(r#"timestamp "yesterday" is not RFC 3339"#), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(r#"timestamp "yesterday" is not RFC 3339"#),
+            "{err}"
+        );
     }
 }

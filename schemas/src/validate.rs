@@ -44,7 +44,10 @@ fn validators() -> &'static [Validator; 5] {
 }
 
 fn validator(kind: Kind) -> &'static Validator {
-    let index = Kind::ALL.iter().position(|k| *k == kind).unwrap_or_default();
+    let index = Kind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or_default();
     &validators()[index]
 }
 
@@ -66,7 +69,11 @@ pub fn validate(record: &Value) -> Result<Kind, RecordError> {
     if let Some(error) = validator(kind).iter_errors(record).next() {
         let path = error.instance_path().to_string();
         return Err(RecordError::Schema {
-            path: if path.is_empty() { "/".to_owned() } else { path },
+            path: if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path
+            },
             reason: error.to_string(),
         });
     }

@@ -43,7 +43,11 @@ fn every_fixture_record_validates_and_reads_into_its_type() {
         read_typed(kind, &record).unwrap_or_else(|e| panic!("{}: typed read: {e}", path.display()));
         seen.insert(kind);
     }
-    assert_eq!(seen.len(), Kind::ALL.len(), "a fixture for every kind, found {seen:?}");
+    assert_eq!(
+        seen.len(),
+        Kind::ALL.len(),
+        "a fixture for every kind, found {seen:?}"
+    );
 }
 
 #[test]
@@ -52,15 +56,27 @@ fn every_spool_fixture_line_validates() {
     for entry in std::fs::read_dir(fixtures().join("spool")).expect("fixtures/spool") {
         let path = entry.expect("dir entry").path();
         let text = std::fs::read(&path).expect("spool fixture");
-        assert!(text.ends_with(b"\n"), "{}: last line has no newline", path.display());
-        for (n, line) in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-            let (kind, record) = validate_line(line)
+        assert!(
+            text.ends_with(b"\n"),
+            "{}: last line has no newline",
+            path.display()
+        );
+        for (n, line) in text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let (kind, record) =
+                validate_line(line).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
+            read_typed(kind, &record)
                 .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
-            read_typed(kind, &record).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
             kinds.insert(kind);
         }
     }
-    assert!(kinds.len() >= 3, "spool fixtures mix kinds, found {kinds:?}");
+    assert!(
+        kinds.len() >= 3,
+        "spool fixtures mix kinds, found {kinds:?}"
+    );
 }
 
 #[test]
@@ -77,7 +93,10 @@ fn each_kind_schema_repeats_the_envelope_verbatim() {
         assert_eq!(schema["properties"]["kind"]["const"], kind.as_str());
         for field in envelope["required"].as_array().expect("required") {
             assert!(
-                schema["required"].as_array().expect("required").contains(field),
+                schema["required"]
+                    .as_array()
+                    .expect("required")
+                    .contains(field),
                 "{kind}.schema.json does not require {field}"
             );
         }
@@ -89,7 +108,9 @@ fn valid_request() -> Value {
 }
 
 fn refusal(record: &Value) -> String {
-    validate(record).expect_err("record must be refused").to_string()
+    validate(record)
+        .expect_err("record must be refused")
+        .to_string()
 }
 
 #[test]
@@ -97,7 +118,10 @@ fn a_missing_field_is_refused_with_its_name() {
     let mut r = valid_request();
     r.as_object_mut().unwrap().remove("correlation_id");
     let msg = refusal(&r);
-    assert!(msg.starts_with("/: ") && msg.contains("\"correlation_id\" is a required property"), "{msg}");
+    assert!(
+        msg.starts_with("/: ") && msg.contains("\"correlation_id\" is a required property"),
+        "{msg}"
+    );
 
     let mut r = valid_request();
     r.as_object_mut().unwrap().remove("kind");
@@ -143,7 +167,10 @@ fn a_field_the_schema_does_not_know_is_refused() {
     let mut r = valid_request();
     r["http"]["cookies"] = json!({"sid": "x"});
     let msg = refusal(&r);
-    assert!(msg.starts_with("/http: ") && msg.contains("cookies"), "{msg}");
+    assert!(
+        msg.starts_with("/http: ") && msg.contains("cookies"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -155,7 +182,10 @@ fn a_record_of_another_kind_body_is_refused_by_that_kinds_schema() {
 
 #[test]
 fn lines_that_are_not_records_say_why() {
-    assert!(matches!(validate_line(b"not json"), Err(RecordError::NotJson(_))));
+    assert!(matches!(
+        validate_line(b"not json"),
+        Err(RecordError::NotJson(_))
+    ));
     assert_eq!(validate_line(b"[1,2]"), Err(RecordError::NotAnObject));
     assert_eq!(validate_line(b"{}"), Err(RecordError::MissingField("v")));
 }
@@ -164,5 +194,8 @@ fn lines_that_are_not_records_say_why() {
 /// binary reused from another clone with the same target folder would keep
 /// that clone's folder in `env!`.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

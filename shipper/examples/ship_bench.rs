@@ -23,8 +23,13 @@ fn main() {
         engine_child(&args[2], &args[3], &args[4]);
         return;
     }
-    let mb: u64 = std::env::var("BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
-    println!("shipper bench: {mb} MiB per case, debug profile as built by cargo run (deps optimized)");
+    let mb: u64 = std::env::var("BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    println!(
+        "shipper bench: {mb} MiB per case, debug profile as built by cargo run (deps optimized)"
+    );
     println!(
         "{:<28} {:>10} {:>10} {:>12} {:>14} {:>12} {:>10}",
         "case", "MiB", "cpu s", "MiB/s/core", "lines/s/core", "wall MiB/s", "maxRSS MiB"
@@ -40,11 +45,22 @@ fn main() {
         let before = children_usage();
         let t = Instant::now();
         let list: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        let status = Command::new("sh").arg("-c").arg(format!("cat {} | gzip -1 > /dev/null", list.join(" "))).status().unwrap();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat {} | gzip -1 > /dev/null", list.join(" ")))
+            .status()
+            .unwrap();
         assert!(status.success());
         let wall = t.elapsed().as_secs_f64();
         let cpu = children_usage().0 - before.0;
-        row(&format!("{}K cat|gzip -1 (baseline)", line_bytes / 1024), mib, cpu, lines, wall, None);
+        row(
+            &format!("{}K cat|gzip -1 (baseline)", line_bytes / 1024),
+            mib,
+            cpu,
+            lines,
+            wall,
+            None,
+        );
 
         // Baseline 2: read + flate2 level 1 in this process.
         let before = self_cpu();
@@ -62,12 +78,26 @@ fn main() {
             }
         }
         enc.finish().unwrap();
-        row(&format!("{}K read+flate2 -1 (baseline)", line_bytes / 1024), mib, self_cpu() - before, lines, t.elapsed().as_secs_f64(), None);
+        row(
+            &format!("{}K read+flate2 -1 (baseline)", line_bytes / 1024),
+            mib,
+            self_cpu() - before,
+            lines,
+            t.elapsed().as_secs_f64(),
+            None,
+        );
 
         // The shipper engine, in a child process.
         let (cpu, wall, rss, received) = ship(dir.path(), &spool, lines);
         assert_eq!(received, lines, "receiver got {received} of {lines} lines");
-        row(&format!("{}K shipper engine", line_bytes / 1024), mib, cpu, lines, wall, Some(rss));
+        row(
+            &format!("{}K shipper engine", line_bytes / 1024),
+            mib,
+            cpu,
+            lines,
+            wall,
+            Some(rss),
+        );
     }
 }
 
@@ -85,12 +115,39 @@ fn row(name: &str, mib: f64, cpu: f64, lines: u64, wall: f64, rss: Option<f64>) 
 /// spool files; the body is varied text so that gzip has real work.
 fn generate(spool: &Path, line_bytes: usize, total: u64) -> (Vec<PathBuf>, u64, u64) {
     const WORDS: &[&str] = &[
-        "SELECT", "users", "orders", "WHERE", "id", "=", "$1", "controller", "index", "phalcon", "Db", "query",
-        "fetchAll", "render", "view", "cache", "miss", "hit", "session", "redis", "42", "1337", "ms", "GET", "/api/v1/cart",
+        "SELECT",
+        "users",
+        "orders",
+        "WHERE",
+        "id",
+        "=",
+        "$1",
+        "controller",
+        "index",
+        "phalcon",
+        "Db",
+        "query",
+        "fetchAll",
+        "render",
+        "view",
+        "cache",
+        "miss",
+        "hit",
+        "session",
+        "redis",
+        "42",
+        "1337",
+        "ms",
+        "GET",
+        "/api/v1/cart",
     ];
-    let files: Vec<PathBuf> = (0..4).map(|i| spool.join(format!("php.2020010100.{}.ndjson", 10 + i))).collect();
-    let mut writers: Vec<std::io::BufWriter<std::fs::File>> =
-        files.iter().map(|p| std::io::BufWriter::new(std::fs::File::create(p).unwrap())).collect();
+    let files: Vec<PathBuf> = (0..4)
+        .map(|i| spool.join(format!("php.2020010100.{}.ndjson", 10 + i)))
+        .collect();
+    let mut writers: Vec<std::io::BufWriter<std::fs::File>> = files
+        .iter()
+        .map(|p| std::io::BufWriter::new(std::fs::File::create(p).unwrap()))
+        .collect();
     let (mut lines, mut bytes, mut seed) = (0u64, 0u64, 0x9e37_79b9_7f4a_7c15u64);
     let mut body = String::new();
     while bytes < total {
@@ -126,7 +183,11 @@ fn generate(spool: &Path, line_bytes: usize, total: u64) -> (Vec<PathBuf>, u64, 
 /// Starts the receiver, runs the engine child until every line arrived,
 /// stops it with SIGTERM; returns child CPU s, wall s, peak RSS MiB, lines.
 fn ship(dir: &Path, spool: &Path, lines: u64) -> (f64, f64, f64, u64) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let received = Arc::new(AtomicU64::new(0));
     let r = received.clone();
     let addr = rt.block_on(async move {
@@ -138,7 +199,9 @@ fn ship(dir: &Path, spool: &Path, lines: u64) -> (f64, f64, f64, u64) {
                 let r = r.clone();
                 async move {
                     let mut text = Vec::new();
-                    flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut text).unwrap();
+                    flate2::read::GzDecoder::new(&body[..])
+                        .read_to_end(&mut text)
+                        .unwrap();
                     let n = memchr::memchr_iter(b'\n', &text).count() as u64;
                     r.fetch_add(n, Ordering::Relaxed);
                     format!(r#"{{"accepted":{n},"duplicates":0,"rejected":[]}}"#)
@@ -151,7 +214,12 @@ fn ship(dir: &Path, spool: &Path, lines: u64) -> (f64, f64, f64, u64) {
     let before = children_usage();
     let t = Instant::now();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--engine", &spool.display().to_string(), &dir.join("state").display().to_string(), &format!("http://{addr}")])
+        .args([
+            "--engine",
+            &spool.display().to_string(),
+            &dir.join("state").display().to_string(),
+            &format!("http://{addr}"),
+        ])
         .spawn()
         .unwrap();
     while received.load(Ordering::Relaxed) < lines {
@@ -169,11 +237,16 @@ fn ship(dir: &Path, spool: &Path, lines: u64) -> (f64, f64, f64, u64) {
 }
 
 fn engine_child(spool: &str, state: &str, url: &str) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut cfg = shipper::engine::EngineConfig::new(vec![spool.into()], state.into(), url, TOKEN);
     cfg.cleanup = false;
     rt.block_on(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
         shipper::engine::run(cfg, async move {
             term.recv().await;
         })

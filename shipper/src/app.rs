@@ -20,7 +20,10 @@ pub enum AppError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("status server on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("installing the SIGHUP handler: {0}")]
     Signal(std::io::Error),
 }
@@ -36,17 +39,29 @@ pub async fn run(source: ConfigSource, shutdown: impl Future<Output = ()>) -> Re
     let mut engine_config = config.to_engine(metrics.clone())?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|source| AppError::Listen { addr: config.listen.clone(), source })?;
+        .map_err(|source| AppError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
     tracing::info!("status server on http://{}/metrics", config.listen);
     let (status_stop, status_stopped) = tokio::sync::oneshot::channel::<()>();
-    let status = tokio::spawn(crate::status::serve(listener, metrics.clone(), "shipper", async move {
-        let _ = status_stopped.await;
-    }));
+    let status = tokio::spawn(crate::status::serve(
+        listener,
+        metrics.clone(),
+        "shipper",
+        async move {
+            let _ = status_stopped.await;
+        },
+    ));
     let mut hangup = signal(SignalKind::hangup()).map_err(AppError::Signal)?;
     tokio::pin!(shutdown);
     let result = 'outer: loop {
         let (stop_engine, engine_stopped) = tokio::sync::oneshot::channel::<()>();
-        tracing::info!("shipping {:?} to {}", engine_config.spool_dirs, engine_config.processor_url);
+        tracing::info!(
+            "shipping {:?} to {}",
+            engine_config.spool_dirs,
+            engine_config.processor_url
+        );
         let engine = engine::run(engine_config.clone(), async move {
             let _ = engine_stopped.await;
         });

@@ -16,12 +16,19 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff { base, max: max.max(base), attempt: 0 }
+        Backoff {
+            base,
+            max: max.max(base),
+            attempt: 0,
+        }
     }
 
     /// The delay before the next retry.
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.base.saturating_mul(1u32 << self.attempt.min(20)).min(self.max);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         let half = ceiling / 2;
         half + rand::rng().random_range(Duration::ZERO..=ceiling - half)

@@ -53,15 +53,26 @@ impl Batch {
             raw: self.raw[first..last].to_vec(),
             lines: self.lines[range]
                 .iter()
-                .map(|l| LineRef { raw_start: l.raw_start - first, raw_end: l.raw_end - first, ..l.clone() })
+                .map(|l| LineRef {
+                    raw_start: l.raw_start - first,
+                    raw_end: l.raw_end - first,
+                    ..l.clone()
+                })
                 .collect(),
-            advances: if with_advances { self.advances.clone() } else { HashMap::new() },
+            advances: if with_advances {
+                self.advances.clone()
+            } else {
+                HashMap::new()
+            },
         }
     }
 
     /// The gzip-compressed body.
     pub fn compress(&self, level: u32) -> Vec<u8> {
-        let mut enc = GzEncoder::new(Vec::with_capacity(self.raw.len() / 4 + 64), Compression::new(level));
+        let mut enc = GzEncoder::new(
+            Vec::with_capacity(self.raw.len() / 4 + 64),
+            Compression::new(level),
+        );
         // Writing to a Vec cannot fail.
         let _ = enc.write_all(&self.raw);
         enc.finish().unwrap_or_default()
@@ -81,16 +92,34 @@ impl Batcher {
     /// A batcher closing batches at `max_bytes` of lines or `max_age` after
     /// their first line.
     pub fn new(max_bytes: usize, max_age: Duration) -> Batcher {
-        Batcher { max_bytes, max_age, opened: None, batch: Batch::default() }
+        Batcher {
+            max_bytes,
+            max_age,
+            opened: None,
+            batch: Batch::default(),
+        }
     }
 
     /// Adds a line (without its newline) ending at `end` in `file`.
-    pub fn push(&mut self, now: Instant, file: FileKey, generation: u32, line: &[u8], start: FilePosition, end: FilePosition) {
+    pub fn push(
+        &mut self,
+        now: Instant,
+        file: FileKey,
+        generation: u32,
+        line: &[u8],
+        start: FilePosition,
+        end: FilePosition,
+    ) {
         self.opened.get_or_insert(now);
         let raw_start = self.batch.raw.len();
         self.batch.raw.extend_from_slice(line);
         self.batch.raw.push(b'\n');
-        self.batch.lines.push(LineRef { file, file_offset: start, raw_start, raw_end: self.batch.raw.len() });
+        self.batch.lines.push(LineRef {
+            file,
+            file_offset: start,
+            raw_start,
+            raw_end: self.batch.raw.len(),
+        });
         self.batch.advances.insert(file, (generation, end));
     }
 
@@ -134,8 +163,18 @@ impl Batcher {
     /// Closes the batch and starts a new one.
     pub fn take(&mut self) -> Batch {
         self.opened = None;
-        let cap = self.batch.raw.capacity().min(self.max_bytes + self.max_bytes / 4);
-        std::mem::replace(&mut self.batch, Batch { raw: Vec::with_capacity(cap), ..Batch::default() })
+        let cap = self
+            .batch
+            .raw
+            .capacity()
+            .min(self.max_bytes + self.max_bytes / 4);
+        std::mem::replace(
+            &mut self.batch,
+            Batch {
+                raw: Vec::with_capacity(cap),
+                ..Batch::default()
+            },
+        )
     }
 }
 
@@ -175,10 +214,15 @@ mod tests {
         assert_eq!(batch.advances[&2], (3, 2));
         assert_eq!(batch.line(2), b"c");
         let tail = batch.slice(1..3, true);
-        assert_eq!((tail.raw.as_slice(), tail.line(1)), (&b"b\nc\n"[..], &b"c"[..]));
+        assert_eq!(
+            (tail.raw.as_slice(), tail.line(1)),
+            (&b"b\nc\n"[..], &b"c"[..])
+        );
         assert!(batch.slice(0..1, false).advances.is_empty());
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&batch.compress(1)[..]).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&batch.compress(1)[..])
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, "a\nb\nc\n");
     }
 }

@@ -36,7 +36,11 @@ pub struct CircuitBreaker {
 impl CircuitBreaker {
     /// Opens after `threshold` failures in a row, for `cooldown`.
     pub fn new(threshold: u32, cooldown: Duration) -> CircuitBreaker {
-        CircuitBreaker { threshold: threshold.max(1), cooldown, state: BreakerState::Closed { failures: 0 } }
+        CircuitBreaker {
+            threshold: threshold.max(1),
+            cooldown,
+            state: BreakerState::Closed { failures: 0 },
+        }
     }
 
     pub fn state(&self) -> BreakerState {
@@ -63,10 +67,14 @@ impl CircuitBreaker {
     pub fn on_failure(&mut self, now: Instant) {
         self.state = match self.state {
             BreakerState::Closed { failures } if failures + 1 < self.threshold => {
-                BreakerState::Closed { failures: failures + 1 }
+                BreakerState::Closed {
+                    failures: failures + 1,
+                }
             }
             BreakerState::Closed { .. } | BreakerState::HalfOpen | BreakerState::Open { .. } => {
-                BreakerState::Open { until: now + self.cooldown }
+                BreakerState::Open {
+                    until: now + self.cooldown,
+                }
             }
         };
     }

@@ -66,7 +66,11 @@ impl Findings {
 
 /// Folds a message onto one line (a server's error text may hold newlines).
 fn one_line(s: String) -> String {
-    if s.contains('\n') { s.split_whitespace().collect::<Vec<_>>().join(" ") } else { s }
+    if s.contains('\n') {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        s
+    }
 }
 
 /// The real user id, named in access problems: the same file is fine for
@@ -78,7 +82,9 @@ pub fn uid() -> u32 {
 
 /// access(2): whether the real user may use `path` as `mode` says.
 pub fn can(path: &Path, mode: libc::c_int) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
     // SAFETY: `c` is a NUL-terminated string that lives across the call.
     unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
@@ -102,7 +108,10 @@ pub fn check_dir(f: &mut Findings, what: &str, dir: &Path, how: DirUse, may_crea
         Ok(_) => {
             let (mode, verb) = match how {
                 DirUse::Read => (libc::R_OK | libc::X_OK, "readable"),
-                DirUse::ReadWrite => (libc::R_OK | libc::W_OK | libc::X_OK, "readable and writable"),
+                DirUse::ReadWrite => (
+                    libc::R_OK | libc::W_OK | libc::X_OK,
+                    "readable and writable",
+                ),
             };
             if !can(dir, mode) {
                 f.problem(format!("{label}: not {verb} by uid {}", uid()));
@@ -130,8 +139,17 @@ pub fn check_dir(f: &mut Findings, what: &str, dir: &Path, how: DirUse, may_crea
 /// Checks that the files in `dir` accepted by `is_ours` are readable (and
 /// writable when `how` says so); one line names how many are not, and the
 /// first of them.
-pub fn check_files(f: &mut Findings, what: &str, dir: &Path, how: DirUse, is_ours: impl Fn(&str) -> bool, hint: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+pub fn check_files(
+    f: &mut Findings,
+    what: &str,
+    dir: &Path,
+    how: DirUse,
+    is_ours: impl Fn(&str) -> bool,
+    hint: &str,
+) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mode = match how {
         DirUse::Read => libc::R_OK,
         DirUse::ReadWrite => libc::R_OK | libc::W_OK,
@@ -146,7 +164,11 @@ pub fn check_files(f: &mut Findings, what: &str, dir: &Path, how: DirUse, is_our
         return;
     }
     bad.sort();
-    let verb = if how == DirUse::Read { "readable" } else { "readable and writable" };
+    let verb = if how == DirUse::Read {
+        "readable"
+    } else {
+        "readable and writable"
+    };
     f.problem(format!(
         "{what} {}: {} file(s) not {verb} by uid {} (first: {}){hint}",
         dir.display(),
@@ -169,7 +191,9 @@ pub fn read_token_file(f: &mut Findings, key: &str, path: &Path) -> Option<Strin
             if let Ok(m) = std::fs::metadata(path) {
                 let mode = m.permissions().mode() & 0o777;
                 if mode & 0o004 != 0 {
-                    f.warn(format!("{label}: readable by every user (mode {mode:04o}); make it 0640 or 0600"));
+                    f.warn(format!(
+                        "{label}: readable by every user (mode {mode:04o}); make it 0640 or 0600"
+                    ));
                 }
             }
             Some(text.trim().to_owned())
@@ -195,7 +219,12 @@ fn base_url(url: &reqwest::Url) -> String {
 /// the token is known and 401 that it is not, and nothing is stored.
 ///
 /// Returns a few words for the summary line when the processor answered.
-pub async fn probe_processor(f: &mut Findings, key: &str, url: &str, token: Option<&str>) -> Option<String> {
+pub async fn probe_processor(
+    f: &mut Findings,
+    key: &str,
+    url: &str,
+    token: Option<&str>,
+) -> Option<String> {
     let label = format!("{key} {url}");
     let parsed = match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => u,
@@ -212,19 +241,29 @@ pub async fn probe_processor(f: &mut Findings, key: &str, url: &str, token: Opti
         f.problem(format!("{label}: no host"));
         return None;
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let addrs: Vec<std::net::SocketAddr> =
-        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::lookup_host((host.as_str(), port))).await {
-            Ok(Ok(a)) => a.collect(),
-            Ok(Err(e)) => {
-                f.problem(format!("{label}: cannot resolve {host}: {e}"));
-                return None;
-            }
-            Err(_) => {
-                f.problem(format!("{label}: resolving {host} took over {} s", PROBE_TIMEOUT.as_secs()));
-                return None;
-            }
-        };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let addrs: Vec<std::net::SocketAddr> = match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => {
+            f.problem(format!("{label}: cannot resolve {host}: {e}"));
+            return None;
+        }
+        Err(_) => {
+            f.problem(format!(
+                "{label}: resolving {host} took over {} s",
+                PROBE_TIMEOUT.as_secs()
+            ));
+            return None;
+        }
+    };
     match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addrs[..])).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
@@ -232,7 +271,10 @@ pub async fn probe_processor(f: &mut Findings, key: &str, url: &str, token: Opti
             return None;
         }
         Err(_) => {
-            f.problem(format!("{label}: no TCP answer from {host}:{port} within {} s", PROBE_TIMEOUT.as_secs()));
+            f.problem(format!(
+                "{label}: no TCP answer from {host}:{port} within {} s",
+                PROBE_TIMEOUT.as_secs()
+            ));
             return None;
         }
     }
@@ -272,11 +314,15 @@ pub async fn probe_processor(f: &mut Findings, key: &str, url: &str, token: Opti
             match status {
                 s if s.is_success() || s == StatusCode::BAD_REQUEST => "token accepted",
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    f.problem(format!("{label}: the processor refuses the token ({status}: {detail})"));
+                    f.problem(format!(
+                        "{label}: the processor refuses the token ({status}: {detail})"
+                    ));
                     return None;
                 }
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                    f.warn(format!("{label}: the token could not be checked ({status}: {detail})"));
+                    f.warn(format!(
+                        "{label}: the token could not be checked ({status}: {detail})"
+                    ));
                     "token not checked"
                 }
                 s => {
@@ -286,7 +332,10 @@ pub async fn probe_processor(f: &mut Findings, key: &str, url: &str, token: Opti
             }
         }
         Err(e) => {
-            f.problem(format!("{label}: POST /v1/ingest failed: {}", error_chain(&e)));
+            f.problem(format!(
+                "{label}: POST /v1/ingest failed: {}",
+                error_chain(&e)
+            ));
             return None;
         }
     };
@@ -349,17 +398,49 @@ pub async fn check(source: &ConfigSource) -> (Findings, String) {
         // (the PHP agent and tmpfiles.d name another place): a typo.
         check_dir(&mut f, "spool dir", dir, DirUse::ReadWrite, false);
         let hint = "; the PHP workers' umask must leave group read";
-        check_files(&mut f, "spool dir", dir, DirUse::Read, |n| SpoolName::parse(n).is_some(), hint);
+        check_files(
+            &mut f,
+            "spool dir",
+            dir,
+            DirUse::Read,
+            |n| SpoolName::parse(n).is_some(),
+            hint,
+        );
     }
     if let Some(hm) = engine.as_ref().and_then(|e| e.host_metrics.as_ref()) {
         if !config.spool_dirs.contains(&hm.spool_dir) {
-            check_dir(&mut f, "host_metrics.spool_dir", &hm.spool_dir, DirUse::ReadWrite, true);
+            check_dir(
+                &mut f,
+                "host_metrics.spool_dir",
+                &hm.spool_dir,
+                DirUse::ReadWrite,
+                true,
+            );
         }
     }
-    check_dir(&mut f, "state_dir", &config.state_dir, DirUse::ReadWrite, true);
+    check_dir(
+        &mut f,
+        "state_dir",
+        &config.state_dir,
+        DirUse::ReadWrite,
+        true,
+    );
     let state_files = ["checkpoints.json", "quarantine.ndjson"];
-    check_files(&mut f, "state_dir", &config.state_dir, DirUse::ReadWrite, |n| state_files.contains(&n), "");
-    let processor = probe_processor(&mut f, "processor_url", &config.processor_url, token.as_deref()).await;
+    check_files(
+        &mut f,
+        "state_dir",
+        &config.state_dir,
+        DirUse::ReadWrite,
+        |n| state_files.contains(&n),
+        "",
+    );
+    let processor = probe_processor(
+        &mut f,
+        "processor_url",
+        &config.processor_url,
+        token.as_deref(),
+    )
+    .await;
     let summary = format!(
         "config ok: {} spool dir(s), {}, status on {}",
         config.spool_dirs.len(),
@@ -381,15 +462,27 @@ mod tests {
         assert!(f.is_ok(), "{f:?}");
         let missing = tmp.path().join("nope");
         check_dir(&mut f, "spool dir", &missing, DirUse::ReadWrite, false);
-        assert_eq!(f.problems, vec![format!("spool dir {}: does not exist", missing.display())]);
+        assert_eq!(
+            f.problems,
+            vec![format!("spool dir {}: does not exist", missing.display())]
+        );
         // The daemon creates a missing state dir when it can.
         let mut f = Findings::default();
-        check_dir(&mut f, "state_dir", &missing.join("deeper"), DirUse::ReadWrite, true);
+        check_dir(
+            &mut f,
+            "state_dir",
+            &missing.join("deeper"),
+            DirUse::ReadWrite,
+            true,
+        );
         assert!(f.is_ok(), "{f:?}");
         let file = tmp.path().join("file");
         std::fs::write(&file, "x").unwrap();
         check_dir(&mut f, "state_dir", &file, DirUse::ReadWrite, true);
-        assert_eq!(f.problems, vec![format!("state_dir {}: is not a directory", file.display())]);
+        assert_eq!(
+            f.problems,
+            vec![format!("state_dir {}: is not a directory", file.display())]
+        );
     }
 
     #[test]
@@ -406,8 +499,14 @@ mod tests {
         std::fs::write(&path, "secret\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut f = Findings::default();
-        assert_eq!(read_token_file(&mut f, "token_file", &path).as_deref(), Some("secret"));
-        assert!(f.is_ok() && f.warnings[0].contains("readable by every user (mode 0644)"), "{f:?}");
+        assert_eq!(
+            read_token_file(&mut f, "token_file", &path).as_deref(),
+            Some("secret")
+        );
+        assert!(
+            f.is_ok() && f.warnings[0].contains("readable by every user (mode 0644)"),
+            "{f:?}"
+        );
     }
 
     #[test]

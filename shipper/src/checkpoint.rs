@@ -73,15 +73,30 @@ impl Checkpointer {
         let text = match fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (Vec::new(), None),
-            Err(e) => return (Vec::new(), Some(format!("checkpoint file {}: {e}", self.path.display()))),
+            Err(e) => {
+                return (
+                    Vec::new(),
+                    Some(format!("checkpoint file {}: {e}", self.path.display())),
+                );
+            }
         };
         match serde_json::from_slice::<CheckpointFile>(&text) {
             Ok(f) if f.version == CHECKPOINT_VERSION => (f.files, None),
-            Ok(f) => (Vec::new(), Some(format!(
-                "checkpoint file {}: version {} is not {CHECKPOINT_VERSION}, starting over",
-                self.path.display(), f.version
-            ))),
-            Err(e) => (Vec::new(), Some(format!("checkpoint file {}: {e}, starting over", self.path.display()))),
+            Ok(f) => (
+                Vec::new(),
+                Some(format!(
+                    "checkpoint file {}: version {} is not {CHECKPOINT_VERSION}, starting over",
+                    self.path.display(),
+                    f.version
+                )),
+            ),
+            Err(e) => (
+                Vec::new(),
+                Some(format!(
+                    "checkpoint file {}: {e}, starting over",
+                    self.path.display()
+                )),
+            ),
         }
     }
 
@@ -90,16 +105,24 @@ impl Checkpointer {
     /// # Errors
     /// Creating, writing, syncing or renaming fails.
     pub fn save(&self, files: &[FileCheckpoint]) -> Result<(), CheckpointError> {
-        let err = |source| CheckpointError::Io { path: self.path.clone(), source };
+        let err = |source| CheckpointError::Io {
+            path: self.path.clone(),
+            source,
+        };
         fs::create_dir_all(&self.dir).map_err(err)?;
-        let body = serde_json::to_vec(&CheckpointFile { version: CHECKPOINT_VERSION, files: files.to_vec() })
-            .map_err(|e| err(io::Error::other(e)))?;
+        let body = serde_json::to_vec(&CheckpointFile {
+            version: CHECKPOINT_VERSION,
+            files: files.to_vec(),
+        })
+        .map_err(|e| err(io::Error::other(e)))?;
         let mut tmp = File::create(&self.tmp).map_err(err)?;
         tmp.write_all(&body).map_err(err)?;
         tmp.sync_all().map_err(err)?;
         drop(tmp);
         fs::rename(&self.tmp, &self.path).map_err(err)?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
         Ok(())
     }
 }

@@ -41,7 +41,9 @@ pub fn decide(input: CleanupInput, now: std::time::Instant, grace: Duration) -> 
     let hour_over = input.hour.is_some_and(|h| h < input.current_hour);
     match (input.fully_acked, idle, input.presence) {
         (true, true, Presence::Unlinked { .. }) => Cleanup::Forget,
-        (true, true, Presence::Linked) if hour_over && input.untouched_for >= grace => Cleanup::Delete,
+        (true, true, Presence::Linked) if hour_over && input.untouched_for >= grace => {
+            Cleanup::Delete
+        }
         _ => Cleanup::Keep,
     }
 }
@@ -65,17 +67,38 @@ mod tests {
         };
         assert_eq!(decide(ok, now, grace), Cleanup::Delete);
         let keep = [
-            CleanupInput { fully_acked: false, ..ok },
-            CleanupInput { state: TailState::Active, ..ok },
-            CleanupInput { state: TailState::AtEof { since: now - grace / 2 }, ..ok },
-            CleanupInput { hour: Some(2026112711), ..ok },
+            CleanupInput {
+                fully_acked: false,
+                ..ok
+            },
+            CleanupInput {
+                state: TailState::Active,
+                ..ok
+            },
+            CleanupInput {
+                state: TailState::AtEof {
+                    since: now - grace / 2,
+                },
+                ..ok
+            },
+            CleanupInput {
+                hour: Some(2026112711),
+                ..ok
+            },
             CleanupInput { hour: None, ..ok },
-            CleanupInput { untouched_for: grace / 2, ..ok },
+            CleanupInput {
+                untouched_for: grace / 2,
+                ..ok
+            },
         ];
         for (i, input) in keep.into_iter().enumerate() {
             assert_eq!(decide(input, now, grace), Cleanup::Keep, "case {i}");
         }
-        let gone = CleanupInput { presence: Presence::Unlinked { since: now }, hour: None, ..ok };
+        let gone = CleanupInput {
+            presence: Presence::Unlinked { since: now },
+            hour: None,
+            ..ok
+        };
         assert_eq!(decide(gone, now, grace), Cleanup::Forget);
     }
 }

@@ -105,37 +105,63 @@ impl Default for Config {
 
 impl Default for BatchSection {
     fn default() -> Self {
-        BatchSection { max_bytes: 1 << 20, max_age_ms: 1000, compression_level: 1 }
+        BatchSection {
+            max_bytes: 1 << 20,
+            max_age_ms: 1000,
+            compression_level: 1,
+        }
     }
 }
 
 impl Default for TailSection {
     fn default() -> Self {
-        TailSection { scan_interval_ms: 1000, max_line_bytes: 1 << 20, fragment_idle_s: 60 }
+        TailSection {
+            scan_interval_ms: 1000,
+            max_line_bytes: 1 << 20,
+            fragment_idle_s: 60,
+        }
     }
 }
 
 impl Default for SpoolSection {
     fn default() -> Self {
-        SpoolSection { max_bytes: 2 << 30, cleanup: true, cleanup_grace_s: 120 }
+        SpoolSection {
+            max_bytes: 2 << 30,
+            cleanup: true,
+            cleanup_grace_s: 120,
+        }
     }
 }
 
 impl Default for RetrySection {
     fn default() -> Self {
-        RetrySection { backoff_base_ms: 200, backoff_max_ms: 30_000, breaker_failures: 5, breaker_cooldown_s: 30, request_timeout_s: 30 }
+        RetrySection {
+            backoff_base_ms: 200,
+            backoff_max_ms: 30_000,
+            breaker_failures: 5,
+            breaker_cooldown_s: 30,
+            request_timeout_s: 30,
+        }
     }
 }
 
 impl Default for StateSection {
     fn default() -> Self {
-        StateSection { checkpoint_interval_ms: 1000, quarantine_max_bytes: 64 << 20, drain_timeout_s: 5 }
+        StateSection {
+            checkpoint_interval_ms: 1000,
+            quarantine_max_bytes: 64 << 20,
+            drain_timeout_s: 5,
+        }
     }
 }
 
 impl Default for HostMetricsSection {
     fn default() -> Self {
-        HostMetricsSection { enabled: true, interval_s: 10, spool_dir: None }
+        HostMetricsSection {
+            enabled: true,
+            interval_s: 10,
+            spool_dir: None,
+        }
     }
 }
 
@@ -145,7 +171,10 @@ pub enum ConfigError {
     #[error("config file {path}: {reason}")]
     File { path: PathBuf, reason: String },
     #[error("token file {path}: {source}")]
-    TokenFile { path: PathBuf, source: std::io::Error },
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config: {0}")]
     Invalid(String),
 }
@@ -198,7 +227,10 @@ impl ConfigSource {
         };
         // A secret need not sit in a file: the environment wins over the
         // file, and a flag wins over both.
-        if let Some(token) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) {
+        if let Some(token) = std::env::var(TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
             config.token = Some(token.trim().to_owned());
             config.token_file = None;
         }
@@ -236,10 +268,15 @@ impl Config {
     /// Unreadable file, bad TOML, an unknown key or a wrong type, reported
     /// with the line number on one line.
     pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
-        let err = |reason: String| ConfigError::File { path: path.to_owned(), reason };
+        let err = |reason: String| ConfigError::File {
+            path: path.to_owned(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let msg = e.message().trim().replace('\n', " ");
             err(match line {
                 Some(l) => format!("line {l}: {msg}"),
@@ -255,15 +292,27 @@ impl Config {
     pub fn to_engine(&self, metrics: Arc<Metrics>) -> Result<EngineConfig, ConfigError> {
         let token = match (&self.token, &self.token_file) {
             (_, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::TokenFile { path: path.clone(), source })?
+                .map_err(|source| ConfigError::TokenFile {
+                    path: path.clone(),
+                    source,
+                })?
                 .trim()
                 .to_owned(),
             (Some(t), None) => t.clone(),
-            (None, None) => return Err(ConfigError::Invalid("token or token_file is required".to_owned())),
+            (None, None) => {
+                return Err(ConfigError::Invalid(
+                    "token or token_file is required".to_owned(),
+                ));
+            }
         };
         let host = self.host.clone().unwrap_or_else(hostname);
         let first_spool = self.spool_dirs.first().cloned().unwrap_or_default();
-        let mut e = EngineConfig::new(self.spool_dirs.clone(), self.state_dir.clone(), &self.processor_url, &token);
+        let mut e = EngineConfig::new(
+            self.spool_dirs.clone(),
+            self.state_dir.clone(),
+            &self.processor_url,
+            &token,
+        );
         e.batch_max_bytes = self.batch.max_bytes;
         e.batch_max_age = Duration::from_millis(self.batch.max_age_ms);
         e.compression_level = self.batch.compression_level;
@@ -291,12 +340,23 @@ impl Config {
             spool_dir: self.host_metrics.spool_dir.clone().unwrap_or(first_spool),
         });
         e.metrics = metrics;
-        e.validate().map_err(|err| ConfigError::Invalid(err.to_string().trim_start_matches("configuration: ").to_owned()))?;
+        e.validate().map_err(|err| {
+            ConfigError::Invalid(
+                err.to_string()
+                    .trim_start_matches("configuration: ")
+                    .to_owned(),
+            )
+        })?;
         if self.host_metrics.enabled && (self.project.is_empty() || host.is_empty()) {
-            return Err(ConfigError::Invalid("host_metrics needs project and host".to_owned()));
+            return Err(ConfigError::Invalid(
+                "host_metrics needs project and host".to_owned(),
+            ));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError::Invalid(format!("listen {:?} is not an address:port", self.listen)));
+            return Err(ConfigError::Invalid(format!(
+                "listen {:?} is not an address:port",
+                self.listen
+            )));
         }
         Ok(e)
     }
@@ -304,7 +364,9 @@ impl Config {
 
 /// The kernel's host name.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -317,7 +379,10 @@ mod tests {
         let parsed = Config::parse_file(&path).unwrap();
         let d = Config::default();
         assert_eq!(parsed.spool_dirs, d.spool_dirs);
-        assert_eq!((parsed.batch.max_bytes, parsed.batch.max_age_ms), (d.batch.max_bytes, d.batch.max_age_ms));
+        assert_eq!(
+            (parsed.batch.max_bytes, parsed.batch.max_age_ms),
+            (d.batch.max_bytes, d.batch.max_age_ms)
+        );
         assert_eq!(parsed.spool.max_bytes, d.spool.max_bytes);
         assert_eq!(parsed.retry.breaker_failures, d.retry.breaker_failures);
         assert_eq!(parsed.host_metrics.interval_s, 10);
@@ -329,21 +394,46 @@ mod tests {
         let path = dir.path().join("s.toml");
         std::fs::write(&path, "token = \"t\"\n[batch]\nmax_bytez = 3\n").unwrap();
         let err = Config::parse_file(&path).unwrap_err().to_string();
-        assert!(err.contains("line 3") && err.contains("max_bytez") && !err.contains('\n'), "{err}");
+        assert!(
+            err.contains("line 3") && err.contains("max_bytez") && !err.contains('\n'),
+            "{err}"
+        );
         std::fs::write(&path, "listen = 5\n").unwrap();
-        assert!(Config::parse_file(&path).unwrap_err().to_string().contains("line 1"));
+        assert!(
+            Config::parse_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
         let metrics = Arc::new(Metrics::default());
-        let no_token = Config::default().to_engine(metrics.clone()).unwrap_err().to_string();
+        let no_token = Config::default()
+            .to_engine(metrics.clone())
+            .unwrap_err()
+            .to_string();
         assert_eq!(no_token, "config: token or token_file is required");
-        let bad_url = Config { token: Some("t".into()), processor_url: "ftp://x".into(), ..Config::default() };
-        assert!(bad_url.to_engine(metrics).unwrap_err().to_string().contains("not http or https"));
+        let bad_url = Config {
+            token: Some("t".into()),
+            processor_url: "ftp://x".into(),
+            ..Config::default()
+        };
+        assert!(
+            bad_url
+                .to_engine(metrics)
+                .unwrap_err()
+                .to_string()
+                .contains("not http or https")
+        );
     }
 
     #[test]
     fn flags_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.toml");
-        std::fs::write(&path, "token = \"t\"\nspool_dirs = [\"/a\"]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "token = \"t\"\nspool_dirs = [\"/a\"]\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "secret\n").unwrap();
         let source = ConfigSource {
@@ -356,8 +446,17 @@ mod tests {
             },
         };
         let config = source.load().unwrap();
-        assert_eq!((config.spool_dirs, config.listen.as_str()), (vec![PathBuf::from("/b")], "127.0.0.1:2"));
+        assert_eq!(
+            (config.spool_dirs, config.listen.as_str()),
+            (vec![PathBuf::from("/b")], "127.0.0.1:2")
+        );
         let config = source.load().unwrap();
-        assert_eq!(config.to_engine(Arc::new(Metrics::default())).unwrap().token, "secret");
+        assert_eq!(
+            config
+                .to_engine(Arc::new(Metrics::default()))
+                .unwrap()
+                .token,
+            "secret"
+        );
     }
 }

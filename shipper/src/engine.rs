@@ -114,7 +114,12 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// A configuration with the documented defaults.
-    pub fn new(spool_dirs: Vec<PathBuf>, state_dir: PathBuf, processor_url: &str, token: &str) -> EngineConfig {
+    pub fn new(
+        spool_dirs: Vec<PathBuf>,
+        state_dir: PathBuf,
+        processor_url: &str,
+        token: &str,
+    ) -> EngineConfig {
         EngineConfig {
             spool_dirs,
             state_dir,
@@ -177,7 +182,10 @@ pub enum EngineError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("directory {path}: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the engine until `shutdown` completes, then sends the open batch
@@ -187,17 +195,30 @@ pub enum EngineError {
 /// A bad configuration or a state directory that cannot be created; every
 /// later failure (a file, a request, a checkpoint write) is logged, counted
 /// and retried.
-pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Result<(), EngineError> {
+pub async fn run(
+    config: EngineConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), EngineError> {
     config.validate()?;
     for dir in config.spool_dirs.iter().chain([&config.state_dir]) {
-        std::fs::create_dir_all(dir).map_err(|source| EngineError::Dir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
     }
-    let _sampler = config.host_metrics.clone().map(|h| AbortOnDrop(tokio::spawn(sample_host(h, config.metrics.clone()))));
+    let _sampler = config
+        .host_metrics
+        .clone()
+        .map(|h| AbortOnDrop(tokio::spawn(sample_host(h, config.metrics.clone()))));
     let (watcher, warnings) = Watcher::new(&config.spool_dirs);
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let mut stop = Stop { signal: Box::pin(shutdown), deadline: None, grace: config.drain_timeout };
+    let mut stop = Stop {
+        signal: Box::pin(shutdown),
+        deadline: None,
+        grace: config.drain_timeout,
+    };
     let mut engine = Engine::new(config)?;
     engine.scan(Instant::now());
     let mut next_scan = Instant::now() + engine.cfg.scan_interval;
@@ -330,7 +351,11 @@ impl Engine {
             tracing::warn!("{w}");
         }
         let shipper = Shipper::new(&cfg.processor_url, &cfg.token, cfg.retry.request_timeout)?;
-        let caps = cfg.spool_dirs.iter().map(|d| SpoolCap::new(d, cfg.spool_max_bytes)).collect();
+        let caps = cfg
+            .spool_dirs
+            .iter()
+            .map(|d| SpoolCap::new(d, cfg.spool_max_bytes))
+            .collect();
         Ok(Engine {
             metrics: cfg.metrics.clone(),
             files: BTreeMap::new(),
@@ -356,7 +381,12 @@ impl Engine {
     /// Reads lines into the open batch until it is full or every file is at
     /// its end; true when it stopped with more to read.
     fn fill(&mut self, now: Instant) -> bool {
-        let keys: Vec<FileKey> = self.files.range(self.round_robin..).chain(self.files.range(..self.round_robin)).map(|(k, _)| *k).collect();
+        let keys: Vec<FileKey> = self
+            .files
+            .range(self.round_robin..)
+            .chain(self.files.range(..self.round_robin))
+            .map(|(k, _)| *k)
+            .collect();
         let std_now = now.into_std();
         let (files, batcher, quarantine, metrics, scratch, cfg, dirty) = (
             &mut self.files,
@@ -372,36 +402,55 @@ impl Engine {
                 self.round_robin = key;
                 return true;
             }
-            let Some(file) = files.get_mut(&key) else { continue };
+            let Some(file) = files.get_mut(&key) else {
+                continue;
+            };
             // Checked before every read, not only at scans: reading a
             // rewritten file at the old offset would ship its lines out of
             // order.
             *dirty |= check_truncation(file, std_now, metrics);
             let (path, generation) = (file.path.clone(), file.generation);
-            let outcome = file.poll(std_now, cfg.max_line_bytes, cfg.batch_max_bytes, scratch, &mut |event| {
-                match event {
-                    LineEvent::Line { bytes, start, end } => {
-                        Metrics::add(&metrics.lines_read_total, 1);
-                        Metrics::add(&metrics.bytes_read_total, end - start);
-                        match EnvelopeCheck::check(bytes) {
-                            Ok(()) => batcher.push(std_now, key, generation, bytes, start, end),
-                            Err(reason) => {
-                                Metrics::add(&metrics.lines_quarantined_total, 1);
-                                if let Err(e) = quarantine.put(&path, start, &reason.0, bytes) {
-                                    tracing::error!("{e}; line at {}:{start} dropped", path.display());
+            let outcome = file.poll(
+                std_now,
+                cfg.max_line_bytes,
+                cfg.batch_max_bytes,
+                scratch,
+                &mut |event| {
+                    match event {
+                        LineEvent::Line { bytes, start, end } => {
+                            Metrics::add(&metrics.lines_read_total, 1);
+                            Metrics::add(&metrics.bytes_read_total, end - start);
+                            match EnvelopeCheck::check(bytes) {
+                                Ok(()) => batcher.push(std_now, key, generation, bytes, start, end),
+                                Err(reason) => {
+                                    Metrics::add(&metrics.lines_quarantined_total, 1);
+                                    if let Err(e) = quarantine.put(&path, start, &reason.0, bytes) {
+                                        tracing::error!(
+                                            "{e}; line at {}:{start} dropped",
+                                            path.display()
+                                        );
+                                    }
+                                    batcher.advance(std_now, key, generation, end);
                                 }
-                                batcher.advance(std_now, key, generation, end);
                             }
                         }
+                        LineEvent::OverCap { start, end } => {
+                            Metrics::add(&metrics.lines_overcap_total, 1);
+                            tracing::warn!(
+                                "{}:{start}: line of {} bytes is over the cap, skipped",
+                                path.display(),
+                                end - start
+                            );
+                            batcher.advance(std_now, key, generation, end);
+                        }
                     }
-                    LineEvent::OverCap { start, end } => {
-                        Metrics::add(&metrics.lines_overcap_total, 1);
-                        tracing::warn!("{}:{start}: line of {} bytes is over the cap, skipped", path.display(), end - start);
-                        batcher.advance(std_now, key, generation, end);
+                    if batcher.is_full() {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
                     }
-                }
-                if batcher.is_full() { Flow::Stop } else { Flow::Continue }
-            });
+                },
+            );
             match outcome {
                 Ok(PollOutcome::Stopped | PollOutcome::Budget) => {
                     // The next batch starts with the next file, so one
@@ -418,7 +467,12 @@ impl Engine {
 
     /// Sends `batch` until it is acknowledged, splitting it when the
     /// processor refuses it whole; gives up only at the drain deadline.
-    async fn deliver<F: Future<Output = ()>>(&mut self, batch: Batch, stop: &mut Stop<F>, next_scan: &mut Instant) {
+    async fn deliver<F: Future<Output = ()>>(
+        &mut self,
+        batch: Batch,
+        stop: &mut Stop<F>,
+        next_scan: &mut Instant,
+    ) {
         if batch.lines.is_empty() {
             self.apply(&batch, &IngestReply::default());
             return;
@@ -428,16 +482,22 @@ impl Engine {
             let body = Bytes::from(batch.compress(self.cfg.compression_level));
             loop {
                 if stop.expired() {
-                    tracing::warn!("drain deadline passed, batch of {} lines abandoned (it is sent again on restart)", batch.lines.len());
+                    tracing::warn!(
+                        "drain deadline passed, batch of {} lines abandoned (it is sent again on restart)",
+                        batch.lines.len()
+                    );
                     return;
                 }
                 if let Some(until) = self.breaker.wait_until(Instant::now().into_std()) {
                     self.set_breaker_gauge();
-                    self.pause_until(Instant::from_std(until), stop, next_scan).await;
+                    self.pause_until(Instant::from_std(until), stop, next_scan)
+                        .await;
                     continue;
                 }
                 self.set_breaker_gauge();
-                let Some(outcome) = stop.bounded(self.shipper.send(body.clone())).await else { continue };
+                let Some(outcome) = stop.bounded(self.shipper.send(body.clone())).await else {
+                    continue;
+                };
                 match outcome {
                     SendOutcome::Acked(reply) => {
                         self.breaker.on_success();
@@ -446,10 +506,15 @@ impl Engine {
                         self.apply(&batch, &reply);
                         break;
                     }
-                    SendOutcome::TooLarge | SendOutcome::Refused { .. } if batch.lines.len() > 1 => {
+                    SendOutcome::TooLarge | SendOutcome::Refused { .. }
+                        if batch.lines.len() > 1 =>
+                    {
                         Metrics::add(&self.metrics.batches_failed_total, 1);
                         let mid = batch.lines.len() / 2;
-                        tracing::warn!("processor refused a batch of {} lines whole ({outcome:?}), splitting it", batch.lines.len());
+                        tracing::warn!(
+                            "processor refused a batch of {} lines whole ({outcome:?}), splitting it",
+                            batch.lines.len()
+                        );
                         queue.push_front(batch.slice(mid..batch.lines.len(), true));
                         queue.push_front(batch.slice(0..mid, false));
                         break;
@@ -457,11 +522,19 @@ impl Engine {
                     SendOutcome::TooLarge | SendOutcome::Refused { .. } => {
                         Metrics::add(&self.metrics.batches_failed_total, 1);
                         let reason = match &outcome {
-                            SendOutcome::Refused { reason } => format!("processor refused the line: {reason}"),
+                            SendOutcome::Refused { reason } => {
+                                format!("processor refused the line: {reason}")
+                            }
                             _ => "processor refused the line as too large".to_owned(),
                         };
                         self.quarantine_line(&batch, 0, &reason);
-                        self.apply(&batch, &IngestReply { rejected: Vec::new(), ..IngestReply::default() });
+                        self.apply(
+                            &batch,
+                            &IngestReply {
+                                rejected: Vec::new(),
+                                ..IngestReply::default()
+                            },
+                        );
                         break;
                     }
                     SendOutcome::Retry { reason, after } => {
@@ -469,8 +542,13 @@ impl Engine {
                         self.breaker.on_failure(Instant::now().into_std());
                         self.set_breaker_gauge();
                         let delay = self.backoff.next_delay().max(after.unwrap_or_default());
-                        tracing::warn!("sending {} lines to {}: {reason}; retrying in {delay:?}", batch.lines.len(), self.shipper.url());
-                        self.pause_until(Instant::now() + delay, stop, next_scan).await;
+                        tracing::warn!(
+                            "sending {} lines to {}: {reason}; retrying in {delay:?}",
+                            batch.lines.len(),
+                            self.shipper.url()
+                        );
+                        self.pause_until(Instant::now() + delay, stop, next_scan)
+                            .await;
                     }
                 }
             }
@@ -479,7 +557,12 @@ impl Engine {
 
     /// Waits without reading, still scanning so that the spool cap and the
     /// gauges stay current while the processor is away.
-    async fn pause_until<F: Future<Output = ()>>(&mut self, until: Instant, stop: &mut Stop<F>, next_scan: &mut Instant) {
+    async fn pause_until<F: Future<Output = ()>>(
+        &mut self,
+        until: Instant,
+        stop: &mut Stop<F>,
+        next_scan: &mut Instant,
+    ) {
         loop {
             let now = Instant::now();
             if now >= until || stop.expired() {
@@ -500,10 +583,20 @@ impl Engine {
 
     fn quarantine_line(&mut self, batch: &Batch, i: usize, reason: &str) {
         let line = &batch.lines[i];
-        let path = self.files.get(&line.file).map_or_else(|| PathBuf::from("(forgotten file)"), |f| f.path.clone());
+        let path = self
+            .files
+            .get(&line.file)
+            .map_or_else(|| PathBuf::from("(forgotten file)"), |f| f.path.clone());
         Metrics::add(&self.metrics.lines_quarantined_total, 1);
-        if let Err(e) = self.quarantine.put(&path, line.file_offset, reason, batch.line(i)) {
-            tracing::error!("{e}; line at {}:{} dropped", path.display(), line.file_offset);
+        if let Err(e) = self
+            .quarantine
+            .put(&path, line.file_offset, reason, batch.line(i))
+        {
+            tracing::error!(
+                "{e}; line at {}:{} dropped",
+                path.display(),
+                line.file_offset
+            );
         }
     }
 
@@ -540,7 +633,12 @@ impl Engine {
         let snapshot: Vec<FileCheckpoint> = self
             .files
             .values()
-            .map(|f| FileCheckpoint { path: f.path.clone(), id: f.id, head: f.head, offset: f.acked_pos() })
+            .map(|f| FileCheckpoint {
+                path: f.path.clone(),
+                id: f.id,
+                head: f.head,
+                offset: f.acked_pos(),
+            })
             .chain(self.saved.values().cloned())
             .collect();
         match self.checkpointer.save(&snapshot) {
@@ -564,8 +662,14 @@ impl Engine {
             let dir = self.cfg.spool_dirs[i].clone();
             let bytes = self.scan_dir(&dir, std_now, &mut seen);
             match self.caps[i].update(bytes) {
-                Ok(Some(FlagChange::Raised)) => tracing::warn!("spool {} holds {bytes} bytes, over its cap: spool-full flag raised", dir.display()),
-                Ok(Some(FlagChange::Lowered)) => tracing::info!("spool {} holds {bytes} bytes: spool-full flag lowered", dir.display()),
+                Ok(Some(FlagChange::Raised)) => tracing::warn!(
+                    "spool {} holds {bytes} bytes, over its cap: spool-full flag raised",
+                    dir.display()
+                ),
+                Ok(Some(FlagChange::Lowered)) => tracing::info!(
+                    "spool {} holds {bytes} bytes: spool-full flag lowered",
+                    dir.display()
+                ),
                 Ok(None) => {}
                 Err(e) => tracing::error!("spool-full flag in {}: {e}", dir.display()),
             }
@@ -587,11 +691,24 @@ impl Engine {
             self.dirty |= check_truncation(f, std_now, &self.metrics);
             if let Some((from, to)) = f.skip_fragment(std_now, self.cfg.fragment_idle) {
                 Metrics::add(&self.metrics.fragments_skipped_total, 1);
-                tracing::warn!("{}:{from}: partial line of {} bytes from a writer that stopped, skipped", f.path.display(), to - from);
+                tracing::warn!(
+                    "{}:{from}: partial line of {} bytes from a writer that stopped, skipped",
+                    f.path.display(),
+                    to - from
+                );
                 self.batcher.advance(std_now, *key, f.generation, to);
             }
-            let untouched_for = f.modified().ok().and_then(|m| wall.duration_since(m).ok()).unwrap_or_default();
-            let hour = f.path.file_name().and_then(|n| n.to_str()).and_then(SpoolName::parse).map(|n| n.hour);
+            let untouched_for = f
+                .modified()
+                .ok()
+                .and_then(|m| wall.duration_since(m).ok())
+                .unwrap_or_default();
+            let hour = f
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(SpoolName::parse)
+                .map(|n| n.hour);
             let input = CleanupInput {
                 fully_acked: f.fully_acked(),
                 state: f.state,
@@ -607,17 +724,23 @@ impl Engine {
             }
         }
         for (key, delete) in forget {
-            let Some(f) = self.files.remove(&key) else { continue };
+            let Some(f) = self.files.remove(&key) else {
+                continue;
+            };
             self.by_id.remove(&f.id);
             self.dirty = true;
             if delete {
                 // Delete only what is still the same file at that path.
-                let same = std::fs::symlink_metadata(&f.path).is_ok_and(|m| Fingerprinter::file_id(&m) == f.id);
+                let same = std::fs::symlink_metadata(&f.path)
+                    .is_ok_and(|m| Fingerprinter::file_id(&m) == f.id);
                 if same {
                     match std::fs::remove_file(&f.path) {
                         Ok(()) => {
                             Metrics::add(&self.metrics.files_cleaned_total, 1);
-                            tracing::info!("{} shipped and acknowledged, deleted", f.path.display());
+                            tracing::info!(
+                                "{} shipped and acknowledged, deleted",
+                                f.path.display()
+                            );
                         }
                         Err(e) => tracing::warn!("deleting {}: {e}", f.path.display()),
                     }
@@ -625,15 +748,29 @@ impl Engine {
             }
         }
         let lag_bytes: u64 = self.files.values().map(TailedFile::lag_bytes).sum();
-        let lag_secs = self.files.values().filter_map(TailedFile::behind_since).map(|t| std_now.saturating_duration_since(t).as_secs()).max().unwrap_or(0);
+        let lag_secs = self
+            .files
+            .values()
+            .filter_map(TailedFile::behind_since)
+            .map(|t| std_now.saturating_duration_since(t).as_secs())
+            .max()
+            .unwrap_or(0);
         Metrics::set(&self.metrics.lag_bytes, lag_bytes);
         Metrics::set(&self.metrics.lag_seconds, lag_secs);
         Metrics::set(&self.metrics.files_tracked, self.files.len() as u64);
-        Metrics::set(&self.metrics.spool_full, u64::from(self.caps.iter().any(SpoolCap::raised)));
+        Metrics::set(
+            &self.metrics.spool_full,
+            u64::from(self.caps.iter().any(SpoolCap::raised)),
+        );
     }
 
     /// Tracks the spool files of `dir`; returns the bytes they hold.
-    fn scan_dir(&mut self, dir: &Path, now: std::time::Instant, seen: &mut HashSet<FileKey>) -> u64 {
+    fn scan_dir(
+        &mut self,
+        dir: &Path,
+        now: std::time::Instant,
+        seen: &mut HashSet<FileKey>,
+    ) -> u64 {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
@@ -651,7 +788,9 @@ impl Engine {
                 continue;
             }
             let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             if !meta.is_file() {
                 continue;
             }
@@ -678,7 +817,12 @@ impl Engine {
         bytes
     }
 
-    fn open_file(&mut self, path: PathBuf, id: FileId, now: std::time::Instant) -> std::io::Result<FileKey> {
+    fn open_file(
+        &mut self,
+        path: PathBuf,
+        id: FileId,
+        now: std::time::Instant,
+    ) -> std::io::Result<FileKey> {
         let file = std::fs::File::open(&path)?;
         let offset = match self.saved.remove(&id) {
             Some(cp) if Fingerprinter::matches(&file, cp.head)? => cp.offset,
@@ -698,7 +842,10 @@ fn check_truncation(file: &mut TailedFile, now: std::time::Instant, metrics: &Me
     match file.detect_truncation(now) {
         Ok(true) => {
             Metrics::add(&metrics.truncations_total, 1);
-            tracing::warn!("{} was truncated or replaced, reading it again from the start", file.path.display());
+            tracing::warn!(
+                "{} was truncated or replaced, reading it again from the start",
+                file.path.display()
+            );
             true
         }
         Ok(false) => false,
@@ -723,7 +870,10 @@ async fn sample_host(cfg: HostMetricsConfig, metrics: Arc<Metrics>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let line = match sampler.sample(&cfg.project, &cfg.host).and_then(|v| serde_json::to_vec(&v).map_err(std::io::Error::other)) {
+        let line = match sampler
+            .sample(&cfg.project, &cfg.host)
+            .and_then(|v| serde_json::to_vec(&v).map_err(std::io::Error::other))
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!("sampling host metrics: {e}");

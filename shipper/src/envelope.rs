@@ -49,19 +49,33 @@ impl EnvelopeCheck {
             return Err(EnvelopeError(format!("/v: {} is not 1", probe.v)));
         }
         if probe.kind.parse::<Kind>().is_err() {
-            return Err(EnvelopeError(format!("/kind: unknown kind {:?}", probe.kind)));
+            return Err(EnvelopeError(format!(
+                "/kind: unknown kind {:?}",
+                probe.kind
+            )));
         }
         if !is_uuid_v4(&probe.id) {
-            return Err(EnvelopeError(format!("/id: {:?} is not a lowercase UUID v4", probe.id)));
+            return Err(EnvelopeError(format!(
+                "/id: {:?} is not a lowercase UUID v4",
+                probe.id
+            )));
         }
         if !is_ts(&probe.ts) {
-            return Err(EnvelopeError(format!("/ts: {:?} is not RFC 3339 UTC with 6 fraction digits", probe.ts)));
+            return Err(EnvelopeError(format!(
+                "/ts: {:?} is not RFC 3339 UTC with 6 fraction digits",
+                probe.ts
+            )));
         }
         if !is_project(&probe.project) {
-            return Err(EnvelopeError(format!("/project: {:?} is not a valid project name", probe.project)));
+            return Err(EnvelopeError(format!(
+                "/project: {:?} is not a valid project name",
+                probe.project
+            )));
         }
         if probe.host.is_empty() || probe.host.chars().count() > 255 {
-            return Err(EnvelopeError("/host: must be 1 to 255 characters".to_owned()));
+            return Err(EnvelopeError(
+                "/host: must be 1 to 255 characters".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -83,7 +97,13 @@ fn is_uuid_v4(s: &str) -> bool {
 fn is_ts(s: &str) -> bool {
     const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
     s.len() == SHAPE.len()
-        && s.bytes().zip(SHAPE).all(|(c, &p)| if p == b'd' { c.is_ascii_digit() } else { c == p })
+        && s.bytes().zip(SHAPE).all(|(c, &p)| {
+            if p == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == p
+            }
+        })
 }
 
 /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`
@@ -92,7 +112,8 @@ fn is_project(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -102,12 +123,21 @@ mod tests {
     const ID: &str = "0b7e4a7c-1d2e-4f3a-9b8c-7d6e5f4a3b2c";
 
     fn line(v: &str, kind: &str, id: &str, ts: &str, project: &str, host: &str) -> String {
-        format!(r#"{{"v":{v},"kind":"{kind}","id":"{id}","ts":"{ts}","project":"{project}","host":"{host}","body":{{"x":[1,2,{{"y":null}}]}}}}"#)
+        format!(
+            r#"{{"v":{v},"kind":"{kind}","id":"{id}","ts":"{ts}","project":"{project}","host":"{host}","body":{{"x":[1,2,{{"y":null}}]}}}}"#
+        )
     }
 
     #[test]
     fn valid_envelopes_pass_and_return_the_id() {
-        let ok = line("1", "request", ID, "2026-11-27T11:47:44.123456Z", "shop", "web-1");
+        let ok = line(
+            "1",
+            "request",
+            ID,
+            "2026-11-27T11:47:44.123456Z",
+            "shop",
+            "web-1",
+        );
         assert_eq!(EnvelopeCheck::check(ok.as_bytes()), Ok(()));
         let escaped = ok.replace("web-1", r"web\u002d1");
         assert_eq!(EnvelopeCheck::check(escaped.as_bytes()), Ok(()));
@@ -118,20 +148,44 @@ mod tests {
         let ts = "2026-11-27T11:47:44.123456Z";
         let cases = [
             (line("2", "request", ID, ts, "shop", "h"), "/v: 2 is not 1"),
-            (line("1", "requests", ID, ts, "shop", "h"), "/kind: unknown kind \"requests\""),
-            (line("1", "request", &ID.to_uppercase(), ts, "shop", "h"), "/id:"),
-            (line("1", "request", &ID.replace("-4f3a", "-3f3a"), ts, "shop", "h"), "/id:"),
-            (line("1", "request", ID, "2026-11-27T11:47:44.123Z", "shop", "h"), "/ts:"),
+            (
+                line("1", "requests", ID, ts, "shop", "h"),
+                "/kind: unknown kind \"requests\"",
+            ),
+            (
+                line("1", "request", &ID.to_uppercase(), ts, "shop", "h"),
+                "/id:",
+            ),
+            (
+                line(
+                    "1",
+                    "request",
+                    &ID.replace("-4f3a", "-3f3a"),
+                    ts,
+                    "shop",
+                    "h",
+                ),
+                "/id:",
+            ),
+            (
+                line("1", "request", ID, "2026-11-27T11:47:44.123Z", "shop", "h"),
+                "/ts:",
+            ),
             (line("1", "request", ID, ts, "-shop", "h"), "/project:"),
             (line("1", "request", ID, ts, "shop", ""), "/host:"),
         ];
         for (input, want) in cases {
-            let err = EnvelopeCheck::check(input.as_bytes()).unwrap_err().to_string();
+            let err = EnvelopeCheck::check(input.as_bytes())
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(want), "{input}: {err}");
         }
         for junk in [&b"[1,2]"[..], b"{\"v\":1", b"hello", b"{}", b"\xff\xfe"] {
             let err = EnvelopeCheck::check(junk).unwrap_err().to_string();
-            assert!(err.starts_with("not a JSON object with a record envelope"), "{err}");
+            assert!(
+                err.starts_with("not a JSON object with a record envelope"),
+                "{err}"
+            );
         }
     }
 }

@@ -36,7 +36,10 @@ pub struct Fingerprinter;
 impl Fingerprinter {
     /// The device and inode of `meta`.
     pub fn file_id(meta: &Metadata) -> FileId {
-        FileId { dev: meta.dev(), ino: meta.ino() }
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
     }
 
     /// The checksum of the first `min(size, FINGERPRINT_BYTES)` bytes.
@@ -46,7 +49,10 @@ impl Fingerprinter {
     pub fn head(file: &File) -> io::Result<HeadSum> {
         let mut buf = [0u8; FINGERPRINT_BYTES as usize];
         let n = read_full_at(file, &mut buf, 0)?;
-        Ok(HeadSum { len: n as u64, sum: fnv1a(&buf[..n]) })
+        Ok(HeadSum {
+            len: n as u64,
+            sum: fnv1a(&buf[..n]),
+        })
     }
 
     /// Whether `file` starts with the bytes that `head` was computed on.
@@ -78,7 +84,9 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 /// checkpoint written by one build and read by the next needs (std's
 /// hashers promise neither).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -96,12 +104,21 @@ mod tests {
         assert_eq!(small.len, 11);
         f.write_all(&[b'x'; 400]).unwrap();
         let reader = File::open(&path).unwrap();
-        assert!(Fingerprinter::matches(&reader, small).unwrap(), "growth keeps the identity");
+        assert!(
+            Fingerprinter::matches(&reader, small).unwrap(),
+            "growth keeps the identity"
+        );
         let full = Fingerprinter::head(&reader).unwrap();
         assert_eq!(full.len, FINGERPRINT_BYTES);
         std::fs::write(&path, b"{\"id\":\"b\"}\n").unwrap();
-        assert!(!Fingerprinter::matches(&File::open(&path).unwrap(), small).unwrap(), "new content, new file");
-        assert!(!Fingerprinter::matches(&File::open(&path).unwrap(), full).unwrap(), "shorter than the head");
+        assert!(
+            !Fingerprinter::matches(&File::open(&path).unwrap(), small).unwrap(),
+            "new content, new file"
+        );
+        assert!(
+            !Fingerprinter::matches(&File::open(&path).unwrap(), full).unwrap(),
+            "shorter than the head"
+        );
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
     }
 }

@@ -41,7 +41,10 @@ pub struct HostSampler {
 impl HostSampler {
     /// A sampler whose records say `source` (`"shipper"` or `"pg-watch"`).
     pub fn new(source: &'static str) -> HostSampler {
-        HostSampler { source, previous: None }
+        HostSampler {
+            source,
+            previous: None,
+        }
     }
 
     /// One complete `host_metrics` record.
@@ -67,9 +70,16 @@ impl HostSampler {
         let diskstats = std::fs::read_to_string("/proc/diskstats").unwrap_or_default();
         let netdev = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
 
-        let load: Vec<f64> = loadavg.split_whitespace().take(3).filter_map(|s| s.parse().ok()).collect();
+        let load: Vec<f64> = loadavg
+            .split_whitespace()
+            .take(3)
+            .filter_map(|s| s.parse().ok())
+            .collect();
         let [load1, load5, load15] = load[..] else {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("/proc/loadavg: unexpected content {loadavg:?}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/loadavg: unexpected content {loadavg:?}"),
+            ));
         };
         let mut counters = Counters::default();
         let (mut procs_running, mut procs_blocked, mut ncpu) = (None, None, 0u32);
@@ -80,9 +90,21 @@ impl HostSampler {
                     let v: Vec<u64> = f.filter_map(|s| s.parse().ok()).collect();
                     let get = |i: usize| v.get(i).copied().unwrap_or(0);
                     // user nice system idle iowait irq softirq steal (guest is inside user).
-                    let (user, system, idle, iowait, steal) =
-                        (get(0) + get(1), get(2) + get(5) + get(6), get(3), get(4), get(7));
-                    counters.cpu = [user, system, iowait, steal, idle, user + system + idle + iowait + steal];
+                    let (user, system, idle, iowait, steal) = (
+                        get(0) + get(1),
+                        get(2) + get(5) + get(6),
+                        get(3),
+                        get(4),
+                        get(7),
+                    );
+                    counters.cpu = [
+                        user,
+                        system,
+                        iowait,
+                        steal,
+                        idle,
+                        user + system + idle + iowait + steal,
+                    ];
                 }
                 Some(name) if name.starts_with("cpu") => ncpu += 1,
                 Some("procs_running") => procs_running = f.next().and_then(|s| s.parse().ok()),
@@ -93,11 +115,18 @@ impl HostSampler {
         let mem = |key: &str| -> Option<u64> {
             meminfo.lines().find_map(|l| {
                 let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-                rest.split_whitespace().next()?.parse::<u64>().ok().map(|kib| kib * 1024)
+                rest.split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+                    .map(|kib| kib * 1024)
             })
         };
         let vm = |key: &str| -> u64 {
-            vmstat.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0)
+            vmstat
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(0)
         };
         counters.swap_in_pages = vm("pswpin");
         counters.swap_out_pages = vm("pswpout");
@@ -109,11 +138,16 @@ impl HostSampler {
             }
         }
         for line in netdev.lines().skip(2) {
-            let Some((iface, rest)) = line.split_once(':') else { continue };
+            let Some((iface, rest)) = line.split_once(':') else {
+                continue;
+            };
             if iface.trim() == "lo" {
                 continue;
             }
-            let f: Vec<u64> = rest.split_whitespace().filter_map(|s| s.parse().ok()).collect();
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect();
             if f.len() >= 9 {
                 counters.net_rx += f[0];
                 counters.net_tx += f[8];
@@ -125,9 +159,21 @@ impl HostSampler {
             None => (None, Counters::default()),
         };
         let total = counters.cpu[5].saturating_sub(base.cpu[5]).max(1) as f64;
-        let pct = |i: usize| Some(round2(100.0 * counters.cpu[i].saturating_sub(base.cpu[i]) as f64 / total));
-        let cpu = Cpu { user_pct: pct(0), system_pct: pct(1), iowait_pct: pct(2), steal_pct: pct(3), idle_pct: pct(4) };
-        let delta = |now: u64, before: u64, unit: u64| interval_s.map(|_| now.saturating_sub(before) * unit);
+        let pct = |i: usize| {
+            Some(round2(
+                100.0 * counters.cpu[i].saturating_sub(base.cpu[i]) as f64 / total,
+            ))
+        };
+        let cpu = Cpu {
+            user_pct: pct(0),
+            system_pct: pct(1),
+            iowait_pct: pct(2),
+            steal_pct: pct(3),
+            idle_pct: pct(4),
+        };
+        let delta = |now: u64, before: u64, unit: u64| {
+            interval_s.map(|_| now.saturating_sub(before) * unit)
+        };
         let (mem_total, mem_avail) = (mem("MemTotal"), mem("MemAvailable"));
         let (swap_total, swap_free) = (mem("SwapTotal"), mem("SwapFree"));
         let record = HostMetricsRecord {
@@ -151,8 +197,16 @@ impl HostSampler {
                 out_bytes: delta(counters.swap_out_pages, base.swap_out_pages, PAGE_BYTES),
             }),
             disk: interval_s.map(|_| Disk {
-                read_bytes: delta(counters.disk_read_sectors, base.disk_read_sectors, SECTOR_BYTES),
-                write_bytes: delta(counters.disk_write_sectors, base.disk_write_sectors, SECTOR_BYTES),
+                read_bytes: delta(
+                    counters.disk_read_sectors,
+                    base.disk_read_sectors,
+                    SECTOR_BYTES,
+                ),
+                write_bytes: delta(
+                    counters.disk_write_sectors,
+                    base.disk_write_sectors,
+                    SECTOR_BYTES,
+                ),
             }),
             net: interval_s.map(|_| Net {
                 rx_bytes: delta(counters.net_rx, base.net_rx, 1),
@@ -195,13 +249,27 @@ mod tests {
     fn samples_validate_against_the_host_metrics_schema() {
         let mut sampler = HostSampler::new("shipper");
         let first = sampler.sample("shop", "web-1").unwrap();
-        assert_eq!(bitville_schemas::validate(&first).unwrap(), Kind::HostMetrics, "{first}");
-        assert!(first.get("disk").is_none(), "the first sample has no interval: {first}");
+        assert_eq!(
+            bitville_schemas::validate(&first).unwrap(),
+            Kind::HostMetrics,
+            "{first}"
+        );
+        assert!(
+            first.get("disk").is_none(),
+            "the first sample has no interval: {first}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
         let second = sampler.sample("shop", "web-1").unwrap();
-        assert_eq!(bitville_schemas::validate(&second).unwrap(), Kind::HostMetrics, "{second}");
+        assert_eq!(
+            bitville_schemas::validate(&second).unwrap(),
+            Kind::HostMetrics,
+            "{second}"
+        );
         assert!(second["interval_s"].as_f64().unwrap() > 0.0);
-        assert!(second["net"]["rx_bytes"].is_u64() && second["disk"]["read_bytes"].is_u64(), "{second}");
+        assert!(
+            second["net"]["rx_bytes"].is_u64() && second["disk"]["read_bytes"].is_u64(),
+            "{second}"
+        );
         assert_eq!(second["source"], "shipper");
         assert_ne!(first["id"], second["id"]);
     }

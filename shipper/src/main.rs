@@ -28,12 +28,16 @@ struct Args {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let source = ConfigSource { path: args.config, overrides: args.overrides };
+    let source = ConfigSource {
+        path: args.config,
+        overrides: args.overrides,
+    };
     if args.check_config {
         return check_config(&source);
     }
@@ -48,7 +52,10 @@ fn main() -> ExitCode {
 
 /// `--check-config`: exit 0 with one ok line, or 2 with a line per problem.
 fn check_config(source: &ConfigSource) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("shipper: starting the async runtime: {e}");
@@ -56,7 +63,11 @@ fn check_config(source: &ConfigSource) -> ExitCode {
         }
     };
     let (findings, summary) = runtime.block_on(shipper::check::check(source));
-    if findings.report(&summary) { ExitCode::SUCCESS } else { ExitCode::from(2) }
+    if findings.report(&summary) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 fn run(source: ConfigSource) -> anyhow::Result<()> {
@@ -74,6 +85,8 @@ fn run(source: ConfigSource) -> anyhow::Result<()> {
                 _ = int.recv() => tracing::info!("SIGINT: draining"),
             }
         };
-        shipper::app::run(source, shutdown).await.context("shipper stopped")
+        shipper::app::run(source, shutdown)
+            .await
+            .context("shipper stopped")
     })
 }

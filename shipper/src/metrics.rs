@@ -106,8 +106,14 @@ mod tests {
         Metrics::add(&m.lines_read_total, 3);
         Metrics::set(&m.breaker_state, 1);
         let text = m.render("shipper");
-        assert!(text.contains("# TYPE shipper_lines_read_total counter\nshipper_lines_read_total 3\n"), "{text}");
-        assert!(text.contains("# HELP shipper_breaker_state Circuit breaker: 0 closed"), "{text}");
+        assert!(
+            text.contains("# TYPE shipper_lines_read_total counter\nshipper_lines_read_total 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP shipper_breaker_state Circuit breaker: 0 closed"),
+            "{text}"
+        );
         assert!(text.contains("shipper_breaker_state 1\n"));
         assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 22);
     }

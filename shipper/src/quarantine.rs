@@ -65,24 +65,51 @@ impl Quarantine {
     ///
     /// # Errors
     /// The file cannot be opened, rotated or written.
-    pub fn put(&mut self, file: &Path, offset: u64, reason: &str, line: &[u8]) -> Result<(), QuarantineError> {
-        let err = |source| QuarantineError { path: self.path.clone(), source };
+    pub fn put(
+        &mut self,
+        file: &Path,
+        offset: u64,
+        reason: &str,
+        line: &[u8],
+    ) -> Result<(), QuarantineError> {
+        let err = |source| QuarantineError {
+            path: self.path.clone(),
+            source,
+        };
         let text = String::from_utf8_lossy(line);
-        let entry = Entry { ts: bitville_schemas::format_ts(SystemTime::now()), file, offset, reason, line: &text };
+        let entry = Entry {
+            ts: bitville_schemas::format_ts(SystemTime::now()),
+            file,
+            offset,
+            reason,
+            line: &text,
+        };
         let mut bytes = serde_json::to_vec(&entry).map_err(|e| err(io::Error::other(e)))?;
         bytes.push(b'\n');
         if self.file.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(err)?;
             self.size = f.metadata().map_err(err)?.len();
             self.file = Some(f);
         }
         if self.size > 0 && self.size + bytes.len() as u64 > self.max_bytes {
             self.file = None;
             fs::rename(&self.path, &self.old).map_err(err)?;
-            self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?);
+            self.file = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(err)?,
+            );
             self.size = 0;
         }
-        let Some(f) = self.file.as_mut() else { unreachable!("opened above") };
+        let Some(f) = self.file.as_mut() else {
+            unreachable!("opened above")
+        };
         f.write_all(&bytes).map_err(err)?;
         self.size += bytes.len() as u64;
         self.unsynced = true;
@@ -95,7 +122,10 @@ impl Quarantine {
     /// fsync fails.
     pub fn sync(&mut self) -> Result<(), QuarantineError> {
         if let (true, Some(f)) = (self.unsynced, self.file.as_ref()) {
-            f.sync_data().map_err(|source| QuarantineError { path: self.path.clone(), source })?;
+            f.sync_data().map_err(|source| QuarantineError {
+                path: self.path.clone(),
+                source,
+            })?;
         }
         self.unsynced = false;
         Ok(())
@@ -110,7 +140,13 @@ mod tests {
     fn entries_carry_the_reason_and_the_file_rotates_at_its_cap() {
         let dir = tempfile::tempdir().unwrap();
         let mut q = Quarantine::new(dir.path(), 400);
-        q.put(Path::new("/s/php.2026112711.1.ndjson"), 10, "/v: 2 is not 1", b"{\"v\":2}").unwrap();
+        q.put(
+            Path::new("/s/php.2026112711.1.ndjson"),
+            10,
+            "/v: 2 is not 1",
+            b"{\"v\":2}",
+        )
+        .unwrap();
         q.sync().unwrap();
         let text = fs::read_to_string(q.path()).unwrap();
         let entry: serde_json::Value = serde_json::from_str(text.trim()).unwrap();

@@ -36,7 +36,10 @@ pub enum SendOutcome {
     Acked(IngestReply),
     /// The processor is down, overloaded, not ready or refuses the token:
     /// send the same batch again later (after `after` when it said so).
-    Retry { reason: String, after: Option<Duration> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     /// 413: the batch must be split.
     TooLarge,
     /// Another 4xx such as 400: this body will never be taken as it is; the
@@ -68,7 +71,10 @@ impl Shipper {
     /// # Errors
     /// The URL is not http(s), or the TLS client cannot be built.
     pub fn new(processor_url: &str, token: &str, timeout: Duration) -> Result<Shipper, ShipError> {
-        let bad = |reason: &str| ShipError::Url { url: processor_url.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: &str| ShipError::Url {
+            url: processor_url.to_owned(),
+            reason: reason.to_owned(),
+        };
         let mut url = reqwest::Url::parse(processor_url).map_err(|e| bad(&e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad("scheme is not http or https"));
@@ -77,8 +83,15 @@ impl Shipper {
             let path = format!("{}/v1/ingest", url.path().trim_end_matches('/'));
             url.set_path(&path);
         }
-        let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout.min(Duration::from_secs(10))).build()?;
-        Ok(Shipper { client, url, token: token.to_owned() })
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()?;
+        Ok(Shipper {
+            client,
+            url,
+            token: token.to_owned(),
+        })
     }
 
     /// The ingest URL.
@@ -99,7 +112,12 @@ impl Shipper {
             .await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return SendOutcome::Retry { reason: error_chain(&e), after: None },
+            Err(e) => {
+                return SendOutcome::Retry {
+                    reason: error_chain(&e),
+                    after: None,
+                };
+            }
         };
         let status = resp.status();
         let retry_after = resp
@@ -110,10 +128,17 @@ impl Shipper {
             .map(Duration::from_secs);
         let text = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return SendOutcome::Retry { reason: format!("reading the reply: {}", error_chain(&e)), after: None },
+            Err(e) => {
+                return SendOutcome::Retry {
+                    reason: format!("reading the reply: {}", error_chain(&e)),
+                    after: None,
+                };
+            }
         };
         let detail = || {
-            let t = String::from_utf8_lossy(&text[..text.len().min(300)]).trim().to_owned();
+            let t = String::from_utf8_lossy(&text[..text.len().min(300)])
+                .trim()
+                .to_owned();
             format!("{status}: {t}")
         };
         match status {
@@ -123,12 +148,21 @@ impl Shipper {
                 Err(_) => SendOutcome::Acked(IngestReply::default()),
             },
             StatusCode::PAYLOAD_TOO_LARGE => SendOutcome::TooLarge,
-            StatusCode::TOO_MANY_REQUESTS => SendOutcome::Retry { reason: detail(), after: retry_after },
+            StatusCode::TOO_MANY_REQUESTS => SendOutcome::Retry {
+                reason: detail(),
+                after: retry_after,
+            },
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::REQUEST_TIMEOUT => {
-                SendOutcome::Retry { reason: detail(), after: None }
+                SendOutcome::Retry {
+                    reason: detail(),
+                    after: None,
+                }
             }
             s if s.is_client_error() => SendOutcome::Refused { reason: detail() },
-            _ => SendOutcome::Retry { reason: detail(), after: retry_after },
+            _ => SendOutcome::Retry {
+                reason: detail(),
+                after: retry_after,
+            },
         }
     }
 }
@@ -153,10 +187,24 @@ mod tests {
     #[test]
     fn the_ingest_path_is_added_once() {
         let t = Duration::from_secs(1);
-        assert_eq!(Shipper::new("http://p:8443", "t", t).unwrap().url(), "http://p:8443/v1/ingest");
-        assert_eq!(Shipper::new("https://p/apm/", "t", t).unwrap().url(), "https://p/apm/v1/ingest");
-        assert_eq!(Shipper::new("http://p/v1/ingest", "t", t).unwrap().url(), "http://p/v1/ingest");
-        assert!(Shipper::new("ftp://p", "t", t).unwrap_err().to_string().contains("not http or https"));
+        assert_eq!(
+            Shipper::new("http://p:8443", "t", t).unwrap().url(),
+            "http://p:8443/v1/ingest"
+        );
+        assert_eq!(
+            Shipper::new("https://p/apm/", "t", t).unwrap().url(),
+            "https://p/apm/v1/ingest"
+        );
+        assert_eq!(
+            Shipper::new("http://p/v1/ingest", "t", t).unwrap().url(),
+            "http://p/v1/ingest"
+        );
+        assert!(
+            Shipper::new("ftp://p", "t", t)
+                .unwrap_err()
+                .to_string()
+                .contains("not http or https")
+        );
         assert!(Shipper::new("nope", "t", t).is_err());
     }
 }

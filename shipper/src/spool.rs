@@ -43,7 +43,11 @@ impl SpoolName {
         if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        Some(SpoolName { writer: writer.to_owned(), hour: hour.parse().ok()?, pid: pid.parse().ok()? })
+        Some(SpoolName {
+            writer: writer.to_owned(),
+            hour: hour.parse().ok()?,
+            pid: pid.parse().ok()?,
+        })
     }
 
     /// The file name for these parts.
@@ -54,12 +58,17 @@ impl SpoolName {
 
 fn valid_writer(writer: &str) -> bool {
     !writer.is_empty()
-        && writer.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && writer
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The UTC hour of `t` as `YYYYMMDDHH`.
 pub fn utc_hour(t: SystemTime) -> UtcHour {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let h = (secs % 86_400) / 3600;
     (y as u64) * 1_000_000 + (m as u64) * 10_000 + (d as u64) * 100 + h
@@ -121,7 +130,10 @@ impl SpoolWriter {
         if !valid_writer(writer) {
             return Err(SpoolError::BadWriterName(writer.to_owned()));
         }
-        std::fs::create_dir_all(dir).map_err(|source| SpoolError::Dir { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| SpoolError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
         Ok(SpoolWriter {
             dir: dir.to_owned(),
             writer: writer.to_owned(),
@@ -149,13 +161,20 @@ impl SpoolWriter {
         }
         let hour = utc_hour(SystemTime::now());
         if self.current.as_ref().is_none_or(|(h, _, _)| *h != hour) {
-            let name = SpoolName { writer: self.writer.clone(), hour, pid: self.pid };
+            let name = SpoolName {
+                writer: self.writer.clone(),
+                hour,
+                pid: self.pid,
+            };
             let path = self.dir.join(name.file_name());
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|source| SpoolError::Write { path: path.clone(), source })?;
+                .map_err(|source| SpoolError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
             self.current = Some((hour, path, file));
         }
         let Some((_, path, file)) = self.current.as_mut() else {
@@ -198,12 +217,25 @@ mod tests {
     #[test]
     fn names_parse_per_the_contract() {
         let n = SpoolName::parse("php.2026112711.12345.ndjson").unwrap();
-        assert_eq!(n, SpoolName { writer: "php".into(), hour: 2026112711, pid: 12345 });
+        assert_eq!(
+            n,
+            SpoolName {
+                writer: "php".into(),
+                hour: 2026112711,
+                pid: 12345
+            }
+        );
         assert_eq!(n.file_name(), "php.2026112711.12345.ndjson");
         assert!(SpoolName::parse("pg-watch.2026112711.812.ndjson").is_some());
-        for bad in [".spool-full", "php.202611271.1.ndjson", "PHP.2026112711.1.ndjson", "php.2026112711.1.ndjson.tmp",
-            "php.2026112711..ndjson", "php.2026112711.1.2.ndjson", ".php.2026112711.1.ndjson"]
-        {
+        for bad in [
+            ".spool-full",
+            "php.202611271.1.ndjson",
+            "PHP.2026112711.1.ndjson",
+            "php.2026112711.1.ndjson.tmp",
+            "php.2026112711..ndjson",
+            "php.2026112711.1.2.ndjson",
+            ".php.2026112711.1.ndjson",
+        ] {
             assert_eq!(SpoolName::parse(bad), None, "{bad}");
         }
     }
@@ -212,9 +244,15 @@ mod tests {
     fn utc_hour_matches_known_dates() {
         assert_eq!(utc_hour(UNIX_EPOCH), 1970010100);
         // 2026-11-27T11:47:44Z
-        assert_eq!(utc_hour(UNIX_EPOCH + Duration::from_secs(1_795_779_664)), 2026112711);
+        assert_eq!(
+            utc_hour(UNIX_EPOCH + Duration::from_secs(1_795_779_664)),
+            2026112711
+        );
         // 2024-02-29T23:59:59Z, a leap day.
-        assert_eq!(utc_hour(UNIX_EPOCH + Duration::from_secs(1_709_251_199)), 2024022923);
+        assert_eq!(
+            utc_hour(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
+            2024022923
+        );
     }
 
     #[test]
@@ -229,9 +267,18 @@ mod tests {
         assert!(matches!(w.append(b"x\ny"), Err(SpoolError::Newline)));
         let path = w.current_path().unwrap().to_owned();
         let name = SpoolName::parse(path.file_name().unwrap().to_str().unwrap()).unwrap();
-        assert_eq!((name.writer.as_str(), name.pid), ("host", std::process::id()));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"a\":3}\n");
+        assert_eq!(
+            (name.writer.as_str(), name.pid),
+            ("host", std::process::id())
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"a\":3}\n"
+        );
         assert_eq!((w.written(), w.dropped()), (2, 1));
-        assert!(matches!(SpoolWriter::open(dir.path(), "Bad.Name"), Err(SpoolError::BadWriterName(_))));
+        assert!(matches!(
+            SpoolWriter::open(dir.path(), "Bad.Name"),
+            Err(SpoolError::BadWriterName(_))
+        ));
     }
 }

@@ -75,9 +75,16 @@ mod tests {
         assert_eq!(cap.update(1000).unwrap(), None);
         assert_eq!(cap.update(1001).unwrap(), Some(FlagChange::Raised));
         assert!(flag.exists());
-        assert_eq!(cap.update(950).unwrap(), None, "between 90% and the cap it stays up");
+        assert_eq!(
+            cap.update(950).unwrap(),
+            None,
+            "between 90% and the cap it stays up"
+        );
         assert!(flag.exists());
-        assert!(SpoolCap::new(dir.path(), 1000).raised(), "a restart sees the raised flag");
+        assert!(
+            SpoolCap::new(dir.path(), 1000).raised(),
+            "a restart sees the raised flag"
+        );
         assert_eq!(cap.update(899).unwrap(), Some(FlagChange::Lowered));
         assert!(!flag.exists());
     }

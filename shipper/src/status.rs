@@ -26,10 +26,18 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
-            get(|State((m, prefix)): State<(Arc<Metrics>, &'static str)>| async move {
-                ([(CONTENT_TYPE, "text/plain; version=0.0.4")], m.render(prefix)).into_response()
-            }),
+            get(
+                |State((m, prefix)): State<(Arc<Metrics>, &'static str)>| async move {
+                    (
+                        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        m.render(prefix),
+                    )
+                        .into_response()
+                },
+            ),
         )
         .with_state((metrics, prefix));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::fingerprint::{FileId, Fingerprinter, HeadSum, FINGERPRINT_BYTES};
+use crate::fingerprint::{FINGERPRINT_BYTES, FileId, Fingerprinter, HeadSum};
 
 /// A byte offset in a file.
 pub type FilePosition = u64;
@@ -36,16 +36,25 @@ pub enum Presence {
     Linked,
     /// Deleted or moved away by someone else: it is read to its end through
     /// the open descriptor, then forgotten.
-    Unlinked { since: Instant },
+    Unlinked {
+        since: Instant,
+    },
 }
 
 /// What [`TailedFile::poll`] hands to its sink.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineEvent<'a> {
     /// A complete line, without its newline; `end` is after the newline.
-    Line { bytes: &'a [u8], start: FilePosition, end: FilePosition },
+    Line {
+        bytes: &'a [u8],
+        start: FilePosition,
+        end: FilePosition,
+    },
     /// A line longer than the cap, skipped whole.
-    OverCap { start: FilePosition, end: FilePosition },
+    OverCap {
+        start: FilePosition,
+        end: FilePosition,
+    },
 }
 
 /// The sink's answer: go on, or stop because the batch is full.
@@ -101,7 +110,12 @@ impl TailedFile {
     ///
     /// # Errors
     /// Reading the head or the metadata fails.
-    pub fn open(path: PathBuf, file: File, offset: FilePosition, now: Instant) -> io::Result<TailedFile> {
+    pub fn open(
+        path: PathBuf,
+        file: File,
+        offset: FilePosition,
+        now: Instant,
+    ) -> io::Result<TailedFile> {
         let meta = file.metadata()?;
         let head = Fingerprinter::head(&file)?;
         let offset = if offset > meta.len() { 0 } else { offset };
@@ -147,7 +161,10 @@ impl TailedFile {
 
     /// Whether every byte of the file is acknowledged and nothing is held.
     pub fn fully_acked(&self) -> bool {
-        self.acked_pos == self.size && self.read_pos == self.size && self.pending.is_empty() && !self.skipping
+        self.acked_pos == self.size
+            && self.read_pos == self.size
+            && self.pending.is_empty()
+            && !self.skipping
     }
 
     /// Records the acknowledgement of everything before `pos` in `generation`.
@@ -183,9 +200,16 @@ impl TailedFile {
                 let nl = scanned + i;
                 let end = self.buf_pos + (nl + 1 - start) as u64;
                 let event = if self.skipping || (end - self.read_pos) as usize > max_line + 1 {
-                    LineEvent::OverCap { start: self.read_pos, end }
+                    LineEvent::OverCap {
+                        start: self.read_pos,
+                        end,
+                    }
                 } else {
-                    LineEvent::Line { bytes: &scratch[start..nl], start: self.read_pos, end }
+                    LineEvent::Line {
+                        bytes: &scratch[start..nl],
+                        start: self.read_pos,
+                        end,
+                    }
                 };
                 self.skipping = false;
                 let flow = sink(event);
@@ -253,8 +277,14 @@ impl TailedFile {
 
     /// Skips a partial last line whose writer has been silent for `idle`:
     /// returns the skipped range, once.
-    pub fn skip_fragment(&mut self, now: Instant, idle: std::time::Duration) -> Option<(FilePosition, FilePosition)> {
-        let TailState::AtEof { since } = self.state else { return None };
+    pub fn skip_fragment(
+        &mut self,
+        now: Instant,
+        idle: std::time::Duration,
+    ) -> Option<(FilePosition, FilePosition)> {
+        let TailState::AtEof { since } = self.state else {
+            return None;
+        };
         if now.duration_since(since) < idle || (self.pending.is_empty() && !self.skipping) {
             return None;
         }
@@ -320,13 +350,21 @@ mod tests {
         let mut out = Vec::new();
         let mut scratch = Vec::new();
         let outcome = t
-            .poll(Instant::now(), max_line, usize::MAX, &mut scratch, &mut |ev| {
-                out.push(match ev {
-                    LineEvent::Line { bytes, start, end } => format!("{}@{start}-{end}", String::from_utf8_lossy(bytes)),
-                    LineEvent::OverCap { start, end } => format!("overcap@{start}-{end}"),
-                });
-                Flow::Continue
-            })
+            .poll(
+                Instant::now(),
+                max_line,
+                usize::MAX,
+                &mut scratch,
+                &mut |ev| {
+                    out.push(match ev {
+                        LineEvent::Line { bytes, start, end } => {
+                            format!("{}@{start}-{end}", String::from_utf8_lossy(bytes))
+                        }
+                        LineEvent::OverCap { start, end } => format!("overcap@{start}-{end}"),
+                    });
+                    Flow::Continue
+                },
+            )
             .unwrap();
         (out, outcome)
     }
@@ -334,7 +372,11 @@ mod tests {
     fn setup() -> (tempfile::TempDir, PathBuf, File) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("php.2026112711.1.ndjson");
-        let w = File::options().create(true).append(true).open(&path).unwrap();
+        let w = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
         (dir, path, w)
     }
 
@@ -342,8 +384,12 @@ mod tests {
     fn lines_carry_offsets_and_partial_lines_wait_for_their_newline() {
         let (_d, path, mut w) = setup();
         w.write_all(b"one\ntw").unwrap();
-        let mut t = TailedFile::open(path.clone(), File::open(&path).unwrap(), 0, Instant::now()).unwrap();
-        assert_eq!(collect(&mut t, 100), (vec!["one@0-4".to_owned()], PollOutcome::Eof));
+        let mut t =
+            TailedFile::open(path.clone(), File::open(&path).unwrap(), 0, Instant::now()).unwrap();
+        assert_eq!(
+            collect(&mut t, 100),
+            (vec!["one@0-4".to_owned()], PollOutcome::Eof)
+        );
         w.write_all(b"o\nthree\n").unwrap();
         assert_eq!(collect(&mut t, 100).0, ["two@4-8", "three@8-14"]);
         assert_eq!(t.read_pos(), 14);
@@ -358,27 +404,48 @@ mod tests {
         let (_d, path, mut w) = setup();
         let long = "x".repeat(READ_CHUNK * 2 + 10);
         write!(w, "a\n{long}\nb\n{}\nc\n", "y".repeat(11)).unwrap();
-        let mut t = TailedFile::open(path.clone(), File::open(&path).unwrap(), 0, Instant::now()).unwrap();
+        let mut t =
+            TailedFile::open(path.clone(), File::open(&path).unwrap(), 0, Instant::now()).unwrap();
         let (lines, _) = collect(&mut t, 10);
         let l = long.len() as u64;
-        assert_eq!(lines, [
-            "a@0-2".to_owned(),
-            format!("overcap@2-{}", 3 + l),
-            format!("b@{}-{}", 3 + l, 5 + l),
-            format!("overcap@{}-{}", 5 + l, 17 + l),
-            format!("c@{}-{}", 17 + l, 19 + l),
-        ]);
+        assert_eq!(
+            lines,
+            [
+                "a@0-2".to_owned(),
+                format!("overcap@2-{}", 3 + l),
+                format!("b@{}-{}", 3 + l, 5 + l),
+                format!("overcap@{}-{}", 5 + l, 17 + l),
+                format!("c@{}-{}", 17 + l, 19 + l),
+            ]
+        );
     }
 
     #[test]
     fn a_dead_writers_fragment_is_skipped_once_idle() {
         let (_d, path, mut w) = setup();
         w.write_all(b"a\n{\"half").unwrap();
-        let mut t = TailedFile::open(path.clone(), File::open(&path).unwrap(), 0, Instant::now()).unwrap();
+        let mut t =
+            TailedFile::open(path.clone(), File::open(&path).unwrap(), 0, Instant::now()).unwrap();
         collect(&mut t, 100);
-        assert_eq!(t.skip_fragment(Instant::now(), Duration::from_secs(60)), None, "not idle yet");
-        assert_eq!(t.skip_fragment(Instant::now() + Duration::from_secs(61), Duration::from_secs(60)), Some((2, 8)));
-        assert_eq!(t.skip_fragment(Instant::now() + Duration::from_secs(99), Duration::from_secs(60)), None);
+        assert_eq!(
+            t.skip_fragment(Instant::now(), Duration::from_secs(60)),
+            None,
+            "not idle yet"
+        );
+        assert_eq!(
+            t.skip_fragment(
+                Instant::now() + Duration::from_secs(61),
+                Duration::from_secs(60)
+            ),
+            Some((2, 8))
+        );
+        assert_eq!(
+            t.skip_fragment(
+                Instant::now() + Duration::from_secs(99),
+                Duration::from_secs(60)
+            ),
+            None
+        );
         w.write_all(b"b\n").unwrap();
         assert_eq!(collect(&mut t, 100).0, ["b@8-10"]);
     }
@@ -387,7 +454,8 @@ mod tests {
     fn truncation_starts_a_new_generation_from_zero() {
         let (_d, path, mut w) = setup();
         w.write_all(b"first line\nsecond\n").unwrap();
-        let mut t = TailedFile::open(path.clone(), File::open(&path).unwrap(), 0, Instant::now()).unwrap();
+        let mut t =
+            TailedFile::open(path.clone(), File::open(&path).unwrap(), 0, Instant::now()).unwrap();
         collect(&mut t, 100);
         assert!(!t.detect_truncation(Instant::now()).unwrap());
         w.set_len(0).unwrap();
@@ -403,7 +471,8 @@ mod tests {
     fn a_stop_keeps_the_remaining_lines_for_the_next_poll() {
         let (_d, path, mut w) = setup();
         w.write_all(b"a\nb\nc\n").unwrap();
-        let mut t = TailedFile::open(path.clone(), File::open(&path).unwrap(), 2, Instant::now()).unwrap();
+        let mut t =
+            TailedFile::open(path.clone(), File::open(&path).unwrap(), 2, Instant::now()).unwrap();
         let mut got = Vec::new();
         let mut scratch = Vec::new();
         let out = t.poll(Instant::now(), 10, usize::MAX, &mut scratch, &mut |ev| {

@@ -19,7 +19,9 @@ pub struct Watcher {
 
 impl std::fmt::Debug for Watcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watcher").field("watching", &self._inner.is_some()).finish()
+        f.debug_struct("Watcher")
+            .field("watching", &self._inner.is_some())
+            .finish()
     }
 }
 
@@ -38,17 +40,28 @@ impl Watcher {
             Ok(mut w) => {
                 for dir in dirs {
                     if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
-                        warnings.push(format!("watching spool directory {}: {e}; relying on the periodic scan", dir.display()));
+                        warnings.push(format!(
+                            "watching spool directory {}: {e}; relying on the periodic scan",
+                            dir.display()
+                        ));
                     }
                 }
                 Some(w)
             }
             Err(e) => {
-                warnings.push(format!("file watcher unavailable: {e}; relying on the periodic scan"));
+                warnings.push(format!(
+                    "file watcher unavailable: {e}; relying on the periodic scan"
+                ));
                 None
             }
         };
-        (Watcher { _inner: inner, wake }, warnings)
+        (
+            Watcher {
+                _inner: inner,
+                wake,
+            },
+            warnings,
+        )
     }
 
     /// Waits for a change in a watched directory or until `deadline`.

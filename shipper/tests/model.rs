@@ -78,7 +78,10 @@ struct Harness {
     slots: Vec<Slot>,
     model: Model,
     url: String,
-    engine: Option<(tokio::task::JoinHandle<Result<(), engine::EngineError>>, tokio::sync::oneshot::Sender<()>)>,
+    engine: Option<(
+        tokio::task::JoinHandle<Result<(), engine::EngineError>>,
+        tokio::sync::oneshot::Sender<()>,
+    )>,
 }
 
 /// The shared fast configuration, with small batches so that a case makes
@@ -117,7 +120,11 @@ impl Harness {
     }
 
     fn append_raw(&self, slot: usize, bytes: &[u8]) {
-        let mut f = OpenOptions::new().create(true).append(true).open(&self.slots[slot].path).unwrap();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.slots[slot].path)
+            .unwrap();
         f.write_all(bytes).unwrap();
     }
 
@@ -126,7 +133,11 @@ impl Harness {
         if let Some((n, rest)) = self.slots[slot].partial_rest.take() {
             self.append_raw(slot, rest.as_bytes());
             let s = &self.slots[slot];
-            self.model.lines.entry((slot as u64, s.epoch)).or_default().push(n);
+            self.model
+                .lines
+                .entry((slot as u64, s.epoch))
+                .or_default()
+                .push(n);
         }
     }
 
@@ -174,7 +185,12 @@ impl Harness {
                 let key = (slot as u64, self.slots[slot].epoch);
                 self.model.optional_epochs.insert(key);
                 if self.slots[slot].path.exists() {
-                    OpenOptions::new().write(true).open(&self.slots[slot].path).unwrap().set_len(0).unwrap();
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&self.slots[slot].path)
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
                 }
                 self.new_epoch(slot);
             }
@@ -191,7 +207,9 @@ impl Harness {
                 self.complete_partial(slot);
                 let marker = format!("junk-{slot}-{}", self.model.junk.len());
                 self.append_raw(slot, format!("{marker} is not JSON\n").as_bytes());
-                self.model.junk.push(((slot as u64, self.slots[slot].epoch), marker));
+                self.model
+                    .junk
+                    .push(((slot as u64, self.slots[slot].epoch), marker));
             }
             Action::Crash => return None,
             Action::Receiver(mode) => receiver.set_mode(mode),
@@ -217,7 +235,14 @@ async fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
             partial_rest: None,
         })
         .collect();
-    let mut h = Harness { spool, state: state.clone(), slots, model: Model::default(), url: receiver.url(), engine: None };
+    let mut h = Harness {
+        spool,
+        state: state.clone(),
+        slots,
+        model: Model::default(),
+        url: receiver.url(),
+        engine: None,
+    };
     h.start_engine();
     for a in &actions {
         if h.apply(a, &receiver).is_none() {
@@ -236,14 +261,23 @@ async fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
         .filter(|(k, _)| !h.model.optional_epochs.contains(k))
         .flat_map(|(k, ns)| ns.iter().map(move |n| (k.0, k.1, *n)))
         .collect();
-    let must_junk: Vec<&String> =
-        h.model.junk.iter().filter(|(key, _)| !h.model.optional_epochs.contains(key)).map(|(_, m)| m).collect();
+    let must_junk: Vec<&String> = h
+        .model
+        .junk
+        .iter()
+        .filter(|(key, _)| !h.model.optional_epochs.contains(key))
+        .map(|(_, m)| m)
+        .collect();
     let quarantined = |marker: &str| {
         std::fs::read_to_string(state.join("quarantine.ndjson")).is_ok_and(|q| q.contains(marker))
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let got: HashSet<(u64, u64, u64)> = receiver.stored().iter().map(|s| (s.file, s.epoch, s.n)).collect();
+        let got: HashSet<(u64, u64, u64)> = receiver
+            .stored()
+            .iter()
+            .map(|s| (s.file, s.epoch, s.n))
+            .collect();
         let done = must.is_subset(&got) && must_junk.iter().all(|m| quarantined(m));
         if done || tokio::time::Instant::now() > deadline {
             break;
@@ -253,16 +287,31 @@ async fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
     let (handle, stop) = h.engine.take().unwrap();
     let _ = stop.send(());
     let stopped = tokio::time::timeout(Duration::from_secs(5), handle).await;
-    prop_assert!(matches!(stopped, Ok(Ok(Ok(())))), "engine did not stop cleanly: {stopped:?}");
+    prop_assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "engine did not stop cleanly: {stopped:?}"
+    );
 
     let stored = receiver.stored();
-    let written: HashSet<(u64, u64, u64)> =
-        h.model.lines.iter().flat_map(|(k, ns)| ns.iter().map(move |n| (k.0, k.1, *n))).collect();
+    let written: HashSet<(u64, u64, u64)> = h
+        .model
+        .lines
+        .iter()
+        .flat_map(|(k, ns)| ns.iter().map(move |n| (k.0, k.1, *n)))
+        .collect();
     let got: HashSet<(u64, u64, u64)> = stored.iter().map(|s| (s.file, s.epoch, s.n)).collect();
     let missing: Vec<_> = must.difference(&got).collect();
-    prop_assert!(missing.is_empty(), "{} lines never arrived, first {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    prop_assert!(
+        missing.is_empty(),
+        "{} lines never arrived, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     let phantom: Vec<_> = got.difference(&written).collect();
-    prop_assert!(phantom.is_empty(), "lines that were never written arrived: {phantom:?}");
+    prop_assert!(
+        phantom.is_empty(),
+        "lines that were never written arrived: {phantom:?}"
+    );
     // Per file (slot and epoch), first arrivals follow file order.
     let mut first_seen: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
     let mut seen = HashSet::new();
@@ -272,7 +321,10 @@ async fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
         }
     }
     for (key, ns) in &first_seen {
-        prop_assert!(ns.windows(2).all(|w| w[0] < w[1]), "file {key:?} arrived out of order: {ns:?}");
+        prop_assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "file {key:?} arrived out of order: {ns:?}"
+        );
     }
     for marker in must_junk {
         prop_assert!(quarantined(marker), "junk line {marker} not in quarantine");

@@ -71,7 +71,11 @@ enabled = false
         let mut files: Vec<std::fs::File> = (0..FILES)
             .map(|f| {
                 let path = writer_spool.join(format!("php.2020010100.{}.ndjson", 100 + f));
-                std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap()
             })
             .collect();
         let mut rng = rand::rng();
@@ -81,7 +85,9 @@ enabled = false
             let burst = rng.random_range(1..60u64).min(LINES_PER_FILE - next[f]);
             for _ in 0..burst {
                 // One write per record, as every spool writer does.
-                files[f].write_all(format!("{}\n", record(f as u64, 0, next[f], 150)).as_bytes()).unwrap();
+                files[f]
+                    .write_all(format!("{}\n", record(f as u64, 0, next[f], 150)).as_bytes())
+                    .unwrap();
                 next[f] += 1;
             }
             std::thread::sleep(Duration::from_micros(rng.random_range(0..3000)));
@@ -98,8 +104,10 @@ enabled = false
     writer.join().unwrap();
 
     let mut child = spawn(&config);
-    let want: HashSet<String> =
-        (0..FILES).flat_map(|f| (0..LINES_PER_FILE).map(move |n| (f, n))).map(|(f, n)| format!("{:08x}-{:04x}-4000-8000-{:012x}", f, 0, n)).collect();
+    let want: HashSet<String> = (0..FILES)
+        .flat_map(|f| (0..LINES_PER_FILE).map(move |n| (f, n)))
+        .map(|(f, n)| format!("{:08x}-{:04x}-4000-8000-{:012x}", f, 0, n))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got: HashSet<String> = receiver.stored().into_iter().map(|s| s.id).collect();
@@ -132,15 +140,23 @@ enabled = false
     for s in &stored {
         if seen.insert(s.id.clone()) {
             let slot = &mut last[s.file as usize];
-            assert!(slot.is_none_or(|prev| prev < s.n), "file {} out of order at {}", s.file, s.n);
+            assert!(
+                slot.is_none_or(|prev| prev < s.n),
+                "file {} out of order at {}",
+                s.file,
+                s.n
+            );
             *slot = Some(s.n);
         }
     }
     // The checkpoint is there and ends at the end of each file.
-    let checkpoint: serde_json::Value = serde_json::from_slice(&std::fs::read(state.join("checkpoints.json")).unwrap()).unwrap();
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("checkpoints.json")).unwrap()).unwrap();
     assert_eq!(checkpoint["version"], 1);
     for f in checkpoint["files"].as_array().unwrap() {
-        let len = std::fs::metadata(f["path"].as_str().unwrap()).unwrap().len();
+        let len = std::fs::metadata(f["path"].as_str().unwrap())
+            .unwrap()
+            .len();
         assert_eq!(f["offset"].as_u64().unwrap(), len, "{f}");
     }
 }

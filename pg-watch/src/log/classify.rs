@@ -5,7 +5,9 @@
 //! their severity class (error, fatal, panic) or `other`, never lost.
 
 use bitville_schemas::fingerprint::parse_correlation_id;
-use bitville_schemas::records::{Deadlock, DeadlockProcess, FreeMap, LockInfo, LogClass, LogEvent, TempFile};
+use bitville_schemas::records::{
+    Deadlock, DeadlockProcess, FreeMap, LockInfo, LogClass, LogEvent, TempFile,
+};
 use serde_json::Value;
 
 use std::borrow::Cow;
@@ -112,7 +114,10 @@ fn set_str(slot: &mut Option<String>, value: Option<&str>) {
 /// [`crate::logs::fill_record`]), so most copies land in buffers the previous
 /// entry left.
 pub fn classify_into(entry: LogEntry<'_>, ev: &mut LogEvent) {
-    ev.correlation_id = entry.application_name.as_deref().and_then(parse_correlation_id);
+    ev.correlation_id = entry
+        .application_name
+        .as_deref()
+        .and_then(parse_correlation_id);
     set_text(&mut ev.severity, entry.severity);
     set_text(&mut ev.sqlstate, entry.sqlstate.filter(|s| s.len() == 5));
     ev.pid = entry.pid;
@@ -157,7 +162,10 @@ pub fn classify_into(entry: LogEntry<'_>, ev: &mut LogEvent) {
     };
     ev.class = if let Some(rest) = msg.strip_prefix("duration: ") {
         duration_event(ev, rest)
-    } else if msg.starts_with("process ") && msg.contains(" after ") && lock_event(ev, msg).is_some() {
+    } else if msg.starts_with("process ")
+        && msg.contains(" after ")
+        && lock_event(ev, msg).is_some()
+    {
         ev.class
     } else if msg == "deadlock detected" || ev.sqlstate.as_deref() == Some("40P01") {
         ev.deadlock = ev.detail.as_deref().map(parse_deadlock);
@@ -172,7 +180,9 @@ pub fn classify_into(entry: LogEntry<'_>, ev: &mut LogEvent) {
     } else if msg.starts_with("checkpoint ") || msg.starts_with("restartpoint ") {
         ev.details = Some(checkpoint_details(msg));
         LogClass::Checkpoint
-    } else if msg.starts_with("automatic vacuum of table ") || msg.starts_with("automatic aggressive vacuum ") {
+    } else if msg.starts_with("automatic vacuum of table ")
+        || msg.starts_with("automatic aggressive vacuum ")
+    {
         ev.details = Some(maintenance_details(msg, &mut ev.duration_ms));
         LogClass::Autovacuum
     } else if msg.starts_with("automatic analyze of table ") {
@@ -237,10 +247,18 @@ fn duration_event(ev: &mut LogEvent, rest: &str) -> LogClass {
     }
     if let Some(q) = tail.strip_prefix("statement: ") {
         set_str(&mut ev.query, Some(q));
-    } else if ["execute ", "parse ", "bind "].iter().any(|p| tail.starts_with(p)) {
+    } else if ["execute ", "parse ", "bind "]
+        .iter()
+        .any(|p| tail.starts_with(p))
+    {
         // Extended protocol: `execute <unnamed>: SELECT ...`, `execute S_1: ...`.
         set_str(&mut ev.query, tail.split_once(": ").map(|(_, q)| q));
-        set_str(&mut ev.parameters, ev.detail.as_deref().and_then(|d| d.strip_prefix("parameters: ")));
+        set_str(
+            &mut ev.parameters,
+            ev.detail
+                .as_deref()
+                .and_then(|d| d.strip_prefix("parameters: ")),
+        );
     } else {
         ev.query = None;
     }
@@ -263,7 +281,9 @@ fn lock_event(ev: &mut LogEvent, msg: &str) -> Option<()> {
     };
     let (mode, rest) = rest.split_once(" on ")?;
     let (object, after) = rest.rsplit_once(" after ")?;
-    let waited_ms = after.strip_suffix(" ms").and_then(|n| n.parse::<f64>().ok());
+    let waited_ms = after
+        .strip_suffix(" ms")
+        .and_then(|n| n.parse::<f64>().ok());
     let mut lock = LockInfo {
         mode: Some(mode.to_owned()),
         object: Some(object.to_owned()),
@@ -287,7 +307,9 @@ fn lock_event(ev: &mut LogEvent, msg: &str) -> Option<()> {
 }
 
 fn pid_list(text: &str) -> Vec<u32> {
-    text.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+    text.split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
 /// The deadlock DETAIL: `Process A waits for M on O; blocked by process B.`
@@ -310,7 +332,12 @@ fn parse_deadlock(detail: &str) -> Deadlock {
         let idx = match processes.iter().position(|p| p.pid == pid) {
             Some(i) => i,
             None => {
-                processes.push(DeadlockProcess { pid, waits_for: None, blocked_by: None, query: None });
+                processes.push(DeadlockProcess {
+                    pid,
+                    waits_for: None,
+                    blocked_by: None,
+                    query: None,
+                });
                 processes.len() - 1
             }
         };
@@ -331,7 +358,10 @@ fn parse_deadlock(detail: &str) -> Deadlock {
 fn parse_temp_file(rest: &str) -> Option<TempFile> {
     let (path, tail) = rest.split_once('"')?;
     let size = tail.trim_start_matches(", size ").trim().parse().ok()?;
-    Some(TempFile { path: path.to_owned(), size_bytes: size })
+    Some(TempFile {
+        path: path.to_owned(),
+        size_bytes: size,
+    })
 }
 
 /// Checkpoint figures: every `key=number` pair, the buffers written, the WAL
@@ -345,7 +375,10 @@ fn checkpoint_details(msg: &str) -> FreeMap {
         d.insert("flags".into(), body.trim().into());
         return d;
     }
-    let mut words = body.split([' ', ';', ',', '(', ')']).filter(|w| !w.is_empty()).peekable();
+    let mut words = body
+        .split([' ', ';', ',', '(', ')'])
+        .filter(|w| !w.is_empty())
+        .peekable();
     let mut prev: Option<&str> = None;
     while let Some(w) = words.next() {
         if let Some((k, v)) = w.split_once('=') {
@@ -384,7 +417,11 @@ fn maintenance_details(msg: &str, duration_ms: &mut Option<f64>) -> FreeMap {
         }
     }
     if let Some((_, rest)) = msg.split_once("index scans: ") {
-        insert_number_or_text(&mut d, "index_scans", rest.split(['\n', ' ']).next().unwrap_or(""));
+        insert_number_or_text(
+            &mut d,
+            "index_scans",
+            rest.split(['\n', ' ']).next().unwrap_or(""),
+        );
     }
     for line in msg.lines() {
         let line = line.trim();
@@ -480,7 +517,10 @@ mod tests {
 
     #[test]
     fn slow_statements_simple_and_extended() {
-        let ev = run(entry("LOG", "duration: 101.250 ms  statement: SELECT pg_sleep(0.1)"));
+        let ev = run(entry(
+            "LOG",
+            "duration: 101.250 ms  statement: SELECT pg_sleep(0.1)",
+        ));
         assert_eq!(ev.class, LogClass::SlowStatement);
         assert_eq!(ev.duration_ms, Some(101.25));
         assert_eq!(ev.query.as_deref(), Some("SELECT pg_sleep(0.1)"));
@@ -494,18 +534,32 @@ mod tests {
 
     #[test]
     fn auto_explain_text_and_json() {
-        let ev = run(entry("LOG", "duration: 3.1 ms  plan:\nQuery Text: SELECT 1\nResult  (cost=0.00..0.01 rows=1 width=4)"));
+        let ev = run(entry(
+            "LOG",
+            "duration: 3.1 ms  plan:\nQuery Text: SELECT 1\nResult  (cost=0.00..0.01 rows=1 width=4)",
+        ));
         assert_eq!(ev.class, LogClass::AutoExplain);
         assert_eq!(ev.query.as_deref(), Some("SELECT 1"));
-        assert_eq!(ev.plan, Some(Value::String("Result  (cost=0.00..0.01 rows=1 width=4)".into())));
-        let ev = run(entry("LOG", "duration: 3.1 ms  plan:\n{\n  \"Query Text\": \"SELECT 1\",\n  \"Plan\": {\"Node Type\": \"Result\"}\n}"));
+        assert_eq!(
+            ev.plan,
+            Some(Value::String(
+                "Result  (cost=0.00..0.01 rows=1 width=4)".into()
+            ))
+        );
+        let ev = run(entry(
+            "LOG",
+            "duration: 3.1 ms  plan:\n{\n  \"Query Text\": \"SELECT 1\",\n  \"Plan\": {\"Node Type\": \"Result\"}\n}",
+        ));
         assert_eq!(ev.query.as_deref(), Some("SELECT 1"));
         assert_eq!(ev.plan.unwrap()["Plan"]["Node Type"], "Result");
     }
 
     #[test]
     fn lock_waits_with_holders_and_queue() {
-        let mut e = entry("LOG", "process 812 still waiting for ShareLock on transaction 734 after 1000.071 ms");
+        let mut e = entry(
+            "LOG",
+            "process 812 still waiting for ShareLock on transaction 734 after 1000.071 ms",
+        );
         e.detail = Some("Processes holding the lock: 90, 91. Wait queue: 812, 813.".into());
         let ev = run(e);
         assert_eq!(ev.class, LogClass::LockWait);
@@ -515,9 +569,15 @@ mod tests {
         assert_eq!(lock.waited_ms, Some(1000.071));
         assert_eq!(lock.holders, vec![90, 91]);
         assert_eq!(lock.queue, vec![812, 813]);
-        let ev = run(entry("LOG", "process 812 acquired ShareLock on tuple (0,1) of relation 16384 of database 5 after 2003.5 ms"));
+        let ev = run(entry(
+            "LOG",
+            "process 812 acquired ShareLock on tuple (0,1) of relation 16384 of database 5 after 2003.5 ms",
+        ));
         assert_eq!(ev.class, LogClass::LockAcquired);
-        assert_eq!(ev.lock.unwrap().object.as_deref(), Some("tuple (0,1) of relation 16384 of database 5"));
+        assert_eq!(
+            ev.lock.unwrap().object.as_deref(),
+            Some("tuple (0,1) of relation 16384 of database 5")
+        );
     }
 
     #[test]
@@ -535,8 +595,14 @@ mod tests {
         let p = ev.deadlock.unwrap().processes;
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].blocked_by, Some(2));
-        assert_eq!(p[0].waits_for.as_deref(), Some("ShareLock on transaction 10"));
-        assert_eq!(p[0].query.as_deref(), Some("UPDATE t SET v = 1\nWHERE id = 2"));
+        assert_eq!(
+            p[0].waits_for.as_deref(),
+            Some("ShareLock on transaction 10")
+        );
+        assert_eq!(
+            p[0].query.as_deref(),
+            Some("UPDATE t SET v = 1\nWHERE id = 2")
+        );
         assert_eq!(p[1].blocked_by, Some(1));
     }
 
@@ -545,20 +611,35 @@ mod tests {
         let mut e = entry("ERROR", "canceling statement due to statement timeout");
         e.sqlstate = Some("57014".into());
         assert_eq!(run(e).class, LogClass::StatementTimeout);
-        assert_eq!(run(entry("ERROR", "canceling statement due to user request")).class, LogClass::Cancel);
+        assert_eq!(
+            run(entry("ERROR", "canceling statement due to user request")).class,
+            LogClass::Cancel
+        );
         let mut e = entry("ERROR", "division by zero");
         e.sqlstate = Some("22012".into());
         let ev = run(e);
-        assert_eq!((ev.class, ev.sqlstate.as_deref()), (LogClass::Error, Some("22012")));
-        assert_eq!(run(entry("FATAL", "terminating connection")).class, LogClass::Fatal);
-        let ev = run(entry("LOG", "temporary file: path \"base/pgsql_tmp/pgsql_tmp812.0\", size 1400000"));
+        assert_eq!(
+            (ev.class, ev.sqlstate.as_deref()),
+            (LogClass::Error, Some("22012"))
+        );
+        assert_eq!(
+            run(entry("FATAL", "terminating connection")).class,
+            LogClass::Fatal
+        );
+        let ev = run(entry(
+            "LOG",
+            "temporary file: path \"base/pgsql_tmp/pgsql_tmp812.0\", size 1400000",
+        ));
         assert_eq!(ev.class, LogClass::TempFile);
         assert_eq!(ev.temp_file.unwrap().size_bytes, 1_400_000);
     }
 
     #[test]
     fn checkpoints_with_figures() {
-        let ev = run(entry("LOG", "checkpoint complete: wrote 3 buffers (0.0%); 0 WAL file(s) added, 1 removed, 2 recycled; write=0.002 s, sync=0.001 s, total=0.010 s; sync files=2, longest=0.001 s, average=0.001 s; distance=5 kB, estimate=9 kB"));
+        let ev = run(entry(
+            "LOG",
+            "checkpoint complete: wrote 3 buffers (0.0%); 0 WAL file(s) added, 1 removed, 2 recycled; write=0.002 s, sync=0.001 s, total=0.010 s; sync files=2, longest=0.001 s, average=0.001 s; distance=5 kB, estimate=9 kB",
+        ));
         assert_eq!(ev.class, LogClass::Checkpoint);
         let d = ev.details.unwrap();
         assert_eq!(d["phase"], "complete");
@@ -567,23 +648,37 @@ mod tests {
         assert_eq!(d["wal_files_recycled"], 2);
         assert_eq!(d["total"], 0.01);
         assert_eq!(d["sync_files"], 2);
-        let d = run(entry("LOG", "checkpoint starting: immediate force wait")).details.unwrap();
+        let d = run(entry("LOG", "checkpoint starting: immediate force wait"))
+            .details
+            .unwrap();
         assert_eq!(d["flags"], "immediate force wait");
     }
 
     #[test]
     fn autovacuum_connections_and_disconnections() {
-        let ev = run(entry("LOG", "automatic vacuum of table \"shop.public.t\": index scans: 0\npages: 0 removed, 5 remain, 5 scanned (100.00% of total)\ntuples: 100 removed, 900 remain, 0 are dead but not yet removable\nsystem usage: CPU: user: 0.00 s, system: 0.00 s, elapsed: 0.25 s"));
+        let ev = run(entry(
+            "LOG",
+            "automatic vacuum of table \"shop.public.t\": index scans: 0\npages: 0 removed, 5 remain, 5 scanned (100.00% of total)\ntuples: 100 removed, 900 remain, 0 are dead but not yet removable\nsystem usage: CPU: user: 0.00 s, system: 0.00 s, elapsed: 0.25 s",
+        ));
         assert_eq!(ev.class, LogClass::Autovacuum);
         let d = ev.details.unwrap();
         assert_eq!(d["table"], "shop.public.t");
         assert_eq!(d["tuples_removed"], 100);
         assert_eq!(ev.duration_ms, Some(250.0));
-        assert_eq!(run(entry("LOG", "automatic analyze of table \"shop.public.t\"")).class, LogClass::Autoanalyze);
-        let ev = run(entry("LOG", "connection authorized: user=shop database=orders application_name=psql"));
+        assert_eq!(
+            run(entry("LOG", "automatic analyze of table \"shop.public.t\"")).class,
+            LogClass::Autoanalyze
+        );
+        let ev = run(entry(
+            "LOG",
+            "connection authorized: user=shop database=orders application_name=psql",
+        ));
         assert_eq!(ev.class, LogClass::Connection);
         assert_eq!(ev.details.unwrap()["database"], "orders");
-        let ev = run(entry("LOG", "disconnection: session time: 0:00:01.500 user=shop database=orders host=[local]"));
+        let ev = run(entry(
+            "LOG",
+            "disconnection: session time: 0:00:01.500 user=shop database=orders host=[local]",
+        ));
         assert_eq!(ev.class, LogClass::Disconnection);
         assert_eq!(ev.duration_ms, Some(1500.0));
     }
@@ -595,6 +690,9 @@ mod tests {
         assert_eq!(ev.raw.as_deref(), Some("free text"));
         let mut e = entry("LOG", "x");
         e.application_name = Some("bitville:0d4f6a4e-2b7c-4f1e-9a53-3c1d2e4f5a6b".into());
-        assert_eq!(run(e).correlation_id.as_deref(), Some("0d4f6a4e-2b7c-4f1e-9a53-3c1d2e4f5a6b"));
+        assert_eq!(
+            run(e).correlation_id.as_deref(),
+            Some("0d4f6a4e-2b7c-4f1e-9a53-3c1d2e4f5a6b")
+        );
     }
 }

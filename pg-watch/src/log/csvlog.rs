@@ -40,7 +40,11 @@ fn next_record(buf: &[u8]) -> Option<(Vec<Cow<'_, str>>, usize)> {
                     return None;
                 }
                 let raw = String::from_utf8_lossy(&buf[start..q]);
-                fields.push(if has_escape { Cow::Owned(raw.replace("\"\"", "\"")) } else { raw });
+                fields.push(if has_escape {
+                    Cow::Owned(raw.replace("\"\"", "\""))
+                } else {
+                    raw
+                });
                 i = q + 1;
                 break;
             }
@@ -69,10 +73,18 @@ impl EntryParser for CsvlogParser {
         LogFormat::Csvlog
     }
 
-    fn parse<'a>(&self, buf: &'a [u8], base: FilePosition, _complete: bool, emit: &mut dyn FnMut(LogEntry<'a>)) -> usize {
+    fn parse<'a>(
+        &self,
+        buf: &'a [u8],
+        base: FilePosition,
+        _complete: bool,
+        emit: &mut dyn FnMut(LogEntry<'a>),
+    ) -> usize {
         let mut pos = 0;
         while pos < buf.len() {
-            let Some((mut f, len)) = next_record(&buf[pos..]) else { break };
+            let Some((mut f, len)) = next_record(&buf[pos..]) else {
+                break;
+            };
             let offset = base + pos as u64;
             if f.len() < MIN_COLUMNS {
                 let raw = match String::from_utf8_lossy(&buf[pos..pos + len]) {
@@ -152,7 +164,10 @@ mod tests {
         assert_eq!(out[0].pid, Some(812));
         assert_eq!(out[0].application_name.as_deref(), Some("bitville:x"));
         assert_eq!(out[1].backend_type.as_deref(), Some("checkpointer"));
-        assert_eq!(out[1].offset, log.find("2026-11-27 11:47:45").unwrap() as u64);
+        assert_eq!(
+            out[1].offset,
+            log.find("2026-11-27 11:47:45").unwrap() as u64
+        );
     }
 
     #[test]

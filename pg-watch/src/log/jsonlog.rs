@@ -58,7 +58,13 @@ impl EntryParser for JsonlogParser {
         LogFormat::Jsonlog
     }
 
-    fn parse<'a>(&self, buf: &'a [u8], base: FilePosition, _complete: bool, emit: &mut dyn FnMut(LogEntry<'a>)) -> usize {
+    fn parse<'a>(
+        &self,
+        buf: &'a [u8],
+        base: FilePosition,
+        _complete: bool,
+        emit: &mut dyn FnMut(LogEntry<'a>),
+    ) -> usize {
         let mut pos = 0;
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
             let raw = &buf[pos..pos + nl];

@@ -66,7 +66,11 @@ pub struct LogEntry<'a> {
 impl<'a> LogEntry<'a> {
     /// An entry for text that could not be parsed, kept raw.
     pub fn unparsed(offset: FilePosition, text: impl Into<Text<'a>>) -> Self {
-        LogEntry { offset, message: text.into(), ..LogEntry::default() }
+        LogEntry {
+            offset,
+            message: text.into(),
+            ..LogEntry::default()
+        }
     }
 
     pub fn is_unparsed(&self) -> bool {
@@ -86,7 +90,13 @@ pub trait EntryParser: Send {
     /// stayed idle), otherwise it is left for the next call when more lines
     /// may still belong to it; every byte before the returned count belongs
     /// to an emitted entry or to blank lines.
-    fn parse<'a>(&self, buf: &'a [u8], base: FilePosition, complete: bool, emit: &mut dyn FnMut(LogEntry<'a>)) -> usize;
+    fn parse<'a>(
+        &self,
+        buf: &'a [u8],
+        base: FilePosition,
+        complete: bool,
+        emit: &mut dyn FnMut(LogEntry<'a>),
+    ) -> usize;
 }
 
 /// Parses an optional number, treating an empty or bad value as absent.

@@ -13,7 +13,13 @@ use bitville_schemas::{Micros, format_micros};
 /// Parses `YYYY-MM-DD HH:MM:SS[.frac] ZONE` (or `T` between date and time).
 pub fn parse_pg_time(text: &str) -> Option<Micros> {
     let b = text.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let n = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -42,7 +48,12 @@ pub fn parse_pg_time(text: &str) -> Option<Micros> {
     }
     let zone = text[i..].trim();
     let offset_s = zone_offset_seconds(zone)?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -64,7 +75,9 @@ pub fn parse_epoch(text: &str) -> Option<Micros> {
 
 /// A log time as a record timestamp, when its zone is understood.
 pub fn to_record_ts(text: &str) -> Option<String> {
-    parse_pg_time(text).or_else(|| parse_epoch(text)).map(format_record_ts)
+    parse_pg_time(text)
+        .or_else(|| parse_epoch(text))
+        .map(format_record_ts)
 }
 
 /// The last second converted on this thread: the printed time without its
@@ -101,7 +114,9 @@ pub fn write_pg_time(text: &str, out: &mut String) -> bool {
         }
     }
     let key_len = 19 + (b.len() - end);
-    let same_key = |k: &LastSecond| k.key_len == key_len && k.key[..19] == b[..19] && k.key[19..key_len] == b[end..];
+    let same_key = |k: &LastSecond| {
+        k.key_len == key_len && k.key[..19] == b[..19] && k.key[19..key_len] == b[end..]
+    };
     if let Some(last) = LAST_SECOND.get().filter(same_key) {
         let mut frac = *b"000000";
         let digits = &b[(20).min(end)..end];
@@ -114,14 +129,21 @@ pub fn write_pg_time(text: &str, out: &mut String) -> bool {
         out.push('Z');
         return true;
     }
-    let Some(micros) = parse_pg_time(text) else { return false };
+    let Some(micros) = parse_pg_time(text) else {
+        return false;
+    };
     let start = out.len();
     write_record_ts(micros, out);
     if micros >= 0 && key_len <= LAST_KEY_MAX && out.len() - start == 27 {
-        let mut last = LastSecond { key: [0; LAST_KEY_MAX], key_len, prefix: [0; 19] };
+        let mut last = LastSecond {
+            key: [0; LAST_KEY_MAX],
+            key_len,
+            prefix: [0; 19],
+        };
         last.key[..19].copy_from_slice(&b[..19]);
         last.key[19..key_len].copy_from_slice(&b[end..]);
-        last.prefix.copy_from_slice(&out.as_bytes()[start..start + 19]);
+        last.prefix
+            .copy_from_slice(&out.as_bytes()[start..start + 19]);
         LAST_SECOND.set(Some(last));
     }
     true
@@ -206,7 +228,11 @@ fn zone_offset_seconds(zone: &str) -> Option<i64> {
     if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|d| d.is_ascii_digit()) {
         return None;
     }
-    let (h, m) = if digits.len() <= 2 { (digits.as_str(), "0") } else { digits.split_at(2) };
+    let (h, m) = if digits.len() <= 2 {
+        (digits.as_str(), "0")
+    } else {
+        digits.split_at(2)
+    };
     Some(sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60))
 }
 
@@ -231,18 +257,33 @@ mod tests {
         assert_eq!(format_micros(utc), "2026-11-27T11:47:44.123000Z");
         assert_eq!(parse_pg_time("2026-11-27 13:47:44.123 +02"), Some(utc));
         assert_eq!(parse_pg_time("2026-11-27 06:17:44.123 -05:30"), Some(utc));
-        assert_eq!(parse_pg_time("2026-11-27 11:47:44.123456 GMT"), Some(utc + 456));
+        assert_eq!(
+            parse_pg_time("2026-11-27 11:47:44.123456 GMT"),
+            Some(utc + 456)
+        );
     }
 
     #[test]
     fn seconds_only_and_epoch_forms() {
-        assert_eq!(to_record_ts("2024-02-29 23:59:59 UTC").unwrap(), "2024-02-29T23:59:59.000000Z");
-        assert_eq!(to_record_ts("1795788464.123").unwrap(), "2026-11-27T14:07:44.123000Z");
+        assert_eq!(
+            to_record_ts("2024-02-29 23:59:59 UTC").unwrap(),
+            "2024-02-29T23:59:59.000000Z"
+        );
+        assert_eq!(
+            to_record_ts("1795788464.123").unwrap(),
+            "2026-11-27T14:07:44.123000Z"
+        );
     }
 
     #[test]
     fn the_fast_formatter_matches_the_schema_crate() {
-        for micros in [0, 951_782_400_000_000, 1_795_788_464_123_456, 4_102_444_799_999_999, 1_709_251_199_000_001] {
+        for micros in [
+            0,
+            951_782_400_000_000,
+            1_795_788_464_123_456,
+            4_102_444_799_999_999,
+            1_709_251_199_000_001,
+        ] {
             assert_eq!(format_record_ts(micros), format_micros(micros));
         }
     }
@@ -267,7 +308,11 @@ mod tests {
         for t in times {
             let mut out = String::from(">");
             let ok = write_pg_time(t, &mut out);
-            assert_eq!(ok.then(|| out[1..].to_owned()), parse_pg_time(t).map(format_record_ts), "{t}");
+            assert_eq!(
+                ok.then(|| out[1..].to_owned()),
+                parse_pg_time(t).map(format_record_ts),
+                "{t}"
+            );
         }
     }
 

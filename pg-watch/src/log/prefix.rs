@@ -91,7 +91,9 @@ impl PrefixParser {
                 continue;
             }
             i += 1;
-            let truncated = || PrefixError::Truncated { prefix: prefix.to_owned() };
+            let truncated = || PrefixError::Truncated {
+                prefix: prefix.to_owned(),
+            };
             let start = i;
             if i < bytes.len() && (bytes[i] == b'-' || bytes[i].is_ascii_digit()) {
                 i += 1;
@@ -128,7 +130,9 @@ impl PrefixParser {
     /// Whether the prefix has the escape `%<escape>` (`b'm'` for `%m`):
     /// `--check-config` asks for a time, the pid and the application name.
     pub fn has(&self, escape: u8) -> bool {
-        self.tokens.iter().any(|t| matches!(t, Token::Field { escape: e, .. } if *e == escape))
+        self.tokens
+            .iter()
+            .any(|t| matches!(t, Token::Field { escape: e, .. } if *e == escape))
     }
 
     /// Parses one line (without its newline). `None` when the line does not
@@ -138,7 +142,11 @@ impl PrefixParser {
         let mut fields = PrefixFields::default();
         let mut budget = MAX_BACKTRACK;
         let (severity, message) = self.parse_from(line, 0, 0, &mut fields, &mut budget)?;
-        Some(PrefixedLine { fields, severity, message })
+        Some(PrefixedLine {
+            fields,
+            severity,
+            message,
+        })
     }
 
     fn parse_from<'a>(
@@ -206,7 +214,8 @@ impl PrefixParser {
                         while let Some(found) = find(&bytes[from..]) {
                             let end = from + found;
                             set_field(fields, *escape, trim_end_spaces(&line[start..end]));
-                            if let Some(done) = self.parse_from(line, tok + 1, end, fields, budget) {
+                            if let Some(done) = self.parse_from(line, tok + 1, end, fields, budget)
+                            {
                                 return Some(done);
                             }
                             if *budget == 0 {
@@ -222,7 +231,8 @@ impl PrefixParser {
                     }
                     None => {
                         // Followed by another escape or by the severity: a word.
-                        let end = memchr::memchr(b' ', &bytes[start..]).map_or(bytes.len(), |e| start + e);
+                        let end = memchr::memchr(b' ', &bytes[start..])
+                            .map_or(bytes.len(), |e| start + e);
                         set_field(fields, *escape, &line[start..end]);
                         self.parse_from(line, tok + 1, end, fields, budget)
                     }
@@ -256,7 +266,8 @@ fn flush_literal(tokens: &mut Vec<Token>, literal: &mut Vec<u8>) {
 pub fn split_severity(rest: &str) -> Option<(&str, &str)> {
     let bytes = rest.as_bytes();
     let mut i = 0;
-    while i < bytes.len() && i < 10 && (bytes[i].is_ascii_uppercase() || bytes[i].is_ascii_digit()) {
+    while i < bytes.len() && i < 10 && (bytes[i].is_ascii_uppercase() || bytes[i].is_ascii_digit())
+    {
         i += 1;
     }
     if i < 3 || !bytes[i..].starts_with(b":  ") {
@@ -267,8 +278,19 @@ pub fn split_severity(rest: &str) -> Option<(&str, &str)> {
     // on the text: this runs once per line.
     let known = matches!(
         severity,
-        "LOG" | "STATEMENT" | "DETAIL" | "ERROR" | "HINT" | "CONTEXT" | "WARNING" | "NOTICE" | "INFO" | "FATAL" | "PANIC"
-            | "QUERY" | "LOCATION"
+        "LOG"
+            | "STATEMENT"
+            | "DETAIL"
+            | "ERROR"
+            | "HINT"
+            | "CONTEXT"
+            | "WARNING"
+            | "NOTICE"
+            | "INFO"
+            | "FATAL"
+            | "PANIC"
+            | "QUERY"
+            | "LOCATION"
     );
     if !known && !severity.starts_with("DEBUG") {
         return None;
@@ -305,7 +327,11 @@ fn scan_timestamp(bytes: &[u8], start: usize) -> usize {
         return start;
     }
     for (b, s) in bytes[start..start + shape.len()].iter().zip(shape) {
-        let ok = if *s == b'0' { b.is_ascii_digit() } else { b == s };
+        let ok = if *s == b'0' {
+            b.is_ascii_digit()
+        } else {
+            b == s
+        };
         if !ok {
             return start;
         }
@@ -320,7 +346,10 @@ fn scan_timestamp(bytes: &[u8], start: usize) -> usize {
     if i < bytes.len() && bytes[i] == b' ' {
         let zone = i + 1;
         let mut j = zone;
-        while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || matches!(bytes[j], b'+' | b'-' | b':' | b'/' | b'_')) {
+        while j < bytes.len()
+            && (bytes[j].is_ascii_alphanumeric()
+                || matches!(bytes[j], b'+' | b'-' | b':' | b'/' | b'_'))
+        {
             j += 1;
         }
         if j > zone {
@@ -361,7 +390,9 @@ mod tests {
     #[test]
     fn debian_default_prefix_parses_time_pid_and_user_at_db() {
         let p = PrefixParser::compile("%m [%p] %q%u@%d ").unwrap();
-        let l = p.parse("2026-11-27 11:47:44.123 UTC [812] shop@orders LOG:  duration: 1.5 ms").unwrap();
+        let l = p
+            .parse("2026-11-27 11:47:44.123 UTC [812] shop@orders LOG:  duration: 1.5 ms")
+            .unwrap();
         assert_eq!(l.fields.time, Some("2026-11-27 11:47:44.123 UTC"));
         assert_eq!(l.fields.pid, Some("812"));
         assert_eq!(l.fields.user, Some("shop"));
@@ -373,7 +404,9 @@ mod tests {
     #[test]
     fn q_ends_the_prefix_for_processes_without_a_session() {
         let p = PrefixParser::compile("%m [%p] %q%u@%d ").unwrap();
-        let l = p.parse("2026-11-27 11:47:44.123 UTC [77] LOG:  checkpoint starting: time").unwrap();
+        let l = p
+            .parse("2026-11-27 11:47:44.123 UTC [77] LOG:  checkpoint starting: time")
+            .unwrap();
         assert_eq!(l.fields.pid, Some("77"));
         assert_eq!(l.fields.user, None);
         assert_eq!(l.message, "checkpoint starting: time");
@@ -382,7 +415,9 @@ mod tests {
     #[test]
     fn application_names_with_the_separator_backtrack() {
         let p = PrefixParser::compile("%t [%p] %a: user=%u ").unwrap();
-        let l = p.parse("2026-11-27 11:47:44 CET [9] report: daily: user=bob ERROR:  boom").unwrap();
+        let l = p
+            .parse("2026-11-27 11:47:44 CET [9] report: daily: user=bob ERROR:  boom")
+            .unwrap();
         assert_eq!(l.fields.application_name, Some("report: daily"));
         assert_eq!(l.fields.user, Some("bob"));
         assert_eq!(l.severity, "ERROR");
@@ -409,7 +444,10 @@ mod tests {
     #[test]
     fn padded_escapes_are_trimmed() {
         let p = PrefixParser::compile("%m %-8p %10u: ").unwrap();
-        let line = format!("2026-11-27 11:47:44.123 UTC {:<8} {:>10}: LOG:  hi", "81", "alice");
+        let line = format!(
+            "2026-11-27 11:47:44.123 UTC {:<8} {:>10}: LOG:  hi",
+            "81", "alice"
+        );
         let l = p.parse(&line).unwrap();
         assert_eq!(l.fields.pid, Some("81"));
         assert_eq!(l.fields.user, Some("alice"));
@@ -419,7 +457,10 @@ mod tests {
     fn continuation_and_foreign_lines_do_not_parse() {
         let p = PrefixParser::compile("%m [%p] ").unwrap();
         assert!(p.parse("\tFROM t").is_none());
-        assert!(p.parse("2026-11-27 11:47:44.123 UTC [812] this is not a severity").is_none());
+        assert!(
+            p.parse("2026-11-27 11:47:44.123 UTC [812] this is not a severity")
+                .is_none()
+        );
         assert!(p.parse("").is_none());
     }
 
@@ -429,6 +470,9 @@ mod tests {
             PrefixParser::compile("%m %y").unwrap_err().to_string(),
             "log_line_prefix \"%m %y\": unknown escape %y"
         );
-        assert!(matches!(PrefixParser::compile("%m %"), Err(PrefixError::Truncated { .. })));
+        assert!(matches!(
+            PrefixParser::compile("%m %"),
+            Err(PrefixError::Truncated { .. })
+        ));
     }
 }

@@ -37,7 +37,11 @@ impl StderrParser {
 }
 
 /// A new entry from its first line, borrowing the line where it can.
-fn start_entry<'a>(offset: FilePosition, line: &Text<'a>, parsed: &PrefixedLine<'_>) -> LogEntry<'a> {
+fn start_entry<'a>(
+    offset: FilePosition,
+    line: &Text<'a>,
+    parsed: &PrefixedLine<'_>,
+) -> LogEntry<'a> {
     let f = &parsed.fields;
     let t = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(|v| within(line, v));
     LogEntry {
@@ -120,7 +124,13 @@ impl EntryParser for StderrParser {
         LogFormat::Stderr
     }
 
-    fn parse<'a>(&self, buf: &'a [u8], base: FilePosition, complete: bool, emit: &mut dyn FnMut(LogEntry<'a>)) -> usize {
+    fn parse<'a>(
+        &self,
+        buf: &'a [u8],
+        base: FilePosition,
+        complete: bool,
+        emit: &mut dyn FnMut(LogEntry<'a>),
+    ) -> usize {
         let mut pos = 0usize;
         // The entry still open for continuation lines, the part that
         // continuation lines extend, and its start in `buf`.
@@ -150,7 +160,9 @@ impl EntryParser for StderrParser {
                 }
                 Cow::Owned(String::from_utf8_lossy(raw).into_owned())
             };
-            if let (Some(rest), Some((entry, part, _))) = (line.strip_prefix('\t'), pending.as_mut()) {
+            if let (Some(rest), Some((entry, part, _))) =
+                (line.strip_prefix('\t'), pending.as_mut())
+            {
                 let rest = within(&line, rest);
                 add_line(entry, *part, rest, true);
                 pos = next;
@@ -160,7 +172,8 @@ impl EntryParser for StderrParser {
                 Some(parsed) => {
                     let attach = attach_part(parsed.severity).filter(|_| {
                         pending.as_ref().is_some_and(|(e, _, _)| {
-                            e.pid.is_none() || num::<u32>(parsed.fields.pid).is_none_or(|p| Some(p) == e.pid)
+                            e.pid.is_none()
+                                || num::<u32>(parsed.fields.pid).is_none_or(|p| Some(p) == e.pid)
                         })
                     });
                     match (attach, pending.as_mut()) {
@@ -170,7 +183,8 @@ impl EntryParser for StderrParser {
                         }
                         _ => {
                             let entry = start_entry(base + pos as u64, &line, &parsed);
-                            if let Some((done, _, _)) = pending.replace((entry, Part::Message, pos)) {
+                            if let Some((done, _, _)) = pending.replace((entry, Part::Message, pos))
+                            {
                                 emit(done);
                             }
                         }
@@ -228,7 +242,10 @@ garbage from an extension
         let used = parser().parse(LOG.as_bytes(), 100, true, &mut |e| out.push(e));
         assert_eq!(used, LOG.len());
         assert_eq!(out.len(), 4, "{out:#?}");
-        assert_eq!(out[0].message, "duration: 1001.2 ms  execute <unnamed>: SELECT *\nFROM t WHERE id = $1");
+        assert_eq!(
+            out[0].message,
+            "duration: 1001.2 ms  execute <unnamed>: SELECT *\nFROM t WHERE id = $1"
+        );
         assert_eq!(out[0].detail.as_deref(), Some("parameters: $1 = '7'"));
         assert_eq!(out[0].application_name.as_deref(), Some("bitville:3f1e"));
         assert_eq!(out[0].offset, 100);

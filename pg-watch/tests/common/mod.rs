@@ -27,7 +27,9 @@ pub struct Cluster {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -43,21 +45,38 @@ fn as_postgres(program: &str) -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("no free port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("no free port")
+        .port()
 }
 
 impl Cluster {
     /// Starts a cluster with `settings` appended to postgresql.conf.
     pub fn start(settings: &str) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("pgwatch-pg-").tempdir().expect("temporary folder");
+        let dir = tempfile::Builder::new()
+            .prefix("pgwatch-pg-")
+            .tempdir()
+            .expect("temporary folder");
         let root = dir.path().to_owned();
         let data = root.join("data");
         let log_dir = root.join("log");
         std::fs::create_dir_all(&log_dir).expect("log folder");
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root));
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&root));
         run(Command::new("chmod").args(["755"]).arg(&root));
         run(as_postgres("initdb")
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data));
         let port = free_port();
         let conf = format!(
@@ -93,11 +112,20 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the cluster watchdog");
-        Cluster { _dir: dir, root, data, log_dir, port }
+        Cluster {
+            _dir: dir,
+            root,
+            data,
+            log_dir,
+            port,
+        }
     }
 
     pub fn conninfo(&self, application_name: &str) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname=postgres application_name={application_name}", self.port)
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres application_name={application_name}",
+            self.port
+        )
     }
 
     pub async fn connect(&self, application_name: &str) -> Client {
@@ -113,18 +141,39 @@ impl Cluster {
     /// Runs SQL through psql (for setup outside any runtime).
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new(format!("{PG_BIN}/psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+            ])
             .arg(self.port.to_string())
             .args(["-d", "postgres", "-c", sql])
             .output()
             .expect("run psql");
-        assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn files_in_log_dir(&self, suffix: &str) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(&self.log_dir)
-            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(suffix)).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().ends_with(suffix))
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v

@@ -30,7 +30,9 @@ use serde_json::json;
 use super::request::ListFilter;
 use super::spikes::Detection;
 use super::sql::SqlLimits;
-use super::{AnalysisError, Frame, Scope, Source, Window, parse_time, report, request, spikes, sql};
+use super::{
+    AnalysisError, Frame, Scope, Source, Window, parse_time, report, request, spikes, sql,
+};
 use crate::App;
 use crate::auth::bearer_token;
 
@@ -83,14 +85,29 @@ impl From<AnalysisError> for ApiError {
 }
 
 /// Who is asking: admin tokens first, then the project tokens of the config.
-pub(crate) fn scope(state: &ApiState, headers: &HeaderMap, project: Option<&str>) -> Result<Scope, ApiError> {
-    let unauthorized = || ApiError(StatusCode::UNAUTHORIZED, "missing or unknown bearer token".into());
-    let token = headers.get(header::AUTHORIZATION).and_then(|h| bearer_token(h.as_bytes())).ok_or_else(unauthorized)?;
+pub(crate) fn scope(
+    state: &ApiState,
+    headers: &HeaderMap,
+    project: Option<&str>,
+) -> Result<Scope, ApiError> {
+    let unauthorized = || {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or unknown bearer token".into(),
+        )
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| bearer_token(h.as_bytes()))
+        .ok_or_else(unauthorized)?;
     if state.app.admin_tokens().project_of(token).is_some() {
         return Ok(Scope::All.narrowed(project));
     }
     let (tokens, _) = state.app.live();
-    tokens.project_of(token).map(|p| Scope::Project(p.to_owned())).ok_or_else(unauthorized)
+    tokens
+        .project_of(token)
+        .map(|p| Scope::Project(p.to_owned()))
+        .ok_or_else(unauthorized)
 }
 
 /// Runs a blocking analysis on a reader of the store.
@@ -100,11 +117,18 @@ pub(crate) async fn on_reader<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let store = state.app.store.clone();
     tokio::task::spawn_blocking(move || {
-        let reader = store.reader().map_err(|e| AnalysisError::Query(e.to_string()))?;
+        let reader = store
+            .reader()
+            .map_err(|e| AnalysisError::Query(e.to_string()))?;
         work(&reader)
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("analysis task failed: {e}")))?
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("analysis task failed: {e}"),
+        )
+    })?
     .map_err(ApiError::from)
 }
 
@@ -125,7 +149,9 @@ impl WindowParams {
     /// A bound is missing or unreadable, or the window runs backwards.
     pub fn window(&self) -> Result<Window, AnalysisError> {
         let need = |v: &Option<String>, name: &str| {
-            v.as_deref().ok_or_else(|| AnalysisError::BadInput(format!("parameter {name} is missing"))).and_then(parse_time)
+            v.as_deref()
+                .ok_or_else(|| AnalysisError::BadInput(format!("parameter {name} is missing")))
+                .and_then(parse_time)
         };
         Window::new(need(&self.from, "from")?, need(&self.to, "to")?)
     }
@@ -139,7 +165,9 @@ impl WindowParams {
         match (&self.baseline_from, &self.baseline_to) {
             (Some(f), Some(t)) => Frame::new(window, Window::new(parse_time(f)?, parse_time(t)?)?),
             (None, None) => Ok(Frame::before(window)),
-            _ => Err(AnalysisError::BadInput("give both baseline_from and baseline_to, or neither".into())),
+            _ => Err(AnalysisError::BadInput(
+                "give both baseline_from and baseline_to, or neither".into(),
+            )),
         }
     }
 }
@@ -161,14 +189,23 @@ impl WindowParams {
     }
 }
 
-pub(crate) fn number<T: std::str::FromStr>(q: &Params, key: &str) -> Result<Option<T>, AnalysisError> {
+pub(crate) fn number<T: std::str::FromStr>(
+    q: &Params,
+    key: &str,
+) -> Result<Option<T>, AnalysisError> {
     match q.get(key).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| AnalysisError::BadInput(format!("parameter {key}: {v:?} is not a number"))),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            AnalysisError::BadInput(format!("parameter {key}: {v:?} is not a number"))
+        }),
     }
 }
 
-async fn spikes_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+async fn spikes_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
     let p = WindowParams::from_query(&q);
     let scope = scope(&state, &headers, p.project.as_deref())?;
     let hours: i64 = number(&q, "hours")?.unwrap_or(24);
@@ -186,7 +223,11 @@ async fn spikes_route(State(state): State<ApiState>, headers: HeaderMap, Query(q
     Ok(axum::Json(found).into_response())
 }
 
-async fn report_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+async fn report_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
     let p = WindowParams::from_query(&q);
     let scope = scope(&state, &headers, p.project.as_deref())?;
     let frame = p.frame()?;
@@ -194,21 +235,35 @@ async fn report_route(State(state): State<ApiState>, headers: HeaderMap, Query(q
     Ok(axum::Json(r).into_response())
 }
 
-async fn top_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+async fn top_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
     let p = WindowParams::from_query(&q);
     let scope = scope(&state, &headers, p.project.as_deref())?;
     let window = p.window()?;
     let by = match q.get("by").filter(|v| !v.is_empty()) {
         None => report::TopBy::Endpoints,
-        Some(v) => <report::TopBy as clap::ValueEnum>::from_str(v, true)
-            .map_err(|_| AnalysisError::BadInput(format!("parameter by: {v:?} is not endpoints, sql, functions or waits")))?,
+        Some(v) => <report::TopBy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
+            AnalysisError::BadInput(format!(
+                "parameter by: {v:?} is not endpoints, sql, functions or waits"
+            ))
+        })?,
     };
     let limit = number(&q, "limit")?.unwrap_or(20);
-    let top = on_reader(&state, move |src| report::top(src, &scope, window, by, limit)).await?;
+    let top = on_reader(&state, move |src| {
+        report::top(src, &scope, window, by, limit)
+    })
+    .await?;
     Ok(axum::Json(json!({ "by": by, "entries": top })).into_response())
 }
 
-async fn requests_route(State(state): State<ApiState>, headers: HeaderMap, Query(q): Query<Params>) -> Result<Response, ApiError> {
+async fn requests_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Result<Response, ApiError> {
     let p = WindowParams::from_query(&q);
     let scope = scope(&state, &headers, p.project.as_deref())?;
     let window = p.window()?;
@@ -219,7 +274,10 @@ async fn requests_route(State(state): State<ApiState>, headers: HeaderMap, Query
         min_ms: number(&q, "min_ms")?,
         limit: number(&q, "limit")?,
     };
-    let list = on_reader(&state, move |src| request::list(src, &scope, window, &filter)).await?;
+    let list = on_reader(&state, move |src| {
+        request::list(src, &scope, window, &filter)
+    })
+    .await?;
     Ok(axum::Json(json!({ "requests": list })).into_response())
 }
 
@@ -241,7 +299,10 @@ async fn flame_route(
     Query(q): Query<Params>,
 ) -> Result<Response, ApiError> {
     let scope = scope(&state, &headers, q.get("project").map(String::as_str))?;
-    let svg = on_reader(&state, move |src| request::flame_graph_svg(&request::detail(src, &scope, &id)?)).await?;
+    let svg = on_reader(&state, move |src| {
+        request::flame_graph_svg(&request::detail(src, &scope, &id)?)
+    })
+    .await?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
@@ -253,13 +314,26 @@ pub struct SqlBody {
     pub timeout_s: Option<u64>,
 }
 
-async fn sql_route(State(state): State<ApiState>, headers: HeaderMap, axum::Json(body): axum::Json<SqlBody>) -> Result<Response, ApiError> {
+async fn sql_route(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<SqlBody>,
+) -> Result<Response, ApiError> {
     if scope(&state, &headers, None)? != Scope::All {
-        return Err(ApiError(StatusCode::FORBIDDEN, "SQL needs an admin token".into()));
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "SQL needs an admin token".into(),
+        ));
     }
     let limits = SqlLimits {
-        max_rows: body.max_rows.unwrap_or(state.sql_limits.max_rows).min(state.sql_limits.max_rows),
-        timeout: body.timeout_s.map_or(state.sql_limits.timeout, Duration::from_secs).min(state.sql_limits.timeout),
+        max_rows: body
+            .max_rows
+            .unwrap_or(state.sql_limits.max_rows)
+            .min(state.sql_limits.max_rows),
+        timeout: body
+            .timeout_s
+            .map_or(state.sql_limits.timeout, Duration::from_secs)
+            .min(state.sql_limits.timeout),
     };
     // The store's reader cannot be interrupted yet, so the wait is bounded here.
     let work = on_reader(&state, move |src| sql::run(src, &body.query, limits));

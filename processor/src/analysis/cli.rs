@@ -19,7 +19,9 @@ use super::request::RequestDetail;
 use super::spikes::{Detection, Spike};
 use super::sql::{SqlLimits, SqlResult};
 use super::table::{num, render};
-use super::{Scope, StoreFile, api::WindowParams, format_time, parse_time, report, request, spikes, sql};
+use super::{
+    Scope, StoreFile, api::WindowParams, format_time, parse_time, report, request, spikes, sql,
+};
 use crate::config::Config;
 
 /// The analysis subcommands; the binary adds them to its own.
@@ -118,40 +120,68 @@ enum Backend {
 impl Backend {
     fn choose(target: &Target, config: &Config) -> anyhow::Result<Backend> {
         let direct = |path: &PathBuf| -> anyhow::Result<Backend> {
-            let file = StoreFile::open_read_only(path).with_context(|| format!("cannot read store {}", path.display()))?;
-            Ok(Backend::Direct { file, scope: Scope::All.narrowed(target.project.as_deref()) })
+            let file = StoreFile::open_read_only(path)
+                .with_context(|| format!("cannot read store {}", path.display()))?;
+            Ok(Backend::Direct {
+                file,
+                scope: Scope::All.narrowed(target.project.as_deref()),
+            })
         };
         if let Some(path) = &target.store {
             return direct(path);
         }
-        let url = target.url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
-        let host = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let url = target
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.server.listen));
+        let host = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
         if url.starts_with("https://") {
-            bail!("{url}: this client speaks plain HTTP only; run it on the processor's host with --store, or use the HTTP port");
+            bail!(
+                "{url}: this client speaks plain HTTP only; run it on the processor's host with --store, or use the HTTP port"
+            );
         }
         match TcpStream::connect_timeout(
-            &host.parse().with_context(|| format!("processor address {host:?} is not host:port"))?,
+            &host
+                .parse()
+                .with_context(|| format!("processor address {host:?} is not host:port"))?,
             Duration::from_secs(2),
         ) {
             Ok(_) => {
-                let token = target.token.clone().context("a processor runs: give --token or BITVILLE_TOKEN")?;
+                let token = target
+                    .token
+                    .clone()
+                    .context("a processor runs: give --token or BITVILLE_TOKEN")?;
                 Ok(Backend::Http { host, token })
             }
-            Err(_) => direct(&config.store.path).with_context(|| format!("no processor answers on {host}")),
+            Err(_) => direct(&config.store.path)
+                .with_context(|| format!("no processor answers on {host}")),
         }
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let Backend::Http { host, token } = self else { bail!("not an HTTP backend") };
+        let Backend::Http { host, token } = self else {
+            bail!("not an HTTP backend")
+        };
         let body = http(host, token, "GET", path, None)?;
-        serde_json::from_slice(&body).with_context(|| format!("answer of {path} is not the expected JSON"))
+        serde_json::from_slice(&body)
+            .with_context(|| format!("answer of {path} is not the expected JSON"))
     }
 }
 
 /// One HTTP/1.1 exchange with `Connection: close`; the body on 2xx, the
 /// server's `{"error"}` as the error otherwise.
-fn http(host: &str, token: &str, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(host).with_context(|| format!("cannot connect to {host}"))?;
+fn http(
+    host: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> anyhow::Result<Vec<u8>> {
+    let mut stream =
+        TcpStream::connect(host).with_context(|| format!("cannot connect to {host}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(300)))?;
     let body = body.unwrap_or_default();
     write!(
@@ -162,14 +192,26 @@ fn http(host: &str, token: &str, method: &str, path: &str, body: Option<&[u8]>) 
     )?;
     stream.write_all(body)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).with_context(|| format!("reading the answer of {path}"))?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("answer without headers")?;
+    stream
+        .read_to_end(&mut raw)
+        .with_context(|| format!("reading the answer of {path}"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("answer without headers")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut payload = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         payload = dechunk(&payload);
     }
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("bad status line")?;
     if !(200..300).contains(&status) {
         let message = serde_json::from_slice::<Value>(&payload)
             .ok()
@@ -183,7 +225,8 @@ fn http(host: &str, token: &str, method: &str, path: &str, body: Option<&[u8]>) 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 || data.len() < eol + 2 + size {
             break;
         }
@@ -197,15 +240,24 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
 fn query_string(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v)))).collect();
-    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
 }
 
 /// Runs an analysis subcommand and prints its answer.
@@ -219,30 +271,53 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             let backend = Backend::choose(&target, config)?;
             run_report(what, &backend, &target)
         }
-        Command::Sql { query, max_rows, timeout_s, target } => {
+        Command::Sql {
+            query,
+            max_rows,
+            timeout_s,
+            target,
+        } => {
             let backend = Backend::choose(&target, config)?;
             let result: SqlResult = match &backend {
                 Backend::Http { host, token } => {
-                    let body = serde_json::to_vec(&json!({"query": query, "max_rows": max_rows, "timeout_s": timeout_s}))?;
+                    let body = serde_json::to_vec(
+                        &json!({"query": query, "max_rows": max_rows, "timeout_s": timeout_s}),
+                    )?;
                     serde_json::from_slice(&http(host, token, "POST", "/v1/sql", Some(&body))?)?
                 }
-                Backend::Direct { file, .. } => {
-                    sql::run(file, &query, SqlLimits { timeout: Duration::from_secs(timeout_s), max_rows })?
-                }
+                Backend::Direct { file, .. } => sql::run(
+                    file,
+                    &query,
+                    SqlLimits {
+                        timeout: Duration::from_secs(timeout_s),
+                        max_rows,
+                    },
+                )?,
             };
             if target.json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
                 return Ok(());
             }
             let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
-            let rows: Vec<Vec<String>> =
-                result.rows.iter().map(|r| r.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect()).collect();
+            let rows: Vec<Vec<String>> = result
+                .rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                        .collect()
+                })
+                .collect();
             print!("{}", render(&header, &rows));
             println!(
                 "({} row{}{}, {:.0} ms)",
                 rows.len(),
                 if rows.len() == 1 { "" } else { "s" },
-                if result.truncated { ", cut at --max-rows" } else { "" },
+                if result.truncated {
+                    ", cut at --max-rows"
+                } else {
+                    ""
+                },
                 result.elapsed_ms
             );
             Ok(())
@@ -260,17 +335,34 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
         ReportCommand::Spikes { from, to, hours } => {
             let (range, found): (String, Vec<Spike>) = match backend {
                 Backend::Http { .. } => {
-                    let q = query_string(&[("from", from), ("to", to), ("hours", Some(hours.to_string())), ("project", project)]);
+                    let q = query_string(&[
+                        ("from", from),
+                        ("to", to),
+                        ("hours", Some(hours.to_string())),
+                        ("project", project),
+                    ]);
                     let v: Value = backend.get(&format!("/v1/spikes{q}"))?;
-                    let range = format!("{} .. {}", v["from"].as_str().unwrap_or(""), v["to"].as_str().unwrap_or(""));
+                    let range = format!(
+                        "{} .. {}",
+                        v["from"].as_str().unwrap_or(""),
+                        v["to"].as_str().unwrap_or("")
+                    );
                     (range, serde_json::from_value(v["spikes"].clone())?)
                 }
                 Backend::Direct { file, scope } => {
                     let window = match (from, to) {
                         (None, None) => spikes::recent_range(file, scope, hours)?,
-                        (f, t) => WindowParams { from: f, to: t, ..WindowParams::default() }.window()?,
+                        (f, t) => WindowParams {
+                            from: f,
+                            to: t,
+                            ..WindowParams::default()
+                        }
+                        .window()?,
                     };
-                    (format!("{} .. {}", format_time(window.from), format_time(window.to)), spikes::find(file, scope, window, &Detection::default())?)
+                    (
+                        format!("{} .. {}", format_time(window.from), format_time(window.to)),
+                        spikes::find(file, scope, window, &Detection::default())?,
+                    )
                 }
             };
             if target.json {
@@ -279,8 +371,19 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
             println!("Spikes in {range}");
             print_spikes(&found);
         }
-        ReportCommand::Spike { from, to, baseline_from, baseline_to } => {
-            let params = WindowParams { from: Some(from), to: Some(to), baseline_from, baseline_to, project };
+        ReportCommand::Spike {
+            from,
+            to,
+            baseline_from,
+            baseline_to,
+        } => {
+            let params = WindowParams {
+                from: Some(from),
+                to: Some(to),
+                baseline_from,
+                baseline_to,
+                project,
+            };
             let r: Report = match backend {
                 Backend::Http { .. } => backend.get(&format!(
                     "/v1/report{}",
@@ -301,12 +404,17 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
         }
         ReportCommand::Request { id, flamegraph } => {
             let d: RequestDetail = match backend {
-                Backend::Http { .. } => backend.get(&format!("/v1/requests/{}{}", enc(&id), query_string(&[("project", project)])))?,
+                Backend::Http { .. } => backend.get(&format!(
+                    "/v1/requests/{}{}",
+                    enc(&id),
+                    query_string(&[("project", project)])
+                ))?,
                 Backend::Direct { file, scope } => request::detail(file, scope, &id)?,
             };
             if let Some(path) = flamegraph {
                 let svg = request::flame_graph_svg(&d)?;
-                std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+                std::fs::write(&path, svg)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 eprintln!("flame graph written to {}", path.display());
             }
             if target.json {
@@ -314,10 +422,18 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
             }
             print_request(&d);
         }
-        ReportCommand::Top { from, to, by, limit } => {
+        ReportCommand::Top {
+            from,
+            to,
+            by,
+            limit,
+        } => {
             let entries: Vec<TopEntry> = match backend {
                 Backend::Http { .. } => {
-                    let by_name = serde_json::to_value(by)?.as_str().unwrap_or("endpoints").to_owned();
+                    let by_name = serde_json::to_value(by)?
+                        .as_str()
+                        .unwrap_or("endpoints")
+                        .to_owned();
                     let q = query_string(&[
                         ("from", Some(from)),
                         ("to", Some(to)),
@@ -336,8 +452,10 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
             if target.json {
                 return show(serde_json::to_value(&entries)?);
             }
-            let rows: Vec<Vec<String>> =
-                entries.iter().map(|e| vec![e.name.clone(), num(e.seconds, 3), num(e.count, 0)]).collect();
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| vec![e.name.clone(), num(e.seconds, 3), num(e.count, 0)])
+                .collect();
             print!("{}", render(&["name", "seconds", "count"], &rows));
         }
     }
@@ -364,9 +482,20 @@ pub(super) fn print_spikes(found: &[Spike]) {
             ]
         })
         .collect();
-    print!("{}", render(&["signal", "project", "host", "start", "peak at", "end", "peak", "baseline"], &rows));
+    print!(
+        "{}",
+        render(
+            &[
+                "signal", "project", "host", "start", "peak at", "end", "peak", "baseline"
+            ],
+            &rows
+        )
+    );
     if let Some(s) = found.first() {
-        println!("\nReport of the first: processor report spike --from {} --to {}", s.report_from, s.report_to);
+        println!(
+            "\nReport of the first: processor report spike --from {} --to {}",
+            s.report_from, s.report_to
+        );
     }
 }
 
@@ -376,7 +505,11 @@ pub(super) fn print_report(r: &Report) {
     println!("Baseline {} .. {}", r.baseline_from, r.baseline_to);
     println!(
         "Requests {:.0} (baseline {:.0}); request-seconds {:.1} (baseline {:.1}); excess {:.1}\n",
-        t.requests, t.baseline_requests, t.request_seconds, t.baseline_request_seconds, t.excess_request_seconds
+        t.requests,
+        t.baseline_requests,
+        t.request_seconds,
+        t.baseline_request_seconds,
+        t.excess_request_seconds
     );
     let rows: Vec<Vec<String>> = r
         .suspects
@@ -394,7 +527,22 @@ pub(super) fn print_report(r: &Report) {
             ]
         })
         .collect();
-    print!("{}", render(&["#", "kind", "suspect", "share", "excess s", "window s", "baseline s", "endpoint"], &rows));
+    print!(
+        "{}",
+        render(
+            &[
+                "#",
+                "kind",
+                "suspect",
+                "share",
+                "excess s",
+                "window s",
+                "baseline s",
+                "endpoint"
+            ],
+            &rows
+        )
+    );
     for s in r.suspects.iter().take(3) {
         println!("\n#{} {} {}", s.rank, s.kind.label(), s.name);
         for (k, v) in &s.evidence {
@@ -415,33 +563,95 @@ pub(super) fn print_report(r: &Report) {
                     h.host.clone(),
                     format!("{} / {}", num(h.load1_max, 1), num(h.baseline_load1_max, 1)),
                     format!("{} / {}", num(h.cpu_pct, 0), num(h.baseline_cpu_pct, 0)),
-                    format!("{} / {}", num(h.iowait_pct, 1), num(h.baseline_iowait_pct, 1)),
-                    format!("{} / {}", num(h.swap_io_bytes / 1048576.0, 1), num(h.baseline_swap_io_bytes / 1048576.0, 1)),
+                    format!(
+                        "{} / {}",
+                        num(h.iowait_pct, 1),
+                        num(h.baseline_iowait_pct, 1)
+                    ),
+                    format!(
+                        "{} / {}",
+                        num(h.swap_io_bytes / 1048576.0, 1),
+                        num(h.baseline_swap_io_bytes / 1048576.0, 1)
+                    ),
                 ]
             })
             .collect();
-        print!("{}", render(&["host", "load1 max (base)", "cpu % (base)", "iowait % (base)", "swap io MiB (base)"], &rows));
+        print!(
+            "{}",
+            render(
+                &[
+                    "host",
+                    "load1 max (base)",
+                    "cpu % (base)",
+                    "iowait % (base)",
+                    "swap io MiB (base)"
+                ],
+                &rows
+            )
+        );
     }
     if !r.events.is_empty() {
         println!();
-        let rows: Vec<Vec<String>> =
-            r.events.iter().map(|e| vec![e.class.clone(), num(e.count, 0), num(e.baseline_count, 0), num(e.bytes, 0)]).collect();
-        print!("{}", render(&["database event", "window", "baseline", "bytes"], &rows));
+        let rows: Vec<Vec<String>> = r
+            .events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.class.clone(),
+                    num(e.count, 0),
+                    num(e.baseline_count, 0),
+                    num(e.bytes, 0),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            render(&["database event", "window", "baseline", "bytes"], &rows)
+        );
     }
 }
 
 fn print_request(d: &RequestDetail) {
-    let g = |k: &str| d.request.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
-    println!("Request {} {} {} ({} ms, status {})", d.correlation_id, g("method"), g("url"), g("duration_ms"), g("status"));
-    println!("  host {} pid {}, started {}, ended {}", g("host"), g("pid"), g("started_at"), g("ts"));
+    let g = |k: &str| {
+        d.request
+            .get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .unwrap_or_default()
+    };
+    println!(
+        "Request {} {} {} ({} ms, status {})",
+        d.correlation_id,
+        g("method"),
+        g("url"),
+        g("duration_ms"),
+        g("status")
+    );
+    println!(
+        "  host {} pid {}, started {}, ended {}",
+        g("host"),
+        g("pid"),
+        g("started_at"),
+        g("ts")
+    );
     if !d.sql.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = d
             .sql
             .iter()
-            .map(|s| vec![s.idx.to_string(), num(s.start_ms, 1), num(s.duration_ms, 1), s.status.clone(), s.sql.clone()])
+            .map(|s| {
+                vec![
+                    s.idx.to_string(),
+                    num(s.start_ms, 1),
+                    num(s.duration_ms, 1),
+                    s.status.clone(),
+                    s.sql.clone(),
+                ]
+            })
             .collect();
-        print!("{}", render(&["#", "start ms", "ms", "status", "sql"], &rows));
+        print!(
+            "{}",
+            render(&["#", "start ms", "ms", "status", "sql"], &rows)
+        );
     }
     if !d.profile.calls.is_empty() {
         println!();
@@ -450,14 +660,30 @@ fn print_request(d: &RequestDetail) {
             .calls
             .iter()
             .take(20)
-            .map(|c| vec![c.function.clone(), c.calls.to_string(), num(c.inclusive_ms, 1), num(c.exclusive_ms, 1)])
+            .map(|c| {
+                vec![
+                    c.function.clone(),
+                    c.calls.to_string(),
+                    num(c.inclusive_ms, 1),
+                    num(c.exclusive_ms, 1),
+                ]
+            })
             .collect();
-        print!("{}", render(&["function", "calls", "inclusive ms", "exclusive ms"], &rows));
+        print!(
+            "{}",
+            render(
+                &["function", "calls", "inclusive ms", "exclusive ms"],
+                &rows
+            )
+        );
     }
     if !d.activity.is_empty() {
         println!();
         let peers = |p: &[super::request::Peer]| {
-            p.iter().map(|p| format!("{} {}", p.pid, p.url.clone().unwrap_or_default())).collect::<Vec<_>>().join(", ")
+            p.iter()
+                .map(|p| format!("{} {}", p.pid, p.url.clone().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let rows: Vec<Vec<String>> = d
             .activity
@@ -466,13 +692,23 @@ fn print_request(d: &RequestDetail) {
                 vec![
                     a.ts.clone(),
                     a.state.clone().unwrap_or_default(),
-                    format!("{}:{}", a.wait_event_type.clone().unwrap_or_default(), a.wait_event.clone().unwrap_or_default()),
+                    format!(
+                        "{}:{}",
+                        a.wait_event_type.clone().unwrap_or_default(),
+                        a.wait_event.clone().unwrap_or_default()
+                    ),
                     peers(&a.blocked_by),
                     peers(&a.blocking),
                 ]
             })
             .collect();
-        print!("{}", render(&["sample", "state", "wait", "blocked by", "blocking"], &rows));
+        print!(
+            "{}",
+            render(
+                &["sample", "state", "wait", "blocked by", "blocking"],
+                &rows
+            )
+        );
     }
     for l in &d.logs {
         let g = |k: &str| l.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
@@ -488,7 +724,10 @@ mod tests {
     fn query_values_are_percent_encoded() {
         assert_eq!(enc("2026-11-27T11:00:00Z"), "2026-11-27T11:00:00Z");
         assert_eq!(enc("GET /a b&c"), "GET%20%2Fa%20b%26c");
-        assert_eq!(query_string(&[("a", None), ("b", Some("x y".into()))]), "?b=x%20y");
+        assert_eq!(
+            query_string(&[("a", None), ("b", Some("x y".into()))]),
+            "?b=x%20y"
+        );
     }
 
     #[test]

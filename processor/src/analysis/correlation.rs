@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{AnalysisError, Days, ENDPOINT_SQL, Frame, Micros, SECOND, Scope, Source, Window, query, quote};
+use super::{
+    AnalysisError, Days, ENDPOINT_SQL, Frame, Micros, SECOND, Scope, Source, Window, query, quote,
+};
 
 /// One backend of one pg_activity sample.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +52,12 @@ pub struct RequestRef {
 ///
 /// # Errors
 /// The store query failed.
-pub fn sample_seconds(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<HashMap<(String, bool), f64>, AnalysisError> {
+pub fn sample_seconds(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<HashMap<(String, bool), f64>, AnalysisError> {
     let rows = query(
         src,
         &format!(
@@ -65,7 +72,11 @@ pub fn sample_seconds(src: &dyn Source, days: &Days, scope: &Scope, frame: &Fram
         .iter()
         .map(|r| {
             let w = r.s(1) == "true";
-            let len = if w { frame.window.seconds() } else { frame.baseline.seconds() };
+            let len = if w {
+                frame.window.seconds()
+            } else {
+                frame.baseline.seconds()
+            };
             ((r.s(0), w), len / (r.f(2).max(1.0)))
         })
         .collect())
@@ -75,7 +86,12 @@ pub fn sample_seconds(src: &dyn Source, days: &Days, scope: &Scope, frame: &Fram
 ///
 /// # Errors
 /// A store query failed.
-pub fn lock_waits(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Vec<Wait>, AnalysisError> {
+pub fn lock_waits(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<Vec<Wait>, AnalysisError> {
     let rows = query(
         src,
         &format!(
@@ -117,8 +133,16 @@ pub fn lock_waits(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -
         }
         for waiter in sample.values().filter(|b| !b.blocking.is_empty()) {
             if let Some(root) = root_blocker(&sample, waiter.pid) {
-                let seconds = dt.get(&(waiter.host.clone(), in_window)).copied().unwrap_or(1.0);
-                waits.push(Wait { in_window, seconds, waiter: waiter.clone(), root: sample[&root].clone() });
+                let seconds = dt
+                    .get(&(waiter.host.clone(), in_window))
+                    .copied()
+                    .unwrap_or(1.0);
+                waits.push(Wait {
+                    in_window,
+                    seconds,
+                    waiter: waiter.clone(),
+                    root: sample[&root].clone(),
+                });
             }
         }
     }
@@ -133,10 +157,22 @@ pub fn root_blocker(sample: &HashMap<i64, Backend>, pid: i64) -> Option<i64> {
     let mut current = pid;
     loop {
         seen.insert(current);
-        let next = sample.get(&current)?.blocking.iter().copied().find(|p| sample.contains_key(p) && !seen.contains(p));
+        let next = sample
+            .get(&current)?
+            .blocking
+            .iter()
+            .copied()
+            .find(|p| sample.contains_key(p) && !seen.contains(p));
         match next {
             Some(p) => current = p,
-            None if current == pid => return sample.get(&pid)?.blocking.iter().copied().find(|p| sample.contains_key(p)),
+            None if current == pid => {
+                return sample
+                    .get(&pid)?
+                    .blocking
+                    .iter()
+                    .copied()
+                    .find(|p| sample.contains_key(p));
+            }
             None => return Some(current),
         }
     }
@@ -155,10 +191,20 @@ pub fn requests_by_correlation(
     around: Window,
 ) -> Result<HashMap<String, RequestRef>, AnalysisError> {
     let mut out = HashMap::new();
-    let range = Window { from: around.from - 600 * SECOND, to: around.to + 3600 * SECOND };
-    let ids: Vec<&String> = ids.iter().filter(|id| uuid::Uuid::parse_str(id).is_ok()).collect();
+    let range = Window {
+        from: around.from - 600 * SECOND,
+        to: around.to + 3600 * SECOND,
+    };
+    let ids: Vec<&String> = ids
+        .iter()
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .collect();
     for chunk in ids.chunks(500) {
-        let list = chunk.iter().map(|id| quote(id)).collect::<Vec<_>>().join(", ");
+        let list = chunk
+            .iter()
+            .map(|id| quote(id))
+            .collect::<Vec<_>>()
+            .join(", ");
         let rows = query(
             src,
             &format!(
@@ -172,7 +218,13 @@ pub fn requests_by_correlation(
         for r in rows {
             out.insert(
                 r.s(0),
-                RequestRef { correlation_id: r.s(0), endpoint: r.s(1), url: r.s(2), host: r.s(3), duration_ms: r.f(4) },
+                RequestRef {
+                    correlation_id: r.s(0),
+                    endpoint: r.s(1),
+                    url: r.s(2),
+                    host: r.s(3),
+                    duration_ms: r.f(4),
+                },
             );
         }
     }
@@ -184,12 +236,21 @@ mod tests {
     use super::*;
 
     fn b(pid: i64, blocking: &[i64]) -> (i64, Backend) {
-        (pid, Backend { pid, blocking: blocking.to_vec(), ..Backend::default() })
+        (
+            pid,
+            Backend {
+                pid,
+                blocking: blocking.to_vec(),
+                ..Backend::default()
+            },
+        )
     }
 
     #[test]
     fn the_root_blocker_is_found_through_a_chain() {
-        let sample: HashMap<_, _> = [b(1, &[2]), b(2, &[3]), b(3, &[]), b(4, &[3])].into_iter().collect();
+        let sample: HashMap<_, _> = [b(1, &[2]), b(2, &[3]), b(3, &[]), b(4, &[3])]
+            .into_iter()
+            .collect();
         assert_eq!(root_blocker(&sample, 1), Some(3));
         assert_eq!(root_blocker(&sample, 4), Some(3));
     }

@@ -23,7 +23,10 @@ use crate::config::{Config, TokenConfig};
 use crate::{Processor, auth};
 
 /// The recorded spike the demo loads when no folder is given.
-const RECORDED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/spike/lock_contention");
+const RECORDED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/spike/lock_contention"
+);
 /// The project of the recorded spool files.
 const PROJECT: &str = "shop";
 /// The recording is small; shipping it takes seconds, not minutes.
@@ -54,7 +57,8 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
         Some(path) => (path.clone(), None),
         None => {
             let dir = std::env::temp_dir().join(format!("bitville-demo-{}", auth::random_token()));
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             (dir.join("bitville.duckdb"), Some(dir))
         }
     };
@@ -62,7 +66,10 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     let admin = auth::random_token();
     config.store.path = store_path.clone();
     config.server.udp_listen = String::new();
-    config.tokens = vec![TokenConfig { token: token.clone(), project: PROJECT.to_owned() }];
+    config.tokens = vec![TokenConfig {
+        token: token.clone(),
+        project: PROJECT.to_owned(),
+    }];
     config.admin_tokens = vec![admin.clone()];
     // The recording is dated; retention must not drop it whatever today is.
     config.retention.days = 36_500;
@@ -72,10 +79,24 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
-        let processor = crate::Processor::start(config).await.context("cannot start the processor")?;
+        let processor = crate::Processor::start(config)
+            .await
+            .context("cannot start the processor")?;
         let state = store_path.with_extension("shipper-state");
-        let outcome = demo(&processor, &args.spool, lines, &state, &token, &admin, args.exit).await;
-        processor.shutdown().await.context("store checkpoint at shutdown failed")?;
+        let outcome = demo(
+            &processor,
+            &args.spool,
+            lines,
+            &state,
+            &token,
+            &admin,
+            args.exit,
+        )
+        .await;
+        processor
+            .shutdown()
+            .await
+            .context("store checkpoint at shutdown failed")?;
         outcome
     });
     if let Some(dir) = scratch {
@@ -156,7 +177,13 @@ async fn demo(
 
 /// Runs the shipper's engine over `spool` until it has shipped `lines`
 /// lines; the spool is only read (no cleanup), its checkpoints go to `state`.
-async fn ship(spool: &Path, lines: u64, state: &Path, base: &str, token: &str) -> anyhow::Result<Arc<Metrics>> {
+async fn ship(
+    spool: &Path,
+    lines: u64,
+    state: &Path,
+    base: &str,
+    token: &str,
+) -> anyhow::Result<Arc<Metrics>> {
     let mut config = EngineConfig::new(vec![spool.to_owned()], state.to_owned(), base, token);
     config.cleanup = false;
     config.batch_max_age = Duration::from_millis(200);
@@ -167,7 +194,8 @@ async fn ship(spool: &Path, lines: u64, state: &Path, base: &str, token: &str) -
     }));
     let deadline = Instant::now() + SHIP_TIMEOUT;
     let done = loop {
-        let handled = Metrics::get(&metrics.lines_shipped_total) + Metrics::get(&metrics.lines_quarantined_total);
+        let handled = Metrics::get(&metrics.lines_shipped_total)
+            + Metrics::get(&metrics.lines_quarantined_total);
         if handled >= lines {
             break Ok(());
         }
@@ -181,10 +209,16 @@ async fn ship(spool: &Path, lines: u64, state: &Path, base: &str, token: &str) -
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let _ = stop.send(());
-    engine.await.context("the shipper task failed")?.context("the shipper stopped")?;
+    engine
+        .await
+        .context("the shipper task failed")?
+        .context("the shipper stopped")?;
     done?;
     if Metrics::get(&metrics.lines_rejected_total) > 0 {
-        bail!("the processor refused {} lines of the recording", Metrics::get(&metrics.lines_rejected_total));
+        bail!(
+            "the processor refused {} lines of the recording",
+            Metrics::get(&metrics.lines_rejected_total)
+        );
     }
     Ok(metrics)
 }
@@ -193,7 +227,8 @@ async fn ship(spool: &Path, lines: u64, state: &Path, base: &str, token: &str) -
 fn spool_lines(dir: &Path) -> anyhow::Result<u64> {
     let mut lines = 0;
     for file in spool_files(dir)? {
-        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
         lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
     }
     Ok(lines)
@@ -201,10 +236,13 @@ fn spool_lines(dir: &Path) -> anyhow::Result<u64> {
 
 /// The `*.ndjson` files of a spool folder, in name order.
 fn spool_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read spool folder {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read spool folder {}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
         if path.extension().is_some_and(|e| e == "ndjson") {
             files.push(path);
         }
@@ -226,7 +264,9 @@ mod tests {
         assert!(files.len() > 3, "{files:?}");
         assert!(files.windows(2).all(|w| w[0] < w[1]));
         assert!(spool_lines(Path::new(RECORDED)).unwrap() > 1000);
-        let err = spool_files(Path::new("/nonexistent-spool")).unwrap_err().to_string();
+        let err = spool_files(Path::new("/nonexistent-spool"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent-spool"), "{err}");
     }
 }

@@ -108,12 +108,19 @@ impl Window {
 
     /// The window of the same length that ends where this one starts.
     pub fn before(&self) -> Window {
-        Window { from: 2 * self.from - self.to, to: self.from }
+        Window {
+            from: 2 * self.from - self.to,
+            to: self.from,
+        }
     }
 
     /// `col >= from AND col < to` with literals.
     pub fn filter(&self, col: &str) -> String {
-        format!("{col} >= {} AND {col} < {}", ts_literal(self.from), ts_literal(self.to))
+        format!(
+            "{col} >= {} AND {col} < {}",
+            ts_literal(self.from),
+            ts_literal(self.to)
+        )
     }
 }
 
@@ -142,7 +149,10 @@ impl Frame {
 
     /// The window against the window of the same length just before it.
     pub fn before(window: Window) -> Frame {
-        Frame { window, baseline: window.before() }
+        Frame {
+            window,
+            baseline: window.before(),
+        }
     }
 
     /// Window length over baseline length: scales baseline sums to the window.
@@ -164,7 +174,10 @@ impl Frame {
 
     /// The baseline's start to the window's end: every row [`Frame::filter`] keeps.
     pub fn range(&self) -> Window {
-        Window { from: self.baseline.from.min(self.window.from), to: self.window.to }
+        Window {
+            from: self.baseline.from.min(self.window.from),
+            to: self.window.to,
+        }
     }
 
     /// True for rows of the window (given [`Frame::filter`]).
@@ -194,7 +207,10 @@ impl Days {
             src,
             "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database() AND schema_name LIKE 'd________'",
         )?;
-        let mut days: Vec<i64> = rows.iter().filter_map(|r| schema::parse_day_schema(&r.s(0))).collect();
+        let mut days: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| schema::parse_day_schema(&r.s(0)))
+            .collect();
         days.sort_unstable();
         days.dedup();
         Ok(Days(days))
@@ -202,7 +218,10 @@ impl Days {
 
     /// Each day as a window, newest first.
     pub fn newest_first(&self) -> impl Iterator<Item = Window> + '_ {
-        self.0.iter().rev().map(|d| Window { from: d * schema::DAY_MICROS, to: (d + 1) * schema::DAY_MICROS })
+        self.0.iter().rev().map(|d| Window {
+            from: d * schema::DAY_MICROS,
+            to: (d + 1) * schema::DAY_MICROS,
+        })
     }
 
     /// A `FROM` item for `table` holding every row whose `ts` is in `range`:
@@ -210,7 +229,10 @@ impl Days {
     /// empty template table when the store has none of those days. A row is
     /// stored in the day of its `ts`, so nothing in the range is missed.
     pub fn table(&self, table: &str, range: Window) -> String {
-        let (first, last) = (schema::day_of_micros(range.from), schema::day_of_micros(range.to - 1));
+        let (first, last) = (
+            schema::day_of_micros(range.from),
+            schema::day_of_micros(range.to - 1),
+        );
         let names: Vec<String> = self
             .0
             .iter()
@@ -220,7 +242,10 @@ impl Days {
         match names.as_slice() {
             [] => format!("{}.{table}", schema::quote_ident(schema::TEMPLATE_SCHEMA)),
             [one] => one.clone(),
-            _ => format!("(SELECT * FROM {})", names.join(" UNION ALL SELECT * FROM ")),
+            _ => format!(
+                "(SELECT * FROM {})",
+                names.join(" UNION ALL SELECT * FROM ")
+            ),
         }
     }
 }
@@ -232,7 +257,10 @@ pub fn quote(text: &str) -> String {
 
 /// A DuckDB `TIMESTAMP` literal (UTC) for microseconds since the epoch.
 pub fn ts_literal(micros: Micros) -> String {
-    format!("TIMESTAMP '{}'", format_time(micros).trim_end_matches('Z').replace('T', " "))
+    format!(
+        "TIMESTAMP '{}'",
+        format_time(micros).trim_end_matches('Z').replace('T', " ")
+    )
 }
 
 /// `2026-11-27T11:47:44.123456Z`.
@@ -249,7 +277,10 @@ pub fn format_time(micros: Micros) -> String {
 pub fn parse_time(text: &str) -> Result<Micros, AnalysisError> {
     let t = text.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && t.len() <= 11 {
-        return t.parse::<i64>().map(|s| s * SECOND).map_err(|e| AnalysisError::BadInput(format!("time {t:?}: {e}")));
+        return t
+            .parse::<i64>()
+            .map(|s| s * SECOND)
+            .map_err(|e| AnalysisError::BadInput(format!("time {t:?}: {e}")));
     }
     let mut s = t.replacen(' ', "T", 1);
     if s.len() == 10 {
@@ -258,12 +289,17 @@ pub fn parse_time(text: &str) -> Result<Micros, AnalysisError> {
     if s.len() == 16 {
         s.push_str(":00");
     }
-    let has_zone = s.ends_with('Z') || s.get(19..).is_some_and(|rest| rest.contains('+') || rest.contains('-'));
+    let has_zone = s.ends_with('Z')
+        || s.get(19..)
+            .is_some_and(|rest| rest.contains('+') || rest.contains('-'));
     if !has_zone {
         s.push('Z');
     }
-    bitville_schemas::parse_ts(&s)
-        .map_err(|_| AnalysisError::BadInput(format!("time {t:?} is not RFC 3339, `YYYY-MM-DD HH:MM[:SS]` (UTC) or Unix seconds")))
+    bitville_schemas::parse_ts(&s).map_err(|_| {
+        AnalysisError::BadInput(format!(
+            "time {t:?} is not RFC 3339, `YYYY-MM-DD HH:MM[:SS]` (UTC) or Unix seconds"
+        ))
+    })
 }
 
 /// A UUID check before an ID goes into a query.
@@ -298,7 +334,12 @@ impl Row {
     /// A `BIGINT[]` cell as DuckDB prints it (`[1, 2]`).
     pub fn list(&self, i: usize) -> Vec<i64> {
         self.opt(i)
-            .map(|s| s.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|x| x.trim().parse().ok()).collect())
+            .map(|s| {
+                s.trim_matches(|c| c == '[' || c == ']')
+                    .split(',')
+                    .filter_map(|x| x.trim().parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -313,8 +354,7 @@ pub fn query(src: &dyn Source, sql: &str) -> Result<Vec<Row>, AnalysisError> {
 
 /// The SQL expression naming a request's endpoint: method and route, or the
 /// path without its query string when there is no route.
-pub const ENDPOINT_SQL: &str =
-    "coalesce(method, upper(sapi), '-') || ' ' || coalesce(route, nullif(split_part(url, '?', 1), ''), '-')";
+pub const ENDPOINT_SQL: &str = "coalesce(method, upper(sapi), '-') || ' ' || coalesce(route, nullif(split_part(url, '?', 1), ''), '-')";
 
 /// Rounds for display and JSON (three decimals is a millisecond of seconds).
 pub fn round3(x: f64) -> f64 {
@@ -338,15 +378,24 @@ mod tests {
 
     #[test]
     fn literals_are_plain_utc_timestamps_and_quotes_are_escaped() {
-        assert_eq!(ts_literal(parse_time("2026-11-27T11:00:00Z").unwrap()), "TIMESTAMP '2026-11-27 11:00:00.000000'");
+        assert_eq!(
+            ts_literal(parse_time("2026-11-27T11:00:00Z").unwrap()),
+            "TIMESTAMP '2026-11-27 11:00:00.000000'"
+        );
         assert_eq!(quote("a'b"), "'a''b'");
-        assert_eq!(Scope::Project("x'y".into()).clause("r."), " AND r.project = 'x''y'");
+        assert_eq!(
+            Scope::Project("x'y".into()).clause("r."),
+            " AND r.project = 'x''y'"
+        );
         assert_eq!(Scope::All.clause(""), "");
     }
 
     #[test]
     fn a_project_scope_cannot_be_widened_or_moved() {
-        assert_eq!(Scope::Project("a".into()).narrowed(Some("b")), Scope::Project("a".into()));
+        assert_eq!(
+            Scope::Project("a".into()).narrowed(Some("b")),
+            Scope::Project("a".into())
+        );
         assert_eq!(Scope::All.narrowed(Some("b")), Scope::Project("b".into()));
         assert_eq!(Scope::All.narrowed(None), Scope::All);
     }

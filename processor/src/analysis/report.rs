@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::correlation::{self, Wait};
-use super::{AnalysisError, Days, ENDPOINT_SQL, Frame, Scope, Source, Window, format_time, query, round3};
+use super::{
+    AnalysisError, Days, ENDPOINT_SQL, Frame, Scope, Source, Window, format_time, query, round3,
+};
 
 /// What kind of cause a suspect is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -156,7 +158,10 @@ impl Item {
     }
 
     fn main_endpoint(&self) -> Option<String> {
-        self.by_endpoint.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k.clone())
+        self.by_endpoint
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(k, _)| k.clone())
     }
 
     fn note(&mut self, key: &str, value: Value) {
@@ -192,7 +197,12 @@ struct Endpoints {
     counts: HashMap<String, (f64, f64)>,
 }
 
-fn endpoints(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Endpoints, AnalysisError> {
+fn endpoints(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<Endpoints, AnalysisError> {
     let rows = query(
         src,
         &format!(
@@ -229,9 +239,17 @@ fn endpoints(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Res
 
 /// Exclusive time per function: Excimer leaf rows, and xhprof edges as the
 /// callee's inclusive time minus the time of the callee's own children.
-fn functions(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<BTreeMap<String, Item>, AnalysisError> {
+fn functions(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<BTreeMap<String, Item>, AnalysisError> {
     let (f, s, w) = (frame.filter("ts"), scope.clause(""), frame.in_window("ts"));
-    let (profile, requests) = (days.table("request_profile", frame.range()), days.table("requests", frame.range()));
+    let (profile, requests) = (
+        days.table("request_profile", frame.range()),
+        days.table("requests", frame.range()),
+    );
     let rows = query(
         src,
         &format!(
@@ -248,7 +266,11 @@ fn functions(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Res
         let item = items.entry(r.s(0)).or_default();
         item.add(is_w(&r, 1), r.f(3), r.opt(2).map(str::to_owned));
         if is_w(&r, 1) {
-            let n = item.evidence.get("requests").and_then(Value::as_i64).unwrap_or(0);
+            let n = item
+                .evidence
+                .get("requests")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             item.note("requests", json!(n + r.i(4)));
         }
     }
@@ -264,7 +286,10 @@ fn fingerprints(
     frame: &Frame,
 ) -> Result<(BTreeMap<String, Item>, BTreeMap<String, Item>), AnalysisError> {
     let (f, s) = (frame.filter("ts"), scope.clause(""));
-    let (requests, statements) = (days.table("requests", frame.range()), days.table("request_sql", frame.range()));
+    let (requests, statements) = (
+        days.table("requests", frame.range()),
+        days.table("request_sql", frame.range()),
+    );
     let php = query(
         src,
         &format!(
@@ -283,18 +308,29 @@ fn fingerprints(
         let item = items.entry(r.s(0)).or_default();
         item.add(w, r.f(3), r.opt(2).map(str::to_owned));
         let key = if w { "php_calls" } else { "baseline_php_calls" };
-        let n = item.evidence.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+        let n = item
+            .evidence
+            .get(key)
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         item.note(key, json!(n + r.f(4)));
         if w {
             item.note("caller", json!(r.s(5)));
-            let max = item.evidence.get("max_ms").and_then(Value::as_f64).unwrap_or(0.0);
+            let max = item
+                .evidence
+                .get("max_ms")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
             item.note("max_ms", json!(round3(max.max(r.f(6)))));
         }
     }
     let pf = frame.filter("interval_end");
     // pg-watch stamps a pg_statements record at the end of its interval;
     // an hour either side covers any clock skew between the two.
-    let around = Window { from: frame.range().from - 3600 * super::SECOND, to: frame.range().to + 3600 * super::SECOND };
+    let around = Window {
+        from: frame.range().from - 3600 * super::SECOND,
+        to: frame.range().to + 3600 * super::SECOND,
+    };
     let deltas = days.table("pg_statements", around);
     let pgss = query(
         src,
@@ -378,27 +414,60 @@ struct Locks {
     by_waiter_fingerprint: HashMap<String, f64>,
 }
 
-fn locks(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Locks, AnalysisError> {
+fn locks(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<Locks, AnalysisError> {
     let waits: Vec<Wait> = correlation::lock_waits(src, days, scope, frame)?;
-    let ids: BTreeSet<String> =
-        waits.iter().flat_map(|w| [w.root.correlation_id.clone(), w.waiter.correlation_id.clone()]).flatten().collect();
-    let around = Window { from: frame.baseline.from, to: frame.window.to };
+    let ids: BTreeSet<String> = waits
+        .iter()
+        .flat_map(|w| {
+            [
+                w.root.correlation_id.clone(),
+                w.waiter.correlation_id.clone(),
+            ]
+        })
+        .flatten()
+        .collect();
+    let around = Window {
+        from: frame.baseline.from,
+        to: frame.window.to,
+    };
     let requests = correlation::requests_by_correlation(src, days, scope, &ids, around)?;
     let ratio = frame.ratio();
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
     let mut by_fp: HashMap<String, f64> = HashMap::new();
     let mut examples: HashMap<String, BTreeSet<String>> = HashMap::new();
     for wait in &waits {
-        let blocker = wait.root.correlation_id.as_ref().and_then(|id| requests.get(id));
+        let blocker = wait
+            .root
+            .correlation_id
+            .as_ref()
+            .and_then(|id| requests.get(id));
         let key = match blocker {
             Some(req) => req.endpoint.clone(),
-            None => format!("(no request) {}", wait.root.fingerprint.clone().unwrap_or_else(|| format!("pid {}", wait.root.pid))),
+            None => format!(
+                "(no request) {}",
+                wait.root
+                    .fingerprint
+                    .clone()
+                    .unwrap_or_else(|| format!("pid {}", wait.root.pid))
+            ),
         };
-        let waiter_ep = wait.waiter.correlation_id.as_ref().and_then(|id| requests.get(id)).map(|r| r.endpoint.clone());
+        let waiter_ep = wait
+            .waiter
+            .correlation_id
+            .as_ref()
+            .and_then(|id| requests.get(id))
+            .map(|r| r.endpoint.clone());
         let item = items.entry(key.clone()).or_default();
         item.add(wait.in_window, wait.seconds, waiter_ep);
         let sign = if wait.in_window { 1.0 } else { -ratio };
-        *by_fp.entry(wait.waiter.fingerprint.clone().unwrap_or_default()).or_default() += sign * wait.seconds;
+        *by_fp
+            .entry(wait.waiter.fingerprint.clone().unwrap_or_default())
+            .or_default() += sign * wait.seconds;
         if wait.in_window {
             if let Some(req) = blocker {
                 item.note("blocker_url", json!(req.url));
@@ -410,9 +479,20 @@ fn locks(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<
             }
             item.note("blocker_query", json!(wait.root.query));
             item.note("blocker_state", json!(wait.root.state));
-            let xact = item.evidence.get("blocker_xact_ms_max").and_then(Value::as_f64).unwrap_or(0.0);
-            item.note("blocker_xact_ms_max", json!(round3(xact.max(wait.root.xact_ms))));
-            let n = item.evidence.get("waiting_samples").and_then(Value::as_i64).unwrap_or(0);
+            let xact = item
+                .evidence
+                .get("blocker_xact_ms_max")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            item.note(
+                "blocker_xact_ms_max",
+                json!(round3(xact.max(wait.root.xact_ms))),
+            );
+            let n = item
+                .evidence
+                .get("waiting_samples")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             item.note("waiting_samples", json!(n + 1));
             item.note("waiter_query", json!(wait.waiter.query));
         }
@@ -422,10 +502,18 @@ fn locks(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<
             item.note("blocker_correlation_ids", json!(ids));
         }
     }
-    Ok(Locks { items, by_waiter_fingerprint: by_fp })
+    Ok(Locks {
+        items,
+        by_waiter_fingerprint: by_fp,
+    })
 }
 
-fn hosts(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Vec<HostFigures>, AnalysisError> {
+fn hosts(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<Vec<HostFigures>, AnalysisError> {
     let rows = query(
         src,
         &format!(
@@ -455,18 +543,35 @@ fn hosts(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<
             swap_io_bytes: 0.0,
             baseline_swap_io_bytes: 0.0,
         });
-        let (load, cpu, io, swap, swap_io) = (r.f(4), round3(r.f(5)), round3(r.f(6)), r.f(7), r.f(8));
+        let (load, cpu, io, swap, swap_io) =
+            (r.f(4), round3(r.f(5)), round3(r.f(6)), r.f(7), r.f(8));
         if is_w(&r, 1) {
-            (h.load1_max, h.cpu_pct, h.iowait_pct, h.swap_used_bytes, h.swap_io_bytes) = (load, cpu, io, swap, swap_io);
+            (
+                h.load1_max,
+                h.cpu_pct,
+                h.iowait_pct,
+                h.swap_used_bytes,
+                h.swap_io_bytes,
+            ) = (load, cpu, io, swap, swap_io);
         } else {
-            (h.baseline_load1_max, h.baseline_cpu_pct, h.baseline_iowait_pct, h.baseline_swap_used_bytes, h.baseline_swap_io_bytes) =
-                (load, cpu, io, swap, swap_io);
+            (
+                h.baseline_load1_max,
+                h.baseline_cpu_pct,
+                h.baseline_iowait_pct,
+                h.baseline_swap_used_bytes,
+                h.baseline_swap_io_bytes,
+            ) = (load, cpu, io, swap, swap_io);
         }
     }
     Ok(out.into_values().collect())
 }
 
-fn events(src: &dyn Source, days: &Days, scope: &Scope, frame: &Frame) -> Result<Vec<EventCount>, AnalysisError> {
+fn events(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<Vec<EventCount>, AnalysisError> {
     let (f, s) = (frame.filter("ts"), scope.clause(""));
     let t = days.table("pg_log", frame.range());
     let rows = query(
@@ -526,7 +631,12 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
     let lock = locks(src, &days, scope, frame)?;
 
     let mut suspects: Vec<Suspect> = Vec::new();
-    let push = |suspects: &mut Vec<Suspect>, kind: SuspectKind, name: &str, item: &Item, score: f64, endpoint: Option<String>| {
+    let push = |suspects: &mut Vec<Suspect>,
+                kind: SuspectKind,
+                name: &str,
+                item: &Item,
+                score: f64,
+                endpoint: Option<String>| {
         if score > 1e-6 {
             suspects.push(Suspect {
                 rank: 0,
@@ -539,7 +649,10 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
                 endpoint,
                 evidence: item.evidence.clone(),
                 spread: if item.w > 0.0 {
-                    item.by_endpoint.iter().map(|(k, v)| (k.clone(), v / item.w)).collect()
+                    item.by_endpoint
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v / item.w))
+                        .collect()
                 } else {
                     HashMap::new()
                 },
@@ -549,7 +662,14 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
 
     let lock_total: f64 = lock.items.values().map(|i| i.excess(ratio).max(0.0)).sum();
     for (name, item) in &lock.items {
-        push(&mut suspects, SuspectKind::LockBlocker, name, item, item.excess(ratio), item.main_endpoint());
+        push(
+            &mut suspects,
+            SuspectKind::LockBlocker,
+            name,
+            item,
+            item.excess(ratio),
+            item.main_endpoint(),
+        );
     }
 
     // SQL: PHP's view when PHP saw the statement, the server's otherwise.
@@ -568,7 +688,12 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
         }
         let raw = item.excess(ratio);
         sql_raw_total += raw.max(0.0);
-        let lock_part = lock.by_waiter_fingerprint.get(fp).copied().unwrap_or(0.0).max(0.0);
+        let lock_part = lock
+            .by_waiter_fingerprint
+            .get(fp)
+            .copied()
+            .unwrap_or(0.0)
+            .max(0.0);
         if lock_part > 0.0 {
             item.note("lock_wait_seconds", json!(round3(lock_part)));
         }
@@ -576,32 +701,72 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
         if score > 0.0 {
             sql_suspects.insert(fp.clone());
         }
-        push(&mut suspects, SuspectKind::SqlFingerprint, fp, &item, score, item.main_endpoint());
+        push(
+            &mut suspects,
+            SuspectKind::SqlFingerprint,
+            fp,
+            &item,
+            score,
+            item.main_endpoint(),
+        );
     }
 
     for (name, item) in &funcs {
         let mut item = item.clone();
         let mut score = item.excess(ratio);
         if is_database_frame(name) {
-            item.note("note", json!("time waiting for the database driver; see the SQL suspects"));
+            item.note(
+                "note",
+                json!("time waiting for the database driver; see the SQL suspects"),
+            );
             score -= sql_raw_total;
         }
-        push(&mut suspects, SuspectKind::PhpFunction, name, &item, score, item.main_endpoint());
+        push(
+            &mut suspects,
+            SuspectKind::PhpFunction,
+            name,
+            &item,
+            score,
+            item.main_endpoint(),
+        );
     }
 
     for (event, (item, by_fp)) in &waits {
         let score = if event.starts_with("Lock:") {
             item.excess(ratio) - lock_total
         } else {
-            let explained: f64 = by_fp.iter().filter(|(fp, _)| sql_suspects.contains(*fp)).map(|(_, s)| s).sum();
-            let unexplained = if item.w > 0.0 { 1.0 - explained / item.w } else { 0.0 };
+            let explained: f64 = by_fp
+                .iter()
+                .filter(|(fp, _)| sql_suspects.contains(*fp))
+                .map(|(_, s)| s)
+                .sum();
+            let unexplained = if item.w > 0.0 {
+                1.0 - explained / item.w
+            } else {
+                0.0
+            };
             item.excess(ratio) * unexplained
         };
         let mut item = item.clone();
         let mut top: Vec<(&String, &f64)> = by_fp.iter().collect();
         top.sort_by(|a, b| b.1.total_cmp(a.1));
-        item.note("top_fingerprints", json!(top.iter().take(3).map(|(fp, s)| json!({"fingerprint": fp, "seconds": round3(**s)})).collect::<Vec<_>>()));
-        push(&mut suspects, SuspectKind::WaitEvent, event, &item, score, None);
+        item.note(
+            "top_fingerprints",
+            json!(
+                top.iter()
+                    .take(3)
+                    .map(|(fp, s)| json!({"fingerprint": fp, "seconds": round3(**s)}))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        push(
+            &mut suspects,
+            SuspectKind::WaitEvent,
+            event,
+            &item,
+            score,
+            None,
+        );
     }
 
     // Endpoints last: deeper suspects explain the latency of their endpoint.
@@ -629,25 +794,45 @@ pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, 
         item.note("requests", json!(round3(n_w)));
         item.note("baseline_requests", json!(round3(n_b)));
         item.note("rate_per_s", json!(round3(n_w / frame.window.seconds())));
-        item.note("baseline_rate_per_s", json!(round3(n_b / frame.window.seconds())));
+        item.note(
+            "baseline_rate_per_s",
+            json!(round3(n_b / frame.window.seconds())),
+        );
         item.note("mean_ms", json!(round3(mean_w * 1000.0)));
         item.note("baseline_mean_ms", json!(round3(mean_b * 1000.0)));
         item.note("traffic_excess_s", json!(round3(traffic)));
         item.note("latency_excess_s", json!(round3(latency)));
-        push(&mut suspects, SuspectKind::Endpoint, ep, &item, traffic.max(0.0) + unexplained, Some(ep.clone()));
+        push(
+            &mut suspects,
+            SuspectKind::Endpoint,
+            ep,
+            &item,
+            traffic.max(0.0) + unexplained,
+            Some(ep.clone()),
+        );
     }
-    totals.excess_request_seconds = round3(totals.request_seconds - totals.baseline_request_seconds);
+    totals.excess_request_seconds =
+        round3(totals.request_seconds - totals.baseline_request_seconds);
     totals.requests = round3(totals.requests);
     totals.baseline_requests = round3(totals.baseline_requests);
     totals.request_seconds = round3(totals.request_seconds);
     totals.baseline_request_seconds = round3(totals.baseline_request_seconds);
 
-    suspects.sort_by(|a, b| b.score_s.total_cmp(&a.score_s).then(a.kind.cmp(&b.kind)).then(a.name.cmp(&b.name)));
+    suspects.sort_by(|a, b| {
+        b.score_s
+            .total_cmp(&a.score_s)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.name.cmp(&b.name))
+    });
     suspects.truncate(30);
     let total = totals.excess_request_seconds;
     for (i, s) in suspects.iter_mut().enumerate() {
         s.rank = i + 1;
-        s.share = if total > 0.0 { round3((s.score_s / total).min(1.0)) } else { 0.0 };
+        s.share = if total > 0.0 {
+            round3((s.score_s / total).min(1.0))
+        } else {
+            0.0
+        };
         s.score_s = round3(s.score_s);
     }
 
@@ -684,17 +869,38 @@ pub struct TopEntry {
 
 /// A top entry from a measured item; `count_key` names the evidence that counts it.
 fn top_entry(name: String, item: Item, count_key: &str) -> TopEntry {
-    let count = item.evidence.get(count_key).and_then(Value::as_f64).unwrap_or(0.0);
-    TopEntry { name, seconds: item.w, count, evidence: item.evidence }
+    let count = item
+        .evidence
+        .get(count_key)
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    TopEntry {
+        name,
+        seconds: item.w,
+        count,
+        evidence: item.evidence,
+    }
 }
 
 /// The biggest consumers of time in a window, without a baseline.
 ///
 /// # Errors
 /// A store query failed.
-pub fn top(src: &dyn Source, scope: &Scope, window: Window, by: TopBy, limit: usize) -> Result<Vec<TopEntry>, AnalysisError> {
+pub fn top(
+    src: &dyn Source,
+    scope: &Scope,
+    window: Window,
+    by: TopBy,
+    limit: usize,
+) -> Result<Vec<TopEntry>, AnalysisError> {
     // The same collectors as the report, over an empty baseline.
-    let frame = Frame { window, baseline: Window { from: window.from, to: window.from } };
+    let frame = Frame {
+        window,
+        baseline: Window {
+            from: window.from,
+            to: window.from,
+        },
+    };
     let days = Days::load(src)?;
     let entries: Vec<TopEntry> = match by {
         TopBy::Endpoints => {
@@ -703,13 +909,28 @@ pub fn top(src: &dyn Source, scope: &Scope, window: Window, by: TopBy, limit: us
                 .into_iter()
                 .map(|(name, item)| {
                     let count = eps.counts.get(&name).map_or(0.0, |c| c.0);
-                    TopEntry { name, seconds: item.w, count, evidence: item.evidence }
+                    TopEntry {
+                        name,
+                        seconds: item.w,
+                        count,
+                        evidence: item.evidence,
+                    }
                 })
                 .collect()
         }
-        TopBy::Sql => fingerprints(src, &days, scope, &frame)?.0.into_iter().map(|(n, i)| top_entry(n, i, "php_calls")).collect(),
-        TopBy::Functions => functions(src, &days, scope, &frame)?.into_iter().map(|(n, i)| top_entry(n, i, "requests")).collect(),
-        TopBy::Waits => wait_events(src, &days, scope, &frame)?.into_iter().map(|(n, (i, _))| top_entry(n, i, "")).collect(),
+        TopBy::Sql => fingerprints(src, &days, scope, &frame)?
+            .0
+            .into_iter()
+            .map(|(n, i)| top_entry(n, i, "php_calls"))
+            .collect(),
+        TopBy::Functions => functions(src, &days, scope, &frame)?
+            .into_iter()
+            .map(|(n, i)| top_entry(n, i, "requests"))
+            .collect(),
+        TopBy::Waits => wait_events(src, &days, scope, &frame)?
+            .into_iter()
+            .map(|(n, (i, _))| top_entry(n, i, ""))
+            .collect(),
     };
     let mut entries: Vec<TopEntry> = entries.into_iter().filter(|e| e.seconds > 0.0).collect();
     entries.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));

@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 
 use super::correlation::{self, RequestRef};
 use super::source::side_by_side;
-use super::{AnalysisError, Days, ENDPOINT_SQL, Micros, SECOND, Scope, Source, Window, check_uuid, format_time, query, quote, round3};
+use super::{
+    AnalysisError, Days, ENDPOINT_SQL, Micros, SECOND, Scope, Source, Window, check_uuid,
+    format_time, query, quote, round3,
+};
 
 /// One SQL statement of the request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,9 +90,28 @@ pub struct RequestDetail {
 }
 
 const REQUEST_COLUMNS: [&str; 22] = [
-    "id", "correlation_id", "project", "host", "record_type", "sampling_weight", "duration_ms", "method", "url",
-    "status", "route", "controller", "action", "sapi", "pid", "cpu_user_ms", "cpu_system_ms", "memory_peak_bytes",
-    "sql_total_count", "sql_total_ms", "profiler", "error_message",
+    "id",
+    "correlation_id",
+    "project",
+    "host",
+    "record_type",
+    "sampling_weight",
+    "duration_ms",
+    "method",
+    "url",
+    "status",
+    "route",
+    "controller",
+    "action",
+    "sapi",
+    "pid",
+    "cpu_user_ms",
+    "cpu_system_ms",
+    "memory_peak_bytes",
+    "sql_total_count",
+    "sql_total_ms",
+    "profiler",
+    "error_message",
 ];
 
 /// Where a request's record is: enough to read everything else by zone
@@ -124,7 +146,8 @@ enum Part {
 pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail, AnalysisError> {
     let id = check_uuid(id)?;
     let days = Days::load(src)?;
-    let at = locate(src, &days, scope, &id)?.ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
+    let at = locate(src, &days, scope, &id)?
+        .ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
     let (days, at) = (&days, &at);
     let jobs: Vec<Box<dyn FnOnce(&dyn Source) -> Result<Part, AnalysisError> + Send + '_>> = vec![
         Box::new(move |src| request_row(src, days, at).map(Part::Request)),
@@ -158,7 +181,12 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
 /// one query planned once (asking day by day cost a query per day the id
 /// is not in); the correlation ID, which links and the CLI carry, is asked
 /// first, so the usual lookup reads one column of UUIDs rather than two.
-fn locate(src: &dyn Source, days: &Days, scope: &Scope, id: &str) -> Result<Option<Located>, AnalysisError> {
+fn locate(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    id: &str,
+) -> Result<Option<Located>, AnalysisError> {
     for column in ["correlation_id", "id"] {
         let lookups: Vec<String> = days
             .newest_first()
@@ -174,9 +202,20 @@ fn locate(src: &dyn Source, days: &Days, scope: &Scope, id: &str) -> Result<Opti
         if lookups.is_empty() {
             return Ok(None);
         }
-        let rows = query(src, &format!("SELECT * FROM ({}) ORDER BY t DESC, seq DESC LIMIT 1", lookups.join(" UNION ALL ")))?;
+        let rows = query(
+            src,
+            &format!(
+                "SELECT * FROM ({}) ORDER BY t DESC, seq DESC LIMIT 1",
+                lookups.join(" UNION ALL ")
+            ),
+        )?;
         if let Some(r) = rows.first() {
-            return Ok(Some(Located { end: r.i(0), seq: r.i(1), start: r.i(2), correlation_id: r.s(3) }));
+            return Ok(Some(Located {
+                end: r.i(0),
+                seq: r.i(1),
+                start: r.i(2),
+                correlation_id: r.s(3),
+            }));
         }
     }
     Ok(None)
@@ -186,37 +225,62 @@ impl Located {
     /// The day table of `table` holding the record's rows, and the filter
     /// that picks them: its `ts` (so zone maps skip the rest) and its `seq`.
     fn rows_of(&self, days: &Days, table: &str) -> (String, String) {
-        let record = Window { from: self.end, to: self.end + 1 };
-        (days.table(table, record), format!("{} AND seq = {}", record.filter("ts"), self.seq))
+        let record = Window {
+            from: self.end,
+            to: self.end + 1,
+        };
+        (
+            days.table(table, record),
+            format!("{} AND seq = {}", record.filter("ts"), self.seq),
+        )
     }
 
     /// The database side's span: the request's own, plus a little slack.
     fn span(&self) -> Window {
-        Window { from: self.start - SECOND, to: self.end + 2 * SECOND }
+        Window {
+            from: self.start - SECOND,
+            to: self.end + 2 * SECOND,
+        }
     }
 }
 
-fn request_row(src: &dyn Source, days: &Days, at: &Located) -> Result<BTreeMap<String, Value>, AnalysisError> {
+fn request_row(
+    src: &dyn Source,
+    days: &Days,
+    at: &Located,
+) -> Result<BTreeMap<String, Value>, AnalysisError> {
     let (table, same_record) = at.rows_of(days, "requests");
     let rows = query(
         src,
-        &format!("SELECT {ENDPOINT_SQL}, {} FROM {table} WHERE {same_record} LIMIT 1", REQUEST_COLUMNS.join(", ")),
+        &format!(
+            "SELECT {ENDPOINT_SQL}, {} FROM {table} WHERE {same_record} LIMIT 1",
+            REQUEST_COLUMNS.join(", ")
+        ),
     )?;
-    let r = rows.first().ok_or_else(|| AnalysisError::NotFound(format!("request {}", at.correlation_id)))?;
+    let r = rows
+        .first()
+        .ok_or_else(|| AnalysisError::NotFound(format!("request {}", at.correlation_id)))?;
     let mut request = BTreeMap::new();
     request.insert("endpoint".to_owned(), json!(r.s(0)));
     request.insert("ts".to_owned(), json!(format_time(at.end)));
     request.insert("started_at".to_owned(), json!(format_time(at.start)));
     for (i, c) in REQUEST_COLUMNS.iter().enumerate() {
         let v = r.opt(1 + i).map_or(Value::Null, |s| {
-            s.parse::<i64>().map(Value::from).or_else(|_| s.parse::<f64>().map(Value::from)).unwrap_or_else(|_| json!(s))
+            s.parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| s.parse::<f64>().map(Value::from))
+                .unwrap_or_else(|_| json!(s))
         });
         request.insert((*c).to_owned(), v);
     }
     Ok(request)
 }
 
-fn statements(src: &dyn Source, days: &Days, at: &Located) -> Result<Vec<Statement>, AnalysisError> {
+fn statements(
+    src: &dyn Source,
+    days: &Days,
+    at: &Located,
+) -> Result<Vec<Statement>, AnalysisError> {
     let (table, same_record) = at.rows_of(days, "request_sql");
     let rows = query(
         src,
@@ -269,9 +333,17 @@ fn profile(src: &dyn Source, days: &Days, at: &Located) -> Result<Profile, Analy
 
 /// The request's log lines; a slow statement is logged when it ends, so
 /// the span reaches a little past the request.
-fn logs(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
+fn logs(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    at: &Located,
+) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
     let span = at.span();
-    let log_span = Window { from: span.from, to: span.to + 10 * SECOND };
+    let log_span = Window {
+        from: span.from,
+        to: span.to + 10 * SECOND,
+    };
     let rows = query(
         src,
         &format!(
@@ -288,8 +360,22 @@ fn logs(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Result<Ve
         .map(|r| {
             let mut m = BTreeMap::new();
             m.insert("ts".into(), json!(format_time(r.i(0))));
-            for (i, k) in ["class", "severity", "message", "duration_ms", "detail", "fingerprint", "lock_waited_ms"].iter().enumerate() {
-                m.insert((*k).to_owned(), r.opt(i + 1).map_or(Value::Null, |s| json!(s)));
+            for (i, k) in [
+                "class",
+                "severity",
+                "message",
+                "duration_ms",
+                "detail",
+                "fingerprint",
+                "lock_waited_ms",
+            ]
+            .iter()
+            .enumerate()
+            {
+                m.insert(
+                    (*k).to_owned(),
+                    r.opt(i + 1).map_or(Value::Null, |s| json!(s)),
+                );
             }
             m
         })
@@ -298,7 +384,12 @@ fn logs(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Result<Ve
 
 /// The request's backend samples, with who blocked it and whom it blocked
 /// (each peer resolved to its request when it carries a correlation ID).
-fn activity(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Result<Vec<ActivitySample>, AnalysisError> {
+fn activity(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    at: &Located,
+) -> Result<Vec<ActivitySample>, AnalysisError> {
     let (span, correlation_id) = (&at.span(), at.correlation_id.as_str());
     let rows = query(
         src,
@@ -312,8 +403,12 @@ fn activity(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Resul
             c = quote(correlation_id)
         ),
     )?;
-    let ids: BTreeSet<String> = rows.iter().filter_map(|r| r.opt(5).map(str::to_owned)).collect();
-    let requests: HashMap<String, RequestRef> = correlation::requests_by_correlation(src, days, scope, &ids, *span)?;
+    let ids: BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| r.opt(5).map(str::to_owned))
+        .collect();
+    let requests: HashMap<String, RequestRef> =
+        correlation::requests_by_correlation(src, days, scope, &ids, *span)?;
     let peer = |r: &super::Row| {
         let cid = r.opt(5).map(str::to_owned);
         let req = cid.as_ref().and_then(|c| requests.get(c));
@@ -328,7 +423,10 @@ fn activity(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Resul
     };
     let mut out = Vec::new();
     for mine in rows.iter().filter(|r| r.opt(5) == Some(correlation_id)) {
-        let same: Vec<&super::Row> = rows.iter().filter(|o| o.i(0) == mine.i(0) && o.i(3) != mine.i(3)).collect();
+        let same: Vec<&super::Row> = rows
+            .iter()
+            .filter(|o| o.i(0) == mine.i(0) && o.i(3) != mine.i(3))
+            .collect();
         let waits_on = mine.list(4);
         out.push(ActivitySample {
             ts: format_time(mine.i(1)),
@@ -339,8 +437,16 @@ fn activity(src: &dyn Source, days: &Days, scope: &Scope, at: &Located) -> Resul
             wait_event: mine.opt(8).map(str::to_owned),
             query: mine.opt(9).map(str::to_owned),
             query_ms: mine.f(10),
-            blocked_by: same.iter().filter(|o| waits_on.contains(&o.i(3))).map(|o| peer(o)).collect(),
-            blocking: same.iter().filter(|o| o.list(4).contains(&mine.i(3))).map(|o| peer(o)).collect(),
+            blocked_by: same
+                .iter()
+                .filter(|o| waits_on.contains(&o.i(3)))
+                .map(|o| peer(o))
+                .collect(),
+            blocking: same
+                .iter()
+                .filter(|o| o.list(4).contains(&mine.i(3)))
+                .map(|o| peer(o))
+                .collect(),
         });
     }
     Ok(out)
@@ -362,7 +468,9 @@ pub struct ProfileRow {
 /// function's time split across that function's callers in proportion
 /// (xhprof keeps caller==>callee pairs, not whole stacks).
 pub fn build_profile(rows: &[ProfileRow]) -> Profile {
-    let Some(first) = rows.first() else { return Profile::default() };
+    let Some(first) = rows.first() else {
+        return Profile::default();
+    };
     let excimer = first.profiler == "excimer";
     let mut folded = Vec::new();
     let mut calls: BTreeMap<String, Call> = BTreeMap::new();
@@ -397,7 +505,14 @@ pub fn build_profile(rows: &[ProfileRow]) -> Profile {
             }
         }
         for root in rows.iter().filter(|r| r.caller.is_none()) {
-            fold_edges(&root.function, root.wall_us, &mut vec![root.function.as_str()], &children, &inclusive, &mut folded);
+            fold_edges(
+                &root.function,
+                root.wall_us,
+                &mut vec![root.function.as_str()],
+                &children,
+                &inclusive,
+                &mut folded,
+            );
         }
     }
     let mut calls: Vec<Call> = calls.into_values().collect();
@@ -405,12 +520,25 @@ pub fn build_profile(rows: &[ProfileRow]) -> Profile {
         c.inclusive_ms = round3(c.inclusive_ms);
         c.exclusive_ms = round3(c.exclusive_ms.max(0.0));
     }
-    calls.sort_by(|a, b| b.exclusive_ms.total_cmp(&a.exclusive_ms).then(a.function.cmp(&b.function)));
-    Profile { profiler: Some(first.profiler.clone()), folded, calls }
+    calls.sort_by(|a, b| {
+        b.exclusive_ms
+            .total_cmp(&a.exclusive_ms)
+            .then(a.function.cmp(&b.function))
+    });
+    Profile {
+        profiler: Some(first.profiler.clone()),
+        folded,
+        calls,
+    }
 }
 
 fn call<'m>(calls: &'m mut BTreeMap<String, Call>, f: &str) -> &'m mut Call {
-    calls.entry(f.to_owned()).or_insert_with(|| Call { function: f.to_owned(), calls: 0, inclusive_ms: 0.0, exclusive_ms: 0.0 })
+    calls.entry(f.to_owned()).or_insert_with(|| Call {
+        function: f.to_owned(),
+        calls: 0,
+        inclusive_ms: 0.0,
+        exclusive_ms: 0.0,
+    })
 }
 
 fn fold_edges<'a>(
@@ -448,20 +576,45 @@ fn fold_edges<'a>(
 /// The profile is empty, or the renderer refused it.
 pub fn flame_graph_svg(detail: &RequestDetail) -> Result<String, AnalysisError> {
     if detail.profile.folded.is_empty() {
-        return Err(AnalysisError::NotFound(format!("profile of request {}", detail.correlation_id)));
+        return Err(AnalysisError::NotFound(format!(
+            "profile of request {}",
+            detail.correlation_id
+        )));
     }
     let mut options = inferno::flamegraph::Options::default();
     options.title = format!(
         "{} {}",
-        detail.request.get("endpoint").and_then(Value::as_str).unwrap_or(""),
-        detail.request.get("url").and_then(Value::as_str).unwrap_or("")
+        detail
+            .request
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        detail
+            .request
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     );
-    options.subtitle = Some(format!("correlation ID {} ({})", detail.correlation_id, detail.profile.profiler.as_deref().unwrap_or("")));
+    options.subtitle = Some(format!(
+        "correlation ID {} ({})",
+        detail.correlation_id,
+        detail.profile.profiler.as_deref().unwrap_or("")
+    ));
     options.count_name = "µs".to_owned();
     let mut svg = Vec::new();
-    inferno::flamegraph::from_lines(&mut options, detail.profile.folded.iter().map(String::as_str), &mut svg)
-        .map_err(|e| AnalysisError::Query(format!("flame graph of request {}: {e}", detail.correlation_id)))?;
-    String::from_utf8(svg).map_err(|e| AnalysisError::Query(format!("flame graph is not UTF-8: {e}")))
+    inferno::flamegraph::from_lines(
+        &mut options,
+        detail.profile.folded.iter().map(String::as_str),
+        &mut svg,
+    )
+    .map_err(|e| {
+        AnalysisError::Query(format!(
+            "flame graph of request {}: {e}",
+            detail.correlation_id
+        ))
+    })?;
+    String::from_utf8(svg)
+        .map_err(|e| AnalysisError::Query(format!("flame graph is not UTF-8: {e}")))
 }
 
 /// A filterable list of requests, newest first.
@@ -478,7 +631,12 @@ pub struct ListFilter {
 ///
 /// # Errors
 /// A store query failed.
-pub fn list(src: &dyn Source, scope: &Scope, window: Window, filter: &ListFilter) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
+pub fn list(
+    src: &dyn Source,
+    scope: &Scope,
+    window: Window,
+    filter: &ListFilter,
+) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
     let mut cond = format!("{}{}", window.filter("ts"), scope.clause(""));
     if let Some(h) = &filter.host {
         cond.push_str(&format!(" AND host = {}", quote(h)));
@@ -501,7 +659,18 @@ pub fn list(src: &dyn Source, scope: &Scope, window: Window, filter: &ListFilter
             Days::load(src)?.table("requests", window)
         ),
     )?;
-    let keys = ["correlation_id", "project", "host", "endpoint", "url", "status", "duration_ms", "record_type", "sql_total_ms", "profiler"];
+    let keys = [
+        "correlation_id",
+        "project",
+        "host",
+        "endpoint",
+        "url",
+        "status",
+        "duration_ms",
+        "record_type",
+        "sql_total_ms",
+        "profiler",
+    ];
     Ok(rows
         .iter()
         .map(|r| {
@@ -509,8 +678,14 @@ pub fn list(src: &dyn Source, scope: &Scope, window: Window, filter: &ListFilter
             m.insert("ts".to_owned(), json!(format_time(r.i(0))));
             for (i, k) in keys.iter().enumerate() {
                 let v = match *k {
-                    "status" => r.opt(i + 1).and_then(|s| s.parse::<i64>().ok()).map_or(Value::Null, Value::from),
-                    "duration_ms" | "sql_total_ms" => r.opt(i + 1).and_then(|s| s.parse::<f64>().ok()).map_or(Value::Null, Value::from),
+                    "status" => r
+                        .opt(i + 1)
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .map_or(Value::Null, Value::from),
+                    "duration_ms" | "sql_total_ms" => r
+                        .opt(i + 1)
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .map_or(Value::Null, Value::from),
                     _ => r.opt(i + 1).map_or(Value::Null, |s| json!(s)),
                 };
                 m.insert((*k).to_owned(), v);
@@ -522,7 +697,11 @@ pub fn list(src: &dyn Source, scope: &Scope, window: Window, filter: &ListFilter
 
 /// Micros of a request's end, for callers that only need the time.
 pub fn ended_at(detail: &RequestDetail) -> Option<Micros> {
-    detail.request.get("ts").and_then(Value::as_str).and_then(|t| bitville_schemas::parse_ts(t).ok())
+    detail
+        .request
+        .get("ts")
+        .and_then(Value::as_str)
+        .and_then(|t| bitville_schemas::parse_ts(t).ok())
 }
 
 #[cfg(test)]
@@ -530,7 +709,14 @@ mod tests {
     use super::*;
 
     fn edge(caller: Option<&str>, callee: &str, us: f64, ct: i64) -> ProfileRow {
-        ProfileRow { profiler: "xhprof".into(), stack: None, function: callee.into(), caller: caller.map(Into::into), wall_us: us, calls: ct }
+        ProfileRow {
+            profiler: "xhprof".into(),
+            stack: None,
+            function: callee.into(),
+            caller: caller.map(Into::into),
+            wall_us: us,
+            calls: ct,
+        }
     }
 
     #[test]
@@ -543,13 +729,27 @@ mod tests {
         ];
         let p = build_profile(&rows);
         let get = |f: &str| p.calls.iter().find(|c| c.function == f).unwrap().clone();
-        assert_eq!((get("main()").inclusive_ms, get("main()").exclusive_ms), (1.0, 0.1));
+        assert_eq!(
+            (get("main()").inclusive_ms, get("main()").exclusive_ms),
+            (1.0, 0.1)
+        );
         assert_eq!((get("a").inclusive_ms, get("a").exclusive_ms), (0.6, 0.4));
-        assert_eq!((get("b").calls, get("b").inclusive_ms, get("b").exclusive_ms), (5, 0.5, 0.5));
+        assert_eq!(
+            (get("b").calls, get("b").inclusive_ms, get("b").exclusive_ms),
+            (5, 0.5, 0.5)
+        );
         // The folded stacks add up to the root's inclusive time.
-        let total: i64 = p.folded.iter().map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap()).sum();
+        let total: i64 = p
+            .folded
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+            .sum();
         assert_eq!(total, 1000);
-        assert!(p.folded.iter().any(|l| l.starts_with("main();a;b ")), "{:?}", p.folded);
+        assert!(
+            p.folded.iter().any(|l| l.starts_with("main();a;b ")),
+            "{:?}",
+            p.folded
+        );
     }
 
     #[test]
@@ -565,7 +765,10 @@ mod tests {
         let p = build_profile(&[row("main;f;g;f", 100.0), row("main;h", 50.0)]);
         let get = |f: &str| p.calls.iter().find(|c| c.function == f).unwrap().clone();
         assert_eq!((get("f").inclusive_ms, get("f").exclusive_ms), (0.1, 0.1));
-        assert_eq!((get("main").inclusive_ms, get("main").exclusive_ms), (0.15, 0.0));
+        assert_eq!(
+            (get("main").inclusive_ms, get("main").exclusive_ms),
+            (0.15, 0.0)
+        );
         assert_eq!(p.folded, vec!["main;f;g;f 100", "main;h 50"]);
     }
 }

@@ -37,30 +37,45 @@ pub trait Source: Send {
 
 impl Source for crate::store::Reader {
     fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, AnalysisError> {
-        self.query_strings(sql).map_err(|e| AnalysisError::Query(e.to_string()))
+        self.query_strings(sql)
+            .map_err(|e| AnalysisError::Query(e.to_string()))
     }
 
     fn fork(&self) -> Option<Box<dyn Source>> {
-        self.try_clone().ok().map(|r| Box::new(r) as Box<dyn Source>)
+        self.try_clone()
+            .ok()
+            .map(|r| Box::new(r) as Box<dyn Source>)
     }
 }
 
 /// Runs `jobs` side by side, each on a connection of its own, when the
 /// source can open more; otherwise one after another on `src`. Results
 /// come back in the order of `jobs`.
-pub fn side_by_side<'a, T: Send>(src: &dyn Source, jobs: Vec<Box<dyn FnOnce(&dyn Source) -> T + Send + 'a>>) -> Vec<T> {
+pub fn side_by_side<'a, T: Send>(
+    src: &dyn Source,
+    jobs: Vec<Box<dyn FnOnce(&dyn Source) -> T + Send + 'a>>,
+) -> Vec<T> {
     let forks: Option<Vec<Box<dyn Source>>> = jobs.iter().skip(1).map(|_| src.fork()).collect();
     let Some(forks) = forks else {
         return jobs.into_iter().map(|job| job(src)).collect();
     };
     let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else { return Vec::new() };
+    let Some(first) = jobs.next() else {
+        return Vec::new();
+    };
     std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs.zip(forks).map(|(job, fork)| scope.spawn(move || job(fork.as_ref()))).collect();
+        let handles: Vec<_> = jobs
+            .zip(forks)
+            .map(|(job, fork)| scope.spawn(move || job(fork.as_ref())))
+            .collect();
         let mut out = vec![first(src)];
         // A job that panicked takes the caller down with it, as it would
         // have had it run on this thread.
-        out.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))));
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+        );
         out
     })
 }
@@ -78,9 +93,17 @@ impl StoreFile {
     /// The file is missing, not a DuckDB file, or locked by a running processor.
     pub fn open_read_only(path: &Path) -> Result<StoreFile, AnalysisError> {
         if !path.exists() {
-            return Err(AnalysisError::NotFound(format!("store file {}", path.display())));
+            return Err(AnalysisError::NotFound(format!(
+                "store file {}",
+                path.display()
+            )));
         }
-        let fail = |e: duckdb::Error| AnalysisError::Query(format!("cannot open store {} read-only: {e}", path.display()));
+        let fail = |e: duckdb::Error| {
+            AnalysisError::Query(format!(
+                "cannot open store {} read-only: {e}",
+                path.display()
+            ))
+        };
         let config = duckdb::Config::default()
             .access_mode(duckdb::AccessMode::ReadOnly)
             .and_then(|c| c.enable_autoload_extension(false))
@@ -114,6 +137,9 @@ impl Source for StoreFile {
     }
 
     fn fork(&self) -> Option<Box<dyn Source>> {
-        self.conn.try_clone().ok().map(|conn| Box::new(StoreFile { conn }) as Box<dyn Source>)
+        self.conn
+            .try_clone()
+            .ok()
+            .map(|conn| Box::new(StoreFile { conn }) as Box<dyn Source>)
     }
 }

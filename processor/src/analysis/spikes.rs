@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AnalysisError, Days, Micros, SECOND, Scope, Source, Window, format_time, query, round3};
+use super::{
+    AnalysisError, Days, Micros, SECOND, Scope, Source, Window, format_time, query, round3,
+};
 
 /// What a spike was measured on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +48,14 @@ fn default_merge_gap_s() -> i64 {
 
 impl Default for Detection {
     fn default() -> Self {
-        Detection { factor: 2.0, min_rise: 1.0, level: None, lookback_s: 1800, bucket_s: 10, merge_gap_s: default_merge_gap_s() }
+        Detection {
+            factor: 2.0,
+            min_rise: 1.0,
+            level: None,
+            lookback_s: 1800,
+            bucket_s: 10,
+            merge_gap_s: default_merge_gap_s(),
+        }
     }
 }
 
@@ -74,12 +83,22 @@ pub struct Spike {
 #[derive(Debug, Clone, Copy)]
 enum State {
     Quiet,
-    High { start: Micros, peak_at: Micros, peak: f64, baseline: f64, last_high: Micros },
+    High {
+        start: Micros,
+        peak_at: Micros,
+        peak: f64,
+        baseline: f64,
+        last_high: Micros,
+    },
 }
 
 /// Finds spikes in one series of `(time, value)` points in time order.
 /// `rise_unit` scales `min_rise` (the CPU count for load).
-pub fn detect(points: &[(Micros, f64)], d: &Detection, rise_unit: f64) -> Vec<(Micros, Micros, f64, Micros, f64)> {
+pub fn detect(
+    points: &[(Micros, f64)],
+    d: &Detection,
+    rise_unit: f64,
+) -> Vec<(Micros, Micros, f64, Micros, f64)> {
     let mut out = Vec::new();
     let mut state = State::Quiet;
     let mut history: std::collections::VecDeque<(Micros, f64)> = std::collections::VecDeque::new();
@@ -92,27 +111,59 @@ pub fn detect(points: &[(Micros, f64)], d: &Detection, rise_unit: f64) -> Vec<(M
         let known = history.len() >= 3;
         let high = |baseline: f64, known: bool| {
             let over_level = d.level.is_some_and(|l| v > l);
-            let over_base = known && v >= baseline * d.factor && v - baseline >= d.min_rise * rise_unit;
+            let over_base =
+                known && v >= baseline * d.factor && v - baseline >= d.min_rise * rise_unit;
             over_level || over_base
         };
         state = match state {
-            State::Quiet if high(base, known) => State::High { start: t, peak_at: t, peak: v, baseline: base, last_high: t },
+            State::Quiet if high(base, known) => State::High {
+                start: t,
+                peak_at: t,
+                peak: v,
+                baseline: base,
+                last_high: t,
+            },
             State::Quiet => {
                 history.push_back((t, v));
                 State::Quiet
             }
-            State::High { start, peak_at, peak, baseline, .. } if high(baseline, true) => {
+            State::High {
+                start,
+                peak_at,
+                peak,
+                baseline,
+                ..
+            } if high(baseline, true) => {
                 let (peak_at, peak) = if v > peak { (t, v) } else { (peak_at, peak) };
-                State::High { start, peak_at, peak, baseline, last_high: t }
+                State::High {
+                    start,
+                    peak_at,
+                    peak,
+                    baseline,
+                    last_high: t,
+                }
             }
-            State::High { start, peak_at, peak, baseline, .. } => {
+            State::High {
+                start,
+                peak_at,
+                peak,
+                baseline,
+                ..
+            } => {
                 out.push((start, peak_at, peak, t, baseline));
                 history.push_back((t, v));
                 State::Quiet
             }
         };
     }
-    if let State::High { start, peak_at, peak, baseline, last_high } = state {
+    if let State::High {
+        start,
+        peak_at,
+        peak,
+        baseline,
+        last_high,
+    } = state
+    {
         out.push((start, peak_at, peak, last_high, baseline));
     }
     merge_close(out, d.merge_gap_s * SECOND)
@@ -120,7 +171,10 @@ pub fn detect(points: &[(Micros, f64)], d: &Detection, rise_unit: f64) -> Vec<(M
 
 /// Joins spikes that start within `gap` of the previous one's end; the
 /// first one's baseline stays, the higher peak wins.
-fn merge_close(spikes: Vec<(Micros, Micros, f64, Micros, f64)>, gap: Micros) -> Vec<(Micros, Micros, f64, Micros, f64)> {
+fn merge_close(
+    spikes: Vec<(Micros, Micros, f64, Micros, f64)>,
+    gap: Micros,
+) -> Vec<(Micros, Micros, f64, Micros, f64)> {
     let mut out: Vec<(Micros, Micros, f64, Micros, f64)> = Vec::with_capacity(spikes.len());
     for s in spikes {
         match out.last_mut() {
@@ -158,7 +212,10 @@ pub fn recent_range(src: &dyn Source, scope: &Scope, hours: i64) -> Result<Windo
             s = scope.clause("")
         ),
     )?;
-    let last = rows.first().and_then(|r| r.opt(0)).and_then(|s| s.parse::<i64>().ok());
+    let last = rows
+        .first()
+        .and_then(|r| r.opt(0))
+        .and_then(|s| s.parse::<i64>().ok());
     let last = last.ok_or_else(|| AnalysisError::NotFound("data for this project".into()))?;
     Window::new(last + SECOND - hours * 3600 * SECOND, last + SECOND)
 }
@@ -167,8 +224,16 @@ pub fn recent_range(src: &dyn Source, scope: &Scope, hours: i64) -> Result<Windo
 ///
 /// # Errors
 /// A store query failed.
-pub fn find(src: &dyn Source, scope: &Scope, range: Window, d: &Detection) -> Result<Vec<Spike>, AnalysisError> {
-    let with_history = Window { from: range.from - d.lookback_s * SECOND, to: range.to };
+pub fn find(
+    src: &dyn Source,
+    scope: &Scope,
+    range: Window,
+    d: &Detection,
+) -> Result<Vec<Spike>, AnalysisError> {
+    let with_history = Window {
+        from: range.from - d.lookback_s * SECOND,
+        to: range.to,
+    };
     let days = Days::load(src)?;
     let mut spikes = Vec::new();
     let load = query(
@@ -208,7 +273,13 @@ pub fn find(src: &dyn Source, scope: &Scope, range: Window, d: &Detection) -> Re
             let (d, unit) = match signal {
                 // A load rise counts when it is a real share of the machine.
                 Signal::Load => (d.clone(), (ncpu * 0.5).max(1.0)),
-                Signal::Concurrency => (Detection { level: None, ..d.clone() }, 1.0),
+                Signal::Concurrency => (
+                    Detection {
+                        level: None,
+                        ..d.clone()
+                    },
+                    1.0,
+                ),
             };
             for (start, peak_at, peak, end, baseline) in detect(&points, &d, unit) {
                 if end < range.from || start >= range.to {
@@ -243,7 +314,11 @@ mod tests {
     use super::*;
 
     fn series(values: &[f64]) -> Vec<(Micros, f64)> {
-        values.iter().enumerate().map(|(i, v)| (i as i64 * 10 * SECOND, *v)).collect()
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64 * 10 * SECOND, *v))
+            .collect()
     }
 
     #[test]
@@ -252,7 +327,10 @@ mod tests {
         let found = detect(&pts, &Detection::default(), 1.0);
         assert_eq!(found.len(), 1, "{found:?}");
         let (start, peak_at, peak, end, baseline) = found[0];
-        assert_eq!((start, peak_at, end), (50 * SECOND, 60 * SECOND, 80 * SECOND));
+        assert_eq!(
+            (start, peak_at, end),
+            (50 * SECOND, 60 * SECOND, 80 * SECOND)
+        );
         assert_eq!(peak, 9.0);
         assert!((baseline - 1.0).abs() < 0.21, "{baseline}");
     }
@@ -270,8 +348,18 @@ mod tests {
         v.push(1.0);
         let found = detect(&series(&v), &Detection::default(), 1.0);
         assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!((found[0].0, found[0].3), (60 * SECOND, (6 + 12 + 1) * 10 * SECOND));
-        let apart = detect(&series(&v), &Detection { merge_gap_s: 0, ..Detection::default() }, 1.0);
+        assert_eq!(
+            (found[0].0, found[0].3),
+            (60 * SECOND, (6 + 12 + 1) * 10 * SECOND)
+        );
+        let apart = detect(
+            &series(&v),
+            &Detection {
+                merge_gap_s: 0,
+                ..Detection::default()
+            },
+            1.0,
+        );
         assert_eq!(apart.len(), 6, "{apart:?}");
     }
 
@@ -286,7 +374,10 @@ mod tests {
 
     #[test]
     fn a_configured_level_counts_without_history_and_a_long_spike_keeps_its_baseline() {
-        let d = Detection { level: Some(50.0), ..Detection::default() };
+        let d = Detection {
+            level: Some(50.0),
+            ..Detection::default()
+        };
         assert_eq!(detect(&series(&[80.0, 90.0, 10.0]), &d, 1.0).len(), 1);
         // A long plateau stays one spike: the baseline is frozen at its start.
         let mut v = vec![1.0; 5];

@@ -41,7 +41,10 @@ pub struct SqlLimits {
 
 impl Default for SqlLimits {
     fn default() -> Self {
-        SqlLimits { timeout: Duration::from_secs(30), max_rows: 10_000 }
+        SqlLimits {
+            timeout: Duration::from_secs(30),
+            max_rows: 10_000,
+        }
     }
 }
 
@@ -68,14 +71,25 @@ pub fn check(src: &dyn Source, sql: &str) -> Result<String, AnalysisError> {
     }
     let rows = query(src, &format!("SELECT json_serialize_sql({})", quote(sql)))?;
     let text = rows.first().map(|r| r.s(0)).unwrap_or_default();
-    let tree: Value = serde_json::from_str(&text).map_err(|e| AnalysisError::Refused(format!("parse tree unreadable: {e}")))?;
+    let tree: Value = serde_json::from_str(&text)
+        .map_err(|e| AnalysisError::Refused(format!("parse tree unreadable: {e}")))?;
     if tree.get("error").and_then(Value::as_bool) == Some(true) {
-        let message = tree.get("error_message").and_then(Value::as_str).unwrap_or("not a SELECT");
-        return Err(AnalysisError::Refused(format!("only one SELECT is allowed ({message})")));
+        let message = tree
+            .get("error_message")
+            .and_then(Value::as_str)
+            .unwrap_or("not a SELECT");
+        return Err(AnalysisError::Refused(format!(
+            "only one SELECT is allowed ({message})"
+        )));
     }
-    let statements = tree.get("statements").and_then(Value::as_array).map_or(0, Vec::len);
+    let statements = tree
+        .get("statements")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     if statements != 1 {
-        return Err(AnalysisError::Refused(format!("only one SELECT is allowed, found {statements} statements")));
+        return Err(AnalysisError::Refused(format!(
+            "only one SELECT is allowed, found {statements} statements"
+        )));
     }
     walk(&tree)?;
     Ok(sql.to_owned())
@@ -100,9 +114,12 @@ fn walk(node: &Value) -> Result<(), AnalysisError> {
                 }
                 Some("BASE_TABLE") => {
                     let name = map.get("table_name").and_then(Value::as_str).unwrap_or("");
-                    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    let plain = !name.is_empty()
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                     if !plain {
-                        return Err(AnalysisError::Refused(format!("table {name:?} is not a table of the store")));
+                        return Err(AnalysisError::Refused(format!(
+                            "table {name:?} is not a table of the store"
+                        )));
                     }
                 }
                 _ => {}
@@ -110,7 +127,9 @@ fn walk(node: &Value) -> Result<(), AnalysisError> {
             if let Some(name) = map.get("function_name").and_then(Value::as_str)
                 && REFUSED_FUNCTIONS.contains(&name.to_ascii_lowercase().as_str())
             {
-                return Err(AnalysisError::Refused(format!("function {name} is not allowed")));
+                return Err(AnalysisError::Refused(format!(
+                    "function {name} is not allowed"
+                )));
             }
             map.values().try_for_each(walk)
         }
@@ -128,7 +147,10 @@ fn walk(node: &Value) -> Result<(), AnalysisError> {
 pub fn run(src: &dyn Source, sql: &str, limits: SqlLimits) -> Result<SqlResult, AnalysisError> {
     let sql = check(src, sql)?;
     let started = Instant::now();
-    let described = query(src, &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM ({sql}))"))?;
+    let described = query(
+        src,
+        &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM ({sql}))"),
+    )?;
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let timer = src.interrupter().map(|handle| {
         let timeout = limits.timeout;
@@ -140,7 +162,10 @@ pub fn run(src: &dyn Source, sql: &str, limits: SqlLimits) -> Result<SqlResult, 
             _ => false,
         })
     });
-    let result = src.rows(&format!("SELECT * FROM ({sql}) LIMIT {}", limits.max_rows + 1));
+    let result = src.rows(&format!(
+        "SELECT * FROM ({sql}) LIMIT {}",
+        limits.max_rows + 1
+    ));
     drop(tx);
     let interrupted = timer.is_some_and(|t| t.join().unwrap_or(false));
     let mut rows = match result {

@@ -9,12 +9,18 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let cut = |s: &str| -> String {
         let one_line = s.replace(['\n', '\t'], " ");
         if one_line.chars().count() > MAX_CELL {
-            format!("{}…", one_line.chars().take(MAX_CELL - 1).collect::<String>())
+            format!(
+                "{}…",
+                one_line.chars().take(MAX_CELL - 1).collect::<String>()
+            )
         } else {
             one_line
         }
     };
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| cut(c)).collect()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -46,7 +52,15 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         out
     };
     let mut out = line(header.to_vec());
-    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+    out.push_str(&line(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
     for r in &rows {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
@@ -64,7 +78,13 @@ mod tests {
 
     #[test]
     fn columns_align_and_numbers_go_right() {
-        let t = render(&["name", "s"], &[vec!["a".into(), "1.5".into()], vec!["long name".into(), "12.25".into()]]);
+        let t = render(
+            &["name", "s"],
+            &[
+                vec!["a".into(), "1.5".into()],
+                vec!["long name".into(), "12.25".into()],
+            ],
+        );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "name       s");
         assert_eq!(lines[2], "a            1.5");

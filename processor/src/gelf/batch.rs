@@ -34,17 +34,27 @@ pub struct Batch {
 pub fn read_batch(reader: &Reader, cursor: i64, config: &GelfConfig) -> Result<Batch, StoreError> {
     let max = reader.query_i64("SELECT max(seq) FROM main.records")?;
     if max <= cursor {
-        return Ok(Batch { records: Vec::new(), next: cursor, max });
+        return Ok(Batch {
+            records: Vec::new(),
+            next: cursor,
+            max,
+        });
     }
     let hi = max.min(cursor.saturating_add(config.scan_window));
-    let classes = PG_LOG_CLASSES.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ");
+    let classes = PG_LOG_CLASSES
+        .iter()
+        .map(|c| format!("'{c}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let wanted = format!(
         "seq > {cursor} AND seq <= {hi} AND (\
            seq IN (SELECT seq FROM main.requests WHERE seq > {cursor} AND seq <= {hi} AND record_type = 'full') \
            OR seq IN (SELECT seq FROM main.pg_log WHERE seq > {cursor} AND seq <= {hi} \
                       AND (class IN ({classes}) OR upper(severity) IN ('ERROR', 'FATAL', 'PANIC'))))"
     );
-    let sizes = reader.query_strings(&format!("SELECT seq, strlen(raw::VARCHAR) FROM main.records WHERE {wanted} ORDER BY seq"))?;
+    let sizes = reader.query_strings(&format!(
+        "SELECT seq, strlen(raw::VARCHAR) FROM main.records WHERE {wanted} ORDER BY seq"
+    ))?;
     let mut next = hi;
     let (mut count, mut bytes) = (0usize, 0usize);
     for row in &sizes {
@@ -59,7 +69,11 @@ pub fn read_batch(reader: &Reader, cursor: i64, config: &GelfConfig) -> Result<B
         bytes += len;
     }
     if count == 0 {
-        return Ok(Batch { records: Vec::new(), next, max });
+        return Ok(Batch {
+            records: Vec::new(),
+            next,
+            max,
+        });
     }
     let rows = reader.query_strings(&format!(
         "SELECT seq, raw::VARCHAR FROM main.records WHERE {wanted} AND seq <= {next} ORDER BY seq"
@@ -81,13 +95,28 @@ pub fn read_batch(reader: &Reader, cursor: i64, config: &GelfConfig) -> Result<B
 
 /// Sets each request's load1: the latest host_metrics sample of its project
 /// and host in the 10 minutes before it.
-fn attach_host_load(reader: &Reader, records: &mut [(i64, Value, Option<f64>)]) -> Result<(), StoreError> {
+fn attach_host_load(
+    reader: &Reader,
+    records: &mut [(i64, Value, Option<f64>)],
+) -> Result<(), StoreError> {
     const WINDOW_US: i64 = 600_000_000;
-    let requests: Vec<usize> = (0..records.len()).filter(|&i| records[i].1["kind"] == "request").collect();
-    let ts = |v: &Value| v["ts"].as_str().and_then(|t| bitville_schemas::parse_ts(t).ok());
+    let requests: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].1["kind"] == "request")
+        .collect();
+    let ts = |v: &Value| {
+        v["ts"]
+            .as_str()
+            .and_then(|t| bitville_schemas::parse_ts(t).ok())
+    };
     let times: Vec<i64> = requests.iter().filter_map(|&i| ts(&records[i].1)).collect();
-    let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) else { return Ok(()) };
-    let mut hosts: Vec<String> = requests.iter().filter_map(|&i| records[i].1["host"].as_str()).map(sql_string).collect();
+    let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) else {
+        return Ok(());
+    };
+    let mut hosts: Vec<String> = requests
+        .iter()
+        .filter_map(|&i| records[i].1["host"].as_str())
+        .map(sql_string)
+        .collect();
     hosts.sort();
     hosts.dedup();
     let rows = reader.query_strings(&format!(
@@ -99,14 +128,30 @@ fn attach_host_load(reader: &Reader, records: &mut [(i64, Value, Option<f64>)]) 
     ))?;
     let mut samples: HashMap<(&str, &str), Vec<(i64, f64)>> = HashMap::new();
     for row in &rows {
-        let (Some(Some(p)), Some(Some(h))) = (row.first(), row.get(1)) else { continue };
-        let (Ok(t), Some(load)) = (cell_i64(row, 2), row.get(3).and_then(|c| c.as_deref()?.parse::<f64>().ok())) else { continue };
-        samples.entry((p.as_str(), h.as_str())).or_default().push((t, load));
+        let (Some(Some(p)), Some(Some(h))) = (row.first(), row.get(1)) else {
+            continue;
+        };
+        let (Ok(t), Some(load)) = (
+            cell_i64(row, 2),
+            row.get(3).and_then(|c| c.as_deref()?.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        samples
+            .entry((p.as_str(), h.as_str()))
+            .or_default()
+            .push((t, load));
     }
     for &i in &requests {
         let v = &records[i].1;
-        let (Some(p), Some(h), Some(t)) = (v["project"].as_str(), v["host"].as_str(), ts(v)) else { continue };
-        let found = samples.get(&(p, h)).and_then(|s| s.iter().rev().find(|(st, _)| *st <= t && *st >= t - WINDOW_US));
+        let (Some(p), Some(h), Some(t)) = (v["project"].as_str(), v["host"].as_str(), ts(v)) else {
+            continue;
+        };
+        let found = samples.get(&(p, h)).and_then(|s| {
+            s.iter()
+                .rev()
+                .find(|(st, _)| *st <= t && *st >= t - WINDOW_US)
+        });
         records[i].2 = found.map(|(_, load)| *load);
     }
     Ok(())
@@ -116,7 +161,10 @@ fn cell_i64(row: &[Option<String>], i: usize) -> Result<i64, StoreError> {
     row.get(i)
         .and_then(Option::as_deref)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| StoreError::Db { op: "gelf read", message: format!("column {i} is not an integer: {:?}", row.get(i)) })
+        .ok_or_else(|| StoreError::Db {
+            op: "gelf read",
+            message: format!("column {i} is not an integer: {:?}", row.get(i)),
+        })
 }
 
 fn sql_string(s: &str) -> String {
@@ -126,13 +174,19 @@ fn sql_string(s: &str) -> String {
 /// A DuckDB TIMESTAMP literal (UTC, no time zone) for microseconds since the epoch.
 pub fn timestamp_literal(micros: i64) -> String {
     let text = bitville_schemas::format_micros(micros);
-    format!("TIMESTAMP '{}'", text.trim_end_matches('Z').replace('T', " "))
+    format!(
+        "TIMESTAMP '{}'",
+        text.trim_end_matches('Z').replace('T', " ")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn timestamp_literal_is_plain_utc() {
-        assert_eq!(super::timestamp_literal(1_795_780_064_123_456), "TIMESTAMP '2026-11-27 11:47:44.123456'");
+        assert_eq!(
+            super::timestamp_literal(1_795_780_064_123_456),
+            "TIMESTAMP '2026-11-27 11:47:44.123456'"
+        );
     }
 }

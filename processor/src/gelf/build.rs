@@ -61,16 +61,27 @@ pub struct Suspect {
 
 /// The messages of one stored record that `config` wants sent. `host_load1`
 /// is the host's 1-minute load nearest before a request, when known.
-pub fn record_messages(record: &Value, config: &GelfConfig, host_load1: Option<f64>) -> Vec<(EventKind, Message)> {
+pub fn record_messages(
+    record: &Value,
+    config: &GelfConfig,
+    host_load1: Option<f64>,
+) -> Vec<(EventKind, Message)> {
     let project = str_at(record, "/project").unwrap_or_default();
     let mut out = Vec::new();
     match str_at(record, "/kind") {
         Some("request") if str_at(record, "/record_type") == Some("full") => {
             if config.sends(project, EventKind::Request) {
-                out.push((EventKind::Request, request_message(record, config.full_message_top, host_load1)));
+                out.push((
+                    EventKind::Request,
+                    request_message(record, config.full_message_top, host_load1),
+                ));
             }
             if config.sends(project, EventKind::SlowSql) {
-                out.extend(slow_sql_messages(record, config.slow_sql_ms).into_iter().map(|m| (EventKind::SlowSql, m)));
+                out.extend(
+                    slow_sql_messages(record, config.slow_sql_ms)
+                        .into_iter()
+                        .map(|m| (EventKind::SlowSql, m)),
+                );
             }
         }
         Some("pg_log") if config.sends(project, EventKind::PgLog) => {
@@ -113,7 +124,8 @@ pub fn request_message(record: &Value, top: usize, host_load1: Option<f64>) -> M
     let functions = heaviest_functions(record);
     let queries = slowest_sql(record);
     m.full_message(request_full_message(record, &functions, &queries, top));
-    let cpu = f64_at(record, "/resources/cpu_user_ms").map(|u| u + f64_at(record, "/resources/cpu_system_ms").unwrap_or(0.0));
+    let cpu = f64_at(record, "/resources/cpu_user_ms")
+        .map(|u| u + f64_at(record, "/resources/cpu_system_ms").unwrap_or(0.0));
     m.opt_field("correlation_id", str_at(record, "/correlation_id"))
         .opt_field("method", method)
         .opt_field("url", url)
@@ -123,21 +135,37 @@ pub fn request_message(record: &Value, top: usize, host_load1: Option<f64>) -> M
         .opt_field("status", status)
         .field("duration_ms", round3(duration))
         .opt_field("cpu_ms", cpu.map(round3))
-        .opt_field("memory_peak", record.pointer("/resources/memory_peak_bytes").and_then(Value::as_i64))
+        .opt_field(
+            "memory_peak",
+            record
+                .pointer("/resources/memory_peak_bytes")
+                .and_then(Value::as_i64),
+        )
         .opt_field("sql_count", sql_count(record))
         .opt_field("sql_ms", sql_ms(record).map(round3))
         .opt_field("top_function", functions.first().map(|(f, _)| f.clone()))
-        .opt_field("top_function_ms", functions.first().map(|(_, ms)| round3(*ms)))
+        .opt_field(
+            "top_function_ms",
+            functions.first().map(|(_, ms)| round3(*ms)),
+        )
         .opt_field("host_load1", host_load1)
         .field("sapi", sapi)
         .opt_field("php_version", str_at(record, "/runtime/php_version"))
-        .opt_field("pid", record.pointer("/runtime/pid").and_then(Value::as_i64))
+        .opt_field(
+            "pid",
+            record.pointer("/runtime/pid").and_then(Value::as_i64),
+        )
         .opt_field("error_message", error.and_then(|e| str_at(e, "/message")))
         .opt_field("error_type", error.and_then(|e| str_at(e, "/type_name")));
     m
 }
 
-fn request_full_message(record: &Value, functions: &[(String, f64)], queries: &[&Value], top: usize) -> String {
+fn request_full_message(
+    record: &Value,
+    functions: &[(String, f64)],
+    queries: &[&Value],
+    top: usize,
+) -> String {
     let mut full = String::new();
     if !functions.is_empty() {
         let profiler = str_at(record, "/profile/profiler").unwrap_or("profiler");
@@ -154,7 +182,11 @@ fn request_full_message(record: &Value, functions: &[(String, f64)], queries: &[
         for q in queries.iter().take(top) {
             let ms = f64_at(q, "/duration_ms").unwrap_or(0.0);
             let sql = one_line(str_at(q, "/sql").unwrap_or(""), SQL_TEXT_MAX);
-            let failed = if str_at(q, "/status") == Some("failed") { " [failed]" } else { "" };
+            let failed = if str_at(q, "/status") == Some("failed") {
+                " [failed]"
+            } else {
+                ""
+            };
             let _ = writeln!(full, "  {ms:>10.1}  {sql}{failed}");
         }
     }
@@ -176,16 +208,27 @@ fn request_full_message(record: &Value, functions: &[(String, f64)], queries: &[
 pub fn heaviest_functions(record: &Value) -> Vec<(String, f64)> {
     let mut by: HashMap<&str, f64> = HashMap::new();
     let profile = record.get("profile").filter(|p| p.is_object());
-    if let Some(stacks) = profile.and_then(|p| p.get("stacks")).and_then(Value::as_array) {
+    if let Some(stacks) = profile
+        .and_then(|p| p.get("stacks"))
+        .and_then(Value::as_array)
+    {
         let period = profile.and_then(|p| f64_at(p, "/period_ms")).unwrap_or(1.0);
         for s in stacks {
-            let leaf = s.get("frames").and_then(Value::as_array).and_then(|f| f.last()).and_then(Value::as_str);
+            let leaf = s
+                .get("frames")
+                .and_then(Value::as_array)
+                .and_then(|f| f.last())
+                .and_then(Value::as_str);
             if let Some(leaf) = leaf {
-                *by.entry(leaf).or_default() += s.get("samples").and_then(Value::as_f64).unwrap_or(0.0) * period;
+                *by.entry(leaf).or_default() +=
+                    s.get("samples").and_then(Value::as_f64).unwrap_or(0.0) * period;
             }
         }
     }
-    if let Some(edges) = profile.and_then(|p| p.get("edges")).and_then(Value::as_array) {
+    if let Some(edges) = profile
+        .and_then(|p| p.get("edges"))
+        .and_then(Value::as_array)
+    {
         for e in edges {
             let ms = f64_at(e, "/wt_us").unwrap_or(0.0) / 1000.0;
             if let Some(callee) = str_at(e, "/callee") {
@@ -196,15 +239,27 @@ pub fn heaviest_functions(record: &Value) -> Vec<(String, f64)> {
             }
         }
     }
-    let mut list: Vec<(String, f64)> = by.into_iter().filter(|(_, ms)| *ms > 0.0).map(|(f, ms)| (f.to_owned(), ms)).collect();
+    let mut list: Vec<(String, f64)> = by
+        .into_iter()
+        .filter(|(_, ms)| *ms > 0.0)
+        .map(|(f, ms)| (f.to_owned(), ms))
+        .collect();
     list.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     list
 }
 
 /// The request's statements, slowest first.
 fn slowest_sql(record: &Value) -> Vec<&Value> {
-    let mut queries: Vec<&Value> = record.pointer("/sql/queries").and_then(Value::as_array).map(|q| q.iter().collect()).unwrap_or_default();
-    queries.sort_by(|a, b| f64_at(b, "/duration_ms").unwrap_or(0.0).total_cmp(&f64_at(a, "/duration_ms").unwrap_or(0.0)));
+    let mut queries: Vec<&Value> = record
+        .pointer("/sql/queries")
+        .and_then(Value::as_array)
+        .map(|q| q.iter().collect())
+        .unwrap_or_default();
+    queries.sort_by(|a, b| {
+        f64_at(b, "/duration_ms")
+            .unwrap_or(0.0)
+            .total_cmp(&f64_at(a, "/duration_ms").unwrap_or(0.0))
+    });
     queries
 }
 
@@ -212,7 +267,12 @@ fn sql_count(record: &Value) -> Option<i64> {
     record
         .pointer("/sql/total_count")
         .and_then(Value::as_i64)
-        .or_else(|| record.pointer("/sql/queries").and_then(Value::as_array).map(|q| q.len() as i64))
+        .or_else(|| {
+            record
+                .pointer("/sql/queries")
+                .and_then(Value::as_array)
+                .map(|q| q.len() as i64)
+        })
 }
 
 fn sql_ms(record: &Value) -> Option<f64> {
@@ -224,8 +284,11 @@ fn sql_ms(record: &Value) -> Option<f64> {
 
 /// One message per PHP statement at or over `threshold_ms`.
 pub fn slow_sql_messages(record: &Value, threshold_ms: f64) -> Vec<Message> {
-    let Some(queries) = record.pointer("/sql/queries").and_then(Value::as_array) else { return Vec::new() };
-    let started = ts_micros(record) - (f64_at(record, "/duration_ms").unwrap_or(0.0) * 1000.0) as i64;
+    let Some(queries) = record.pointer("/sql/queries").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let started =
+        ts_micros(record) - (f64_at(record, "/duration_ms").unwrap_or(0.0) * 1000.0) as i64;
     queries
         .iter()
         .enumerate()
@@ -235,7 +298,12 @@ pub fn slow_sql_messages(record: &Value, threshold_ms: f64) -> Vec<Message> {
             let sql = str_at(q, "/sql").unwrap_or("");
             let short = format!("SQL {} ms: {}", ms.round() as i64, one_line(sql, 200));
             let failed = str_at(q, "/status") == Some("failed");
-            let mut m = envelope_message(record, &short, if failed { level::ERROR } else { level::WARNING }, EventKind::SlowSql);
+            let mut m = envelope_message(
+                record,
+                &short,
+                if failed { level::ERROR } else { level::WARNING },
+                EventKind::SlowSql,
+            );
             let at = started + (f64_at(q, "/start_ms").unwrap_or(0.0) * 1000.0) as i64;
             m.field("timestamp_start", at as f64 / 1e6);
             let frames = q.get("frames").and_then(Value::as_array);
@@ -254,12 +322,20 @@ pub fn slow_sql_messages(record: &Value, threshold_ms: f64) -> Vec<Message> {
                 .field("sql_idx", idx as i64)
                 .field("duration_ms", round3(ms))
                 .field("sql", one_line(sql, SQL_TEXT_MAX))
-                .field("fingerprint", one_line(&bitville_schemas::fingerprint::normalize(sql), SQL_TEXT_MAX))
+                .field(
+                    "fingerprint",
+                    one_line(&bitville_schemas::fingerprint::normalize(sql), SQL_TEXT_MAX),
+                )
                 .opt_field("op", str_at(q, "/op"))
                 .opt_field("sql_status", str_at(q, "/status"))
                 .opt_field("sql_error", str_at(q, "/error"))
                 .opt_field("rows", q.get("rows").and_then(Value::as_i64))
-                .opt_field("caller", frames.and_then(|f| f.first()).and_then(|f| str_at(f, "/function")))
+                .opt_field(
+                    "caller",
+                    frames
+                        .and_then(|f| f.first())
+                        .and_then(|f| str_at(f, "/function")),
+                )
                 .opt_field("url", str_at(record, "/http/url"))
                 .opt_field("route", str_at(record, "/http/route"));
             m
@@ -271,7 +347,10 @@ pub fn slow_sql_messages(record: &Value, threshold_ms: f64) -> Vec<Message> {
 /// and anything of severity ERROR or worse.
 pub fn pg_log_of_interest(class: Option<&str>, severity: Option<&str>) -> bool {
     class.is_some_and(|c| PG_LOG_CLASSES.contains(&c))
-        || matches!(severity.map(str::to_ascii_uppercase).as_deref(), Some("ERROR" | "FATAL" | "PANIC"))
+        || matches!(
+            severity.map(str::to_ascii_uppercase).as_deref(),
+            Some("ERROR" | "FATAL" | "PANIC")
+        )
 }
 
 /// A pg_log event of interest, or `None` for the rest.
@@ -283,10 +362,16 @@ pub fn pg_log_message(record: &Value) -> Option<Message> {
     }
     let class = class.unwrap_or("other");
     let message = str_at(record, "/message").unwrap_or("");
-    let short = format!("{} {class}: {}", severity.unwrap_or("LOG"), one_line(message, 250));
+    let short = format!(
+        "{} {class}: {}",
+        severity.unwrap_or("LOG"),
+        one_line(message, 250)
+    );
     let lvl = match class {
         "deadlock" => pg_severity_level(severity).min(level::ERROR),
-        "lock_wait" | "lock_acquired" | "slow_statement" | "auto_explain" => pg_severity_level(severity).min(level::WARNING),
+        "lock_wait" | "lock_acquired" | "slow_statement" | "auto_explain" => {
+            pg_severity_level(severity).min(level::WARNING)
+        }
         _ => pg_severity_level(severity),
     };
     let mut m = envelope_message(record, &short, lvl, EventKind::PgLog);
@@ -295,7 +380,13 @@ pub fn pg_log_message(record: &Value) -> Option<Message> {
         m.timestamp(t);
     }
     let mut full = String::from(message);
-    for (label, key) in [("DETAIL", "/detail"), ("HINT", "/hint"), ("CONTEXT", "/context"), ("STATEMENT", "/statement"), ("QUERY", "/query")] {
+    for (label, key) in [
+        ("DETAIL", "/detail"),
+        ("HINT", "/hint"),
+        ("CONTEXT", "/context"),
+        ("STATEMENT", "/statement"),
+        ("QUERY", "/query"),
+    ] {
         if let Some(v) = str_at(record, key) {
             let _ = write!(full, "\n{label}: {v}");
         }
@@ -305,18 +396,27 @@ pub fn pg_log_message(record: &Value) -> Option<Message> {
             let _ = write!(full, "\nPLAN:\n{p}");
         }
         Some(p @ Value::Object(_)) => {
-            let _ = write!(full, "\nPLAN:\n{}", serde_json::to_string_pretty(p).unwrap_or_default());
+            let _ = write!(
+                full,
+                "\nPLAN:\n{}",
+                serde_json::to_string_pretty(p).unwrap_or_default()
+            );
         }
         _ => {}
     }
-    if let Some(procs) = record.pointer("/deadlock/processes").and_then(Value::as_array) {
+    if let Some(procs) = record
+        .pointer("/deadlock/processes")
+        .and_then(Value::as_array)
+    {
         for p in procs {
             let _ = write!(
                 full,
                 "\nprocess {} waits for {} blocked by {}: {}",
                 p.get("pid").and_then(Value::as_i64).unwrap_or(0),
                 str_at(p, "/waits_for").unwrap_or("?"),
-                p.get("blocked_by").and_then(Value::as_i64).map_or("?".to_owned(), |b| b.to_string()),
+                p.get("blocked_by")
+                    .and_then(Value::as_i64)
+                    .map_or("?".to_owned(), |b| b.to_string()),
                 str_at(p, "/query").unwrap_or("")
             );
         }
@@ -327,7 +427,10 @@ pub fn pg_log_message(record: &Value) -> Option<Message> {
     let query = str_at(record, "/query").or_else(|| str_at(record, "/statement"));
     let correlation = str_at(record, "/correlation_id")
         .map(str::to_owned)
-        .or_else(|| str_at(record, "/application_name").and_then(bitville_schemas::fingerprint::parse_correlation_id));
+        .or_else(|| {
+            str_at(record, "/application_name")
+                .and_then(bitville_schemas::fingerprint::parse_correlation_id)
+        });
     m.field("class", class)
         .opt_field("severity", severity)
         .opt_field("sqlstate", str_at(record, "/sqlstate"))
@@ -337,18 +440,32 @@ pub fn pg_log_message(record: &Value) -> Option<Message> {
         .opt_field("user", str_at(record, "/user"))
         .opt_field("application_name", str_at(record, "/application_name"))
         .opt_field("duration_ms", f64_at(record, "/duration_ms").map(round3))
-        .opt_field("fingerprint", query.map(|q| one_line(&bitville_schemas::fingerprint::normalize(q), SQL_TEXT_MAX)))
+        .opt_field(
+            "fingerprint",
+            query.map(|q| one_line(&bitville_schemas::fingerprint::normalize(q), SQL_TEXT_MAX)),
+        )
         .opt_field("lock_mode", str_at(record, "/lock/mode"))
         .opt_field("lock_object", str_at(record, "/lock/object"))
-        .opt_field("lock_waited_ms", f64_at(record, "/lock/waited_ms").map(round3))
-        .opt_field("lock_holders", record.pointer("/lock/holders").filter(|h| h.as_array().is_some_and(|a| !a.is_empty())).cloned());
+        .opt_field(
+            "lock_waited_ms",
+            f64_at(record, "/lock/waited_ms").map(round3),
+        )
+        .opt_field(
+            "lock_holders",
+            record
+                .pointer("/lock/holders")
+                .filter(|h| h.as_array().is_some_and(|a| !a.is_empty()))
+                .cloned(),
+        );
     Some(m)
 }
 
 /// A spike with its top suspects; `_event` spike, level warning.
 pub fn spike_message(spike: &SpikeSummary, top: usize) -> Message {
     let minutes = (spike.end - spike.start) as f64 / 60e6;
-    let lead = spike.suspects.first().map_or(String::new(), |s| format!(", top suspect {} {}", s.kind, s.name));
+    let lead = spike.suspects.first().map_or(String::new(), |s| {
+        format!(", top suspect {} {}", s.kind, s.name)
+    });
     let short = format!(
         "Spike on {}: {} {:.1} (baseline {:.1}) for {minutes:.1} min{lead}",
         spike.host, spike.metric, spike.peak_value, spike.baseline_value
@@ -356,7 +473,14 @@ pub fn spike_message(spike: &SpikeSummary, top: usize) -> Message {
     let mut m = Message::new(&spike.host, &short, spike.peak, level::WARNING);
     let mut full = String::from("Suspects (share of excess load, s):\n");
     for s in spike.suspects.iter().take(top) {
-        let _ = writeln!(full, "  {:>10.1}  {} {}: {}", s.score_s, s.kind, s.name, one_line(&s.evidence, 500));
+        let _ = writeln!(
+            full,
+            "  {:>10.1}  {} {}: {}",
+            s.score_s,
+            s.kind,
+            s.name,
+            one_line(&s.evidence, 500)
+        );
     }
     m.full_message(full);
     m.field("event", EventKind::Spike.as_str())
@@ -368,7 +492,10 @@ pub fn spike_message(spike: &SpikeSummary, top: usize) -> Message {
         .field("peak_value", spike.peak_value)
         .field("baseline_value", spike.baseline_value);
     for (i, s) in spike.suspects.iter().take(3).enumerate() {
-        m.field(&format!("suspect{}", i + 1), format!("{} {}", s.kind, s.name));
+        m.field(
+            &format!("suspect{}", i + 1),
+            format!("{} {}", s.kind, s.name),
+        );
         m.field(&format!("suspect{}_s", i + 1), round3(s.score_s));
     }
     m
@@ -376,7 +503,12 @@ pub fn spike_message(spike: &SpikeSummary, top: usize) -> Message {
 
 /// The fields every record-based message shares.
 fn envelope_message(record: &Value, short: &str, lvl: u8, event: EventKind) -> Message {
-    let mut m = Message::new(str_at(record, "/host").unwrap_or(""), short, ts_micros(record), lvl);
+    let mut m = Message::new(
+        str_at(record, "/host").unwrap_or(""),
+        short,
+        ts_micros(record),
+        lvl,
+    );
     m.field("event", event.as_str())
         .opt_field("project", str_at(record, "/project"))
         .opt_field("record_id", str_at(record, "/id"))
@@ -385,7 +517,9 @@ fn envelope_message(record: &Value, short: &str, lvl: u8, event: EventKind) -> M
 }
 
 fn ts_micros(record: &Value) -> i64 {
-    str_at(record, "/ts").and_then(|t| bitville_schemas::parse_ts(t).ok()).unwrap_or(0)
+    str_at(record, "/ts")
+        .and_then(|t| bitville_schemas::parse_ts(t).ok())
+        .unwrap_or(0)
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -438,7 +572,10 @@ mod tests {
     fn request_fixture_becomes_a_valid_request_message() {
         let r = fixture("request-full.json");
         let v = parsed(&request_message(&r, 10, Some(3.5)));
-        assert_eq!(v["short_message"], "POST /checkout?coupon=[REDACTED]&step=2 1835 ms 200");
+        assert_eq!(
+            v["short_message"],
+            "POST /checkout?coupon=[REDACTED]&step=2 1835 ms 200"
+        );
         assert_eq!(v["_event"], "request");
         assert_eq!(v["_project"], "shop");
         assert_eq!(v["_correlation_id"], "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b");
@@ -464,7 +601,12 @@ mod tests {
         let msgs = slow_sql_messages(&r, 1000.0);
         assert_eq!(msgs.len(), 1);
         let v = parsed(&msgs[0]);
-        assert!(v["short_message"].as_str().unwrap().starts_with("SQL 1403 ms: UPDATE stock"));
+        assert!(
+            v["short_message"]
+                .as_str()
+                .unwrap()
+                .starts_with("SQL 1403 ms: UPDATE stock")
+        );
         assert_eq!(v["_sql_idx"], 2);
         assert_eq!(v["_caller"], "App\\Services\\Stock::reserve");
         assert!(slow_sql_messages(&r, 5000.0).is_empty());
@@ -472,14 +614,23 @@ mod tests {
 
     #[test]
     fn pg_log_events_of_interest() {
-        for name in ["pg_log-deadlock.json", "pg_log-lock-wait.json", "pg_log-slow-statement.json"] {
+        for name in [
+            "pg_log-deadlock.json",
+            "pg_log-lock-wait.json",
+            "pg_log-slow-statement.json",
+        ] {
             let r = fixture(name);
             let v = parsed(&pg_log_message(&r).unwrap_or_else(|| panic!("{name} is of interest")));
             assert_eq!(v["_event"], "pg_log");
             assert_eq!(v["_class"], r["class"]);
         }
         let mut dl = fixture("pg_log-deadlock.json");
-        assert!(parsed(&pg_log_message(&dl).unwrap())["level"].as_u64().unwrap() <= 3);
+        assert!(
+            parsed(&pg_log_message(&dl).unwrap())["level"]
+                .as_u64()
+                .unwrap()
+                <= 3
+        );
         dl["class"] = "checkpoint".into();
         dl["severity"] = "LOG".into();
         assert!(pg_log_message(&dl).is_none());
@@ -488,13 +639,34 @@ mod tests {
     #[test]
     fn per_project_kinds_filter_messages() {
         let r = fixture("request-full.json");
-        let mut c = GelfConfig { slow_sql_ms: 1000.0, ..GelfConfig::default() };
-        let kinds: Vec<EventKind> = record_messages(&r, &c, None).into_iter().map(|(k, _)| k).collect();
+        let mut c = GelfConfig {
+            slow_sql_ms: 1000.0,
+            ..GelfConfig::default()
+        };
+        let kinds: Vec<EventKind> = record_messages(&r, &c, None)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(kinds, [EventKind::Request, EventKind::SlowSql]);
-        c.projects.insert("shop".into(), crate::gelf::config::ProjectConfig { kinds: vec![EventKind::SlowSql] });
-        let kinds: Vec<EventKind> = record_messages(&r, &c, None).into_iter().map(|(k, _)| k).collect();
+        c.projects.insert(
+            "shop".into(),
+            crate::gelf::config::ProjectConfig {
+                kinds: vec![EventKind::SlowSql],
+            },
+        );
+        let kinds: Vec<EventKind> = record_messages(&r, &c, None)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(kinds, [EventKind::SlowSql]);
-        assert!(record_messages(&fixture("request-summary.json"), &GelfConfig::default(), None).is_empty());
+        assert!(
+            record_messages(
+                &fixture("request-summary.json"),
+                &GelfConfig::default(),
+                None
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -508,10 +680,20 @@ mod tests {
             metric: "load1".into(),
             peak_value: 48.0,
             baseline_value: 2.0,
-            suspects: vec![Suspect { kind: "function".into(), name: "Cart::recalc".into(), score_s: 812.0, evidence: "60% of samples".into() }],
+            suspects: vec![Suspect {
+                kind: "function".into(),
+                name: "Cart::recalc".into(),
+                score_s: 812.0,
+                evidence: "60% of samples".into(),
+            }],
         };
         let v = parsed(&spike_message(&s, 5));
-        assert!(v["short_message"].as_str().unwrap().contains("top suspect function Cart::recalc"));
+        assert!(
+            v["short_message"]
+                .as_str()
+                .unwrap()
+                .contains("top suspect function Cart::recalc")
+        );
         assert_eq!(v["_suspect1"], "function Cart::recalc");
         assert_eq!(v["_spike_minutes"], 5.0);
     }

@@ -59,7 +59,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [EventKind::Request, EventKind::SlowSql, EventKind::PgLog, EventKind::Spike];
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Request,
+        EventKind::SlowSql,
+        EventKind::PgLog,
+        EventKind::Spike,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -218,7 +223,10 @@ impl GelfConfig {
                 return Err(format!("gelf.outputs[{i}].name is empty"));
             }
             if !names.insert(o.name.as_str()) {
-                return Err(format!("gelf.outputs[{i}].name {:?} is used by an earlier output", o.name));
+                return Err(format!(
+                    "gelf.outputs[{i}].name {:?} is used by an earlier output",
+                    o.name
+                ));
             }
             if !(crate::gelf::udp::MIN_CHUNK_SIZE..=65_507).contains(&o.chunk_size) {
                 return Err(format!(
@@ -228,11 +236,19 @@ impl GelfConfig {
                 ));
             }
             match o.transport {
-                TransportKind::Http if !(o.address.starts_with("http://") || o.address.starts_with("https://")) => {
-                    return Err(format!("gelf.outputs[{i}].address {:?} is not an http(s) URL", o.address));
+                TransportKind::Http
+                    if !(o.address.starts_with("http://") || o.address.starts_with("https://")) =>
+                {
+                    return Err(format!(
+                        "gelf.outputs[{i}].address {:?} is not an http(s) URL",
+                        o.address
+                    ));
                 }
                 TransportKind::Udp | TransportKind::Tcp if !has_port(&o.address) => {
-                    return Err(format!("gelf.outputs[{i}].address {:?} is not host:port", o.address));
+                    return Err(format!(
+                        "gelf.outputs[{i}].address {:?} is not host:port",
+                        o.address
+                    ));
                 }
                 _ => {}
             }
@@ -241,7 +257,10 @@ impl GelfConfig {
                     "gelf.outputs[{i}].tls is for tcp only (http takes TLS from an https:// address)"
                 ));
             }
-            for (key, value) in [("timeout_s", o.timeout_s), ("http_concurrency", o.http_concurrency as u64)] {
+            for (key, value) in [
+                ("timeout_s", o.timeout_s),
+                ("http_concurrency", o.http_concurrency as u64),
+            ] {
                 if value == 0 {
                     return Err(format!("gelf.outputs[{i}].{key} must be at least 1"));
                 }
@@ -272,7 +291,10 @@ impl GelfConfig {
             ));
         }
         if !(self.slow_sql_ms >= 0.0 && self.slow_sql_ms.is_finite()) {
-            return Err(format!("gelf.slow_sql_ms {} is not a number of milliseconds", self.slow_sql_ms));
+            return Err(format!(
+                "gelf.slow_sql_ms {} is not a number of milliseconds",
+                self.slow_sql_ms
+            ));
         }
         Ok(())
     }
@@ -280,7 +302,9 @@ impl GelfConfig {
 
 /// True for `host:port` with a numeric port (IPv6 in brackets).
 fn has_port(address: &str) -> bool {
-    address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 #[cfg(test)]
@@ -320,7 +344,11 @@ mod tests {
         let source = include_str!("config.rs");
         let start = source.find("//! ```toml").unwrap();
         let end = start + source[start..].find("//! ```\n").unwrap();
-        let text: String = source[start..end].lines().skip(1).map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start_matches(' '))).collect();
+        let text: String = source[start..end]
+            .lines()
+            .skip(1)
+            .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start_matches(' ')))
+            .collect();
         #[derive(Deserialize)]
         struct Wrapper {
             gelf: GelfConfig,
@@ -333,7 +361,10 @@ mod tests {
 
     #[test]
     fn refuses_duplicate_names_and_tiny_chunks() {
-        let mut c = GelfConfig { outputs: vec![OutputConfig::default(), OutputConfig::default()], ..GelfConfig::default() };
+        let mut c = GelfConfig {
+            outputs: vec![OutputConfig::default(), OutputConfig::default()],
+            ..GelfConfig::default()
+        };
         assert!(c.check().unwrap_err().contains("used by an earlier output"));
         c.outputs.pop();
         c.outputs[0].chunk_size = 20;

@@ -48,14 +48,23 @@ impl Forwarder {
     pub async fn start(store: Arc<Store>, config: GelfConfig) -> Result<Forwarder, SendError> {
         let config = Arc::new(config);
         let (stop, _) = watch::channel(false);
-        let mut forwarder = Forwarder { config: config.clone(), tasks: std::sync::Mutex::new(Vec::new()), spikes: Vec::new(), metrics: Vec::new(), stop };
+        let mut forwarder = Forwarder {
+            config: config.clone(),
+            tasks: std::sync::Mutex::new(Vec::new()),
+            spikes: Vec::new(),
+            metrics: Vec::new(),
+            stop,
+        };
         // Every output is set up before any task starts, so a bad one leaves nothing running.
         let mut transports = Vec::with_capacity(config.outputs.len());
         for output in &config.outputs {
             transports.push(Transport::new(output).await?);
         }
         for (output, transport) in config.outputs.iter().zip(transports) {
-            let metrics = Arc::new(OutputMetrics::new(&output.name, transport_name(output.transport)));
+            let metrics = Arc::new(OutputMetrics::new(
+                &output.name,
+                transport_name(output.transport),
+            ));
             let (spike_tx, spike_rx) = mpsc::channel(SPIKE_QUEUE);
             let task = Output {
                 store: store.clone(),
@@ -66,15 +75,32 @@ impl Forwarder {
                 spikes: spike_rx,
                 stop: forwarder.stop.subscribe(),
             };
-            forwarder.tasks.get_mut().unwrap_or_else(|e| e.into_inner()).push(tokio::spawn(task.run()));
+            forwarder
+                .tasks
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(tokio::spawn(task.run()));
             forwarder.spikes.push(spike_tx);
             forwarder.metrics.push(metrics);
         }
         #[cfg(feature = "analysis")]
         if !config.outputs.is_empty() && config.anyone_sends(EventKind::Spike) {
-            let queue = SpikeQueue { config: config.clone(), senders: forwarder.spikes.clone(), metrics: forwarder.metrics.clone() };
-            let task = super::spikes::run(store, config.clone(), move |s| queue.push(s), forwarder.stop.subscribe());
-            forwarder.tasks.get_mut().unwrap_or_else(|e| e.into_inner()).push(tokio::spawn(task));
+            let queue = SpikeQueue {
+                config: config.clone(),
+                senders: forwarder.spikes.clone(),
+                metrics: forwarder.metrics.clone(),
+            };
+            let task = super::spikes::run(
+                store,
+                config.clone(),
+                move |s| queue.push(s),
+                forwarder.stop.subscribe(),
+            );
+            forwarder
+                .tasks
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(tokio::spawn(task));
         }
         Ok(forwarder)
     }
@@ -104,13 +130,21 @@ impl Forwarder {
 
 /// Queues a spike's message on every output when its project sends spikes;
 /// a full queue drops it and counts the drop.
-fn push_spike(config: &GelfConfig, senders: &[mpsc::Sender<(String, Message)>], metrics: &[Arc<OutputMetrics>], spike: &SpikeSummary) {
+fn push_spike(
+    config: &GelfConfig,
+    senders: &[mpsc::Sender<(String, Message)>],
+    metrics: &[Arc<OutputMetrics>],
+    spike: &SpikeSummary,
+) {
     if !config.sends(&spike.project, EventKind::Spike) {
         return;
     }
     let message = spike_message(spike, config.full_message_top);
     for (tx, m) in senders.iter().zip(metrics) {
-        if tx.try_send((spike.project.clone(), message.clone())).is_err() {
+        if tx
+            .try_send((spike.project.clone(), message.clone()))
+            .is_err()
+        {
             m.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -206,7 +240,10 @@ impl Output {
                         Ok(Ok((_, Ok(_)))) => unreachable!("handled above"),
                     };
                     self.metrics.read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("gelf output {}: reading the store failed, retrying in {read_delay:?}: {why}", self.output.name);
+                    tracing::warn!(
+                        "gelf output {}: reading the store failed, retrying in {read_delay:?}: {why}",
+                        self.output.name
+                    );
                     if !self.pause(read_delay).await {
                         break;
                     }
@@ -217,7 +254,9 @@ impl Output {
             read_delay = self.initial_delay();
             cursor = Some(c);
             self.metrics.cursor.store(c, Ordering::Relaxed);
-            self.metrics.lag.store((batch.max - c).max(0), Ordering::Relaxed);
+            self.metrics
+                .lag
+                .store((batch.max - c).max(0), Ordering::Relaxed);
             if batch.next == c {
                 // Caught up: wait for new records, a spike, or the stop.
                 let woke = tokio::select! {
@@ -237,13 +276,22 @@ impl Output {
                 break;
             }
             let now = crate::store::now_micros();
-            if let Err(e) = self.store.set_cursor(&cursor_name(&self.output.name), next, now).await {
+            if let Err(e) = self
+                .store
+                .set_cursor(&cursor_name(&self.output.name), next, now)
+                .await
+            {
                 // The batch goes again after a restart: duplicates, never a loss.
-                tracing::warn!("gelf output {}: cannot save cursor {next}: {e}", self.output.name);
+                tracing::warn!(
+                    "gelf output {}: cannot save cursor {next}: {e}",
+                    self.output.name
+                );
             }
             cursor = Some(next);
             self.metrics.cursor.store(next, Ordering::Relaxed);
-            self.metrics.lag.store((max - next).max(0), Ordering::Relaxed);
+            self.metrics
+                .lag
+                .store((max - next).max(0), Ordering::Relaxed);
         }
     }
 
@@ -279,17 +327,25 @@ impl Output {
                     m.dropped.fetch_add(sent.dropped, Ordering::Relaxed);
                     m.shortened.fetch_add(sent.shortened, Ordering::Relaxed);
                     if failures > 0 {
-                        tracing::info!("gelf output {}: delivering again after {failures} failed attempts", self.output.name);
+                        tracing::info!(
+                            "gelf output {}: delivering again after {failures} failed attempts",
+                            self.output.name
+                        );
                     }
                     return true;
                 }
                 Err(e) => {
-                    m.sent.fetch_add((now_done - before) as u64, Ordering::Relaxed);
-                    m.failed.fetch_add((messages.len() - now_done) as u64, Ordering::Relaxed);
+                    m.sent
+                        .fetch_add((now_done - before) as u64, Ordering::Relaxed);
+                    m.failed
+                        .fetch_add((messages.len() - now_done) as u64, Ordering::Relaxed);
                     failures += 1;
                     // One line per outage, then quiet until it is over.
                     if failures == 1 {
-                        tracing::warn!("{e}; retrying with backoff up to {} ms", self.config.retry_max_ms);
+                        tracing::warn!(
+                            "{e}; retrying with backoff up to {} ms",
+                            self.config.retry_max_ms
+                        );
                     }
                 }
             }
@@ -316,4 +372,3 @@ impl Output {
         (d * 2).min(Duration::from_millis(self.config.retry_max_ms))
     }
 }
-

@@ -48,15 +48,22 @@ impl Message {
         let mut fields = Map::new();
         fields.insert("version".into(), "1.1".into());
         fields.insert("host".into(), non_empty(host, "unknown").into());
-        fields.insert("short_message".into(), non_empty(short_message.trim(), "-").into());
-        fields.insert("timestamp".into(), Value::from(timestamp_seconds(timestamp_micros)));
+        fields.insert(
+            "short_message".into(),
+            non_empty(short_message.trim(), "-").into(),
+        );
+        fields.insert(
+            "timestamp".into(),
+            Value::from(timestamp_seconds(timestamp_micros)),
+        );
         fields.insert("level".into(), Value::from(level.min(7)));
         Message { fields }
     }
 
     /// Replaces the timestamp (microseconds since the epoch).
     pub fn timestamp(&mut self, micros: i64) -> &mut Self {
-        self.fields.insert("timestamp".into(), Value::from(timestamp_seconds(micros)));
+        self.fields
+            .insert("timestamp".into(), Value::from(timestamp_seconds(micros)));
         self
     }
 
@@ -126,15 +133,22 @@ impl Message {
                     .max();
                 longest?.1
             };
-            let Some(Value::String(text)) = m.fields.get(&victim).cloned() else { return None };
+            let Some(Value::String(text)) = m.fields.get(&victim).cloned() else {
+                return None;
+            };
             // short_message must stay non-empty: its floor is a 16-byte stub.
-            let floor = if victim == "short_message" { floor_char_boundary(&text, 16) } else { 0 };
+            let floor = if victim == "short_message" {
+                floor_char_boundary(&text, 16)
+            } else {
+                0
+            };
             let with = |m: &mut Message, keep: usize| {
                 if keep == 0 {
                     m.fields.remove(&victim);
                 } else {
                     let cut = floor_char_boundary(&text, keep);
-                    m.fields.insert(victim.clone(), format!("{}…", &text[..cut]).into());
+                    m.fields
+                        .insert(victim.clone(), format!("{}…", &text[..cut]).into());
                 }
             };
             with(&mut m, floor);
@@ -175,9 +189,17 @@ fn field_name(name: &str) -> String {
     let mut out = String::with_capacity(bare.len() + 1);
     out.push('_');
     for c in bare.chars() {
-        out.push(if c.is_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '_' });
+        out.push(if c.is_alphanumeric() || c == '_' || c == '.' || c == '-' {
+            c
+        } else {
+            '_'
+        });
     }
-    if out == "_id" { "_record_id".to_owned() } else { out }
+    if out == "_id" {
+        "_record_id".to_owned()
+    } else {
+        out
+    }
 }
 
 /// The largest index at most `i` that is a char boundary of `s`.
@@ -214,7 +236,12 @@ pub fn check(message: &Value) -> Result<(), String> {
     }
     match obj.get("level").and_then(Value::as_u64) {
         Some(l) if l <= 7 => {}
-        _ => return Err(format!("level {:?} is not a syslog level 0..7", obj.get("level"))),
+        _ => {
+            return Err(format!(
+                "level {:?} is not a syslog level 0..7",
+                obj.get("level")
+            ));
+        }
     }
     if let Some(full) = obj.get("full_message") {
         if !full.is_string() {
@@ -223,14 +250,21 @@ pub fn check(message: &Value) -> Result<(), String> {
     }
     for (name, value) in obj {
         match name.as_str() {
-            "version" | "host" | "short_message" | "full_message" | "timestamp" | "level" => continue,
+            "version" | "host" | "short_message" | "full_message" | "timestamp" | "level" => {
+                continue;
+            }
             "_id" => return Err("additional field _id is not allowed".to_owned()),
             _ => {}
         }
         let Some(bare) = name.strip_prefix('_') else {
-            return Err(format!("field {name:?} is neither a GELF field nor prefixed with _"));
+            return Err(format!(
+                "field {name:?} is neither a GELF field nor prefixed with _"
+            ));
         };
-        if !bare.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-') {
+        if !bare
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
+        {
             return Err(format!("field name {name:?} does not match ^[\\w\\.\\-]*$"));
         }
         if !(value.is_string() || value.is_number()) {
@@ -246,8 +280,16 @@ mod tests {
 
     #[test]
     fn a_new_message_passes_the_rules() {
-        let mut m = Message::new("web-1", "GET /checkout 1234 ms 200", 1_795_780_064_000_000, level::WARNING);
-        m.field("id", "x").field("duration ms", 12.5).field("flag", true).field("null", Value::Null);
+        let mut m = Message::new(
+            "web-1",
+            "GET /checkout 1234 ms 200",
+            1_795_780_064_000_000,
+            level::WARNING,
+        );
+        m.field("id", "x")
+            .field("duration ms", 12.5)
+            .field("flag", true)
+            .field("null", Value::Null);
         let v: Value = serde_json::from_slice(&m.to_json()).unwrap();
         check(&v).unwrap();
         assert_eq!(v["_record_id"], "x");
@@ -255,13 +297,20 @@ mod tests {
         assert_eq!(v["_flag"], 1);
         assert!(v.get("_null").is_none());
         // A whole second still has its decimal point on the wire.
-        assert!(String::from_utf8(m.to_json()).unwrap().contains("\"timestamp\":1795780064.0"));
+        assert!(
+            String::from_utf8(m.to_json())
+                .unwrap()
+                .contains("\"timestamp\":1795780064.0")
+        );
     }
 
     #[test]
     fn timestamps_keep_microseconds() {
         let m = Message::new("h", "s", 1_795_780_064_123_456, level::INFO);
-        assert_eq!(m.get("timestamp").unwrap().as_f64().unwrap(), 1_795_780_064.123_456);
+        assert_eq!(
+            m.get("timestamp").unwrap().as_f64().unwrap(),
+            1_795_780_064.123_456
+        );
     }
 
     #[test]
@@ -293,17 +342,27 @@ mod tests {
     #[test]
     fn shortening_cuts_full_message_first_and_marks() {
         let mut m = Message::new("h", "short", 0, 6);
-        m.full_message("é".repeat(10_000)).field("url", "/x".repeat(500));
+        m.full_message("é".repeat(10_000))
+            .field("url", "/x".repeat(500));
         let json = m.shorten(&mut |j| j.len() <= 3000).unwrap();
         assert!(json.len() <= 3000);
         let v: Value = serde_json::from_slice(&json).unwrap();
         check(&v).unwrap();
         assert_eq!(v[SHORTENED_FIELD], 1);
-        assert_eq!(v["_url"], "/x".repeat(500), "other fields stay while full_message can give");
+        assert_eq!(
+            v["_url"],
+            "/x".repeat(500),
+            "other fields stay while full_message can give"
+        );
         let tiny = m.shorten(&mut |j| j.len() <= 200).unwrap();
         let v: Value = serde_json::from_slice(&tiny).unwrap();
         assert!(v.get("full_message").is_none());
-        assert!(v.get("_url").and_then(Value::as_str).is_none_or(|u| u.len() < 100), "then the longest field: {v}");
+        assert!(
+            v.get("_url")
+                .and_then(Value::as_str)
+                .is_none_or(|u| u.len() < 100),
+            "then the longest field: {v}"
+        );
         assert_eq!(v["short_message"], "short");
         assert!(m.shorten(&mut |_| false).is_none());
     }

@@ -28,7 +28,11 @@ pub struct OutputMetrics {
 
 impl OutputMetrics {
     pub fn new(name: &str, transport: &'static str) -> OutputMetrics {
-        OutputMetrics { name: name.to_owned(), transport, ..OutputMetrics::default() }
+        OutputMetrics {
+            name: name.to_owned(),
+            transport,
+            ..OutputMetrics::default()
+        }
     }
 }
 
@@ -44,7 +48,12 @@ pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut String) {
     );
     let _ = writeln!(out, "# TYPE bitville_gelf_messages_total counter");
     for o in outputs {
-        for (outcome, n) in [("sent", &o.sent), ("failed", &o.failed), ("dropped", &o.dropped), ("shortened", &o.shortened)] {
+        for (outcome, n) in [
+            ("sent", &o.sent),
+            ("failed", &o.failed),
+            ("dropped", &o.dropped),
+            ("shortened", &o.shortened),
+        ] {
             let _ = writeln!(
                 out,
                 "bitville_gelf_messages_total{{output=\"{}\",transport=\"{}\",outcome=\"{outcome}\"}} {}",
@@ -54,17 +63,36 @@ pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut String) {
             );
         }
     }
-    let _ = writeln!(out, "# HELP bitville_gelf_lag_records Stored records this output has not handled yet.");
+    let _ = writeln!(
+        out,
+        "# HELP bitville_gelf_lag_records Stored records this output has not handled yet."
+    );
     let _ = writeln!(out, "# TYPE bitville_gelf_lag_records gauge");
     for o in outputs {
-        let _ = writeln!(out, "bitville_gelf_lag_records{{output=\"{}\"}} {}", escape(&o.name), o.lag.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "bitville_gelf_lag_records{{output=\"{}\"}} {}",
+            escape(&o.name),
+            o.lag.load(Ordering::Relaxed)
+        );
     }
-    let _ = writeln!(out, "# HELP bitville_gelf_cursor The last store seq this output has handled (saved in the store's cursors table).");
+    let _ = writeln!(
+        out,
+        "# HELP bitville_gelf_cursor The last store seq this output has handled (saved in the store's cursors table)."
+    );
     let _ = writeln!(out, "# TYPE bitville_gelf_cursor gauge");
     for o in outputs {
-        let _ = writeln!(out, "bitville_gelf_cursor{{output=\"{}\"}} {}", escape(&o.name), o.cursor.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "bitville_gelf_cursor{{output=\"{}\"}} {}",
+            escape(&o.name),
+            o.cursor.load(Ordering::Relaxed)
+        );
     }
-    let _ = writeln!(out, "# HELP bitville_gelf_store_read_errors_total Failed reads of the store by this output (retried).");
+    let _ = writeln!(
+        out,
+        "# HELP bitville_gelf_store_read_errors_total Failed reads of the store by this output (retried)."
+    );
     let _ = writeln!(out, "# TYPE bitville_gelf_store_read_errors_total counter");
     for o in outputs {
         let _ = writeln!(
@@ -77,7 +105,10 @@ pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut String) {
 }
 
 fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -92,8 +123,16 @@ mod tests {
         m.lag.store(42, Ordering::Relaxed);
         let mut text = String::new();
         render(&[m], &mut text);
-        assert!(text.contains("bitville_gelf_messages_total{output=\"lan\",transport=\"udp\",outcome=\"sent\"} 3"), "{text}");
+        assert!(
+            text.contains(
+                "bitville_gelf_messages_total{output=\"lan\",transport=\"udp\",outcome=\"sent\"} 3"
+            ),
+            "{text}"
+        );
         assert!(text.contains("bitville_gelf_messages_total{output=\"lan\",transport=\"udp\",outcome=\"dropped\"} 2"), "{text}");
-        assert!(text.contains("bitville_gelf_lag_records{output=\"lan\"} 42"), "{text}");
+        assert!(
+            text.contains("bitville_gelf_lag_records{output=\"lan\"} 42"),
+            "{text}"
+        );
     }
 }

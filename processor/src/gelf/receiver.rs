@@ -52,15 +52,30 @@ struct Shared {
 }
 
 impl Shared {
-    fn accept(&self, transport: &'static str, compression: &'static str, chunks: usize, bytes: &[u8]) {
+    fn accept(
+        &self,
+        transport: &'static str,
+        compression: &'static str,
+        chunks: usize,
+        bytes: &[u8],
+    ) {
         match serde_json::from_slice::<Value>(bytes) {
             Ok(message) => {
                 if let Err(e) = check(&message) {
                     self.violation(format!("{transport}: {e}"));
                 }
-                self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.count
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if self.keep {
-                    self.messages.lock().unwrap_or_else(|e| e.into_inner()).push(Received { transport, compression, chunks, message });
+                    self.messages
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Received {
+                            transport,
+                            compression,
+                            chunks,
+                            message,
+                        });
                 }
             }
             Err(e) => self.violation(format!("{transport}: message is not JSON: {e}")),
@@ -69,7 +84,10 @@ impl Shared {
     }
 
     fn violation(&self, why: String) {
-        self.violations.lock().unwrap_or_else(|e| e.into_inner()).push(why);
+        self.violations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(why);
     }
 }
 
@@ -84,7 +102,11 @@ pub struct Addrs {
 impl Addrs {
     pub fn loopback() -> Addrs {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        Addrs { udp: any, tcp: any, http: any }
+        Addrs {
+            udp: any,
+            tcp: any,
+            http: any,
+        }
     }
 }
 
@@ -103,20 +125,36 @@ impl Receiver {
     ///
     /// # Errors
     /// A socket cannot be bound.
-    pub async fn start(addrs: Addrs, tls: Option<Arc<ServerConfig>>, keep: bool) -> std::io::Result<Receiver> {
-        let shared = Arc::new(Shared { keep, ..Shared::default() });
+    pub async fn start(
+        addrs: Addrs,
+        tls: Option<Arc<ServerConfig>>,
+        keep: bool,
+    ) -> std::io::Result<Receiver> {
+        let shared = Arc::new(Shared {
+            keep,
+            ..Shared::default()
+        });
         let (stop, _) = watch::channel(false);
         let udp = UdpSocket::bind(addrs.udp).await?;
         grow_receive_buffer(&udp);
         let tcp = TcpListener::bind(addrs.tcp).await?;
         let http = TcpListener::bind(addrs.http).await?;
-        let bound = Addrs { udp: udp.local_addr()?, tcp: tcp.local_addr()?, http: http.local_addr()? };
+        let bound = Addrs {
+            udp: udp.local_addr()?,
+            tcp: tcp.local_addr()?,
+            http: http.local_addr()?,
+        };
         let tasks = vec![
             tokio::spawn(serve_udp(udp, shared.clone(), stop.subscribe())),
             tokio::spawn(serve_tcp(tcp, tls, shared.clone(), stop.subscribe())),
             tokio::spawn(serve_http(http, shared.clone(), stop.subscribe())),
         ];
-        Ok(Receiver { addrs: bound, shared, stop, tasks })
+        Ok(Receiver {
+            addrs: bound,
+            shared,
+            stop,
+            tasks,
+        })
     }
 
     pub fn addrs(&self) -> Addrs {
@@ -125,7 +163,11 @@ impl Receiver {
 
     /// Messages received so far (when kept).
     pub fn messages(&self) -> Vec<Received> {
-        self.shared.messages.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Messages received so far, kept or not.
@@ -135,7 +177,11 @@ impl Receiver {
 
     /// Every rule broken so far, one line each.
     pub fn violations(&self) -> Vec<String> {
-        self.shared.violations.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .violations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Waits until at least `n` messages arrived; false on timeout.
@@ -158,7 +204,11 @@ impl Receiver {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.shared.messages.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -171,7 +221,15 @@ fn grow_receive_buffer(socket: &UdpSocket) {
     let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
         // SAFETY: a valid socket and a pointer to one int of `len` bytes.
-        let rc = unsafe { libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, option, (&raw const size).cast(), len) };
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&raw const size).cast(),
+                len,
+            )
+        };
         if rc == 0 {
             return;
         }
@@ -198,22 +256,41 @@ impl Reassembler {
     /// # Errors
     /// A chunk header breaks the spec (count over 128, sequence out of range,
     /// a count that changes within one message).
-    pub fn push(&mut self, datagram: &[u8], now: Instant) -> Result<Option<(Vec<u8>, usize)>, String> {
-        self.partial.retain(|_, p| now.duration_since(p.first) < CHUNK_TIMEOUT);
+    pub fn push(
+        &mut self,
+        datagram: &[u8],
+        now: Instant,
+    ) -> Result<Option<(Vec<u8>, usize)>, String> {
+        self.partial
+            .retain(|_, p| now.duration_since(p.first) < CHUNK_TIMEOUT);
         if datagram.len() < 2 || datagram[..2] != CHUNK_MAGIC {
             return Ok(Some((datagram.to_vec(), 1)));
         }
         if datagram.len() < CHUNK_HEADER {
-            return Err(format!("chunk of {} bytes is shorter than its header", datagram.len()));
+            return Err(format!(
+                "chunk of {} bytes is shorter than its header",
+                datagram.len()
+            ));
         }
-        let id: [u8; 8] = datagram[2..10].try_into().map_err(|_| "chunk id".to_owned())?;
+        let id: [u8; 8] = datagram[2..10]
+            .try_into()
+            .map_err(|_| "chunk id".to_owned())?;
         let (seq, count) = (datagram[10] as usize, datagram[11] as usize);
         if count == 0 || count > MAX_CHUNKS || seq >= count {
-            return Err(format!("chunk {seq} of {count}: sequence or count out of range (at most {MAX_CHUNKS} chunks)"));
+            return Err(format!(
+                "chunk {seq} of {count}: sequence or count out of range (at most {MAX_CHUNKS} chunks)"
+            ));
         }
-        let p = self.partial.entry(id).or_insert_with(|| Partial { parts: vec![None; count], have: 0, first: now });
+        let p = self.partial.entry(id).or_insert_with(|| Partial {
+            parts: vec![None; count],
+            have: 0,
+            first: now,
+        });
         if p.parts.len() != count {
-            return Err(format!("chunk count {count} differs from {} within one message", p.parts.len()));
+            return Err(format!(
+                "chunk count {count} differs from {} within one message",
+                p.parts.len()
+            ));
         }
         if p.parts[seq].is_none() {
             p.parts[seq] = Some(datagram[CHUNK_HEADER..].to_vec());
@@ -222,8 +299,15 @@ impl Reassembler {
         if p.have < count {
             return Ok(None);
         }
-        let done = self.partial.remove(&id).map(|p| p.parts).unwrap_or_default();
-        Ok(Some((done.into_iter().flatten().flatten().collect(), count)))
+        let done = self
+            .partial
+            .remove(&id)
+            .map(|p| p.parts)
+            .unwrap_or_default();
+        Ok(Some((
+            done.into_iter().flatten().flatten().collect(),
+            count,
+        )))
     }
 }
 
@@ -235,11 +319,15 @@ pub fn decompress(payload: &[u8]) -> Result<(Vec<u8>, &'static str), String> {
     let mut out = Vec::new();
     match payload {
         [0x1f, 0x8b, ..] => {
-            flate2::read::GzDecoder::new(payload).read_to_end(&mut out).map_err(|e| format!("gzip payload: {e}"))?;
+            flate2::read::GzDecoder::new(payload)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("gzip payload: {e}"))?;
             Ok((out, "gzip"))
         }
         [0x78, ..] => {
-            flate2::read::ZlibDecoder::new(payload).read_to_end(&mut out).map_err(|e| format!("zlib payload: {e}"))?;
+            flate2::read::ZlibDecoder::new(payload)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("zlib payload: {e}"))?;
             Ok((out, "zlib"))
         }
         _ => Ok((payload.to_vec(), "none")),
@@ -274,7 +362,12 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 
-async fn serve_tcp(listener: TcpListener, tls: Option<Arc<ServerConfig>>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn serve_tcp(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         let stream = tokio::select! {
@@ -299,7 +392,11 @@ async fn serve_tcp(listener: TcpListener, tls: Option<Arc<ServerConfig>>, shared
 
 /// Reads null-delimited frames until EOF; on stop, closes its side and
 /// keeps reading until the sender closes or [`DRAIN_GRACE`] ends.
-async fn read_frames(mut conn: Box<dyn Conn>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn read_frames(
+    mut conn: Box<dyn Conn>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -334,7 +431,10 @@ async fn read_frames(mut conn: Box<dyn Conn>, shared: Arc<Shared>, mut stop: wat
         pending.drain(..start);
     }
     if !pending.is_empty() {
-        shared.violation(format!("tcp: {} bytes after the last null byte when the connection ended", pending.len()));
+        shared.violation(format!(
+            "tcp: {} bytes after the last null byte when the connection ended",
+            pending.len()
+        ));
     }
 }
 
@@ -344,7 +444,10 @@ async fn serve_http(listener: TcpListener, shared: Arc<Shared>, mut stop: watch:
     let route = move |headers: HeaderMap, body: Bytes| {
         let shared = shared.clone();
         async move {
-            let encoding = headers.get("content-encoding").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let encoding = headers
+                .get("content-encoding")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let json = match encoding {
                 "gzip" | "deflate" => match decompress(&body) {
                     Ok((j, _)) => j,
@@ -378,7 +481,9 @@ mod tests {
     fn reassembles_out_of_order_and_duplicated_chunks() {
         let e = Encoder::new(Compression::Gzip, 100);
         let mut m = Message::new("h", "chunked", 1_000_000, 6);
-        let text: String = (0..3000u32).map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26)).collect();
+        let text: String = (0..3000u32)
+            .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26))
+            .collect();
         m.full_message(text);
         let enc = e.encode(&m).unwrap();
         assert!(enc.datagrams.len() > 3);
@@ -408,7 +513,12 @@ mod tests {
         let t0 = Instant::now();
         assert!(r.push(&enc[0], t0).unwrap().is_none());
         for d in &enc[1..] {
-            assert!(r.push(d, t0 + CHUNK_TIMEOUT + Duration::from_secs(1)).unwrap().is_none(), "chunk 0 expired");
+            assert!(
+                r.push(d, t0 + CHUNK_TIMEOUT + Duration::from_secs(1))
+                    .unwrap()
+                    .is_none(),
+                "chunk 0 expired"
+            );
         }
         let mut bad = enc[0].clone();
         bad[11] = 200;

@@ -34,7 +34,12 @@ const LOOKBACK: Micros = 6 * 3600 * SECOND;
 const SUSPECTS: usize = 10;
 
 /// Runs until `stop`, calling `hand_over` with each settled spike.
-pub async fn run(store: Arc<Store>, config: Arc<GelfConfig>, hand_over: impl Fn(&SpikeSummary) + Send, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    store: Arc<Store>,
+    config: Arc<GelfConfig>,
+    hand_over: impl Fn(&SpikeSummary) + Send,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = Duration::from_secs(config.spike_interval_s);
     loop {
         tokio::select! {
@@ -71,8 +76,12 @@ pub async fn run(store: Arc<Store>, config: Arc<GelfConfig>, hand_over: impl Fn(
 /// # Errors
 /// A store query failed.
 pub fn settled_spikes(store: &Store) -> Result<(Vec<SpikeSummary>, Option<Micros>), AnalysisError> {
-    let reader = store.reader().map_err(|e| AnalysisError::Query(e.to_string()))?;
-    let after = reader.cursor(SPIKE_CURSOR).map_err(|e| AnalysisError::Query(e.to_string()))?;
+    let reader = store
+        .reader()
+        .map_err(|e| AnalysisError::Query(e.to_string()))?;
+    let after = reader
+        .cursor(SPIKE_CURSOR)
+        .map_err(|e| AnalysisError::Query(e.to_string()))?;
     let newest = match recent_range(&reader, &Scope::All, 1) {
         Ok(w) => w.to - SECOND,
         Err(AnalysisError::NotFound(_)) => return Ok((Vec::new(), None)),
@@ -85,12 +94,21 @@ pub fn settled_spikes(store: &Store) -> Result<(Vec<SpikeSummary>, Option<Micros
     }
     let mut out = Vec::new();
     let mut last_end = None;
-    for s in find(&reader, &Scope::All, Window::new(from, settled_by + 1)?, &Detection::default())? {
+    for s in find(
+        &reader,
+        &Scope::All,
+        Window::new(from, settled_by + 1)?,
+        &Detection::default(),
+    )? {
         if s.end_us <= after || s.end_us > settled_by {
             continue;
         }
         let window = Window::new(parse_time(&s.report_from)?, parse_time(&s.report_to)?)?;
-        let ranked = report(&reader, &Scope::Project(s.project.clone()), &Frame::before(window))?;
+        let ranked = report(
+            &reader,
+            &Scope::Project(s.project.clone()),
+            &Frame::before(window),
+        )?;
         let suspects = ranked
             .suspects
             .iter()
@@ -99,7 +117,12 @@ pub fn settled_spikes(store: &Store) -> Result<(Vec<SpikeSummary>, Option<Micros
                 kind: x.kind.label().to_owned(),
                 name: x.name.clone(),
                 score_s: x.score_s,
-                evidence: x.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+                evidence: x
+                    .evidence
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
             .collect();
         last_end = Some(last_end.unwrap_or(after).max(s.end_us));

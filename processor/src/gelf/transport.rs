@@ -56,7 +56,10 @@ impl Transport {
     /// The address does not resolve (UDP), the TLS roots cannot be read, or
     /// the HTTP client cannot be built.
     pub async fn new(output: &OutputConfig) -> Result<Transport, SendError> {
-        let setup = |message: String| SendError::Setup { output: output.name.clone(), message };
+        let setup = |message: String| SendError::Setup {
+            output: output.name.clone(),
+            message,
+        };
         Ok(match output.transport {
             TransportKind::Udp => Transport::Udp(
                 UdpSender::new(&output.address, output.compression, output.chunk_size)
@@ -64,7 +67,11 @@ impl Transport {
                     .map_err(|e| setup(format!("udp {}: {e}", output.address)))?,
             ),
             TransportKind::Tcp => {
-                let tls = if output.tls { Some(tls_client_config(output).map_err(setup)?) } else { None };
+                let tls = if output.tls {
+                    Some(tls_client_config(output).map_err(setup)?)
+                } else {
+                    None
+                };
                 Transport::Tcp(TcpSender::new(output, tls))
             }
             TransportKind::Http => Transport::Http(HttpSender::new(output).map_err(setup)?),
@@ -80,7 +87,11 @@ impl Transport {
     ///
     /// # Errors
     /// A TCP or HTTP send failed; `done` says which messages got through before.
-    pub async fn send(&mut self, messages: &[Message], done: &mut [bool]) -> Result<Sent, SendError> {
+    pub async fn send(
+        &mut self,
+        messages: &[Message],
+        done: &mut [bool],
+    ) -> Result<Sent, SendError> {
         match self {
             Transport::Udp(u) => {
                 let mut sent = Sent::default();
@@ -115,10 +126,15 @@ fn tls_client_config(output: &OutputConfig) -> Result<Arc<ClientConfig>, String>
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
             if certs.is_empty() {
-                return Err(format!("tls_ca {}: no certificate in the file", path.display()));
+                return Err(format!(
+                    "tls_ca {}: no certificate in the file",
+                    path.display()
+                ));
             }
             for c in certs {
-                roots.add(c).map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
             }
         }
         None => {
@@ -175,7 +191,10 @@ impl TcpSender {
     }
 
     fn err(&self, message: String) -> SendError {
-        SendError::Send { output: self.output.clone(), message }
+        SendError::Send {
+            output: self.output.clone(),
+            message,
+        }
     }
 
     async fn connect(&self) -> Result<(Box<dyn Stream>, i32), SendError> {
@@ -186,16 +205,27 @@ impl TcpSender {
             .map_err(|e| self.err(format!("connect to {}: {e}", self.address)))?;
         let _ = tcp.set_nodelay(true);
         let fd = tcp.as_raw_fd();
-        let Some(config) = &self.tls else { return Ok((Box::new(tcp), fd)) };
+        let Some(config) = &self.tls else {
+            return Ok((Box::new(tcp), fd));
+        };
         let host = match &self.server_name {
             Some(n) => n.clone(),
-            None => self.address.rsplit_once(':').map_or(self.address.as_str(), |(h, _)| h).trim_matches(['[', ']']).to_owned(),
+            None => self
+                .address
+                .rsplit_once(':')
+                .map_or(self.address.as_str(), |(h, _)| h)
+                .trim_matches(['[', ']'])
+                .to_owned(),
         };
-        let name = ServerName::try_from(host.clone()).map_err(|e| self.err(format!("tls server name {host:?}: {e}")))?;
-        let tls = tokio::time::timeout(self.timeout, TlsConnector::from(config.clone()).connect(name, tcp))
-            .await
-            .map_err(|_| self.err(format!("tls handshake with {} timed out", self.address)))?
-            .map_err(|e| self.err(format!("tls handshake with {}: {e}", self.address)))?;
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| self.err(format!("tls server name {host:?}: {e}")))?;
+        let tls = tokio::time::timeout(
+            self.timeout,
+            TlsConnector::from(config.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| self.err(format!("tls handshake with {} timed out", self.address)))?
+        .map_err(|e| self.err(format!("tls handshake with {}: {e}", self.address)))?;
         Ok((Box::new(tls), fd))
     }
 
@@ -226,20 +256,29 @@ impl TcpSender {
         let timeout = self.timeout;
         let address = self.address.clone();
         let output = self.output.clone();
-        let err = |message: String| SendError::Send { output: output.clone(), message };
-        let Some((stream, fd)) = self.conn.as_mut() else { return Err(err("not connected".into())) };
+        let err = |message: String| SendError::Send {
+            output: output.clone(),
+            message,
+        };
+        let Some((stream, fd)) = self.conn.as_mut() else {
+            return Err(err("not connected".into()));
+        };
         let fd = *fd;
         let mut buf = std::mem::take(&mut self.buf);
         for m in messages {
             buf.extend_from_slice(&m.to_json());
             buf.push(0);
             if buf.len() >= TCP_WRITE_CHUNK {
-                write_all(stream, &buf, timeout).await.map_err(|e| err(format!("write to {address}: {e}")))?;
+                write_all(stream, &buf, timeout)
+                    .await
+                    .map_err(|e| err(format!("write to {address}: {e}")))?;
                 buf.clear();
             }
         }
         if !buf.is_empty() {
-            write_all(stream, &buf, timeout).await.map_err(|e| err(format!("write to {address}: {e}")))?;
+            write_all(stream, &buf, timeout)
+                .await
+                .map_err(|e| err(format!("write to {address}: {e}")))?;
             buf.clear();
         }
         self.buf = buf;
@@ -247,7 +286,9 @@ impl TcpSender {
             .await
             .map_err(|_| err(format!("flush to {address} timed out")))?
             .map_err(|e| err(format!("flush to {address}: {e}")))?;
-        confirm_delivered(fd, timeout).await.map_err(|e| err(format!("{address}: {e}")))?;
+        confirm_delivered(fd, timeout)
+            .await
+            .map_err(|e| err(format!("{address}: {e}")))?;
         // A GELF receiver never speaks, so anything readable is its close
         // (EOF, or TLS close_notify) or noise such as TLS session tickets.
         // The read is polled once and never waits.
@@ -263,7 +304,11 @@ impl TcpSender {
     }
 }
 
-async fn write_all(stream: &mut Box<dyn Stream>, buf: &[u8], timeout: Duration) -> std::io::Result<()> {
+async fn write_all(
+    stream: &mut Box<dyn Stream>,
+    buf: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
     tokio::time::timeout(timeout, stream.write_all(buf))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))?
@@ -281,13 +326,18 @@ async fn confirm_delivered(fd: i32, timeout: Duration) -> Result<(), String> {
         // (SIOCOUTQ) writes one int.
         let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) };
         if rc != 0 {
-            return Err(format!("cannot read the send queue: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "cannot read the send queue: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         if unacked == 0 {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("{unacked} bytes not acknowledged within {timeout:?}"));
+            return Err(format!(
+                "{unacked} bytes not acknowledged within {timeout:?}"
+            ));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(20));
@@ -295,9 +345,20 @@ async fn confirm_delivered(fd: i32, timeout: Duration) -> Result<(), String> {
     let mut so_error: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: as above; SO_ERROR writes one int of `len` bytes.
-    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&raw mut so_error).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut so_error).cast(),
+            &mut len,
+        )
+    };
     if rc == 0 && so_error != 0 {
-        return Err(format!("connection failed: {}", std::io::Error::from_raw_os_error(so_error)));
+        return Err(format!(
+            "connection failed: {}",
+            std::io::Error::from_raw_os_error(so_error)
+        ));
     }
     Ok(())
 }
@@ -328,7 +389,12 @@ impl HttpSender {
             builder = builder.tls_backend_preconfigured((*tls_client_config(output)?).clone());
         }
         let client = builder.build().map_err(|e| format!("http client: {e}"))?;
-        Ok(HttpSender { output: output.name.clone(), url: output.address.clone(), client, concurrency: output.http_concurrency })
+        Ok(HttpSender {
+            output: output.name.clone(),
+            url: output.address.clone(),
+            client,
+            concurrency: output.http_concurrency,
+        })
     }
 
     async fn send(&mut self, messages: &[Message], done: &mut [bool]) -> Result<Sent, SendError> {
@@ -360,7 +426,9 @@ impl HttpSender {
                     next = messages.len();
                 }
             }
-            let Some(joined) = tasks.join_next().await else { break };
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
             match joined {
                 Ok((i, Ok(()))) => {
                     done[i] = true;
@@ -378,7 +446,10 @@ impl HttpSender {
         }
         match first_error {
             None => Ok(sent),
-            Some(message) => Err(SendError::Send { output: self.output.clone(), message: format!("POST {}: {message}", self.url) }),
+            Some(message) => Err(SendError::Send {
+                output: self.output.clone(),
+                message: format!("POST {}: {message}", self.url),
+            }),
         }
     }
 }

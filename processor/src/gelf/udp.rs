@@ -47,8 +47,17 @@ pub struct Encoded {
 
 impl Encoder {
     pub fn new(compression: Compression, chunk_size: usize) -> Encoder {
-        let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or_default());
-        Encoder { compression, chunk_size: chunk_size.max(MIN_CHUNK_SIZE), next_id: AtomicU64::new(seed), deflate: Mutex::new(None) }
+        let seed = u64::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..8]
+                .try_into()
+                .unwrap_or_default(),
+        );
+        Encoder {
+            compression,
+            chunk_size: chunk_size.max(MIN_CHUNK_SIZE),
+            next_id: AtomicU64::new(seed),
+            deflate: Mutex::new(None),
+        }
     }
 
     /// Largest payload (after compression) that fits in [`MAX_CHUNKS`] chunks.
@@ -68,14 +77,17 @@ impl Encoder {
             Compression::Zlib => false,
         };
         let mut guard = self.deflate.lock().unwrap_or_else(|e| e.into_inner());
-        let deflate = guard.get_or_insert_with(|| Compress::new(flate2::Compression::fast(), !gzip));
+        let deflate =
+            guard.get_or_insert_with(|| Compress::new(flate2::Compression::fast(), !gzip));
         deflate.reset();
         let mut out = Vec::with_capacity(json.len() / 2 + 64);
         if gzip {
             out.extend_from_slice(&GZIP_HEADER);
         }
         loop {
-            let consumed = usize::try_from(deflate.total_in()).unwrap_or(json.len()).min(json.len());
+            let consumed = usize::try_from(deflate.total_in())
+                .unwrap_or(json.len())
+                .min(json.len());
             match deflate.compress_vec(&json[consumed..], &mut out, FlushCompress::Finish) {
                 Ok(Status::StreamEnd) => break,
                 // The output is full: give it room and go on.
@@ -112,7 +124,10 @@ impl Encoder {
             payload = fitted?;
             shortened = true;
         }
-        Some(Encoded { datagrams: self.chunk(payload), shortened })
+        Some(Encoded {
+            datagrams: self.chunk(payload),
+            shortened,
+        })
     }
 
     /// Splits a payload into datagrams; one that fits goes whole, unchunked.
@@ -152,14 +167,31 @@ pub struct UdpSender {
 impl UdpSender {
     /// # Errors
     /// The address does not resolve or no socket can be bound.
-    pub async fn new(address: &str, compression: Compression, chunk_size: usize) -> std::io::Result<UdpSender> {
+    pub async fn new(
+        address: &str,
+        compression: Compression,
+        chunk_size: usize,
+    ) -> std::io::Result<UdpSender> {
         let target = tokio::net::lookup_host(address)
             .await?
             .next()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{address} resolves to nothing")))?;
-        let bind: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{address} resolves to nothing"),
+                )
+            })?;
+        let bind: SocketAddr = if target.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
         let socket = tokio::net::UdpSocket::bind(bind).await?;
-        Ok(UdpSender { socket, target, encoder: Encoder::new(compression, chunk_size) })
+        Ok(UdpSender {
+            socket,
+            target,
+            encoder: Encoder::new(compression, chunk_size),
+        })
     }
 
     /// Sends one message. `Ok(shortened)`, or an error when a datagram could
@@ -169,7 +201,10 @@ impl UdpSender {
     /// The message cannot be made to fit, or the socket refused a datagram.
     pub async fn send(&self, message: &Message) -> std::io::Result<bool> {
         let encoded = self.encoder.encode(message).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "message does not fit in 128 chunks even shortened")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "message does not fit in 128 chunks even shortened",
+            )
         })?;
         for d in &encoded.datagrams {
             self.socket.send_to(d, self.target).await?;
@@ -215,7 +250,9 @@ mod tests {
         let e = Encoder::new(Compression::None, MIN_CHUNK_SIZE);
         let mut m = Message::new("h", "big", 0, 6);
         // Incompressible-ish text well over 128 * 52 bytes.
-        let text: String = (0..20_000u32).map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26)).collect();
+        let text: String = (0..20_000u32)
+            .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26))
+            .collect();
         m.full_message(text);
         let enc = e.encode(&m).unwrap();
         assert!(enc.shortened);
@@ -231,7 +268,9 @@ mod tests {
         let gz = Encoder::new(Compression::Gzip, 1420).compress(&json);
         assert_eq!(&gz[..2], &[0x1f, 0x8b]);
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, json);
         let zlib = Encoder::new(Compression::Zlib, 1420);
         // The reused deflate state must not carry anything from one message to the next.
@@ -239,14 +278,20 @@ mod tests {
             let z = zlib.compress(text);
             assert_eq!(z[0], 0x78);
             out.clear();
-            flate2::read::ZlibDecoder::new(&z[..]).read_to_end(&mut out).unwrap();
+            flate2::read::ZlibDecoder::new(&z[..])
+                .read_to_end(&mut out)
+                .unwrap();
             assert_eq!(out, text);
         }
         let gzip = Encoder::new(Compression::Gzip, 1420);
-        let big: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let big: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         for text in [&big[..], &json[..]] {
             out.clear();
-            flate2::read::GzDecoder::new(&gzip.compress(text)[..]).read_to_end(&mut out).unwrap();
+            flate2::read::GzDecoder::new(&gzip.compress(text)[..])
+                .read_to_end(&mut out)
+                .unwrap();
             assert_eq!(out, text, "gzip of {} bytes", text.len());
         }
     }

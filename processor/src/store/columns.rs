@@ -31,11 +31,22 @@ use crate::flatten::{Cell, PreparedRecord, Row};
 #[derive(Debug, thiserror::Error)]
 pub enum ColumnError {
     #[error("{table}.{column}: a {cell} cell cannot go into a {sql_type} column")]
-    Mismatch { table: &'static str, column: &'static str, sql_type: &'static str, cell: &'static str },
+    Mismatch {
+        table: &'static str,
+        column: &'static str,
+        sql_type: &'static str,
+        cell: &'static str,
+    },
     #[error("{table}: unknown column type {sql_type}")]
-    UnknownType { table: &'static str, sql_type: &'static str },
+    UnknownType {
+        table: &'static str,
+        sql_type: &'static str,
+    },
     #[error("{table}: {message}")]
-    Arrow { table: &'static str, message: String },
+    Arrow {
+        table: &'static str,
+        message: String,
+    },
 }
 
 /// The Arrow type each of the store's SQL types is sent as.
@@ -72,8 +83,10 @@ pub fn record_batch(table: &'static Table, rows: &[Row]) -> Result<RecordBatch, 
     let mut fields = Vec::with_capacity(table.columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(table.columns.len());
     for (i, column) in table.columns.iter().enumerate() {
-        let data_type = arrow_type(column.sql_type)
-            .ok_or(ColumnError::UnknownType { table: table.name, sql_type: column.sql_type })?;
+        let data_type = arrow_type(column.sql_type).ok_or(ColumnError::UnknownType {
+            table: table.name,
+            sql_type: column.sql_type,
+        })?;
         let cells = rows.iter().map(|r| &r.cells[i]);
         let mismatch = |cell: &Cell| ColumnError::Mismatch {
             table: table.name,
@@ -99,9 +112,13 @@ pub fn record_batch(table: &'static Table, rows: &[Row]) -> Result<RecordBatch, 
         let n = rows.len();
         let array: ArrayRef = match &data_type {
             DataType::Int64 => column!(Int64Builder::with_capacity(n), Cell::Int(v) => *v),
-            DataType::Float64 => column!(Float64Builder::with_capacity(n), Cell::Float(v) => *v, Cell::Int(v) => *v as f64),
+            DataType::Float64 => {
+                column!(Float64Builder::with_capacity(n), Cell::Float(v) => *v, Cell::Int(v) => *v as f64)
+            }
             DataType::Boolean => column!(BooleanBuilder::with_capacity(n), Cell::Bool(v) => *v),
-            DataType::Timestamp(..) => column!(TimestampMicrosecondBuilder::with_capacity(n), Cell::Ts(v) => *v),
+            DataType::Timestamp(..) => {
+                column!(TimestampMicrosecondBuilder::with_capacity(n), Cell::Ts(v) => *v)
+            }
             DataType::Utf8 => {
                 let bytes = rows
                     .iter()
@@ -126,13 +143,20 @@ pub fn record_batch(table: &'static Table, rows: &[Row]) -> Result<RecordBatch, 
                 }
                 Arc::new(b.finish())
             }
-            _ => return Err(ColumnError::UnknownType { table: table.name, sql_type: column.sql_type }),
+            _ => {
+                return Err(ColumnError::UnknownType {
+                    table: table.name,
+                    sql_type: column.sql_type,
+                });
+            }
         };
         fields.push(Field::new(column.name, data_type, true));
         arrays.push(array);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
-        .map_err(|e| ColumnError::Arrow { table: table.name, message: e.to_string() })
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| ColumnError::Arrow {
+        table: table.name,
+        message: e.to_string(),
+    })
 }
 
 /// A batch's records in columns, ready for the writer.
@@ -177,15 +201,27 @@ impl Columns {
                 rows.push(row);
                 owners.push(i);
             }
-            keys.push(RecordKey { id: record.id, day, kind: record.kind });
+            keys.push(RecordKey {
+                id: record.id,
+                day,
+                kind: record.kind,
+            });
         }
         let tables = groups
             .into_iter()
             .map(|((day, table), (rows, record_of_row))| {
-                Ok(TableRows { day, table, batch: record_batch(table.table(), &rows)?, record_of_row })
+                Ok(TableRows {
+                    day,
+                    table,
+                    batch: record_batch(table.table(), &rows)?,
+                    record_of_row,
+                })
             })
             .collect::<Result<_, ColumnError>>()?;
-        Ok(Columns { records: keys, tables })
+        Ok(Columns {
+            records: keys,
+            tables,
+        })
     }
 
     /// How many records the batch holds.
@@ -206,7 +242,10 @@ impl TableRows {
     ///
     /// # Errors
     /// Arrow refused to take the rows (it cannot: the indices are in range).
-    pub(super) fn numbered(&self, seq_of: &[Option<i64>]) -> Result<Option<RecordBatch>, ColumnError> {
+    pub(super) fn numbered(
+        &self,
+        seq_of: &[Option<i64>],
+    ) -> Result<Option<RecordBatch>, ColumnError> {
         let arrow = |e: duckdb::arrow::error::ArrowError| ColumnError::Arrow {
             table: self.table.table().name,
             message: e.to_string(),
@@ -226,10 +265,17 @@ impl TableRows {
             self.batch.columns().to_vec()
         } else {
             let rows = UInt32Array::from(keep);
-            self.batch.columns().iter().map(|c| take(c, &rows, None)).collect::<Result<_, _>>().map_err(arrow)?
+            self.batch
+                .columns()
+                .iter()
+                .map(|c| take(c, &rows, None))
+                .collect::<Result<_, _>>()
+                .map_err(arrow)?
         };
         columns[0] = Arc::new(Int64Array::from(seq));
-        RecordBatch::try_new(self.batch.schema(), columns).map(Some).map_err(arrow)
+        RecordBatch::try_new(self.batch.schema(), columns)
+            .map(Some)
+            .map_err(arrow)
     }
 }
 
@@ -243,23 +289,38 @@ pub fn ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<RecordBatch, Column
         id.append_value(i);
     }
     let schema = Schema::new(vec![Field::new("id", DataType::Utf8, false)]);
-    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(id.finish())])
-        .map_err(|e| ColumnError::Arrow { table: "record_ids", message: e.to_string() })
+    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(id.finish())]).map_err(|e| {
+        ColumnError::Arrow {
+            table: "record_ids",
+            message: e.to_string(),
+        }
+    })
 }
 
 /// The `stage_ids (id, day)` batch of the dedupe step.
 ///
 /// # Errors
 /// Arrow refused the batch (it cannot, with two equally long columns).
-pub fn staged_ids<'a>(ids: impl Iterator<Item = (&'a str, i64)>) -> Result<RecordBatch, ColumnError> {
+pub fn staged_ids<'a>(
+    ids: impl Iterator<Item = (&'a str, i64)>,
+) -> Result<RecordBatch, ColumnError> {
     let (mut id, mut day) = (StringBuilder::new(), Int64Builder::new());
     for (i, d) in ids {
         id.append_value(i);
         day.append_value(d);
     }
-    let schema = Schema::new(vec![Field::new("id", DataType::Utf8, false), Field::new("day", DataType::Int64, false)]);
-    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(id.finish()), Arc::new(day.finish())])
-        .map_err(|e| ColumnError::Arrow { table: "stage_ids", message: e.to_string() })
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("day", DataType::Int64, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![Arc::new(id.finish()), Arc::new(day.finish())],
+    )
+    .map_err(|e| ColumnError::Arrow {
+        table: "stage_ids",
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -273,7 +334,13 @@ mod tests {
     fn every_store_column_type_has_an_arrow_type() {
         for table in TABLES {
             for c in table.columns {
-                assert!(arrow_type(c.sql_type).is_some(), "{}.{}: {}", table.name, c.name, c.sql_type);
+                assert!(
+                    arrow_type(c.sql_type).is_some(),
+                    "{}.{}: {}",
+                    table.name,
+                    c.name,
+                    c.sql_type
+                );
             }
         }
     }
@@ -283,7 +350,10 @@ mod tests {
         let mut cells = vec![Cell::Null; table.columns.len()];
         cells[0] = seq;
         cells[table.position("load1").unwrap()] = load1;
-        Row { table: TableId::HostMetrics, cells }
+        Row {
+            table: TableId::HostMetrics,
+            cells,
+        }
     }
 
     #[test]
@@ -292,7 +362,10 @@ mod tests {
         let b = host_row(Cell::Int(8), Cell::Null);
         let batch = record_batch(TableId::HostMetrics.table(), &[a, b]).unwrap();
         assert_eq!(batch.num_rows(), 2);
-        assert_eq!(batch.num_columns(), TableId::HostMetrics.table().columns.len());
+        assert_eq!(
+            batch.num_columns(),
+            TableId::HostMetrics.table().columns.len()
+        );
         let seq = batch.column(0).as_primitive::<Int64Type>();
         assert_eq!((seq.value(0), seq.value(1)), (7, 8));
         let load = batch.column(TableId::HostMetrics.table().position("load1").unwrap());
@@ -302,23 +375,45 @@ mod tests {
     #[test]
     fn a_cell_of_the_wrong_kind_is_named_not_stored() {
         let bad = host_row(Cell::Text("seven".into()), Cell::Null);
-        let err = record_batch(TableId::HostMetrics.table(), &[bad]).unwrap_err().to_string();
-        assert_eq!(err, "host_metrics.seq: a text cell cannot go into a BIGINT column");
+        let err = record_batch(TableId::HostMetrics.table(), &[bad])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "host_metrics.seq: a text cell cannot go into a BIGINT column"
+        );
     }
 
     fn host_record(id: &str, ts: i64, load1: f64) -> PreparedRecord {
         let mut row = host_row(Cell::Null, Cell::Float(load1));
         row.cells[3] = Cell::Ts(ts);
-        PreparedRecord { id: id.into(), kind: Kind::HostMetrics, project: "shop".into(), ts, rows: vec![row] }
+        PreparedRecord {
+            id: id.into(),
+            kind: Kind::HostMetrics,
+            project: "shop".into(),
+            ts,
+            rows: vec![row],
+        }
     }
 
     #[test]
     fn rows_are_grouped_by_day_and_numbered_by_record_without_duplicates() {
         let day = crate::store::schema::DAY_MICROS;
-        let records = vec![host_record("a", 10, 1.0), host_record("b", day + 10, 2.0), host_record("c", 20, 3.0)];
+        let records = vec![
+            host_record("a", 10, 1.0),
+            host_record("b", day + 10, 2.0),
+            host_record("c", 20, 3.0),
+        ];
         let columns = Columns::build(records).unwrap();
         assert_eq!(columns.len(), 3);
-        assert_eq!(columns.tables.iter().map(|t| (t.day, t.batch.num_rows())).collect::<Vec<_>>(), [(0, 2), (1, 1)]);
+        assert_eq!(
+            columns
+                .tables
+                .iter()
+                .map(|t| (t.day, t.batch.num_rows()))
+                .collect::<Vec<_>>(),
+            [(0, 2), (1, 1)]
+        );
 
         // Record "a" is a duplicate: its row goes, the others take their record's seq.
         let seq_of = [None, Some(41), Some(42)];
@@ -326,9 +421,19 @@ mod tests {
         assert_eq!(first.num_rows(), 1);
         assert_eq!(first.column(0).as_primitive::<Int64Type>().value(0), 42);
         let load = first.column(TableId::HostMetrics.table().position("load1").unwrap());
-        assert_eq!(load.as_primitive::<duckdb::arrow::datatypes::Float64Type>().value(0), 3.0);
+        assert_eq!(
+            load.as_primitive::<duckdb::arrow::datatypes::Float64Type>()
+                .value(0),
+            3.0
+        );
         let second = columns.tables[1].numbered(&seq_of).unwrap().unwrap();
         assert_eq!(second.column(0).as_primitive::<Int64Type>().value(0), 41);
-        assert!(columns.tables[0].numbered(&[None, Some(1), None]).unwrap().is_none(), "no row left");
+        assert!(
+            columns.tables[0]
+                .numbered(&[None, Some(1), None])
+                .unwrap()
+                .is_none(),
+            "no row left"
+        );
     }
 }

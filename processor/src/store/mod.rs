@@ -31,11 +31,21 @@ pub use writer::{RetentionOutcome, WriteOutcome, now_micros};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create store folder {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open store {path}: {source}")]
-    Open { path: PathBuf, source: duckdb::Error },
+    Open {
+        path: PathBuf,
+        source: duckdb::Error,
+    },
     #[error("store {path}: layout version {found} is newer than this processor's {supported}")]
-    TooNew { path: PathBuf, found: i64, supported: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("store {op}: {message}")]
     Db { op: &'static str, message: String },
     #[error("store writer has stopped")]
@@ -44,7 +54,10 @@ pub enum StoreError {
 
 impl StoreError {
     fn db(op: &'static str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Db { op, message: e.to_string() }
+        StoreError::Db {
+            op,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -53,15 +66,33 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// A message to the writer thread.
 enum Msg {
     /// Store records; `reply` is `None` for fire-and-forget (UDP).
-    Write { records: Columns, reply: Option<Reply<WriteOutcome>> },
+    Write {
+        records: Columns,
+        reply: Option<Reply<WriteOutcome>>,
+    },
     /// Drop whole days that ended at or before `cutoff` (micros since epoch).
-    Retention { cutoff: i64, now: i64, reply: Reply<RetentionOutcome> },
-    Checkpoint { reply: Reply<()> },
+    Retention {
+        cutoff: i64,
+        now: i64,
+        reply: Reply<RetentionOutcome>,
+    },
+    Checkpoint {
+        reply: Reply<()>,
+    },
     /// Proves the writer is alive and the file takes a transaction.
-    Ping { reply: Reply<()> },
-    SetCursor { name: String, seq: i64, now: i64, reply: Reply<()> },
+    Ping {
+        reply: Reply<()>,
+    },
+    SetCursor {
+        name: String,
+        seq: i64,
+        now: i64,
+        reply: Reply<()>,
+    },
     /// Finish the queue, checkpoint, stop.
-    Shutdown { reply: Reply<()> },
+    Shutdown {
+        reply: Reply<()>,
+    },
 }
 
 /// The open store: a handle to the writer thread and a connection to clone readers from.
@@ -75,7 +106,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,20 +120,31 @@ impl Store {
     /// newer processor, or its layout cannot be set up.
     pub fn open(options: &StoreConfig) -> Result<Store, StoreError> {
         if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         let conn = open_connection(options)?;
         let writer = writer::Writer::start(conn, options)?;
         let base = writer
             .connection()
             .try_clone()
-            .map_err(|source| StoreError::Open { path: options.path.clone(), source })?;
+            .map_err(|source| StoreError::Open {
+                path: options.path.clone(),
+                source,
+            })?;
         let (tx, rx) = mpsc::channel(options.queue_batches.max(1));
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::db("start writer", e))?;
-        Ok(Store { path: options.path.clone(), tx, base: Mutex::new(base), thread: Mutex::new(Some(thread)) })
+        Ok(Store {
+            path: options.path.clone(),
+            tx,
+            base: Mutex::new(base),
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     /// The store file.
@@ -114,7 +158,8 @@ impl Store {
     /// # Errors
     /// The transaction failed (nothing of the batch is stored) or the writer stopped.
     pub async fn write(&self, records: Vec<PreparedRecord>) -> Result<WriteOutcome, StoreError> {
-        self.write_columns(Columns::build(records).map_err(|e| StoreError::db("build columns", e))?).await
+        self.write_columns(Columns::build(records).map_err(|e| StoreError::db("build columns", e))?)
+            .await
     }
 
     /// [`Store::write`] of records whose columns the caller built, off the
@@ -124,14 +169,25 @@ impl Store {
     /// The transaction failed (nothing of the batch is stored) or the writer stopped.
     pub async fn write_columns(&self, records: Columns) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Msg::Write { records, reply: Some(reply) }).await.map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(Msg::Write {
+                records,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Queues records without waiting (UDP). False when the queue is full
     /// or the writer stopped: the caller counts a drop.
     pub fn write_detached(&self, records: Columns) -> bool {
-        self.tx.try_send(Msg::Write { records, reply: None }).is_ok()
+        self.tx
+            .try_send(Msg::Write {
+                records,
+                reply: None,
+            })
+            .is_ok()
     }
 
     /// Drops every day that ended at or before `cutoff`, then checkpoints so
@@ -139,8 +195,13 @@ impl Store {
     ///
     /// # Errors
     /// The transaction failed or the writer stopped.
-    pub async fn enforce_retention(&self, cutoff: i64, now: i64) -> Result<RetentionOutcome, StoreError> {
-        self.ask(|reply| Msg::Retention { cutoff, now, reply }).await
+    pub async fn enforce_retention(
+        &self,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<RetentionOutcome, StoreError> {
+        self.ask(|reply| Msg::Retention { cutoff, now, reply })
+            .await
     }
 
     /// Checkpoints the WAL into the file.
@@ -165,7 +226,13 @@ impl Store {
     /// The transaction failed or the writer stopped.
     pub async fn set_cursor(&self, name: &str, seq: i64, now: i64) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.ask(|reply| Msg::SetCursor { name, seq, now, reply }).await
+        self.ask(|reply| Msg::SetCursor {
+            name,
+            seq,
+            now,
+            reply,
+        })
+        .await
     }
 
     /// Finishes the queued writes, checkpoints, and stops the writer.
@@ -183,7 +250,10 @@ impl Store {
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Msg) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -193,7 +263,9 @@ impl Store {
     /// DuckDB could not open another connection.
     pub fn reader(&self) -> Result<Reader, StoreError> {
         let base = self.base.lock().unwrap_or_else(|e| e.into_inner());
-        let conn = base.try_clone().map_err(|e| StoreError::db("open reader", e))?;
+        let conn = base
+            .try_clone()
+            .map_err(|e| StoreError::db("open reader", e))?;
         Ok(Reader { conn })
     }
 
@@ -212,7 +284,10 @@ pub fn file_bytes(path: &Path) -> u64 {
 }
 
 fn open_connection(options: &StoreConfig) -> Result<Connection, StoreError> {
-    let open_err = |source| StoreError::Open { path: options.path.clone(), source };
+    let open_err = |source| StoreError::Open {
+        path: options.path.clone(),
+        source,
+    };
     let config = duckdb::Config::default()
         .enable_autoload_extension(false)
         .and_then(|c| c.max_memory(&options.memory_limit))
@@ -239,7 +314,12 @@ impl Reader {
     /// # Errors
     /// DuckDB could not open one.
     pub fn try_clone(&self) -> Result<Reader, StoreError> {
-        Ok(Reader { conn: self.conn.try_clone().map_err(|e| StoreError::db("open reader", e))? })
+        Ok(Reader {
+            conn: self
+                .conn
+                .try_clone()
+                .map_err(|e| StoreError::db("open reader", e))?,
+        })
     }
 
     /// One BIGINT (or NULL as 0) from a query, such as `SELECT count(*) FROM requests`.
@@ -259,14 +339,20 @@ impl Reader {
     /// The query failed.
     pub fn query_strings(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, StoreError> {
         let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql})");
-        let mut stmt = self.conn.prepare(&wrapped).map_err(|e| StoreError::db("query", e))?;
+        let mut stmt = self
+            .conn
+            .prepare(&wrapped)
+            .map_err(|e| StoreError::db("query", e))?;
         let mut rows = stmt.query([]).map_err(|e| StoreError::db("query", e))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| StoreError::db("query", e))? {
             let n = row.as_ref().column_count();
             let mut cells = Vec::with_capacity(n);
             for i in 0..n {
-                cells.push(row.get::<_, Option<String>>(i).map_err(|e| StoreError::db("query", e))?);
+                cells.push(
+                    row.get::<_, Option<String>>(i)
+                        .map_err(|e| StoreError::db("query", e))?,
+                );
             }
             out.push(cells);
         }
@@ -282,13 +368,21 @@ impl Reader {
         let sql = format!(
             "SELECT table_name, sum(estimated_size)::BIGINT FROM duckdb_tables() \
              WHERE schema_name LIKE 'd________' AND table_name IN ({}) GROUP BY table_name ORDER BY table_name",
-            schema::TABLES.iter().map(|t| format!("'{}'", t.name)).collect::<Vec<_>>().join(", ")
+            schema::TABLES
+                .iter()
+                .map(|t| format!("'{}'", t.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| StoreError::db("table rows", e))?;
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(|e| StoreError::db("table rows", e))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
             .map_err(|e| StoreError::db("table rows", e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::db("table rows", e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::db("table rows", e))
     }
 
     /// The saved position of a named cursor, 0 when never saved.
@@ -297,7 +391,11 @@ impl Reader {
     /// The query failed.
     pub fn cursor(&self, name: &str) -> Result<i64, StoreError> {
         self.conn
-            .query_row("SELECT max(seq) FROM main.cursors WHERE name = ?", [name], |r| r.get::<_, Option<i64>>(0))
+            .query_row(
+                "SELECT max(seq) FROM main.cursors WHERE name = ?",
+                [name],
+                |r| r.get::<_, Option<i64>>(0),
+            )
             .map(Option::unwrap_or_default)
             .map_err(|e| StoreError::db("read cursor", e))
     }
@@ -330,10 +428,15 @@ pub mod bench {
         /// The file cannot be opened or its layout set up.
         pub fn open(options: &StoreConfig) -> Result<BulkLoad, StoreError> {
             if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
             }
             let conn = open_connection(options)?;
-            Ok(BulkLoad { writer: Writer::start(conn, options)? })
+            Ok(BulkLoad {
+                writer: Writer::start(conn, options)?,
+            })
         }
 
         /// Creates the day schema of a day (days since the epoch) with its
@@ -351,7 +454,10 @@ pub mod bench {
         /// # Errors
         /// A statement failed; the error names `what`.
         pub fn execute(&self, what: &'static str, sql: &str) -> Result<(), StoreError> {
-            self.writer.connection().execute_batch(sql).map_err(|e| StoreError::db(what, e))
+            self.writer
+                .connection()
+                .execute_batch(sql)
+                .map_err(|e| StoreError::db(what, e))
         }
 
         /// One BIGINT (NULL as 0) from a query.
@@ -373,7 +479,11 @@ pub mod bench {
         pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
             self.writer
                 .connection()
-                .query_row("SELECT max(value) FROM main.store_meta WHERE key = ?", [key], |r| r.get(0))
+                .query_row(
+                    "SELECT max(value) FROM main.store_meta WHERE key = ?",
+                    [key],
+                    |r| r.get(0),
+                )
                 .map_err(|e| StoreError::db("read store_meta", e))
         }
 
@@ -384,7 +494,9 @@ pub mod bench {
         pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
             let conn = self.writer.connection();
             conn.execute("DELETE FROM main.store_meta WHERE key = ?", [key])
-                .and_then(|_| conn.execute("INSERT INTO main.store_meta VALUES (?, ?)", [key, value]))
+                .and_then(|_| {
+                    conn.execute("INSERT INTO main.store_meta VALUES (?, ?)", [key, value])
+                })
                 .map(|_| ())
                 .map_err(|e| StoreError::db("write store_meta", e))
         }
@@ -423,7 +535,10 @@ mod tests {
     #[test]
     fn bulk_loaded_days_are_part_of_the_views() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig { path: dir.path().join("bulk.duckdb"), ..StoreConfig::default() };
+        let config = StoreConfig {
+            path: dir.path().join("bulk.duckdb"),
+            ..StoreConfig::default()
+        };
         {
             let mut load = bench::BulkLoad::open(&config).unwrap();
             let day = schema::days_from_civil(2026, 11, 20);
@@ -439,7 +554,12 @@ mod tests {
         drop(load);
         let store = Store::open(&config).unwrap();
         let reader = store.reader().unwrap();
-        assert_eq!(reader.query_i64("SELECT sum(seq) FROM main.requests").unwrap(), 7);
+        assert_eq!(
+            reader
+                .query_i64("SELECT sum(seq) FROM main.requests")
+                .unwrap(),
+            7
+        );
     }
 
     /// A new day's `records.raw` is stored with zstd, which DuckDB would not
@@ -447,9 +567,14 @@ mod tests {
     #[test]
     fn raw_json_is_compressed_with_zstd() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig { path: dir.path().join("z.duckdb"), ..StoreConfig::default() };
+        let config = StoreConfig {
+            path: dir.path().join("z.duckdb"),
+            ..StoreConfig::default()
+        };
         let mut load = bench::BulkLoad::open(&config).unwrap();
-        let name = load.ensure_day(schema::days_from_civil(2026, 11, 20)).unwrap();
+        let name = load
+            .ensure_day(schema::days_from_civil(2026, 11, 20))
+            .unwrap();
         load.execute(
             "insert",
             &format!(
@@ -469,10 +594,17 @@ mod tests {
                  WHERE column_name = '{column}' AND segment_type <> 'VALIDITY'"
             );
             let mut stmt = conn.prepare(&sql).unwrap();
-            stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
         };
         assert_eq!(compression("raw"), vec!["ZSTD".to_owned()]);
-        assert!(!compression("kind").contains(&"ZSTD".to_owned()), "{:?}", compression("kind"));
+        assert!(
+            !compression("kind").contains(&"ZSTD".to_owned()),
+            "{:?}",
+            compression("kind")
+        );
     }
 
     /// The measurement behind the day schemas: 14 days of steady inserts
@@ -493,17 +625,25 @@ mod tests {
                 )
             };
             if mode == "delete" {
-                conn.execute_batch("CREATE TABLE t (day BIGINT, n BIGINT, payload VARCHAR)").unwrap();
+                conn.execute_batch("CREATE TABLE t (day BIGINT, n BIGINT, payload VARCHAR)")
+                    .unwrap();
             }
             let mut sizes = Vec::new();
             for day in 0..14i64 {
                 if mode == "delete" {
-                    conn.execute_batch(&format!("INSERT INTO t {}", fill(day))).unwrap();
-                    conn.execute_batch(&format!("DELETE FROM t WHERE day <= {}; CHECKPOINT;", day - 7)).unwrap();
+                    conn.execute_batch(&format!("INSERT INTO t {}", fill(day)))
+                        .unwrap();
+                    conn.execute_batch(&format!(
+                        "DELETE FROM t WHERE day <= {}; CHECKPOINT;",
+                        day - 7
+                    ))
+                    .unwrap();
                 } else {
-                    conn.execute_batch(&format!("CREATE TABLE t{day} AS {}", fill(day))).unwrap();
+                    conn.execute_batch(&format!("CREATE TABLE t{day} AS {}", fill(day)))
+                        .unwrap();
                     if day >= 7 {
-                        conn.execute_batch(&format!("DROP TABLE t{}; CHECKPOINT;", day - 7)).unwrap();
+                        conn.execute_batch(&format!("DROP TABLE t{}; CHECKPOINT;", day - 7))
+                            .unwrap();
                     } else {
                         conn.execute_batch("CHECKPOINT").unwrap();
                     }

@@ -42,7 +42,10 @@ impl Table {
             .columns
             .iter()
             .map(|c| {
-                let compression = c.compression.map(|m| format!(" USING COMPRESSION {m}")).unwrap_or_default();
+                let compression = c
+                    .compression
+                    .map(|m| format!(" USING COMPRESSION {m}"))
+                    .unwrap_or_default();
                 format!("{} {}{compression}", quote_ident(c.name), c.sql_type)
             })
             .collect();
@@ -67,7 +70,12 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 const fn col(name: &'static str, sql_type: &'static str, doc: &'static str) -> Column {
-    Column { name, sql_type, doc, compression: None }
+    Column {
+        name,
+        sql_type,
+        doc,
+        compression: None,
+    }
 }
 
 macro_rules! envelope_cols {
@@ -103,14 +111,26 @@ const RECORDS_COLS: [Column; 8] = concat(
     envelope_cols!(),
     [
         col("id", "UUID", "Record id, the dedupe key."),
-        col("kind", "VARCHAR", "Record kind: request, host_metrics, pg_activity, pg_statements or pg_log."),
-        col("ingested_at", "TIMESTAMP", "When the processor stored the record, UTC."),
+        col(
+            "kind",
+            "VARCHAR",
+            "Record kind: request, host_metrics, pg_activity, pg_statements or pg_log.",
+        ),
+        col(
+            "ingested_at",
+            "TIMESTAMP",
+            "When the processor stored the record, UTC.",
+        ),
         // zstd, not DuckDB's own choice (FSST): on pg_activity-like records
         // it compressed 2.4 times smaller in less time, and the raw JSON is
         // most of the bytes a checkpoint compresses.
         Column {
             compression: Some("zstd"),
-            ..col("raw", "JSON", "The record exactly as received, for anything the flat tables leave out (`raw->>'$.http.headers'`).")
+            ..col(
+                "raw",
+                "JSON",
+                "The record exactly as received, for anything the flat tables leave out (`raw->>'$.http.headers'`).",
+            )
         },
     ],
 );
@@ -119,10 +139,26 @@ const REQUESTS_COLS: [Column; 46] = concat(
     envelope_cols!(),
     [
         col("id", "UUID", "Record id."),
-        col("correlation_id", "UUID", "The request's correlation ID; pg_activity and pg_log rows carry the same value."),
-        col("started_at", "TIMESTAMP", "Request start, UTC: `ts` minus `duration_ms` (the agent writes the record when the request ends)."),
-        col("record_type", "VARCHAR", "`full` (at or over the threshold, with profile and SQL) or `summary` (a sampled fast request)."),
-        col("sampling_weight", "DOUBLE", "How many requests this row stands for (1 for full records, 1/sample_rate for summaries); weight counts with it."),
+        col(
+            "correlation_id",
+            "UUID",
+            "The request's correlation ID; pg_activity and pg_log rows carry the same value.",
+        ),
+        col(
+            "started_at",
+            "TIMESTAMP",
+            "Request start, UTC: `ts` minus `duration_ms` (the agent writes the record when the request ends).",
+        ),
+        col(
+            "record_type",
+            "VARCHAR",
+            "`full` (at or over the threshold, with profile and SQL) or `summary` (a sampled fast request).",
+        ),
+        col(
+            "sampling_weight",
+            "DOUBLE",
+            "How many requests this row stands for (1 for full records, 1/sample_rate for summaries); weight counts with it.",
+        ),
         col("duration_ms", "DOUBLE", "Wall time of the request."),
         col("method", "VARCHAR", "HTTP method; NULL for CLI scripts."),
         col("url", "VARCHAR", "Path and query, query values redacted."),
@@ -130,76 +166,240 @@ const REQUESTS_COLS: [Column; 46] = concat(
         col("route", "VARCHAR", "Framework route pattern, when known."),
         col("controller", "VARCHAR", "Framework controller, when known."),
         col("action", "VARCHAR", "Framework action, when known."),
-        col("client_ip", "VARCHAR", "Client address as the agent saw it."),
+        col(
+            "client_ip",
+            "VARCHAR",
+            "Client address as the agent saw it.",
+        ),
         col("sapi", "VARCHAR", "PHP SAPI (fpm-fcgi, cli, ...)."),
         col("php_version", "VARCHAR", "PHP version."),
         col("pid", "BIGINT", "PHP worker process id."),
         col("agent_version", "VARCHAR", "Agent version."),
-        col("threshold_ms", "DOUBLE", "The agent's slow-request threshold."),
-        col("memory_usage_bytes", "BIGINT", "memory_get_usage() at the end."),
+        col(
+            "threshold_ms",
+            "DOUBLE",
+            "The agent's slow-request threshold.",
+        ),
+        col(
+            "memory_usage_bytes",
+            "BIGINT",
+            "memory_get_usage() at the end.",
+        ),
         col("memory_peak_bytes", "BIGINT", "memory_get_peak_usage()."),
         col("cpu_user_ms", "DOUBLE", "User CPU time of the request."),
         col("cpu_system_ms", "DOUBLE", "System CPU time of the request."),
-        col("error_type", "BIGINT", "Type of the last fatal error (E_* value), NULL when none."),
-        col("error_type_name", "VARCHAR", "Name of that type, such as E_ERROR."),
-        col("error_message", "VARCHAR", "Message of the last fatal error."),
+        col(
+            "error_type",
+            "BIGINT",
+            "Type of the last fatal error (E_* value), NULL when none.",
+        ),
+        col(
+            "error_type_name",
+            "VARCHAR",
+            "Name of that type, such as E_ERROR.",
+        ),
+        col(
+            "error_message",
+            "VARCHAR",
+            "Message of the last fatal error.",
+        ),
         col("error_file", "VARCHAR", "File of the last fatal error."),
         col("error_line", "BIGINT", "Line of the last fatal error."),
-        col("sql_captured", "BIGINT", "Statements captured in `request_sql` for this request."),
-        col("sql_total_count", "BIGINT", "All statements the request ran, captured or not."),
-        col("sql_dropped", "BIGINT", "Statements over the agent's per-request cap."),
-        col("sql_total_ms", "DOUBLE", "Total time in SQL as the agent measured it."),
-        col("profiler", "VARCHAR", "excimer, xhprof or tideways; NULL without a profile."),
+        col(
+            "sql_captured",
+            "BIGINT",
+            "Statements captured in `request_sql` for this request.",
+        ),
+        col(
+            "sql_total_count",
+            "BIGINT",
+            "All statements the request ran, captured or not.",
+        ),
+        col(
+            "sql_dropped",
+            "BIGINT",
+            "Statements over the agent's per-request cap.",
+        ),
+        col(
+            "sql_total_ms",
+            "DOUBLE",
+            "Total time in SQL as the agent measured it.",
+        ),
+        col(
+            "profiler",
+            "VARCHAR",
+            "excimer, xhprof or tideways; NULL without a profile.",
+        ),
         col("profile_period_ms", "DOUBLE", "Excimer sampling period."),
-        col("profile_total_samples", "BIGINT", "All Excimer samples, including those in stacks the agent cut."),
-        col("profile_items", "BIGINT", "Rows of this request in `request_profile`."),
-        col("profile_dropped", "BIGINT", "Stacks or edges cut by the agent's noise filter or size cap."),
-        col("profile_dropped_samples", "BIGINT", "Samples in the stacks the agent cut."),
-        col("agent_overhead_us", "DOUBLE", "The agent's own time in this request."),
-        col("agent_dropped_records", "BIGINT", "Records this PHP process dropped before this one (spool full, disk errors)."),
-        col("trimmed", "BOOLEAN", "True when the agent cut the record's tails to fit its size cap."),
-        col("http_headers", "JSON", "Request headers, redacted at the source."),
-        col("context", "JSON", "Free-form context the application attached, redacted at the source."),
+        col(
+            "profile_total_samples",
+            "BIGINT",
+            "All Excimer samples, including those in stacks the agent cut.",
+        ),
+        col(
+            "profile_items",
+            "BIGINT",
+            "Rows of this request in `request_profile`.",
+        ),
+        col(
+            "profile_dropped",
+            "BIGINT",
+            "Stacks or edges cut by the agent's noise filter or size cap.",
+        ),
+        col(
+            "profile_dropped_samples",
+            "BIGINT",
+            "Samples in the stacks the agent cut.",
+        ),
+        col(
+            "agent_overhead_us",
+            "DOUBLE",
+            "The agent's own time in this request.",
+        ),
+        col(
+            "agent_dropped_records",
+            "BIGINT",
+            "Records this PHP process dropped before this one (spool full, disk errors).",
+        ),
+        col(
+            "trimmed",
+            "BOOLEAN",
+            "True when the agent cut the record's tails to fit its size cap.",
+        ),
+        col(
+            "http_headers",
+            "JSON",
+            "Request headers, redacted at the source.",
+        ),
+        col(
+            "context",
+            "JSON",
+            "Free-form context the application attached, redacted at the source.",
+        ),
     ],
 );
 
 const REQUEST_SQL_COLS: [Column; 21] = concat(
     envelope_cols!(),
     [
-        col("correlation_id", "UUID", "Correlation ID of the request that ran the statement."),
-        col("idx", "BIGINT", "Position of the statement in the request, from 0."),
-        col("started_at", "TIMESTAMP", "Statement start, UTC: the request's `started_at` plus `start_ms`."),
-        col("start_ms", "DOUBLE", "Start offset from the request's start."),
-        col("duration_ms", "DOUBLE", "Statement duration as PHP measured it."),
-        col("sql", "VARCHAR", "Statement text as sent, bound values not inlined."),
-        col("fingerprint", "VARCHAR", "Normalized text (literals and parameters as $n, like pg_stat_statements); joins `pg_statements.fingerprint`, `pg_activity.fingerprint` and `pg_log.fingerprint`."),
-        col("op", "VARCHAR", "query, exec, execute, begin, commit, rollback, savepoint, release_savepoint, rollback_savepoint."),
+        col(
+            "correlation_id",
+            "UUID",
+            "Correlation ID of the request that ran the statement.",
+        ),
+        col(
+            "idx",
+            "BIGINT",
+            "Position of the statement in the request, from 0.",
+        ),
+        col(
+            "started_at",
+            "TIMESTAMP",
+            "Statement start, UTC: the request's `started_at` plus `start_ms`.",
+        ),
+        col(
+            "start_ms",
+            "DOUBLE",
+            "Start offset from the request's start.",
+        ),
+        col(
+            "duration_ms",
+            "DOUBLE",
+            "Statement duration as PHP measured it.",
+        ),
+        col(
+            "sql",
+            "VARCHAR",
+            "Statement text as sent, bound values not inlined.",
+        ),
+        col(
+            "fingerprint",
+            "VARCHAR",
+            "Normalized text (literals and parameters as $n, like pg_stat_statements); joins `pg_statements.fingerprint`, `pg_activity.fingerprint` and `pg_log.fingerprint`.",
+        ),
+        col(
+            "op",
+            "VARCHAR",
+            "query, exec, execute, begin, commit, rollback, savepoint, release_savepoint, rollback_savepoint.",
+        ),
         col("source", "VARCHAR", "phalcon, pdo or other."),
         col("status", "VARCHAR", "ok or failed."),
         col("error", "VARCHAR", "Error text of a failed statement."),
         col("rows", "BIGINT", "Rows returned or affected, when known."),
-        col("caller", "VARCHAR", "Innermost calling PHP function (first of `frames`)."),
-        col("caller_file", "VARCHAR", "File of the innermost calling frame."),
-        col("caller_line", "BIGINT", "Line of the innermost calling frame."),
-        col("params", "JSON", "Bound values, redacted by key; NULL when capture is off."),
-        col("frames", "JSON", "Calling frames, innermost first: [{file, line, function}]."),
+        col(
+            "caller",
+            "VARCHAR",
+            "Innermost calling PHP function (first of `frames`).",
+        ),
+        col(
+            "caller_file",
+            "VARCHAR",
+            "File of the innermost calling frame.",
+        ),
+        col(
+            "caller_line",
+            "BIGINT",
+            "Line of the innermost calling frame.",
+        ),
+        col(
+            "params",
+            "JSON",
+            "Bound values, redacted by key; NULL when capture is off.",
+        ),
+        col(
+            "frames",
+            "JSON",
+            "Calling frames, innermost first: [{file, line, function}].",
+        ),
     ],
 );
 
 const REQUEST_PROFILE_COLS: [Column; 16] = concat(
     envelope_cols!(),
     [
-        col("correlation_id", "UUID", "Correlation ID of the profiled request."),
-        col("idx", "BIGINT", "Position of the stack or edge in the record, from 0."),
-        col("profiler", "VARCHAR", "excimer (rows are stacks) or xhprof/tideways (rows are caller==>callee edges)."),
-        col("stack", "VARCHAR", "Excimer: the folded stack, root first, frames joined by ';' (flame graph input); NULL for edges."),
+        col(
+            "correlation_id",
+            "UUID",
+            "Correlation ID of the profiled request.",
+        ),
+        col(
+            "idx",
+            "BIGINT",
+            "Position of the stack or edge in the record, from 0.",
+        ),
+        col(
+            "profiler",
+            "VARCHAR",
+            "excimer (rows are stacks) or xhprof/tideways (rows are caller==>callee edges).",
+        ),
+        col(
+            "stack",
+            "VARCHAR",
+            "Excimer: the folded stack, root first, frames joined by ';' (flame graph input); NULL for edges.",
+        ),
         col("depth", "BIGINT", "Excimer: number of frames in the stack."),
-        col("function", "VARCHAR", "Excimer: the leaf frame, where the samples were taken (exclusive time); xhprof: the callee."),
-        col("caller", "VARCHAR", "Excimer: the frame below the leaf; xhprof: the caller (NULL for the root)."),
+        col(
+            "function",
+            "VARCHAR",
+            "Excimer: the leaf frame, where the samples were taken (exclusive time); xhprof: the callee.",
+        ),
+        col(
+            "caller",
+            "VARCHAR",
+            "Excimer: the frame below the leaf; xhprof: the caller (NULL for the root).",
+        ),
         col("samples", "BIGINT", "Excimer: samples of this stack."),
-        col("wall_us", "DOUBLE", "Excimer: samples times the sampling period; xhprof: the edge's inclusive wall time wt_us."),
+        col(
+            "wall_us",
+            "DOUBLE",
+            "Excimer: samples times the sampling period; xhprof: the edge's inclusive wall time wt_us.",
+        ),
         col("calls", "BIGINT", "xhprof: call count ct."),
-        col("cpu_us", "DOUBLE", "xhprof: inclusive CPU time, when measured."),
+        col(
+            "cpu_us",
+            "DOUBLE",
+            "xhprof: inclusive CPU time, when measured.",
+        ),
         col("mu", "BIGINT", "xhprof: memory usage change."),
     ],
 );
@@ -207,16 +407,32 @@ const REQUEST_PROFILE_COLS: [Column; 16] = concat(
 const PG_ACTIVITY_COLS: [Column; 34] = concat(
     envelope_cols!(),
     [
-        col("server_version_num", "BIGINT", "PostgreSQL server_version_num of the sampled server."),
+        col(
+            "server_version_num",
+            "BIGINT",
+            "PostgreSQL server_version_num of the sampled server.",
+        ),
         col("sample_ms", "DOUBLE", "What the sampling query cost."),
         col("pid", "BIGINT", "Backend process id."),
-        col("leader_pid", "BIGINT", "Parallel group leader, when a parallel worker."),
+        col(
+            "leader_pid",
+            "BIGINT",
+            "Parallel group leader, when a parallel worker.",
+        ),
         col("datid", "BIGINT", "Database OID."),
         col("datname", "VARCHAR", "Database name."),
         col("usesysid", "BIGINT", "User OID."),
         col("usename", "VARCHAR", "User name."),
-        col("application_name", "VARCHAR", "application_name; `bitville:<uuid>` for PHP requests with the agent."),
-        col("correlation_id", "UUID", "Correlation ID from the record or parsed from `application_name`; joins `requests.correlation_id`."),
+        col(
+            "application_name",
+            "VARCHAR",
+            "application_name; `bitville:<uuid>` for PHP requests with the agent.",
+        ),
+        col(
+            "correlation_id",
+            "UUID",
+            "Correlation ID from the record or parsed from `application_name`; joins `requests.correlation_id`.",
+        ),
         col("client_addr", "VARCHAR", "Client address."),
         col("client_hostname", "VARCHAR", "Client host name."),
         col("client_port", "BIGINT", "Client port."),
@@ -224,48 +440,124 @@ const PG_ACTIVITY_COLS: [Column; 34] = concat(
         col("xact_start", "TIMESTAMP", "Transaction start, UTC."),
         col("query_start", "TIMESTAMP", "Current query start, UTC."),
         col("state_change", "TIMESTAMP", "Last state change, UTC."),
-        col("wait_event_type", "VARCHAR", "Wait event type (Lock, LWLock, IO, ...)."),
+        col(
+            "wait_event_type",
+            "VARCHAR",
+            "Wait event type (Lock, LWLock, IO, ...).",
+        ),
         col("wait_event", "VARCHAR", "Wait event name."),
         col("state", "VARCHAR", "active, idle in transaction, ..."),
         col("backend_xid", "VARCHAR", "Transaction id."),
         col("backend_xmin", "VARCHAR", "xmin horizon."),
-        col("query_id", "BIGINT", "query_id (PostgreSQL 14+ with compute_query_id); joins `pg_statements.queryid`."),
+        col(
+            "query_id",
+            "BIGINT",
+            "query_id (PostgreSQL 14+ with compute_query_id); joins `pg_statements.queryid`.",
+        ),
         col("query", "VARCHAR", "Current or last query text."),
         col("fingerprint", "VARCHAR", "Normalized `query`."),
-        col("backend_type", "VARCHAR", "client backend, autovacuum worker, ..."),
-        col("blocking_pids", "BIGINT[]", "pg_blocking_pids() for backends waiting on a lock; follow them to the blocker's row of the same sample (`seq`)."),
-        col("query_ms", "DOUBLE", "Milliseconds from `query_start` to `ts`, when both are known."),
-        col("xact_ms", "DOUBLE", "Milliseconds from `xact_start` to `ts`, when both are known."),
-        col("backend_idx", "BIGINT", "Position of the backend in the sample, from 0."),
+        col(
+            "backend_type",
+            "VARCHAR",
+            "client backend, autovacuum worker, ...",
+        ),
+        col(
+            "blocking_pids",
+            "BIGINT[]",
+            "pg_blocking_pids() for backends waiting on a lock; follow them to the blocker's row of the same sample (`seq`).",
+        ),
+        col(
+            "query_ms",
+            "DOUBLE",
+            "Milliseconds from `query_start` to `ts`, when both are known.",
+        ),
+        col(
+            "xact_ms",
+            "DOUBLE",
+            "Milliseconds from `xact_start` to `ts`, when both are known.",
+        ),
+        col(
+            "backend_idx",
+            "BIGINT",
+            "Position of the backend in the sample, from 0.",
+        ),
     ],
 );
 
 const PG_STATEMENTS_COLS: [Column; 37] = concat(
     envelope_cols!(),
     [
-        col("server_version_num", "BIGINT", "PostgreSQL server_version_num."),
-        col("extension_version", "VARCHAR", "pg_stat_statements version."),
-        col("interval_start", "TIMESTAMP", "Start of the interval the deltas cover, UTC."),
+        col(
+            "server_version_num",
+            "BIGINT",
+            "PostgreSQL server_version_num.",
+        ),
+        col(
+            "extension_version",
+            "VARCHAR",
+            "pg_stat_statements version.",
+        ),
+        col(
+            "interval_start",
+            "TIMESTAMP",
+            "Start of the interval the deltas cover, UTC.",
+        ),
         col("interval_end", "TIMESTAMP", "End of the interval, UTC."),
         col("queryid", "BIGINT", "pg_stat_statements queryid."),
         col("userid", "BIGINT", "User OID."),
         col("dbid", "BIGINT", "Database OID."),
-        col("toplevel", "BOOLEAN", "Top-level statement (PostgreSQL 14+)."),
-        col("query", "VARCHAR", "Text; pg-watch sends it only the first time it sees a queryid, so it is often NULL: look it up by queryid in an earlier row."),
-        col("fingerprint", "VARCHAR", "Normalized text: the record's, or computed from `query`; NULL with `query`."),
+        col(
+            "toplevel",
+            "BOOLEAN",
+            "Top-level statement (PostgreSQL 14+).",
+        ),
+        col(
+            "query",
+            "VARCHAR",
+            "Text; pg-watch sends it only the first time it sees a queryid, so it is often NULL: look it up by queryid in an earlier row.",
+        ),
+        col(
+            "fingerprint",
+            "VARCHAR",
+            "Normalized text: the record's, or computed from `query`; NULL with `query`.",
+        ),
         col("calls", "BIGINT", "Calls in the interval."),
-        col("total_exec_time_ms", "DOUBLE", "Execution time in the interval."),
+        col(
+            "total_exec_time_ms",
+            "DOUBLE",
+            "Execution time in the interval.",
+        ),
         col("rows", "BIGINT", "Rows in the interval."),
         col("plans", "BIGINT", "Plans in the interval."),
-        col("total_plan_time_ms", "DOUBLE", "Planning time in the interval."),
+        col(
+            "total_plan_time_ms",
+            "DOUBLE",
+            "Planning time in the interval.",
+        ),
         col("shared_blks_hit", "BIGINT", "Delta of shared_blks_hit."),
         col("shared_blks_read", "BIGINT", "Delta of shared_blks_read."),
-        col("shared_blks_dirtied", "BIGINT", "Delta of shared_blks_dirtied."),
-        col("shared_blks_written", "BIGINT", "Delta of shared_blks_written."),
+        col(
+            "shared_blks_dirtied",
+            "BIGINT",
+            "Delta of shared_blks_dirtied.",
+        ),
+        col(
+            "shared_blks_written",
+            "BIGINT",
+            "Delta of shared_blks_written.",
+        ),
         col("local_blks_hit", "BIGINT", "Delta of local_blks_hit."),
         col("local_blks_read", "BIGINT", "Delta of local_blks_read."),
-        col("local_blks_dirtied", "BIGINT", "Delta of local_blks_dirtied."),
-        col("local_blks_written", "BIGINT", "Delta of local_blks_written."),
+        col(
+            "local_blks_dirtied",
+            "BIGINT",
+            "Delta of local_blks_dirtied.",
+        ),
+        col(
+            "local_blks_written",
+            "BIGINT",
+            "Delta of local_blks_written.",
+        ),
         col("temp_blks_read", "BIGINT", "Delta of temp_blks_read."),
         col("temp_blks_written", "BIGINT", "Delta of temp_blks_written."),
         col("blk_read_time_ms", "DOUBLE", "Delta of blk_read_time."),
@@ -273,9 +565,21 @@ const PG_STATEMENTS_COLS: [Column; 37] = concat(
         col("wal_records", "BIGINT", "Delta of wal_records."),
         col("wal_fpi", "BIGINT", "Delta of wal_fpi."),
         col("wal_bytes", "BIGINT", "Delta of wal_bytes."),
-        col("evicted", "BIGINT", "Entries of the previous snapshot gone from this one (same on every row of a record)."),
-        col("entry_idx", "BIGINT", "Position of the entry in the record, from 0."),
-        col("dealloc", "BIGINT", "pg_stat_statements_info.dealloc, when known."),
+        col(
+            "evicted",
+            "BIGINT",
+            "Entries of the previous snapshot gone from this one (same on every row of a record).",
+        ),
+        col(
+            "entry_idx",
+            "BIGINT",
+            "Position of the entry in the record, from 0.",
+        ),
+        col(
+            "dealloc",
+            "BIGINT",
+            "pg_stat_statements_info.dealloc, when known.",
+        ),
     ],
 );
 
@@ -284,16 +588,28 @@ const PG_LOG_COLS: [Column; 42] = concat(
     [
         col("log_time", "TIMESTAMP", "Time of the log line, UTC."),
         col("format", "VARCHAR", "stderr, csvlog or jsonlog."),
-        col("class", "VARCHAR", "slow_statement, auto_explain, lock_wait, lock_acquired, deadlock, error, fatal, panic, statement_timeout, cancel, temp_file, checkpoint, autovacuum, autoanalyze, connection, disconnection, other, unparsed."),
+        col(
+            "class",
+            "VARCHAR",
+            "slow_statement, auto_explain, lock_wait, lock_acquired, deadlock, error, fatal, panic, statement_timeout, cancel, temp_file, checkpoint, autovacuum, autoanalyze, connection, disconnection, other, unparsed.",
+        ),
         col("severity", "VARCHAR", "LOG, ERROR, FATAL, ..."),
         col("sqlstate", "VARCHAR", "SQLSTATE code."),
         col("pid", "BIGINT", "Backend process id."),
         col("session_id", "VARCHAR", "Session id (%c)."),
         col("session_line", "BIGINT", "Line number in the session (%l)."),
         col("user_name", "VARCHAR", "User name (`user` in the record)."),
-        col("database_name", "VARCHAR", "Database name (`database` in the record)."),
+        col(
+            "database_name",
+            "VARCHAR",
+            "Database name (`database` in the record).",
+        ),
         col("application_name", "VARCHAR", "application_name."),
-        col("correlation_id", "UUID", "Correlation ID from the record or parsed from `application_name`."),
+        col(
+            "correlation_id",
+            "UUID",
+            "Correlation ID from the record or parsed from `application_name`.",
+        ),
         col("client", "VARCHAR", "Client host and port."),
         col("backend_type", "VARCHAR", "Backend type."),
         col("query_id", "BIGINT", "query_id, when logged."),
@@ -302,37 +618,85 @@ const PG_LOG_COLS: [Column; 42] = concat(
         col("hint", "VARCHAR", "HINT."),
         col("context", "VARCHAR", "CONTEXT."),
         col("statement", "VARCHAR", "STATEMENT."),
-        col("duration_ms", "DOUBLE", "Duration of a slow statement or auto_explain event."),
-        col("query", "VARCHAR", "Statement of a slow_statement or auto_explain event."),
-        col("fingerprint", "VARCHAR", "Normalized `query`, or of `statement` when there is no query."),
+        col(
+            "duration_ms",
+            "DOUBLE",
+            "Duration of a slow statement or auto_explain event.",
+        ),
+        col(
+            "query",
+            "VARCHAR",
+            "Statement of a slow_statement or auto_explain event.",
+        ),
+        col(
+            "fingerprint",
+            "VARCHAR",
+            "Normalized `query`, or of `statement` when there is no query.",
+        ),
         col("parameters", "VARCHAR", "Logged parameters."),
-        col("plan", "JSON", "auto_explain plan (JSON, or a JSON string for text plans)."),
-        col("lock_mode", "VARCHAR", "Lock mode of a lock_wait or lock_acquired event."),
+        col(
+            "plan",
+            "JSON",
+            "auto_explain plan (JSON, or a JSON string for text plans).",
+        ),
+        col(
+            "lock_mode",
+            "VARCHAR",
+            "Lock mode of a lock_wait or lock_acquired event.",
+        ),
         col("lock_object", "VARCHAR", "Locked object."),
-        col("lock_waited_ms", "DOUBLE", "How long the lock was waited for."),
+        col(
+            "lock_waited_ms",
+            "DOUBLE",
+            "How long the lock was waited for.",
+        ),
         col("lock_holders", "BIGINT[]", "Pids holding the lock."),
         col("lock_queue", "BIGINT[]", "Pids queued for the lock."),
-        col("deadlock", "JSON", "Deadlock processes: [{pid, waits_for, blocked_by, query}]."),
+        col(
+            "deadlock",
+            "JSON",
+            "Deadlock processes: [{pid, waits_for, blocked_by, query}].",
+        ),
         col("temp_file_path", "VARCHAR", "Path of a temp_file event."),
         col("temp_file_bytes", "BIGINT", "Size of a temp_file event."),
-        col("details", "JSON", "Figures of checkpoint, autovacuum and autoanalyze events."),
+        col(
+            "details",
+            "JSON",
+            "Figures of checkpoint, autovacuum and autoanalyze events.",
+        ),
         col("source_file", "VARCHAR", "Log file the event came from."),
-        col("source_offset", "BIGINT", "Byte offset of the event in that file."),
+        col(
+            "source_offset",
+            "BIGINT",
+            "Byte offset of the event in that file.",
+        ),
         col("raw", "VARCHAR", "Raw text, kept for unparsed events."),
-        col("lock_wait", "BOOLEAN", "True for lock_wait and deadlock events: shorthand for spike reports."),
+        col(
+            "lock_wait",
+            "BOOLEAN",
+            "True for lock_wait and deadlock events: shorthand for spike reports.",
+        ),
     ],
 );
 
 const HOST_METRICS_COLS: [Column; 28] = concat(
     envelope_cols!(),
     [
-        col("source", "VARCHAR", "shipper (web host) or pg-watch (database host)."),
+        col(
+            "source",
+            "VARCHAR",
+            "shipper (web host) or pg-watch (database host).",
+        ),
         col("interval_s", "DOUBLE", "Seconds the rate fields cover."),
         col("ncpu", "BIGINT", "CPU count."),
         col("load1", "DOUBLE", "1-minute load average."),
         col("load5", "DOUBLE", "5-minute load average."),
         col("load15", "DOUBLE", "15-minute load average."),
-        col("cpu_user_pct", "DOUBLE", "User CPU percent over the interval."),
+        col(
+            "cpu_user_pct",
+            "DOUBLE",
+            "User CPU percent over the interval.",
+        ),
         col("cpu_system_pct", "DOUBLE", "System CPU percent."),
         col("cpu_iowait_pct", "DOUBLE", "iowait percent."),
         col("cpu_steal_pct", "DOUBLE", "steal percent."),
@@ -342,11 +706,31 @@ const HOST_METRICS_COLS: [Column; 28] = concat(
         col("mem_used_bytes", "BIGINT", "Used memory."),
         col("swap_total_bytes", "BIGINT", "SwapTotal."),
         col("swap_used_bytes", "BIGINT", "Used swap."),
-        col("swap_in_bytes", "BIGINT", "Bytes swapped in over the interval."),
-        col("swap_out_bytes", "BIGINT", "Bytes swapped out over the interval."),
-        col("disk_read_bytes", "BIGINT", "Bytes read from disks over the interval."),
-        col("disk_write_bytes", "BIGINT", "Bytes written to disks over the interval."),
-        col("net_rx_bytes", "BIGINT", "Bytes received over the interval."),
+        col(
+            "swap_in_bytes",
+            "BIGINT",
+            "Bytes swapped in over the interval.",
+        ),
+        col(
+            "swap_out_bytes",
+            "BIGINT",
+            "Bytes swapped out over the interval.",
+        ),
+        col(
+            "disk_read_bytes",
+            "BIGINT",
+            "Bytes read from disks over the interval.",
+        ),
+        col(
+            "disk_write_bytes",
+            "BIGINT",
+            "Bytes written to disks over the interval.",
+        ),
+        col(
+            "net_rx_bytes",
+            "BIGINT",
+            "Bytes received over the interval.",
+        ),
         col("net_tx_bytes", "BIGINT", "Bytes sent over the interval."),
         col("procs_running", "BIGINT", "Runnable processes."),
         col("procs_blocked", "BIGINT", "Processes blocked on I/O."),
@@ -354,21 +738,53 @@ const HOST_METRICS_COLS: [Column; 28] = concat(
 );
 
 /// Every record, with its original JSON.
-pub const RECORDS: Table = Table { name: "records", doc: "One row per stored record of any kind, with the record as received.", columns: &RECORDS_COLS };
+pub const RECORDS: Table = Table {
+    name: "records",
+    doc: "One row per stored record of any kind, with the record as received.",
+    columns: &RECORDS_COLS,
+};
 /// PHP requests.
-pub const REQUESTS: Table = Table { name: "requests", doc: "One row per PHP request record.", columns: &REQUESTS_COLS };
+pub const REQUESTS: Table = Table {
+    name: "requests",
+    doc: "One row per PHP request record.",
+    columns: &REQUESTS_COLS,
+};
 /// SQL statements of PHP requests.
-pub const REQUEST_SQL: Table = Table { name: "request_sql", doc: "One row per SQL statement a request captured.", columns: &REQUEST_SQL_COLS };
+pub const REQUEST_SQL: Table = Table {
+    name: "request_sql",
+    doc: "One row per SQL statement a request captured.",
+    columns: &REQUEST_SQL_COLS,
+};
 /// Profiles of PHP requests.
-pub const REQUEST_PROFILE: Table = Table { name: "request_profile", doc: "One row per Excimer stack or xhprof edge of a request's profile.", columns: &REQUEST_PROFILE_COLS };
+pub const REQUEST_PROFILE: Table = Table {
+    name: "request_profile",
+    doc: "One row per Excimer stack or xhprof edge of a request's profile.",
+    columns: &REQUEST_PROFILE_COLS,
+};
 /// pg_stat_activity samples.
-pub const PG_ACTIVITY: Table = Table { name: "pg_activity", doc: "One row per backend per pg_stat_activity sample; all backends of one sample share `seq` and `ts`.", columns: &PG_ACTIVITY_COLS };
+pub const PG_ACTIVITY: Table = Table {
+    name: "pg_activity",
+    doc: "One row per backend per pg_stat_activity sample; all backends of one sample share `seq` and `ts`.",
+    columns: &PG_ACTIVITY_COLS,
+};
 /// pg_stat_statements deltas.
-pub const PG_STATEMENTS: Table = Table { name: "pg_statements", doc: "One row per pg_stat_statements entry per interval, as deltas.", columns: &PG_STATEMENTS_COLS };
+pub const PG_STATEMENTS: Table = Table {
+    name: "pg_statements",
+    doc: "One row per pg_stat_statements entry per interval, as deltas.",
+    columns: &PG_STATEMENTS_COLS,
+};
 /// PostgreSQL log events.
-pub const PG_LOG: Table = Table { name: "pg_log", doc: "One row per parsed PostgreSQL log event.", columns: &PG_LOG_COLS };
+pub const PG_LOG: Table = Table {
+    name: "pg_log",
+    doc: "One row per parsed PostgreSQL log event.",
+    columns: &PG_LOG_COLS,
+};
 /// Host metrics samples.
-pub const HOST_METRICS: Table = Table { name: "host_metrics", doc: "One row per host metrics sample (web hosts and database hosts).", columns: &HOST_METRICS_COLS };
+pub const HOST_METRICS: Table = Table {
+    name: "host_metrics",
+    doc: "One row per host metrics sample (web hosts and database hosts).",
+    columns: &HOST_METRICS_COLS,
+};
 
 /// Every data table, in the order the writer appends to them.
 pub const TABLES: [&Table; 8] = [
@@ -414,7 +830,10 @@ pub const META_DDL: &[&str] = &[
 /// redelivered record (same id, same `ts`, so the same day) is found by an
 /// index probe rather than a scan.
 pub fn record_ids_sql(schema: &str) -> String {
-    format!("CREATE TABLE IF NOT EXISTS {}.record_ids (id UUID PRIMARY KEY)", quote_ident(schema))
+    format!(
+        "CREATE TABLE IF NOT EXISTS {}.record_ids (id UUID PRIMARY KEY)",
+        quote_ident(schema)
+    )
 }
 
 /// `CREATE OR REPLACE VIEW main.<table>` over the template and the given day schemas.
@@ -426,7 +845,11 @@ pub fn view_sql(table: &Table, day_schemas: &[String]) -> String {
         table.name
     );
     for schema in day_schemas {
-        sql.push_str(&format!(" UNION ALL SELECT * FROM {}.{}", quote_ident(schema), table.name));
+        sql.push_str(&format!(
+            " UNION ALL SELECT * FROM {}.{}",
+            quote_ident(schema),
+            table.name
+        ));
     }
     sql
 }
@@ -513,7 +936,12 @@ mod tests {
             assert!(names.iter().all(|n| !n.is_empty()), "{}", table.name);
             names.sort_unstable();
             names.dedup();
-            assert_eq!(names.len(), table.columns.len(), "{} has a duplicate column", table.name);
+            assert_eq!(
+                names.len(),
+                table.columns.len(),
+                "{} has a duplicate column",
+                table.name
+            );
         }
     }
 
@@ -521,7 +949,11 @@ mod tests {
     fn the_readme_documents_every_column() {
         let readme = include_str!("../../README.md");
         for table in TABLES {
-            assert!(readme.contains(&format!("### `{}`", table.name)), "README lacks table {}", table.name);
+            assert!(
+                readme.contains(&format!("### `{}`", table.name)),
+                "README lacks table {}",
+                table.name
+            );
             for c in table.columns {
                 assert!(
                     readme.contains(&format!("| `{}` | {} |", c.name, c.sql_type)),

@@ -19,9 +19,11 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Appender, Connection};
 use tokio::sync::mpsc;
 
-use super::schema::{self, DAY_MICROS, STORE_SCHEMA_VERSION, TABLES, TEMPLATE_SCHEMA, TableId, quote_ident};
-use super::{Msg, Reply, StoreError, StoreConfig};
 use super::columns::{self, Columns};
+use super::schema::{
+    self, DAY_MICROS, STORE_SCHEMA_VERSION, TABLES, TEMPLATE_SCHEMA, TableId, quote_ident,
+};
+use super::{Msg, Reply, StoreConfig, StoreError};
 
 /// What a write did: `stored[i]` is false when record `i` was a duplicate.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,7 +73,9 @@ impl Writer {
     }
 
     fn exec(&self, op: &'static str, sql: &str) -> Result<(), StoreError> {
-        self.conn.execute_batch(sql).map_err(|e| StoreError::db(op, e))
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| StoreError::db(op, e))
     }
 
     fn set_up_layout(&mut self) -> Result<(), StoreError> {
@@ -96,7 +100,11 @@ impl Writer {
         }
         let version: Option<String> = self
             .conn
-            .query_row("SELECT max(value) FROM main.store_meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT max(value) FROM main.store_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(|e| StoreError::db("read layout version", e))?;
         let version = match version {
             None => {
@@ -108,12 +116,24 @@ impl Writer {
                 )?;
                 STORE_SCHEMA_VERSION
             }
-            Some(v) => v.parse::<i64>().map_err(|e| StoreError::db("read layout version", e))?,
+            Some(v) => v
+                .parse::<i64>()
+                .map_err(|e| StoreError::db("read layout version", e))?,
         };
         if version > STORE_SCHEMA_VERSION {
-            return Err(StoreError::TooNew { path: self.path.clone(), found: version, supported: STORE_SCHEMA_VERSION });
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                supported: STORE_SCHEMA_VERSION,
+            });
         }
-        self.exec("create template", &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(TEMPLATE_SCHEMA)))?;
+        self.exec(
+            "create template",
+            &format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(TEMPLATE_SCHEMA)
+            ),
+        )?;
         for table in TABLES {
             self.exec("create template tables", &table.create_sql(TEMPLATE_SCHEMA))?;
         }
@@ -150,7 +170,9 @@ impl Writer {
                 .collect();
             self.exec(
                 "write layout version",
-                &format!("UPDATE main.store_meta SET value = '{version}' WHERE key = 'schema_version'"),
+                &format!(
+                    "UPDATE main.store_meta SET value = '{version}' WHERE key = 'schema_version'"
+                ),
             )?;
         }
         Ok(())
@@ -159,7 +181,9 @@ impl Writer {
     fn existing_days(&self) -> Result<BTreeSet<i64>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()")
+            .prepare(
+                "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database()",
+            )
             .map_err(|e| StoreError::db("list day schemas", e))?;
         let names = stmt
             .query_map([], |r| r.get::<_, String>(0))
@@ -192,7 +216,10 @@ impl Writer {
         self.exec("begin", "BEGIN")?;
         self.days.insert(day);
         let result = (|| {
-            self.exec("create day", &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&name)))?;
+            self.exec(
+                "create day",
+                &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&name)),
+            )?;
             for table in TABLES {
                 self.exec("create day tables", &table.create_sql(&name))?;
             }
@@ -254,7 +281,12 @@ impl Writer {
                 Msg::Ping { reply } => {
                     let _ = reply.send(self.exec("ping", "BEGIN; SELECT 1; COMMIT"));
                 }
-                Msg::SetCursor { name, seq, now, reply } => {
+                Msg::SetCursor {
+                    name,
+                    seq,
+                    now,
+                    reply,
+                } => {
                     let _ = reply.send(self.set_cursor(&name, seq, now));
                 }
                 Msg::Shutdown { reply } => {
@@ -278,7 +310,10 @@ impl Writer {
                 let commit_seconds = started.elapsed().as_secs_f64();
                 for (stored, reply) in flags.into_iter().zip(replies) {
                     if let Some(reply) = reply {
-                        let _ = reply.send(Ok(WriteOutcome { stored, commit_seconds }));
+                        let _ = reply.send(Ok(WriteOutcome {
+                            stored,
+                            commit_seconds,
+                        }));
                     }
                 }
             }
@@ -286,7 +321,10 @@ impl Writer {
                 tracing::error!("{e}");
                 let message = e.to_string();
                 for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(StoreError::Db { op: "write", message: message.clone() }));
+                    let _ = reply.send(Err(StoreError::Db {
+                        op: "write",
+                        message: message.clone(),
+                    }));
                 }
             }
         }
@@ -297,10 +335,21 @@ impl Writer {
     fn commit_group(&mut self, batches: Vec<Columns>) -> Result<Vec<Vec<bool>>, StoreError> {
         // Duplicates inside the group: the first copy wins.
         let mut seen: HashSet<&str> = HashSet::new();
-        let candidate: Vec<Vec<bool>> =
-            batches.iter().map(|b| b.records.iter().map(|r| seen.insert(r.id.as_str())).collect()).collect();
+        let candidate: Vec<Vec<bool>> = batches
+            .iter()
+            .map(|b| {
+                b.records
+                    .iter()
+                    .map(|r| seen.insert(r.id.as_str()))
+                    .collect()
+            })
+            .collect();
         drop(seen);
-        let days: BTreeSet<i64> = batches.iter().flat_map(|b| &b.records).map(|r| r.day).collect();
+        let days: BTreeSet<i64> = batches
+            .iter()
+            .flat_map(|b| &b.records)
+            .map(|r| r.day)
+            .collect();
         for day in &days {
             self.ensure_day(*day)?;
         }
@@ -346,12 +395,21 @@ impl Writer {
         let conn = &self.conn;
         let err = |op: &'static str| move |e: duckdb::Error| StoreError::db(op, e);
         let staged = || {
-            batches.iter().zip(candidate).flat_map(|(b, c)| b.records.iter().zip(c)).filter(|(_, c)| **c).map(|(r, _)| r)
+            batches
+                .iter()
+                .zip(candidate)
+                .flat_map(|(b, c)| b.records.iter().zip(c))
+                .filter(|(_, c)| **c)
+                .map(|(r, _)| r)
         };
         let direct = days.iter().try_for_each(|day| {
             let ids = columns::ids(staged().filter(|r| r.day == *day).map(|r| r.id.as_str()))
                 .map_err(|e| StoreError::db("claim ids", e))?;
-            append(conn.appender_to_db("record_ids", &schema::day_schema(*day)), [ids], "claim ids")
+            append(
+                conn.appender_to_db("record_ids", &schema::day_schema(*day)),
+                [ids],
+                "claim ids",
+            )
         });
         if direct.is_ok() {
             return Ok(None);
@@ -361,7 +419,11 @@ impl Writer {
         {
             let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day)))
                 .map_err(|e| StoreError::db("stage ids", e))?;
-            append(conn.appender_to_catalog_and_db("stage_ids", "temp", "main"), [ids], "stage ids")?;
+            append(
+                conn.appender_to_catalog_and_db("stage_ids", "temp", "main"),
+                [ids],
+                "stage ids",
+            )?;
         }
         let mut new_ids: HashSet<String> = HashSet::new();
         for day in days {
@@ -371,12 +433,15 @@ impl Writer {
                 quote_ident(&schema::day_schema(*day))
             );
             let mut stmt = conn.prepare(&sql).map_err(err("dedupe ids"))?;
-            let ids = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err("dedupe ids"))?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(err("dedupe ids"))?;
             for id in ids {
                 new_ids.insert(id.map_err(err("dedupe ids"))?);
             }
         }
-        conn.execute_batch("DELETE FROM temp.main.stage_ids").map_err(err("clear staged ids"))?;
+        conn.execute_batch("DELETE FROM temp.main.stage_ids")
+            .map_err(err("clear staged ids"))?;
         Ok(Some(new_ids))
     }
 
@@ -410,19 +475,32 @@ impl Writer {
                 .collect();
             for rows in &batch.tables {
                 if let Some(numbered) = rows.numbered(&seq_of).map_err(build)? {
-                    tables.entry((rows.day, rows.table)).or_default().push(numbered);
+                    tables
+                        .entry((rows.day, rows.table))
+                        .or_default()
+                        .push(numbered);
                 }
             }
             flags.push(seq_of.iter().map(Option::is_some).collect());
         }
         for ((day, table), rows) in tables {
-            append(self.conn.appender_to_db(table.table().name, &schema::day_schema(day)), rows, "append")?;
+            append(
+                self.conn
+                    .appender_to_db(table.table().name, &schema::day_schema(day)),
+                rows,
+                "append",
+            )?;
         }
         Ok((flags, next_seq))
     }
 
     fn retention(&mut self, cutoff: i64, now: i64) -> Result<RetentionOutcome, StoreError> {
-        let expired: Vec<i64> = self.days.iter().copied().filter(|d| (d + 1) * DAY_MICROS <= cutoff).collect();
+        let expired: Vec<i64> = self
+            .days
+            .iter()
+            .copied()
+            .filter(|d| (d + 1) * DAY_MICROS <= cutoff)
+            .collect();
         if !expired.is_empty() {
             self.exec("begin", "BEGIN")?;
             let result = (|| {
@@ -433,13 +511,22 @@ impl Writer {
                 self.replace_views()?;
                 for d in &expired {
                     let name = schema::day_schema(*d);
-                    self.exec("drop day", &format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&name)))?;
-                    self.exec("forget day", &format!("DELETE FROM main.store_days WHERE schema_name = '{name}'"))?;
+                    self.exec(
+                        "drop day",
+                        &format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&name)),
+                    )?;
+                    self.exec(
+                        "forget day",
+                        &format!("DELETE FROM main.store_days WHERE schema_name = '{name}'"),
+                    )?;
                 }
                 // Keep seq growing even if every day is dropped.
                 self.exec(
                     "save seq floor",
-                    &format!("UPDATE main.store_meta SET value = '{}' WHERE key = 'seq_floor'", self.next_seq),
+                    &format!(
+                        "UPDATE main.store_meta SET value = '{}' WHERE key = 'seq_floor'",
+                        self.next_seq
+                    ),
                 )?;
                 self.exec("commit retention", "COMMIT")
             })();
@@ -514,4 +601,3 @@ pub fn now_micros() -> i64 {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
-

@@ -19,12 +19,19 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -56,8 +63,17 @@ impl Client {
     /// Sends a request and reads the response. A server that answers before
     /// reading the whole body (413) may close the socket while we write; the
     /// response is read all the same.
-    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Response> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -100,18 +116,25 @@ impl Client {
                 }
                 Ok(r)
             }
-            (Err(e), Some(w)) => Err(std::io::Error::new(e.kind(), format!("{e} (after write error {w})"))),
+            (Err(e), Some(w)) => Err(std::io::Error::new(
+                e.kind(),
+                format!("{e} (after write error {w})"),
+            )),
             (Err(e), None) => Err(e),
         }
     }
 
     pub fn post_ndjson(&mut self, token: &str, body: &[u8], gzip: bool) -> Response {
         let auth = format!("Bearer {token}");
-        let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", "application/x-ndjson")];
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/x-ndjson"),
+        ];
         if gzip {
             headers.push(("Content-Encoding", "gzip"));
         }
-        self.request("POST", "/v1/ingest", &headers, body).expect("ingest request")
+        self.request("POST", "/v1/ingest", &headers, body)
+            .expect("ingest request")
     }
 
     pub fn get(&mut self, path: &str) -> Response {
@@ -150,7 +173,11 @@ pub fn read_response(conn: &mut impl BufRead) -> std::io::Result<Response> {
     }
     let mut body = vec![0; length];
     conn.read_exact(&mut body)?;
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
@@ -168,7 +195,10 @@ pub fn ts(micros: i64) -> String {
 }
 
 pub fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_micros() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as i64
 }
 
 /// A small record: one pg_activity sample with three backends.
@@ -243,7 +273,8 @@ pub const OTHER_TOKEN: &str = "other-token-0123456789abcdef";
 
 /// A config for tests: port 0, a store in `dir`, two projects.
 pub fn test_config(dir: &std::path::Path) -> processor::config::Config {
-    processor::config::Config::parse(&test_config_text(dir), std::path::Path::new("test.toml")).expect("test config")
+    processor::config::Config::parse(&test_config_text(dir), std::path::Path::new("test.toml"))
+        .expect("test config")
 }
 
 /// The text of [`test_config`], for the real binary.
@@ -278,9 +309,18 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: processor::config::Config) -> Running {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let processor = rt.block_on(processor::Processor::start(config)).expect("processor starts");
-        Running { rt, processor: Some(processor) }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let processor = rt
+            .block_on(processor::Processor::start(config))
+            .expect("processor starts");
+        Running {
+            rt,
+            processor: Some(processor),
+        }
     }
 
     pub fn processor(&self) -> &processor::Processor {
@@ -297,7 +337,13 @@ impl Running {
 
     /// One number from a query over the store, on a reader connection.
     pub fn count(&self, sql: &str) -> i64 {
-        self.processor().app().store.reader().expect("reader").query_i64(sql).expect("query")
+        self.processor()
+            .app()
+            .store
+            .reader()
+            .expect("reader")
+            .query_i64(sql)
+            .expect("query")
     }
 
     pub fn stop(mut self) {

@@ -42,7 +42,9 @@ impl Daemon {
     /// # Errors
     /// The log cannot be opened or the program cannot be run.
     pub fn start(&mut self) -> Result<(), String> {
-        let open = || -> std::io::Result<File> { OpenOptions::new().create(true).append(true).open(&self.log) };
+        let open = || -> std::io::Result<File> {
+            OpenOptions::new().create(true).append(true).open(&self.log)
+        };
         let (out, err) = (
             open().map_err(|e| format!("log {}: {e}", self.log.display()))?,
             open().map_err(|e| format!("log {}: {e}", self.log.display()))?,
@@ -61,7 +63,9 @@ impl Daemon {
 
     /// The exit status when the process has ended on its own.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGTERM, then SIGKILL after [`STOP_GRACE`]; the exit status when it ran.
@@ -80,7 +84,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("{} did not stop {} s after SIGTERM; killing it", self.name, STOP_GRACE.as_secs());
+        eprintln!(
+            "{} did not stop {} s after SIGTERM; killing it",
+            self.name,
+            STOP_GRACE.as_secs()
+        );
         let _ = child.kill();
         child.wait().ok()
     }
@@ -127,7 +135,11 @@ impl Binaries {
                 ));
             }
         }
-        Ok(Binaries { processor, shipper, pg_watch })
+        Ok(Binaries {
+            processor,
+            shipper,
+            pg_watch,
+        })
     }
 }
 
@@ -170,7 +182,13 @@ pub struct ShipperPaths<'a> {
 /// The shipper's config: quick batches and scans, and retries that never
 /// open the breaker for long (the processor is restarted between scenarios
 /// when its API cannot answer reports).
-pub fn shipper_config(paths: &ShipperPaths<'_>, processor_url: &str, token: &str, project: &str, listen: &str) -> String {
+pub fn shipper_config(
+    paths: &ShipperPaths<'_>,
+    processor_url: &str,
+    token: &str,
+    project: &str,
+    listen: &str,
+) -> String {
     format!(
         "spool_dirs = [{spool}]\nstate_dir = {state}\nprocessor_url = {url}\ntoken = {token}\n\
          project = {project}\nhost = \"web-1\"\nlisten = {listen}\n\n\
@@ -198,7 +216,13 @@ pub struct PgWatchSetup<'a> {
 /// pg-watch's config: frequent activity samples (lock trees need several
 /// per blocked period), statements deltas every 2 s, the cluster's stderr
 /// logs from their beginning, its own spool shipped by its engine.
-pub fn pg_watch_config(s: &PgWatchSetup<'_>, processor_url: &str, token: &str, project: &str, listen: &str) -> String {
+pub fn pg_watch_config(
+    s: &PgWatchSetup<'_>,
+    processor_url: &str,
+    token: &str,
+    project: &str,
+    listen: &str,
+) -> String {
     format!(
         "project = {project}\nhost = \"db-1\"\nspool_dir = {spool}\nstate_dir = {state}\n\n\
          [postgres]\nconninfo = {conninfo}\n\n\

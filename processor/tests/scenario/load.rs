@@ -20,7 +20,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(paths: &[&str], pause_ms: u64) -> Client {
-        Client { paths: paths.iter().map(|p| (*p).to_owned()).collect(), pause: Duration::from_millis(pause_ms) }
+        Client {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            pause: Duration::from_millis(pause_ms),
+        }
     }
 
     /// `copies` identical clients.
@@ -38,7 +41,12 @@ pub struct Tally {
 
 impl Tally {
     fn add(&mut self, path: &str, status: String, ms: f64) {
-        let e = self.by_path.entry(path.to_owned()).or_default().entry(status).or_default();
+        let e = self
+            .by_path
+            .entry(path.to_owned())
+            .or_default()
+            .entry(status)
+            .or_default();
         e.0 += 1;
         e.1 += ms;
     }
@@ -46,7 +54,12 @@ impl Tally {
     fn merge(&mut self, other: Tally) {
         for (path, statuses) in other.by_path {
             for (status, (n, ms)) in statuses {
-                let e = self.by_path.entry(path.clone()).or_default().entry(status).or_default();
+                let e = self
+                    .by_path
+                    .entry(path.clone())
+                    .or_default()
+                    .entry(status)
+                    .or_default();
                 e.0 += n;
                 e.1 += ms;
             }
@@ -55,11 +68,20 @@ impl Tally {
 
     /// Answers that were not 200 (502 is a PHP worker that died mid-request).
     pub fn failures(&self) -> u64 {
-        self.by_path.values().flat_map(|s| s.iter()).filter(|(k, _)| k.as_str() != "200").map(|(_, v)| v.0).sum()
+        self.by_path
+            .values()
+            .flat_map(|s| s.iter())
+            .filter(|(k, _)| k.as_str() != "200")
+            .map(|(_, v)| v.0)
+            .sum()
     }
 
     pub fn total(&self) -> u64 {
-        self.by_path.values().flat_map(|s| s.values()).map(|v| v.0).sum()
+        self.by_path
+            .values()
+            .flat_map(|s| s.values())
+            .map(|v| v.0)
+            .sum()
     }
 }
 
@@ -68,7 +90,9 @@ impl fmt::Display for Tally {
         for (path, statuses) in &self.by_path {
             let parts: Vec<String> = statuses
                 .iter()
-                .map(|(status, (n, ms))| format!("{status} x{n} (mean {:.0} ms)", ms / (*n).max(1) as f64))
+                .map(|(status, (n, ms))| {
+                    format!("{status} x{n} (mean {:.0} ms)", ms / (*n).max(1) as f64)
+                })
                 .collect();
             writeln!(f, "    {path:<16} {}", parts.join(", "))?;
         }
@@ -99,7 +123,9 @@ pub fn run(base: &str, clients: &[Client], duration: Duration) -> Tally {
             .enumerate()
             .map(|(k, client)| {
                 let (http, client, base) = (http.clone(), client.clone(), base.to_owned());
-                tokio::spawn(async move { one_client(&http, &base, &client, deadline, k as u64).await })
+                tokio::spawn(
+                    async move { one_client(&http, &base, &client, deadline, k as u64).await },
+                )
             })
             .collect();
         let mut tally = Tally::default();
@@ -112,7 +138,13 @@ pub fn run(base: &str, clients: &[Client], duration: Duration) -> Tally {
     })
 }
 
-async fn one_client(http: &reqwest::Client, base: &str, client: &Client, deadline: Instant, seed: u64) -> Tally {
+async fn one_client(
+    http: &reqwest::Client,
+    base: &str,
+    client: &Client,
+    deadline: Instant,
+    seed: u64,
+) -> Tally {
     let mut tally = Tally::default();
     let mut i = 0u64;
     while Instant::now() < deadline && i < MAX_REQUESTS_PER_CLIENT && !client.paths.is_empty() {
@@ -126,9 +158,20 @@ async fn one_client(http: &reqwest::Client, base: &str, client: &Client, deadlin
                 let _ = r.bytes().await;
                 s
             }
-            Err(e) => format!("error: {}", if e.is_timeout() { "timeout".to_owned() } else { e.to_string() }),
+            Err(e) => format!(
+                "error: {}",
+                if e.is_timeout() {
+                    "timeout".to_owned()
+                } else {
+                    e.to_string()
+                }
+            ),
         };
-        tally.add(path.split('?').next().unwrap_or(&path), status, started.elapsed().as_secs_f64() * 1000.0);
+        tally.add(
+            path.split('?').next().unwrap_or(&path),
+            status,
+            started.elapsed().as_secs_f64() * 1000.0,
+        );
         i += 1;
         if !client.pause.is_zero() {
             tokio::time::sleep(client.pause).await;

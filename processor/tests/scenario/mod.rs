@@ -46,14 +46,18 @@ pub struct Tools {
 /// PostgreSQL installation); CI installs them all.
 pub fn tools() -> Result<Tools, String> {
     let need = |name: &str, package: &str| {
-        find_program(name).ok_or_else(|| format!("{name} is not installed (Debian package {package})"))
+        find_program(name)
+            .ok_or_else(|| format!("{name} is not installed (Debian package {package})"))
     };
     let php_fpm = need("php-fpm8.2", "php8.2-fpm").or_else(|_| need("php-fpm", "php8.2-fpm"))?;
     let nginx = need("nginx", "nginx")?;
     for bin in ["initdb", "pg_ctl", "psql"] {
         let p = Path::new(postgres::BIN).join(bin);
         if !p.is_file() {
-            return Err(format!("{} is not installed (Debian packages postgresql-15, postgresql-contrib)", p.display()));
+            return Err(format!(
+                "{} is not installed (Debian packages postgresql-15, postgresql-contrib)",
+                p.display()
+            ));
         }
     }
     Ok(Tools { php_fpm, nginx })
@@ -62,7 +66,9 @@ pub fn tools() -> Result<Tools, String> {
 /// A port free right now on 127.0.0.1.
 fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| format!("no free port: {e}"))
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
 }
 
 /// A plain HTTP/1.0 GET on loopback: (status, body).
@@ -72,8 +78,11 @@ fn free_port() -> Result<u16, String> {
 pub fn http_get(addr: &str, path: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
     let fail = |e: std::io::Error| format!("GET http://{addr}{path}: {e}");
     let mut s = TcpStream::connect(addr).map_err(fail)?;
-    s.set_read_timeout(Some(Duration::from_secs(120))).map_err(fail)?;
-    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .map_err(fail)?;
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").map_err(fail)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).map_err(fail)?;
@@ -91,7 +100,11 @@ pub fn http_get(addr: &str, path: &str, bearer: Option<&str>) -> Result<(u16, St
 ///
 /// # Errors
 /// The time ran out.
-pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Result<(), String> {
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if check() {
@@ -104,7 +117,8 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
 
 /// A gauge or counter's value in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Every part, running.
@@ -130,7 +144,10 @@ impl Stack {
     /// A part did not start; the message carries its log.
     pub fn start(tools: &Tools) -> Result<Stack, String> {
         let bins = Binaries::find()?;
-        let dir = tempfile::Builder::new().prefix("bitville-scenarios-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("bitville-scenarios-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
         let root = dir.path().to_owned();
         // The postgres user must reach its cluster folder inside.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
@@ -138,14 +155,20 @@ impl Stack {
         let manifest = &manifest_dir();
         let app_dir = manifest.join("tests/scenario/app");
         let agent = manifest.join("../shipper/php/bitville-apm.php");
-        let agent = agent.canonicalize().map_err(|e| format!("the PHP agent {}: {e}", agent.display()))?;
+        let agent = agent
+            .canonicalize()
+            .map_err(|e| format!("the PHP agent {}: {e}", agent.display()))?;
 
         let started = Instant::now();
         let pg = postgres::Cluster::start(&root.join("pg"), free_port()?)?;
         pg.psql_file(&app_dir.join("setup.sql"))?;
-        println!("scenarios: PostgreSQL 15 ready with the application's tables in {:.1} s", started.elapsed().as_secs_f64());
+        println!(
+            "scenarios: PostgreSQL 15 ready with the application's tables in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
 
-        let dirs = ["spool", "shipper-state", "pg-watch-spool", "pg-watch-state"].map(|d| root.join(d));
+        let dirs =
+            ["spool", "shipper-state", "pg-watch-spool", "pg-watch-state"].map(|d| root.join(d));
         for d in &dirs {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
@@ -154,17 +177,38 @@ impl Stack {
         let processor_addr = format!("127.0.0.1:{}", free_port()?);
         let store_path = root.join("store/bitville.duckdb");
         let url = format!("http://{processor_addr}");
-        let conf = daemons::write_config(&root, "processor.toml", &daemons::processor_config(&processor_addr, &store_path, TOKEN, PROJECT))?;
+        let conf = daemons::write_config(
+            &root,
+            "processor.toml",
+            &daemons::processor_config(&processor_addr, &store_path, TOKEN, PROJECT),
+        )?;
         let conf = conf.display().to_string();
-        let mut processor = Daemon::new("processor", &bins.processor, &["--config", &conf], root.join("processor.log"));
+        let mut processor = Daemon::new(
+            "processor",
+            &bins.processor,
+            &["--config", &conf],
+            root.join("processor.log"),
+        );
         processor.start()?;
         wait_ready(&mut processor, &processor_addr)?;
 
         let shipper_addr = format!("127.0.0.1:{}", free_port()?);
-        let paths = daemons::ShipperPaths { spool, state: shipper_state };
-        let conf = daemons::write_config(&root, "shipper.toml", &daemons::shipper_config(&paths, &url, TOKEN, PROJECT, &shipper_addr))?;
+        let paths = daemons::ShipperPaths {
+            spool,
+            state: shipper_state,
+        };
+        let conf = daemons::write_config(
+            &root,
+            "shipper.toml",
+            &daemons::shipper_config(&paths, &url, TOKEN, PROJECT, &shipper_addr),
+        )?;
         let conf = conf.display().to_string();
-        let mut shipper = Daemon::new("shipper", &bins.shipper, &["--config", &conf], root.join("shipper.log"));
+        let mut shipper = Daemon::new(
+            "shipper",
+            &bins.shipper,
+            &["--config", &conf],
+            root.join("shipper.log"),
+        );
         shipper.start()?;
         wait_ready(&mut shipper, &shipper_addr)?;
 
@@ -177,9 +221,18 @@ impl Stack {
             spool: pgw_spool,
             state: pgw_state,
         };
-        let conf = daemons::write_config(&root, "pg-watch.toml", &daemons::pg_watch_config(&setup, &url, TOKEN, PROJECT, &pg_watch_addr))?;
+        let conf = daemons::write_config(
+            &root,
+            "pg-watch.toml",
+            &daemons::pg_watch_config(&setup, &url, TOKEN, PROJECT, &pg_watch_addr),
+        )?;
         let conf = conf.display().to_string();
-        let mut pg_watch = Daemon::new("pg-watch", &bins.pg_watch, &["--config", &conf], root.join("pg-watch.log"));
+        let mut pg_watch = Daemon::new(
+            "pg-watch",
+            &bins.pg_watch,
+            &["--config", &conf],
+            root.join("pg-watch.log"),
+        );
         pg_watch.start()?;
         wait_ready(&mut pg_watch, &pg_watch_addr)?;
 
@@ -195,16 +248,33 @@ impl Stack {
         };
         let mut web = web::Web::start(&setup, &tools.php_fpm, &tools.nginx)?;
         let web_addr = format!("127.0.0.1:{}", web.port);
-        let up = wait_until("the PHP application answering /ping", Duration::from_secs(30), || {
-            matches!(http_get(&web_addr, "/ping", None), Ok((200, body)) if body.starts_with("pong"))
-        });
+        let up = wait_until(
+            "the PHP application answering /ping",
+            Duration::from_secs(30),
+            || matches!(http_get(&web_addr, "/ping", None), Ok((200, body)) if body.starts_with("pong")),
+        );
         if let Err(e) = up {
             let logs = web.logs();
             web.fpm.stop();
             return Err(format!("{e}\n{logs}"));
         }
-        println!("scenarios: stack up in {:.1} s (folder {})", started.elapsed().as_secs_f64(), root.display());
-        Ok(Stack { web, pg_watch, shipper, processor, pg, processor_addr, shipper_addr, pg_watch_addr, store_path, dir })
+        println!(
+            "scenarios: stack up in {:.1} s (folder {})",
+            started.elapsed().as_secs_f64(),
+            root.display()
+        );
+        Ok(Stack {
+            web,
+            pg_watch,
+            shipper,
+            processor,
+            pg,
+            processor_addr,
+            shipper_addr,
+            pg_watch_addr,
+            store_path,
+            dir,
+        })
     }
 
     pub fn base_url(&self) -> String {
@@ -216,7 +286,13 @@ impl Stack {
     /// # Errors
     /// A daemon is not running.
     pub fn check_alive(&mut self) -> Result<(), String> {
-        for d in [&mut self.processor, &mut self.shipper, &mut self.pg_watch, &mut self.web.fpm, &mut self.web.nginx] {
+        for d in [
+            &mut self.processor,
+            &mut self.shipper,
+            &mut self.pg_watch,
+            &mut self.web.fpm,
+            &mut self.web.nginx,
+        ] {
             if let Some(status) = d.exited() {
                 return Err(format!("{} exited ({status}):\n{}", d.name, d.log_tail(30)));
             }
@@ -237,7 +313,9 @@ impl Stack {
         std::thread::sleep(written_by.saturating_duration_since(Instant::now()));
         let caught_up_from = Instant::now() + Duration::from_millis(2500);
         let caught_up = |addr: &str, prefix: &str| -> bool {
-            let Ok((200, text)) = http_get(addr, "/metrics", None) else { return false };
+            let Ok((200, text)) = http_get(addr, "/metrics", None) else {
+                return false;
+            };
             metric(&text, &format!("{prefix}_lag_seconds")).is_some_and(|s| s <= 1.0)
                 && metric(&text, &format!("{prefix}_lines_shipped_total")).is_some_and(|n| n > 0.0)
         };
@@ -266,13 +344,21 @@ impl Stack {
 /// It exited or did not answer within a minute; the message carries its log.
 pub fn wait_ready(d: &mut Daemon, addr: &str) -> Result<(), String> {
     let mut exited = None;
-    let r = wait_until(&format!("{} answering /healthz on {addr}", d.name), Duration::from_secs(60), || {
-        exited = d.exited();
-        exited.is_some() || matches!(http_get(addr, "/healthz", None), Ok((200, _)))
-    });
+    let r = wait_until(
+        &format!("{} answering /healthz on {addr}", d.name),
+        Duration::from_secs(60),
+        || {
+            exited = d.exited();
+            exited.is_some() || matches!(http_get(addr, "/healthz", None), Ok((200, _)))
+        },
+    );
     match (r, exited) {
         (Ok(()), None) => Ok(()),
-        (_, Some(status)) => Err(format!("{} exited at start ({status}):\n{}", d.name, d.log_tail(30))),
+        (_, Some(status)) => Err(format!(
+            "{} exited at start ({status}):\n{}",
+            d.name,
+            d.log_tail(30)
+        )),
         (Err(e), None) => Err(format!("{e}\n{}", d.log_tail(30))),
     }
 }
@@ -281,5 +367,8 @@ pub fn wait_ready(d: &mut Daemon, addr: &str) -> Result<(), String> {
 /// binary reused from another clone with the same target folder would keep
 /// that clone's folder in `env!`.
 fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -32,7 +32,9 @@ fn as_postgres(program: &str) -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot run: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "{what} failed ({}): {}{}",
@@ -59,7 +61,18 @@ impl Cluster {
         }
         let data = dir.join("data");
         let mut initdb = as_postgres(&format!("{BIN}/initdb"));
-        initdb.args(["-A", "trust", "-U", "postgres", "--locale=C", "-E", "UTF8", "-D"]).arg(&data);
+        initdb
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--locale=C",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data);
         run(initdb, "initdb")?;
         let conf = format!(
             "\n# Bitville APM scenario harness\n\
@@ -76,13 +89,29 @@ impl Cluster {
             sock = dir.display()
         );
         let conf_path = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf_path).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+        let mut text = std::fs::read_to_string(&conf_path)
+            .map_err(|e| format!("{}: {e}", conf_path.display()))?;
         text.push_str(&conf);
         std::fs::write(&conf_path, text).map_err(|e| format!("{}: {e}", conf_path.display()))?;
         let mut start = as_postgres(&format!("{BIN}/pg_ctl"));
-        start.args(["-w", "-t", "60", "-D"]).arg(&data).arg("-l").arg(dir.join("startup.log")).arg("start");
-        run(start, "pg_ctl start").map_err(|e| format!("{e}\n{}", super::daemons::tail(&dir.join("startup.log"), 20)))?;
-        Ok(Cluster { dir: dir.to_owned(), data, port, stopped: false })
+        start
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("startup.log"))
+            .arg("start");
+        run(start, "pg_ctl start").map_err(|e| {
+            format!(
+                "{e}\n{}",
+                super::daemons::tail(&dir.join("startup.log"), 20)
+            )
+        })?;
+        Ok(Cluster {
+            dir: dir.to_owned(),
+            data,
+            port,
+            stopped: false,
+        })
     }
 
     /// The server's log folder, which pg-watch tails.
@@ -92,12 +121,20 @@ impl Cluster {
 
     /// DSN for PHP's PDO (Unix socket).
     pub fn pdo_dsn(&self) -> String {
-        format!("pgsql:host={};port={};dbname=postgres", self.dir.display(), self.port)
+        format!(
+            "pgsql:host={};port={};dbname=postgres",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// libpq conninfo for pg-watch.
     pub fn conninfo(&self) -> String {
-        format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port)
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// Runs SQL from a file with psql (stopping at the first error).
@@ -106,10 +143,20 @@ impl Cluster {
     /// psql failed; the message carries its output.
     pub fn psql_file(&self, file: &Path) -> Result<String, String> {
         let mut psql = Command::new(format!("{BIN}/psql"));
-        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-h"])
-            .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-f"])
-            .arg(file);
+        psql.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-h",
+        ])
+        .arg(&self.dir)
+        .args(["-p", &self.port.to_string(), "-f"])
+        .arg(file);
         run(psql, &format!("psql -f {}", file.display()))
     }
 
@@ -120,7 +167,9 @@ impl Cluster {
         }
         for mode in ["fast", "immediate"] {
             let mut stop = as_postgres(&format!("{BIN}/pg_ctl"));
-            stop.args(["-w", "-t", "30", "-m", mode, "-D"]).arg(&self.data).arg("stop");
+            stop.args(["-w", "-t", "30", "-m", mode, "-D"])
+                .arg(&self.data)
+                .arg("stop");
             if run(stop, "pg_ctl stop").is_ok() {
                 return;
             }

@@ -32,7 +32,8 @@ pub fn spike_report(stack: &mut Stack, frame: &Frame) -> Result<(Report, Via), S
     );
     match http_get(&stack.processor_addr, &path, Some(TOKEN))? {
         (200, body) => {
-            let r = serde_json::from_str(&body).map_err(|e| format!("GET {path}: not a report ({e}): {body:.300}"))?;
+            let r = serde_json::from_str(&body)
+                .map_err(|e| format!("GET {path}: not a report ({e}): {body:.300}"))?;
             Ok((r, Via::Api))
         }
         (404, _) => from_store_file(stack, frame).map(|r| (r, Via::StoreFile)),
@@ -43,7 +44,12 @@ pub fn spike_report(stack: &mut Stack, frame: &Frame) -> Result<(Report, Via), S
 fn from_store_file(stack: &mut Stack, frame: &Frame) -> Result<Report, String> {
     match stack.processor.stop() {
         Some(status) if status.success() => {}
-        other => return Err(format!("processor did not stop cleanly ({other:?}):\n{}", stack.processor.log_tail(20))),
+        other => {
+            return Err(format!(
+                "processor did not stop cleanly ({other:?}):\n{}",
+                stack.processor.log_tail(20)
+            ));
+        }
     }
     let result = StoreFile::open_read_only(&stack.store_path)
         .and_then(|src| report::report(&src, &Scope::Project(PROJECT.to_owned()), frame))
@@ -56,7 +62,10 @@ fn from_store_file(stack: &mut Stack, frame: &Frame) -> Result<Report, String> {
 
 /// The best-ranked suspect of a kind.
 pub fn first_of(r: &Report, kind: SuspectKind) -> Option<&Suspect> {
-    r.suspects.iter().filter(|s| s.kind == kind).min_by_key(|s| s.rank)
+    r.suspects
+        .iter()
+        .filter(|s| s.kind == kind)
+        .min_by_key(|s| s.rank)
 }
 
 /// The ranking as a table, for the test output.

@@ -57,7 +57,11 @@ fn agent_ini(s: &WebSetup<'_>, state: &Path) -> String {
 fn fpm_conf(s: &WebSetup<'_>, ini: &Path, fpm_log: &Path, php_errors: &Path) -> String {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let user = if root { "user = root\ngroup = root\n" } else { "" };
+    let user = if root {
+        "user = root\ngroup = root\n"
+    } else {
+        ""
+    };
     format!(
         "[global]\npid = {dir}/fpm.pid\nerror_log = {fpm_log}\ndaemonize = no\n\n\
          [app]\n{user}listen = {dir}/fpm.sock\npm = static\npm.max_children = {FPM_WORKERS}\n\
@@ -78,7 +82,11 @@ fn fpm_conf(s: &WebSetup<'_>, ini: &Path, fpm_log: &Path, php_errors: &Path) -> 
 
 fn nginx_conf(s: &WebSetup<'_>) -> String {
     // SAFETY: geteuid has no preconditions.
-    let user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" };
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "user root;\n"
+    } else {
+        ""
+    };
     let d = s.dir.display();
     format!(
         "daemon off;\nworker_processes 1;\n{user}pid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
@@ -108,7 +116,11 @@ impl Web {
         let ini = write_config(s.dir, "profiling.ini", &agent_ini(s, &state))?;
         let fpm_log = s.dir.join("php-fpm.log");
         let php_errors = s.dir.join("php-errors.log");
-        let fpm_path = write_config(s.dir, "php-fpm.conf", &fpm_conf(s, &ini, &fpm_log, &php_errors))?;
+        let fpm_path = write_config(
+            s.dir,
+            "php-fpm.conf",
+            &fpm_conf(s, &ini, &fpm_log, &php_errors),
+        )?;
         let nginx_path = write_config(s.dir, "nginx.conf", &nginx_conf(s))?;
         let fpm_path = fpm_path.display().to_string();
         let mut fpm_args = vec!["--nodaemonize", "--fpm-config", fpm_path.as_str()];
@@ -123,9 +135,20 @@ impl Web {
             format!("{}/", s.dir.join("nginx").display()),
             nginx_path.display().to_string(),
         );
-        let mut nginx = Daemon::new("nginx", nginx, &["-e", &err_log, "-p", &prefix, "-c", &conf], s.dir.join("nginx.out"));
+        let mut nginx = Daemon::new(
+            "nginx",
+            nginx,
+            &["-e", &err_log, "-p", &prefix, "-c", &conf],
+            s.dir.join("nginx.out"),
+        );
         nginx.start()?;
-        Ok(Web { fpm, nginx, port: s.port, fpm_log, php_errors })
+        Ok(Web {
+            fpm,
+            nginx,
+            port: s.port,
+            fpm_log,
+            php_errors,
+        })
     }
 
     pub fn base_url(&self) -> String {

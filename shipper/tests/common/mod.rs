@@ -74,7 +74,11 @@ impl Receiver {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app_state = state.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
@@ -91,7 +95,12 @@ impl Receiver {
             });
         });
         let addr = addr_rx.recv().unwrap();
-        Receiver { addr, state, stop: Some(stop), thread: Some(thread) }
+        Receiver {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -117,24 +126,42 @@ impl Drop for Receiver {
     }
 }
 
-async fn ingest(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn ingest(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     *state.requests.lock().unwrap() += 1;
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {TOKEN}")) {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
         *state.bad_auth.lock().unwrap() += 1;
         return (StatusCode::UNAUTHORIZED, "{\"error\":\"unknown token\"}").into_response();
     }
     let mode = *state.mode.lock().unwrap();
     match mode {
-        Mode::Down => return (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"not ready\"}").into_response(),
-        Mode::TooMany => {
-            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "{\"error\":\"slow down\"}").into_response();
+        Mode::Down => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"not ready\"}").into_response();
         }
-        Mode::Error => return (StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"boom\"}").into_response(),
+        Mode::TooMany => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "0")],
+                "{\"error\":\"slow down\"}",
+            )
+                .into_response();
+        }
+        Mode::Error => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"boom\"}").into_response();
+        }
         Mode::Ok | Mode::Slow(_) | Mode::MaxLines(_) => {}
     }
     let mut text = String::new();
     if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
-        if flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).is_err() {
+        if flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .is_err()
+        {
             return (StatusCode::BAD_REQUEST, "{\"error\":\"bad gzip\"}").into_response();
         }
     } else {
@@ -153,7 +180,9 @@ async fn ingest(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, bod
             let v: serde_json::Value = match serde_json::from_str(line) {
                 Ok(v) => v,
                 Err(e) => {
-                    rejected.push(serde_json::json!({"line": i + 1, "id": null, "reason": e.to_string()}));
+                    rejected.push(
+                        serde_json::json!({"line": i + 1, "id": null, "reason": e.to_string()}),
+                    );
                     continue;
                 }
             };
@@ -189,8 +218,13 @@ pub fn record(file: u64, epoch: u64, n: u64, pad: usize) -> String {
 
 /// An engine configuration with test-sized intervals: fast scans, batches,
 /// checkpoints and retries, short cleanup grace and fragment timeout.
-pub fn fast_config(spool: &std::path::Path, state: &std::path::Path, url: &str) -> shipper::engine::EngineConfig {
-    let mut c = shipper::engine::EngineConfig::new(vec![spool.to_owned()], state.to_owned(), url, TOKEN);
+pub fn fast_config(
+    spool: &std::path::Path,
+    state: &std::path::Path,
+    url: &str,
+) -> shipper::engine::EngineConfig {
+    let mut c =
+        shipper::engine::EngineConfig::new(vec![spool.to_owned()], state.to_owned(), url, TOKEN);
     c.batch_max_age = Duration::from_millis(20);
     c.scan_interval = Duration::from_millis(50);
     c.checkpoint_interval = Duration::from_millis(50);
