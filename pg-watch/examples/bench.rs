@@ -64,7 +64,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let port = cluster.port.to_string();
     let pgbench = |args: &[&str]| {
-        let out = Command::new(format!("{}/pgbench", common::PG_BIN))
+        let out = Command::new(common::pg_bin().join("pgbench"))
             .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
             .args(args)
             .arg("postgres")

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use shipper::check::{DirUse, Findings, check_dir, check_files, probe_processor, read_token_file};
+use bitville_daemon::check::{
+    DirUse, Findings, check_dir, check_files, probe_processor, read_token_file,
+};
 use tokio_postgres::Client;
 use tokio_postgres::config::Host;
 

@@ -208,7 +208,7 @@ fn yes() -> bool {
 }
 
 fn default_host() -> String {
-    shipper::config::hostname()
+    bitville_daemon::host::hostname()
 }
 
 fn default_spool_dir() -> PathBuf {

@@ -6,16 +6,15 @@
 //! processor outage loses nothing. On shutdown the writers stop first, then
 //! the engine drains what they wrote.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use bitville_daemon::Shutdown;
 use serde::Serialize;
 use shipper::engine::{EngineConfig, HostMetricsConfig};
 use shipper::spool::SpoolWriter;
-use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
 use crate::activity::{ActivitySampler, MARKER};
@@ -23,55 +22,38 @@ use crate::config::Config;
 use crate::logs::LogWatcher;
 use crate::statements::StatementsCollector;
 
-macro_rules! metrics {
-    ($( $(#[doc = $doc:literal])* $name:ident : $kind:ident ),* $(,)?) => {
-        /// pg-watch's own counters and gauges, read by `/metrics`.
-        #[derive(Debug, Default)]
-        pub struct Metrics { $( $(#[doc = $doc])* pub $name: AtomicU64, )* }
-
-        impl Metrics {
-            /// Prometheus text format, names prefixed `pgwatch_`.
-            pub fn render(&self) -> String {
-                let mut out = String::new();
-                $(
-                    out.push_str(&format!(
-                        "# HELP pgwatch_{0} {1}\n# TYPE pgwatch_{0} {2}\npgwatch_{0} {3}\n",
-                        stringify!($name), concat!($($doc),*).trim(), stringify!($kind),
-                        self.$name.load(Ordering::Relaxed)
-                    ));
-                )*
-                out
-            }
-        }
-    };
+bitville_daemon::counters! {
+    /// pg-watch's own counters and gauges, rendered as `bitville_pgwatch_*`.
+    pub struct Metrics {
+        /// 1 while the PostgreSQL connection is up.
+        pg_up: gauge,
+        /// Failed connection attempts.
+        pg_connect_failures_total: counter,
+        /// Lost connections and failed queries.
+        pg_errors_total: counter,
+        /// pg_stat_activity samples taken.
+        activity_samples_total: counter,
+        /// What the last activity sample cost, in microseconds.
+        activity_last_sample_us: gauge,
+        /// pg_statements records written.
+        statements_records_total: counter,
+        /// Baselines taken (first snapshot and resets).
+        statements_baselines_total: counter,
+        /// pg_log records written.
+        log_records_total: counter,
+        /// Log lines pg-watch could not parse, kept as raw events.
+        log_unparsed_total: counter,
+        /// Records appended to the spool.
+        records_written_total: counter,
+        /// Records dropped because the spool is full.
+        records_dropped_total: counter,
+        /// Records that could not be written (disk errors).
+        spool_errors_total: counter,
+    }
 }
 
-metrics! {
-    /// 1 while the PostgreSQL connection is up.
-    pg_up: gauge,
-    /// Failed connection attempts.
-    pg_connect_failures_total: counter,
-    /// Lost connections and failed queries.
-    pg_errors_total: counter,
-    /// pg_stat_activity samples taken.
-    activity_samples_total: counter,
-    /// What the last activity sample cost, in microseconds.
-    activity_last_sample_us: gauge,
-    /// pg_statements records written.
-    statements_records_total: counter,
-    /// Baselines taken (first snapshot and resets).
-    statements_baselines_total: counter,
-    /// pg_log records written.
-    log_records_total: counter,
-    /// Log lines pg-watch could not parse, kept as raw events.
-    log_unparsed_total: counter,
-    /// Records appended to the spool.
-    records_written_total: counter,
-    /// Records dropped because the spool is full.
-    records_dropped_total: counter,
-    /// Records that could not be written (disk errors).
-    spool_errors_total: counter,
-}
+/// The subsystem of pg-watch's own metric names: `bitville_pgwatch_*`.
+pub const SUBSYSTEM: &str = "pgwatch";
 
 fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
@@ -116,13 +98,17 @@ impl Spool {
     }
 }
 
-/// Runs pg-watch until `shutdown` completes, then drains.
+/// Runs pg-watch until `shutdown` fires, then drains. `metrics` and
+/// `engine_metrics` outlive a run, so a reload keeps the counters.
 ///
 /// # Errors
-/// The spool, the status listener or the engine cannot start.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
-    let engine_metrics = Arc::new(shipper::metrics::Metrics::default());
+/// The spool, the log tailers or the engine cannot start.
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    engine_metrics: Arc<shipper::metrics::Metrics>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("state_dir {}", config.state_dir.display()))?;
     let writer = SpoolWriter::open(&config.spool_dir, "pg-watch")
@@ -131,23 +117,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         writer: Arc::new(Mutex::new(writer)),
         metrics: metrics.clone(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // The writers stop first, then the engine drains what they wrote.
+    let (stop_writers, writers_stopped) = Shutdown::channel();
 
-    let listener = tokio::net::TcpListener::bind(&config.http.listen)
-        .await
-        .with_context(|| format!("http.listen {}", config.http.listen))?;
-    let http = tokio::spawn(serve_status(
-        listener,
-        metrics.clone(),
-        engine_metrics.clone(),
+    let db = tokio::spawn(db_loop(
+        config.clone(),
+        spool.clone(),
+        writers_stopped.clone(),
     ));
-
-    let db = tokio::spawn(db_loop(config.clone(), spool.clone(), stop_rx.clone()));
-    let logs_stop = Arc::new(AtomicBool::new(false));
     let logs = if config.logs.enabled {
         let watcher =
             LogWatcher::open(&config.logs, &config.state_dir).map_err(anyhow::Error::msg)?;
-        let (cfg, spool, stop) = (config.clone(), spool.clone(), logs_stop.clone());
+        let (cfg, spool, stop) = (config.clone(), spool.clone(), writers_stopped.clone());
         Some(tokio::task::spawn_blocking(move || {
             log_loop(watcher, &cfg, &spool, &stop)
         }))
@@ -155,7 +136,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         None
     };
 
-    let (engine_stop_tx, engine_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop_engine, engine_stopped) = Shutdown::channel();
     let engine = if config.ship.enabled {
         let token = config.token().context("ship token")?;
         let mut ec = EngineConfig::new(
@@ -164,7 +145,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             &config.ship.processor_url,
             &token,
         );
-        ec.metrics = engine_metrics.clone();
+        ec.metrics = engine_metrics;
         if config.host_metrics.enabled {
             ec.host_metrics = Some(HostMetricsConfig {
                 source: "pg-watch",
@@ -174,28 +155,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 spool_dir: config.spool_dir.clone(),
             });
         }
-        Some(tokio::spawn(shipper::engine::run(ec, async move {
-            let _ = engine_stop_rx.await;
-        })))
+        Some(tokio::spawn(shipper::engine::run(ec, engine_stopped)))
     } else {
         None
     };
 
-    shutdown.await;
+    let mut shutdown = shutdown;
+    shutdown.recv().await;
     tracing::info!("shutting down: stopping the writers, then draining the spool");
-    let _ = stop_tx.send(true);
-    logs_stop.store(true, Ordering::Relaxed);
+    stop_writers.trigger();
     let _ = db.await;
     if let Some(l) = logs {
         let _ = l.await;
     }
-    let _ = engine_stop_tx.send(());
+    stop_engine.trigger();
     if let Some(e) = engine {
         e.await
             .context("shipper engine task")?
             .context("shipper engine")?;
     }
-    http.abort();
     Ok(())
 }
 
@@ -207,7 +185,7 @@ pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::E
         pg.password(password);
     }
     pg.application_name("bitville-pg-watch");
-    pg.options(&format!(
+    pg.options(format!(
         "-c statement_timeout={}",
         config.postgres.statement_timeout_ms
     ));
@@ -223,7 +201,7 @@ pub(crate) async fn connect(config: &Config) -> Result<Client, tokio_postgres::E
 
 /// Keeps one connection, reconnecting with exponential backoff; a server
 /// that is down is logged and counted, never fatal.
-async fn db_loop(config: Config, spool: Spool, mut stop: watch::Receiver<bool>) {
+async fn db_loop(config: Config, spool: Spool, mut stop: Shutdown) {
     if !config.activity.enabled && !config.statements.enabled {
         return;
     }
@@ -232,7 +210,7 @@ async fn db_loop(config: Config, spool: Spool, mut stop: watch::Receiver<bool>) 
     let max = Duration::from_millis(config.postgres.reconnect_max_ms);
     let mut backoff = min;
     loop {
-        if *stop.borrow() {
+        if stop.is_shutdown() {
             return;
         }
         match connect(&config).await {
@@ -257,7 +235,7 @@ async fn db_loop(config: Config, spool: Spool, mut stop: watch::Receiver<bool>) 
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => return,
+            () = stop.recv() => return,
         }
         backoff = (backoff * 2).min(max);
     }
@@ -268,7 +246,7 @@ async fn session(
     config: &Config,
     client: &Client,
     spool: &Spool,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Shutdown,
 ) -> Result<(), tokio_postgres::Error> {
     let m = &spool.metrics;
     let version: i32 = client
@@ -297,7 +275,7 @@ async fn session(
     statements_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            _ = stop.changed() => return Ok(()),
+            () = stop.recv() => return Ok(()),
             _ = activity_tick.tick(), if config.activity.enabled => {
                 let record = sampler.sample(client, &config.project, &config.host).await?;
                 inc(&m.activity_samples_total);
@@ -320,10 +298,10 @@ async fn session(
     }
 }
 
-fn log_loop(mut watcher: LogWatcher, config: &Config, spool: &Spool, stop: &AtomicBool) {
+fn log_loop(mut watcher: LogWatcher, config: &Config, spool: &Spool, stop: &Shutdown) {
     let interval = Duration::from_millis(config.logs.poll_interval_ms);
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
+        let stopping = stop.is_shutdown();
         let (records, unparsed) = watcher.poll(&config.project, &config.host, |r| spool.write(r));
         spool
             .metrics
@@ -337,32 +315,5 @@ fn log_loop(mut watcher: LogWatcher, config: &Config, spool: &Spool, stop: &Atom
             return;
         }
         std::thread::sleep(interval);
-    }
-}
-
-async fn serve_status(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    engine: Arc<shipper::metrics::Metrics>,
-) {
-    use axum::routing::get;
-    let m = metrics.clone();
-    let app = axum::Router::new()
-        .route(
-            "/healthz",
-            get(move || {
-                let up = m.pg_up.load(Ordering::Relaxed) == 1;
-                async move { axum::Json(serde_json::json!({"status": "ok", "postgres": if up { "up" } else { "down" }})) }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics.render() + &engine.render("pgwatch_shipper");
-                async move { ([("content-type", "text/plain; version=0.0.4")], text) }
-            }),
-        );
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "status server stopped");
     }
 }

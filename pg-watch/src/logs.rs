@@ -156,10 +156,11 @@ impl LogWatcher {
                 continue;
             }
             records += handed;
-            if handed > 0 && all_written {
-                if let Err(e) = tailer.commit() {
-                    tracing::warn!(error = %e, "log checkpoint not written");
-                }
+            if handed > 0
+                && all_written
+                && let Err(e) = tailer.commit()
+            {
+                tracing::warn!(error = %e, "log checkpoint not written");
             }
         }
         (records, unparsed)

@@ -1,12 +1,12 @@
-//! pg-watch: arguments, logging, config, then [`pg_watch::daemon::run`] until
+//! pg-watch: arguments, logging, config, then [`pg_watch::app::run`] until
 //! SIGTERM; SIGHUP reloads the config (a bad new config keeps the old one).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use bitville_daemon::Shutdown;
 use clap::Parser;
 use pg_watch::config::Config;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// Samples PostgreSQL activity and statements, parses its logs, and ships
 /// everything to the Bitville APM processor.
@@ -72,31 +72,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     rt.block_on(async move {
-        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-        let mut config = config;
-        loop {
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let daemon = tokio::spawn(pg_watch::daemon::run(config.clone(), async move {
-                let _ = rx.await;
-            }));
-            let reload = tokio::select! {
-                _ = term.recv() => false,
-                _ = tokio::signal::ctrl_c() => false,
-                _ = hup.recv() => true,
-            };
-            let _ = tx.send(());
-            daemon.await.context("daemon task")??;
-            if !reload {
-                return Ok(());
-            }
-            match Config::load(&args.config) {
-                Ok(c) => {
-                    tracing::info!(config = %args.config.display(), "config reloaded");
-                    config = c;
-                }
-                Err(e) => tracing::error!("config not reloaded, keeping the old one: {e}"),
-            }
-        }
+        let shutdown = Shutdown::on_signals().context("SIGTERM and SIGINT handlers")?;
+        pg_watch::app::run(config, Some(args.config), shutdown).await
     })
 }

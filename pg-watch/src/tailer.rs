@@ -4,8 +4,9 @@
 //! rotation (by time or size), sometimes reusing a name and truncating it
 //! (`log_truncate_on_rotation`). So a file is keyed by device and inode plus
 //! a fingerprint of its first line, never by its path, and its read position
-//! is the start of the first entry not yet handed out. Checkpoints are
-//! written to a temporary file, synced, and renamed into place.
+//! is the start of the first entry not yet handed out. File identity and
+//! checkpoints are the shipper's own ([`Fingerprinter::first_line`],
+//! [`Checkpointer`]), with entries keyed by the first line.
 //!
 //! Record ids derive from the file fingerprint, format and entry offset: an
 //! entry read again after a crash (records written, checkpoint not yet)
@@ -13,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,20 +22,19 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use shipper::checkpoint::{CheckpointError, Checkpointer, Loaded};
+use shipper::fingerprint::{Fingerprinter, fnv1a};
+
 use crate::log::{EntryParser, FilePosition, LogEntry, LogFormat};
 
 /// How much of a file one poll reads at most; bounds memory.
 pub const READ_CHUNK_MAX: usize = 8 << 20;
-/// The first line of a file, up to this many bytes, is its fingerprint.
-const FINGERPRINT_BYTES: usize = 256;
-const CHECKPOINT_VERSION: u32 = 1;
-
 #[derive(Debug, Error)]
 pub enum TailError {
     #[error("log directory {path}: {source}")]
     Directory { path: PathBuf, source: io::Error },
-    #[error("checkpoint file {path}: {source}")]
-    Checkpoint { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// Where a file's identity is kept: device, inode and first-line fingerprint.
@@ -45,18 +45,13 @@ pub struct FileKey {
     pub fingerprint: u64,
 }
 
+/// One file's entry in the tailer's checkpoint file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CheckpointEntry {
     #[serde(flatten)]
     key: FileKey,
     path: String,
     offset: FilePosition,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointFile {
-    version: u32,
-    files: Vec<CheckpointEntry>,
 }
 
 /// What the tailer knows of one file.
@@ -109,7 +104,7 @@ pub struct Tailer {
     dir: PathBuf,
     pattern: String,
     parser: Box<dyn EntryParser>,
-    checkpoint_path: PathBuf,
+    checkpointer: Checkpointer<CheckpointEntry>,
     files: HashMap<(u64, u64), FileState>,
     /// Checkpoint entries loaded at start, consumed as files are found.
     loaded: Vec<CheckpointEntry>,
@@ -133,27 +128,20 @@ impl Tailer {
         checkpoint_path: &Path,
         start_at: StartAt,
     ) -> Result<Self, TailError> {
-        let (loaded, first_start) = match fs::read(checkpoint_path) {
-            Ok(bytes) => match serde_json::from_slice::<CheckpointFile>(&bytes) {
-                Ok(c) if c.version == CHECKPOINT_VERSION => (c.files, false),
-                _ => {
-                    tracing::warn!(path = %checkpoint_path.display(), "checkpoint file is unreadable, starting afresh");
-                    (Vec::new(), false)
-                }
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), true),
-            Err(source) => {
-                return Err(TailError::Checkpoint {
-                    path: checkpoint_path.to_owned(),
-                    source,
-                });
+        let checkpointer = Checkpointer::at(checkpoint_path);
+        let (loaded, first_start) = match checkpointer.load()? {
+            Loaded::Found(files) => (files, false),
+            Loaded::Missing => (Vec::new(), true),
+            Loaded::Unusable(reason) => {
+                tracing::warn!("{reason}");
+                (Vec::new(), false)
             }
         };
         Ok(Tailer {
             dir: dir.to_owned(),
             pattern: pattern.to_owned(),
             parser,
-            checkpoint_path: checkpoint_path.to_owned(),
+            checkpointer,
             files: HashMap::new(),
             loaded,
             first_start,
@@ -186,14 +174,14 @@ impl Tailer {
             if name.starts_with('.') || !glob_match(&self.pattern, name) {
                 continue;
             }
-            if let Ok(meta) = dirent.metadata() {
-                if meta.is_file() {
-                    found.push((
-                        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                        dirent.path(),
-                        meta,
-                    ));
-                }
+            if let Ok(meta) = dirent.metadata()
+                && meta.is_file()
+            {
+                found.push((
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    dirent.path(),
+                    meta,
+                ));
             }
         }
         found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -230,7 +218,7 @@ impl Tailer {
             return Ok(());
         }
         let mut file = fs::File::open(path)?;
-        let Some(fingerprint) = first_line_fingerprint(&mut file)? else {
+        let Some(fingerprint) = Fingerprinter::first_line(&file)? else {
             return Ok(()); // No complete first line yet.
         };
         let key = FileKey {
@@ -328,20 +316,7 @@ impl Tailer {
             .collect();
         // Checkpoints of files not seen yet in this run are kept.
         files.extend(self.loaded.iter().cloned());
-        let doc = CheckpointFile {
-            version: CHECKPOINT_VERSION,
-            files,
-        };
-        let bytes =
-            serde_json::to_vec_pretty(&doc).map_err(|e| self.ck_err(io::Error::other(e)))?;
-        write_atomically(&self.checkpoint_path, &bytes).map_err(|e| self.ck_err(e))
-    }
-
-    fn ck_err(&self, source: io::Error) -> TailError {
-        TailError::Checkpoint {
-            path: self.checkpoint_path.clone(),
-            source,
-        }
+        Ok(self.checkpointer.save(&files)?)
     }
 
     /// The read position of every known file, for /metrics and tests.
@@ -351,51 +326,6 @@ impl Tailer {
             .map(|s| (s.path.clone(), s.offset))
             .collect()
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// The fingerprint of a file's first line; `None` while it has no complete line.
-fn first_line_fingerprint(file: &mut fs::File) -> io::Result<Option<u64>> {
-    let mut head = [0u8; FINGERPRINT_BYTES];
-    file.seek(SeekFrom::Start(0))?;
-    let mut n = 0;
-    while n < head.len() {
-        let got = file.read(&mut head[n..])?;
-        if got == 0 {
-            break;
-        }
-        n += got;
-    }
-    let head = &head[..n];
-    let line = match memchr::memchr(b'\n', head) {
-        Some(end) => &head[..end],
-        None if n == FINGERPRINT_BYTES => head,
-        None => return Ok(None),
-    };
-    Ok(Some(fnv1a(0xcbf2_9ce4_8422_2325, line)))
-}
-
-fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
-    let mut h = seed;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 /// A UUID v4 made from the entry's position, stable across re-reads.
@@ -445,6 +375,8 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
     use crate::log::prefix::PrefixParser;
     use crate::log::stderr::StderrParser;
 

@@ -91,9 +91,13 @@ listen = "127.0.0.1:{status_port}"
     );
     let config = Config::parse(&toml, std::path::Path::new("test.toml")).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(pg_watch::daemon::run(config, async move {
-        let _ = stop_rx.await;
-    }));
+    let daemon = tokio::spawn(pg_watch::app::run(
+        config,
+        None,
+        bitville_daemon::Shutdown::on(async move {
+            let _ = stop_rx.await;
+        }),
+    ));
 
     let app = cluster
         .connect("bitville:7c9e6679-7425-40de-944b-e07fc1f90ae7")
@@ -146,10 +150,13 @@ listen = "127.0.0.1:{status_port}"
     );
     let metrics = http("/metrics").await;
     assert!(
-        metrics.contains("pgwatch_activity_samples_total"),
+        metrics.contains("bitville_pgwatch_activity_samples_total"),
         "{metrics}"
     );
-    assert!(metrics.contains("pgwatch_shipper_"), "{metrics}");
+    assert!(
+        metrics.contains("bitville_shipper_lines_shipped_total"),
+        "{metrics}"
+    );
 
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(20), daemon)

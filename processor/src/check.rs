@@ -9,8 +9,8 @@ use std::path::Path;
 
 // The daemons share one shape of findings and the same access and probe
 // rules; the shipper's check module holds them.
-pub use shipper::check::Findings;
-use shipper::check::{PROBE_TIMEOUT, can};
+pub use bitville_daemon::check::Findings;
+use bitville_daemon::check::{PROBE_TIMEOUT, can};
 
 use crate::config::Config;
 use crate::gelf::config::TransportKind;

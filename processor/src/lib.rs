@@ -45,7 +45,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use bitville_daemon::Trigger;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::auth::Tokens;
@@ -166,7 +167,7 @@ pub struct Processor {
     app: Arc<App>,
     http_addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
-    shutdown: watch::Sender<bool>,
+    shutdown: Trigger,
     https: bool,
     http_task: JoinHandle<()>,
     other_tasks: Vec<JoinHandle<()>>,
@@ -200,13 +201,9 @@ impl Processor {
             dev_token,
         });
 
-        let (shutdown, _) = watch::channel(false);
-        let stopped = |tx: &watch::Sender<bool>| {
-            let mut rx = tx.subscribe();
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            }
-        };
+        // Dropped with an error below, it stops the tasks already started.
+        let shutdown = Trigger::new();
+        let stopped = |t: &Trigger| t.subscribe().wait();
 
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -311,7 +308,7 @@ impl Processor {
     /// # Errors
     /// The final checkpoint failed; the data is in the WAL all the same.
     pub async fn shutdown(self) -> Result<(), StoreError> {
-        let _ = self.shutdown.send(true);
+        self.shutdown.trigger();
         let mut http_task = self.http_task;
         if tokio::time::timeout(self.grace, &mut http_task)
             .await

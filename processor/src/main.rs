@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bitville_daemon::Shutdown;
+use bitville_daemon::reload::Hangups;
 use clap::{Parser, Subcommand};
 use processor::config::Config;
 use processor::{DEV_PROJECT, Processor};
@@ -117,19 +119,20 @@ fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         if let Some(token) = processor.dev_token() {
             println!("processor: no tokens configured; development token for project {DEV_PROJECT}: {token}");
         }
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+        let mut shutdown =
+            Shutdown::on_signals().context("cannot watch SIGTERM and SIGINT")?;
+        let mut hangups = Hangups::new().context("cannot watch SIGHUP")?;
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => match &config_path {
+                () = shutdown.recv() => break,
+                () = hangups.recv() => match &config_path {
                     Some(path) => match load(Some(path)) {
                         Ok(new) => {
                             processor.app().reload(&new);
-                            tracing::info!("reloaded tokens, limits and retention from {}", path.display());
+                            tracing::info!(
+                                "reloaded tokens, limits and retention from {}",
+                                path.display()
+                            );
                         }
                         Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
                     },

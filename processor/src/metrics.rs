@@ -6,9 +6,10 @@
 //! under `unknown`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use bitville_daemon::metrics::{Exposition, Kind};
 
 use crate::gelf::metrics::OutputMetrics;
 
@@ -113,130 +114,108 @@ impl Metrics {
 
     /// The Prometheus text, with the store's size and rows passed in.
     pub fn render(&self, store_bytes: u64, table_rows: &[(String, i64)], ready: bool) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP bitville_records_total Records received, by project, kind and outcome."
+        let mut out = Exposition::new("");
+        out.family(
+            "records_total",
+            "Records received, by project, kind and outcome.",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE bitville_records_total counter");
-        for ((project, kind, outcome), n) in self
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "bitville_records_total{{project=\"{}\",kind=\"{}\",outcome=\"{}\"}} {n}",
-                escape(project),
-                escape(kind),
-                outcome.as_str()
-            );
+        for ((project, kind, outcome), n) in lock(&self.records).iter() {
+            let labels = [
+                ("project", project.as_str()),
+                ("kind", kind.as_str()),
+                ("outcome", outcome.as_str()),
+            ];
+            out.sample("records_total", &labels, n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP bitville_ingest_responses_total Ingest responses by HTTP status."
+        out.family(
+            "ingest_responses_total",
+            "Ingest responses by HTTP status.",
+            Kind::Counter,
         );
-        let _ = writeln!(out, "# TYPE bitville_ingest_responses_total counter");
-        for (status, n) in self
-            .responses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "bitville_ingest_responses_total{{status=\"{status}\"}} {n}"
+        for (status, n) in lock(&self.responses).iter() {
+            out.sample(
+                "ingest_responses_total",
+                &[("status", &status.to_string())],
+                n,
             );
         }
         {
-            let h = self.batch_latency.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(
-                out,
-                "# HELP bitville_batch_seconds Time from a batch's arrival to its durable commit."
+            let h = lock(&self.batch_latency);
+            out.family(
+                "batch_seconds",
+                "Time from a batch's arrival to its durable commit.",
+                Kind::Histogram,
             );
-            let _ = writeln!(out, "# TYPE bitville_batch_seconds histogram");
             for (bound, n) in LATENCY_BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(out, "bitville_batch_seconds_bucket{{le=\"{bound}\"}} {n}");
+                out.sample("batch_seconds_bucket", &[("le", &bound.to_string())], n);
             }
-            let _ = writeln!(
-                out,
-                "bitville_batch_seconds_bucket{{le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "bitville_batch_seconds_sum {}", h.sum);
-            let _ = writeln!(out, "bitville_batch_seconds_count {}", h.count);
+            out.sample("batch_seconds_bucket", &[("le", "+Inf")], h.count);
+            out.sample("batch_seconds_sum", &[], h.sum);
+            out.sample("batch_seconds_count", &[], h.count);
         }
-        let _ = writeln!(out, "# TYPE bitville_udp_datagrams_total counter");
-        let _ = writeln!(
-            out,
-            "bitville_udp_datagrams_total{{outcome=\"received\"}} {}",
-            self.udp_received.load(Ordering::Relaxed)
+        out.family(
+            "udp_datagrams_total",
+            "UDP datagrams by outcome: received, queued for the store, refused (by reason).",
+            Kind::Counter,
         );
-        let _ = writeln!(
-            out,
-            "bitville_udp_datagrams_total{{outcome=\"queued\"}} {}",
-            self.udp_queued.load(Ordering::Relaxed)
-        );
-        for (reason, n) in self
-            .udp_refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "bitville_udp_datagrams_total{{outcome=\"refused\",reason=\"{reason}\"}} {n}"
-            );
+        let received = self.udp_received.load(Ordering::Relaxed);
+        let queued = self.udp_queued.load(Ordering::Relaxed);
+        out.sample("udp_datagrams_total", &[("outcome", "received")], received);
+        out.sample("udp_datagrams_total", &[("outcome", "queued")], queued);
+        for (reason, n) in lock(&self.udp_refused).iter() {
+            let labels = [("outcome", "refused"), ("reason", reason)];
+            out.sample("udp_datagrams_total", &labels, n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP bitville_store_bytes Size of the store file and its WAL."
+        out.single(
+            "store_bytes",
+            "Size of the store file and its WAL.",
+            Kind::Gauge,
+            store_bytes,
         );
-        let _ = writeln!(out, "# TYPE bitville_store_bytes gauge");
-        let _ = writeln!(out, "bitville_store_bytes {store_bytes}");
-        let _ = writeln!(
-            out,
-            "# HELP bitville_store_rows Rows per table, all retained days."
+        out.family(
+            "store_rows",
+            "Rows per table, all retained days.",
+            Kind::Gauge,
         );
-        let _ = writeln!(out, "# TYPE bitville_store_rows gauge");
         for (table, n) in table_rows {
-            let _ = writeln!(
-                out,
-                "bitville_store_rows{{table=\"{}\"}} {n}",
-                escape(table)
-            );
+            out.sample("store_rows", &[("table", table)], n);
         }
-        let _ = writeln!(out, "# TYPE bitville_retention_runs_total counter");
-        let _ = writeln!(
-            out,
-            "bitville_retention_runs_total {}",
-            self.retention_runs.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "bitville_retention_failures_total {}",
-            self.retention_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "bitville_retention_dropped_days_total {}",
-            self.retention_dropped_days.load(Ordering::Relaxed)
-        );
+        for (name, help, counter) in [
+            (
+                "retention_runs_total",
+                "Retention runs.",
+                &self.retention_runs,
+            ),
+            (
+                "retention_failures_total",
+                "Retention runs that failed (retried at the next).",
+                &self.retention_failures,
+            ),
+            (
+                "retention_dropped_days_total",
+                "Expired days dropped.",
+                &self.retention_dropped_days,
+            ),
+        ] {
+            out.single(name, help, Kind::Counter, counter.load(Ordering::Relaxed));
+        }
         if let Some(outputs) = self.gelf_outputs.get() {
             crate::gelf::metrics::render(outputs, &mut out);
         }
-        let _ = writeln!(out, "# TYPE bitville_ready gauge");
-        let _ = writeln!(out, "bitville_ready {}", u8::from(ready));
-        out
+        out.single(
+            "ready",
+            "1 when the store's writer commits (as /readyz says).",
+            Kind::Gauge,
+            u8::from(ready),
+        );
+        out.finish()
     }
 }
 
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A poisoned counter map is still a good counter map.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -167,22 +167,26 @@ fn prev_is_ident(out: &str, pending_space: bool) -> bool {
 /// A sign after an operand is an operator (`a - 1`), otherwise part of a literal (`= -1`).
 fn prev_is_operand(out: &str) -> bool {
     let trimmed = out.trim_end();
-    match trimmed.as_bytes().last() {
+    if match trimmed.as_bytes().last() {
         None => false,
         Some(b) => is_ident_byte(*b) || *b == b')' || *b == b'"' || *b == b']',
+    } {
+        {
+            // Keywords before a sign still take a literal: `WHERE x = 1 AND -1 < y` is rare,
+            // `SELECT -1` is common.
+            let word = trimmed
+                .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .next();
+            !matches!(
+                word.map(str::to_ascii_uppercase).as_deref(),
+                Some(
+                    "SELECT" | "AND" | "OR" | "WHERE" | "THEN" | "ELSE" | "WHEN" | "RETURN" | "BY"
+                )
+            )
+        }
+    } else {
+        false
     }
-    .then(|| {
-        // Keywords before a sign still take a literal: `WHERE x = 1 AND -1 < y` is rare,
-        // `SELECT -1` is common.
-        let word = trimmed
-            .rsplit(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-            .next();
-        !matches!(
-            word.map(str::to_ascii_uppercase).as_deref(),
-            Some("SELECT" | "AND" | "OR" | "WHERE" | "THEN" | "ELSE" | "WHEN" | "RETURN" | "BY")
-        )
-    })
-    .unwrap_or(false)
 }
 
 fn is_signed_number(bytes: &[u8], i: usize) -> bool {

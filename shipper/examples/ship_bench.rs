@@ -247,9 +247,12 @@ fn engine_child(spool: &str, state: &str, url: &str) {
     rt.block_on(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-        shipper::engine::run(cfg, async move {
-            term.recv().await;
-        })
+        shipper::engine::run(
+            cfg,
+            bitville_daemon::Shutdown::on(async move {
+                term.recv().await;
+            }),
+        )
         .await
         .unwrap();
     });

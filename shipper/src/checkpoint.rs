@@ -9,8 +9,10 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::{FileId, HeadSum};
@@ -31,10 +33,18 @@ pub struct FileCheckpoint {
     pub offset: FilePosition,
 }
 
-#[derive(Serialize, Deserialize)]
-struct CheckpointFile {
+/// The file as written: borrowed entries.
+#[derive(Serialize)]
+struct CheckpointOut<'a, E> {
     version: u32,
-    files: Vec<FileCheckpoint>,
+    files: &'a [E],
+}
+
+/// The file as read.
+#[derive(Deserialize)]
+struct CheckpointIn<E> {
+    version: u32,
+    files: Vec<E>,
 }
 
 /// Errors of [`Checkpointer`].
@@ -44,21 +54,39 @@ pub enum CheckpointError {
     Io { path: PathBuf, source: io::Error },
 }
 
-/// Loads and saves the checkpoint file in the shipper's state directory.
-#[derive(Debug, Clone)]
-pub struct Checkpointer {
-    path: PathBuf,
-    tmp: PathBuf,
-    dir: PathBuf,
+/// What [`Checkpointer::load`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded<E> {
+    /// No checkpoint file: a first start.
+    Missing,
+    Found(Vec<E>),
+    /// A torn, foreign or other-version file; the reason says which.
+    Unusable(String),
 }
 
-impl Checkpointer {
-    /// A checkpointer for `state_dir` (created on first save).
+/// Loads and saves one checkpoint file: the shipper's (`E` =
+/// [`FileCheckpoint`]) or another tailer's with entries of its own (pg-watch
+/// keys PostgreSQL's log files by their first line).
+#[derive(Debug, Clone)]
+pub struct Checkpointer<E = FileCheckpoint> {
+    path: PathBuf,
+    entries: PhantomData<fn() -> E>,
+}
+
+impl Checkpointer<FileCheckpoint> {
+    /// The shipper's checkpointer in `state_dir` (created on first save).
     pub fn new(state_dir: &Path) -> Checkpointer {
+        Checkpointer::at(&state_dir.join(FILE_NAME))
+    }
+}
+
+impl<E: Serialize + DeserializeOwned> Checkpointer<E> {
+    /// A checkpointer of the file at `path`; its directory is created on
+    /// first save.
+    pub fn at(path: &Path) -> Checkpointer<E> {
         Checkpointer {
-            path: state_dir.join(FILE_NAME),
-            tmp: state_dir.join(format!("{FILE_NAME}.tmp")),
-            dir: state_dir.to_owned(),
+            path: path.to_owned(),
+            entries: PhantomData,
         }
     }
 
@@ -67,36 +95,41 @@ impl Checkpointer {
         &self.path
     }
 
-    /// The saved checkpoints, and a warning when the file was there but
-    /// could not be used (so the caller logs it and starts over).
-    pub fn load(&self) -> (Vec<FileCheckpoint>, Option<String>) {
+    /// The saved entries, or why there are none.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read.
+    pub fn load(&self) -> Result<Loaded<E>, CheckpointError> {
         let text = match fs::read(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return (Vec::new(), None),
-            Err(e) => {
-                return (
-                    Vec::new(),
-                    Some(format!("checkpoint file {}: {e}", self.path.display())),
-                );
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+            Err(source) => {
+                return Err(CheckpointError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
             }
         };
-        match serde_json::from_slice::<CheckpointFile>(&text) {
-            Ok(f) if f.version == CHECKPOINT_VERSION => (f.files, None),
-            Ok(f) => (
-                Vec::new(),
-                Some(format!(
-                    "checkpoint file {}: version {} is not {CHECKPOINT_VERSION}, starting over",
-                    self.path.display(),
-                    f.version
-                )),
-            ),
-            Err(e) => (
-                Vec::new(),
-                Some(format!(
-                    "checkpoint file {}: {e}, starting over",
-                    self.path.display()
-                )),
-            ),
+        let path = self.path.display();
+        Ok(match serde_json::from_slice::<CheckpointIn<E>>(&text) {
+            Ok(f) if f.version == CHECKPOINT_VERSION => Loaded::Found(f.files),
+            Ok(f) => Loaded::Unusable(format!(
+                "checkpoint file {path}: version {} is not {CHECKPOINT_VERSION}, starting over",
+                f.version
+            )),
+            Err(e) => Loaded::Unusable(format!("checkpoint file {path}: {e}, starting over")),
+        })
+    }
+
+    /// The saved entries, and a warning when the file was there but could
+    /// not be used (so the caller logs it and starts over: duplicates, which
+    /// the processor drops, never loss).
+    pub fn load_or_start_over(&self) -> (Vec<E>, Option<String>) {
+        match self.load() {
+            Ok(Loaded::Found(files)) => (files, None),
+            Ok(Loaded::Missing) => (Vec::new(), None),
+            Ok(Loaded::Unusable(warning)) => (Vec::new(), Some(warning)),
+            Err(e) => (Vec::new(), Some(e.to_string())),
         }
     }
 
@@ -104,27 +137,41 @@ impl Checkpointer {
     ///
     /// # Errors
     /// Creating, writing, syncing or renaming fails.
-    pub fn save(&self, files: &[FileCheckpoint]) -> Result<(), CheckpointError> {
-        let err = |source| CheckpointError::Io {
+    pub fn save(&self, files: &[E]) -> Result<(), CheckpointError> {
+        let body = serde_json::to_vec(&CheckpointOut {
+            version: CHECKPOINT_VERSION,
+            files,
+        })
+        .map_err(io::Error::other)
+        .and_then(|body| write_atomically(&self.path, &body));
+        body.map_err(|source| CheckpointError::Io {
             path: self.path.clone(),
             source,
-        };
-        fs::create_dir_all(&self.dir).map_err(err)?;
-        let body = serde_json::to_vec(&CheckpointFile {
-            version: CHECKPOINT_VERSION,
-            files: files.to_vec(),
         })
-        .map_err(|e| err(io::Error::other(e)))?;
-        let mut tmp = File::create(&self.tmp).map_err(err)?;
-        tmp.write_all(&body).map_err(err)?;
-        tmp.sync_all().map_err(err)?;
-        drop(tmp);
-        fs::rename(&self.tmp, &self.path).map_err(err)?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
-        Ok(())
     }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it
+/// over `path` and syncs the directory, so that a crash leaves either the
+/// old or the new content. The directory is created when missing.
+///
+/// # Errors
+/// Creating, writing, syncing or renaming fails.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -144,9 +191,10 @@ mod tests {
     fn save_then_load_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let cp = Checkpointer::new(&dir.path().join("state"));
-        assert_eq!(cp.load(), (Vec::new(), None));
+        assert_eq!(cp.load().unwrap(), Loaded::Missing);
         cp.save(&sample()).unwrap();
-        assert_eq!(cp.load(), (sample(), None));
+        assert_eq!(cp.load().unwrap(), Loaded::Found(sample()));
+        assert_eq!(cp.load_or_start_over(), (sample(), None));
         assert!(!dir.path().join("state/checkpoints.json.tmp").exists());
     }
 
@@ -157,12 +205,17 @@ mod tests {
         cp.save(&sample()).unwrap();
         // A crash during a write leaves only the temporary file truncated.
         fs::write(dir.path().join("checkpoints.json.tmp"), b"{\"vers").unwrap();
-        assert_eq!(cp.load(), (sample(), None));
+        assert_eq!(cp.load_or_start_over(), (sample(), None));
         fs::write(cp.path(), b"{\"vers").unwrap();
-        let (files, warning) = cp.load();
+        let (files, warning) = cp.load_or_start_over();
         assert!(files.is_empty());
         assert!(warning.unwrap().contains("starting over"));
         fs::write(cp.path(), br#"{"version":99,"files":[]}"#).unwrap();
-        assert!(cp.load().1.unwrap().contains("version 99 is not 1"));
+        assert!(
+            cp.load_or_start_over()
+                .1
+                .unwrap()
+                .contains("version 99 is not 1")
+        );
     }
 }

@@ -305,7 +305,10 @@ impl Config {
                 ));
             }
         };
-        let host = self.host.clone().unwrap_or_else(hostname);
+        let host = self
+            .host
+            .clone()
+            .unwrap_or_else(bitville_daemon::host::hostname);
         let first_spool = self.spool_dirs.first().cloned().unwrap_or_default();
         let mut e = EngineConfig::new(
             self.spool_dirs.clone(),
@@ -360,13 +363,6 @@ impl Config {
         }
         Ok(e)
     }
-}
-
-/// The kernel's host name.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

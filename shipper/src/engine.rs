@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bitville_daemon::Shutdown;
 use bytes::Bytes;
 use tokio::time::Instant;
 
@@ -188,17 +188,14 @@ pub enum EngineError {
     },
 }
 
-/// Runs the engine until `shutdown` completes, then sends the open batch
+/// Runs the engine until `shutdown` fires, then sends the open batch
 /// (for at most `drain_timeout`), writes the checkpoint and returns.
 ///
 /// # Errors
 /// A bad configuration or a state directory that cannot be created; every
 /// later failure (a file, a request, a checkpoint write) is logged, counted
 /// and retried.
-pub async fn run(
-    config: EngineConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), EngineError> {
+pub async fn run(config: EngineConfig, shutdown: Shutdown) -> Result<(), EngineError> {
     config.validate()?;
     for dir in config.spool_dirs.iter().chain([&config.state_dir]) {
         std::fs::create_dir_all(dir).map_err(|source| EngineError::Dir {
@@ -215,7 +212,7 @@ pub async fn run(
         tracing::warn!("{w}");
     }
     let mut stop = Stop {
-        signal: Box::pin(shutdown),
+        signal: shutdown,
         deadline: None,
         grace: config.drain_timeout,
     };
@@ -267,13 +264,13 @@ impl Drop for AbortOnDrop {
 }
 
 /// The shutdown signal and, once it fired, the deadline for draining.
-struct Stop<F> {
-    signal: Pin<Box<F>>,
+struct Stop {
+    signal: Shutdown,
     deadline: Option<Instant>,
     grace: Duration,
 }
 
-impl<F: Future<Output = ()>> Stop<F> {
+impl Stop {
     fn requested(&self) -> bool {
         self.deadline.is_some()
     }
@@ -284,7 +281,7 @@ impl<F: Future<Output = ()>> Stop<F> {
             return;
         }
         tokio::select! {
-            () = self.signal.as_mut() => self.deadline = Some(Instant::now() + self.grace),
+            () = self.signal.recv() => self.deadline = Some(Instant::now() + self.grace),
             () = watcher.wait(until) => {}
         }
     }
@@ -294,7 +291,7 @@ impl<F: Future<Output = ()>> Stop<F> {
         match self.deadline {
             Some(d) => tokio::time::sleep_until(until.min(d)).await,
             None => tokio::select! {
-                () = self.signal.as_mut() => self.deadline = Some(Instant::now() + self.grace),
+                () = self.signal.recv() => self.deadline = Some(Instant::now() + self.grace),
                 () = tokio::time::sleep_until(until) => {}
             },
         }
@@ -308,7 +305,7 @@ impl<F: Future<Output = ()>> Stop<F> {
                 Some(d) => return tokio::time::timeout_at(d, fut).await.ok(),
                 None => tokio::select! {
                     r = &mut fut => return Some(r),
-                    () = self.signal.as_mut() => self.deadline = Some(Instant::now() + self.grace),
+                    () = self.signal.recv() => self.deadline = Some(Instant::now() + self.grace),
                 },
             }
         }
@@ -346,7 +343,7 @@ struct Engine {
 impl Engine {
     fn new(cfg: EngineConfig) -> Result<Engine, EngineError> {
         let checkpointer = Checkpointer::new(&cfg.state_dir);
-        let (saved, warning) = checkpointer.load();
+        let (saved, warning) = checkpointer.load_or_start_over();
         if let Some(w) = warning {
             tracing::warn!("{w}");
         }
@@ -467,12 +464,7 @@ impl Engine {
 
     /// Sends `batch` until it is acknowledged, splitting it when the
     /// processor refuses it whole; gives up only at the drain deadline.
-    async fn deliver<F: Future<Output = ()>>(
-        &mut self,
-        batch: Batch,
-        stop: &mut Stop<F>,
-        next_scan: &mut Instant,
-    ) {
+    async fn deliver(&mut self, batch: Batch, stop: &mut Stop, next_scan: &mut Instant) {
         if batch.lines.is_empty() {
             self.apply(&batch, &IngestReply::default());
             return;
@@ -557,12 +549,7 @@ impl Engine {
 
     /// Waits without reading, still scanning so that the spool cap and the
     /// gauges stay current while the processor is away.
-    async fn pause_until<F: Future<Output = ()>>(
-        &mut self,
-        until: Instant,
-        stop: &mut Stop<F>,
-        next_scan: &mut Instant,
-    ) {
+    async fn pause_until(&mut self, until: Instant, stop: &mut Stop, next_scan: &mut Instant) {
         loop {
             let now = Instant::now();
             if now >= until || stop.expired() {

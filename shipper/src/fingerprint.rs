@@ -51,7 +51,7 @@ impl Fingerprinter {
         let n = read_full_at(file, &mut buf, 0)?;
         Ok(HeadSum {
             len: n as u64,
-            sum: fnv1a(&buf[..n]),
+            sum: fnv1a(FNV_OFFSET, &buf[..n]),
         })
     }
 
@@ -63,7 +63,25 @@ impl Fingerprinter {
         let mut buf = [0u8; FINGERPRINT_BYTES as usize];
         let want = head.len.min(FINGERPRINT_BYTES) as usize;
         let n = read_full_at(file, &mut buf[..want], 0)?;
-        Ok(n == want && fnv1a(&buf[..n]) == head.sum)
+        Ok(n == want && fnv1a(FNV_OFFSET, &buf[..n]) == head.sum)
+    }
+
+    /// The hash of the file's first line (up to [`FINGERPRINT_BYTES`]), for
+    /// files whose head is not unique but whose first line is (a log file
+    /// starts with a timestamp and a process id); `None` while the file has
+    /// no complete first line and is shorter than that.
+    ///
+    /// # Errors
+    /// The read fails.
+    pub fn first_line(file: &File) -> io::Result<Option<u64>> {
+        let mut buf = [0u8; FINGERPRINT_BYTES as usize];
+        let n = read_full_at(file, &mut buf, 0)?;
+        let line = match memchr::memchr(b'\n', &buf[..n]) {
+            Some(end) => &buf[..end],
+            None if n == buf.len() => &buf[..],
+            None => return Ok(None),
+        };
+        Ok(Some(fnv1a(FNV_OFFSET, line)))
     }
 }
 
@@ -80,11 +98,15 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     Ok(n)
 }
 
-/// FNV-1a, 64 bits: stable across versions and platforms, which a
-/// checkpoint written by one build and read by the next needs (std's
-/// hashers promise neither).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+/// FNV-1a's offset basis, the usual `seed` of [`fnv1a`].
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bits, from `seed`: stable across versions and platforms,
+/// which a checkpoint written by one build and read by the next needs, and
+/// so does an id derived from a file's position (std's hashers promise
+/// neither).
+pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
@@ -119,6 +141,6 @@ mod tests {
             !Fingerprinter::matches(&File::open(&path).unwrap(), full).unwrap(),
             "shorter than the head"
         );
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
     }
 }

@@ -18,8 +18,8 @@
 //! - [`metrics`]: counters and gauges, rendered for Prometheus.
 //! - [`engine`]: [`engine::EngineConfig`] and [`engine::run`], tying it together.
 //! - [`config`]: the shipper's TOML configuration.
-//! - [`check`]: `--check-config`, every problem on its own line (shared with pg-watch).
-//! - [`status`]: the `/healthz` and `/metrics` server.
+//! - [`check`]: `--check-config`, every problem on its own line.
+//! - [`status`]: what `/healthz`, `/readyz` and `/metrics` say (served by `bitville_daemon::status`).
 //! - [`app`]: the daemon: engine, status server and reload on SIGHUP.
 
 pub mod app;

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bitville_daemon::Shutdown;
 use clap::Parser;
 use shipper::config::{ConfigSource, Overrides};
-use tokio::signal::unix::{SignalKind, signal};
 
 /// Tails Bitville APM spool files and ships every record to the processor.
 #[derive(Debug, Parser)]
@@ -77,14 +77,8 @@ fn run(source: ConfigSource) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: draining"),
-                _ = int.recv() => tracing::info!("SIGINT: draining"),
-            }
-        };
+        let shutdown =
+            Shutdown::on_signals().context("installing the SIGTERM and SIGINT handlers")?;
         shipper::app::run(source, shutdown)
             .await
             .context("shipper stopped")

@@ -1,83 +1,62 @@
 //! [`Metrics`]: the engine's counters and gauges, shared with the `/metrics`
-//! endpoint and rendered in the Prometheus text format.
+//! endpoint and rendered in the Prometheus text format as
+//! `bitville_shipper_*` (see [`bitville_daemon::metrics`]).
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-macro_rules! metrics {
-    ($( $(#[doc = $doc:literal])* $name:ident : $kind:ident ),* $(,)?) => {
-        /// Counters and gauges of one engine. Plain atomics: the engine
-        /// updates them on its hot path and `/metrics` reads them whenever
-        /// it is asked, so no lock is shared between the two.
-        #[derive(Debug, Default)]
-        pub struct Metrics {
-            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
-        }
-
-        impl Metrics {
-            /// The Prometheus text exposition of every metric, each named
-            /// `<prefix>_<field>`.
-            pub fn render(&self, prefix: &str) -> String {
-                let mut out = String::new();
-                $(
-                    let help = concat!($($doc),*).trim();
-                    let kind = stringify!($kind);
-                    let _ = writeln!(out, "# HELP {prefix}_{} {help}", stringify!($name));
-                    let _ = writeln!(out, "# TYPE {prefix}_{} {kind}", stringify!($name));
-                    let _ = writeln!(out, "{prefix}_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
-                )*
-                out
-            }
-        }
-    };
+bitville_daemon::counters! {
+    /// Counters and gauges of one engine, rendered as `bitville_shipper_*`
+    /// (in pg-watch too, which runs the same engine).
+    pub struct Metrics {
+        /// Complete lines read from spool files.
+        lines_read_total: counter,
+        /// Bytes of complete lines read from spool files, newlines included.
+        bytes_read_total: counter,
+        /// Lines the processor acknowledged (accepted or duplicate).
+        lines_shipped_total: counter,
+        /// Uncompressed bytes of acknowledged batches.
+        bytes_shipped_total: counter,
+        /// Batches acknowledged with a 2xx.
+        batches_shipped_total: counter,
+        /// Batch attempts that failed (transport error or non-2xx status).
+        batches_failed_total: counter,
+        /// Lines the processor reported as duplicates it already had.
+        lines_duplicate_total: counter,
+        /// Lines the processor refused one by one; they go to quarantine.
+        lines_rejected_total: counter,
+        /// Lines written to the quarantine file (no valid envelope, or refused).
+        lines_quarantined_total: counter,
+        /// Lines longer than the line cap, skipped.
+        lines_overcap_total: counter,
+        /// Partial last lines of writers that died mid-line, skipped once idle.
+        fragments_skipped_total: counter,
+        /// Files found shorter than the position already read.
+        truncations_total: counter,
+        /// Spool files deleted after every line was acknowledged.
+        files_cleaned_total: counter,
+        /// Checkpoint files written.
+        checkpoints_written_total: counter,
+        /// Host-metrics samples written to the spool.
+        host_samples_total: counter,
+        /// Host-metrics samples dropped (spool full or write error).
+        host_samples_dropped_total: counter,
+        /// Spool files being tailed.
+        files_tracked: gauge,
+        /// Bytes in spool files not yet acknowledged.
+        lag_bytes: gauge,
+        /// Seconds the oldest unacknowledged data has waited.
+        lag_seconds: gauge,
+        /// Bytes of spool files in the spool directories.
+        spool_bytes: gauge,
+        /// 1 while the spool-full flag is raised in some spool directory.
+        spool_full: gauge,
+        /// Circuit breaker: 0 closed, 1 open, 2 half-open (probing).
+        breaker_state: gauge,
+    }
 }
 
-metrics! {
-    /// Complete lines read from spool files.
-    lines_read_total: counter,
-    /// Bytes of complete lines read from spool files, newlines included.
-    bytes_read_total: counter,
-    /// Lines the processor acknowledged (accepted or duplicate).
-    lines_shipped_total: counter,
-    /// Uncompressed bytes of acknowledged batches.
-    bytes_shipped_total: counter,
-    /// Batches acknowledged with a 2xx.
-    batches_shipped_total: counter,
-    /// Batch attempts that failed (transport error or non-2xx status).
-    batches_failed_total: counter,
-    /// Lines the processor reported as duplicates it already had.
-    lines_duplicate_total: counter,
-    /// Lines the processor refused one by one; they go to quarantine.
-    lines_rejected_total: counter,
-    /// Lines written to the quarantine file (no valid envelope, or refused).
-    lines_quarantined_total: counter,
-    /// Lines longer than the line cap, skipped.
-    lines_overcap_total: counter,
-    /// Partial last lines of writers that died mid-line, skipped once idle.
-    fragments_skipped_total: counter,
-    /// Files found shorter than the position already read.
-    truncations_total: counter,
-    /// Spool files deleted after every line was acknowledged.
-    files_cleaned_total: counter,
-    /// Checkpoint files written.
-    checkpoints_written_total: counter,
-    /// Host-metrics samples written to the spool.
-    host_samples_total: counter,
-    /// Host-metrics samples dropped (spool full or write error).
-    host_samples_dropped_total: counter,
-    /// Spool files being tailed.
-    files_tracked: gauge,
-    /// Bytes in spool files not yet acknowledged.
-    lag_bytes: gauge,
-    /// Seconds the oldest unacknowledged data has waited.
-    lag_seconds: gauge,
-    /// Bytes of spool files in the spool directories.
-    spool_bytes: gauge,
-    /// 1 while the spool-full flag is raised in some spool directory.
-    spool_full: gauge,
-    /// Circuit breaker: 0 closed, 1 open, 2 half-open (probing).
-    breaker_state: gauge,
-}
+/// The subsystem of the engine's metric names: `bitville_shipper_*`.
+pub const SUBSYSTEM: &str = "shipper";
 
 impl Metrics {
     /// Adds `n` to a counter.
@@ -105,16 +84,16 @@ mod tests {
         let m = Metrics::default();
         Metrics::add(&m.lines_read_total, 3);
         Metrics::set(&m.breaker_state, 1);
-        let text = m.render("shipper");
+        let text = m.render(SUBSYSTEM);
         assert!(
-            text.contains("# TYPE shipper_lines_read_total counter\nshipper_lines_read_total 3\n"),
+            text.contains("# TYPE bitville_shipper_lines_read_total counter\nbitville_shipper_lines_read_total 3\n"),
             "{text}"
         );
         assert!(
-            text.contains("# HELP shipper_breaker_state Circuit breaker: 0 closed"),
+            text.contains("# HELP bitville_shipper_breaker_state Circuit breaker: 0 closed"),
             "{text}"
         );
-        assert!(text.contains("shipper_breaker_state 1\n"));
+        assert!(text.contains("bitville_shipper_breaker_state 1\n"));
         assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 22);
     }
 }

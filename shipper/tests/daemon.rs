@@ -152,7 +152,7 @@ fn sighup_reloads_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exits_0()
     );
     let metrics = http_get(port, "/metrics").unwrap();
     assert!(
-        metrics.contains("shipper_batches_failed_total "),
+        metrics.contains("bitville_shipper_batches_failed_total "),
         "{metrics}"
     );
     assert!(receiver.stored().is_empty());
@@ -178,7 +178,7 @@ fn sighup_reloads_a_good_config_keeps_running_on_a_bad_one_and_sigterm_exits_0()
     }
     let metrics = http_get(port, "/metrics").unwrap();
     assert!(
-        metrics.contains("shipper_lines_shipped_total 1"),
+        metrics.contains("bitville_shipper_lines_shipped_total 1"),
         "{metrics}"
     );
     unsafe { libc::kill(pid, libc::SIGTERM) };

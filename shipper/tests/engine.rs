@@ -4,6 +4,7 @@
 
 mod common;
 
+use bitville_daemon::Shutdown;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,9 +45,12 @@ fn start(dir: tempfile::TempDir, tweak: impl FnOnce(&mut EngineConfig)) -> Runni
     tweak(&mut cfg);
     let metrics = cfg.metrics.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(engine::run(cfg, async move {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(engine::run(
+        cfg,
+        Shutdown::on(async move {
+            let _ = rx.await;
+        }),
+    ));
     Running {
         dir,
         metrics,

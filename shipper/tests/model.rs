@@ -6,6 +6,7 @@
 
 mod common;
 
+use bitville_daemon::{Shutdown, Trigger};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -72,16 +73,16 @@ struct Model {
     junk: Vec<((u64, u64), String)>,
 }
 
+type EngineTask = tokio::task::JoinHandle<Result<(), engine::EngineError>>;
+
 struct Harness {
     spool: PathBuf,
     state: PathBuf,
     slots: Vec<Slot>,
     model: Model,
     url: String,
-    engine: Option<(
-        tokio::task::JoinHandle<Result<(), engine::EngineError>>,
-        tokio::sync::oneshot::Sender<()>,
-    )>,
+    /// The running engine and the trigger that stops it.
+    engine: Option<(EngineTask, Trigger)>,
 }
 
 /// The shared fast configuration, with small batches so that a case makes
@@ -98,16 +99,15 @@ fn config(spool: &Path, state: &Path, url: &str) -> EngineConfig {
 
 impl Harness {
     fn start_engine(&mut self) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop, stopped) = Shutdown::channel();
         let cfg = config(&self.spool, &self.state, &self.url);
-        let handle = tokio::spawn(engine::run(cfg, async move {
-            let _ = rx.await;
-        }));
-        self.engine = Some((handle, tx));
+        let handle = tokio::spawn(engine::run(cfg, stopped));
+        self.engine = Some((handle, stop));
     }
 
     async fn crash(&mut self) {
-        if let Some((handle, _tx)) = self.engine.take() {
+        if let Some((handle, _stop)) = self.engine.take() {
+            // Aborted before the trigger drops: a crash, not a shutdown.
             handle.abort();
             let _ = handle.await;
         }
@@ -285,7 +285,7 @@ async fn run_case(actions: Vec<Action>) -> Result<(), TestCaseError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (handle, stop) = h.engine.take().unwrap();
-    let _ = stop.send(());
+    stop.trigger();
     let stopped = tokio::time::timeout(Duration::from_secs(5), handle).await;
     prop_assert!(
         matches!(stopped, Ok(Ok(Ok(())))),

@@ -225,12 +225,12 @@ fn duration_event(ev: &mut LogEvent, rest: &str) -> LogClass {
     ev.parameters = None;
     if let Some(plan) = tail.strip_prefix("plan:") {
         let plan = plan.trim_start_matches(['\n', ' ']);
-        if plan.starts_with('{') {
-            if let Ok(v) = serde_json::from_str::<Value>(plan) {
-                set_str(&mut ev.query, v.get("Query Text").and_then(Value::as_str));
-                ev.plan = Some(v);
-                return LogClass::AutoExplain;
-            }
+        if plan.starts_with('{')
+            && let Ok(v) = serde_json::from_str::<Value>(plan)
+        {
+            set_str(&mut ev.query, v.get("Query Text").and_then(Value::as_str));
+            ev.plan = Some(v);
+            return LogClass::AutoExplain;
         }
         let (first, body) = plan.split_once('\n').unwrap_or((plan, ""));
         match first.strip_prefix("Query Text: ") {
@@ -319,7 +319,7 @@ fn parse_deadlock(detail: &str) -> Deadlock {
     let mut last_query: Option<usize> = None;
     for line in detail.lines() {
         let parsed = line.strip_prefix("Process ").and_then(|r| {
-            let (pid, rest) = r.split_once(|c: char| c == ' ' || c == ':')?;
+            let (pid, rest) = r.split_once([' ', ':'])?;
             Some((pid.parse::<u32>().ok()?, rest))
         });
         let Some((pid, rest)) = parsed else {
@@ -388,18 +388,18 @@ fn checkpoint_details(msg: &str) -> FreeMap {
                 _ => k.to_owned(),
             };
             insert_number_or_text(&mut d, &key, v);
-        } else if let Some(n) = w.parse::<f64>().ok().filter(|_| prev.is_some() || true) {
-            if let Some(next) = words.peek() {
-                let key = match *next {
-                    "buffers" => Some("buffers_written"),
-                    "WAL" => Some("wal_files_added"),
-                    "removed" => Some("wal_files_removed"),
-                    "recycled" => Some("wal_files_recycled"),
-                    _ => None,
-                };
-                if let Some(key) = key {
-                    d.insert(key.into(), number(n));
-                }
+        } else if let Some(n) = w.parse::<f64>().ok()
+            && let Some(next) = words.peek()
+        {
+            let key = match *next {
+                "buffers" => Some("buffers_written"),
+                "WAL" => Some("wal_files_added"),
+                "removed" => Some("wal_files_removed"),
+                "recycled" => Some("wal_files_recycled"),
+                _ => None,
+            };
+            if let Some(key) = key {
+                d.insert(key.into(), number(n));
             }
         }
         prev = Some(w);
@@ -411,10 +411,10 @@ fn checkpoint_details(msg: &str) -> FreeMap {
 /// the `N removed, N remain` figures.
 fn maintenance_details(msg: &str, duration_ms: &mut Option<f64>) -> FreeMap {
     let mut d = FreeMap::new();
-    if let Some((_, rest)) = msg.split_once("of table \"") {
-        if let Some((table, _)) = rest.split_once('"') {
-            d.insert("table".into(), table.into());
-        }
+    if let Some((_, rest)) = msg.split_once("of table \"")
+        && let Some((table, _)) = rest.split_once('"')
+    {
+        d.insert("table".into(), table.into());
     }
     if let Some((_, rest)) = msg.split_once("index scans: ") {
         insert_number_or_text(
@@ -435,11 +435,11 @@ fn maintenance_details(msg: &str, duration_ms: &mut Option<f64>) -> FreeMap {
                 }
             }
         }
-        if let Some((_, rest)) = line.split_once("elapsed: ") {
-            if let Ok(s) = rest.trim_end_matches(" s").trim().parse::<f64>() {
-                d.insert("elapsed_s".into(), number(s));
-                *duration_ms = Some(s * 1000.0);
-            }
+        if let Some((_, rest)) = line.split_once("elapsed: ")
+            && let Ok(s) = rest.trim_end_matches(" s").trim().parse::<f64>()
+        {
+            d.insert("elapsed_s".into(), number(s));
+            *duration_ms = Some(s * 1000.0);
         }
     }
     d
@@ -449,10 +449,10 @@ fn maintenance_details(msg: &str, duration_ms: &mut Option<f64>) -> FreeMap {
 fn key_values(text: &str) -> FreeMap {
     let mut d = FreeMap::new();
     for pair in text.split(' ') {
-        if let Some((k, v)) = pair.split_once('=') {
-            if !k.is_empty() {
-                d.insert(k.to_owned(), v.into());
-            }
+        if let Some((k, v)) = pair.split_once('=')
+            && !k.is_empty()
+        {
+            d.insert(k.to_owned(), v.into());
         }
     }
     d

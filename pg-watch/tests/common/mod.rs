@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL 15 cluster for the integration tests and the benchmark.
+//! A throwaway PostgreSQL cluster (the newest installed major) for the integration tests and the benchmark.
 //!
 //! initdb and postgres refuse to run as root, and CI runs as root, so the
 //! cluster lives in a temporary folder owned by the `postgres` user and is
@@ -15,7 +15,11 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// PostgreSQL's server binaries: the newest installed major (these tests
+/// fail, never skip, when there is none).
+pub fn pg_bin() -> PathBuf {
+    bitville_testkit::postgres_bindir().unwrap_or_else(|e| panic!("{e}"))
+}
 
 pub struct Cluster {
     /// Kept for its Drop: removes the folder.
@@ -40,7 +44,7 @@ fn run(cmd: &mut Command) {
 
 fn as_postgres(program: &str) -> Command {
     let mut c = Command::new("runuser");
-    c.args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")]);
+    c.args(["-u", "postgres", "--"]).arg(pg_bin().join(program));
     c
 }
 
@@ -100,11 +104,15 @@ impl Cluster {
             .stdout(Stdio::null()));
         // Stops the cluster once this process is gone, even after a panic or a kill.
         let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; runuser -u postgres -- {PG_BIN}/pg_ctl -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{root}'",
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; runuser -u postgres -- {bin}/pg_ctl -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{root}'",
             pid = std::process::id(),
+            bin = pg_bin().display(),
             data = data.display(),
             root = root.display(),
         );
+        // Never waited for: it outlives this process on purpose, and init
+        // reaps it.
+        #[allow(clippy::zombie_processes)]
         Command::new("setsid")
             .args(["sh", "-c", &watchdog])
             .stdin(Stdio::null())
@@ -140,7 +148,7 @@ impl Cluster {
 
     /// Runs SQL through psql (for setup outside any runtime).
     pub fn psql(&self, sql: &str) -> String {
-        let out = Command::new(format!("{PG_BIN}/psql"))
+        let out = Command::new(pg_bin().join("psql"))
             .args([
                 "-X",
                 "-q",

@@ -188,10 +188,8 @@ async fn ship(
     config.cleanup = false;
     config.batch_max_age = Duration::from_millis(200);
     let metrics = config.metrics.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let engine = tokio::spawn(engine::run(config, async move {
-        let _ = stopped.await;
-    }));
+    let (stop, stopped) = bitville_daemon::Shutdown::channel();
+    let engine = tokio::spawn(engine::run(config, stopped));
     let deadline = Instant::now() + SHIP_TIMEOUT;
     let done = loop {
         let handled = Metrics::get(&metrics.lines_shipped_total)
@@ -208,7 +206,7 @@ async fn ship(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let _ = stop.send(());
+    stop.trigger();
     engine
         .await
         .context("the shipper task failed")?

@@ -1,7 +1,8 @@
 //! Counters of the GELF outputs, in the Prometheus text format.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bitville_daemon::metrics::{Exposition, Kind};
 
 /// The counters of one output; atomics because the forwarder task writes
 /// them while `/metrics` reads them.
@@ -36,17 +37,18 @@ impl OutputMetrics {
     }
 }
 
-/// Appends the Prometheus text of every output to `out`.
-pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut String) {
+/// Appends the families of every output to `out`.
+pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut Exposition) {
     if outputs.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "# HELP bitville_gelf_messages_total GELF messages by output and outcome: sent, failed (a send that failed; \
-         retried over TCP and HTTP), dropped (given up: UDP failures, spikes over the queue), shortened (cut to 128 UDP chunks)."
+    out.family(
+        "gelf_messages_total",
+        "GELF messages by output and outcome: sent, failed (a send that failed; retried over \
+         TCP and HTTP), dropped (given up: UDP failures, spikes over the queue), shortened (cut \
+         to 128 UDP chunks).",
+        Kind::Counter,
     );
-    let _ = writeln!(out, "# TYPE bitville_gelf_messages_total counter");
     for o in outputs {
         for (outcome, n) in [
             ("sent", &o.sent),
@@ -54,61 +56,41 @@ pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut String) {
             ("dropped", &o.dropped),
             ("shortened", &o.shortened),
         ] {
-            let _ = writeln!(
-                out,
-                "bitville_gelf_messages_total{{output=\"{}\",transport=\"{}\",outcome=\"{outcome}\"}} {}",
-                escape(&o.name),
-                o.transport,
-                n.load(Ordering::Relaxed)
-            );
+            let labels = [
+                ("output", o.name.as_str()),
+                ("transport", o.transport),
+                ("outcome", outcome),
+            ];
+            out.sample("gelf_messages_total", &labels, n.load(Ordering::Relaxed));
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP bitville_gelf_lag_records Stored records this output has not handled yet."
-    );
-    let _ = writeln!(out, "# TYPE bitville_gelf_lag_records gauge");
-    for o in outputs {
-        let _ = writeln!(
-            out,
-            "bitville_gelf_lag_records{{output=\"{}\"}} {}",
-            escape(&o.name),
-            o.lag.load(Ordering::Relaxed)
-        );
+    type Read = fn(&OutputMetrics) -> i128;
+    let per_output: [(&str, &str, Kind, Read); 3] = [
+        (
+            "gelf_lag_records",
+            "Stored records this output has not handled yet.",
+            Kind::Gauge,
+            |o| o.lag.load(Ordering::Relaxed).into(),
+        ),
+        (
+            "gelf_cursor",
+            "The last store seq this output has handled (saved in the store's cursors table).",
+            Kind::Gauge,
+            |o| o.cursor.load(Ordering::Relaxed).into(),
+        ),
+        (
+            "gelf_store_read_errors_total",
+            "Failed reads of the store by this output (retried).",
+            Kind::Counter,
+            |o| o.read_errors.load(Ordering::Relaxed).into(),
+        ),
+    ];
+    for (name, help, kind, read) in per_output {
+        out.family(name, help, kind);
+        for o in outputs {
+            out.sample(name, &[("output", o.name.as_str())], read(o));
+        }
     }
-    let _ = writeln!(
-        out,
-        "# HELP bitville_gelf_cursor The last store seq this output has handled (saved in the store's cursors table)."
-    );
-    let _ = writeln!(out, "# TYPE bitville_gelf_cursor gauge");
-    for o in outputs {
-        let _ = writeln!(
-            out,
-            "bitville_gelf_cursor{{output=\"{}\"}} {}",
-            escape(&o.name),
-            o.cursor.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP bitville_gelf_store_read_errors_total Failed reads of the store by this output (retried)."
-    );
-    let _ = writeln!(out, "# TYPE bitville_gelf_store_read_errors_total counter");
-    for o in outputs {
-        let _ = writeln!(
-            out,
-            "bitville_gelf_store_read_errors_total{{output=\"{}\"}} {}",
-            escape(&o.name),
-            o.read_errors.load(Ordering::Relaxed)
-        );
-    }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -121,8 +103,9 @@ mod tests {
         m.sent.fetch_add(3, Ordering::Relaxed);
         m.dropped.fetch_add(2, Ordering::Relaxed);
         m.lag.store(42, Ordering::Relaxed);
-        let mut text = String::new();
-        render(&[m], &mut text);
+        let mut out = Exposition::new("");
+        render(&[m], &mut out);
+        let text = out.finish();
         assert!(
             text.contains(
                 "bitville_gelf_messages_total{output=\"lan\",transport=\"udp\",outcome=\"sent\"} 3"

@@ -40,6 +40,8 @@ fn find_program(name: &str) -> Option<PathBuf> {
 pub struct Tools {
     pub php_fpm: PathBuf,
     pub nginx: PathBuf,
+    /// PostgreSQL's server binaries.
+    pub pg_bin: PathBuf,
 }
 
 /// The tools, or why the scenarios cannot run here (a missing PHP or
@@ -51,16 +53,12 @@ pub fn tools() -> Result<Tools, String> {
     };
     let php_fpm = need("php-fpm8.2", "php8.2-fpm").or_else(|_| need("php-fpm", "php8.2-fpm"))?;
     let nginx = need("nginx", "nginx")?;
-    for bin in ["initdb", "pg_ctl", "psql"] {
-        let p = Path::new(postgres::BIN).join(bin);
-        if !p.is_file() {
-            return Err(format!(
-                "{} is not installed (Debian packages postgresql-15, postgresql-contrib)",
-                p.display()
-            ));
-        }
-    }
-    Ok(Tools { php_fpm, nginx })
+    let pg_bin = bitville_testkit::postgres_bindir()?;
+    Ok(Tools {
+        php_fpm,
+        nginx,
+        pg_bin,
+    })
 }
 
 /// A port free right now on 127.0.0.1.
@@ -160,10 +158,10 @@ impl Stack {
             .map_err(|e| format!("the PHP agent {}: {e}", agent.display()))?;
 
         let started = Instant::now();
-        let pg = postgres::Cluster::start(&root.join("pg"), free_port()?)?;
+        let pg = postgres::Cluster::start(&tools.pg_bin, &root.join("pg"), free_port()?)?;
         pg.psql_file(&app_dir.join("setup.sql"))?;
         println!(
-            "scenarios: PostgreSQL 15 ready with the application's tables in {:.1} s",
+            "scenarios: PostgreSQL ready with the application's tables in {:.1} s",
             started.elapsed().as_secs_f64()
         );
 
@@ -321,8 +319,8 @@ impl Stack {
         };
         wait_until("the shipper and pg-watch acknowledging everything written", Duration::from_secs(60), || {
             Instant::now() >= caught_up_from
-                && caught_up(&self.shipper_addr, "shipper")
-                && caught_up(&self.pg_watch_addr, "pgwatch_shipper")
+                && caught_up(&self.shipper_addr, "bitville_shipper")
+                && caught_up(&self.pg_watch_addr, "bitville_shipper")
         })
         .map_err(|e| {
             let m = |addr: &str| http_get(addr, "/metrics", None).map(|r| r.1).unwrap_or_else(|e| e);

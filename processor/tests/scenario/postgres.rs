@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL 15 cluster: initdb into the stack's folder as the
+//! A throwaway PostgreSQL cluster (the newest installed major, see
+//! `bitville_testkit::postgres_bindir`): initdb into the stack's folder as the
 //! `postgres` user (initdb and postgres refuse to run as root, and CI runs as
 //! root), pg_stat_statements and auto_explain preloaded, the logging
 //! collector writing stderr-format files that pg-watch tails.
@@ -6,12 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const BIN: &str = "/usr/lib/postgresql/15/bin";
-
 /// The prefix the server writes and pg-watch's parser is compiled from.
 pub const LOG_LINE_PREFIX: &str = "%m [%p] %q%u@%d %a ";
 
 pub struct Cluster {
+    /// PostgreSQL's server binaries.
+    pub bin: PathBuf,
     /// Holds the data directory and the Unix socket.
     pub dir: PathBuf,
     pub data: PathBuf,
@@ -47,11 +48,12 @@ fn run(mut cmd: Command, what: &str) -> Result<String, String> {
 }
 
 impl Cluster {
-    /// Creates and starts the cluster in `dir` (created here).
+    /// Creates and starts the cluster in `dir` (created here), with the
+    /// server binaries in `bin`.
     ///
     /// # Errors
     /// initdb or pg_ctl failed; the message carries their output.
-    pub fn start(dir: &Path, port: u16) -> Result<Cluster, String> {
+    pub fn start(bin: &Path, dir: &Path, port: u16) -> Result<Cluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
@@ -60,7 +62,7 @@ impl Cluster {
             run(chown, "chown of the cluster folder to postgres")?;
         }
         let data = dir.join("data");
-        let mut initdb = as_postgres(&format!("{BIN}/initdb"));
+        let mut initdb = as_postgres(&bin.join("initdb").to_string_lossy());
         initdb
             .args([
                 "-A",
@@ -93,7 +95,7 @@ impl Cluster {
             .map_err(|e| format!("{}: {e}", conf_path.display()))?;
         text.push_str(&conf);
         std::fs::write(&conf_path, text).map_err(|e| format!("{}: {e}", conf_path.display()))?;
-        let mut start = as_postgres(&format!("{BIN}/pg_ctl"));
+        let mut start = as_postgres(&bin.join("pg_ctl").to_string_lossy());
         start
             .args(["-w", "-t", "60", "-D"])
             .arg(&data)
@@ -107,6 +109,7 @@ impl Cluster {
             )
         })?;
         Ok(Cluster {
+            bin: bin.to_owned(),
             dir: dir.to_owned(),
             data,
             port,
@@ -142,7 +145,7 @@ impl Cluster {
     /// # Errors
     /// psql failed; the message carries its output.
     pub fn psql_file(&self, file: &Path) -> Result<String, String> {
-        let mut psql = Command::new(format!("{BIN}/psql"));
+        let mut psql = Command::new(self.bin.join("psql"));
         psql.args([
             "-X",
             "-q",
@@ -166,7 +169,7 @@ impl Cluster {
             return;
         }
         for mode in ["fast", "immediate"] {
-            let mut stop = as_postgres(&format!("{BIN}/pg_ctl"));
+            let mut stop = as_postgres(&self.bin.join("pg_ctl").to_string_lossy());
             stop.args(["-w", "-t", "30", "-m", mode, "-D"])
                 .arg(&self.data)
                 .arg("stop");

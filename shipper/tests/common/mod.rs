@@ -167,10 +167,10 @@ async fn ingest(
     } else {
         text = String::from_utf8_lossy(&body).into_owned();
     }
-    if let Mode::MaxLines(max) = mode {
-        if text.lines().count() > max {
-            return (StatusCode::PAYLOAD_TOO_LARGE, "{\"error\":\"too large\"}").into_response();
-        }
+    if let Mode::MaxLines(max) = mode
+        && text.lines().count() > max
+    {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "{\"error\":\"too large\"}").into_response();
     }
     let mut rejected = Vec::new();
     let mut accepted = 0;
