@@ -64,6 +64,7 @@ pub struct RetrySection {
     pub breaker_failures: u32,
     pub breaker_cooldown_s: u64,
     pub request_timeout_s: u64,
+    pub poison_after_failures: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +142,7 @@ impl Default for RetrySection {
             breaker_failures: 5,
             breaker_cooldown_s: 30,
             request_timeout_s: 30,
+            poison_after_failures: 3,
         }
     }
 }
@@ -331,6 +333,7 @@ impl Config {
             breaker_failures: self.retry.breaker_failures,
             breaker_cooldown: Duration::from_secs(self.retry.breaker_cooldown_s),
             request_timeout: Duration::from_secs(self.retry.request_timeout_s),
+            poison_after: self.retry.poison_after_failures,
         };
         e.checkpoint_interval = Duration::from_millis(self.state.checkpoint_interval_ms);
         e.quarantine_max_bytes = self.state.quarantine_max_bytes;

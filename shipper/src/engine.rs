@@ -45,6 +45,9 @@ pub struct RetryConfig {
     pub breaker_cooldown: Duration,
     /// A request slower than this fails (and is retried).
     pub request_timeout: Duration,
+    /// 500s in a row on one batch after which it is split to find a line
+    /// the processor cannot take (see [`SendOutcome::Failed`]).
+    pub poison_after: u32,
 }
 
 impl Default for RetryConfig {
@@ -55,6 +58,7 @@ impl Default for RetryConfig {
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            poison_after: 3,
         }
     }
 }
@@ -166,6 +170,9 @@ impl EngineConfig {
         }
         if self.scan_interval.is_zero() || self.scan_interval > Duration::from_secs(2) {
             return bad("scan_interval must be above 0 and at most 2 s");
+        }
+        if self.retry.poison_after == 0 {
+            return bad("retry.poison_after_failures must be above 0");
         }
         Shipper::new(&self.processor_url, &self.token, self.retry.request_timeout)?;
         Ok(())
@@ -335,6 +342,8 @@ struct Engine {
     scratch: Vec<u8>,
     dirty: bool,
     last_save: Instant,
+    /// When the processor last acknowledged a batch.
+    last_ack: Option<Instant>,
     /// Where the next fill starts, so every file gets its turn.
     round_robin: FileKey,
     warned: HashSet<PathBuf>,
@@ -369,6 +378,7 @@ impl Engine {
             scratch: Vec::new(),
             dirty: false,
             last_save: Instant::now(),
+            last_ack: None,
             round_robin: 0,
             warned: HashSet::new(),
             cfg,
@@ -470,8 +480,13 @@ impl Engine {
             return;
         }
         let mut queue = VecDeque::from([batch]);
+        // When this delivery first met a 500: a line that still fails alone
+        // after the processor stored something since then is poison; when
+        // nothing was stored since, the processor itself is failing.
+        let mut failing_since: Option<Instant> = None;
         while let Some(batch) = queue.pop_front() {
             let body = Bytes::from(batch.compress(self.cfg.compression_level));
+            let mut failures = 0;
             loop {
                 if stop.expired() {
                     tracing::warn!(
@@ -492,6 +507,7 @@ impl Engine {
                 };
                 match outcome {
                     SendOutcome::Acked(reply) => {
+                        self.last_ack = Some(Instant::now());
                         self.breaker.on_success();
                         self.backoff.reset();
                         self.set_breaker_gauge();
@@ -529,22 +545,75 @@ impl Engine {
                         );
                         break;
                     }
+                    SendOutcome::Failed { reason }
+                        if failures + 1 >= self.cfg.retry.poison_after =>
+                    {
+                        Metrics::add(&self.metrics.batches_failed_total, 1);
+                        let since = *failing_since.get_or_insert_with(Instant::now);
+                        let n = batch.lines.len();
+                        if n > 1 {
+                            tracing::warn!(
+                                "processor failed {} times on a batch of {n} lines ({reason}), \
+                                 splitting it to find a line it cannot take",
+                                failures + 1
+                            );
+                            let mid = n / 2;
+                            queue.push_front(batch.slice(mid..n, true));
+                            queue.push_front(batch.slice(0..mid, false));
+                            break;
+                        }
+                        if self.last_ack.is_some_and(|t| t > since) {
+                            Metrics::add(&self.metrics.lines_poisoned_total, 1);
+                            let reason = format!(
+                                "processor failed on this line {} times while it stored \
+                                 others: {reason}",
+                                failures + 1
+                            );
+                            self.quarantine_line(&batch, 0, &reason);
+                            self.apply(&batch, &IngestReply::default());
+                            break;
+                        }
+                        failures += 1;
+                        self.retry_later(&batch, &reason, None, stop, next_scan)
+                            .await;
+                    }
+                    SendOutcome::Failed { reason } => {
+                        Metrics::add(&self.metrics.batches_failed_total, 1);
+                        failing_since.get_or_insert_with(Instant::now);
+                        failures += 1;
+                        self.retry_later(&batch, &reason, None, stop, next_scan)
+                            .await;
+                    }
                     SendOutcome::Retry { reason, after } => {
                         Metrics::add(&self.metrics.batches_failed_total, 1);
-                        self.breaker.on_failure(Instant::now().into_std());
-                        self.set_breaker_gauge();
-                        let delay = self.backoff.next_delay().max(after.unwrap_or_default());
-                        tracing::warn!(
-                            "sending {} lines to {}: {reason}; retrying in {delay:?}",
-                            batch.lines.len(),
-                            self.shipper.url()
-                        );
-                        self.pause_until(Instant::now() + delay, stop, next_scan)
+                        self.retry_later(&batch, &reason, after, stop, next_scan)
                             .await;
                     }
                 }
             }
         }
+    }
+
+    /// A failed attempt: tells the breaker, logs, and waits out the backoff
+    /// (or the processor's `Retry-After`, when longer).
+    async fn retry_later(
+        &mut self,
+        batch: &Batch,
+        reason: &str,
+        after: Option<Duration>,
+        stop: &mut Stop,
+        next_scan: &mut Instant,
+    ) {
+        self.breaker.on_failure(Instant::now().into_std());
+        self.set_breaker_gauge();
+        let delay = self.backoff.next_delay().max(after.unwrap_or_default());
+        tracing::warn!(
+            "sending {} lines to {}: {reason}; retrying in {delay:?}",
+            batch.lines.len(),
+            self.shipper.url()
+        );
+        self.pause_until(Instant::now() + delay, stop, next_scan)
+            .await;
     }
 
     /// Waits without reading, still scanning so that the spool cap and the

@@ -26,6 +26,9 @@ bitville_daemon::counters! {
         lines_rejected_total: counter,
         /// Lines written to the quarantine file (no valid envelope, or refused).
         lines_quarantined_total: counter,
+        /// Lines quarantined because the processor failed on them (500) again
+        /// and again while it stored the lines around them.
+        lines_poisoned_total: counter,
         /// Lines longer than the line cap, skipped.
         lines_overcap_total: counter,
         /// Partial last lines of writers that died mid-line, skipped once idle.
@@ -94,6 +97,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("bitville_shipper_breaker_state 1\n"));
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 22);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 23);
     }
 }

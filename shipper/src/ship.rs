@@ -45,6 +45,12 @@ pub enum SendOutcome {
     /// Another 4xx such as 400: this body will never be taken as it is; the
     /// batch is split down to single lines, which then go to quarantine.
     Refused { reason: String },
+    /// 500: the processor failed on this batch. Retried like [`Retry`]; a
+    /// batch that keeps failing while others are stored holds a line that
+    /// the processor cannot take, which the engine isolates by splitting.
+    ///
+    /// [`Retry`]: SendOutcome::Retry
+    Failed { reason: String },
 }
 
 /// Errors of [`Shipper::new`].
@@ -159,6 +165,7 @@ impl Shipper {
                 }
             }
             s if s.is_client_error() => SendOutcome::Refused { reason: detail() },
+            StatusCode::INTERNAL_SERVER_ERROR => SendOutcome::Failed { reason: detail() },
             _ => SendOutcome::Retry {
                 reason: detail(),
                 after: retry_after,

@@ -280,6 +280,61 @@ async fn a_batch_refused_as_too_large_is_split_until_it_fits() {
     run.stop().await;
 }
 
+// A record that makes the processor fail (500) used to be retried forever,
+// and nothing after it in its file ever arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_the_processor_fails_on_is_isolated_and_the_rest_of_the_file_flows() {
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Poison);
+    let run = start(new_dir(&receiver), |c| {
+        c.batch_max_age = Duration::from_millis(200)
+    });
+    let poison = record(0, 0, 5, 10).replace("\"pad\"", "\"poison\":true,\"pad\"");
+    let body = format!("{}{poison}\n{}", lines(0, 0..5), lines(0, 6..12));
+    std::fs::write(run.spool().join("php.2020010100.1.ndjson"), body).unwrap();
+    wait_for("every other line", || receiver.stored().len() == 11).await;
+    let ns: Vec<u64> = receiver.stored().iter().map(|s| s.n).collect();
+    assert_eq!(ns, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]);
+    wait_for("the poison line in quarantine", || {
+        Metrics::get(&run.metrics.lines_poisoned_total) == 1
+    })
+    .await;
+    let dir = run.stop().await;
+    let q = std::fs::read_to_string(dir.path().join("state/quarantine.ndjson")).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(q.trim()).unwrap();
+    assert_eq!(entry["line"], poison.as_str());
+    let reason = entry["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("processor failed on this line 3 times while it stored others")
+            && reason.contains("panicked"),
+        "{reason}"
+    );
+}
+
+// The other side of the rule above: a processor that fails on every batch is
+// an outage, and an outage must not send good lines to quarantine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_failing_on_everything_quarantines_nothing() {
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Error);
+    let run = start(new_dir(&receiver), |c| {
+        c.batch_max_age = Duration::from_millis(200)
+    });
+    std::fs::write(run.spool().join("php.2020010100.1.ndjson"), lines(0, 0..8)).unwrap();
+    wait_for("many failed attempts", || {
+        Metrics::get(&run.metrics.batches_failed_total) >= 20
+    })
+    .await;
+    assert_eq!(Metrics::get(&run.metrics.lines_quarantined_total), 0);
+    receiver.set_mode(Mode::Ok);
+    wait_for("every line once the processor is back", || {
+        receiver.stored().len() == 8
+    })
+    .await;
+    assert_eq!(Metrics::get(&run.metrics.lines_quarantined_total), 0);
+    run.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipper_reads_429_retry_after_and_the_ingest_reply() {
     let receiver = Receiver::start();

@@ -31,6 +31,9 @@ pub enum Mode {
     Error,
     /// 413 for batches of more than this many lines.
     MaxLines(usize),
+    /// 500 for any batch with a line that has a `poison` field (a record
+    /// that crashes the processor), the normal reply otherwise.
+    Poison,
 }
 
 /// One stored line.
@@ -154,7 +157,7 @@ async fn ingest(
         Mode::Error => {
             return (StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"boom\"}").into_response();
         }
-        Mode::Ok | Mode::Slow(_) | Mode::MaxLines(_) => {}
+        Mode::Ok | Mode::Slow(_) | Mode::MaxLines(_) | Mode::Poison => {}
     }
     let mut text = String::new();
     if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
@@ -171,6 +174,13 @@ async fn ingest(
         && text.lines().count() > max
     {
         return (StatusCode::PAYLOAD_TOO_LARGE, "{\"error\":\"too large\"}").into_response();
+    }
+    if mode == Mode::Poison && text.lines().any(|l| l.contains("\"poison\"")) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{\"error\":\"panicked\"}",
+        )
+            .into_response();
     }
     let mut rejected = Vec::new();
     let mut accepted = 0;
@@ -237,6 +247,7 @@ pub fn fast_config(
         breaker_failures: 3,
         breaker_cooldown: Duration::from_millis(100),
         request_timeout: Duration::from_millis(500),
+        poison_after: 3,
     };
     c
 }
