@@ -244,7 +244,7 @@ fn run_pgwatch(path: &Path, serialize: bool) -> Pass {
     let cpu0 = thread_cpu();
     let (mut statements, mut total_ms, mut json_bytes) = (0u64, 0f64, 0usize);
     loop {
-        let (records, _) = watcher.poll("bench", "db-1", |rec| {
+        let records = watcher.poll("bench", "db-1", |rec| {
             if rec.event.class == LogClass::SlowStatement {
                 statements += 1;
                 total_ms += rec.event.duration_ms.unwrap_or(0.0);
@@ -254,7 +254,7 @@ fn run_pgwatch(path: &Path, serialize: bool) -> Pass {
             }
             true
         });
-        if records == 0 {
+        if records.records == 0 {
             break;
         }
     }

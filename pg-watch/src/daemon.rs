@@ -43,6 +43,9 @@ bitville_daemon::counters! {
         log_records_total: counter,
         /// Log lines pg-watch could not parse, kept as raw events.
         log_unparsed_total: counter,
+        /// Bytes of the log files not read yet (a backlog is read without
+        /// pause until it is gone).
+        log_lag_bytes: gauge,
         /// Records appended to the spool.
         records_written_total: counter,
         /// Records dropped because the spool is full.
@@ -298,22 +301,33 @@ async fn session(
     }
 }
 
+/// How long the log loop reads a backlog before it checks for shutdown
+/// and records its progress; it goes on without sleeping while more waits.
+const LOG_CATCH_UP_SLICE: Duration = Duration::from_secs(1);
+
 fn log_loop(mut watcher: LogWatcher, config: &Config, spool: &Spool, stop: &Shutdown) {
     let interval = Duration::from_millis(config.logs.poll_interval_ms);
+    let m = &spool.metrics;
     loop {
         let stopping = stop.is_shutdown();
-        let (records, unparsed) = watcher.poll(&config.project, &config.host, |r| spool.write(r));
-        spool
-            .metrics
-            .log_records_total
-            .fetch_add(records, Ordering::Relaxed);
-        spool
-            .metrics
-            .log_unparsed_total
-            .fetch_add(unparsed, Ordering::Relaxed);
+        let polled = watcher.catch_up(
+            &config.project,
+            &config.host,
+            |r| spool.write(r),
+            LOG_CATCH_UP_SLICE,
+            || stop.is_shutdown(),
+        );
+        m.log_records_total
+            .fetch_add(polled.records, Ordering::Relaxed);
+        m.log_unparsed_total
+            .fetch_add(polled.unparsed, Ordering::Relaxed);
+        m.log_lag_bytes
+            .store(polled.pending_bytes, Ordering::Relaxed);
         if stopping {
             return;
         }
-        std::thread::sleep(interval);
+        if polled.pending_bytes == 0 {
+            std::thread::sleep(interval);
+        }
     }
 }

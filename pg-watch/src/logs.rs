@@ -103,6 +103,17 @@ pub struct LogWatcher {
     tailers: Vec<Tailer>,
 }
 
+/// What polls read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PollStats {
+    /// Records handed to the sink.
+    pub records: u64,
+    /// Of those, lines no parser understood (kept as raw events).
+    pub unparsed: u64,
+    /// Bytes still waiting in the log files after the last poll.
+    pub pending_bytes: u64,
+}
+
 impl LogWatcher {
     /// Opens one tailer per source, each with its checkpoint file in `state_dir`.
     ///
@@ -128,15 +139,41 @@ impl LogWatcher {
         Ok(LogWatcher { tailers })
     }
 
-    /// Reads what is new in every source and hands the records to `sink`;
-    /// checkpoints move only when `sink` accepted every record of a source.
-    /// Returns the number of records and of unparsed lines.
+    /// Polls again and again while the files hold more than one poll reads
+    /// (a server that logs every statement writes faster than one chunk per
+    /// interval), until they are read, `budget` has passed or `stop` says
+    /// so, whichever comes first; the caller sleeps its interval only when
+    /// nothing is pending.
+    pub fn catch_up(
+        &mut self,
+        project: &str,
+        host: &str,
+        mut sink: impl FnMut(&PgLogRecord) -> bool,
+        budget: Duration,
+        stop: impl Fn() -> bool,
+    ) -> PollStats {
+        let started = std::time::Instant::now();
+        let mut total = PollStats::default();
+        loop {
+            let polled = self.poll(project, host, &mut sink);
+            total.records += polled.records;
+            total.unparsed += polled.unparsed;
+            total.pending_bytes = polled.pending_bytes;
+            if polled.pending_bytes == 0 || started.elapsed() >= budget || stop() {
+                return total;
+            }
+        }
+    }
+
+    /// Reads what is new in every source, at most [`crate::tailer::READ_CHUNK_MAX`]
+    /// per file, and hands the records to `sink`; checkpoints move only when
+    /// `sink` accepted every record of a source.
     pub fn poll(
         &mut self,
         project: &str,
         host: &str,
         mut sink: impl FnMut(&PgLogRecord) -> bool,
-    ) -> (u64, u64) {
+    ) -> PollStats {
         let (mut records, mut unparsed) = (0, 0);
         for tailer in &mut self.tailers {
             // Each entry becomes a record and goes to `sink` as it is parsed,
@@ -163,7 +200,11 @@ impl LogWatcher {
                 tracing::warn!(error = %e, "log checkpoint not written");
             }
         }
-        (records, unparsed)
+        PollStats {
+            records,
+            unparsed,
+            pending_bytes: self.tailers.iter().map(Tailer::pending_bytes).sum(),
+        }
     }
 }
 
@@ -210,5 +251,39 @@ garbage from an extension
             n += 1;
         });
         assert_eq!(n, 7);
+    }
+
+    // A server that logs every statement wrote faster than one chunk per
+    // poll interval, and pg-watch fell behind for good.
+    #[test]
+    fn a_backlog_larger_than_one_poll_is_read_without_waiting() {
+        use crate::config::LogSourceSection;
+        use crate::tailer::{READ_CHUNK_MAX, StartAt};
+
+        let logs = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let line = "2026-11-27 11:47:46.000 UTC [812] shop@orders psql LOG:  duration: 1.5 ms  \
+                    statement: SELECT 1\n";
+        let lines = 2 * READ_CHUNK_MAX / line.len() + 1000;
+        std::fs::write(logs.path().join("pg.log"), line.repeat(lines)).unwrap();
+        let section = LogsSection {
+            directory: logs.path().to_owned(),
+            start_at: StartAt::Beginning,
+            flush_after_ms: 0,
+            sources: vec![LogSourceSection {
+                pattern: "*.log".into(),
+                format: LogFormat::Stderr,
+            }],
+            ..LogsSection::default()
+        };
+        let mut watcher = LogWatcher::open(&section, state.path()).unwrap();
+        let first = watcher.poll("shop", "db-1", |_| true);
+        assert!(
+            first.pending_bytes > 0,
+            "one poll reads one chunk: {first:?}"
+        );
+        let rest = watcher.catch_up("shop", "db-1", |_| true, Duration::from_secs(60), || false);
+        assert_eq!(rest.pending_bytes, 0, "{rest:?}");
+        assert_eq!(first.records + rest.records, lines as u64);
     }
 }

@@ -319,6 +319,15 @@ impl Tailer {
         Ok(self.checkpointer.save(&files)?)
     }
 
+    /// Bytes of the known files not read yet, as of the last poll: more than
+    /// one poll reads when a file grew by more than [`READ_CHUNK_MAX`].
+    pub fn pending_bytes(&self) -> u64 {
+        self.files
+            .values()
+            .map(|s| s.seen_size.saturating_sub(s.offset))
+            .sum()
+    }
+
     /// The read position of every known file, for /metrics and tests.
     pub fn positions(&self) -> Vec<(PathBuf, FilePosition)> {
         self.files
