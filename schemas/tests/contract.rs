@@ -199,3 +199,71 @@ fn manifest_dir() -> std::path::PathBuf {
         std::path::PathBuf::from,
     )
 }
+
+/// Every number node of every schema: (schema, JSON pointer, node).
+fn number_nodes() -> Vec<(String, String, Value)> {
+    fn walk(schema: &str, node: &Value, at: String, out: &mut Vec<(String, String, Value)>) {
+        match node {
+            Value::Object(map) => {
+                let types: Vec<&str> = match map.get("type") {
+                    Some(Value::String(t)) => vec![t.as_str()],
+                    Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+                    _ => Vec::new(),
+                };
+                // Free-form maps (headers, context) hold the application's
+                // values as they are; they are stored as JSON, never summed.
+                let numeric = types.iter().any(|t| *t == "number" || *t == "integer");
+                if numeric && !types.iter().any(|t| *t == "string" || *t == "object") {
+                    out.push((schema.to_owned(), at.clone(), node.clone()));
+                }
+                for (k, v) in map {
+                    walk(schema, v, format!("{at}/{k}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(schema, v, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for kind in Kind::ALL {
+        let schema: Value = serde_json::from_str(kind.schema_text()).expect("schema JSON");
+        walk(kind.as_str(), &schema, String::new(), &mut out);
+    }
+    out
+}
+
+// A schema-valid 1e300 once overflowed ingest's arithmetic (a 500 that
+// wedged the shipper) and poisoned every report of its window: every number
+// the contract accepts has bounds that the store holds and the analysis sums.
+#[test]
+fn every_number_in_every_schema_is_bounded() {
+    let nodes = number_nodes();
+    assert!(nodes.len() > 100, "found only {} numbers", nodes.len());
+    for (schema, at, node) in nodes {
+        let (Some(min), Some(max)) = (node["minimum"].as_f64(), node["maximum"].as_f64()) else {
+            panic!("{schema}.schema.json{at}: a number needs a minimum and a maximum");
+        };
+        assert!(
+            min >= -9.3e18 && max <= 9.3e18 && min < max,
+            "{schema}.schema.json{at}: bounds {min}..{max}"
+        );
+    }
+}
+
+#[test]
+fn a_number_over_its_bound_is_refused_with_the_field_path() {
+    let mut r = valid_request();
+    r["sql"]["queries"][0]["start_ms"] = json!(1e300);
+    let msg = refusal(&r);
+    assert!(
+        msg.starts_with("/sql/queries/0/start_ms: ") && msg.contains("maximum"),
+        "{msg}"
+    );
+    let mut r = valid_request();
+    r["duration_ms"] = json!(1e300);
+    assert!(refusal(&r).starts_with("/duration_ms: "), "{}", refusal(&r));
+}
