@@ -100,7 +100,7 @@ impl Shutdown {
     /// A future that completes when it fires, owning its own listener: for
     /// APIs that take a `'static` future (axum's graceful shutdown, a spawned
     /// task).
-    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + use<> {
         let mut this = self.clone();
         async move { this.recv().await }
     }

@@ -197,8 +197,9 @@ async fn forwards_each_kind_once_and_resumes_from_its_cursor() {
         assert_eq!(m.sent.load(Ordering::Relaxed), n, "{} sent", m.name);
         assert_eq!(m.lag.load(Ordering::Relaxed), 0, "{} lag", m.name);
     }
-    let mut text = String::new();
-    processor::gelf::metrics::render(forwarder.metrics(), &mut text);
+    let mut out = bitville_daemon::metrics::Exposition::new("");
+    processor::gelf::metrics::render(forwarder.metrics(), &mut out);
+    let text = out.finish();
     assert!(
         text.contains(&format!(
             "bitville_gelf_messages_total{{output=\"tcp\",transport=\"tcp\",outcome=\"sent\"}} {n}"
