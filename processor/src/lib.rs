@@ -5,12 +5,8 @@
 //! Modules, one job each:
 //! - [`config`]: the TOML config, its defaults and checks.
 //! - [`check`]: `--check-config`'s checks beyond parsing (paths, TLS files, GELF outputs).
-//! - [`auth`]: ingest tokens and their projects, compared in constant time.
-//! - [`limits`]: per-client rate limiting and bounded gzip decoding.
-//! - [`ingest`]: the HTTP routes (`/v1/ingest`, `/healthz`, `/readyz`, `/metrics`).
-//! - [`tls`]: the HTTPS listener (rustls) used when a certificate is configured.
-//! - [`udp`]: the fire-and-forget UDP receiver.
-//! - [`flatten`]: validated records to table rows (no DuckDB here).
+//! - [`ingest`]: records in: the HTTP routes (`/v1/ingest`, `/healthz`, `/readyz`,
+//!   `/metrics`), tokens, limits, TLS, UDP, and flattening into the store's rows.
 //! - [`store`]: the only module that talks to DuckDB: layout, single writer, readers.
 //! - [`retention`]: drops expired days on a timer.
 //! - [`metrics`]: counters in the Prometheus text format.
@@ -25,18 +21,13 @@
 // The analysis is behind a feature, on by default, so a build can leave it out.
 #[cfg(feature = "analysis")]
 pub mod analysis;
-pub mod auth;
 pub mod check;
 pub mod config;
-pub mod flatten;
 pub mod gelf;
 pub mod ingest;
-pub mod limits;
 pub mod metrics;
 pub mod retention;
 pub mod store;
-pub mod tls;
-pub mod udp;
 #[cfg(feature = "analysis")]
 pub mod ui;
 
@@ -48,8 +39,9 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::auth::Tokens;
 use crate::config::{Config, Limits, RetentionConfig, TokenConfig};
+use crate::ingest::auth::Tokens;
+use crate::ingest::{auth, limits, tls, udp};
 use crate::store::{Store, StoreError};
 
 /// The project of the development token made when the config has none.

@@ -16,7 +16,7 @@ use processor::analysis::report::{Report, SuspectKind};
 use processor::analysis::spikes::{Detection, Signal};
 use processor::analysis::{Frame, Scope, Source, StoreFile, Window, report, spikes, sql};
 use processor::config::StoreConfig;
-use processor::flatten;
+use processor::ingest::flatten;
 use processor::store::Store;
 use spike_fixture::{BASELINE_S, DEFAULT_START, SECOND, SPIKE_S};
 

@@ -47,7 +47,7 @@ async fn store_records(store: &Store, records: &[Value]) {
         .map(|r| {
             let kind =
                 bitville_schemas::validate(r).unwrap_or_else(|e| panic!("fixture record: {e}"));
-            processor::flatten::prepare(kind, r, &r.to_string(), now).unwrap()
+            processor::ingest::flatten::prepare(kind, r, &r.to_string(), now).unwrap()
         })
         .collect();
     store.write(prepared).await.unwrap();

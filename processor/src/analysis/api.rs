@@ -34,7 +34,7 @@ use super::{
     AnalysisError, Frame, Scope, Source, Window, parse_time, report, request, spikes, sql,
 };
 use crate::App;
-use crate::auth::bearer_token;
+use crate::ingest::auth::bearer_token;
 
 /// What the analysis routes share (the web UI's data routes too).
 #[derive(Clone)]

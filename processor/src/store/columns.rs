@@ -8,7 +8,7 @@
 //! work runs beside it.
 //!
 //! Each column is built from the table's declared SQL type, so a row whose
-//! cell does not fit its column is a bug in `flatten` and reported as such
+//! cell does not fit its column is a bug in ingest's flattening and reported as such
 //! rather than stored wrong. UUID and JSON columns are sent as text: DuckDB
 //! casts a whole vector at once when the appender's types differ.
 
@@ -24,8 +24,8 @@ use duckdb::arrow::compute::take;
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 
+use super::row::{Cell, PreparedRecord, Row};
 use super::schema::{Table, TableId};
-use crate::flatten::{Cell, PreparedRecord, Row};
 
 /// A cell that does not fit its column, or Arrow refusing the batch.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@
 //! `checkpoint_threshold`, after retention, and at shutdown.
 
 mod columns;
+mod row;
 pub mod schema;
 mod writer;
 
@@ -22,8 +23,8 @@ use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::config::StoreConfig;
-use crate::flatten::PreparedRecord;
 pub use columns::{ColumnError, Columns};
+pub use row::{Cell, PreparedRecord, Row};
 
 pub use writer::{RetentionOutcome, WriteOutcome, now_micros};
 
