@@ -19,10 +19,9 @@ use super::request::RequestDetail;
 use super::spikes::{Detection, Spike};
 use super::sql::{SqlLimits, SqlResult};
 use super::table::{num, render};
-use super::{
-    Scope, StoreFile, api::WindowParams, format_time, parse_time, report, request, spikes, sql,
-};
+use super::{Scope, api::WindowParams, format_time, parse_time, report, request, spikes, sql};
 use crate::config::Config;
+use crate::store::Reader;
 
 /// The analysis subcommands; the binary adds them to its own.
 #[derive(Debug, Subcommand)]
@@ -114,13 +113,13 @@ pub struct Target {
 /// Where the answers come from.
 enum Backend {
     Http { host: String, token: String },
-    Direct { file: StoreFile, scope: Scope },
+    Direct { file: Reader, scope: Scope },
 }
 
 impl Backend {
     fn choose(target: &Target, config: &Config) -> anyhow::Result<Backend> {
         let direct = |path: &PathBuf| -> anyhow::Result<Backend> {
-            let file = StoreFile::open_read_only(path)
+            let file = Reader::open_read_only(path)
                 .with_context(|| format!("cannot read store {}", path.display()))?;
             Ok(Backend::Direct {
                 file,

@@ -1,8 +1,8 @@
 //! Spike analysis: finds load spikes and ranks their suspects, with evidence.
 //!
 //! Modules, one job each:
-//! - [`source`]: where rows come from: a reader of the running store, or a
-//!   store file opened read-only when no processor runs.
+//! - [`source`]: where rows come from: the store's [`crate::store::Reader`], on the
+//!   running store or on a store file opened read-only when no processor runs.
 //! - [`spikes`]: detection of load and concurrency spikes per host.
 //! - [`correlation`]: lock trees (waiter to root blocker to its request).
 //! - [`report`]: the window report: suspects ranked by their share of the
@@ -31,7 +31,7 @@ pub mod table;
 
 use serde::{Deserialize, Serialize};
 
-pub use source::{Source, StoreFile};
+pub use source::Source;
 
 use crate::store::schema;
 
@@ -349,7 +349,7 @@ impl Row {
 /// # Errors
 /// The query failed.
 pub fn query(src: &dyn Source, sql: &str) -> Result<Vec<Row>, AnalysisError> {
-    Ok(src.rows(sql)?.into_iter().map(Row).collect())
+    Ok(src.rows(sql)?.rows.into_iter().map(Row).collect())
 }
 
 /// The SQL expression naming a request's endpoint: method and route, or the
