@@ -177,9 +177,9 @@ impl Processor {
         let options = config.store.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&options))
             .await
-            .map_err(|e| StoreError::Db {
+            .map_err(|e| StoreError::Thread {
                 op: "open",
-                message: e.to_string(),
+                source: Box::new(e),
             })??;
         let dev_token = config.tokens.is_empty().then(auth::random_token);
         let app = Arc::new(App {

@@ -78,7 +78,9 @@ impl From<AnalysisError> for ApiError {
             AnalysisError::BadInput(_) | AnalysisError::Refused(_) => StatusCode::BAD_REQUEST,
             AnalysisError::NotFound(_) => StatusCode::NOT_FOUND,
             AnalysisError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            AnalysisError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AnalysisError::Store(_) | AnalysisError::Answer(_) | AnalysisError::Output(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError(status, e.to_string())
     }
@@ -117,9 +119,7 @@ pub(crate) async fn on_reader<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let store = state.app.store.clone();
     tokio::task::spawn_blocking(move || {
-        let reader = store
-            .reader()
-            .map_err(|e| AnalysisError::Query(e.to_string()))?;
+        let reader = store.reader()?;
         work(&reader)
     })
     .await

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use source::Source;
 
-use crate::store::schema;
+use crate::store::{StoreError, schema};
 
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
@@ -43,8 +43,17 @@ pub const SECOND: Micros = 1_000_000;
 /// Why an analysis could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
+    /// The store could not answer; its error (DuckDB's below it) is the source.
     #[error("store query failed: {0}")]
-    Query(String),
+    Store(#[from] StoreError),
+    /// The store answered, but not in the shape the query asked for (a
+    /// column missing, a number that does not parse, a row without a field
+    /// it must have).
+    #[error("store answer: {0}")]
+    Answer(String),
+    /// An answer could not be turned into its output (JSON, a flame graph).
+    #[error("{0}")]
+    Output(String),
     #[error("{0}")]
     BadInput(String),
     #[error("{0} not found")]

@@ -40,8 +40,7 @@ pub trait Source: Send {
 
 impl Source for Reader {
     fn rows(&self, sql: &str) -> Result<TextRows, AnalysisError> {
-        self.query_text(sql)
-            .map_err(|e| AnalysisError::Query(e.to_string()))
+        Ok(self.query_text(sql)?)
     }
 
     fn interrupter(&self) -> Option<Interrupter> {

@@ -181,9 +181,11 @@ async fn ingest_inner(
     let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
         .await
         .map_err(|e| {
-            if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
-                || e.to_string().contains("length limit")
-            {
+            // The limit fails with its own error type; any other error is
+            // the body's (a broken connection, a bad chunk).
+            let over_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over_limit {
                 too_large_body(limits.max_body_bytes)
             } else {
                 Refusal::new(

@@ -42,10 +42,11 @@ pub enum ColumnError {
         table: &'static str,
         sql_type: &'static str,
     },
-    #[error("{table}: {message}")]
+    #[error("{table}: {source}")]
     Arrow {
         table: &'static str,
-        message: String,
+        #[source]
+        source: duckdb::arrow::error::ArrowError,
     },
 }
 
@@ -155,7 +156,7 @@ pub fn record_batch(table: &'static Table, rows: &[Row]) -> Result<RecordBatch, 
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| ColumnError::Arrow {
         table: table.name,
-        message: e.to_string(),
+        source: e,
     })
 }
 
@@ -248,7 +249,7 @@ impl TableRows {
     ) -> Result<Option<RecordBatch>, ColumnError> {
         let arrow = |e: duckdb::arrow::error::ArrowError| ColumnError::Arrow {
             table: self.table.table().name,
-            message: e.to_string(),
+            source: e,
         };
         let mut keep = Vec::with_capacity(self.record_of_row.len());
         let mut seq = Vec::with_capacity(self.record_of_row.len());
@@ -292,7 +293,7 @@ pub fn ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<RecordBatch, Column
     RecordBatch::try_new(Arc::new(schema), vec![Arc::new(id.finish())]).map_err(|e| {
         ColumnError::Arrow {
             table: "record_ids",
-            message: e.to_string(),
+            source: e,
         }
     })
 }
@@ -319,7 +320,7 @@ pub fn staged_ids<'a>(
     )
     .map_err(|e| ColumnError::Arrow {
         table: "stage_ids",
-        message: e.to_string(),
+        source: e,
     })
 }
 

@@ -49,8 +49,31 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    /// DuckDB refused `op`; its error is the source.
+    #[error("store {op}: {source}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: duckdb::Error,
+    },
+    /// A value the store keeps for itself (such as the layout version) or a
+    /// reader's cell is not what the processor wrote.
     #[error("store {op}: {message}")]
-    Db { op: &'static str, message: String },
+    BadValue { op: &'static str, message: String },
+    /// Rows that do not fit their table's columns: a bug in the flattening.
+    #[error("store build columns: {0}")]
+    Columns(#[from] ColumnError),
+    /// The writer thread (or the task opening the store) could not run.
+    #[error("store {op}: {source}")]
+    Thread {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The transaction of a group of batches failed; every batch of the
+    /// group gets the one error.
+    #[error("store write: {0}")]
+    Write(#[source] std::sync::Arc<StoreError>),
     #[error("store writer has stopped")]
     WriterGone,
     #[error("store file {path} does not exist")]
@@ -58,11 +81,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn db(op: &'static str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Db {
-            op,
-            message: e.to_string(),
-        }
+    fn db(op: &'static str, source: duckdb::Error) -> StoreError {
+        StoreError::Db { op, source }
     }
 }
 
@@ -143,7 +163,10 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::db("start writer", e))?;
+            .map_err(|e| StoreError::Thread {
+                op: "start writer",
+                source: Box::new(e),
+            })?;
         Ok(Store {
             path: options.path.clone(),
             tx,
@@ -163,8 +186,7 @@ impl Store {
     /// # Errors
     /// The transaction failed (nothing of the batch is stored) or the writer stopped.
     pub async fn write(&self, records: Vec<PreparedRecord>) -> Result<WriteOutcome, StoreError> {
-        self.write_columns(Columns::build(records).map_err(|e| StoreError::db("build columns", e))?)
-            .await
+        self.write_columns(Columns::build(records)?).await
     }
 
     /// [`Store::write`] of records whose columns the caller built, off the
@@ -416,7 +438,7 @@ impl Reader {
     /// The query failed.
     pub fn query_text(&self, sql: &str) -> Result<TextRows, StoreError> {
         let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql})");
-        let q = |e: duckdb::Error| StoreError::db("query", e);
+        let q = |e| StoreError::db("query", e);
         let mut stmt = self.conn.prepare(&wrapped).map_err(q)?;
         let mut rows = stmt.query([]).map_err(q)?;
         let columns = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();

@@ -116,9 +116,10 @@ impl Writer {
                 )?;
                 STORE_SCHEMA_VERSION
             }
-            Some(v) => v
-                .parse::<i64>()
-                .map_err(|e| StoreError::db("read layout version", e))?,
+            Some(v) => v.parse::<i64>().map_err(|e| StoreError::BadValue {
+                op: "read layout version",
+                message: format!("schema_version {v:?} is not an integer: {e}"),
+            })?,
         };
         if version > STORE_SCHEMA_VERSION {
             return Err(StoreError::TooNew {
@@ -319,12 +320,9 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!("{e}");
-                let message = e.to_string();
+                let e = std::sync::Arc::new(e);
                 for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(StoreError::Db {
-                        op: "write",
-                        message: message.clone(),
-                    }));
+                    let _ = reply.send(Err(StoreError::Write(e.clone())));
                 }
             }
         }
@@ -403,8 +401,7 @@ impl Writer {
                 .map(|(r, _)| r)
         };
         let direct = days.iter().try_for_each(|day| {
-            let ids = columns::ids(staged().filter(|r| r.day == *day).map(|r| r.id.as_str()))
-                .map_err(|e| StoreError::db("claim ids", e))?;
+            let ids = columns::ids(staged().filter(|r| r.day == *day).map(|r| r.id.as_str()))?;
             append(
                 conn.appender_to_db("record_ids", &schema::day_schema(*day)),
                 [ids],
@@ -417,8 +414,7 @@ impl Writer {
         self.exec("rollback", "ROLLBACK")?;
         self.exec("begin", "BEGIN")?;
         {
-            let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day)))
-                .map_err(|e| StoreError::db("stage ids", e))?;
+            let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day)))?;
             append(
                 conn.appender_to_catalog_and_db("stage_ids", "temp", "main"),
                 [ids],
@@ -454,7 +450,7 @@ impl Writer {
         candidate: &[Vec<bool>],
         new_ids: Option<&HashSet<String>>,
     ) -> Result<(Vec<Vec<bool>>, i64), StoreError> {
-        let build = |e| StoreError::db("number rows", e);
+        let build = StoreError::Columns;
         let mut next_seq = self.next_seq;
         let mut flags = Vec::with_capacity(batches.len());
         // Each day's table gets one appender for the whole group.

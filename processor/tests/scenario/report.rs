@@ -53,7 +53,7 @@ fn from_store_file(stack: &mut Stack, frame: &Frame) -> Result<Report, String> {
         }
     }
     let result = Reader::open_read_only(&stack.store_path)
-        .map_err(|e| AnalysisError::Query(e.to_string()))
+        .map_err(AnalysisError::from)
         .and_then(|src| report::report(&src, &Scope::Project(PROJECT.to_owned()), frame))
         .map_err(|e| format!("report from {}: {e}", stack.store_path.display()));
     let addr = stack.processor_addr.clone();
