@@ -18,8 +18,6 @@
 //! tasks (the GELF forwarder among them); [`Processor::shutdown`] drains
 //! them, saves the forwarder's cursors and checkpoints the store.
 
-// The analysis is behind a feature, on by default, so a build can leave it out.
-#[cfg(feature = "analysis")]
 pub mod analysis;
 pub mod check;
 pub mod config;
@@ -28,7 +26,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod retention;
 pub mod store;
-#[cfg(feature = "analysis")]
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -334,15 +331,12 @@ where
     L: axum::serve::Listener<Addr = SocketAddr>,
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    #[cfg(feature = "analysis")]
     let router = ingest::router(app.clone())
         .merge(analysis::api::router(
             app.clone(),
             analysis::sql::SqlLimits::default(),
         ))
         .merge(ui::router(app));
-    #[cfg(not(feature = "analysis"))]
-    let router = ingest::router(app);
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<tls::Peer>(),

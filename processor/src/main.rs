@@ -31,9 +31,7 @@ enum Command {
     /// Serve ingest, health and metrics (the default).
     Serve,
     /// Load a recorded spike into a fresh store, print its report, then serve it.
-    #[cfg(feature = "analysis")]
     Demo(processor::analysis::demo::DemoArgs),
-    #[cfg(feature = "analysis")]
     #[command(flatten)]
     Analysis(processor::analysis::cli::Command),
 }
@@ -93,9 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, cli.config),
-        #[cfg(feature = "analysis")]
         Command::Demo(args) => processor::analysis::demo::run(args, config),
-        #[cfg(feature = "analysis")]
         Command::Analysis(c) => processor::analysis::cli::run(c, &config),
     }
 }

@@ -337,7 +337,6 @@ async fn catches_up_after_an_outage_over_tcp_and_http() {
 
 /// A load spike of 30 on an 8-CPU host (baseline 1) for three minutes, with
 /// slow requests in it, followed by ten quiet minutes so that it has settled.
-#[cfg(feature = "analysis")]
 fn spike_records() -> Vec<Value> {
     let t0 = bitville_schemas::parse_ts("2026-11-20T10:00:00.000000Z").unwrap();
     let minute = 60_000_000;
@@ -362,7 +361,6 @@ fn spike_records() -> Vec<Value> {
     records
 }
 
-#[cfg(feature = "analysis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_each_settled_spike_once_with_its_suspects() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /v1/spikes?from&to&hours&factor&level` | detected spikes ([`super::spikes::Spike`]) |
 //! | `GET /v1/report?from&to&baseline_from&baseline_to` | the window report ([`super::report::Report`]) |
-//! | `GET /v1/top?from&to&by=endpoints\|sql\|functions\|waits&limit` | a top list |
+//! | `GET /v1/top?from&to&by=endpoints\|sql\|functions&limit` | a top list |
 //! | `GET /v1/requests?from&to&host&endpoint&status&min_ms&limit` | requests, newest first |
 //! | `GET /v1/requests/{id}` | the drill-down of a correlation ID (or record id) |
 //! | `GET /v1/requests/{id}/flamegraph.svg` | its flame graph |
@@ -247,7 +247,7 @@ async fn top_route(
         None => report::TopBy::Endpoints,
         Some(v) => <report::TopBy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
             AnalysisError::BadInput(format!(
-                "parameter by: {v:?} is not endpoints, sql, functions or waits"
+                "parameter by: {v:?} is not endpoints, sql or functions"
             ))
         })?,
     };

@@ -855,7 +855,6 @@ pub enum TopBy {
     Endpoints,
     Sql,
     Functions,
-    Waits,
 }
 
 /// One entry of a top list: where the time of the window went.
@@ -926,10 +925,6 @@ pub fn top(
         TopBy::Functions => functions(src, &days, scope, &frame)?
             .into_iter()
             .map(|(n, i)| top_entry(n, i, "requests"))
-            .collect(),
-        TopBy::Waits => wait_events(src, &days, scope, &frame)?
-            .into_iter()
-            .map(|(n, (i, _))| top_entry(n, i, ""))
             .collect(),
     };
     let mut entries: Vec<TopEntry> = entries.into_iter().filter(|e| e.seconds > 0.0).collect();

@@ -497,7 +497,9 @@ impl Reader {
 
 /// Helpers for the benchmarks, kept here because only this module talks to
 /// DuckDB: the ingest benchmark's baseline, and bulk loading of generated
-/// data for the analysis benchmark.
+/// data for the analysis benchmark. Compiled for tests and examples only
+/// (the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
 pub mod bench {
     use std::path::Path;
     use std::time::Instant;

@@ -140,7 +140,7 @@ impl Writer {
         }
         self.days = self.existing_days()?;
         if version < STORE_SCHEMA_VERSION {
-            self.upgrade(version)?;
+            self.upgrade()?;
         }
         self.replace_views()?;
         let floor: i64 = self
@@ -159,24 +159,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Upgrades an older layout, one version at a time. Each step applies
-    /// to the template and to every day schema, then the version is written.
-    /// Version 1 is the first layout, so there is no step yet; the next
-    /// layout change adds `2 => ...` here.
-    fn upgrade(&mut self, from: i64) -> Result<(), StoreError> {
-        #[allow(clippy::never_loop)]
-        for version in from + 1..=STORE_SCHEMA_VERSION {
-            let _schemas: Vec<String> = std::iter::once(TEMPLATE_SCHEMA.to_owned())
-                .chain(self.days.iter().map(|d| schema::day_schema(*d)))
-                .collect();
-            self.exec(
-                "write layout version",
-                &format!(
-                    "UPDATE main.store_meta SET value = '{version}' WHERE key = 'schema_version'"
-                ),
-            )?;
-        }
-        Ok(())
+    /// Brings an older layout up to this processor's. Version 1 is the first
+    /// layout, so there is no step to apply yet and only the version is
+    /// written; the next layout change adds its step here, applied to the
+    /// template and to every day schema before the version is written.
+    fn upgrade(&self) -> Result<(), StoreError> {
+        self.exec(
+            "write layout version",
+            &format!(
+                "UPDATE main.store_meta SET value = '{STORE_SCHEMA_VERSION}' WHERE key = 'schema_version'"
+            ),
+        )
     }
 
     fn existing_days(&self) -> Result<BTreeSet<i64>, StoreError> {
