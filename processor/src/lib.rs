@@ -14,6 +14,9 @@
 //! - [`ui`]: the web UI (embedded page and its data routes), with the analysis.
 //! - [`gelf`]: forwards stored records to Graylog as GELF, after a durable cursor.
 //!
+//! The command line beyond serving (`report`, `sql`, `demo`) is the binary's
+//! own (`src/cli/`): nothing in this library prints.
+//!
 //! [`Processor::start`] binds the sockets, opens the store and starts the
 //! tasks (the GELF forwarder among them); [`Processor::shutdown`] drains
 //! them, saves the forwarder's cursors and checkpoints the store.

@@ -1,5 +1,8 @@
 //! The `processor` binary: arguments, logging, config, then serve until
-//! SIGTERM or SIGINT; SIGHUP reloads tokens, limits and retention.
+//! SIGTERM or SIGINT; SIGHUP reloads tokens, limits and retention. The
+//! `report`, `sql` and `demo` subcommands are in [`cli`].
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,9 +34,9 @@ enum Command {
     /// Serve ingest, health and metrics (the default).
     Serve,
     /// Load a recorded spike into a fresh store, print its report, then serve it.
-    Demo(processor::analysis::demo::DemoArgs),
+    Demo(cli::demo::DemoArgs),
     #[command(flatten)]
-    Analysis(processor::analysis::cli::Command),
+    Analysis(cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -91,8 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, cli.config),
-        Command::Demo(args) => processor::analysis::demo::run(args, config),
-        Command::Analysis(c) => processor::analysis::cli::run(c, &config),
+        Command::Demo(args) => cli::demo::run(args, config),
+        Command::Analysis(c) => cli::run(c, &config),
     }
 }
 

@@ -9,8 +9,11 @@
 //!   excess load against a baseline window, and the top lists.
 //! - [`request`]: the drill-down of one correlation ID, its flame graph and call table.
 //! - [`sql`]: the read-only SQL runner for admins (timeout, row cap, no file access).
-//! - [`api`]: the HTTP JSON API; [`cli`]: the `report` and `sql` subcommands.
-//! - [`table`]: plain-text tables for the CLI.
+//! - [`api`]: the HTTP JSON API; `api::scope` turns a request's token into
+//!   the [`Scope`] every query filters on.
+//!
+//! The `report` and `sql` subcommands that print these answers are the
+//! binary's (`src/cli/`), not this library's.
 //!
 //! **Architecture invariant:** every query here filters on a time range
 //! first (`ts` columns are in ingest order, so DuckDB's zone maps skip the
@@ -19,15 +22,12 @@
 //! bundled DuckDB has no ICU.
 
 pub mod api;
-pub mod cli;
 pub mod correlation;
-pub mod demo;
 pub mod report;
 pub mod request;
 pub mod source;
 pub mod spikes;
 pub mod sql;
-pub mod table;
 
 use serde::{Deserialize, Serialize};
 
