@@ -54,13 +54,13 @@ impl Source for Reader {
     }
 }
 
+/// One read of [`side_by_side`], given the connection to run on.
+pub type Job<'a, T> = Box<dyn FnOnce(&dyn Source) -> T + Send + 'a>;
+
 /// Runs `jobs` side by side, each on a connection of its own, when the
 /// source can open more; otherwise one after another on `src`. Results
 /// come back in the order of `jobs`.
-pub fn side_by_side<'a, T: Send>(
-    src: &dyn Source,
-    jobs: Vec<Box<dyn FnOnce(&dyn Source) -> T + Send + 'a>>,
-) -> Vec<T> {
+pub fn side_by_side<'a, T: Send>(src: &dyn Source, jobs: Vec<Job<'a, T>>) -> Vec<T> {
     let forks: Option<Vec<Box<dyn Source>>> = jobs.iter().skip(1).map(|_| src.fork()).collect();
     let Some(forks) = forks else {
         return jobs.into_iter().map(|job| job(src)).collect();

@@ -62,10 +62,10 @@ pub async fn run(
         for s in &spikes {
             hand_over(s);
         }
-        if let Some(end) = last_end {
-            if let Err(e) = store.set_cursor(SPIKE_CURSOR, end, now_micros()).await {
-                tracing::warn!("gelf spikes: cannot save cursor {end}: {e}");
-            }
+        if let Some(end) = last_end
+            && let Err(e) = store.set_cursor(SPIKE_CURSOR, end, now_micros()).await
+        {
+            tracing::warn!("gelf spikes: cannot save cursor {end}: {e}");
         }
     }
 }
