@@ -1172,6 +1172,7 @@ fn main() -> anyhow::Result<()> {
         ))?;
         let mut all = Vec::new();
         for (k, id) in ids
+            .rows
             .iter()
             .filter_map(|r| r.first().cloned().flatten())
             .enumerate()
@@ -1200,7 +1201,7 @@ fn main() -> anyhow::Result<()> {
             all.extend(t.runs);
         }
         push(
-            format!("request drill-down ({} ids)", ids.len()),
+            format!("request drill-down ({} ids)", ids.rows.len()),
             Timing { runs: all },
             Some(DRILL_TARGET_S),
         );

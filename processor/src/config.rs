@@ -327,7 +327,7 @@ impl Config {
                     t.project
                 ));
             }
-            if !valid_project(&t.project) {
+            if !bitville_schemas::valid_project(&t.project) {
                 return Err(format!(
                     "tokens[{i}]: project {:?} does not match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$",
                     t.project
@@ -375,16 +375,6 @@ fn env_list(value: &str) -> impl Iterator<Item = &str> {
 fn redact(text: &str) -> String {
     let shown: String = text.chars().take(4).collect();
     format!("{shown}...")
-}
-
-/// The project name rule of the record envelope.
-pub fn valid_project(p: &str) -> bool {
-    let b = p.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// Parses a DuckDB-style size such as "512MB", "1GiB" or "64 MB" into bytes.

@@ -5,12 +5,8 @@
 //! Modules, one job each:
 //! - [`config`]: the TOML config, its defaults and checks.
 //! - [`check`]: `--check-config`'s checks beyond parsing (paths, TLS files, GELF outputs).
-//! - [`auth`]: ingest tokens and their projects, compared in constant time.
-//! - [`limits`]: per-client rate limiting and bounded gzip decoding.
-//! - [`ingest`]: the HTTP routes (`/v1/ingest`, `/healthz`, `/readyz`, `/metrics`).
-//! - [`tls`]: the HTTPS listener (rustls) used when a certificate is configured.
-//! - [`udp`]: the fire-and-forget UDP receiver.
-//! - [`flatten`]: validated records to table rows (no DuckDB here).
+//! - [`ingest`]: records in: the HTTP routes (`/v1/ingest`, `/healthz`, `/readyz`,
+//!   `/metrics`), tokens, limits, TLS, UDP, and flattening into the store's rows.
 //! - [`store`]: the only module that talks to DuckDB: layout, single writer, readers.
 //! - [`retention`]: drops expired days on a timer.
 //! - [`metrics`]: counters in the Prometheus text format.
@@ -18,26 +14,21 @@
 //! - [`ui`]: the web UI (embedded page and its data routes), with the analysis.
 //! - [`gelf`]: forwards stored records to Graylog as GELF, after a durable cursor.
 //!
+//! The command line beyond serving (`report`, `sql`, `demo`) is the binary's
+//! own (`src/cli/`): nothing in this library prints.
+//!
 //! [`Processor::start`] binds the sockets, opens the store and starts the
 //! tasks (the GELF forwarder among them); [`Processor::shutdown`] drains
 //! them, saves the forwarder's cursors and checkpoints the store.
 
-// The analysis is behind a feature, on by default, so a build can leave it out.
-#[cfg(feature = "analysis")]
 pub mod analysis;
-pub mod auth;
 pub mod check;
 pub mod config;
-pub mod flatten;
 pub mod gelf;
 pub mod ingest;
-pub mod limits;
 pub mod metrics;
 pub mod retention;
 pub mod store;
-pub mod tls;
-pub mod udp;
-#[cfg(feature = "analysis")]
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -49,8 +40,9 @@ use bitville_daemon::Trigger;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::auth::Tokens;
 use crate::config::{Config, Limits, RetentionConfig, TokenConfig};
+use crate::ingest::auth::Tokens;
+use crate::ingest::{auth, limits, tls, udp};
 use crate::store::{Store, StoreError};
 
 /// The project of the development token made when the config has none.
@@ -186,9 +178,9 @@ impl Processor {
         let options = config.store.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&options))
             .await
-            .map_err(|e| StoreError::Db {
+            .map_err(|e| StoreError::Thread {
                 op: "open",
-                message: e.to_string(),
+                source: Box::new(e),
             })??;
         let dev_token = config.tokens.is_empty().then(auth::random_token);
         let app = Arc::new(App {
@@ -339,15 +331,12 @@ where
     L: axum::serve::Listener<Addr = SocketAddr>,
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    #[cfg(feature = "analysis")]
     let router = ingest::router(app.clone())
         .merge(analysis::api::router(
             app.clone(),
             analysis::sql::SqlLimits::default(),
         ))
         .merge(ui::router(app));
-    #[cfg(not(feature = "analysis"))]
-    let router = ingest::router(app);
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<tls::Peer>(),

@@ -1,5 +1,8 @@
 //! The `processor` binary: arguments, logging, config, then serve until
-//! SIGTERM or SIGINT; SIGHUP reloads tokens, limits and retention.
+//! SIGTERM or SIGINT; SIGHUP reloads tokens, limits and retention. The
+//! `report`, `sql` and `demo` subcommands are in [`cli`].
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,11 +36,9 @@ enum Command {
     /// Serve ingest, health and metrics (the default).
     Serve,
     /// Load a recorded spike into a fresh store, print its report, then serve it.
-    #[cfg(feature = "analysis")]
-    Demo(processor::analysis::demo::DemoArgs),
-    #[cfg(feature = "analysis")]
+    Demo(cli::demo::DemoArgs),
     #[command(flatten)]
-    Analysis(processor::analysis::cli::Command),
+    Analysis(cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -95,10 +96,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, cli.config),
-        #[cfg(feature = "analysis")]
-        Command::Demo(args) => processor::analysis::demo::run(args, config),
-        #[cfg(feature = "analysis")]
-        Command::Analysis(c) => processor::analysis::cli::run(c, &config),
+        Command::Demo(args) => cli::demo::run(args, config),
+        Command::Analysis(c) => cli::run(c, &config),
     }
 }
 

@@ -180,5 +180,51 @@ fn api_reports_the_recorded_spike_to_its_project_only() {
     let after: Value = sql(&mut c, ADMIN, "SELECT count(*) FROM requests").json();
     assert_ne!(after["rows"][0][0], "0");
 
+    // The binary's `report` and `sql` ask the same API over HTTP (reqwest);
+    // a refusal comes back as the server's message.
+    let url = format!("http://{}", running.addr());
+    let cli = |token: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+            .args(args)
+            .args(["--url", &url, "--token", token, "--json"])
+            .env_remove("BITVILLE_PROCESSOR_CONFIG")
+            .output()
+            .expect("run processor")
+    };
+    let out = cli(
+        TOKEN,
+        &[
+            "report",
+            "spike",
+            "--from",
+            &t(from),
+            "--to",
+            &t(to),
+            "--baseline-from",
+            &t(DEFAULT_START),
+            "--baseline-to",
+            &t(from),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(printed["suspects"], report["suspects"]);
+    let out = cli(ADMIN, &["sql", "SELECT count(*) AS n FROM pg_activity"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON result");
+    assert_eq!(printed["rows"][0][0].as_str(), Some(n.to_string().as_str()));
+    let out = cli(TOKEN, &["sql", "SELECT 1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/v1/sql: HTTP 403"), "{stderr}");
+
     running.stop();
 }

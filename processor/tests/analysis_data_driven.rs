@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use processor::analysis::report::{Report, SuspectKind};
 use processor::analysis::spikes::{Detection, Signal};
-use processor::analysis::{Frame, Scope, Source, StoreFile, Window, report, spikes, sql};
+use processor::analysis::{Frame, Scope, Source, Window, report, spikes, sql};
 use processor::config::StoreConfig;
-use processor::flatten;
-use processor::store::Store;
+use processor::ingest::flatten;
+use processor::store::{Reader, Store};
 use spike_fixture::{BASELINE_S, DEFAULT_START, SECOND, SPIKE_S};
 
 /// Stores every record of a generated scenario, in batches, as ingest would.
@@ -328,7 +328,7 @@ fn sql_runner_reads_the_store_and_nothing_else() {
     let path = store.path().to_owned();
     rt.block_on(store.shutdown()).unwrap();
     drop(store);
-    let file = StoreFile::open_read_only(&path).expect("store opens read-only");
+    let file = Reader::open_read_only(&path).expect("store opens read-only");
     let limits = sql::SqlLimits {
         timeout: std::time::Duration::from_secs(2),
         max_rows: 5,

@@ -113,7 +113,6 @@ fn tokens_from_the_environment_replace_the_files_and_bad_ones_are_named() {
 /// The README's first command, on the recorded lock-contention spike: it
 /// ships the spool through HTTP ingest, detects the spike, and ranks the
 /// lock blocker first with the blocking request's URL.
-#[cfg(feature = "analysis")]
 #[test]
 fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
     let dir = tempfile::tempdir().unwrap();

@@ -47,7 +47,7 @@ async fn store_records(store: &Store, records: &[Value]) {
         .map(|r| {
             let kind =
                 bitville_schemas::validate(r).unwrap_or_else(|e| panic!("fixture record: {e}"));
-            processor::flatten::prepare(kind, r, &r.to_string(), now).unwrap()
+            processor::ingest::flatten::prepare(kind, r, &r.to_string(), now).unwrap()
         })
         .collect();
     store.write(prepared).await.unwrap();
@@ -338,7 +338,6 @@ async fn catches_up_after_an_outage_over_tcp_and_http() {
 
 /// A load spike of 30 on an 8-CPU host (baseline 1) for three minutes, with
 /// slow requests in it, followed by ten quiet minutes so that it has settled.
-#[cfg(feature = "analysis")]
 fn spike_records() -> Vec<Value> {
     let t0 = bitville_schemas::parse_ts("2026-11-20T10:00:00.000000Z").unwrap();
     let minute = 60_000_000;
@@ -363,7 +362,6 @@ fn spike_records() -> Vec<Value> {
     records
 }
 
-#[cfg(feature = "analysis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_each_settled_spike_once_with_its_suspects() {
     let dir = tempfile::tempdir().unwrap();

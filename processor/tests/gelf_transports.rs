@@ -358,7 +358,8 @@ async fn tcp_over_tls_trusting_a_given_ca() {
             "ext.cnf",
         ],
     );
-    let tls = processor::tls::server_config(&d.join("cert.pem"), &d.join("key.pem")).unwrap();
+    let tls =
+        processor::ingest::tls::server_config(&d.join("cert.pem"), &d.join("key.pem")).unwrap();
     let rx = Receiver::start(Addrs::loopback(), Some(tls), true)
         .await
         .unwrap();
@@ -397,7 +398,8 @@ async fn tcp_over_tls_trusting_a_given_ca() {
         ]
         .concat(),
     );
-    let tls = processor::tls::server_config(&d.join("cert.pem"), &d.join("key.pem")).unwrap();
+    let tls =
+        processor::ingest::tls::server_config(&d.join("cert.pem"), &d.join("key.pem")).unwrap();
     let rx = Receiver::start(Addrs::loopback(), Some(tls), true)
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use processor::flatten::prepare;
+use processor::ingest::flatten::prepare;
 use processor::retention::cutoff;
 use processor::store::schema::{DAY_MICROS, days_from_civil};
 use processor::store::{Store, StoreConfig};

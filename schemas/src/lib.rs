@@ -13,8 +13,11 @@
 //!   bodies (the processor, pg-watch).
 //! - [`fingerprint`]: normalized SQL text and correlation IDs, the join keys
 //!   between PHP, pg_stat_statements and the PostgreSQL log.
+//! - [`ingest`]: the processor's reply to a batch ([`IngestReply`], [`Rejected`]).
+//! - [`valid_project`]: the envelope's project name rule.
 
 pub mod fingerprint;
+pub mod ingest;
 pub mod records;
 mod timestamp;
 mod validate;
@@ -24,6 +27,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use ingest::{IngestReply, Rejected};
 pub use records::{
     HostMetricsRecord, PgActivityRecord, PgLogRecord, PgStatementsRecord, RequestRecord,
 };
@@ -126,6 +130,18 @@ impl Envelope {
     }
 }
 
+/// The envelope's project name rule (`project` in
+/// `schemas/envelope.schema.json`: `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`), for
+/// names that come from elsewhere than a record, such as tokens in a config.
+pub fn valid_project(p: &str) -> bool {
+    let b = p.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 /// A fresh record id: a lowercase UUID v4.
 pub fn new_record_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -134,6 +150,17 @@ pub fn new_record_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_names_follow_the_envelope_pattern() {
+        assert!(valid_project("shop"));
+        assert!(valid_project("a.b_c-9"));
+        assert!(valid_project(&"x".repeat(64)));
+        assert!(!valid_project(""));
+        assert!(!valid_project("-shop"));
+        assert!(!valid_project("shop/1"));
+        assert!(!valid_project(&"x".repeat(65)));
+    }
 
     #[test]
     fn kind_names_round_trip_and_unknown_names_are_refused() {

@@ -6,28 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
-use serde::Deserialize;
 
-/// The processor's reply to an accepted batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct IngestReply {
-    #[serde(default)]
-    pub accepted: u64,
-    #[serde(default)]
-    pub duplicates: u64,
-    #[serde(default)]
-    pub rejected: Vec<Rejection>,
-}
-
-/// One line the processor refused on its own.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Rejection {
-    /// 1-based line number in the batch.
-    pub line: usize,
-    #[serde(default)]
-    pub id: Option<String>,
-    pub reason: String,
-}
+/// The processor's reply to an accepted batch, and one line it refused on
+/// its own: wire types, defined once in `bitville-schemas`.
+pub use bitville_schemas::{IngestReply, Rejected};
 
 /// What a send attempt means for the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

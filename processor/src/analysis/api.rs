@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /v1/spikes?from&to&hours&factor&level` | detected spikes ([`super::spikes::Spike`]) |
 //! | `GET /v1/report?from&to&baseline_from&baseline_to` | the window report ([`super::report::Report`]) |
-//! | `GET /v1/top?from&to&by=endpoints\|sql\|functions\|waits&limit` | a top list |
+//! | `GET /v1/top?from&to&by=endpoints\|sql\|functions&limit` | a top list |
 //! | `GET /v1/requests?from&to&host&endpoint&status&min_ms&limit` | requests, newest first |
 //! | `GET /v1/requests/{id}` | the drill-down of a correlation ID (or record id) |
 //! | `GET /v1/requests/{id}/flamegraph.svg` | its flame graph |
@@ -34,7 +34,7 @@ use super::{
     AnalysisError, Frame, Scope, Source, Window, parse_time, report, request, spikes, sql,
 };
 use crate::App;
-use crate::auth::bearer_token;
+use crate::ingest::auth::bearer_token;
 
 /// What the analysis routes share (the web UI's data routes too).
 #[derive(Clone)]
@@ -78,7 +78,9 @@ impl From<AnalysisError> for ApiError {
             AnalysisError::BadInput(_) | AnalysisError::Refused(_) => StatusCode::BAD_REQUEST,
             AnalysisError::NotFound(_) => StatusCode::NOT_FOUND,
             AnalysisError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            AnalysisError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AnalysisError::Store(_) | AnalysisError::Answer(_) | AnalysisError::Output(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError(status, e.to_string())
     }
@@ -117,9 +119,7 @@ pub(crate) async fn on_reader<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let store = state.app.store.clone();
     tokio::task::spawn_blocking(move || {
-        let reader = store
-            .reader()
-            .map_err(|e| AnalysisError::Query(e.to_string()))?;
+        let reader = store.reader()?;
         work(&reader)
     })
     .await
@@ -247,7 +247,7 @@ async fn top_route(
         None => report::TopBy::Endpoints,
         Some(v) => <report::TopBy as clap::ValueEnum>::from_str(v, true).map_err(|_| {
             AnalysisError::BadInput(format!(
-                "parameter by: {v:?} is not endpoints, sql, functions or waits"
+                "parameter by: {v:?} is not endpoints, sql or functions"
             ))
         })?,
     };

@@ -1,16 +1,19 @@
 //! Spike analysis: finds load spikes and ranks their suspects, with evidence.
 //!
 //! Modules, one job each:
-//! - [`source`]: where rows come from: a reader of the running store, or a
-//!   store file opened read-only when no processor runs.
+//! - [`source`]: where rows come from: the store's [`crate::store::Reader`], on the
+//!   running store or on a store file opened read-only when no processor runs.
 //! - [`spikes`]: detection of load and concurrency spikes per host.
 //! - [`correlation`]: lock trees (waiter to root blocker to its request).
 //! - [`report`]: the window report: suspects ranked by their share of the
-//!   excess load against a baseline window, and the top lists.
+//!   excess load against a baseline window ([`Frame`] holds the two), and the top lists.
 //! - [`request`]: the drill-down of one correlation ID, its flame graph and call table.
 //! - [`sql`]: the read-only SQL runner for admins (timeout, row cap, no file access).
-//! - [`api`]: the HTTP JSON API; [`cli`]: the `report` and `sql` subcommands.
-//! - [`table`]: plain-text tables for the CLI.
+//! - [`api`]: the HTTP JSON API; `api::scope` turns a request's token into
+//!   the [`Scope`] every query filters on.
+//!
+//! The `report` and `sql` subcommands that print these answers are the
+//! binary's (`src/cli/`), not this library's.
 //!
 //! **Architecture invariant:** every query here filters on a time range
 //! first (`ts` columns are in ingest order, so DuckDB's zone maps skip the
@@ -19,21 +22,18 @@
 //! bundled DuckDB has no ICU.
 
 pub mod api;
-pub mod cli;
 pub mod correlation;
-pub mod demo;
 pub mod report;
 pub mod request;
 pub mod source;
 pub mod spikes;
 pub mod sql;
-pub mod table;
 
 use serde::{Deserialize, Serialize};
 
-pub use source::{Source, StoreFile};
+pub use source::Source;
 
-use crate::store::schema;
+use crate::store::{StoreError, TextRows, schema};
 
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
@@ -43,8 +43,17 @@ pub const SECOND: Micros = 1_000_000;
 /// Why an analysis could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
+    /// The store could not answer; its error (DuckDB's below it) is the source.
     #[error("store query failed: {0}")]
-    Query(String),
+    Store(#[from] StoreError),
+    /// The store answered, but not in the shape the query asked for (a
+    /// column missing, a number that does not parse, a row without a field
+    /// it must have).
+    #[error("store answer: {0}")]
+    Answer(String),
+    /// An answer could not be turned into its output (JSON, a flame graph).
+    #[error("{0}")]
+    Output(String),
     #[error("{0}")]
     BadInput(String),
     #[error("{0} not found")]
@@ -349,7 +358,118 @@ impl Row {
 /// # Errors
 /// The query failed.
 pub fn query(src: &dyn Source, sql: &str) -> Result<Vec<Row>, AnalysisError> {
-    Ok(src.rows(sql)?.into_iter().map(Row).collect())
+    Ok(src.rows(sql)?.rows.into_iter().map(Row).collect())
+}
+
+/// The rows of a query, read by column name: a column that is missing or a
+/// number that does not parse is an error, never a silent zero.
+#[derive(Debug, Clone, Default)]
+pub struct Named(TextRows);
+
+impl Named {
+    /// A table from column names and rows of text cells (tests make them by hand).
+    pub fn new(columns: &[&str], rows: Vec<Vec<Option<&str>>>) -> Named {
+        Named(TextRows {
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows: rows
+                .into_iter()
+                .map(|r| r.into_iter().map(|c| c.map(str::to_owned)).collect())
+                .collect(),
+        })
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = NamedRow<'_>> {
+        self.0.rows.iter().map(|cells| NamedRow {
+            columns: &self.0.columns,
+            cells,
+        })
+    }
+}
+
+/// Runs a query on a source, for reading its rows by column name.
+///
+/// # Errors
+/// The query failed.
+pub fn query_named(src: &dyn Source, sql: &str) -> Result<Named, AnalysisError> {
+    Ok(Named(src.rows(sql)?))
+}
+
+/// One row of a [`Named`] result.
+#[derive(Debug, Clone, Copy)]
+pub struct NamedRow<'a> {
+    columns: &'a [String],
+    cells: &'a [Option<String>],
+}
+
+impl NamedRow<'_> {
+    /// The cell of a column, `None` for NULL.
+    ///
+    /// # Errors
+    /// The result has no such column.
+    pub fn opt(&self, column: &str) -> Result<Option<&str>, AnalysisError> {
+        let i = self
+            .columns
+            .iter()
+            .position(|c| c == column)
+            .ok_or_else(|| {
+                AnalysisError::Answer(format!("no column {column:?} among {:?}", self.columns))
+            })?;
+        Ok(self.cells.get(i).and_then(|c| c.as_deref()))
+    }
+
+    /// A text cell, NULL as the empty string.
+    ///
+    /// # Errors
+    /// The result has no such column.
+    pub fn text(&self, column: &str) -> Result<String, AnalysisError> {
+        Ok(self.opt(column)?.unwrap_or_default().to_owned())
+    }
+
+    /// A number; NULL (a sum over no rows) reads as 0.
+    ///
+    /// # Errors
+    /// The column is missing or its value is not a number.
+    pub fn num(&self, column: &str) -> Result<f64, AnalysisError> {
+        self.parsed(column, "a number")
+            .map(Option::unwrap_or_default)
+    }
+
+    /// An integer; NULL reads as 0.
+    ///
+    /// # Errors
+    /// The column is missing or its value is not an integer.
+    pub fn int(&self, column: &str) -> Result<i64, AnalysisError> {
+        self.parsed(column, "an integer")
+            .map(Option::unwrap_or_default)
+    }
+
+    /// A BOOLEAN cell.
+    ///
+    /// # Errors
+    /// The column is missing, NULL, or not `true` or `false`.
+    pub fn flag(&self, column: &str) -> Result<bool, AnalysisError> {
+        match self.opt(column)? {
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            other => Err(AnalysisError::Answer(format!(
+                "column {column:?}: {other:?} is not true or false"
+            ))),
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        column: &str,
+        what: &str,
+    ) -> Result<Option<T>, AnalysisError> {
+        self.opt(column)?
+            .map(|text| {
+                text.parse::<T>().map_err(|_| {
+                    AnalysisError::Answer(format!("column {column:?}: {text:?} is not {what}"))
+                })
+            })
+            .transpose()
+    }
 }
 
 /// The SQL expression naming a request's endpoint: method and route, or the
@@ -405,6 +525,30 @@ mod tests {
         assert!(Window::new(10, 10).is_err());
         let w = Window::new(100, 160).unwrap();
         assert_eq!(w.before(), Window { from: 40, to: 100 });
+    }
+
+    #[test]
+    fn named_rows_refuse_missing_columns_and_values_that_do_not_parse() {
+        let t = Named::new(
+            &["n", "x", "w", "name"],
+            vec![
+                vec![Some("3"), None, Some("true"), Some("GET /")],
+                vec![Some("three"), Some("1e3"), Some("yes"), None],
+            ],
+        );
+        let rows: Vec<NamedRow<'_>> = t.rows().collect();
+        assert_eq!(rows[0].int("n").unwrap(), 3);
+        assert_eq!(rows[0].num("x").unwrap(), 0.0, "NULL reads as 0");
+        assert!(rows[0].flag("w").unwrap());
+        assert_eq!(rows[0].text("name").unwrap(), "GET /");
+        assert!(matches!(
+            rows[0].num("missing"),
+            Err(AnalysisError::Answer(_))
+        ));
+        assert!(matches!(rows[1].int("n"), Err(AnalysisError::Answer(_))));
+        assert_eq!(rows[1].num("x").unwrap(), 1000.0);
+        assert!(rows[1].flag("w").is_err());
+        assert_eq!(rows[1].opt("name").unwrap(), None);
     }
 
     #[test]

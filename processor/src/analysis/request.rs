@@ -608,13 +608,13 @@ pub fn flame_graph_svg(detail: &RequestDetail) -> Result<String, AnalysisError> 
         &mut svg,
     )
     .map_err(|e| {
-        AnalysisError::Query(format!(
+        AnalysisError::Output(format!(
             "flame graph of request {}: {e}",
             detail.correlation_id
         ))
     })?;
     String::from_utf8(svg)
-        .map_err(|e| AnalysisError::Query(format!("flame graph is not UTF-8: {e}")))
+        .map_err(|e| AnalysisError::Output(format!("flame graph is not UTF-8: {e}")))
 }
 
 /// A filterable list of requests, newest first.

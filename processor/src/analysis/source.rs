@@ -1,30 +1,33 @@
-//! Where the analysis reads rows from.
+//! Where the analysis reads rows from: a [`crate::store::Reader`].
 //!
-//! Inside the running processor that is a [`crate::store::Reader`]: a
-//! connection of its own on the store's database, the read API the store
-//! offers (every cell as text). When no processor runs, the CLI opens the
-//! store file itself with [`StoreFile`], read-only and without external
+//! Inside the running processor that is a connection of its own on the
+//! store's database ([`crate::store::Store::reader`]). When no processor
+//! runs, the command line opens the store file itself
+//! ([`crate::store::Reader::open_read_only`]), read-only and without external
 //! access, so nothing it runs can change the store or touch other files.
+//! Either way only the store talks to DuckDB.
 //!
-//! Both speak text because the store's reader does; the analysis queries
-//! aggregate inside DuckDB and bring back few rows, so the text costs little.
+//! The store's reader speaks text (every cell cast to `VARCHAR`); the
+//! analysis queries aggregate inside DuckDB and bring back few rows, so the
+//! text costs little.
 
-use std::path::Path;
-use std::sync::Arc;
+use crate::store::{Interrupter, Reader, TextRows};
 
 use super::AnalysisError;
 
 /// A read connection to the store.
 pub trait Source: Send {
-    /// The rows of one SELECT, every cell as text (NULL as `None`).
+    /// The rows of one SELECT, every cell as text (NULL as `None`), with the
+    /// names of its columns.
     ///
     /// # Errors
     /// The query failed.
-    fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, AnalysisError>;
+    fn rows(&self, sql: &str) -> Result<TextRows, AnalysisError>;
 
     /// A handle that stops the query running on this connection, when the
-    /// connection offers one (the store's reader does not, yet).
-    fn interrupter(&self) -> Option<Arc<duckdb::InterruptHandle>> {
+    /// connection offers one (a store file opened read-only does; the
+    /// running store's readers do not, yet).
+    fn interrupter(&self) -> Option<Interrupter> {
         None
     }
 
@@ -35,10 +38,13 @@ pub trait Source: Send {
     }
 }
 
-impl Source for crate::store::Reader {
-    fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, AnalysisError> {
-        self.query_strings(sql)
-            .map_err(|e| AnalysisError::Query(e.to_string()))
+impl Source for Reader {
+    fn rows(&self, sql: &str) -> Result<TextRows, AnalysisError> {
+        Ok(self.query_text(sql)?)
+    }
+
+    fn interrupter(&self) -> Option<Interrupter> {
+        Reader::interrupter(self)
     }
 
     fn fork(&self) -> Option<Box<dyn Source>> {
@@ -48,13 +54,13 @@ impl Source for crate::store::Reader {
     }
 }
 
+/// One read of [`side_by_side`], given the connection to run on.
+pub type Job<'a, T> = Box<dyn FnOnce(&dyn Source) -> T + Send + 'a>;
+
 /// Runs `jobs` side by side, each on a connection of its own, when the
 /// source can open more; otherwise one after another on `src`. Results
 /// come back in the order of `jobs`.
-pub fn side_by_side<'a, T: Send>(
-    src: &dyn Source,
-    jobs: Vec<Box<dyn FnOnce(&dyn Source) -> T + Send + 'a>>,
-) -> Vec<T> {
+pub fn side_by_side<'a, T: Send>(src: &dyn Source, jobs: Vec<Job<'a, T>>) -> Vec<T> {
     let forks: Option<Vec<Box<dyn Source>>> = jobs.iter().skip(1).map(|_| src.fork()).collect();
     let Some(forks) = forks else {
         return jobs.into_iter().map(|job| job(src)).collect();
@@ -78,68 +84,4 @@ pub fn side_by_side<'a, T: Send>(
         );
         out
     })
-}
-
-/// A store file opened directly, read-only, for the CLI when no processor runs.
-pub struct StoreFile {
-    conn: duckdb::Connection,
-}
-
-impl StoreFile {
-    /// Opens a store file read-only, with external access and extension
-    /// autoloading off: queries can read the store's tables and nothing else.
-    ///
-    /// # Errors
-    /// The file is missing, not a DuckDB file, or locked by a running processor.
-    pub fn open_read_only(path: &Path) -> Result<StoreFile, AnalysisError> {
-        if !path.exists() {
-            return Err(AnalysisError::NotFound(format!(
-                "store file {}",
-                path.display()
-            )));
-        }
-        let fail = |e: duckdb::Error| {
-            AnalysisError::Query(format!(
-                "cannot open store {} read-only: {e}",
-                path.display()
-            ))
-        };
-        let config = duckdb::Config::default()
-            .access_mode(duckdb::AccessMode::ReadOnly)
-            .and_then(|c| c.enable_autoload_extension(false))
-            .and_then(|c| c.enable_external_access(false))
-            .map_err(fail)?;
-        let conn = duckdb::Connection::open_with_flags(path, config).map_err(fail)?;
-        Ok(StoreFile { conn })
-    }
-}
-
-impl Source for StoreFile {
-    fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, AnalysisError> {
-        let q = |e: duckdb::Error| AnalysisError::Query(e.to_string());
-        let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql})");
-        let mut stmt = self.conn.prepare(&wrapped).map_err(q)?;
-        let mut rows = stmt.query([]).map_err(q)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(q)? {
-            let n = row.as_ref().column_count();
-            let mut cells = Vec::with_capacity(n);
-            for i in 0..n {
-                cells.push(row.get::<_, Option<String>>(i).map_err(q)?);
-            }
-            out.push(cells);
-        }
-        Ok(out)
-    }
-
-    fn interrupter(&self) -> Option<Arc<duckdb::InterruptHandle>> {
-        Some(self.conn.interrupt_handle())
-    }
-
-    fn fork(&self) -> Option<Box<dyn Source>> {
-        self.conn
-            .try_clone()
-            .ok()
-            .map(|conn| Box::new(StoreFile { conn }) as Box<dyn Source>)
-    }
 }

@@ -139,7 +139,7 @@ fn walk(node: &Value) -> Result<(), AnalysisError> {
 }
 
 /// Runs one checked SELECT with the limits. The timeout interrupts the
-/// query where the connection allows it (a store file opened by the CLI);
+/// query where the connection allows it (a store file opened read-only);
 /// on the running store's reader the caller bounds the wait instead.
 ///
 /// # Errors
@@ -170,7 +170,7 @@ pub fn run(src: &dyn Source, sql: &str, limits: SqlLimits) -> Result<SqlResult, 
     let interrupted = timer.is_some_and(|t| t.join().unwrap_or(false));
     let mut rows = match result {
         Err(_) if interrupted => return Err(AnalysisError::Timeout(limits.timeout.as_secs())),
-        other => other?,
+        other => other?.rows,
     };
     let truncated = rows.len() > limits.max_rows;
     rows.truncate(limits.max_rows);

@@ -161,7 +161,7 @@ fn cell_i64(row: &[Option<String>], i: usize) -> Result<i64, StoreError> {
     row.get(i)
         .and_then(Option::as_deref)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| StoreError::Db {
+        .ok_or_else(|| StoreError::BadValue {
             op: "gelf read",
             message: format!("column {i} is not an integer: {:?}", row.get(i)),
         })

@@ -267,7 +267,7 @@ impl GelfConfig {
             }
         }
         for project in self.projects.keys() {
-            if !crate::config::valid_project(project) {
+            if !bitville_schemas::valid_project(project) {
                 return Err(format!("gelf.projects.{project:?} is not a project name"));
             }
         }

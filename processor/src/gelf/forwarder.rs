@@ -83,7 +83,6 @@ impl Forwarder {
             forwarder.spikes.push(spike_tx);
             forwarder.metrics.push(metrics);
         }
-        #[cfg(feature = "analysis")]
         if !config.outputs.is_empty() && config.anyone_sends(EventKind::Spike) {
             let queue = SpikeQueue {
                 config: config.clone(),
@@ -151,14 +150,12 @@ fn push_spike(
 }
 
 /// What the spike watcher task holds to queue spikes like [`Forwarder::spike`].
-#[cfg(feature = "analysis")]
 struct SpikeQueue {
     config: Arc<GelfConfig>,
     senders: Vec<mpsc::Sender<(String, Message)>>,
     metrics: Vec<Arc<OutputMetrics>>,
 }
 
-#[cfg(feature = "analysis")]
 impl SpikeQueue {
     fn push(&self, spike: &SpikeSummary) {
         push_spike(&self.config, &self.senders, &self.metrics, spike);

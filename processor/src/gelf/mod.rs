@@ -10,7 +10,8 @@
 //! - [`forwarder`]: one task per output: read, build, send with retries, move the cursor.
 //! - [`spikes`]: hands each settled spike the analysis detects to the outputs, once.
 //! - [`metrics`]: sent, failed, shortened and lag per output, in the Prometheus text format.
-//! - [`receiver`]: the project's own GELF receiver (UDP, TCP, HTTP), for tests and the benchmark.
+//! - `receiver`: the project's own GELF receiver (UDP, TCP, HTTP), for tests and the benchmark
+//!   only (the `test-support` feature).
 //!
 //! **Architecture invariant:** the forwarder reads only the store, never the
 //! ingest path, so Graylog's speed or absence never touches ingest.
@@ -21,8 +22,8 @@ pub mod config;
 pub mod forwarder;
 pub mod message;
 pub mod metrics;
+#[cfg(any(test, feature = "test-support"))]
 pub mod receiver;
-#[cfg(feature = "analysis")]
 pub mod spikes;
 pub mod transport;
 pub mod udp;

@@ -62,10 +62,10 @@ pub async fn run(
         for s in &spikes {
             hand_over(s);
         }
-        if let Some(end) = last_end {
-            if let Err(e) = store.set_cursor(SPIKE_CURSOR, end, now_micros()).await {
-                tracing::warn!("gelf spikes: cannot save cursor {end}: {e}");
-            }
+        if let Some(end) = last_end
+            && let Err(e) = store.set_cursor(SPIKE_CURSOR, end, now_micros()).await
+        {
+            tracing::warn!("gelf spikes: cannot save cursor {end}: {e}");
         }
     }
 }
@@ -76,12 +76,8 @@ pub async fn run(
 /// # Errors
 /// A store query failed.
 pub fn settled_spikes(store: &Store) -> Result<(Vec<SpikeSummary>, Option<Micros>), AnalysisError> {
-    let reader = store
-        .reader()
-        .map_err(|e| AnalysisError::Query(e.to_string()))?;
-    let after = reader
-        .cursor(SPIKE_CURSOR)
-        .map_err(|e| AnalysisError::Query(e.to_string()))?;
+    let reader = store.reader()?;
+    let after = reader.cursor(SPIKE_CURSOR)?;
     let newest = match recent_range(&reader, &Scope::All, 1) {
         Ok(w) => w.to - SECOND,
         Err(AnalysisError::NotFound(_)) => return Ok((Vec::new(), None)),

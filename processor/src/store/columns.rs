@@ -8,7 +8,7 @@
 //! work runs beside it.
 //!
 //! Each column is built from the table's declared SQL type, so a row whose
-//! cell does not fit its column is a bug in `flatten` and reported as such
+//! cell does not fit its column is a bug in ingest's flattening and reported as such
 //! rather than stored wrong. UUID and JSON columns are sent as text: DuckDB
 //! casts a whole vector at once when the appender's types differ.
 
@@ -24,8 +24,8 @@ use duckdb::arrow::compute::take;
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 
+use super::row::{Cell, PreparedRecord, Row};
 use super::schema::{Table, TableId};
-use crate::flatten::{Cell, PreparedRecord, Row};
 
 /// A cell that does not fit its column, or Arrow refusing the batch.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +42,11 @@ pub enum ColumnError {
         table: &'static str,
         sql_type: &'static str,
     },
-    #[error("{table}: {message}")]
+    #[error("{table}: {source}")]
     Arrow {
         table: &'static str,
-        message: String,
+        #[source]
+        source: duckdb::arrow::error::ArrowError,
     },
 }
 
@@ -155,7 +156,7 @@ pub fn record_batch(table: &'static Table, rows: &[Row]) -> Result<RecordBatch, 
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| ColumnError::Arrow {
         table: table.name,
-        message: e.to_string(),
+        source: e,
     })
 }
 
@@ -248,7 +249,7 @@ impl TableRows {
     ) -> Result<Option<RecordBatch>, ColumnError> {
         let arrow = |e: duckdb::arrow::error::ArrowError| ColumnError::Arrow {
             table: self.table.table().name,
-            message: e.to_string(),
+            source: e,
         };
         let mut keep = Vec::with_capacity(self.record_of_row.len());
         let mut seq = Vec::with_capacity(self.record_of_row.len());
@@ -292,7 +293,7 @@ pub fn ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<RecordBatch, Column
     RecordBatch::try_new(Arc::new(schema), vec![Arc::new(id.finish())]).map_err(|e| {
         ColumnError::Arrow {
             table: "record_ids",
-            message: e.to_string(),
+            source: e,
         }
     })
 }
@@ -319,7 +320,7 @@ pub fn staged_ids<'a>(
     )
     .map_err(|e| ColumnError::Arrow {
         table: "stage_ids",
-        message: e.to_string(),
+        source: e,
     })
 }
 

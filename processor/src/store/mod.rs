@@ -3,7 +3,9 @@
 //! **Architecture invariant:** one writer thread owns the writing connection
 //! ([`writer`]); everything that changes the file goes through its queue, so
 //! there is never more than one write transaction and ingest batches can be
-//! grouped into one commit. Readers open their own connections ([`Store::reader`]).
+//! grouped into one commit. Readers open their own connections ([`Store::reader`]);
+//! when no processor runs, a [`Reader`] opens the store file itself, read-only
+//! ([`Reader::open_read_only`]).
 //!
 //! Durability: a batch's reply is sent only after its transaction committed,
 //! and DuckDB syncs its write-ahead log on commit, so an acknowledged record
@@ -12,6 +14,7 @@
 //! `checkpoint_threshold`, after retention, and at shutdown.
 
 mod columns;
+mod row;
 pub mod schema;
 mod writer;
 
@@ -22,8 +25,8 @@ use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::config::StoreConfig;
-use crate::flatten::PreparedRecord;
 pub use columns::{ColumnError, Columns};
+pub use row::{Cell, PreparedRecord, Row};
 
 pub use writer::{RetentionOutcome, WriteOutcome, now_micros};
 
@@ -46,18 +49,40 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    /// DuckDB refused `op`; its error is the source.
+    #[error("store {op}: {source}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: duckdb::Error,
+    },
+    /// A value the store keeps for itself (such as the layout version) or a
+    /// reader's cell is not what the processor wrote.
     #[error("store {op}: {message}")]
-    Db { op: &'static str, message: String },
+    BadValue { op: &'static str, message: String },
+    /// Rows that do not fit their table's columns: a bug in the flattening.
+    #[error("store build columns: {0}")]
+    Columns(#[from] ColumnError),
+    /// The writer thread (or the task opening the store) could not run.
+    #[error("store {op}: {source}")]
+    Thread {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The transaction of a group of batches failed; every batch of the
+    /// group gets the one error.
+    #[error("store write: {0}")]
+    Write(#[source] std::sync::Arc<StoreError>),
     #[error("store writer has stopped")]
     WriterGone,
+    #[error("store file {path} does not exist")]
+    Missing { path: PathBuf },
 }
 
 impl StoreError {
-    fn db(op: &'static str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Db {
-            op,
-            message: e.to_string(),
-        }
+    fn db(op: &'static str, source: duckdb::Error) -> StoreError {
+        StoreError::Db { op, source }
     }
 }
 
@@ -138,7 +163,10 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::db("start writer", e))?;
+            .map_err(|e| StoreError::Thread {
+                op: "start writer",
+                source: Box::new(e),
+            })?;
         Ok(Store {
             path: options.path.clone(),
             tx,
@@ -158,8 +186,7 @@ impl Store {
     /// # Errors
     /// The transaction failed (nothing of the batch is stored) or the writer stopped.
     pub async fn write(&self, records: Vec<PreparedRecord>) -> Result<WriteOutcome, StoreError> {
-        self.write_columns(Columns::build(records).map_err(|e| StoreError::db("build columns", e))?)
-            .await
+        self.write_columns(Columns::build(records)?).await
     }
 
     /// [`Store::write`] of records whose columns the caller built, off the
@@ -266,7 +293,10 @@ impl Store {
         let conn = base
             .try_clone()
             .map_err(|e| StoreError::db("open reader", e))?;
-        Ok(Reader { conn })
+        Ok(Reader {
+            conn,
+            interruptible: false,
+        })
     }
 
     /// Bytes of the store file plus its WAL.
@@ -306,9 +336,60 @@ fn open_connection(options: &StoreConfig) -> Result<Connection, StoreError> {
 /// this module too, so that only the store talks to DuckDB.
 pub struct Reader {
     conn: Connection,
+    /// True for a store file opened read-only ([`Reader::open_read_only`]):
+    /// its queries may be interrupted ([`Reader::interrupter`]).
+    interruptible: bool,
+}
+
+/// The rows of a query with every cell as text (NULL as `None`), and the
+/// names of its columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// Stops the query running on a reader's connection, from another thread.
+#[derive(Clone)]
+pub struct Interrupter(std::sync::Arc<duckdb::InterruptHandle>);
+
+impl Interrupter {
+    /// Stops the running query, which then fails; nothing when none runs.
+    pub fn interrupt(&self) {
+        self.0.interrupt();
+    }
 }
 
 impl Reader {
+    /// Opens a store file directly, read-only, with external access and
+    /// extension autoloading off: queries can read the store's tables and
+    /// nothing else, and cannot change the file. For the command line when
+    /// no processor runs (a running processor holds the file's lock).
+    ///
+    /// # Errors
+    /// The file is missing, is not a DuckDB file, or is locked by a running processor.
+    pub fn open_read_only(path: &Path) -> Result<Reader, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let config = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .and_then(|c| c.enable_autoload_extension(false))
+            .and_then(|c| c.enable_external_access(false))
+            .map_err(open_err)?;
+        let conn = Connection::open_with_flags(path, config).map_err(open_err)?;
+        Ok(Reader {
+            conn,
+            interruptible: true,
+        })
+    }
+
     /// Another connection to the same database.
     ///
     /// # Errors
@@ -319,7 +400,16 @@ impl Reader {
                 .conn
                 .try_clone()
                 .map_err(|e| StoreError::db("open reader", e))?,
+            interruptible: self.interruptible,
         })
+    }
+
+    /// A handle that stops the query running on this connection, for a
+    /// store file opened read-only; `None` on the running store's readers,
+    /// whose callers bound the wait instead.
+    pub fn interrupter(&self) -> Option<Interrupter> {
+        self.interruptible
+            .then(|| Interrupter(self.conn.interrupt_handle()))
     }
 
     /// One BIGINT (or NULL as 0) from a query, such as `SELECT count(*) FROM requests`.
@@ -338,25 +428,29 @@ impl Reader {
     /// # Errors
     /// The query failed.
     pub fn query_strings(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        self.query_text(sql).map(|t| t.rows)
+    }
+
+    /// The rows of a query, every column cast to text (NULL as `None`),
+    /// with the columns' names: the one row reader of the store.
+    ///
+    /// # Errors
+    /// The query failed.
+    pub fn query_text(&self, sql: &str) -> Result<TextRows, StoreError> {
         let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql})");
-        let mut stmt = self
-            .conn
-            .prepare(&wrapped)
-            .map_err(|e| StoreError::db("query", e))?;
-        let mut rows = stmt.query([]).map_err(|e| StoreError::db("query", e))?;
+        let q = |e| StoreError::db("query", e);
+        let mut stmt = self.conn.prepare(&wrapped).map_err(q)?;
+        let mut rows = stmt.query([]).map_err(q)?;
+        let columns = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| StoreError::db("query", e))? {
-            let n = row.as_ref().column_count();
-            let mut cells = Vec::with_capacity(n);
-            for i in 0..n {
-                cells.push(
-                    row.get::<_, Option<String>>(i)
-                        .map_err(|e| StoreError::db("query", e))?,
-                );
+        while let Some(row) = rows.next().map_err(q)? {
+            let mut cells = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                cells.push(row.get::<_, Option<String>>(i).map_err(q)?);
             }
             out.push(cells);
         }
-        Ok(out)
+        Ok(TextRows { columns, rows: out })
     }
 
     /// Rows per data table, summed over the day schemas (DuckDB's own
@@ -403,7 +497,9 @@ impl Reader {
 
 /// Helpers for the benchmarks, kept here because only this module talks to
 /// DuckDB: the ingest benchmark's baseline, and bulk loading of generated
-/// data for the analysis benchmark.
+/// data for the analysis benchmark. Compiled for tests and examples only
+/// (the `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
 pub mod bench {
     use std::path::Path;
     use std::time::Instant;
@@ -560,6 +656,42 @@ mod tests {
                 .unwrap(),
             7
         );
+    }
+
+    /// The one row reader names the columns of the query it ran (the
+    /// analysis reads cells by those names), every cell as text.
+    #[test]
+    fn the_reader_names_its_columns_on_the_store_and_on_a_store_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            path: dir.path().join("r.duckdb"),
+            ..StoreConfig::default()
+        };
+        let sql = "SELECT 1.5 AS seconds, NULL::BIGINT AS n, (1 < 2) AS w, 'a''b' AS name";
+        let store = Store::open(&config).unwrap();
+        let rows = store.reader().unwrap().query_text(sql).unwrap();
+        let expected = TextRows {
+            columns: ["seconds", "n", "w", "name"].map(str::to_owned).to_vec(),
+            rows: vec![vec![
+                Some("1.5".to_owned()),
+                None,
+                Some("true".to_owned()),
+                Some("a'b".to_owned()),
+            ]],
+        };
+        assert_eq!(rows, expected);
+        assert!(store.reader().unwrap().interrupter().is_none());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(store.shutdown()).unwrap();
+        drop(store);
+
+        let file = Reader::open_read_only(&config.path).unwrap();
+        assert_eq!(file.query_text(sql).unwrap(), expected);
+        assert!(file.interrupter().is_some());
+        assert!(matches!(
+            Reader::open_read_only(&dir.path().join("none.duckdb")),
+            Err(StoreError::Missing { .. })
+        ));
     }
 
     /// A new day's `records.raw` is stored with zstd, which DuckDB would not

@@ -116,9 +116,10 @@ impl Writer {
                 )?;
                 STORE_SCHEMA_VERSION
             }
-            Some(v) => v
-                .parse::<i64>()
-                .map_err(|e| StoreError::db("read layout version", e))?,
+            Some(v) => v.parse::<i64>().map_err(|e| StoreError::BadValue {
+                op: "read layout version",
+                message: format!("schema_version {v:?} is not an integer: {e}"),
+            })?,
         };
         if version > STORE_SCHEMA_VERSION {
             return Err(StoreError::TooNew {
@@ -139,7 +140,7 @@ impl Writer {
         }
         self.days = self.existing_days()?;
         if version < STORE_SCHEMA_VERSION {
-            self.upgrade(version)?;
+            self.upgrade()?;
         }
         self.replace_views()?;
         let floor: i64 = self
@@ -158,24 +159,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Upgrades an older layout, one version at a time. Each step applies
-    /// to the template and to every day schema, then the version is written.
-    /// Version 1 is the first layout, so there is no step yet; the next
-    /// layout change adds `2 => ...` here.
-    fn upgrade(&mut self, from: i64) -> Result<(), StoreError> {
-        #[allow(clippy::never_loop)]
-        for version in from + 1..=STORE_SCHEMA_VERSION {
-            let _schemas: Vec<String> = std::iter::once(TEMPLATE_SCHEMA.to_owned())
-                .chain(self.days.iter().map(|d| schema::day_schema(*d)))
-                .collect();
-            self.exec(
-                "write layout version",
-                &format!(
-                    "UPDATE main.store_meta SET value = '{version}' WHERE key = 'schema_version'"
-                ),
-            )?;
-        }
-        Ok(())
+    /// Brings an older layout up to this processor's. Version 1 is the first
+    /// layout, so there is no step to apply yet and only the version is
+    /// written; the next layout change adds its step here, applied to the
+    /// template and to every day schema before the version is written.
+    fn upgrade(&self) -> Result<(), StoreError> {
+        self.exec(
+            "write layout version",
+            &format!(
+                "UPDATE main.store_meta SET value = '{STORE_SCHEMA_VERSION}' WHERE key = 'schema_version'"
+            ),
+        )
     }
 
     fn existing_days(&self) -> Result<BTreeSet<i64>, StoreError> {
@@ -319,12 +313,9 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!("{e}");
-                let message = e.to_string();
+                let e = std::sync::Arc::new(e);
                 for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(StoreError::Db {
-                        op: "write",
-                        message: message.clone(),
-                    }));
+                    let _ = reply.send(Err(StoreError::Write(e.clone())));
                 }
             }
         }
@@ -403,8 +394,7 @@ impl Writer {
                 .map(|(r, _)| r)
         };
         let direct = days.iter().try_for_each(|day| {
-            let ids = columns::ids(staged().filter(|r| r.day == *day).map(|r| r.id.as_str()))
-                .map_err(|e| StoreError::db("claim ids", e))?;
+            let ids = columns::ids(staged().filter(|r| r.day == *day).map(|r| r.id.as_str()))?;
             append(
                 conn.appender_to_db("record_ids", &schema::day_schema(*day)),
                 [ids],
@@ -417,8 +407,7 @@ impl Writer {
         self.exec("rollback", "ROLLBACK")?;
         self.exec("begin", "BEGIN")?;
         {
-            let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day)))
-                .map_err(|e| StoreError::db("stage ids", e))?;
+            let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day)))?;
             append(
                 conn.appender_to_catalog_and_db("stage_ids", "temp", "main"),
                 [ids],
@@ -454,7 +443,7 @@ impl Writer {
         candidate: &[Vec<bool>],
         new_ids: Option<&HashSet<String>>,
     ) -> Result<(Vec<Vec<bool>>, i64), StoreError> {
-        let build = |e| StoreError::db("number rows", e);
+        let build = StoreError::Columns;
         let mut next_seq = self.next_seq;
         let mut flags = Vec::with_capacity(batches.len());
         // Each day's table gets one appender for the whole group.

@@ -165,7 +165,7 @@ async fn request_route(
 fn request_with_frames(src: &dyn Source, scope: &Scope, id: &str) -> Result<Value, AnalysisError> {
     let detail = request::detail(src, scope, id)?;
     let end = request::ended_at(&detail)
-        .ok_or_else(|| AnalysisError::Query(format!("request {id} has no end time")))?;
+        .ok_or_else(|| AnalysisError::Answer(format!("request {id} has no end time")))?;
     let frames = query(
         src,
         &format!(
@@ -180,7 +180,7 @@ fn request_with_frames(src: &dyn Source, scope: &Scope, id: &str) -> Result<Valu
         ),
     )?;
     let mut out = serde_json::to_value(&detail)
-        .map_err(|e| AnalysisError::Query(format!("request {id}: {e}")))?;
+        .map_err(|e| AnalysisError::Output(format!("request {id}: {e}")))?;
     if let Some(statements) = out.get_mut("sql").and_then(Value::as_array_mut) {
         for st in statements {
             let idx = st.get("idx").and_then(Value::as_i64);

@@ -228,7 +228,7 @@ fn host(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::StoreFile;
+    use crate::store::Reader;
 
     #[test]
     fn buckets_are_round_and_never_finer_than_host_sampling() {
@@ -244,7 +244,7 @@ mod tests {
 
     /// A DuckDB file with just the columns the timeline reads, opened the
     /// way the CLI opens a store (read-only).
-    fn store_with(sql: &[&str]) -> (tempfile::TempDir, StoreFile) {
+    fn store_with(sql: &[&str]) -> (tempfile::TempDir, Reader) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.duckdb");
         let conn = duckdb::Connection::open(&path).unwrap();
@@ -258,7 +258,7 @@ mod tests {
             conn.execute_batch(s).unwrap();
         }
         drop(conn);
-        let file = StoreFile::open_read_only(&path).unwrap();
+        let file = Reader::open_read_only(&path).unwrap();
         (dir, file)
     }
 

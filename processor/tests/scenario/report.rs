@@ -7,7 +7,8 @@
 //! is started again on the same store and port.
 
 use processor::analysis::report::{Report, Suspect, SuspectKind};
-use processor::analysis::{Frame, Scope, StoreFile, format_time, report};
+use processor::analysis::{AnalysisError, Frame, Scope, format_time, report};
+use processor::store::Reader;
 
 use super::{PROJECT, Stack, TOKEN, http_get, wait_ready};
 
@@ -51,7 +52,8 @@ fn from_store_file(stack: &mut Stack, frame: &Frame) -> Result<Report, String> {
             ));
         }
     }
-    let result = StoreFile::open_read_only(&stack.store_path)
+    let result = Reader::open_read_only(&stack.store_path)
+        .map_err(AnalysisError::from)
         .and_then(|src| report::report(&src, &Scope::Project(PROJECT.to_owned()), frame))
         .map_err(|e| format!("report from {}: {e}", stack.store_path.display()));
     let addr = stack.processor_addr.clone();

@@ -2,52 +2,14 @@
 //!
 //! This runs on the HTTP handlers' threads, before the single writer, so the
 //! writer only appends. It knows the column order of each table
-//! ([`crate::store::schema`]) but nothing about DuckDB.
+//! ([`crate::store::schema`]) and makes the store's input types
+//! ([`crate::store::PreparedRecord`]), but nothing about DuckDB.
 
 use bitville_schemas::{Kind, fingerprint};
 use serde_json::Value;
 
-use crate::store::schema::{self, DAY_MICROS, TableId};
-
-/// One value of a row, in the column's order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    /// Text, and also UUID and JSON columns (DuckDB casts on append).
-    Text(String),
-    /// TIMESTAMP, microseconds since the epoch, UTC.
-    Ts(i64),
-    /// INTEGER[].
-    IntList(Vec<i64>),
-}
-
-/// One row for one table. Column 0 is always `seq`, filled in by the writer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub table: TableId,
-    pub cells: Vec<Cell>,
-}
-
-/// A record ready for the writer: its dedupe key, its day, and its rows.
-#[derive(Debug, Clone)]
-pub struct PreparedRecord {
-    pub id: String,
-    pub kind: Kind,
-    pub project: String,
-    /// `ts` in microseconds since the epoch, UTC.
-    pub ts: i64,
-    pub rows: Vec<Row>,
-}
-
-impl PreparedRecord {
-    /// The UTC day (days since the epoch) the record is stored under.
-    pub fn day(&self) -> i64 {
-        self.ts.div_euclid(DAY_MICROS)
-    }
-}
+use crate::store::schema::{self, TableId};
+use crate::store::{Cell, PreparedRecord, Row};
 
 /// Why a schema-valid record still cannot be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,10 +1,25 @@
-//! The HTTP side: `POST /v1/ingest`, `/healthz`, `/readyz`, `/metrics`.
+//! Ingest: records in over HTTP(S) and UDP, checked, flattened and handed
+//! to the store.
+//!
+//! This module holds the HTTP side (`POST /v1/ingest`, `/healthz`,
+//! `/readyz`, `/metrics`); its parts, one job each:
+//! - [`auth`]: ingest tokens and their projects, compared in constant time.
+//! - [`limits`]: per-client rate limiting and bounded gzip decoding.
+//! - [`tls`]: the HTTPS listener (rustls) used when a certificate is configured.
+//! - [`udp`]: the fire-and-forget UDP receiver.
+//! - [`flatten`]: validated records to the store's rows (no DuckDB here).
 //!
 //! A batch goes through the layers in order, each refusing with its own
 //! status: rate limit (429), token (401), body size (413), decompression
 //! (400/413), record count (413), then per line: size, schema, project, time.
 //! Refused lines come back with their line number; the rest are stored, and
 //! the reply is sent only after the store committed them.
+
+pub mod auth;
+pub mod flatten;
+pub mod limits;
+pub mod tls;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,16 +31,15 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
+use bitville_schemas::{IngestReply, Rejected};
 use serde_json::json;
 
 use crate::App;
 use crate::config::Limits;
-use crate::flatten::{self, PreparedRecord};
-use crate::limits::{BodyError, gunzip_bounded};
 use crate::metrics::Outcome;
-use crate::store::Columns;
-use crate::tls::Peer;
+use crate::store::{Columns, PreparedRecord};
+use limits::{BodyError, gunzip_bounded};
+use tls::Peer;
 
 /// The router of the processor's HTTP port.
 pub fn router(app: Arc<App>) -> Router {
@@ -35,25 +49,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(app)
-}
-
-/// One refused line of a batch.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Rejected {
-    /// 1-based line number in the (decompressed) body.
-    pub line: usize,
-    pub id: Option<String>,
-    pub reason: String,
-}
-
-/// The reply to a batch.
-#[derive(Debug, Serialize)]
-struct IngestReply {
-    /// Records stored by this batch.
-    accepted: usize,
-    /// Records already stored before (same id), not stored again.
-    duplicates: usize,
-    rejected: Vec<Rejected>,
 }
 
 /// A refusal of the whole batch.
@@ -149,7 +144,7 @@ async fn ingest_inner(
     }
     let token = headers
         .get(header::AUTHORIZATION)
-        .and_then(|h| crate::auth::bearer_token(h.as_bytes()))
+        .and_then(|h| auth::bearer_token(h.as_bytes()))
         .ok_or_else(|| {
             Refusal::new(
                 StatusCode::UNAUTHORIZED,
@@ -186,9 +181,11 @@ async fn ingest_inner(
     let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
         .await
         .map_err(|e| {
-            if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
-                || e.to_string().contains("length limit")
-            {
+            // The limit fails with its own error type; any other error is
+            // the body's (a broken connection, a bad chunk).
+            let over_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over_limit {
                 too_large_body(limits.max_body_bytes)
             } else {
                 Refusal::new(
@@ -243,19 +240,19 @@ async fn ingest_inner(
             message: e.to_string(),
             retry_after: Some(Duration::from_secs(5)),
         })?;
-    let mut accepted = 0;
+    let mut accepted: u64 = 0;
     for (kind, stored) in kinds.iter().zip(&outcome.stored) {
         let o = if *stored {
             Outcome::Accepted
         } else {
             Outcome::Duplicate
         };
-        accepted += usize::from(*stored);
+        accepted += u64::from(*stored);
         app.metrics.record(&project, kind, o, 1);
     }
     Ok(IngestReply {
         accepted,
-        duplicates: outcome.stored.len() - accepted,
+        duplicates: outcome.stored.len() as u64 - accepted,
         rejected: rejected.into_iter().map(|r| r.0).collect(),
     })
 }

@@ -52,7 +52,7 @@ pub fn handle_datagram(app: &App, datagram: &[u8]) {
         return;
     };
     let record = record.strip_suffix(b"\n").unwrap_or(record);
-    let batch = match crate::ingest::prepare_batch(record, &project, &limits, app.now()) {
+    let batch = match super::prepare_batch(record, &project, &limits, app.now()) {
         Ok(b) => b,
         Err(_) => {
             app.metrics.udp_refused("empty");

@@ -16,11 +16,14 @@ use clap::Args;
 use shipper::engine::{self, EngineConfig};
 use shipper::metrics::Metrics;
 
-use super::api::WindowParams;
-use super::spikes::{self, Detection};
-use super::{Scope, report};
-use crate::config::{Config, TokenConfig};
-use crate::{Processor, auth};
+use processor::Processor;
+use processor::analysis::api::WindowParams;
+use processor::analysis::spikes::{self, Detection};
+use processor::analysis::{Scope, report};
+use processor::config::{Config, TokenConfig};
+use processor::ingest::auth;
+
+use super::print::{print_report, print_spikes};
 
 /// The recorded spike the demo loads when no folder is given.
 const RECORDED: &str = concat!(
@@ -79,7 +82,7 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
-        let processor = crate::Processor::start(config)
+        let processor = Processor::start(config)
             .await
             .context("cannot start the processor")?;
         let state = store_path.with_extension("shipper-state");
@@ -152,10 +155,10 @@ async fn demo(
     .context("the analysis task failed")??;
 
     println!("Detected spikes");
-    super::cli::print_spikes(&found);
+    print_spikes(&found);
     if let Some(report) = &report {
         println!();
-        super::cli::print_report(report);
+        print_report(report);
     }
     if exit {
         return Ok(());

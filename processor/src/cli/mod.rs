@@ -1,0 +1,412 @@
+//! The `processor` binary's command line beyond serving: the `report` and
+//! `sql` subcommands ([`Command`]) and `processor demo` ([`demo`]). The
+//! library answers; this module asks and prints.
+//!
+//! - [`client`]: the processor's read API over HTTP(S), with a token.
+//! - [`print`]: the answers as text tables; [`table`]: the table layout.
+//! - [`demo`]: the whole path on a recorded spike, in one command.
+//!
+//! `report` and `sql` ask the running processor with a token; when none
+//! answers on the configured port (or `--store` is given), they open the
+//! store file directly, read-only: whoever can read that file may read all
+//! of it.
+
+mod client;
+pub mod demo;
+mod print;
+mod table;
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use processor::analysis::api::WindowParams;
+use processor::analysis::report::{Report, TopBy, TopEntry};
+use processor::analysis::request::RequestDetail;
+use processor::analysis::spikes::{Detection, Spike};
+use processor::analysis::sql::{SqlLimits, SqlResult};
+use processor::analysis::{Scope, Window, format_time, parse_time, report, request, spikes, sql};
+use processor::config::Config;
+use processor::store::Reader;
+use serde_json::{Value, json};
+
+use client::Client;
+use print::{print_report, print_request, print_spikes};
+use table::{num, render};
+
+/// The analysis subcommands; the binary adds them to its own.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Spike reports: detected spikes, a window's ranked suspects, one request, top lists.
+    Report {
+        #[command(subcommand)]
+        what: ReportCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Read-only SQL over the store's tables and views (admin), e.g. `processor sql "SELECT count(*) FROM requests"`.
+    Sql {
+        query: String,
+        /// At most this many rows are printed.
+        #[arg(long, default_value_t = 1000)]
+        max_rows: usize,
+        /// The query is stopped after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Detected load and concurrency spikes (default: the last 24 hours of data).
+    Spikes {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Hours before the newest record, when no range is given.
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+    },
+    /// The ranked suspects of a window against the window just before it (or the given baseline).
+    Spike {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, requires = "baseline_to")]
+        baseline_from: Option<String>,
+        #[arg(long, requires = "baseline_from")]
+        baseline_to: Option<String>,
+    },
+    /// Everything about one request (correlation ID or record id).
+    Request {
+        id: String,
+        /// Also write its flame graph (SVG) to this file.
+        #[arg(long)]
+        flamegraph: Option<PathBuf>,
+    },
+    /// Where the time of a window went.
+    Top {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_enum, default_value = "endpoints")]
+        by: TopBy,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// Which processor or store to ask.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The processor's address (default: `server.listen` of the config).
+    #[arg(long, global = true, env = "BITVILLE_URL")]
+    url: Option<String>,
+    /// A project or admin token for the processor's API.
+    #[arg(long, global = true, env = "BITVILLE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Read this store file directly (read-only) instead of asking a processor.
+    #[arg(long, global = true)]
+    store: Option<PathBuf>,
+    /// Only this project (admin tokens and direct reads).
+    #[arg(long, global = true)]
+    project: Option<String>,
+    /// Print the JSON answer instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// Where the answers come from.
+enum Backend {
+    Http(Client),
+    Direct { file: Reader, scope: Scope },
+}
+
+impl Backend {
+    fn choose(target: &Target, config: &Config) -> anyhow::Result<Backend> {
+        let direct = |path: &PathBuf| -> anyhow::Result<Backend> {
+            let file = Reader::open_read_only(path)
+                .with_context(|| format!("cannot read store {}", path.display()))?;
+            Ok(Backend::Direct {
+                file,
+                scope: Scope::All.narrowed(target.project.as_deref()),
+            })
+        };
+        if let Some(path) = &target.store {
+            return direct(path);
+        }
+        let url = target.url.clone().unwrap_or_else(|| {
+            let scheme = if config.server.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", config.server.listen)
+        });
+        let base = client::base_url(&url)?;
+        if answers(&base) {
+            let token = target
+                .token
+                .clone()
+                .context("a processor runs: give --token or BITVILLE_TOKEN")?;
+            Ok(Backend::Http(Client::new(base, token)?))
+        } else {
+            direct(&config.store.path).with_context(|| format!("no processor answers on {url}"))
+        }
+    }
+}
+
+/// True when something accepts a TCP connection on the URL's host and port
+/// within 2 s: a processor runs there (it holds the store file's lock).
+fn answers(base: &reqwest::Url) -> bool {
+    base.socket_addrs(|| None)
+        .unwrap_or_default()
+        .iter()
+        .any(|addr| TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok())
+}
+
+/// Percent-encodes a query parameter value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn query_string(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Runs an analysis subcommand and prints its answer.
+///
+/// # Errors
+/// No processor answers and the store file cannot be read, the request is
+/// refused, or the input is bad.
+pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    match command {
+        Command::Report { what, target } => {
+            let backend = Backend::choose(&target, config)?;
+            run_report(what, &backend, &target)
+        }
+        Command::Sql {
+            query,
+            max_rows,
+            timeout_s,
+            target,
+        } => {
+            let backend = Backend::choose(&target, config)?;
+            let result: SqlResult = match &backend {
+                Backend::Http(client) => client.post(
+                    "/v1/sql",
+                    &json!({"query": query, "max_rows": max_rows, "timeout_s": timeout_s}),
+                )?,
+                Backend::Direct { file, .. } => sql::run(
+                    file,
+                    &query,
+                    SqlLimits {
+                        timeout: Duration::from_secs(timeout_s),
+                        max_rows,
+                    },
+                )?,
+            };
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                return Ok(());
+            }
+            let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
+            let rows: Vec<Vec<String>> = result
+                .rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                        .collect()
+                })
+                .collect();
+            print!("{}", render(&header, &rows));
+            println!(
+                "({} row{}{}, {:.0} ms)",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" },
+                if result.truncated {
+                    ", cut at --max-rows"
+                } else {
+                    ""
+                },
+                result.elapsed_ms
+            );
+            Ok(())
+        }
+    }
+}
+
+fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow::Result<()> {
+    let project = target.project.clone();
+    let show = |v: Value| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        Ok(())
+    };
+    match what {
+        ReportCommand::Spikes { from, to, hours } => {
+            let (range, found): (String, Vec<Spike>) = match backend {
+                Backend::Http(client) => {
+                    let q = query_string(&[
+                        ("from", from),
+                        ("to", to),
+                        ("hours", Some(hours.to_string())),
+                        ("project", project),
+                    ]);
+                    let v: Value = client.get(&format!("/v1/spikes{q}"))?;
+                    let range = format!(
+                        "{} .. {}",
+                        v["from"].as_str().unwrap_or(""),
+                        v["to"].as_str().unwrap_or("")
+                    );
+                    (range, serde_json::from_value(v["spikes"].clone())?)
+                }
+                Backend::Direct { file, scope } => {
+                    let window = match (from, to) {
+                        (None, None) => spikes::recent_range(file, scope, hours)?,
+                        (f, t) => WindowParams {
+                            from: f,
+                            to: t,
+                            ..WindowParams::default()
+                        }
+                        .window()?,
+                    };
+                    (
+                        format!("{} .. {}", format_time(window.from), format_time(window.to)),
+                        spikes::find(file, scope, window, &Detection::default())?,
+                    )
+                }
+            };
+            if target.json {
+                return show(json!({ "range": range, "spikes": found }));
+            }
+            println!("Spikes in {range}");
+            print_spikes(&found);
+        }
+        ReportCommand::Spike {
+            from,
+            to,
+            baseline_from,
+            baseline_to,
+        } => {
+            let params = WindowParams {
+                from: Some(from),
+                to: Some(to),
+                baseline_from,
+                baseline_to,
+                project,
+            };
+            let r: Report = match backend {
+                Backend::Http(client) => client.get(&format!(
+                    "/v1/report{}",
+                    query_string(&[
+                        ("from", params.from.clone()),
+                        ("to", params.to.clone()),
+                        ("baseline_from", params.baseline_from.clone()),
+                        ("baseline_to", params.baseline_to.clone()),
+                        ("project", params.project.clone()),
+                    ])
+                ))?,
+                Backend::Direct { file, scope } => report::report(file, scope, &params.frame()?)?,
+            };
+            if target.json {
+                return show(serde_json::to_value(&r)?);
+            }
+            print_report(&r);
+        }
+        ReportCommand::Request { id, flamegraph } => {
+            let d: RequestDetail = match backend {
+                Backend::Http(client) => client.get(&format!(
+                    "/v1/requests/{}{}",
+                    enc(&id),
+                    query_string(&[("project", project)])
+                ))?,
+                Backend::Direct { file, scope } => request::detail(file, scope, &id)?,
+            };
+            if let Some(path) = flamegraph {
+                let svg = request::flame_graph_svg(&d)?;
+                std::fs::write(&path, svg)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("flame graph written to {}", path.display());
+            }
+            if target.json {
+                return show(serde_json::to_value(&d)?);
+            }
+            print_request(&d);
+        }
+        ReportCommand::Top {
+            from,
+            to,
+            by,
+            limit,
+        } => {
+            let entries: Vec<TopEntry> = match backend {
+                Backend::Http(client) => {
+                    let by_name = serde_json::to_value(by)?
+                        .as_str()
+                        .unwrap_or("endpoints")
+                        .to_owned();
+                    let q = query_string(&[
+                        ("from", Some(from)),
+                        ("to", Some(to)),
+                        ("by", Some(by_name)),
+                        ("limit", Some(limit.to_string())),
+                        ("project", project),
+                    ]);
+                    let v: Value = client.get(&format!("/v1/top{q}"))?;
+                    serde_json::from_value(v["entries"].clone())?
+                }
+                Backend::Direct { file, scope } => {
+                    let window = Window::new(parse_time(&from)?, parse_time(&to)?)?;
+                    report::top(file, scope, window, by, limit)?
+                }
+            };
+            if target.json {
+                return show(serde_json::to_value(&entries)?);
+            }
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| vec![e.name.clone(), num(e.seconds, 3), num(e.count, 0)])
+                .collect();
+            print!("{}", render(&["name", "seconds", "count"], &rows));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(enc("2026-11-27T11:00:00Z"), "2026-11-27T11:00:00Z");
+        assert_eq!(enc("GET /a b&c"), "GET%20%2Fa%20b%26c");
+        assert_eq!(
+            query_string(&[("a", None), ("b", Some("x y".into()))]),
+            "?b=x%20y"
+        );
+    }
+}
