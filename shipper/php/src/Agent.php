@@ -261,7 +261,7 @@ final class Agent
             }
             $last = error_get_last();
             $error = $last !== null && isset($last['type'], self::FATAL_TYPES[$last['type']])
-                ? self::fatalError($last) : null;
+                ? $this->fatalError($last) : null;
             $full = $durationMs >= $this->config->thresholdMs || $error !== null;
             $weight = 1.0;
             if (!$full) {
@@ -426,8 +426,14 @@ final class Agent
                 $key = strtoupper(str_replace('-', '_', $name));
             }
             if (isset($_SERVER[$key])) {
+                $value = $_SERVER[$key];
+                // A header that carries a URL (Referer, Origin, X-Original-URL)
+                // carries its query string too: redacted by key like the URL.
+                if (is_string($value) && strpos($value, '?') !== false) {
+                    $value = $this->redactor()->url($value);
+                }
                 $out[$name] = $this->redactor()->isSecretKey($name)
-                    ? Redactor::MASK : $this->redactor()->value($_SERVER[$key]);
+                    ? Redactor::MASK : $this->redactor()->value($value);
             }
         }
         return $out;
@@ -491,7 +497,7 @@ final class Agent
     }
 
     /** The fatal error that ended the request, from error_get_last()'s answer, or null. */
-    private static function fatalError($e)
+    private function fatalError($e)
     {
         if (!is_array($e) || !isset($e['type']) || !array_key_exists($e['type'], self::FATAL_TYPES)) {
             return null;
@@ -499,7 +505,8 @@ final class Agent
         return [
             'type' => (int) $e['type'],
             'type_name' => self::FATAL_TYPES[$e['type']],
-            'message' => Util::truncate(isset($e['message']) ? (string) $e['message'] : '', 8192),
+            // An uncaught PDOException carries the database's DETAIL line.
+            'message' => Util::truncate($this->redactor()->error(isset($e['message']) ? (string) $e['message'] : ''), 8192),
             'file' => isset($e['file']) ? (string) $e['file'] : '',
             'line' => isset($e['line']) ? max(0, (int) $e['line']) : 0,
         ];

@@ -62,6 +62,11 @@ final class Check
         $spool = new Spool($dir, $config->stateDir, $config->breakerFailures, $config->breakerCooldownS);
         $until = $spool->breakerOpenUntil();
         self::line('write breaker', $until > 0 ? 'OPEN until ' . gmdate('Y-m-d H:i:s', $until) . ' UTC' : 'closed');
+        $folder = $spool->stateFolder();
+        self::line('state folder', $folder !== null
+            ? $folder . ' (private to this user: breaker and drop counters)'
+            : 'NONE usable under ' . ($config->stateDir !== '' ? $config->stateDir : sys_get_temp_dir())
+                . ' (bitville-apm-<uid> must be this user\'s, 0700, not a symlink): breaker and drop counters kept in memory only');
         Util::mute(); // open_basedir may shut out the temp dir
         $cache = Config::cacheDir();
         Util::unmute();

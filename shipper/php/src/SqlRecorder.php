@@ -60,7 +60,9 @@ final class SqlRecorder
         }
         $c = $this->config;
         $query = [
-            'sql' => Util::truncate((string) $sql, $c->sqlMaxLength),
+            // Literals go before the text is kept (secrets typed into SQL);
+            // the bound values below are judged against the original text.
+            'sql' => Util::truncate($c->sqlKeepLiterals ? (string) $sql : Redactor::scrubLiterals($sql), $c->sqlMaxLength),
             'op' => $op,
             'source' => $source,
             'start_ms' => round(max(0, $now - $this->originNs) / 1e6, 3),
@@ -106,7 +108,7 @@ final class SqlRecorder
         $q['duration_ms'] = round($ms, 3);
         $q['status'] = $error === null ? 'ok' : 'failed';
         if ($error !== null) {
-            $q['error'] = Util::truncate((string) $error, 4096);
+            $q['error'] = Util::truncate($this->redactor->error($error), 4096);
         }
         if (is_int($rows) && $rows >= 0) {
             $q['rows'] = $rows;

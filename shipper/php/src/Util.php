@@ -45,6 +45,56 @@ final class Util
     }
 
     /**
+     * The agent's private folder under $base: `<base>/bitville-apm-<euid>`,
+     * made 0700 on first use, or null when it cannot be trusted.
+     *
+     * Why the checks: the agent keeps files there that decide what it does
+     * (compiled configs that PHP includes, the write breaker, drop counters),
+     * and $base is usually the shared temp dir. A folder another local user
+     * made first, or a symlink they planted, would let them run code as the
+     * PHP user, silence the agent with a breaker dated in the future, or make
+     * it append to a file of their choosing. So the folder must not be a
+     * symlink, must belong to this process's user and be open to nobody
+     * else (the sticky temp dir keeps others from renaming it). Checked at
+     * every use, never remembered: temp dirs are cleaned, and the folder
+     * could be made again by someone else. Without posix_geteuid() there is
+     * no way to check, so there is no folder.
+     *
+     * @return string|null
+     */
+    public static function privateDir($base)
+    {
+        if (!function_exists('posix_geteuid') || !is_string($base) || $base === '') {
+            return null;
+        }
+        $uid = posix_geteuid();
+        $dir = rtrim($base, '/') . '/bitville-apm-' . $uid;
+        try {
+            // is_link() and is_dir() never warn (open_basedir aside: callers
+            // mute then); is_dir() fills PHP's stat cache for the two checks
+            // after it.
+            if (is_link($dir)) {
+                return null;
+            }
+            if (!is_dir($dir)) {
+                self::mute();
+                try {
+                    $made = mkdir($dir, 0700);
+                } finally {
+                    self::unmute();
+                }
+                clearstatcache();
+                if (!$made || is_link($dir) || !is_dir($dir)) {
+                    return null;
+                }
+            }
+            return fileowner($dir) === $uid && (fileperms($dir) & 0077) === 0 ? $dir : null;
+        } catch (\Throwable $e) {
+            return null;
+        }
+    }
+
+    /**
      * A random UUID v4, lowercase. random_bytes() can throw when the system has
      * no entropy source; the fallback keeps the request going with a weaker ID.
      * mt_rand() is never used: it would shift the application's seeded sequence.

@@ -63,7 +63,7 @@ final class PostgresTest extends AgentTestCase
         $records = $this->spoolRecords($env['spool']);
         $queries = $records[0]['sql']['queries'];
         $this->assertCount(1, $queries, 'the SET is not recorded');
-        $this->assertSame('SELECT pg_sleep(2)', $queries[0]['sql']);
+        $this->assertSame('SELECT pg_sleep(?)', $queries[0]['sql'], 'literals are replaced by default');
         $this->assertGreaterThanOrEqual(1900, $queries[0]['duration_ms']);
     }
 
@@ -146,7 +146,7 @@ PHP;
         $this->assertSame(['api_key' => 2, 'q' => 2], $q[1]['types']);
         $this->assertSame('SAVEPOINT sp1', $q[3]['sql']);
         // The division by zero threw before afterQuery: failed, not lost.
-        $this->assertSame('SELECT 1/0', $q[4]['sql']);
+        $this->assertSame('SELECT ?/?', $q[4]['sql'], 'literals are replaced');
         $this->assertSame('failed', $q[4]['status']);
         $this->assertSame('ok', $q[7]['status']);
         $this->assertSame('phalcon', $q[0]['source']);
@@ -166,7 +166,9 @@ PHP;
 
     public function testManyLongStatementsAreTrimmedUnderTheCap()
     {
-        $env = $this->setUpAgent(['transmission' => ['max_record_bytes' => 16384]]);
+        // Literals kept (sql_keep_literals), so the long text stays long.
+        $env = $this->setUpAgent(['transmission' => ['max_record_bytes' => 16384],
+            'profiling' => ['sql_keep_literals' => 'true']]);
         $code = $this->connectCode() . 'for ($i = 0; $i < 60; $i++) { $db->query("SELECT ' . "'\" . str_repeat(\"x\", 500) . \"'" . ' AS c$i"); }';
         $this->assertSilent($this->runPhp($code, $env['config']));
         $files = glob($env['spool'] . '/*');
