@@ -46,7 +46,7 @@ exit(main($opts));
 function options(array $argv)
 {
     $o = ['requests' => 100000, 'periods' => '1,10', 'fpm-modes' => 'none,startstop,nostop',
-        'cli-modes' => 'startstop,once', 'workers' => 6, 'idle-seconds' => 10, 'must-survive' => '',
+        'cli-modes' => 'startstop,once', 'workers' => 6, 'idle-seconds' => 10, 'must-survive' => '', 'max-requests' => 0,
         'agent-config' => ''];
     for ($i = 1; $i < count($argv); $i++) {
         $k = ltrim($argv[$i], '-');
@@ -78,7 +78,8 @@ function main(array $o)
     $rows = [];
     foreach ($o['periods'] as $period) {
         foreach ($o['fpm-modes'] as $mode) {
-            $r = runFpm($fpm, $mode, (float) $period, $o['requests'], $o['workers'], $o['agent-config']);
+            $r = runFpm($fpm, $mode, (float) $period, $o['requests'], $o['workers'], $o['agent-config'],
+                (int) $o['max-requests']);
             $rows[] = $r;
             printf("fpm  %-10s %5s ms: %7d requests, %7d answered, %4d workers died on a signal%s, %5.0f s\n",
                 $mode, $period, $r['sent'], $r['ok'], $r['deaths'], $r['signals'] ? ' (' . $r['signals'] . ')' : '',
@@ -122,14 +123,14 @@ function verdict(array $r, array $mustSurvive)
     return false;
 }
 
-function runFpm($fpm, $mode, $period, $requests, $workers, $agentConfig)
+function runFpm($fpm, $mode, $period, $requests, $workers, $agentConfig, $maxRequests)
 {
     $root = sys_get_temp_dir() . '/bitville-apm-stress-' . getmypid() . '-' . bin2hex(random_bytes(3));
     mkdir($root, 0755, true);
     $root0 = function_exists('posix_getuid') && posix_getuid() === 0;
     $conf = "[global]\npid = $root/fpm.pid\nerror_log = $root/fpm.log\nlog_level = notice\ndaemonize = no\n"
         . "[stress]\n" . ($root0 ? "user = root\ngroup = root\n" : '')
-        . "listen = $root/fpm.sock\npm = static\npm.max_children = $workers\npm.max_requests = 0\n"
+        . "listen = $root/fpm.sock\npm = static\npm.max_children = $workers\npm.max_requests = $maxRequests\n"
         . "catch_workers_output = yes\n"
         . ($agentConfig !== '' ? "env[BITVILLE_APM_CONFIG] = $agentConfig\n" : '')
         . "php_admin_value[opcache.enable] = 1\nphp_admin_value[sys_temp_dir] = $root\n";

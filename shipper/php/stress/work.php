@@ -12,6 +12,9 @@
 //              before issue #20)
 //   nostop     start() at the start, flush() at the end without stop(): the
 //              timer is deleted when PHP frees the object at request shutdown
+//   quiet      the agent's own start and stop (src/Profiler.php): one timer
+//              per request, deleted only between two ticks, when no tick is
+//              in flight or due within 0.3 ms
 //   agent      the agent itself (bitville-apm.php) with the config named by
 //              BITVILLE_APM_CONFIG
 function stress_leaf($us)
@@ -36,7 +39,14 @@ function stress_page($mode, $periodMs)
     // Up to two periods of sleep, so many requests end while a tick is due.
     $sleepUs = mt_rand(0, (int) (2000 * $periodMs));
     $samples = -1;
-    if ($mode === 'startstop' || $mode === 'nostop') {
+    if ($mode === 'quiet') {
+        require_once __DIR__ . '/../src/Util.php';
+        require_once __DIR__ . '/../src/Profiler.php';
+        list($p, $t) = \BitvilleApm\Profiler::startExcimer($periodMs, 32);
+        stress_middle($sleepUs);
+        \BitvilleApm\Profiler::stopExcimer($p, $t, $periodMs);
+        $samples = count($p->getLog());
+    } elseif ($mode === 'startstop' || $mode === 'nostop') {
         $p = new ExcimerProfiler();
         $p->setPeriod($periodMs / 1000);
         $p->setMaxDepth(32);
