@@ -86,7 +86,8 @@ final class SqlRecorder
             if (count($this->shapes) >= self::MAX_FINGERPRINTS) {
                 $shape = '';
             } else {
-                $frames = $c->sqlFramesDepth > 0 && $capture ? self::frames($store ? $c->sqlFramesDepth : 1) : [];
+                // Over the budget too: one backtrace per shape, at most MAX_FINGERPRINTS.
+                $frames = $c->sqlFramesDepth > 0 ? self::frames($store ? $c->sqlFramesDepth : 1) : [];
                 $this->shapes[$shape] = [Util::truncate(self::shapeText($sql, $c->sqlKeepLiterals), self::SHAPE_TEXT_BYTES),
                     0, 0.0, 0.0, 0, isset($frames[0]) ? $frames[0] : null];
             }

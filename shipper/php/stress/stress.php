@@ -4,15 +4,23 @@
  * kill PHP workers, and what does a running timer cost an idle process?
  *
  *   php shipper/php/stress/stress.php [--requests N] [--periods 1,10]
- *       [--fpm-modes none,startstop,nostop,agent] [--cli-modes startstop,once]
- *       [--workers 6] [--idle-seconds 10] [--must-survive agent,once]
+ *       [--fpm-modes none,startstop,nostop,quiet,agent] [--cli-modes startstop,once,quiet]
+ *       [--workers 6] [--max-requests 0] [--idle-seconds 10] [--must-survive agent,quiet]
+ *
+ * --max-requests is php-fpm's pm.max_requests: a worker exits after that
+ * many requests, right after the last one, which is where the glibc timer
+ * race of Excimer < 1.2.4 kills it (0: workers live for the whole run).
+ * Modes are described in work.php; `agent` is bitville-apm.php itself with
+ * profiler = auto at the period, 5% of requests kept as summaries.
  *
  * - FPM: php-fpm (PHP_FPM, default php-fpm8.2) with one static pool serving
  *   work.php, N requests per mode and period from concurrent FastCGI
  *   clients. Workers that died on a signal are counted from php-fpm's own
  *   log ("child N exited on signal S"), and so are requests that got no
  *   answer. A mode is a way of driving Excimer in each request (work.php).
- * - CLI: long-running PHP processes looping over N "requests" in all:
+ * - CLI: PHP processes of --cli-per-process "requests" each, N in all
+ *   (2,000: long-running processes; 20: every process exit is a chance for
+ *   the race, as at the end of every CLI script):
  *   `startstop` makes, starts and stops a profiler per request; `once` makes
  *   and starts one profiler per process and only flush()es it per request,
  *   so its timer is never deleted while the process lives. A process that
@@ -46,7 +54,7 @@ exit(main($opts));
 function options(array $argv)
 {
     $o = ['requests' => 100000, 'periods' => '1,10', 'fpm-modes' => 'none,startstop,nostop',
-        'cli-modes' => 'startstop,once', 'workers' => 6, 'idle-seconds' => 10, 'must-survive' => '', 'max-requests' => 0,
+        'cli-modes' => 'startstop,once', 'workers' => 6, 'idle-seconds' => 10, 'must-survive' => '', 'max-requests' => 0, 'cli-per-process' => 2000,
         'agent-config' => ''];
     for ($i = 1; $i < count($argv); $i++) {
         $k = ltrim($argv[$i], '-');
@@ -81,13 +89,13 @@ function main(array $o)
             $r = runFpm($fpm, $mode, (float) $period, $o['requests'], $o['workers'], $o['agent-config'],
                 (int) $o['max-requests']);
             $rows[] = $r;
-            printf("fpm  %-10s %5s ms: %7d requests, %7d answered, %4d workers died on a signal%s, %5.0f s\n",
+            printf("fpm  %-10s %5s ms: %7d requests, %7d answered, %4d workers died on a signal%s, %5.0f s%s\n",
                 $mode, $period, $r['sent'], $r['ok'], $r['deaths'], $r['signals'] ? ' (' . $r['signals'] . ')' : '',
-                $r['seconds']);
+                $r['seconds'], $mode === 'agent' ? sprintf(' (%d records, %d with an Excimer profile)', $r['records'], $r['profiled']) : '');
             $failed = $failed || verdict($r, $o['must-survive']);
         }
         foreach ($o['cli-modes'] as $mode) {
-            $r = runCli($mode, (float) $period, $o['requests'], $o['workers']);
+            $r = runCli($mode, (float) $period, $o['requests'], $o['workers'], max(1, (int) $o['cli-per-process']));
             $rows[] = $r;
             printf("cli  %-10s %5s ms: %7d requests, %7d done, %4d processes died on a signal%s, %5.0f s\n",
                 $mode, $period, $r['sent'], $r['ok'], $r['deaths'], $r['signals'] ? ' (' . $r['signals'] . ')' : '',
@@ -128,6 +136,16 @@ function runFpm($fpm, $mode, $period, $requests, $workers, $agentConfig, $maxReq
     $root = sys_get_temp_dir() . '/bitville-apm-stress-' . getmypid() . '-' . bin2hex(random_bytes(3));
     mkdir($root, 0755, true);
     $root0 = function_exists('posix_getuid') && posix_getuid() === 0;
+    if ($mode === 'agent' && $agentConfig === '') {
+        // The agent as a user gets it: profiler = auto at this period, 5% of
+        // requests kept as summaries (with their compact profile).
+        mkdir("$root/spool");
+        $agentConfig = "$root/agent.ini";
+        file_put_contents($agentConfig, "[general]\nenabled = true\nthreshold_ms = 100000\nproject_name = stress\n"
+            . "sample_rate = 0.05\n[profiling]\nprofiler = auto\nperiod_ms = $period\n"
+            . "[transmission]\nspool_dir = $root/spool\n");
+        touch($agentConfig, time() - 60);
+    }
     $conf = "[global]\npid = $root/fpm.pid\nerror_log = $root/fpm.log\nlog_level = notice\ndaemonize = no\n"
         . "[stress]\n" . ($root0 ? "user = root\ngroup = root\n" : '')
         . "listen = $root/fpm.sock\npm = static\npm.max_children = $workers\npm.max_requests = $maxRequests\n"
@@ -182,8 +200,15 @@ function runFpm($fpm, $mode, $period, $requests, $workers, $agentConfig, $maxReq
     foreach ($signals as $s => $n) {
         $sig[] = "$n x signal $s";
     }
+    $records = 0;
+    $profiled = 0;
+    foreach (glob("$root/spool/*.ndjson") ?: [] as $f) {
+        $text = (string) file_get_contents($f);
+        $records += substr_count($text, "\n");
+        $profiled += substr_count($text, '"profiler":"excimer"');
+    }
     exec('rm -rf ' . escapeshellarg($root));
-    return ['kind' => 'fpm', 'mode' => $mode, 'period' => $period, 'sent' => $sent, 'ok' => $ok,
+    return ['kind' => 'fpm', 'records' => $records, 'profiled' => $profiled, 'mode' => $mode, 'period' => $period, 'sent' => $sent, 'ok' => $ok,
         'deaths' => count($m[1]), 'signals' => implode(', ', $sig), 'seconds' => $seconds];
 }
 
@@ -238,8 +263,8 @@ function lengthOf($s)
     return strlen($s) < 128 ? chr(strlen($s)) : pack('N', strlen($s) | 0x80000000);
 }
 
-/** CLI loops: processes of up to 2,000 requests each, --workers at a time, until $requests are done. */
-function runCli($mode, $period, $requests, $parallel)
+/** CLI loops: processes of up to --cli-per-process requests each, --workers at a time, until $requests are done. */
+function runCli($mode, $period, $requests, $parallel, $perProcess)
 {
     $t = microtime(true);
     $done = 0;
@@ -252,7 +277,7 @@ function runCli($mode, $period, $requests, $parallel)
     $next = 0;
     while ($attempted < $requests || $running !== []) {
         while (count($running) < $parallel && $attempted < $requests) {
-            $n = min(2000, $requests - $attempted);
+            $n = min($perProcess, $requests - $attempted);
             $attempted += $n;
             $out = "$dir/out." . $next++;
             $p = proc_open([PHP_BINARY, __FILE__, '--cli-loop', $mode, (string) $period, (string) $n],
@@ -309,7 +334,7 @@ function cliLoop($mode, $period, $n)
     }
     for ($i = 1; $i <= $n; $i++) {
         stress_page($mode, $period);
-        if ($i % 50 === 0) {
+        if ($i % 50 === 0 || $i === $n) {
             progress($i);
         }
     }

@@ -160,6 +160,9 @@ final class WebSapiTest extends AgentTestCase
                 preg_match('~^HTTP/1\.[01] (\d+)~', $baseline['fatal'], $m);
                 $this->assertSame((int) $m[1], $byPage['/fatal']['http']['status']);
                 $this->assertSame(E_ERROR, $byPage['/fatal']['error']['type']);
+                // Issue #20 §5: output had started, so the status is marked as possibly not the one sent.
+                $this->assertTrue($byPage['/fatal']['http']['headers_sent']);
+                $this->assertArrayNotHasKey('headers_sent', $byPage['/post']['http'], 'nothing went out before the end');
                 $this->assertSame(404, $byPage['/nope']['http']['status']);
                 $db = $byPage['/db']['sql']['queries'];
                 $this->assertSame(['[REDACTED]' ], array_values($db[0]['params']));
