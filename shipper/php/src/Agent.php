@@ -58,6 +58,8 @@ final class Agent
     private $excimer;
     /** @var int hrtime (ns) just before Excimer's timer started: its ticks are due from there. */
     private $excimerStartNs = 0;
+    /** @var int|null Offset of Excimer's first tick from excimerStartNs (null: no need to know). */
+    private $excimerPhaseNs;
     /** @var float The period Excimer runs at (Profiler::periodFor()). */
     private $periodMs = 10.0;
     /** @var Profiler|null xhprof or tideways_xhprof, when one of them is the profiler. */
@@ -112,7 +114,7 @@ final class Agent
                         ? Profiler::periodFor($config->profiler, $config->periodMs) : $config->periodMs;
                     $started = Profiler::startExcimer($agent->periodMs, $config->maxStackDepth);
                     if ($started !== null) {
-                        list($agent->excimer, $agent->excimerStartNs) = $started;
+                        list($agent->excimer, $agent->excimerStartNs, $agent->excimerPhaseNs) = $started;
                     }
                 } elseif ($kind !== null) {
                     $agent->profiler = Profiler::start($kind);
@@ -263,7 +265,7 @@ final class Agent
                 try {
                     // Between two ticks: a tick in flight when the timer is
                     // deleted kills Excimer < 1.2.4 if the process exits next.
-                    Profiler::stopExcimer($this->excimer, $this->excimerStartNs, $this->periodMs);
+                    Profiler::stopExcimer($this->excimer, $this->excimerStartNs, $this->periodMs, $this->excimerPhaseNs);
                     $raw = $this->excimer;
                 } catch (\Throwable $e) {
                     $this->excimer = null;

@@ -16,14 +16,16 @@
  * Both fold the agent's own frames (BitvilleApm\...) into the caller they
  * wrap, so its PDO wrapper is never a suspect of its own.
  *
- * Excimer before 1.2.4 and the glibc timer race (stress/README): a timer
+ * Excimer before 1.2.4 and the glibc timer race (README): a timer
  * notification that runs after Excimer's module shutdown aborts the process
- * (SIGABRT), which happens when a process exits just after deleting a timer
- * that had a tick in flight: every CLI script, and an FPM worker at
- * pm.max_requests. Measured (stress/), a timer made once per process and
- * never deleted does not help (it is deleted at exit, in flight or not);
- * what helps is deleting it only between ticks: stopExcimer() waits, when
- * needed, until no tick is in flight or due within QUIET_MARGIN_NS.
+ * ("pthread_mutex_lock(): Invalid argument", SIGABRT), which happens when a
+ * process exits just after deleting a timer that had a tick in flight: every
+ * CLI script, and an FPM worker at pm.max_requests. Measured (stress/), a
+ * timer made once per process and never deleted does not help (it is
+ * deleted at exit, in flight or not); deleting it only between ticks is
+ * meant to: stopExcimer() waits, when needed, until no tick is in flight or
+ * due within QUIET_MARGIN_NS, knowing when ticks are due from the first
+ * tick's random stagger (see startExcimer()).
  */
 
 namespace BitvilleApm;
@@ -40,8 +42,12 @@ final class Profiler
     const QUIET_MARGIN_NS = 300000;
     /** The shortest period `auto` gives an Excimer older than 1.2.4. */
     const OLD_EXCIMER_MIN_PERIOD_MS = 10;
-    /** Longest the stop waits for a quiet moment, in total. */
-    const QUIET_WAIT_MAX_NS = 2000000;
+    /**
+     * Longest the stop waits for a quiet moment, in total: a tick's handler
+     * can run milliseconds late on a loaded host (with 2 ms, 4 of 2,000
+     * worker exits still died in stress/; with 10 ms, none).
+     */
+    const QUIET_WAIT_MAX_NS = 10000000;
     /** The compact profile (summaries, records over the time budget). */
     const COMPACT_STACKS = 5;
     const COMPACT_DEPTH = 16;
@@ -120,10 +126,11 @@ final class Profiler
     /**
      * Starts Excimer for one request: wall-clock sampling (EXCIMER_REAL is
      * its default), at most $maxDepth frames per sample, the log folded
-     * every FLUSH_SAMPLES samples. Returns the profiler and the hrtime just
-     * before its timer started (stopExcimer() needs it), or null.
+     * every FLUSH_SAMPLES samples. Returns the profiler, the hrtime just
+     * before its timer started and the offset of its first tick (ns; null
+     * for Excimer 1.2.4 and later), which stopExcimer() needs, or null.
      *
-     * @return array{0:\ExcimerProfiler,1:int}|null
+     * @return array{0:\ExcimerProfiler,1:int,2:int|null}|null
      */
     public static function startExcimer($periodMs, $maxDepth)
     {
@@ -132,12 +139,29 @@ final class Profiler
             self::$absorbedEvents = 0;
             self::$absorbedOverflow = 0;
             $p = new \ExcimerProfiler();
-            $p->setPeriod($periodMs / 1000);
+            $phaseNs = null;
+            if (self::excimerIsSafe()) {
+                $p->setPeriod($periodMs / 1000);
+            } else {
+                // setPeriod() staggers the first tick by a random fraction of
+                // the period, drawn from mt_rand()'s generator: seeded here
+                // with a fresh CSPRNG value, that draw is known, and so is
+                // when every tick is due (stopExcimer() needs it). The agent
+                // runs before the application, so an application that seeds
+                // mt_rand() itself still does so after this; one that does
+                // not gets a sequence seeded from the CSPRNG, as PHP's own.
+                $seed = random_int(0, 0x7fffffff);
+                mt_srand($seed);
+                $draw = mt_rand(); // php_mt_rand() >> 1
+                mt_srand($seed);
+                $p->setPeriod($periodMs / 1000);
+                $phaseNs = (int) ($draw * 2 / 4294967295 * $periodMs * 1e6);
+            }
             $p->setMaxDepth($maxDepth);
             $p->setFlushCallback([self::class, 'absorb'], self::FLUSH_SAMPLES);
             $t = hrtime(true);
             $p->start();
-            return [$p, $t];
+            return [$p, $t, $phaseNs];
         } catch (\Throwable $e) {
             return null;
         }
@@ -157,21 +181,23 @@ final class Profiler
 
     /**
      * Stops Excimer between two ticks. The timer's ticks are due at
-     * $startNs + k * period (CLOCK_MONOTONIC, as hrtime()). It is deleted
-     * once every tick due so far has been handled (its sample is in the log)
-     * and the next one is more than QUIET_MARGIN_NS away; else it waits, a
-     * few dozen microseconds for a tick in flight or past a tick about to
-     * come, never more than QUIET_WAIT_MAX_NS in all. Returns the ns waited.
+     * $startNs + $phaseNs + k * period (CLOCK_MONOTONIC, as hrtime()). It is
+     * deleted once every tick due so far has been handled (its sample is in
+     * the log) and the next one is more than QUIET_MARGIN_NS away; else it
+     * waits, a few dozen microseconds for a tick in flight or past a tick
+     * about to come, never more than QUIET_WAIT_MAX_NS in all. Without a
+     * phase (Excimer 1.2.4 and later, whose timers have no such race) it
+     * stops at once. Returns the ns waited.
      */
-    public static function stopExcimer(\ExcimerProfiler $p, $startNs, $periodMs)
+    public static function stopExcimer(\ExcimerProfiler $p, $startNs, $periodMs, $phaseNs = null)
     {
         $periodNs = (int) ($periodMs * 1e6);
         $t0 = hrtime(true);
         $now = $t0;
-        while ($periodNs > 0 && $now - $t0 < self::QUIET_WAIT_MAX_NS) {
-            $elapsed = $now - $startNs;
-            $due = intdiv($elapsed, $periodNs);
-            $toNext = $periodNs - ($elapsed - $due * $periodNs);
+        while ($phaseNs !== null && $periodNs > 0 && $now - $t0 < self::QUIET_WAIT_MAX_NS) {
+            $elapsed = $now - $startNs - $phaseNs;
+            $due = $elapsed < 0 ? 0 : intdiv($elapsed, $periodNs) + 1;
+            $toNext = $due * $periodNs - $elapsed;
             if ($toNext < self::QUIET_MARGIN_NS) {
                 usleep((int) ($toNext / 1000) + 30);
             } elseif ($due > 0 && self::$absorbedEvents + $p->getLog()->getEventCount() < $due) {

@@ -92,6 +92,9 @@ function main(array $o)
             printf("fpm  %-10s %5s ms: %7d requests, %7d answered, %4d workers died on a signal%s, %5.0f s%s\n",
                 $mode, $period, $r['sent'], $r['ok'], $r['deaths'], $r['signals'] ? ' (' . $r['signals'] . ')' : '',
                 $r['seconds'], $mode === 'agent' ? sprintf(' (%d records, %d with an Excimer profile)', $r['records'], $r['profiled']) : '');
+            foreach (array_slice($r['stderr'], 0, 3, true) as $line => $n) {
+                printf("     workers said %d x: %s\n", $n, $line);
+            }
             $failed = $failed || verdict($r, $o['must-survive']);
         }
         foreach ($o['cli-modes'] as $mode) {
@@ -151,7 +154,7 @@ function runFpm($fpm, $mode, $period, $requests, $workers, $agentConfig, $maxReq
         . "listen = $root/fpm.sock\npm = static\npm.max_children = $workers\npm.max_requests = $maxRequests\n"
         . "catch_workers_output = yes\n"
         . ($agentConfig !== '' ? "env[BITVILLE_APM_CONFIG] = $agentConfig\n" : '')
-        . "php_admin_value[opcache.enable] = 1\nphp_admin_value[sys_temp_dir] = $root\n";
+        . "php_admin_value[sys_temp_dir] = $root\n";
     file_put_contents("$root/fpm.conf", $conf);
     $cmd = array_merge([$fpm, '-F', '-y', "$root/fpm.conf"], $root0 ? ['-R'] : []);
     $proc = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', "$root/fpm.out", 'w'],
@@ -200,6 +203,10 @@ function runFpm($fpm, $mode, $period, $requests, $workers, $agentConfig, $maxReq
     foreach ($signals as $s => $n) {
         $sig[] = "$n x signal $s";
     }
+    $stderr = [];
+    if (preg_match_all('/child \d+ said into stderr: "([^"]*)"/', $log, $said)) {
+        $stderr = array_count_values($said[1]);
+    }
     $records = 0;
     $profiled = 0;
     foreach (glob("$root/spool/*.ndjson") ?: [] as $f) {
@@ -208,7 +215,7 @@ function runFpm($fpm, $mode, $period, $requests, $workers, $agentConfig, $maxReq
         $profiled += substr_count($text, '"profiler":"excimer"');
     }
     exec('rm -rf ' . escapeshellarg($root));
-    return ['kind' => 'fpm', 'records' => $records, 'profiled' => $profiled, 'mode' => $mode, 'period' => $period, 'sent' => $sent, 'ok' => $ok,
+    return ['kind' => 'fpm', 'records' => $records, 'profiled' => $profiled, 'stderr' => $stderr, 'mode' => $mode, 'period' => $period, 'sent' => $sent, 'ok' => $ok,
         'deaths' => count($m[1]), 'signals' => implode(', ', $sig), 'seconds' => $seconds];
 }
 

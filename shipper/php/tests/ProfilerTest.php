@@ -40,6 +40,49 @@ final class ProfilerTest extends AgentTestCase
         $this->assertStringNotContainsString('xhprof', $auto, 'auto must never pick an xhprof-family profiler');
     }
 
+    /**
+     * The between-ticks stop rests on knowing when ticks are due: Excimer
+     * staggers the first one by a random part of the period, drawn from
+     * mt_rand()'s generator, which startExcimer() seeds so that it knows
+     * the draw. No tick is ever handled before the phase says it is due
+     * (that would make the stop unsafe), and most of the time every tick
+     * due is handled (a handler can run late on a loaded host, which only
+     * makes the stop wait).
+     */
+    public function testExcimerTicksAreDueWhereThePhaseSays()
+    {
+        if (\BitvilleApm\Profiler::excimerIsSafe()) {
+            $this->assertTrue(true, 'Excimer 1.2.4+: no phase needed (stopExcimer() stops at once)');
+            return;
+        }
+        $code = 'require ' . var_export(__DIR__ . '/../src/Util.php', true) . '; require '
+            . var_export(__DIR__ . '/../src/Profiler.php', true) . ';
+            $checked = 0; $early = 0; $match = 0; $phases = [];
+            for ($r = 0; $r < 5; $r++) {
+                list($p, $t, $phase) = \BitvilleApm\Profiler::startExcimer(10.0, 16);
+                $phases[] = $phase;
+                $end = hrtime(true) + 40e6;
+                while (($now = hrtime(true)) < $end) {
+                    $events = $p->getLog()->getEventCount();
+                    $el = hrtime(true) - $t - $phase;
+                    $due = $el < 0 ? 0 : intdiv($el, 10000000) + 1;
+                    $checked++;
+                    $early += $events > $due ? 1 : 0;
+                    $match += $events === $due ? 1 : 0;
+                }
+                \BitvilleApm\Profiler::stopExcimer($p, $t, 10.0, $phase);
+            }
+            echo json_encode([$checked, $early, $match / max(1, $checked), min($phases), max($phases)]);';
+        $run = $this->runPhp($code, '/nonexistent', [], ['auto_prepend_file' => '']);
+        $this->assertSame(0, $run['signal'], 'PHP crashed: see the KNOWN DEFECT note above');
+        list($checked, $early, $match, $minPhase, $maxPhase) = json_decode($run['out'], true);
+        $this->assertGreaterThan(1000, $checked);
+        $this->assertSame(0, $early, 'a tick was handled before the phase said it was due');
+        $this->assertGreaterThan(0.5, $match, 'the phase is too early: ticks are mostly not where it says');
+        $this->assertGreaterThanOrEqual(0, $minPhase);
+        $this->assertLessThan(10e6, $maxPhase);
+    }
+
     public function testAgentFramesAreFoldedIntoTheCallerTheyWrap()
     {
         $text = "{main};App\\Repo::load;BitvilleApm\\PdoStatement::execute;PDOStatement::execute 7\n"
