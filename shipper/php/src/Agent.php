@@ -386,7 +386,7 @@ final class Agent
         }
         if ($overBudget) {
             $record['trimmed'] = ['reason' => 'budget', 'profile_items' => $profileItems,
-                'sql_items' => isset($record['sql']) ? $this->sql->capturedCount() - count($record['sql']['queries']) : 0];
+                'sql_items' => $full && isset($record['sql']) ? $this->sql->capturedCount() - count($record['sql']['queries']) : 0];
         }
         $record['agent'] = [
             'overhead_us' => round(($this->overheadNs + hrtime(true) - $t0) / 1000, 1),

@@ -370,13 +370,14 @@ final class Profiler
             $len = strlen($stack);
             if ($len >= 2 && $stack[$len - 1] === "\x01") {
                 $folded++;
-                $stack = rtrim(substr($stack, 0, $len - 2), ';');
-                $merged[$stack] = (isset($merged[$stack]) ? $merged[$stack] : 0) + $samples;
-            } elseif (isset($merged[$stack])) {
-                $merged[$stack] += $samples;
-            } else {
-                $merged[$stack] = $samples;
+                $stack = substr($stack, 0, $len - 2);
             }
+            // Excimer 1.0 writes an empty name for some top frames: dropped, so
+            // stacks that differ only by them (or by folded agent frames) merge.
+            if (strpos($stack, ';;') !== false || $stack === '' || $stack[0] === ';' || substr($stack, -1) === ';') {
+                $stack = implode(';', array_filter(explode(';', $stack), 'strlen'));
+            }
+            $merged[$stack] = (isset($merged[$stack]) ? $merged[$stack] : 0) + $samples;
             $total += $samples;
         }
         arsort($merged, SORT_NUMERIC);
@@ -384,8 +385,7 @@ final class Profiler
         $droppedSamples = $overflow;
         $i = 0;
         foreach ($merged as $stack => $samples) {
-            // Excimer 1.0 writes an empty name for some top frames; drop those.
-            $frames = array_values(array_filter(explode(';', (string) $stack), 'strlen'));
+            $frames = $stack === '' ? [] : explode(';', (string) $stack);
             if ($frames === []) {
                 $frames = ['[unknown]'];
             }
