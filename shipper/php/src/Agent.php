@@ -60,8 +60,6 @@ final class Agent
     private $excimerStartNs = 0;
     /** @var int|null Offset of Excimer's first tick from excimerStartNs (null: no need to know). */
     private $excimerPhaseNs;
-    /** @var float The period Excimer runs at (Profiler::periodFor()). */
-    private $periodMs = 10.0;
     /** @var Profiler|null xhprof or tideways_xhprof, when one of them is the profiler. */
     private $profiler;
     /** @var int hrtime (ns) at the agent's start: the request's zero. */
@@ -110,9 +108,7 @@ final class Agent
                     ? 'excimer' : Profiler::resolve($config->profiler);
                 if ($kind === 'excimer') {
                     // Without it, no profile for this request; timing, SQL and metadata go on.
-                    $agent->periodMs = $config->periodMs < Profiler::OLD_EXCIMER_MIN_PERIOD_MS
-                        ? Profiler::periodFor($config->profiler, $config->periodMs) : $config->periodMs;
-                    $started = Profiler::startExcimer($agent->periodMs, $config->maxStackDepth);
+                    $started = Profiler::startExcimer($config->periodMs, $config->maxStackDepth);
                     if ($started !== null) {
                         list($agent->excimer, $agent->excimerStartNs, $agent->excimerPhaseNs) = $started;
                     }
@@ -265,7 +261,8 @@ final class Agent
                 try {
                     // Between two ticks: a tick in flight when the timer is
                     // deleted kills Excimer < 1.2.4 if the process exits next.
-                    Profiler::stopExcimer($this->excimer, $this->excimerStartNs, $this->periodMs, $this->excimerPhaseNs);
+                    Profiler::stopExcimer($this->excimer, $this->excimerStartNs, $this->config->periodMs,
+                        $this->excimerPhaseNs);
                     $raw = $this->excimer;
                 } catch (\Throwable $e) {
                     $this->excimer = null;
@@ -365,7 +362,7 @@ final class Agent
             $compact = !$full || $overBudget;
             $until = $compact ? max($deadline, hrtime(true) + self::BUDGET_EXTRA_NS) : $deadline;
             $record['profile'] = $raw instanceof \ExcimerProfiler
-                ? Profiler::fromExcimer($raw, $c->maxStacks, $c->maxStackDepth, $this->periodMs, $until, $compact)
+                ? Profiler::fromExcimer($raw, $c->maxStacks, $c->maxStackDepth, $c->periodMs, $until, $compact)
                 : $this->profiler->profile($raw, $c->maxStacks, $until, $compact);
         }
         $raw = null;

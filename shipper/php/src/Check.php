@@ -44,8 +44,7 @@ final class Check
         $resolved = $choice === 'none' ? null : Profiler::resolve($choice, 'fpm-fcgi');
         $cli = $choice === 'none' ? null : Profiler::resolve($choice, 'cli');
         self::line('profiler', $choice . ' -> ' . ($resolved === null ? 'none' : $resolved)
-            . ($resolved === 'excimer' ? ', period ' . Profiler::periodFor($choice, $config->periodMs)
-                . ' ms, one timer per request, stopped between ticks' : '')
+            . ($resolved === 'excimer' ? ', period ' . $config->periodMs . ' ms, one timer per request, stopped between ticks' : '')
             . ($cli !== $resolved ? '; CLI scripts: ' . ($cli === null ? 'none' : $cli) : ''));
         if ($resolved === 'excimer' && !Profiler::excimerIsSafe()) {
             self::line('note', 'Excimer ' . $excimer . ' predates the 1.2.4 timer rewrite; the agent stops its timer'

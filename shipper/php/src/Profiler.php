@@ -40,8 +40,6 @@ final class Profiler
     const MAX_DISTINCT_STACKS = 5000;
     /** Do not delete the timer this close before its next tick. */
     const QUIET_MARGIN_NS = 300000;
-    /** The shortest period `auto` gives an Excimer older than 1.2.4. */
-    const OLD_EXCIMER_MIN_PERIOD_MS = 10;
     /**
      * Longest the stop waits for a quiet moment, in total: a tick's handler
      * can run milliseconds late on a loaded host (with 2 ms, 4 of 2,000
@@ -99,21 +97,6 @@ final class Profiler
             return 'excimer';
         }
         return null;
-    }
-
-    /**
-     * The Excimer period a choice runs at: `auto` with an Excimer older than
-     * 1.2.4 runs at OLD_EXCIMER_MIN_PERIOD_MS at least, the period at which
-     * the stress harness measured the between-ticks stop crash-free (at
-     * 1 ms, under load, a tick is nearly always in flight and the stop
-     * cannot wait for a quiet moment). An explicit `excimer` keeps period_ms.
-     */
-    public static function periodFor($choice, $periodMs)
-    {
-        if ($periodMs < self::OLD_EXCIMER_MIN_PERIOD_MS && $choice === 'auto' && !self::excimerIsSafe()) {
-            return (float) self::OLD_EXCIMER_MIN_PERIOD_MS;
-        }
-        return $periodMs;
     }
 
     /** Whether the installed Excimer has the 1.2.4 timer rewrite. */
