@@ -20,7 +20,9 @@
  * start + (end minus the same end in the off pool). The client also times
  * each whole request (FastCGI round trip): added = on minus the off request
  * of the same pair. The sample rate is tiny, so the draw runs but no
- * request is kept. BITVILLE_APM_BENCH_AGENT names another copy of the agent.
+ * request is kept. BITVILLE_APM_BENCH_AGENT names another copy of the agent;
+ * BITVILLE_APM_BENCH_EXCIMER_STOP=at_once measures the agent without the
+ * between-ticks stop (an Excimer older than 1.2.4 waits for a quiet moment).
  */
 
 const PER_REQUEST_SCRIPT = <<<'PHP'
@@ -68,6 +70,7 @@ function main($requests)
     foreach (['on' => 'true', 'off' => 'false', 'floor' => 'false'] as $pool => $enabled) {
         file_put_contents("$root/$pool.ini", "[general]\nenabled = $enabled\nthreshold_ms = 100000\n"
             . "project_name = bench\nsample_rate = 0.000001\n[profiling]\nprofiler = auto\nperiod_ms = 10\n"
+            . 'excimer_stop = ' . (getenv('BITVILLE_APM_BENCH_EXCIMER_STOP') ?: 'between_ticks') . "\n"
             . "[transmission]\nspool_dir = $root/spool\nstate_dir = $root/state\n");
         touch("$root/$pool.ini", time() - 60); // settled, so the compiled copy is made at once
     }
@@ -131,8 +134,10 @@ function main($requests)
     }
     $above = array_map(function ($on, $floor) { return $on[2] - $floor[2]; }, $data['on'], $data['floor']);
     $wallOff = pct(array_column($data['off'], 2), 50);
-    printf("PHP-FPM %s, Excimer %s, profiler = auto at 10 ms; %d rounds of (on, off, floor), ~%.1f ms page; agent %s\n",
-        PHP_VERSION, phpversion('excimer') ?: 'not installed', count($data['on']), $wallOff / 1000, $agent);
+    printf("PHP-FPM %s, Excimer %s, profiler = auto at 10 ms, excimer_stop = %s; %d rounds of (on, off, floor),"
+        . " ~%.1f ms page; agent %s\n",
+        PHP_VERSION, phpversion('excimer') ?: 'not installed', getenv('BITVILLE_APM_BENCH_EXCIMER_STOP') ?: 'between_ticks',
+        count($data['on']), $wallOff / 1000, $agent);
     printf("%-26s %10s %10s %24s %22s\n", 'pool', 'start us', 'end us', 'fixed us (p25/p50/p75)', 'added us, paired p50');
     printf("%-26s %10.1f %10.1f %24s %22s\n", 'off (no agent)', pct(array_column($data['off'], 0), 50), $endOff, '-', '-');
     foreach (['floor' => 'floor (unavoidable calls)', 'on' => 'agent on (Excimer)'] as $pool => $label) {

@@ -108,7 +108,8 @@ final class Agent
                     ? 'excimer' : Profiler::resolve($config->profiler);
                 if ($kind === 'excimer') {
                     // Without it, no profile for this request; timing, SQL and metadata go on.
-                    $started = Profiler::startExcimer($config->periodMs, $config->maxStackDepth);
+                    $started = Profiler::startExcimer($config->periodMs, $config->maxStackDepth,
+                        $config->excimerStop === 'between_ticks');
                     if ($started !== null) {
                         list($agent->excimer, $agent->excimerStartNs, $agent->excimerPhaseNs) = $started;
                     }

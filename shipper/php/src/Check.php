@@ -44,11 +44,15 @@ final class Check
         $resolved = $choice === 'none' ? null : Profiler::resolve($choice, 'fpm-fcgi');
         $cli = $choice === 'none' ? null : Profiler::resolve($choice, 'cli');
         self::line('profiler', $choice . ' -> ' . ($resolved === null ? 'none' : $resolved)
-            . ($resolved === 'excimer' ? ', period ' . $config->periodMs . ' ms, one timer per request, stopped between ticks' : '')
+            . ($resolved === 'excimer' ? ', period ' . $config->periodMs . ' ms, one timer per request'
+                . (Profiler::excimerIsSafe() ? '' : ($config->excimerStop === 'at_once' ? ', stopped at once (excimer_stop)'
+                    : ', stopped between ticks')) : '')
             . ($cli !== $resolved ? '; CLI scripts: ' . ($cli === null ? 'none' : $cli) : ''));
         if ($resolved === 'excimer' && !Profiler::excimerIsSafe()) {
-            self::line('note', 'Excimer ' . $excimer . ' predates the 1.2.4 timer rewrite; the agent stops its timer'
-                . ' between ticks, which the stress harness measured crash-free under PHP-FPM (README, stress/).');
+            self::line('note', 'Excimer ' . $excimer . ' predates the 1.2.4 timer rewrite: '
+                . ($config->excimerStop === 'at_once'
+                    ? 'with excimer_stop = at_once, a PHP-FPM worker recycled at pm.max_requests can die as it exits.'
+                    : 'the agent stops its timer between ticks, measured crash-free under PHP-FPM (README, stress/).'));
         }
         if ($cli === null && $resolved === 'excimer') {
             self::line('note', 'auto does not profile CLI scripts with Excimer ' . $excimer . ': a CLI process exits'

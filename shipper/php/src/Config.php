@@ -29,6 +29,7 @@ final class Config
     public $periodMs = 10.0;          // Excimer period: 10 ms keeps the cost well under 1%.
     public $maxStacks = 200;          // Noise filter: heaviest stacks or edges kept.
     public $maxStackDepth = 64;       // Frames kept per Excimer stack (leaf side).
+    public $excimerStop = 'between_ticks'; // Excimer < 1.2.4: wait for a quiet moment to stop (README).
     public $sqlEnabled = true;
     public $sqlBoundValues = true;    // false: params are null in every record.
     public $sqlMaxQueries = 200;      // Per request; the rest are only counted.
@@ -64,7 +65,7 @@ final class Config
      * fails until it is bumped after such a change. (A constant of this
      * class, so opcache folds it into the name at compile time.)
      */
-    const CACHE_FORMAT = 2;
+    const CACHE_FORMAT = 3;
 
     /** @var array<string,array{0:string,1:Config,2:int}> Path => [file signature, config, checked at]. */
     private static $memo = [];
@@ -306,6 +307,8 @@ final class Config
         $this->periodMs = self::num($p, 'period_ms', $this->periodMs, 0.1, 10000);
         $this->maxStacks = (int) self::num($p, 'max_stacks', $this->maxStacks, 1, 10000);
         $this->maxStackDepth = (int) self::num($p, 'max_stack_depth', $this->maxStackDepth, 1, 1000);
+        $stop = strtolower(self::str($p, 'excimer_stop', $this->excimerStop));
+        $this->excimerStop = $stop === 'at_once' ? 'at_once' : 'between_ticks';
         $this->sqlEnabled = self::bool($p, 'sql_enabled', $this->sqlEnabled);
         $this->sqlBoundValues = self::bool($p, 'sql_bound_values', $this->sqlBoundValues);
         $this->sqlMaxQueries = (int) self::num($p, 'sql_max_queries', $this->sqlMaxQueries, 0, 100000);

@@ -111,11 +111,12 @@ final class Profiler
      * its default), at most $maxDepth frames per sample, the log folded
      * every FLUSH_SAMPLES samples. Returns the profiler, the hrtime just
      * before its timer started and the offset of its first tick (ns; null
-     * for Excimer 1.2.4 and later), which stopExcimer() needs, or null.
+     * for Excimer 1.2.4 and later, or when $betweenTicks is false: then
+     * stopExcimer() stops at once), which stopExcimer() needs, or null.
      *
      * @return array{0:\ExcimerProfiler,1:int,2:int|null}|null
      */
-    public static function startExcimer($periodMs, $maxDepth)
+    public static function startExcimer($periodMs, $maxDepth, $betweenTicks = true)
     {
         try {
             self::$absorbed = [];
@@ -123,7 +124,7 @@ final class Profiler
             self::$absorbedOverflow = 0;
             $p = new \ExcimerProfiler();
             $phaseNs = null;
-            if (self::excimerIsSafe()) {
+            if (!$betweenTicks || self::excimerIsSafe()) {
                 $p->setPeriod($periodMs / 1000);
             } else {
                 // setPeriod() staggers the first tick by a random fraction of

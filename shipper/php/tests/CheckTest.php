@@ -37,6 +37,18 @@ final class CheckTest extends AgentTestCase
         $this->assertMatchesRegularExpression('/^spool full flag:\s+PRESENT/m', $run['out']);
     }
 
+    public function testCheckShowsHowAnOldExcimerIsStopped()
+    {
+        $env = $this->setUpAgent(['profiling' => ['profiler' => 'auto', 'excimer_stop' => 'at_once']]);
+        $run = $this->check($env['config']);
+        if (\BitvilleApm\Profiler::excimerIsSafe()) {
+            $this->assertMatchesRegularExpression('/^profiler:\s+auto -> excimer, period 10 ms, one timer per request$/m', $run['out']);
+        } else {
+            $this->assertMatchesRegularExpression('/^profiler:\s+auto -> excimer, .*, stopped at once \(excimer_stop\)/m', $run['out']);
+            $this->assertMatchesRegularExpression('/^note:\s+.*pm\.max_requests can die/m', $run['out']);
+        }
+    }
+
     /** Issue #20 §5: the Excimer advice was printed even when another profiler was chosen. */
     public function testCheckGivesNoExcimerAdviceWhenNoProfilerIsWanted()
     {
