@@ -383,8 +383,8 @@ final class Agent
             }
         }
         if ($overBudget) {
-            $record['trimmed'] = ['reason' => 'budget', 'profile_items' => $profileItems,
-                'sql_items' => $full && isset($record['sql']) ? $this->sql->capturedCount() - count($record['sql']['queries']) : 0];
+            $cut = $full && isset($record['sql']) ? $this->sql->capturedCount() - count($record['sql']['queries']) : 0;
+            $record['trimmed'] = ['reason' => 'budget', 'profile_items' => $profileItems, 'sql_items' => $cut];
         }
         $record['agent'] = [
             'overhead_us' => round(($this->overheadNs + hrtime(true) - $t0) / 1000, 1),
