@@ -322,10 +322,11 @@ final class SqlRecorder
                 $function = (isset($outer['class']) ? $outer['class'] . (isset($outer['type']) ? $outer['type'] : '::') : '')
                     . $outer['function'];
             }
+            // Bounded as the schema says (a shape's frame: 4 KiB path, 512-byte name).
             $frames[] = [
-                'file' => (string) $trace[$i]['file'],
-                'line' => isset($trace[$i]['line']) ? max(0, (int) $trace[$i]['line']) : 0,
-                'function' => $function,
+                'file' => Util::truncate((string) $trace[$i]['file'], 4096),
+                'line' => isset($trace[$i]['line']) ? min(1000000000, max(0, (int) $trace[$i]['line'])) : 0,
+                'function' => Util::truncate($function, 512),
             ];
         }
         return $frames;
