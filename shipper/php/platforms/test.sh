@@ -44,8 +44,8 @@ fi
 # Packages per suite: PHP, php-fpm, pgsql and Excimer as Debian ships them.
 packages() {
     case "$1" in
-        bullseye) echo "php7.4-cli php7.4-fpm php7.4-pgsql php-excimer" ;;
-        sid) echo "php-cli php-fpm php-pgsql php-excimer" ;;
+        bullseye) echo "php7.4-cli php7.4-fpm php7.4-pgsql php7.4-sqlite3 php-excimer" ;;
+        sid) echo "php-cli php-fpm php-pgsql php-sqlite3 php-excimer" ;;
         *) return 1 ;;
     esac
 }
@@ -73,10 +73,28 @@ build_root() {
     rm -rf "$root" && mv "$tmp" "$root"
 }
 
+# A cached root made before a package joined the list gets it now.
+top_up() {
+    local suite="$1" root="$roots/$1" missing=()
+    for pkg in $(packages "$suite"); do
+        chroot "$root" dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== $suite: installing ${missing[*]} in the cached root"
+    mount -t proc proc "$root/proc" || return 1
+    local ok=0
+    chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
+        "apt-get -o Acquire::Check-Valid-Until=false update && apt-get install -y --no-install-recommends ${missing[*]}" \
+        >>"$roots/$suite.debootstrap.log" 2>&1 || ok=1
+    umount "$root/proc"
+    return $ok
+}
+
 status=0
 for suite in "${suites[@]}"; do
     packages "$suite" >/dev/null || fail "unknown suite $suite (bullseye, sid)"
     build_root "$suite" || fail "could not build the $suite root (log: $roots/$suite.debootstrap.log)"
+    top_up "$suite" || fail "could not install the $suite packages (log: $roots/$suite.debootstrap.log)"
     root="$roots/$suite"
     echo "== $suite: PHP $(chroot "$root" php -r 'echo PHP_VERSION;'), Excimer $(chroot "$root" php -r 'echo phpversion("excimer") ?: "MISSING";')"
     fpm="$(chroot "$root" sh -c 'ls /usr/sbin/php-fpm* 2>/dev/null | head -1')"
@@ -96,6 +114,8 @@ for suite in "${suites[@]}"; do
     out="$(chroot "$root" php /bitville/shipper/php/tests/php74/run.php 2>&1)"
     echo "$out" | tail -3
     grep -Eq '^[0-9]+ passed, 0 failed$' <<<"$out" || { echo "$suite: the PHP tests failed"; echo "$out"; status=1; }
+    # Every test runs here: none may pass by skipping (pdo_sqlite is installed for that).
+    ! grep -q 'skipped' <<<"$out" || { echo "$suite: a PHP test was skipped"; status=1; }
 
     php "$here/e2e.php" "$root" "$fpm" || { echo "$suite: the end-to-end check failed"; status=1; }
 
