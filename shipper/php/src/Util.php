@@ -70,25 +70,21 @@ final class Util
         $uid = posix_geteuid();
         $dir = rtrim($base, '/') . '/bitville-apm-' . $uid;
         try {
-            // is_link() and is_dir() never warn (open_basedir aside: callers
-            // mute then); is_dir() fills PHP's stat cache for the two checks
-            // after it.
-            if (is_link($dir)) {
-                return null;
-            }
-            if (!is_dir($dir)) {
-                self::mute();
-                try {
-                    $made = mkdir($dir, 0700);
-                } finally {
-                    self::unmute();
+            // One lstat(): not followed, so a symlink shows as one. It warns
+            // only when the folder is missing (and under open_basedir).
+            self::mute();
+            try {
+                $st = lstat($dir);
+                if ($st === false && mkdir($dir, 0700)) {
+                    clearstatcache();
+                    $st = lstat($dir);
                 }
-                clearstatcache();
-                if (!$made || is_link($dir) || !is_dir($dir)) {
-                    return null;
-                }
+            } finally {
+                self::unmute();
             }
-            return fileowner($dir) === $uid && (fileperms($dir) & 0077) === 0 ? $dir : null;
+            // A directory (not a symlink), this user's, open to nobody else.
+            return is_array($st) && ($st['mode'] & 0170000) === 0040000 && $st['uid'] === $uid
+                && ($st['mode'] & 0077) === 0 ? $dir : null;
         } catch (\Throwable $e) {
             return null;
         }
