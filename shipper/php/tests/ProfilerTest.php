@@ -78,6 +78,53 @@ final class ProfilerTest extends AgentTestCase
         $this->assertLessThan(10e6, $maxPhase);
     }
 
+    /**
+     * Bounded while collected (issue #20 §1): Excimer hands its log over
+     * every FLUSH_SAMPLES samples, and absorb() folds it into at most
+     * MAX_DISTINCT_STACKS stacks, the rest counted as samples only. A fake
+     * log stands in for Excimer's (no timer runs in this process).
+     */
+    public function testFlushedLogsAreFoldedIntoBoundedCounts()
+    {
+        $log = new class {
+            public $text;
+            public $events;
+            public function getEventCount()
+            {
+                return $this->events;
+            }
+            public function formatCollapsed()
+            {
+                return $this->text;
+            }
+        };
+        $excimer = new \ExcimerProfiler(); // never started: an empty log, no timer
+        foreach (['absorbed' => [], 'absorbedEvents' => 0, 'absorbedOverflow' => 0] as $name => $value) {
+            // What startExcimer() does at each request, without starting a timer in this process.
+            $prop = new \ReflectionProperty(Profiler::class, $name);
+            $prop->setAccessible(true);
+            $prop->setValue(null, $value);
+        }
+        $lines = "{main};job;BitvilleApm\\Capture::before 5\n";
+        for ($i = 0; $i < Profiler::MAX_DISTINCT_STACKS + 10; $i++) {
+            $lines .= "{main};job;step_$i 1\n";
+        }
+        $log->text = $lines;
+        $log->events = Profiler::MAX_DISTINCT_STACKS + 15;
+        Profiler::absorb($log);
+        $log->text = "{main};job;step_1 100\n";
+        $log->events = 100;
+        Profiler::absorb($log);
+        $p = Profiler::fromExcimer($excimer, 3, 64, 10.0, PHP_INT_MAX);
+        $this->assertSame(Profiler::MAX_DISTINCT_STACKS + 115, $p['total_samples']);
+        $this->assertSame(['frames' => ['{main}', 'job', 'step_1'], 'samples' => 101], $p['stacks'][0]);
+        $this->assertSame(['frames' => ['{main}', 'job'], 'samples' => 5], $p['stacks'][1], 'the agent folded away');
+        $this->assertSame($p['total_samples'], array_sum(array_column($p['stacks'], 'samples')) + $p['dropped_samples']);
+        // 11 stacks past the bound were counted as samples only; they are among the dropped.
+        $this->assertSame($p['total_samples'] - 107, $p['dropped_samples']);
+        $this->assertSame(Profiler::MAX_DISTINCT_STACKS - 3, $p['dropped'], 'distinct stacks past the 3 kept');
+    }
+
     public function testAgentFramesAreFoldedIntoTheCallerTheyWrap()
     {
         $text = "{main};App\\Repo::load;BitvilleApm\\PdoStatement::execute;PDOStatement::execute 7\n"
