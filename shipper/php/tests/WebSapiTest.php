@@ -110,6 +110,8 @@ final class WebSapiTest extends AgentTestCase
         $faults = [
             'healthy' => [],
             'excimer profiler' => ['profiling' => ['profiler' => 'excimer', 'period_ms' => 10]],
+            // The default a user gets on stock Debian 12 (Excimer 1.0.4 only): issue #20's first "done when".
+            'default profiler (auto)' => ['profiling' => ['profiler' => 'auto']],
             'absent profiler' => ['profiling' => ['profiler' => 'tideways']],
             'missing spool dir' => ['transmission' => ['spool_dir' => '/nonexistent/spool']],
             'spool dir is a file' => ['transmission' => ['spool_dir' => '/etc/hostname', 'state_dir' => '/etc/hostname']],
@@ -142,7 +144,7 @@ final class WebSapiTest extends AgentTestCase
                          'SECRET_PG_DETAIL'] as $secret) {
                 $this->assertStringNotContainsString($secret, $spooled, "$label: $secret leaked");
             }
-            if ($label === 'healthy' || $label === 'excimer profiler') {
+            if ($label === 'healthy' || $label === 'excimer profiler' || $label === 'default profiler (auto)') {
                 $this->assertCount(count(self::requests()), $records, "$label: one record per request");
                 $byPage = [];
                 foreach ($records as $r) {
@@ -172,8 +174,9 @@ final class WebSapiTest extends AgentTestCase
                 $this->assertSame('failed', $db[6]['status']);
                 $this->assertStringContainsString('Key (password)=([REDACTED]) already exists', $db[6]['error']);
                 $this->assertSame('cli-server', $byPage['/slow']['runtime']['sapi']);
-                if ($label === 'excimer profiler') {
+                if ($label !== 'healthy') {
                     $this->assertSame('excimer', $byPage['/slow']['profile']['profiler']);
+                    $this->assertGreaterThanOrEqual(3, $byPage['/slow']['profile']['total_samples'], "$label: a sampled profile");
                 }
             }
             if ($label === 'spool full' || $label === 'broken config' || strpos($label, 'spool dir') !== false) {
