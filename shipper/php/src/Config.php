@@ -53,7 +53,7 @@ final class Config
     public $maxRecordBytes = 524288;  // Over this, tails are trimmed.
     public $breakerFailures = 3;      // Consecutive write failures that open the breaker.
     public $breakerCooldownS = 60;    // How long writes are skipped once it is open.
-    public $stateDir = '';            // Breaker and drop-counter files; default: temp dir.
+    public $stateDir = '';            // Base of the private state folder; default: temp dir.
 
     /** Seconds a remembered config is trusted before its file is stat()ed again. */
     const REVALIDATE_S = 1;
