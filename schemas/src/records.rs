@@ -63,6 +63,9 @@ pub struct Http {
     pub headers: Option<FreeMap>,
     pub get: Option<FreeMap>,
     pub post: Option<FreeMap>,
+    /// The headers had gone out before the request ended: `status` is what
+    /// PHP held at the end, which the client may not have received.
+    pub headers_sent: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -105,6 +108,35 @@ pub struct SqlList {
     pub dropped: Option<u64>,
     #[serde(default)]
     pub total_ms: Option<f64>,
+    /// Statements not in `queries` (over the cap, trimmed, or a summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_stored: Option<u64>,
+    /// Every execution counted per statement shape, heaviest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<FingerprintStat>,
+    /// Statements whose shape is not listed in `fingerprints`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints_dropped: Option<u64>,
+    /// Their total time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints_dropped_ms: Option<f64>,
+}
+
+/// One statement shape of a request: executions and time, stored or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FingerprintStat {
+    /// The first statement's text, literals replaced by `?`, IN lists collapsed.
+    pub sql: String,
+    pub count: u64,
+    pub total_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+    /// How many of them are in `queries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<u64>,
+    /// The innermost user-land frame that issued the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<Frame>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,6 +196,25 @@ pub struct Profile {
     pub dropped_samples: Option<u64>,
     #[serde(default)]
     pub dropped_wt_us: Option<f64>,
+    /// The compact form (summaries, records trimmed for the time budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact: Option<bool>,
+    /// The heaviest leaf functions over all samples.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaves: Vec<Leaf>,
+    /// Stacks or edges whose agent frames were folded into their caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_folded: Option<u64>,
+}
+
+/// A leaf function: Excimer self samples, or xhprof exclusive wall time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leaf {
+    pub function: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wt_us: Option<f64>,
 }
 
 /// An Excimer stack: function names root first, with its sample count.
@@ -195,6 +246,9 @@ pub struct Trimmed {
     pub profile_items: Option<u64>,
     pub sql_items: Option<u64>,
     pub bytes_before: Option<u64>,
+    /// `size` (over max_record_bytes) or `budget` (the agent's time ran out).
+    pub reason: Option<String>,
+    pub fingerprint_items: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

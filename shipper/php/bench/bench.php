@@ -245,6 +245,33 @@ function main($rounds)
         printf("%-28s %14.1f %14.1f %10.4f\n", $m[0], $a, $f, $ratio);
     }
 
+    // Issue #23: every kept record carries a compact profile, the sampled
+    // summaries included. What a summary costs, and how big it is.
+    $summaries = [];
+    foreach (['fast', 'fpm', 'fpm-parse'] as $mode) {
+        foreach ($data[$mode] ?? [] as $p) {
+            if ($p[3] === 'written') {
+                $summaries[] = $p[2] / 1e3;
+            }
+        }
+    }
+    $sizes = [];
+    $profileSizes = [];
+    foreach (glob("$root/spool/*.ndjson") ?: [] as $f) {
+        foreach (file($f, FILE_IGNORE_NEW_LINES) as $line) {
+            $r = json_decode($line, true);
+            if (($r['record_type'] ?? '') === 'summary') {
+                $sizes[] = strlen($line);
+                $profileSizes[] = isset($r['profile']) ? strlen(json_encode($r['profile'], JSON_UNESCAPED_SLASHES)) : 0;
+            }
+        }
+    }
+    if ($summaries !== [] && $sizes !== []) {
+        printf("%-28s %14s %14.1f %10s\n", 'summary written (sampled)', '', pct($summaries, 50), '');
+        printf("summary records: %d, %d bytes p50 (max %d), of which the compact profile %d bytes p50 (max %d)\n",
+            count($sizes), pct($sizes, 50), max($sizes), pct($profileSizes, 50), max($profileSizes));
+    }
+
     // Writing a 256 KiB record: encode (with the size check) and one append.
     putenv('BITVILLE_APM_CONFIG=/nonexistent');
     require_once AGENT;

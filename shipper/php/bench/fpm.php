@@ -1,25 +1,48 @@
 <?php
 /**
- * The agent's fixed cost inside real PHP-FPM, where the main bench can only
- * stand in for it: every request forgets statics, the agent's files are
- * included per request (from opcache), and the config comes from the
- * compiled copy. Usage: php shipper/php/bench/fpm.php [requests]
+ * The agent's cost inside real PHP-FPM (issue #20 "Done when"): every
+ * request forgets statics, the agent's files are included per request (from
+ * opcache), and the config comes from the compiled copy.
+ * Usage: php shipper/php/bench/fpm.php [requests]
  * (needs php-fpm8.2, or the binary named by PHP_FPM).
  *
- * Two pools with one worker each run the same ~20 ms script; the enabled
- * pool's config turns the agent on, the other's off. The script times the
- * agent's include and boot (its first statement), its own work, and, from a
- * shutdown function registered after the agent's, the time from the end of
- * its work to after the agent's finish(). Fixed cost = start + (end minus
- * the same end in the disabled pool). Requests alternate between the pools.
- * The sample rate is tiny, so the draw runs but no request is kept.
- * BITVILLE_APM_BENCH_AGENT names another copy of the agent to measure.
+ * Three pools with one worker each run the same ~20 ms page, interleaved
+ * (on, off, floor, in a rotating order), so every comparison is paired:
+ * - on: the agent included and enabled, profiler = auto (Excimer in the
+ *   chosen mode: one timer per request, stopped between ticks) at 10 ms;
+ * - off: the same page without the agent;
+ * - floor: the page with only the calls any agent with these features
+ *   must make, inline: Excimer start and stop, getrusage() at both ends,
+ *   a shutdown function, error_get_last(), one CSPRNG draw, getenv().
+ * The page times the agent's include and boot (its first statement), its
+ * own work, and, from a shutdown function registered after the agent's, the
+ * time from the end of its work to after the agent's finish(). Fixed cost =
+ * start + (end minus the same end in the off pool). The client also times
+ * each whole request (FastCGI round trip): added = on minus the off request
+ * of the same pair. The sample rate is tiny, so the draw runs but no
+ * request is kept. BITVILLE_APM_BENCH_AGENT names another copy of the agent;
+ * BITVILLE_APM_BENCH_EXCIMER_STOP=at_once measures the agent without the
+ * between-ticks stop (an Excimer older than 1.2.4 waits for a quiet moment).
  */
 
 const PER_REQUEST_SCRIPT = <<<'PHP'
 <?php
 $t0 = hrtime(true);
-require $_SERVER['BITVILLE_BENCH_AGENT'];
+if ($_SERVER['BITVILLE_BENCH_MODE'] === 'on') {
+    require $_SERVER['BITVILLE_BENCH_AGENT'];
+} elseif ($_SERVER['BITVILLE_BENCH_MODE'] === 'floor') {
+    $path = getenv('BITVILLE_APM_CONFIG');
+    $e = new ExcimerProfiler();
+    $e->setPeriod(0.01);
+    $e->start();
+    $u = getrusage();
+    register_shutdown_function(function () use ($e) {
+        $e->stop();
+        $last = error_get_last();
+        $u = getrusage();
+        $draw = random_int(0, 999999);
+    });
+}
 $t1 = hrtime(true);
 $n = (int) $_SERVER['BITVILLE_BENCH_ITER'];
 $x = 0;
@@ -44,15 +67,16 @@ function main($requests)
     }
     chmod("$root/tmp", 01777);
     file_put_contents("$root/work.php", PER_REQUEST_SCRIPT);
-    foreach (['on' => 'true', 'off' => 'false'] as $pool => $enabled) {
+    foreach (['on' => 'true', 'off' => 'false', 'floor' => 'false'] as $pool => $enabled) {
         file_put_contents("$root/$pool.ini", "[general]\nenabled = $enabled\nthreshold_ms = 100000\n"
-            . "project_name = bench\nsample_rate = 0.000001\n[profiling]\nprofiler = excimer\nperiod_ms = 10\n"
+            . "project_name = bench\nsample_rate = 0.000001\n[profiling]\nprofiler = auto\nperiod_ms = 10\n"
+            . 'excimer_stop = ' . (getenv('BITVILLE_APM_BENCH_EXCIMER_STOP') ?: 'between_ticks') . "\n"
             . "[transmission]\nspool_dir = $root/spool\nstate_dir = $root/state\n");
         touch("$root/$pool.ini", time() - 60); // settled, so the compiled copy is made at once
     }
     $root0 = posix_getuid() === 0;
     $conf = "[global]\npid = $root/fpm.pid\nerror_log = $root/fpm.log\ndaemonize = no\n";
-    foreach (['on', 'off'] as $pool) {
+    foreach (['on', 'off', 'floor'] as $pool) {
         $conf .= "[$pool]\n" . ($root0 ? "user = root\ngroup = root\n" : '')
             . "listen = $root/$pool.sock\npm = static\npm.max_children = 1\n"
             . "env[BITVILLE_APM_CONFIG] = $root/$pool.ini\n"
@@ -67,15 +91,20 @@ function main($requests)
         exit(1);
     }
     try {
-        for ($i = 0; $i < 100 && !(file_exists("$root/on.sock") && file_exists("$root/off.sock")); $i++) {
+        for ($i = 0; $i < 100 && !(file_exists("$root/on.sock") && file_exists("$root/off.sock")
+            && file_exists("$root/floor.sock")); $i++) {
             usleep(50000);
         }
         $iterations = calibrate();
-        $data = ['on' => [], 'off' => []];
+        $data = ['on' => [], 'off' => [], 'floor' => []];
+        $orders = [['on', 'off', 'floor'], ['off', 'floor', 'on'], ['floor', 'on', 'off']];
         for ($i = 0; $i < $requests + 5; $i++) {
-            foreach (($i % 2) ? ['on', 'off'] : ['off', 'on'] as $pool) {
-                $m = request("$root/$pool.sock", "$root/work.php", $agent, $iterations);
-                if ($m !== null && $i >= 5) { // the first ones compile and warm up
+            $round = [];
+            foreach ($orders[$i % 3] as $pool) {
+                $round[$pool] = request("$root/$pool.sock", "$root/work.php", $agent, $iterations, $pool);
+            }
+            if ($i >= 5 && !in_array(null, $round, true)) { // the first ones compile and warm up
+                foreach ($round as $pool => $m) {
                     $data[$pool][] = $m;
                 }
             }
@@ -94,16 +123,37 @@ function main($requests)
         exit(1);
     }
     $endOff = pct(array_column($data['off'], 1), 50);
-    $fixed = array_map(function ($m) use ($endOff) { return $m[0] + $m[1] - $endOff; }, $data['on']);
-    printf("PHP-FPM %s, Excimer %s at 10 ms; %d requests per pool, ~20 ms each; agent %s\n", PHP_VERSION,
-        phpversion('excimer') ?: 'not installed', count($data['on']), $agent);
-    printf("%-24s %12s %12s %14s\n", 'pool', 'start us', 'end us', 'fixed us');
-    printf("%-24s %12.1f %12.1f %14s\n", 'agent disabled', pct(array_column($data['off'], 0), 50), $endOff,
-        sprintf('%.1f', pct(array_column($data['off'], 0), 50)));
-    printf("%-24s %12.1f %12.1f %14s\n", 'enabled, fast (not kept)', pct(array_column($data['on'], 0), 50),
-        pct(array_column($data['on'], 1), 50), sprintf('%.1f (p25 %.1f, p75 %.1f)', pct($fixed, 50), pct($fixed, 25),
-        pct($fixed, 75)));
-    printf("(start: include and boot; end: from the end of the work to after finish(); p50s; %d records kept)\n", $records);
+    $fixed = [];
+    foreach (['on', 'floor'] as $pool) {
+        $fixed[$pool] = array_map(function ($m) use ($endOff) { return $m[0] + $m[1] - $endOff; }, $data[$pool]);
+    }
+    // Paired whole-request differences: each on (or floor) request against the off request of its round.
+    $added = [];
+    foreach (['on', 'floor'] as $pool) {
+        $added[$pool] = array_map(function ($m, $off) { return $m[2] - $off[2]; }, $data[$pool], $data['off']);
+    }
+    $above = array_map(function ($on, $floor) { return $on[2] - $floor[2]; }, $data['on'], $data['floor']);
+    $wallOff = pct(array_column($data['off'], 2), 50);
+    printf("PHP-FPM %s, Excimer %s, profiler = auto at 10 ms, excimer_stop = %s; %d rounds of (on, off, floor),"
+        . " ~%.1f ms page; agent %s\n",
+        PHP_VERSION, phpversion('excimer') ?: 'not installed', getenv('BITVILLE_APM_BENCH_EXCIMER_STOP') ?: 'between_ticks',
+        count($data['on']), $wallOff / 1000, $agent);
+    printf("%-26s %10s %10s %24s %22s\n", 'pool', 'start us', 'end us', 'fixed us (p25/p50/p75)', 'added us, paired p50');
+    printf("%-26s %10.1f %10.1f %24s %22s\n", 'off (no agent)', pct(array_column($data['off'], 0), 50), $endOff, '-', '-');
+    foreach (['floor' => 'floor (unavoidable calls)', 'on' => 'agent on (Excimer)'] as $pool => $label) {
+        printf("%-26s %10.1f %10.1f %24s %22.1f\n", $label, pct(array_column($data[$pool], 0), 50),
+            pct(array_column($data[$pool], 1), 50),
+            sprintf('%.1f / %.1f / %.1f', pct($fixed[$pool], 25), pct($fixed[$pool], 50), pct($fixed[$pool], 75)),
+            pct($added[$pool], 50));
+    }
+    $ratio = ($wallOff + pct($added['on'], 50)) / $wallOff;
+    printf("agent above the floor: fixed %.1f us (p50 of fixed on minus p50 of fixed floor), paired whole request %.1f us\n",
+        pct($fixed['on'], 50) - pct($fixed['floor'], 50), pct($above, 50));
+    printf("ratio on/off on this page: %.4f (paired p50 added %.1f us on a %.1f ms request)\n", $ratio,
+        pct($added['on'], 50), $wallOff / 1000);
+    printf("targets: at most 30 us above the floor: %s; ratio <= 1.01: %s\n",
+        pct($fixed['on'], 50) - pct($fixed['floor'], 50) <= 30 ? 'met' : 'MISSED', $ratio <= 1.01 ? 'met' : 'MISSED');
+    printf("(start: include and boot; end: from the end of the work to after finish(); %d records kept)\n", $records);
     printf("load average: %.1f on %d CPUs\n", sys_getloadavg()[0], (int) shell_exec('nproc'));
 }
 
@@ -125,18 +175,20 @@ function calibrate()
 }
 
 /**
- * One FastCGI request; returns [start us, end us] from the script's answer,
- * or null when the answer is not that.
+ * One FastCGI request; returns [start us, end us] from the script's answer
+ * and the whole request's wall time in us, or null when the answer is not that.
  */
-function request($socket, $script, $agent, $iterations)
+function request($socket, $script, $agent, $iterations, $mode)
 {
+    $t = hrtime(true);
     $s = stream_socket_client('unix://' . $socket, $errno, $errstr, 5);
     if ($s === false) {
         return null;
     }
     $params = ['SCRIPT_FILENAME' => $script, 'SCRIPT_NAME' => '/work.php', 'REQUEST_URI' => '/work.php',
         'REQUEST_METHOD' => 'GET', 'GATEWAY_INTERFACE' => 'CGI/1.1', 'SERVER_PROTOCOL' => 'HTTP/1.1',
-        'BITVILLE_BENCH_AGENT' => $agent, 'BITVILLE_BENCH_ITER' => (string) $iterations];
+        'BITVILLE_BENCH_AGENT' => $agent, 'BITVILLE_BENCH_ITER' => (string) $iterations,
+        'BITVILLE_BENCH_MODE' => $mode];
     $body = '';
     foreach ($params as $k => $v) {
         $body .= lengthOf($k) . lengthOf($v) . $k . $v;
@@ -156,11 +208,12 @@ function request($socket, $script, $agent, $iterations)
         }
     }
     fclose($s);
+    $wall = (hrtime(true) - $t) / 1e3;
     $answer = trim((string) substr($out, (int) strpos($out, "\r\n\r\n") + 4));
     if (!preg_match('/^(\d+) (\d+)$/', $answer, $m)) {
         return null;
     }
-    return [$m[1] / 1e3, $m[2] / 1e3];
+    return [$m[1] / 1e3, $m[2] / 1e3, $wall];
 }
 
 function record($type, $content)

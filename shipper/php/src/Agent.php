@@ -29,6 +29,15 @@ final class Agent
         E_RECOVERABLE_ERROR => 'E_RECOVERABLE_ERROR',
     ];
 
+    /** Extra time a record over the budget may take for its compact profile. */
+    const BUDGET_EXTRA_NS = 2000000;
+    /** Statements a record over the budget keeps: the heaviest. */
+    const BUDGET_QUERIES = 20;
+    /** Statement shapes a record over the budget lists. */
+    const BUDGET_FINGERPRINTS = 50;
+    /** Statement shapes a summary record lists. */
+    const SUMMARY_FINGERPRINTS = 10;
+
     const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE
         | JSON_PARTIAL_OUTPUT_ON_ERROR;
 
@@ -47,6 +56,10 @@ final class Agent
     private $spool;
     /** @var \ExcimerProfiler|null Excimer, when it is the profiler: driven from here, no wrapper. */
     private $excimer;
+    /** @var int hrtime (ns) just before Excimer's timer started: its ticks are due from there. */
+    private $excimerStartNs = 0;
+    /** @var int|null Offset of Excimer's first tick from excimerStartNs (null: no need to know). */
+    private $excimerPhaseNs;
     /** @var Profiler|null xhprof or tideways_xhprof, when one of them is the profiler. */
     private $profiler;
     /** @var int hrtime (ns) at the agent's start: the request's zero. */
@@ -94,18 +107,14 @@ final class Agent
                 $kind = $config->profiler === 'excimer' && class_exists('ExcimerProfiler', false)
                     ? 'excimer' : Profiler::resolve($config->profiler);
                 if ($kind === 'excimer') {
-                    try {
-                        // Wall-clock sampling (EXCIMER_REAL) is Excimer's default
-                        // event type, so setEventType() is not called.
-                        $excimer = new \ExcimerProfiler();
-                        $excimer->setPeriod($config->periodMs / 1000);
-                        $excimer->start();
-                        $agent->excimer = $excimer;
-                    } catch (\Throwable $e) {
-                        // No profile for this request; timing, SQL and metadata go on.
+                    // Without it, no profile for this request; timing, SQL and metadata go on.
+                    $started = Profiler::startExcimer($config->periodMs, $config->maxStackDepth,
+                        $config->excimerStop === 'between_ticks');
+                    if ($started !== null) {
+                        list($agent->excimer, $agent->excimerStartNs, $agent->excimerPhaseNs) = $started;
                     }
                 } elseif ($kind !== null) {
-                    $agent->profiler = Profiler::start($kind, $config->periodMs);
+                    $agent->profiler = Profiler::start($kind);
                 }
             }
             // CPU time of the request needs the usage at its start, since which
@@ -230,8 +239,8 @@ final class Agent
      * the record. Runs once; later calls return null.
      *
      * @return array{status: string, line: string|null} status is one of
-     *   not_kept | written | spool_full | breaker_open | write_failed |
-     *   over_budget | no_project | encode_failed
+     *   not_kept | written | written_trimmed (over the time budget) |
+     *   spool_full | breaker_open | write_failed | no_project | encode_failed
      */
     public function finish()
     {
@@ -251,7 +260,10 @@ final class Agent
             $raw = null;
             if ($this->excimer !== null) {
                 try {
-                    $this->excimer->stop();
+                    // Between two ticks: a tick in flight when the timer is
+                    // deleted kills Excimer < 1.2.4 if the process exits next.
+                    Profiler::stopExcimer($this->excimer, $this->excimerStartNs, $this->config->periodMs,
+                        $this->excimerPhaseNs);
                     $raw = $this->excimer;
                 } catch (\Throwable $e) {
                     $this->excimer = null;
@@ -261,7 +273,7 @@ final class Agent
             }
             $last = error_get_last();
             $error = $last !== null && isset($last['type'], self::FATAL_TYPES[$last['type']])
-                ? self::fatalError($last) : null;
+                ? $this->fatalError($last) : null;
             $full = $durationMs >= $this->config->thresholdMs || $error !== null;
             $weight = 1.0;
             if (!$full) {
@@ -306,9 +318,33 @@ final class Agent
     private function finishMuted($t0, $durationMs, $raw, $full, $weight, $error)
     {
         if ($error !== null && strpos($error['message'], 'Allowed memory size') === 0) {
-            // The request died of memory; give the agent room to finish.
+            // The request died of memory; give the agent room to finish, and
+            // put the limit back after, for the application's later shutdown
+            // functions.
+            $limit = ini_get('memory_limit');
             ini_set('memory_limit', '-1');
+            try {
+                return $this->finishRecord($t0, $durationMs, $raw, $full, $weight, $error);
+            } finally {
+                ini_set('memory_limit', is_string($limit) ? $limit : '128M');
+            }
         }
+        return $this->finishRecord($t0, $durationMs, $raw, $full, $weight, $error);
+    }
+
+    /**
+     * Builds and writes the record. Over the time budget it is trimmed, not
+     * dropped: the heavy requests are exactly the ones that pass it. A
+     * request whose capture already spent the budget gets the trimmed
+     * record at once; one whose profile or encoding runs out of time gets
+     * it rebuilt from what is at hand. The trimmed record keeps metadata,
+     * timing, SQL counts and fingerprints, the heaviest statements and the
+     * profile's compact top, within a small fixed extra cost
+     * (BUDGET_EXTRA_NS for the compact profile); only a failed write drops
+     * it.
+     */
+    private function finishRecord($t0, $durationMs, $raw, $full, $weight, $error)
+    {
         $project = $this->config->project();
         if ($project === '') {
             return ['status' => 'no_project', 'line' => null];
@@ -317,27 +353,45 @@ final class Agent
         if (!$admit['admit']) {
             return ['status' => $admit['reason'], 'line' => null];
         }
-
-        $budgetNs = $this->config->timeoutMs * 1e6;
+        $c = $this->config;
+        $budgetNs = $c->timeoutMs * 1e6;
         $deadline = $t0 + max(0, $budgetNs - $this->overheadNs);
-        $record = $this->buildRecord($project, $durationMs, $full, $weight, $error);
-        if ($full && $raw !== null && hrtime(true) < $deadline) {
-            $c = $this->config;
+        $overBudget = hrtime(true) >= $deadline;
+        $record = $this->buildRecord($project, $durationMs, $full, $weight, $error, $overBudget);
+        $profileItems = 0;
+        if ($raw !== null) {
+            $compact = !$full || $overBudget;
+            $until = $compact ? max($deadline, hrtime(true) + self::BUDGET_EXTRA_NS) : $deadline;
             $record['profile'] = $raw instanceof \ExcimerProfiler
-                ? Profiler::fromExcimer($raw, $c->maxStacks, $c->maxStackDepth, $c->periodMs, $deadline)
-                : $this->profiler->profile($raw, $c->maxStacks, $deadline);
+                ? Profiler::fromExcimer($raw, $c->maxStacks, $c->maxStackDepth, $c->periodMs, $until, $compact)
+                : $this->profiler->profile($raw, $c->maxStacks, $until, $compact);
         }
         $raw = null;
-        if (hrtime(true) >= $deadline) {
-            $this->spool()->countDrop();
-            return ['status' => 'over_budget', 'line' => null];
+        if (!$overBudget && hrtime(true) >= $deadline) {
+            // The full profile ran out of time: the trimmed record instead.
+            $overBudget = true;
+            $record['sql'] = $this->sqlSection($full, true);
+            if ($record['sql'] === null) {
+                unset($record['sql']);
+            }
+            if (isset($record['profile'])) {
+                $before = count(isset($record['profile']['stacks']) ? $record['profile']['stacks']
+                    : (isset($record['profile']['edges']) ? $record['profile']['edges'] : []));
+                $record['profile'] = Profiler::compact($record['profile']);
+                $profileItems = $before - count(isset($record['profile']['stacks']) ? $record['profile']['stacks']
+                    : (isset($record['profile']['edges']) ? $record['profile']['edges'] : []));
+            }
+        }
+        if ($overBudget) {
+            $cut = $full && isset($record['sql']) ? $this->sql->capturedCount() - count($record['sql']['queries']) : 0;
+            $record['trimmed'] = ['reason' => 'budget', 'profile_items' => $profileItems, 'sql_items' => $cut];
         }
         $record['agent'] = [
             'overhead_us' => round(($this->overheadNs + hrtime(true) - $t0) / 1000, 1),
             'dropped_records' => $admit['dropped'],
             'spool_full' => false,
         ];
-        $json = self::encode($record, $this->config->maxRecordBytes);
+        $json = self::encode($record, $c->maxRecordBytes);
         if ($json === null) {
             $this->spool()->countDrop();
             return ['status' => 'encode_failed', 'line' => null];
@@ -346,11 +400,28 @@ final class Agent
             return ['status' => 'write_failed', 'line' => null];
         }
         $this->overheadNs += hrtime(true) - $t0;
-        return ['status' => 'written', 'line' => $json];
+        return ['status' => $overBudget ? 'written_trimmed' : 'written', 'line' => $json];
+    }
+
+    /**
+     * The record's `sql` section, or null without statements: every
+     * captured statement in a full record, none in a summary, the heaviest
+     * BUDGET_QUERIES when over the time budget; fingerprints in all three.
+     */
+    private function sqlSection($full, $overBudget)
+    {
+        if (!$this->config->sqlEnabled || $this->sql === null || $this->sql->isEmpty()) {
+            return null;
+        }
+        $this->sql->failOpen('the statement threw before its end was seen');
+        if ($overBudget) {
+            return $this->sql->toArray($full ? self::BUDGET_QUERIES : 0, self::BUDGET_FINGERPRINTS);
+        }
+        return $this->sql->toArray($full ? PHP_INT_MAX : 0, $full ? SqlRecorder::MAX_FINGERPRINTS : self::SUMMARY_FINGERPRINTS);
     }
 
     /** The record without profile and agent sections. */
-    private function buildRecord($project, $durationMs, $full, $weight, $error)
+    private function buildRecord($project, $durationMs, $full, $weight, $error, $overBudget)
     {
         $c = $this->config;
         $record = [
@@ -383,9 +454,9 @@ final class Agent
             $record['context'] = (object) $this->context;
         }
         $record['error'] = $error;
-        if ($c->sqlEnabled && $this->sql !== null && !$this->sql->isEmpty()) {
-            $this->sql->failOpen('the statement threw before its end was seen');
-            $record['sql'] = $this->sql->toArray($full);
+        $sql = $this->sqlSection($full, $overBudget);
+        if ($sql !== null) {
+            $record['sql'] = $sql;
         }
         return $record;
     }
@@ -403,6 +474,10 @@ final class Agent
                 ? $_SERVER['REQUEST_URI'] : ''), 8192),
             'status' => is_int($status) ? max(0, $status) : null,
         ];
+        // Once the headers went out, a status set later was not sent: say so.
+        if (headers_sent()) {
+            $http['headers_sent'] = true;
+        }
         $http += self::phalconRoute();
         if ($detailed) {
             $http['client_ip'] = isset($_SERVER['REMOTE_ADDR']) ? (string) $_SERVER['REMOTE_ADDR'] : null;
@@ -426,8 +501,14 @@ final class Agent
                 $key = strtoupper(str_replace('-', '_', $name));
             }
             if (isset($_SERVER[$key])) {
+                $value = $_SERVER[$key];
+                // A header that carries a URL (Referer, Origin, X-Original-URL)
+                // carries its query string too: redacted by key like the URL.
+                if (is_string($value) && strpos($value, '?') !== false) {
+                    $value = $this->redactor()->url($value);
+                }
                 $out[$name] = $this->redactor()->isSecretKey($name)
-                    ? Redactor::MASK : $this->redactor()->value($_SERVER[$key]);
+                    ? Redactor::MASK : $this->redactor()->value($value);
             }
         }
         return $out;
@@ -491,7 +572,7 @@ final class Agent
     }
 
     /** The fatal error that ended the request, from error_get_last()'s answer, or null. */
-    private static function fatalError($e)
+    private function fatalError($e)
     {
         if (!is_array($e) || !isset($e['type']) || !array_key_exists($e['type'], self::FATAL_TYPES)) {
             return null;
@@ -499,7 +580,8 @@ final class Agent
         return [
             'type' => (int) $e['type'],
             'type_name' => self::FATAL_TYPES[$e['type']],
-            'message' => Util::truncate(isset($e['message']) ? (string) $e['message'] : '', 8192),
+            // An uncaught PDOException carries the database's DETAIL line.
+            'message' => Util::truncate($this->redactor()->error(isset($e['message']) ? (string) $e['message'] : ''), 8192),
             'file' => isset($e['file']) ? (string) $e['file'] : '',
             'line' => isset($e['line']) ? max(0, (int) $e['line']) : 0,
         ];
@@ -518,8 +600,9 @@ final class Agent
     /**
      * Encodes a record as one JSON line, trimming it under $cap bytes: the
      * profile's tail first (its lightest stacks or edges), then the SQL tail
-     * (latest statements), then the free-form maps. The `trimmed` section says
-     * what was cut. Returns null when even that does not fit.
+     * (latest statements), then the lightest statement shapes, then the
+     * free-form maps. The `trimmed` section says what was cut. Returns null
+     * when even that does not fit.
      */
     public static function encode(array $record, $cap)
     {
@@ -553,6 +636,20 @@ final class Agent
             $excess -= strlen((string) json_encode($item, self::JSON_FLAGS)) + 1;
             $sqlItems++;
         }
+        if ($sqlItems > 0) {
+            $record['sql']['not_stored'] = (isset($record['sql']['not_stored']) ? $record['sql']['not_stored'] : 0) + $sqlItems;
+        }
+        // Then the lightest statement shapes, counted in fingerprints_dropped.
+        $shapeItems = 0;
+        while ($excess > 0 && !empty($record['sql']['fingerprints'])) {
+            $item = array_pop($record['sql']['fingerprints']);
+            $excess -= strlen((string) json_encode($item, self::JSON_FLAGS)) + 1;
+            $record['sql']['fingerprints_dropped'] = (isset($record['sql']['fingerprints_dropped'])
+                ? $record['sql']['fingerprints_dropped'] : 0) + $item['count'];
+            $record['sql']['fingerprints_dropped_ms'] = round((isset($record['sql']['fingerprints_dropped_ms'])
+                ? $record['sql']['fingerprints_dropped_ms'] : 0) + $item['total_ms'], 3);
+            $shapeItems++;
+        }
         if ($excess > 0) {
             foreach (['headers', 'get', 'post'] as $map) {
                 if (isset($record['http'][$map])) {
@@ -563,7 +660,14 @@ final class Agent
                 $record['context'] = (object) ['[trimmed]' => true];
             }
         }
-        $record['trimmed'] = ['profile_items' => $profileItems, 'sql_items' => $sqlItems, 'bytes_before' => $before];
+        $trimmed = isset($record['trimmed']) ? $record['trimmed'] : ['reason' => 'size', 'profile_items' => 0,
+            'sql_items' => 0];
+        // A record trimmed for the budget and then for size keeps the budget as its reason.
+        $trimmed['profile_items'] += $profileItems;
+        $trimmed['sql_items'] += $sqlItems;
+        $trimmed['fingerprint_items'] = $shapeItems;
+        $trimmed['bytes_before'] = $before;
+        $record['trimmed'] = $trimmed;
         $json = json_encode($record, self::JSON_FLAGS);
         return is_string($json) && strlen($json) <= $cap ? $json : null;
     }

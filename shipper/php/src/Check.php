@@ -40,15 +40,40 @@ final class Check
         }
         self::line('profilers installed', $found === [] ? 'none (timing, SQL and metadata still work)' : implode(', ', $found));
         $choice = $config->profilerEnabled ? $config->profiler : 'none';
-        $resolved = $choice === 'none' ? null : Profiler::resolve($choice);
+        // --check runs in the CLI; what matters most is what web requests get.
+        $resolved = $choice === 'none' ? null : Profiler::resolve($choice, 'fpm-fcgi');
+        $cli = $choice === 'none' ? null : Profiler::resolve($choice, 'cli');
         self::line('profiler', $choice . ' -> ' . ($resolved === null ? 'none' : $resolved)
-            . ($resolved === 'excimer' ? ', period ' . $config->periodMs . ' ms' : ''));
-        if (is_string($excimer) && !Profiler::excimerIsSafe()) {
-            self::line('WARNING', 'Excimer ' . $excimer . ' is older than ' . Profiler::EXCIMER_SAFE_VERSION
-                . ' and can crash PHP (glibc timer aliasing bug, fixed in 1.2.4). '
-                . ($resolved === 'excimer'
-                    ? 'It is in use because profiler = excimer was chosen explicitly.'
-                    : 'profiler = auto does not use it; upgrade Excimer to profile.'));
+            . ($resolved === 'excimer' ? ', period ' . $config->periodMs . ' ms, one timer per request'
+                . (Profiler::excimerIsSafe() ? '' : ($config->excimerStop === 'at_once' ? ', stopped at once (excimer_stop)'
+                    : ', stopped between ticks')) : '')
+            . ($cli !== $resolved ? '; CLI scripts: ' . ($cli === null ? 'none' : $cli) : ''));
+        if ($resolved === 'excimer' && !Profiler::excimerIsSafe()) {
+            self::line('note', 'Excimer ' . $excimer . ' predates the 1.2.4 timer rewrite: '
+                . ($config->excimerStop === 'at_once'
+                    ? 'with excimer_stop = at_once, a PHP-FPM worker recycled at pm.max_requests can die as it exits.'
+                    : 'the agent stops its timer between ticks, measured crash-free under PHP-FPM (README, stress/).'));
+        }
+        if ($cli === 'excimer' && !Profiler::excimerIsSafe()) {
+            self::line('WARNING', 'profiler = excimer also profiles CLI scripts with Excimer ' . $excimer . ', and a CLI'
+                . ' process exits right after its request, where that Excimer can kill it (stress/: 1 to 6 in 300'
+                . ' exits). auto leaves CLI scripts unprofiled.');
+        }
+        if ($cli === null && $resolved === 'excimer') {
+            self::line('note', 'auto does not profile CLI scripts with Excimer ' . $excimer . ': a CLI process exits'
+                . ' right after its request, where the glibc timer race of Excimer < 1.2.4 lies (upgrade to 1.2.4+,'
+                . ' or set profiler = excimer to accept it).');
+        } elseif ($resolved === null && $choice !== 'none' && $found === []) {
+            self::line('note', 'no profiler installed: install Excimer (Debian: php-excimer) for function-level profiles.');
+        }
+        foreach (['xhprof' => 'xhprof_enable', 'tideways' => 'tideways_xhprof_enable'] as $kind => $fn) {
+            if (function_exists($fn)) {
+                self::line('WARNING', $kind . ' is loaded. It instruments every PHP call: measured behind PHP-FPM it'
+                    . ' cost about 600 ns per call (a call-heavy 20 ms page ran 27 times slower), and loading the module'
+                    . ' alone made calls 72% slower even with the agent off. '
+                    . ($resolved === $kind ? 'It is in use because profiler = ' . $kind . ' was chosen explicitly.'
+                        : 'auto never uses it; unload it unless you need it.'));
+            }
         }
 
         $dir = $config->spoolDir;
@@ -62,6 +87,11 @@ final class Check
         $spool = new Spool($dir, $config->stateDir, $config->breakerFailures, $config->breakerCooldownS);
         $until = $spool->breakerOpenUntil();
         self::line('write breaker', $until > 0 ? 'OPEN until ' . gmdate('Y-m-d H:i:s', $until) . ' UTC' : 'closed');
+        $folder = $spool->stateFolder();
+        self::line('state folder', $folder !== null
+            ? $folder . ' (private to this user: breaker and drop counters)'
+            : 'NONE usable under ' . ($config->stateDir !== '' ? $config->stateDir : sys_get_temp_dir())
+                . ' (bitville-apm-<uid> must be this user\'s, 0700, not a symlink): breaker and drop counters kept in memory only');
         Util::mute(); // open_basedir may shut out the temp dir
         $cache = Config::cacheDir();
         Util::unmute();

@@ -29,11 +29,13 @@ final class Config
     public $periodMs = 10.0;          // Excimer period: 10 ms keeps the cost well under 1%.
     public $maxStacks = 200;          // Noise filter: heaviest stacks or edges kept.
     public $maxStackDepth = 64;       // Frames kept per Excimer stack (leaf side).
+    public $excimerStop = 'between_ticks'; // Excimer < 1.2.4: wait for a quiet moment to stop (README).
     public $sqlEnabled = true;
     public $sqlBoundValues = true;    // false: params are null in every record.
     public $sqlMaxQueries = 200;      // Per request; the rest are only counted.
     public $sqlMaxLength = 8192;      // Bytes of statement text kept.
     public $sqlFramesDepth = 8;       // Calling frames kept per statement (0 = none).
+    public $sqlKeepLiterals = false;  // Literals in stored SQL text become "?" (they may be secrets).
     public $sqlTagApplicationName = true;
     public $sqlComment = false;       // Prefix PDO statements with /* bitville='<id>' */.
     public $memoryEnabled = true;
@@ -51,7 +53,7 @@ final class Config
     public $maxRecordBytes = 524288;  // Over this, tails are trimmed.
     public $breakerFailures = 3;      // Consecutive write failures that open the breaker.
     public $breakerCooldownS = 60;    // How long writes are skipped once it is open.
-    public $stateDir = '';            // Breaker and drop-counter files; default: temp dir.
+    public $stateDir = '';            // Base of the private state folder; default: temp dir.
 
     /** Seconds a remembered config is trusted before its file is stat()ed again. */
     const REVALIDATE_S = 1;
@@ -63,7 +65,7 @@ final class Config
      * fails until it is bumped after such a change. (A constant of this
      * class, so opcache folds it into the name at compile time.)
      */
-    const CACHE_FORMAT = 1;
+    const CACHE_FORMAT = 3;
 
     /** @var array<string,array{0:string,1:Config,2:int}> Path => [file signature, config, checked at]. */
     private static $memo = [];
@@ -155,46 +157,15 @@ final class Config
     }
 
     /**
-     * The compiled-INI cache directory, or null when there is none: a
-     * private directory of this user in the temp dir, made on first use.
-     *
-     * Why the checks: PHP includes the files in it, so a directory another
-     * user could write to would run their code. It must belong to this
-     * process's user and be writable by nobody else; /tmp's sticky bit keeps
-     * others from renaming it. Without posix_geteuid() there is no cache.
+     * The compiled-INI cache directory, or null when there is none: the
+     * agent's private folder in the temp dir (Util::privateDir(), which says
+     * why it is checked: PHP includes the files in it). The write breaker
+     * and drop counters live there too unless state_dir names another base.
      */
     public static function cacheDir()
     {
-        // Checked at every use, never remembered: a long-running process
-        // would otherwise trust a directory that was removed (temp dirs are
-        // cleaned) and made again by someone else. A use is one per FPM
-        // request, or one per change of the INI file in a long-running one.
-        if (!function_exists('posix_geteuid')) {
-            return null;
-        }
-        $uid = posix_geteuid();
         // sys_get_temp_dir() never ends with a slash.
-        $dir = sys_get_temp_dir() . '/bitville-apm-' . $uid;
-        try {
-            // is_dir() never warns (open_basedir aside: see load()), and fills
-            // PHP's stat cache for the two checks after it: one syscall when
-            // the directory is there.
-            if (!is_dir($dir)) {
-                Util::mute();
-                try {
-                    $made = mkdir($dir, 0700);
-                } finally {
-                    Util::unmute();
-                }
-                clearstatcache();
-                if (!$made || !is_dir($dir)) {
-                    return null;
-                }
-            }
-            return fileowner($dir) === $uid && (fileperms($dir) & 0022) === 0 ? $dir : null;
-        } catch (\Throwable $e) {
-            return null;
-        }
+        return Util::privateDir(sys_get_temp_dir());
     }
 
     /**
@@ -336,11 +307,14 @@ final class Config
         $this->periodMs = self::num($p, 'period_ms', $this->periodMs, 0.1, 10000);
         $this->maxStacks = (int) self::num($p, 'max_stacks', $this->maxStacks, 1, 10000);
         $this->maxStackDepth = (int) self::num($p, 'max_stack_depth', $this->maxStackDepth, 1, 1000);
+        $stop = strtolower(self::str($p, 'excimer_stop', $this->excimerStop));
+        $this->excimerStop = $stop === 'at_once' ? 'at_once' : 'between_ticks';
         $this->sqlEnabled = self::bool($p, 'sql_enabled', $this->sqlEnabled);
         $this->sqlBoundValues = self::bool($p, 'sql_bound_values', $this->sqlBoundValues);
         $this->sqlMaxQueries = (int) self::num($p, 'sql_max_queries', $this->sqlMaxQueries, 0, 100000);
         $this->sqlMaxLength = (int) self::num($p, 'sql_max_length', $this->sqlMaxLength, 64, 65536);
         $this->sqlFramesDepth = (int) self::num($p, 'sql_frames_depth', $this->sqlFramesDepth, 0, 64);
+        $this->sqlKeepLiterals = self::bool($p, 'sql_keep_literals', $this->sqlKeepLiterals);
         $this->sqlTagApplicationName = self::bool($p, 'sql_tag_application_name', $this->sqlTagApplicationName);
         $this->sqlComment = self::bool($p, 'sql_comment', $this->sqlComment);
         $this->memoryEnabled = self::bool($p, 'memory_enabled', $this->memoryEnabled);

@@ -14,6 +14,21 @@ final class Redactor
 {
     const MASK = '[REDACTED]';
 
+    /**
+     * SQL literals, and quoted identifiers (matched so that they are skipped):
+     * "ident", E'C-style \' escapes', B'01' X'ff' U&'x' and standard 'it''s'
+     * strings (a backslash is an ordinary character there), $tag$ dollar
+     * quoting $tag$, and numbers that are not part of a name, a placeholder
+     * ($1) or a cast.
+     */
+    const STRING_LITERAL = <<<'RE'
+/[Ee]'(?:[^'\\]|''|\\.)*'|(?:[BbXx]|[Uu]&)?'(?:[^']|'')*'/s
+RE;
+
+    const LITERAL = <<<'RE'
+/"(?:[^"]|"")*"|[Ee]'(?:[^'\\]|''|\\.)*'|(?:[BbXx]|[Uu]&)?'(?:[^']|'')*'|\$([A-Za-z_][A-Za-z0-9_]*|)\$.*?\$\1\$|(?<![A-Za-z0-9_$.:])[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?(?![A-Za-z_])/s
+RE;
+
     /** @var string[]|null Folded patterns; folded on first use, since most requests never redact. */
     private $patterns;
     /** @var string[] Patterns as configured. */
@@ -66,8 +81,12 @@ final class Redactor
      * strings cut, at most maxKeys keys per level (a "[truncated]" key counts the
      * rest) and three levels deep. Objects are not walked: only their class name
      * is kept, so no user __toString() or getter ever runs.
+     *
+     * Nested keys are also judged joined to their parents, as the form field
+     * was named: `card[number]` arrives as ['card' => ['number' => ...]], and
+     * only "card number" names the secret.
      */
-    public function map($values, $depth = 0)
+    public function map($values, $depth = 0, $path = '')
     {
         if (!is_array($values)) {
             return [];
@@ -80,7 +99,10 @@ final class Redactor
                 break;
             }
             $n++;
-            $out[(string) $k] = $this->isSecretKey($k) ? self::MASK : $this->value($v, $depth);
+            $joined = $path === '' ? (string) $k : $path . ' ' . $k;
+            $secret = $this->isSecretKey($k) || ($path !== '' && $this->isSecretKey($joined));
+            $out[(string) $k] = $secret ? self::MASK
+                : (is_array($v) ? ($depth >= 2 ? '[array]' : $this->map($v, $depth + 1, $joined)) : $this->value($v, $depth));
         }
         return $out;
     }
@@ -129,72 +151,225 @@ final class Redactor
     }
 
     /**
-     * Redacts SQL bound values. Named parameters (":password", "password") are
-     * judged by their name. Positional ones ("?", "$1") are judged by the column
-     * they are compared with or inserted into, found with a cheap heuristic:
-     * `col = ?`, `col LIKE $2`, and `INSERT INTO t (a, b) VALUES (?, ?)`.
+     * Redacts SQL bound values. Each parameter is judged by its own name
+     * (":password") and by the column it is compared with, assigned to or
+     * inserted into, found with a cheap heuristic over the statement text
+     * (`col = ?`, `col LIKE $2`, `col = md5(:p)`, `SET col = ?`, and
+     * `INSERT INTO t (a, b) VALUES (?, md5(?))`). A parameter the heuristic
+     * cannot place is masked when the statement names any secret-looking
+     * identifier at all: over-redacting is the safe mistake.
      */
     public function sqlParams($sql, $params, $oneBased = false)
     {
         if (!is_array($params)) {
             return $params === null ? null : [$this->value($params)];
         }
-        $positional = null;
+        $sql = (string) $sql;
+        $columns = null;
+        $mentionsSecret = null;
         $out = [];
         $n = 0;
         foreach ($params as $k => $v) {
             if ($n++ >= $this->maxKeys) {
                 break;
             }
+            if ($columns === null) {
+                $columns = self::placeholderColumns($sql);
+            }
             if (is_int($k)) {
-                if ($positional === null) {
-                    $positional = self::positionalColumns((string) $sql);
-                }
                 // PDO numbers "?" from 1 in bindValue() and from 0 in execute([...]).
-                $index = $oneBased ? $k - 1 : $k;
-                $column = isset($positional[$index]) ? $positional[$index] : '';
-                $secret = $column !== '' && $this->isSecretKey($column);
+                $key = $oneBased ? $k - 1 : $k;
+                $secret = false;
             } else {
-                $secret = $this->isSecretKey(ltrim((string) $k, ':'));
+                $name = ltrim((string) $k, ':');
+                $key = ':' . $name;
+                $secret = $this->isSecretKey($name);
+            }
+            if (!$secret) {
+                if (isset($columns[$key])) {
+                    $secret = $this->isSecretKey($columns[$key]);
+                } else {
+                    if ($mentionsSecret === null) {
+                        $mentionsSecret = $this->mentionsSecret($sql);
+                    }
+                    $secret = $mentionsSecret;
+                }
             }
             $out[$k] = $secret ? self::MASK : $this->value($v, 1);
         }
         return $out;
     }
 
-    /**
-     * Maps 0-based placeholder positions ("?" number i, or "$n" as n-1) to the
-     * column names they are compared with or inserted into.
-     *
-     * @return array<int,string>
-     */
-    public static function positionalColumns($sql)
+    /** Whether any identifier in a statement looks secret (for parameters no column was found for). */
+    private function mentionsSecret($sql)
     {
-        $columns = [];
         if (strlen($sql) > 65536) {
-            return $columns;
+            return true;
         }
-        $pattern = '/"?([A-Za-z_][A-Za-z0-9_]*)"?\s*(?:=|<>|!=|<=|>=|<|>|\s(?:NOT\s+)?I?LIKE\s)\s*(\?|\$[0-9]+)/i';
-        if (preg_match_all($pattern, $sql, $m, PREG_SET_ORDER | PREG_OFFSET_CAPTURE)) {
-            foreach ($m as $match) {
-                $index = self::placeholderIndex($sql, $match[2][0], $match[2][1]);
-                $columns[$index] = $match[1][0];
+        // Words only: the names of ":name" placeholders were judged already.
+        preg_match_all('/(?<![:A-Za-z0-9_$])[A-Za-z_][A-Za-z0-9_]*/', $sql, $m);
+        foreach (array_unique($m[0]) as $word) {
+            if ($this->isSecretKey($word)) {
+                return true;
             }
         }
-        if (preg_match('/INSERT\s+INTO\s+\S+\s*\(([^)]*)\)\s*VALUES\s*\(([^)]*)\)/i', $sql, $ins, PREG_OFFSET_CAPTURE)) {
-            $names = array_map('trim', explode(',', $ins[1][0]));
-            $values = array_map('trim', explode(',', $ins[2][0]));
-            $offset = $ins[2][1];
-            foreach ($values as $i => $value) {
-                if (isset($names[$i]) && ($value === '?' || preg_match('/^\$[0-9]+$/', $value))) {
-                    $at = strpos($sql, $value, $offset);
-                    $index = self::placeholderIndex($sql, $value, $at === false ? $offset : $at);
-                    $columns[$index] = trim($names[$i], '"');
+        return false;
+    }
+
+    /** Kept for callers of the old name: positional placeholders only. */
+    public static function positionalColumns($sql)
+    {
+        $out = [];
+        foreach (self::placeholderColumns($sql) as $k => $col) {
+            if (is_int($k)) {
+                $out[$k] = $col;
+            }
+        }
+        return $out;
+    }
+
+    /**
+     * Maps placeholders to the column they are compared with, assigned to or
+     * inserted into: 0-based positions for "?" (number i) and "$n" (n-1),
+     * ":name" for named ones. A placeholder anywhere inside the expression
+     * on the other side of the operator (up to a comma, a closing
+     * parenthesis or AND/OR at its own depth) belongs to that column, so
+     * `password = crypt(?, gen_salt('bf'))` is found.
+     *
+     * @return array<int|string,string>
+     */
+    public static function placeholderColumns($sql)
+    {
+        $columns = [];
+        $len = strlen($sql);
+        if ($len > 65536) {
+            return $columns;
+        }
+        $ph = '(?:\?|\$[0-9]+|(?<!:):[A-Za-z_][A-Za-z0-9_]*)';
+        if (!preg_match('/' . $ph . '/', $sql)) {
+            return $columns;
+        }
+        $op = '(?:=|<>|!=|<=|>=|<|>|\s(?:NOT\s+)?I?LIKE\s|\s(?:NOT\s+)?IN\s*(?=\())';
+        if (preg_match_all('/"?([A-Za-z_][A-Za-z0-9_]*)"?\s*' . $op . '\s*/i', $sql, $m,
+            PREG_SET_ORDER | PREG_OFFSET_CAPTURE)) {
+            foreach ($m as $match) {
+                $start = $match[0][1] + strlen($match[0][0]);
+                $end = self::expressionEnd($sql, $start);
+                foreach (self::placeholdersIn($sql, $start, $end, $ph) as $key) {
+                    if (!isset($columns[$key])) {
+                        $columns[$key] = $match[1][0];
+                    }
                 }
-                $offset += strlen($value) + 1;
+            }
+        }
+        if (preg_match('/INSERT\s+INTO\s+\S+\s*\(([^)]*)\)\s*VALUES\s*\(/i', $sql, $ins, PREG_OFFSET_CAPTURE)) {
+            $names = array_map(function ($c) {
+                return trim(trim($c), '"');
+            }, explode(',', $ins[1][0]));
+            $at = $ins[0][1] + strlen($ins[0][0]);
+            foreach ($names as $name) {
+                $end = self::expressionEnd($sql, $at);
+                foreach (self::placeholdersIn($sql, $at, $end, $ph) as $key) {
+                    $columns[$key] = $name;
+                }
+                if ($end >= $len || $sql[$end] !== ',') {
+                    break;
+                }
+                $at = $end + 1;
             }
         }
         return $columns;
+    }
+
+    /**
+     * Where the expression starting at $i ends: at a comma or a closing
+     * parenthesis at its own depth, at AND/OR/WHERE and friends at depth 0,
+     * or at the end. Quoted strings are stepped over.
+     */
+    private static function expressionEnd($sql, $i)
+    {
+        $len = strlen($sql);
+        $depth = 0;
+        for (; $i < $len; $i++) {
+            $c = $sql[$i];
+            if ($c === "'") {
+                $close = strpos($sql, "'", $i + 1);
+                $i = $close === false ? $len : $close;
+            } elseif ($c === '(') {
+                $depth++;
+            } elseif ($c === ')') {
+                if ($depth === 0) {
+                    return $i;
+                }
+                $depth--;
+            } elseif ($c === ',' && $depth === 0) {
+                return $i;
+            } elseif ($depth === 0 && ($c === 'A' || $c === 'a' || $c === 'O' || $c === 'o' || $c === 'W' || $c === 'w'
+                    || $c === 'R' || $c === 'r' || $c === 'L' || $c === 'l' || $c === 'G' || $c === 'g')
+                && ($i === 0 || !ctype_alnum($sql[$i - 1]) && $sql[$i - 1] !== '_')
+                && preg_match('/\G(?:AND|OR|WHERE|RETURNING|LIMIT|GROUP|ORDER)\b/i', $sql, $kw, 0, $i)) {
+                return $i;
+            }
+        }
+        return $len;
+    }
+
+    /** Placeholder keys between two offsets: positions for "?" and "$n", ":name" for named ones. */
+    private static function placeholdersIn($sql, $start, $end, $ph)
+    {
+        $keys = [];
+        $part = substr($sql, $start, $end - $start);
+        if (preg_match_all('/' . $ph . '/', $part, $m, PREG_OFFSET_CAPTURE)) {
+            foreach ($m[0] as $hit) {
+                $p = $hit[0];
+                $keys[] = $p[0] === ':' ? $p : self::placeholderIndex($sql, $p, $start + $hit[1]);
+            }
+        }
+        return $keys;
+    }
+
+    /**
+     * Redacts a database error message: the values PostgreSQL repeats in its
+     * DETAIL lines. `Key (cols)=(vals)` keeps the values only when no column
+     * looks secret; `Failing row contains (...)` and the values of
+     * `invalid input syntax ...: "value"` are always masked, since nothing
+     * says which column they belong to; quoted SQL literals are replaced.
+     */
+    public function error($message)
+    {
+        $message = (string) $message;
+        $message = preg_replace_callback('/Key \(([^)]*)\)=\((.*?)\)( already exists| is not present| conflicts)/s',
+            function ($m) {
+                foreach (explode(',', $m[1]) as $col) {
+                    if ($this->isSecretKey(trim($col, ' "'))) {
+                        return 'Key (' . $m[1] . ')=(' . self::MASK . ')' . $m[3];
+                    }
+                }
+                return $m[0];
+            }, $message);
+        $message = preg_replace('/Failing row contains \(.*\)/s', 'Failing row contains (' . self::MASK . ')', $message);
+        $message = preg_replace('/(invalid input (?:syntax|value) for [^:]*: )"(?:[^"]|"")*"/', '$1"' . self::MASK . '"', $message);
+        // Quoted strings only: numbers there are SQLSTATEs, positions and counts.
+        $out = preg_replace(self::STRING_LITERAL, "'?'", $message);
+        return is_string($out) ? $out : self::MASK;
+    }
+
+    /**
+     * Replaces the literals of an SQL text with "?": quoted strings (with
+     * their E'' and U&'' forms), dollar-quoted strings and numbers; quoted
+     * identifiers, comments and placeholders stay. The fingerprint is the
+     * same as the original's (literals and "?" both become $n there).
+     */
+    public static function scrubLiterals($sql)
+    {
+        $sql = (string) $sql;
+        if (strpbrk($sql, "'$0123456789") === false) {
+            return $sql;
+        }
+        $out = preg_replace_callback(self::LITERAL, function ($m) {
+            return $m[0][0] === '"' ? $m[0] : '?';
+        }, $sql);
+        return is_string($out) ? $out : '?';
     }
 
     /** 0-based position of a placeholder: "$3" is 2; a "?" counts the "?" before it. */

@@ -13,9 +13,15 @@
  *   `breakerCooldownS` seconds: while open, a request costs one stat().
  *
  * PHP keeps nothing between requests under FPM, so the breaker and the drop
- * counter live in small files in the state directory (the temp dir by
- * default, not the spool dir, which may be the broken part). Long-running
- * processes also keep a copy in memory to skip even that stat().
+ * counter live in small files in the agent's private folder
+ * (`<state_dir or temp dir>/bitville-apm-<euid>`, see Util::privateDir()),
+ * not in the spool dir, which may be the broken part. A folder that fails
+ * the owner check is not used: another user could otherwise silence the
+ * agent with a breaker dated in the future, or, through a symlink, make the
+ * PHP user append to a file of their choosing. Without a usable folder the
+ * breaker and the counter live in memory only (per process). A state file
+ * that is a symlink is removed, never followed. Long-running processes also
+ * keep a copy in memory to skip even the stat().
  *
  * Both counters are file sizes, grown by appending one byte per event: on
  * ext4, rewriting a small file in place (truncate, then write) forces a
@@ -35,6 +41,8 @@ final class Spool
     private static $openUntil = [];
     /** @var array<string,int> Breaker key => consecutive failures, per process. */
     private static $failures = [];
+    /** @var array<string,int> Breaker key => drops counted in memory (no usable state folder). */
+    private static $drops = [];
 
     private $dir;
     private $stateDir;
@@ -42,6 +50,10 @@ final class Spool
     private $dropsPath;
     private $failuresToOpen;
     private $cooldownS;
+    /** @var string|null */
+    private $stateFolder;
+    /** @var string */
+    private $memoryKey;
 
     public function __construct($dir, $stateDir, $failuresToOpen, $cooldownS)
     {
@@ -53,17 +65,35 @@ final class Spool
         $this->cooldownS = $cooldownS;
     }
 
-    /** Breaker and drop-counter paths, made once. */
+    /**
+     * Breaker and drop-counter paths, made once: '' when there is no
+     * trusted state folder (then both live in memory only). The in-memory
+     * key is the breaker's path, or the spool dir's hash without a folder.
+     */
     private function statePaths()
     {
         if ($this->breakerPath === null) {
-            $stateDir = $this->stateDir === '' ? rtrim(sys_get_temp_dir(), '/') : $this->stateDir;
             // Keyed by spool dir, so two applications with different spools on
             // one host do not share a breaker.
             $key = substr(md5($this->dir), 0, 12);
-            $this->breakerPath = $stateDir . '/bitville-apm.' . $key . '.breaker';
-            $this->dropsPath = $stateDir . '/bitville-apm.' . $key . '.' . getmypid() . '.drops';
+            Util::mute(); // open_basedir may shut out the base
+            try {
+                $dir = Util::privateDir($this->stateDir === '' ? sys_get_temp_dir() : $this->stateDir);
+            } finally {
+                Util::unmute();
+            }
+            $this->stateFolder = $dir;
+            $this->breakerPath = $dir === null ? '' : $dir . '/' . $key . '.breaker';
+            $this->dropsPath = $dir === null ? '' : $dir . '/' . $key . '.' . getmypid() . '.drops';
+            $this->memoryKey = $dir === null ? 'memory:' . $key : $this->breakerPath;
         }
+    }
+
+    /** The state folder in use, or null when breaker and counters live in memory (for --check). */
+    public function stateFolder()
+    {
+        $this->statePaths();
+        return $this->stateFolder;
     }
 
     /** The file records go to right now. */
@@ -83,19 +113,25 @@ final class Spool
     {
         $this->statePaths();
         $now = time();
-        $key = $this->breakerPath;
+        $key = $this->memoryKey;
         if (isset(self::$openUntil[$key]) && self::$openUntil[$key] > $now) {
             $this->countDrop();
             return ['admit' => false, 'reason' => 'breaker_open', 'dropped' => 0];
         }
         Util::mute();
         try {
-            clearstatcache(true, $this->breakerPath);
-            $until = filemtime($this->breakerPath);
-            if ($until !== false && $until > $now) {
-                self::$openUntil[$key] = $until;
-                $this->countDropMuted();
-                return ['admit' => false, 'reason' => 'breaker_open', 'dropped' => 0];
+            if ($this->breakerPath !== '') {
+                clearstatcache(true, $this->breakerPath);
+                $until = filemtime($this->breakerPath);
+                if ($until !== false && $until > $now) {
+                    if (is_link($this->breakerPath)) {
+                        unlink($this->breakerPath); // Never followed: not ours.
+                    } else {
+                        self::$openUntil[$key] = $until;
+                        $this->countDropMuted();
+                        return ['admit' => false, 'reason' => 'breaker_open', 'dropped' => 0];
+                    }
+                }
             }
             $flag = $this->dir . '/' . self::FULL_FLAG;
             clearstatcache(true, $flag);
@@ -103,8 +139,12 @@ final class Spool
                 $this->countDropMuted();
                 return ['admit' => false, 'reason' => 'spool_full', 'dropped' => 0];
             }
-            clearstatcache(true, $this->dropsPath);
-            $dropped = filesize($this->dropsPath);
+            if ($this->dropsPath === '') {
+                $dropped = isset(self::$drops[$key]) ? self::$drops[$key] : 0;
+            } else {
+                clearstatcache(true, $this->dropsPath);
+                $dropped = filesize($this->dropsPath);
+            }
             return ['admit' => true, 'reason' => '', 'dropped' => is_int($dropped) ? $dropped : 0];
         } catch (\Throwable $e) {
             return ['admit' => true, 'reason' => '', 'dropped' => 0];
@@ -156,11 +196,15 @@ final class Spool
     public function breakerOpenUntil()
     {
         $this->statePaths();
+        if ($this->breakerPath === '') {
+            $until = isset(self::$openUntil[$this->memoryKey]) ? self::$openUntil[$this->memoryKey] : 0;
+            return $until > time() ? $until : 0;
+        }
         Util::mute();
         try {
             clearstatcache(true, $this->breakerPath);
             $until = filemtime($this->breakerPath);
-            return ($until !== false && $until > time()) ? $until : 0;
+            return ($until !== false && $until > time() && !is_link($this->breakerPath)) ? $until : 0;
         } finally {
             Util::unmute();
         }
@@ -182,13 +226,27 @@ final class Spool
 
     private function countDropMuted()
     {
+        if ($this->dropsPath === '') {
+            $k = $this->memoryKey;
+            self::$drops[$k] = min(self::COUNTER_MAX, (isset(self::$drops[$k]) ? self::$drops[$k] : 0) + 1);
+            return;
+        }
         self::increment($this->dropsPath);
     }
 
-    /** Adds one to a counter file and returns the new count (0 if it cannot be read). */
+    /**
+     * Adds one to a counter file and returns the new count (0 if it cannot
+     * be read). A symlink in its place is removed first, never followed.
+     */
     private static function increment($path)
     {
+        if ($path === '') {
+            return 0;
+        }
         clearstatcache(true, $path);
+        if (is_link($path)) {
+            unlink($path);
+        }
         $n = filesize($path);
         $n = is_int($n) ? $n : 0;
         if ($n < self::COUNTER_MAX && file_put_contents($path, '.', FILE_APPEND) === 1) {
@@ -202,11 +260,13 @@ final class Spool
     {
         // Runs muted (append()): unlink() of a missing file is one failed
         // syscall, cheaper than asking file_exists() first.
-        unlink($this->dropsPath);
-        unlink($this->breakerPath);
-        clearstatcache(true, $this->dropsPath);
-        clearstatcache(true, $this->breakerPath);
-        unset(self::$openUntil[$this->breakerPath], self::$failures[$this->breakerPath]);
+        if ($this->breakerPath !== '') {
+            unlink($this->dropsPath);
+            unlink($this->breakerPath);
+            clearstatcache(true, $this->dropsPath);
+            clearstatcache(true, $this->breakerPath);
+        }
+        unset(self::$openUntil[$this->memoryKey], self::$failures[$this->memoryKey], self::$drops[$this->memoryKey]);
     }
 
     /**
@@ -215,16 +275,17 @@ final class Spool
      */
     private function recordFailure()
     {
-        clearstatcache(true, $this->breakerPath);
-        $key = $this->breakerPath;
+        $key = $this->memoryKey;
         // The memory copy counts on when the state dir cannot be written either.
         $memory = (isset(self::$failures[$key]) ? self::$failures[$key] : 0) + 1;
-        $n = max(self::increment($key), $memory);
+        $n = max(self::increment($this->breakerPath), $memory);
         self::$failures[$key] = $n;
         if ($n >= $this->failuresToOpen) {
             $until = time() + $this->cooldownS;
-            touch($this->breakerPath, $until);
-            self::$openUntil[$this->breakerPath] = $until;
+            if ($this->breakerPath !== '') {
+                touch($this->breakerPath, $until);
+            }
+            self::$openUntil[$key] = $until;
         }
     }
 
@@ -233,5 +294,6 @@ final class Spool
     {
         self::$openUntil = [];
         self::$failures = [];
+        self::$drops = [];
     }
 }

@@ -45,6 +45,52 @@ final class Util
     }
 
     /**
+     * The agent's private folder under $base: `<base>/bitville-apm-<euid>`,
+     * made 0700 on first use, or null when it cannot be trusted.
+     *
+     * Why the checks: the agent keeps files there that decide what it does
+     * (compiled configs that PHP includes, the write breaker, drop counters),
+     * and $base is usually the shared temp dir. A folder another local user
+     * made first, or a symlink they planted, would let them run code as the
+     * PHP user, silence the agent with a breaker dated in the future, or make
+     * it append to a file of their choosing. So the folder must not be a
+     * symlink, must belong to this process's user and be open to nobody
+     * else (the sticky temp dir keeps others from renaming it). Checked at
+     * every use, never remembered: temp dirs are cleaned, and the folder
+     * could be made again by someone else. Without posix_geteuid() there is
+     * no way to check, so there is no folder.
+     *
+     * @return string|null
+     */
+    public static function privateDir($base)
+    {
+        if (!function_exists('posix_geteuid') || !is_string($base) || $base === '') {
+            return null;
+        }
+        $uid = posix_geteuid();
+        $dir = rtrim($base, '/') . '/bitville-apm-' . $uid;
+        try {
+            // One lstat(): not followed, so a symlink shows as one. It warns
+            // only when the folder is missing (and under open_basedir).
+            self::mute();
+            try {
+                $st = lstat($dir);
+                if ($st === false && mkdir($dir, 0700)) {
+                    clearstatcache();
+                    $st = lstat($dir);
+                }
+            } finally {
+                self::unmute();
+            }
+            // A directory (not a symlink), this user's, open to nobody else.
+            return is_array($st) && ($st['mode'] & 0170000) === 0040000 && $st['uid'] === $uid
+                && ($st['mode'] & 0077) === 0 ? $dir : null;
+        } catch (\Throwable $e) {
+            return null;
+        }
+    }
+
+    /**
      * A random UUID v4, lowercase. random_bytes() can throw when the system has
      * no entropy source; the fallback keeps the request going with a weaker ID.
      * mt_rand() is never used: it would shift the application's seeded sequence.

@@ -23,13 +23,40 @@ final class CheckTest extends AgentTestCase
         $this->assertStringContainsString('config cache:         ' . $this->childTempDir() . '/bitville-apm-', $run['out']);
         $this->assertSame([], glob($env['spool'] . '/{,.}[!.]*', GLOB_BRACE), 'the probe file is removed');
         if (is_string(phpversion('excimer')) && !\BitvilleApm\Profiler::excimerIsSafe()) {
-            $this->assertMatchesRegularExpression('/^WARNING:.*older than 1\.2\.4/m', $run['out']);
-            $this->assertMatchesRegularExpression('/^profiler:\s+auto -> none/m', $run['out']);
+            // Web requests get Excimer, stopped between ticks; CLI scripts do not (issue #20 §1).
+            $this->assertMatchesRegularExpression('/^profiler:\s+auto -> excimer, period 10 ms, one timer per request,'
+                . ' stopped between ticks; CLI scripts: none$/m', $run['out']);
+            $this->assertMatchesRegularExpression('/^note:\s+auto does not profile CLI scripts with Excimer/m', $run['out']);
+        } else {
+            $this->assertMatchesRegularExpression('/^profiler:\s+auto -> excimer, period 10 ms/m', $run['out']);
         }
+        $this->assertStringNotContainsString('WARNING', $run['out'], 'no xhprof-family profiler is loaded here');
 
         touch($env['spool'] . '/.spool-full');
         $run = $this->check($env['config']);
         $this->assertMatchesRegularExpression('/^spool full flag:\s+PRESENT/m', $run['out']);
+    }
+
+    public function testCheckShowsHowAnOldExcimerIsStopped()
+    {
+        $env = $this->setUpAgent(['profiling' => ['profiler' => 'auto', 'excimer_stop' => 'at_once']]);
+        $run = $this->check($env['config']);
+        if (\BitvilleApm\Profiler::excimerIsSafe()) {
+            $this->assertMatchesRegularExpression('/^profiler:\s+auto -> excimer, period 10 ms, one timer per request$/m', $run['out']);
+        } else {
+            $this->assertMatchesRegularExpression('/^profiler:\s+auto -> excimer, .*, stopped at once \(excimer_stop\)/m', $run['out']);
+            $this->assertMatchesRegularExpression('/^note:\s+.*pm\.max_requests can die/m', $run['out']);
+        }
+    }
+
+    /** Issue #20 §5: the Excimer advice was printed even when another profiler was chosen. */
+    public function testCheckGivesNoExcimerAdviceWhenNoProfilerIsWanted()
+    {
+        $env = $this->setUpAgent(['profiling' => ['profiler' => 'none']]);
+        $run = $this->check($env['config']);
+        $this->assertMatchesRegularExpression('/^profiler:\s+none -> none$/m', $run['out']);
+        $this->assertDoesNotMatchRegularExpression('/^note:/m', $run['out']);
+        $this->assertStringNotContainsString('upgrade', $run['out']);
     }
 
     public function testCheckSaysOffForMissingConfigAndFailsForBadSpool()

@@ -63,7 +63,7 @@ final class PostgresTest extends AgentTestCase
         $records = $this->spoolRecords($env['spool']);
         $queries = $records[0]['sql']['queries'];
         $this->assertCount(1, $queries, 'the SET is not recorded');
-        $this->assertSame('SELECT pg_sleep(2)', $queries[0]['sql']);
+        $this->assertSame('SELECT pg_sleep(?)', $queries[0]['sql'], 'literals are replaced by default');
         $this->assertGreaterThanOrEqual(1900, $queries[0]['duration_ms']);
     }
 
@@ -146,7 +146,7 @@ PHP;
         $this->assertSame(['api_key' => 2, 'q' => 2], $q[1]['types']);
         $this->assertSame('SAVEPOINT sp1', $q[3]['sql']);
         // The division by zero threw before afterQuery: failed, not lost.
-        $this->assertSame('SELECT 1/0', $q[4]['sql']);
+        $this->assertSame('SELECT ?/?', $q[4]['sql'], 'literals are replaced');
         $this->assertSame('failed', $q[4]['status']);
         $this->assertSame('ok', $q[7]['status']);
         $this->assertSame('phalcon', $q[0]['source']);
@@ -161,12 +161,63 @@ PHP;
         $this->assertCount(3, $sql['queries']);
         $this->assertSame(8, $sql['total_count']);
         $this->assertSame(5, $sql['dropped']);
+        $this->assertSame(5, $sql['not_stored']);
         $this->assertNull($sql['queries'][0]['params'], 'bound values are off');
+        // Beyond the cap the shape is still counted (issue #20 §2, #23).
+        $this->assertCount(1, $sql['fingerprints']);
+        $this->assertSame('SELECT ?::int', $sql['fingerprints'][0]['sql']);
+        $this->assertSame(8, $sql['fingerprints'][0]['count']);
+        $this->assertSame(3, $sql['fingerprints'][0]['stored']);
+        $this->assertEqualsWithDelta($sql['total_ms'], $sql['fingerprints'][0]['total_ms'], 0.01);
+        $this->assertSame('{main}', $sql['fingerprints'][0]['frame']['function']);
+    }
+
+    /**
+     * Issue #20 §2: the heavy request is never lost. 5,000 statements from
+     * one function (an N+1 loop) with a 5 ms budget: the agent runs out of
+     * time, and the record is trimmed, not dropped: metadata, timing, the
+     * SQL counts and every execution per shape with its calling frame, the
+     * heaviest statements.
+     */
+    public function testRequestOverBudgetWith5000StatementsLeavesATrimmedRecord()
+    {
+        $env = $this->setUpAgent(['transmission' => ['timeout_ms' => 5]]);
+        $code = $this->connectCode() . <<<'PHP'
+function load_variants($db, $n) {
+    $s = $db->prepare('SELECT $1::int + 1 AS price');
+    for ($i = 0; $i < $n; $i++) { $s->execute([$i]); $s->fetchAll(); }
+}
+$db->query('SELECT pg_sleep(0.05)')->fetchAll();
+load_variants($db, 4999);
+echo "done";
+PHP;
+        $run = $this->runPhp($code, $env['config']);
+        $this->assertSilent($run, 'done');
+        $records = $this->spoolRecords($env['spool']);
+        $this->assertCount(1, $records, 'the heavy request was dropped');
+        $r = $records[0];
+        $this->assertSame('full', $r['record_type']);
+        $this->assertSame('budget', $r['trimmed']['reason']);
+        $this->assertSame(5000, $r['sql']['total_count']);
+        $this->assertLessThanOrEqual(20, count($r['sql']['queries']), 'the heaviest statements only');
+        $this->assertSame(5000 - count($r['sql']['queries']), $r['sql']['not_stored']);
+        $byText = array_column($r['sql']['fingerprints'], null, 'sql');
+        $loop = $byText['SELECT $1::int + ? AS price'];
+        $this->assertSame(4999, $loop['count']);
+        $this->assertSame('load_variants', $loop['frame']['function']);
+        $this->assertStringEndsWith('script.php', $loop['frame']['file']);
+        $this->assertSame(1, $byText['SELECT pg_sleep(?)']['count']);
+        $this->assertGreaterThanOrEqual(45, $byText['SELECT pg_sleep(?)']['total_ms'], 'timed even when not captured');
+        $this->assertGreaterThan(0, $loop['total_ms']);
+        $this->assertArrayHasKey('cpu_user_ms', $r['resources']);
+        $this->assertGreaterThanOrEqual(50, $r['duration_ms']);
     }
 
     public function testManyLongStatementsAreTrimmedUnderTheCap()
     {
-        $env = $this->setUpAgent(['transmission' => ['max_record_bytes' => 16384]]);
+        // Literals kept (sql_keep_literals), so the long text stays long.
+        $env = $this->setUpAgent(['transmission' => ['max_record_bytes' => 16384],
+            'profiling' => ['sql_keep_literals' => 'true']]);
         $code = $this->connectCode() . 'for ($i = 0; $i < 60; $i++) { $db->query("SELECT ' . "'\" . str_repeat(\"x\", 500) . \"'" . ' AS c$i"); }';
         $this->assertSilent($this->runPhp($code, $env['config']));
         $files = glob($env['spool'] . '/*');

@@ -80,6 +80,25 @@ final class RecordTest extends AgentTestCase
         $this->assertStringContainsString('bitville_undefined_function', $records[0]['error']['message']);
     }
 
+    /**
+     * Issue #20 §5: after an out-of-memory fatal error the agent lifts the
+     * memory limit to write its record, and must put it back for the
+     * application's own shutdown functions, which run after the agent's.
+     */
+    public function testMemoryLimitIsRestoredAfterOutOfMemory()
+    {
+        $env = $this->setUpAgent(['general' => ['threshold_ms' => 10000, 'sample_rate' => 0]]);
+        $code = 'register_shutdown_function(function () { echo "\nlimit after: ", ini_get("memory_limit"), "\n"; });'
+            . ' $a = []; while (true) { $a[] = str_repeat("x", 1 << 20); }';
+        $run = $this->runPhp($code, $env['config'], [], ['memory_limit' => '32M']);
+        $this->assertSame(0, $run['signal']);
+        $this->assertStringContainsString('Allowed memory size', $run['out']);
+        $this->assertStringContainsString("limit after: 32M\n", $run['out']);
+        $records = $this->spoolRecords($env['spool']);
+        $this->assertCount(1, $records, 'the out-of-memory request is recorded');
+        $this->assertStringStartsWith('Allowed memory size', $records[0]['error']['message']);
+    }
+
     public function testExitIsStillRecordedWithItsStatusKept()
     {
         $env = $this->setUpAgent();

@@ -85,7 +85,7 @@ final class SpoolTest extends AgentTestCase
         $this->assertSame('written', $result['status']);
         // 3 failed writes + 1 skipped here; the child counted its own drop under its pid.
         $this->assertSame(4, json_decode($result['line'], true)['agent']['dropped_records']);
-        $this->assertSame([], glob($env['state'] . '/*.breaker'));
+        $this->assertSame([], glob($env['state'] . '/bitville-apm-*/*.breaker'));
         $this->spoolRecords($env['spool']);
     }
 
@@ -118,7 +118,7 @@ final class SpoolTest extends AgentTestCase
             ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups']);
         $this->assertSilent($run, 'ok');
         $this->assertSame([], glob($env['spool'] . '/*'));
-        $this->assertCount(1, glob($env['state'] . '/*.breaker'), 'the failure was counted');
+        $this->assertCount(1, glob($env['state'] . '/bitville-apm-*/*.breaker'), 'the failure was counted');
     }
 
     public function testFullDiskLeavesNoPartialLine()
@@ -132,7 +132,7 @@ final class SpoolTest extends AgentTestCase
             $this->assertSilent($this->runPhp($code, $env['config']), 'ok');
         }
         $this->assertLessThan(4, count($this->spoolRecords($env['spool'])), 'the disk was not full');
-        $this->assertNotEmpty(glob($env['state'] . '/*.drops'), 'dropped records are counted');
+        $this->assertNotEmpty(glob($env['state'] . '/bitville-apm-*/*.drops'), 'dropped records are counted');
     }
 
     public function testReadOnlyFilesystemIsSilent()
@@ -141,6 +141,69 @@ final class SpoolTest extends AgentTestCase
         $this->mountTmpfs($env['spool'], 'size=64k,ro');
         $this->assertSilent($this->runPhp('echo "ok";', $env['config']), 'ok');
         $this->assertSame([], glob($env['spool'] . '/*'));
+    }
+
+    /**
+     * The state-file attack of issue #20 §3: the breaker and drop counters
+     * used to live in the shared temp dir, so any local user could silence
+     * the agent (a breaker dated in the future) or, with a symlink, make the
+     * PHP user append to a file of their choosing. They now live in a
+     * private folder that must be this user's, 0700, and not a symlink; a
+     * state file that is a symlink is never followed.
+     */
+    public function testStateFilesPlantedByAnotherUserAreRefused()
+    {
+        if (posix_geteuid() !== 0) {
+            $this->fail('this test plays another user with chown: run it as root (as CI does)');
+        }
+        $env = $this->setUpAgent();
+        chmod($env['state'], 01777); // shared like /tmp
+        $config = Config::load($env['config']);
+        $mine = $env['state'] . '/bitville-apm-' . posix_geteuid();
+        $victim = $env['root'] . '/victim.txt';
+        file_put_contents($victim, "precious\n");
+        $key = substr(md5($env['spool']), 0, 12);
+
+        // 1. Another user made the folder first, open to all, with a breaker
+        //    dated in the future and a drop counter linked to the victim.
+        mkdir($mine, 0777);
+        chmod($mine, 0777);
+        touch($mine . '/' . $key . '.breaker', time() + 3600);
+        symlink($victim, $mine . '/' . $key . '.' . getmypid() . '.drops');
+        exec('chown -hR nobody ' . escapeshellarg($mine));
+        $this->assertSame('written', $this->finishOne($config)['status'], 'a planted breaker silenced the agent');
+        touch($env['spool'] . '/.spool-full');
+        $this->assertSame('spool_full', $this->finishOne($config)['status']);
+        $this->assertSame("precious\n", file_get_contents($victim), 'the agent appended through a planted symlink');
+        unlink($env['spool'] . '/.spool-full');
+        $this->assertSame(['.', '..', $key . '.' . getmypid() . '.drops', $key . '.breaker'], scandir($mine),
+            'nothing of ours in their folder');
+        $this->assertGreaterThan(time() + 3000, filemtime($mine . '/' . $key . '.breaker'));
+        exec('rm -rf ' . escapeshellarg($mine));
+
+        // 2. The folder is a symlink to a folder that looks right (ours,
+        //    0700) and holds a breaker dated in the future.
+        $elsewhere = $env['root'] . '/elsewhere';
+        mkdir($elsewhere, 0700);
+        touch($elsewhere . '/' . $key . '.breaker', time() + 3600);
+        symlink($elsewhere, $mine);
+        Spool::resetMemory();
+        $this->assertSame('written', $this->finishOne($config)['status'], 'a symlinked state folder was followed');
+        unlink($mine);
+
+        // 3. Our own folder, but a state file in it is a symlink: removed, not followed.
+        $this->assertSame('written', $this->finishOne($config)['status']);
+        $this->assertTrue(is_dir($mine) && !is_link($mine));
+        $this->assertSame(0700, fileperms($mine) & 0777, 'the folder is made private');
+        symlink($victim, $mine . '/' . $key . '.' . getmypid() . '.drops');
+        touch($env['spool'] . '/.spool-full');
+        $this->assertSame('spool_full', $this->finishOne($config)['status']);
+        $this->assertSame("precious\n", file_get_contents($victim), 'a symlinked counter was followed');
+        $this->assertFalse(is_link($mine . '/' . $key . '.' . getmypid() . '.drops'));
+        unlink($env['spool'] . '/.spool-full');
+        $r = $this->finishOne($config);
+        $this->assertSame(1, json_decode($r['line'], true)['agent']['dropped_records'], 'the drop is still counted');
+        $this->spoolRecords($env['spool']);
     }
 
     private function mountTmpfs($dir, $options)

@@ -79,9 +79,11 @@ final class WebSapiTest extends AgentTestCase
 
     private static function requests()
     {
-        $post = 'password=SECRET_POST_VALUE&name=bob';
+        $post = 'password=SECRET_POST_VALUE&name=bob&card%5Bnumber%5D=SECRET_CARD_NUMBER'
+            . '&user%5Bpassword%5D=SECRET_NESTED_PASSWORD';
         return [
             'fast' => "GET /fast?token=SECRET_GET_VALUE&q=shoes HTTP/1.0\r\nHost: test\r\n"
+                . "Referer: http://shop.test/login?session_id=SECRET_REFERER_QUERY&step=2\r\n"
                 . "Authorization: Bearer SECRET_AUTH_HEADER\r\nCookie: session=SECRET_COOKIE_VALUE\r\n\r\n",
             'slow' => "GET /slow HTTP/1.0\r\nHost: test\r\n\r\n",
             'post' => "POST /post HTTP/1.0\r\nHost: test\r\nCookie: session=SECRET_COOKIE_VALUE\r\n"
@@ -108,6 +110,8 @@ final class WebSapiTest extends AgentTestCase
         $faults = [
             'healthy' => [],
             'excimer profiler' => ['profiling' => ['profiler' => 'excimer', 'period_ms' => 10]],
+            // The default a user gets on stock Debian 12 (Excimer 1.0.4 only): issue #20's first "done when".
+            'default profiler (auto)' => ['profiling' => ['profiler' => 'auto']],
             'absent profiler' => ['profiling' => ['profiler' => 'tideways']],
             'missing spool dir' => ['transmission' => ['spool_dir' => '/nonexistent/spool']],
             'spool dir is a file' => ['transmission' => ['spool_dir' => '/etc/hostname', 'state_dir' => '/etc/hostname']],
@@ -129,11 +133,18 @@ final class WebSapiTest extends AgentTestCase
             }
             $records = $this->spoolRecords($env['spool']);
             $spooled = implode("\n", array_map('file_get_contents', glob($env['spool'] . '/*.ndjson')));
+            // Every channel of issue #20 §3: query string, form fields (plain
+            // and nested, joined only: card[number]), cookie and Authorization
+            // headers, a URL inside another header, context, SQL bound values
+            // (by name, by the column of a named value, inside a function
+            // call), SQL literals, and the database's DETAIL line.
             foreach (['SECRET_GET_VALUE', 'SECRET_POST_VALUE', 'SECRET_COOKIE_VALUE', 'SECRET_AUTH_HEADER',
-                         'SECRET_CONTEXT_VALUE', 'SECRET_SQL_VALUE'] as $secret) {
+                         'SECRET_CONTEXT_VALUE', 'SECRET_SQL_VALUE', 'SECRET_REFERER_QUERY', 'SECRET_CARD_NUMBER',
+                         'SECRET_NESTED_PASSWORD', 'SECRET_SQL_FUNCARG', 'SECRET_SQL_NAMEDCOL', 'SECRET_SQL_LITERAL',
+                         'SECRET_PG_DETAIL'] as $secret) {
                 $this->assertStringNotContainsString($secret, $spooled, "$label: $secret leaked");
             }
-            if ($label === 'healthy' || $label === 'excimer profiler') {
+            if ($label === 'healthy' || $label === 'excimer profiler' || $label === 'default profiler (auto)') {
                 $this->assertCount(count(self::requests()), $records, "$label: one record per request");
                 $byPage = [];
                 foreach ($records as $r) {
@@ -142,18 +153,30 @@ final class WebSapiTest extends AgentTestCase
                 }
                 $this->assertSame('/fast?token=[REDACTED]&q=shoes', $byPage['/fast']['http']['url']);
                 $this->assertSame(['token' => '[REDACTED]', 'q' => 'shoes'], $byPage['/fast']['http']['get']);
-                $this->assertSame(['password' => '[REDACTED]', 'name' => 'bob'], $byPage['/post']['http']['post']);
+                $this->assertSame(['password' => '[REDACTED]', 'name' => 'bob', 'card' => ['number' => '[REDACTED]'],
+                    'user' => ['password' => '[REDACTED]']], $byPage['/post']['http']['post']);
                 $this->assertSame(201, $byPage['/post']['http']['status']);
-                $this->assertSame(['host' => 'test'], $byPage['/fast']['http']['headers']);
+                $this->assertSame(['host' => 'test', 'referer' => 'http://shop.test/login?session_id=[REDACTED]&step=2'],
+                    $byPage['/fast']['http']['headers']);
                 // The status the client got: output before the fatal error had sent 200 already.
                 preg_match('~^HTTP/1\.[01] (\d+)~', $baseline['fatal'], $m);
                 $this->assertSame((int) $m[1], $byPage['/fatal']['http']['status']);
                 $this->assertSame(E_ERROR, $byPage['/fatal']['error']['type']);
+                // Issue #20 §5: output had started, so the status is marked as possibly not the one sent.
+                $this->assertTrue($byPage['/fatal']['http']['headers_sent']);
+                $this->assertArrayNotHasKey('headers_sent', $byPage['/post']['http'], 'nothing went out before the end');
                 $this->assertSame(404, $byPage['/nope']['http']['status']);
-                $this->assertSame(['[REDACTED]' ], array_values($byPage['/db']['sql']['queries'][0]['params']));
+                $db = $byPage['/db']['sql']['queries'];
+                $this->assertSame(['[REDACTED]' ], array_values($db[0]['params']));
+                $this->assertSame(['bob', '[REDACTED]'], $db[2]['params'], 'a value inside md5(?) goes by its column');
+                $this->assertSame([':p' => '[REDACTED]'], $db[3]['params'], 'a named value goes by its column');
+                $this->assertSame("SELECT name FROM acct WHERE password = ?", $db[4]['sql'], 'literals are replaced');
+                $this->assertSame('failed', $db[6]['status']);
+                $this->assertStringContainsString('Key (password)=([REDACTED]) already exists', $db[6]['error']);
                 $this->assertSame('cli-server', $byPage['/slow']['runtime']['sapi']);
-                if ($label === 'excimer profiler') {
+                if ($label !== 'healthy') {
                     $this->assertSame('excimer', $byPage['/slow']['profile']['profiler']);
+                    $this->assertGreaterThanOrEqual(3, $byPage['/slow']['profile']['total_samples'], "$label: a sampled profile");
                 }
             }
             if ($label === 'spool full' || $label === 'broken config' || strpos($label, 'spool dir') !== false) {

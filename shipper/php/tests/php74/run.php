@@ -157,6 +157,27 @@ check('redaction by key, URL and SQL params', function () {
     same(['bob', '[REDACTED]'], $r->sqlParams('INSERT INTO u (name, "ssn") VALUES ($1, $2)', ['bob', 's']));
 });
 
+check('secret channels of issue 20: joined keys, SQL by column, literals, DETAIL lines, URL headers', function () {
+    $r = new Redactor((new Config())->redactPatterns, 64, 10);
+    same(['card' => ['number' => '[REDACTED]', 'exp' => '12/30'], 'user' => ['password' => '[REDACTED]']],
+        $r->map(['card' => ['number' => '4111', 'exp' => '12/30'], 'user' => ['password' => 'p']]));
+    same('/a?card[number]=[REDACTED]&x=1', $r->url('/a?card[number]=4111&x=1'));
+    same([':p' => '[REDACTED]', ':n' => 'bob'], $r->sqlParams('SELECT 1 FROM u WHERE password = :p AND name = :n',
+        [':p' => 's', ':n' => 'bob']));
+    same(['bob', '[REDACTED]'], $r->sqlParams('INSERT INTO u (name, password) VALUES (?, md5(?))', ['bob', 's']));
+    same(['[REDACTED]', '[REDACTED]', 'bob', 3], $r->sqlParams(
+        'UPDATE u SET password = crypt(?, gen_salt(?)), name = ? WHERE id = ?', ['s', 'bf', 'bob', 3]));
+    same(['[REDACTED]'], $r->sqlParams('SELECT f(?) FROM u WHERE api_token IS NOT NULL', ['s']), 'unplaced, secret nearby');
+    same(['x'], $r->sqlParams('SELECT f(?) FROM u', ['x']), 'unplaced, nothing secret');
+    same("SELECT a FROM u WHERE password = ? AND n = ? AND t1.c::int4 = $1 AND \"col 9\" = ? AND d = ?",
+        Redactor::scrubLiterals("SELECT a FROM u WHERE password = 'it''s' AND n = 42 AND t1.c::int4 = $1"
+            . " AND \"col 9\" = E'a\\'b' AND d = \$q\$x\$q\$"));
+    same("ERROR: duplicate key value violates unique constraint \"u_pw\"\nDETAIL:  Key (password)=([REDACTED]) already exists.",
+        $r->error("ERROR: duplicate key value violates unique constraint \"u_pw\"\nDETAIL:  Key (password)=(hunter2) already exists."));
+    same('DETAIL:  Key (email)=(a@b.c) already exists.', $r->error('DETAIL:  Key (email)=(a@b.c) already exists.'));
+    same('DETAIL:  Failing row contains ([REDACTED]).', $r->error('DETAIL:  Failing row contains (1, bob, hunter2).'));
+});
+
 check('config: missing file leaves the agent off; values are clamped', function () {
     $c = Config::load('/nonexistent/x.ini');
     same(false, $c->enabled);

@@ -44,7 +44,7 @@ abstract class AgentTestCase extends TestCase
 
     /**
      * Writes an INI config; $sections overrides the test defaults (agent on,
-     * everything kept, no profiler, a private spool and state folder).
+     * everything kept, no profiler, a private spool and state folder, a 5 s budget).
      *
      * @return array{config: string, spool: string, state: string}
      */
@@ -58,7 +58,9 @@ abstract class AgentTestCase extends TestCase
         $ini = array_replace_recursive([
             'general' => ['enabled' => 'true', 'threshold_ms' => 0, 'project_name' => 'test-app', 'sample_rate' => 1],
             'profiling' => ['profiler' => 'none'],
-            'transmission' => ['spool_dir' => $spool, 'state_dir' => $state],
+            // A wide budget: on a loaded 2-core host one round trip can pass
+            // 50 ms; the budget tests set their own.
+            'transmission' => ['spool_dir' => $spool, 'state_dir' => $state, 'timeout_ms' => 5000],
         ], $sections);
         $text = '';
         foreach ($ini as $section => $keys) {
