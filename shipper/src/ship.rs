@@ -1,6 +1,7 @@
 //! [`Shipper`]: POSTs one gzip-compressed batch to the processor's
 //! `/v1/ingest` and says what the reply means for the batch.
 
+use bitville_daemon::check::error_chain;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -154,19 +155,6 @@ impl Shipper {
             },
         }
     }
-}
-
-/// The error and its sources on one line: reqwest's own message alone says
-/// little ("error sending request").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -133,6 +133,9 @@ enum Part {
     Logs(Vec<BTreeMap<String, Value>>),
 }
 
+/// One part of a drill-down, run on a connection of its own.
+type Job<'a> = Box<dyn FnOnce(&dyn Source) -> Result<Part, AnalysisError> + Send + 'a>;
+
 /// Loads the drill-down of a request by correlation ID or record id.
 ///
 /// A narrow query over every day finds the record (see [`locate`]); the
@@ -149,7 +152,7 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
     let at = locate(src, &days, scope, &id)?
         .ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
     let (days, at) = (&days, &at);
-    let jobs: Vec<Box<dyn FnOnce(&dyn Source) -> Result<Part, AnalysisError> + Send + '_>> = vec![
+    let jobs: Vec<Job<'_>> = vec![
         Box::new(move |src| request_row(src, days, at).map(Part::Request)),
         Box::new(move |src| statements(src, days, at).map(Part::Sql)),
         Box::new(move |src| profile(src, days, at).map(Part::Profile)),

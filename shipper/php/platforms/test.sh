@@ -19,7 +19,7 @@
 #   not validated is not a pass).
 # BITVILLE_APM_STRESS_N: requests per mode and period for the stress run
 #   (default 2000; the README's figures come from 100000 on the host).
-# Needs root (debootstrap, chroot, mount) and PostgreSQL 15 on the host, as
+# Needs root (debootstrap, chroot, mount) and PostgreSQL on the host, as
 # the agent's own tests do. Any missing tool is a failure, never a pass.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,7 +35,8 @@ fail() { echo "platforms: FAILED: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "must run as root (debootstrap, chroot, mount)"
 [ -n "${BITVILLE_VALIDATE:-}" ] || fail "BITVILLE_VALIDATE must name the Rust validator"
 command -v php >/dev/null || fail "php is missing on the host (it drives php-fpm and checks records)"
-[ -x /usr/lib/postgresql/15/bin/initdb ] || fail "PostgreSQL 15 is missing on the host"
+pg_bin="${BITVILLE_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
+[ -x "$pg_bin/initdb" ] || fail "PostgreSQL's server is missing on the host (Debian package postgresql, or set BITVILLE_PG_BIN)"
 if ! command -v debootstrap >/dev/null; then
     apt-get install -y debootstrap >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y debootstrap >/dev/null 2>&1; } \
         || fail "debootstrap is missing and could not be installed"

@@ -1,6 +1,6 @@
 <?php
 /**
- * SQL capture against a real, throwaway PostgreSQL 15 cluster: the PDO
+ * SQL capture against a real, throwaway PostgreSQL cluster: the PDO
  * subclass, the Phalcon listener (through a stand-in, see
  * fixtures/PhalconStandIn.php), application_name tagging seen from
  * pg_stat_activity, bound-value redaction, the per-request cap and trimming.

@@ -1,6 +1,6 @@
 <?php
 /**
- * A throwaway PostgreSQL 15 cluster for the tests: initdb into a temporary
+ * A throwaway PostgreSQL cluster (the newest installed major) for the tests: initdb into a temporary
  * folder owned by the postgres user (initdb and postgres refuse to run as
  * root), listening on a Unix socket in that folder and a free TCP port. One
  * cluster per PHPUnit process, stopped at exit.
@@ -10,7 +10,30 @@ namespace BitvilleApm\Tests;
 
 final class PgCluster
 {
-    const BIN = '/usr/lib/postgresql/15/bin';
+    /**
+     * PostgreSQL's server binaries: BITVILLE_PG_BIN when set, else the
+     * newest major under /usr/lib/postgresql (Debian's layout), as the Rust
+     * harnesses find them (bitville_testkit::postgres_bindir).
+     */
+    public static function bin(): string
+    {
+        $env = getenv('BITVILLE_PG_BIN');
+        if ($env !== false && $env !== '') {
+            return $env;
+        }
+        $majors = [];
+        foreach (glob('/usr/lib/postgresql/*/bin/initdb') ?: [] as $initdb) {
+            $major = basename(dirname(dirname($initdb)));
+            if (ctype_digit($major)) {
+                $majors[(int) $major] = dirname($initdb);
+            }
+        }
+        if ($majors === []) {
+            return '';
+        }
+        krsort($majors);
+        return reset($majors);
+    }
 
     /** @var self|null */
     private static $shared;
@@ -33,8 +56,9 @@ final class PgCluster
     /** @return self|string */
     private static function start()
     {
-        if (!is_executable(self::BIN . '/initdb')) {
-            return 'PostgreSQL 15 binaries are not installed';
+        $bin = self::bin();
+        if ($bin === '' || !is_executable($bin . '/initdb')) {
+            return 'PostgreSQL server binaries are not installed (Debian package postgresql, or set BITVILLE_PG_BIN)';
         }
         $c = new self();
         $c->dir = sys_get_temp_dir() . '/bitville-apm-pg-' . bin2hex(random_bytes(4));
@@ -49,12 +73,12 @@ final class PgCluster
         socket_getsockname($sock, $addr, $c->port);
         socket_close($sock);
         $data = escapeshellarg($c->dir . '/data');
-        exec($asPostgres . self::BIN . '/initdb -A trust -U postgres -D ' . $data . ' >' . escapeshellarg($c->dir . '/initdb.log') . ' 2>&1', $o, $code);
+        exec($asPostgres . $bin . '/initdb -A trust -U postgres -D ' . $data . ' >' . escapeshellarg($c->dir . '/initdb.log') . ' 2>&1', $o, $code);
         if ($code !== 0) {
             return 'initdb failed: ' . file_get_contents($c->dir . '/initdb.log');
         }
         $opts = escapeshellarg('-p ' . $c->port . ' -k ' . $c->dir . ' -c listen_addresses=127.0.0.1');
-        exec($asPostgres . self::BIN . '/pg_ctl -w -t 60 -D ' . $data . ' -o ' . $opts . ' -l '
+        exec($asPostgres . $bin . '/pg_ctl -w -t 60 -D ' . $data . ' -o ' . $opts . ' -l '
             . escapeshellarg($c->dir . '/pg.log') . ' start >/dev/null 2>&1', $o, $code);
         if ($code !== 0) {
             return 'pg_ctl start failed: ' . @file_get_contents($c->dir . '/pg.log');
@@ -70,7 +94,7 @@ final class PgCluster
     public function stop()
     {
         $asPostgres = posix_getuid() === 0 ? 'runuser -u postgres -- ' : '';
-        exec($asPostgres . self::BIN . '/pg_ctl -D ' . escapeshellarg($this->dir . '/data') . ' -m immediate stop >/dev/null 2>&1');
+        exec($asPostgres . self::bin() . '/pg_ctl -D ' . escapeshellarg($this->dir . '/data') . ' -m immediate stop >/dev/null 2>&1');
         exec('rm -rf ' . escapeshellarg($this->dir));
     }
 }
