@@ -25,6 +25,10 @@
  * between-ticks stop (an Excimer older than 1.2.4 waits for a quiet moment).
  */
 
+require __DIR__ . '/../tests/support/FastCgi.php';
+
+use BitvilleApm\Tests\FastCgi;
+
 const PER_REQUEST_SCRIPT = <<<'PHP'
 <?php
 $t0 = hrtime(true);
@@ -189,24 +193,7 @@ function request($socket, $script, $agent, $iterations, $mode)
         'REQUEST_METHOD' => 'GET', 'GATEWAY_INTERFACE' => 'CGI/1.1', 'SERVER_PROTOCOL' => 'HTTP/1.1',
         'BITVILLE_BENCH_AGENT' => $agent, 'BITVILLE_BENCH_ITER' => (string) $iterations,
         'BITVILLE_BENCH_MODE' => $mode];
-    $body = '';
-    foreach ($params as $k => $v) {
-        $body .= lengthOf($k) . lengthOf($v) . $k . $v;
-    }
-    fwrite($s, record(1, pack('nCx5', 1, 0)) . record(4, $body) . record(4, '') . record(5, ''));
-    $out = '';
-    while (($h = fread($s, 8)) !== false && strlen($h) === 8) {
-        $r = unpack('Cversion/Ctype/nid/nlength/Cpadding', $h);
-        $content = '';
-        while (strlen($content) < $r['length'] + $r['padding'] && !feof($s)) {
-            $content .= fread($s, $r['length'] + $r['padding'] - strlen($content));
-        }
-        if ($r['type'] === 6) {
-            $out .= substr($content, 0, $r['length']);
-        } elseif ($r['type'] === 3) {
-            break;
-        }
-    }
+    $out = FastCgi\exchange($s, FastCgi\request($params));
     fclose($s);
     $wall = (hrtime(true) - $t) / 1e3;
     $answer = trim((string) substr($out, (int) strpos($out, "\r\n\r\n") + 4));
@@ -214,16 +201,6 @@ function request($socket, $script, $agent, $iterations, $mode)
         return null;
     }
     return [$m[1] / 1e3, $m[2] / 1e3, $wall];
-}
-
-function record($type, $content)
-{
-    return pack('CCnnCx', 1, $type, 1, strlen($content), 0) . $content;
-}
-
-function lengthOf($s)
-{
-    return strlen($s) < 128 ? chr(strlen($s)) : pack('N', strlen($s) | 0x80000000);
 }
 
 function pct(array $v, $p)

@@ -14,7 +14,9 @@
 
 require __DIR__ . '/../tests/support/PgCluster.php';
 require __DIR__ . '/../tests/support/SchemaCheck.php';
+require __DIR__ . '/../tests/support/FastCgi.php';
 
+use BitvilleApm\Tests\FastCgi;
 use BitvilleApm\Tests\PgCluster;
 use BitvilleApm\Tests\SchemaCheck;
 
@@ -127,35 +129,7 @@ function fastcgi($socket, $script, array $extra)
     $params = ['SCRIPT_FILENAME' => $script, 'SCRIPT_NAME' => '/page.php', 'REQUEST_URI' => '/page.php?x=1',
         'QUERY_STRING' => 'x=1', 'REQUEST_METHOD' => 'GET', 'GATEWAY_INTERFACE' => 'CGI/1.1',
         'SERVER_PROTOCOL' => 'HTTP/1.1', 'REMOTE_ADDR' => '127.0.0.1', 'HTTP_HOST' => 'e2e.test'] + $extra;
-    $body = '';
-    foreach ($params as $k => $v) {
-        $body .= len($k) . len($v) . $k . $v;
-    }
-    fwrite($s, rec(1, pack('nCx5', 1, 0)) . rec(4, $body) . rec(4, '') . rec(5, ''));
-    $out = '';
-    while (($h = fread($s, 8)) !== false && strlen($h) === 8) {
-        $r = unpack('Cversion/Ctype/nid/nlength/Cpadding', $h);
-        $content = '';
-        while (strlen($content) < $r['length'] + $r['padding'] && !feof($s)) {
-            $content .= fread($s, $r['length'] + $r['padding'] - strlen($content));
-        }
-        if ($r['type'] === 6) {
-            $out .= substr($content, 0, $r['length']);
-        } elseif ($r['type'] === 3) {
-            break;
-        }
-    }
+    $out = FastCgi\exchange($s, FastCgi\request($params));
     fclose($s);
-    $at = strpos($out, "\r\n\r\n");
-    return $at === false ? null : substr($out, $at + 4);
-}
-
-function rec($type, $content)
-{
-    return pack('CCnnCx', 1, $type, 1, strlen($content), 0) . $content;
-}
-
-function len($s)
-{
-    return strlen($s) < 128 ? chr(strlen($s)) : pack('N', strlen($s) | 0x80000000);
+    return FastCgi\body($out);
 }

@@ -35,6 +35,10 @@
 
 const WORK = __DIR__ . '/work.php';
 
+require __DIR__ . '/../tests/support/FastCgi.php';
+
+use BitvilleApm\Tests\FastCgi;
+
 if (($argv[1] ?? '') === '--fpm-client') {
     fpmClient($argv[2], (int) $argv[3], $argv[4], $argv[5], $argv[6], $argv[7]);
     exit(0);
@@ -226,11 +230,7 @@ function fpmClient($socket, $n, $mode, $period, $agent, $out)
     $params = ['SCRIPT_FILENAME' => realpath(WORK), 'SCRIPT_NAME' => '/work.php', 'REQUEST_URI' => '/work.php',
         'REQUEST_METHOD' => 'GET', 'GATEWAY_INTERFACE' => 'CGI/1.1', 'SERVER_PROTOCOL' => 'HTTP/1.1',
         'STRESS_MODE' => $mode, 'STRESS_PERIOD_MS' => $period, 'STRESS_AGENT' => $agent];
-    $body = '';
-    foreach ($params as $k => $v) {
-        $body .= lengthOf($k) . lengthOf($v) . $k . $v;
-    }
-    $request = record(1, pack('nCx5', 1, 0)) . record(4, $body) . record(4, '') . record(5, '');
+    $request = FastCgi\request($params);
     for ($i = 0; $i < $n; $i++) {
         $s = @stream_socket_client('unix://' . $socket, $errno, $errstr, 10);
         if ($s === false) {
@@ -238,36 +238,13 @@ function fpmClient($socket, $n, $mode, $period, $agent, $out)
             continue;
         }
         stream_set_timeout($s, 30);
-        fwrite($s, $request);
-        $answer = '';
-        while (($h = fread($s, 8)) !== false && strlen($h) === 8) {
-            $r = unpack('Cversion/Ctype/nid/nlength/Cpadding', $h);
-            $content = '';
-            while (strlen($content) < $r['length'] + $r['padding'] && !feof($s)) {
-                $content .= fread($s, $r['length'] + $r['padding'] - strlen($content));
-            }
-            if ($r['type'] === 6) {
-                $answer .= substr($content, 0, $r['length']);
-            } elseif ($r['type'] === 3) {
-                break;
-            }
-        }
+        $answer = FastCgi\exchange($s, $request);
         fclose($s);
         if (strpos($answer, "\r\n\r\nok ") !== false) {
             $ok++;
         }
     }
     file_put_contents($out, "$n $ok");
-}
-
-function record($type, $content)
-{
-    return pack('CCnnCx', 1, $type, 1, strlen($content), 0) . $content;
-}
-
-function lengthOf($s)
-{
-    return strlen($s) < 128 ? chr(strlen($s)) : pack('N', strlen($s) | 0x80000000);
 }
 
 /** CLI loops: processes of up to --cli-per-process requests each, --workers at a time, until $requests are done. */
