@@ -177,8 +177,38 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
         Cell::Bool(r.get("trimmed").is_some_and(|t| !t.is_null())),
         json_cell(http, "headers"),
         json_cell(r, "context"),
+        int_cell(sql, "not_stored"),
+        int_cell(sql, "fingerprints_dropped"),
+        float_cell(sql, "fingerprints_dropped_ms"),
+        bool_cell(profile, "compact"),
+        int_cell(profile, "agent_folded"),
     ]);
     rows.push(finish(TableId::Requests, c));
+
+    let shapes = sql
+        .get("fingerprints")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for (idx, f) in shapes.iter().enumerate() {
+        let sql_text = f.get("sql").and_then(Value::as_str).unwrap_or("");
+        let frame = f.get("frame").unwrap_or(&null);
+        let mut c = env.start(TableId::RequestFingerprints);
+        c.extend([
+            opt_text(correlation.clone()),
+            Cell::Int(idx as i64),
+            Cell::Text(sql_text.to_owned()),
+            Cell::Text(fingerprint::normalize(sql_text)),
+            int_cell(f, "count"),
+            float_cell(f, "total_ms"),
+            float_cell(f, "max_ms"),
+            int_cell(f, "stored"),
+            str_cell(frame, "function"),
+            str_cell(frame, "file"),
+            int_cell(frame, "line"),
+        ]);
+        rows.push(finish(TableId::RequestFingerprints, c));
+    }
 
     for (idx, q) in queries.iter().enumerate() {
         let sql_text = q.get("sql").and_then(Value::as_str).unwrap_or("");
