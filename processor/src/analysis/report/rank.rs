@@ -158,10 +158,17 @@ pub(super) fn fold_profile(rows: &[ProfileRow]) -> Folded {
             continue;
         };
         let name = name.to_owned();
+        // Driver time is SQL time, which the SQL suspects hold: kept apart,
+        // not in the function's own time.
+        let own = if is_database_frame(leaf) {
+            0.0
+        } else {
+            r.seconds
+        };
         out.items
             .entry(name.clone())
             .or_default()
-            .add(r.in_window, r.seconds, r.endpoint.clone());
+            .add(r.in_window, own, r.endpoint.clone());
         if frames.iter().any(|f| is_agent_frame(f)) {
             *agent.entry(name.clone()).or_default() += 1;
         }
@@ -173,14 +180,8 @@ pub(super) fn fold_profile(rows: &[ProfileRow]) -> Folded {
                     .entry(leaf.to_owned())
                     .or_default() += r.seconds;
             }
-            if is_database_frame(leaf) {
-                out.db.entry(name.clone()).or_default().add(
-                    r.in_window,
-                    r.seconds,
-                    r.endpoint.clone(),
-                );
-            }
-        } else if is_database_frame(leaf) {
+        }
+        if is_database_frame(leaf) {
             out.db
                 .entry(name.clone())
                 .or_default()
@@ -636,7 +637,6 @@ pub(super) fn rank(m: &Measured, ratio: f64, window_seconds: f64) -> (Vec<Suspec
         let db = folded.db.get(&name).cloned();
         functions.insert(name, (item, db));
     }
-    let mut sql_left = sql_raw_total;
     for (name, (item, db)) in &functions {
         let mut item = scale_by_coverage(item, &prof_cov);
         let mut score = item.excess(ratio);
@@ -648,12 +648,12 @@ pub(super) fn rank(m: &Measured, ratio: f64, window_seconds: f64) -> (Vec<Suspec
             score -= sql_raw_total;
         } else if let Some(db) = db {
             // Driver time folded into this caller is SQL time the SQL
-            // suspects hold.
-            let db_excess = scale_by_coverage(db, &prof_cov).excess(ratio).max(0.0);
-            let taken = db_excess.min(sql_left);
-            sql_left -= taken;
+            // suspects hold: shown, not counted.
             item.note("database_driver_seconds", json!(round3(db.w)));
-            score -= taken;
+            item.note(
+                "note",
+                json!("its time in the database driver is SQL time; see the SQL suspects"),
+            );
         }
         if let Some(outside) = loop_outside.get(strip_recursion(name)) {
             item.note("in_n_plus_one_loop_seconds", json!(round3(*outside)));
