@@ -358,15 +358,14 @@ fn build(
     for (sql, op, mut ms) in queries {
         let begins = t + (at * 1000.0) as i64;
         let mut blocked_by = None;
-        if sql.starts_with("UPDATE stock SET qty = qty -") {
-            if let Some((i, &(_, l1))) = locks
+        if sql.starts_with("UPDATE stock SET qty = qty -")
+            && let Some((i, &(_, l1))) = locks
                 .iter()
                 .enumerate()
                 .find(|(_, (l0, l1))| begins >= *l0 && begins < *l1)
-            {
-                ms += (l1 - begins) as f64 / 1000.0;
-                blocked_by = Some(i);
-            }
+        {
+            ms += (l1 - begins) as f64 / 1000.0;
+            blocked_by = Some(i);
         }
         stmts.push(Stmt {
             sql,
@@ -530,7 +529,7 @@ pub fn generate(scenario: &str, start: i64) -> BTreeMap<String, String> {
         let n = seen.entry(r.route).or_default();
         *n += 1;
         let full = r.ms >= THRESHOLD_MS;
-        if full || *n % SAMPLE_EVERY == 0 {
+        if full || (*n).is_multiple_of(SAMPLE_EVERY) {
             let id = rng.uuid();
             put(
                 "php",

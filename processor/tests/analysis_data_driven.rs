@@ -5,7 +5,6 @@
 //! scenario harness (PHP, nginx, PostgreSQL, shipper and pg-watch running
 //! for real); that one comes later and must pass the same assertions.
 
-#[allow(dead_code)]
 #[path = "../examples/spike_fixture.rs"]
 mod spike_fixture;
 

@@ -4,7 +4,6 @@
 
 mod common;
 
-#[allow(dead_code)]
 #[path = "../examples/spike_fixture.rs"]
 mod spike_fixture;
 

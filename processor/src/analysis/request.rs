@@ -149,7 +149,8 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
     let at = locate(src, &days, scope, &id)?
         .ok_or_else(|| AnalysisError::NotFound(format!("request {id}")))?;
     let (days, at) = (&days, &at);
-    let jobs: Vec<Box<dyn FnOnce(&dyn Source) -> Result<Part, AnalysisError> + Send + '_>> = vec![
+    type Job<'a> = Box<dyn FnOnce(&dyn Source) -> Result<Part, AnalysisError> + Send + 'a>;
+    let jobs: Vec<Job<'_>> = vec![
         Box::new(move |src| request_row(src, days, at).map(Part::Request)),
         Box::new(move |src| statements(src, days, at).map(Part::Sql)),
         Box::new(move |src| profile(src, days, at).map(Part::Profile)),
@@ -544,10 +545,10 @@ pub fn without_agent_frames(rows: &[ProfileRow]) -> Vec<ProfileRow> {
     let mut agent_parent: HashMap<String, String> = HashMap::new();
     for r in rows {
         let f = strip_recursion(&r.function);
-        if is_agent_frame(f) {
-            if let Some(c) = &r.caller {
-                agent_parent.insert(f.to_owned(), strip_recursion(c).to_owned());
-            }
+        if is_agent_frame(f)
+            && let Some(c) = &r.caller
+        {
+            agent_parent.insert(f.to_owned(), strip_recursion(c).to_owned());
         }
     }
     let mut out = Vec::with_capacity(rows.len());

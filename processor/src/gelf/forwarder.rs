@@ -261,10 +261,10 @@ impl Output {
                     spike = self.spikes.recv() => spike,
                     _ = self.stop.wait_for(|s| *s) => break,
                 };
-                if let Some((_, m)) = woke {
-                    if !self.deliver(vec![m]).await {
-                        break;
-                    }
+                if let Some((_, m)) = woke
+                    && !self.deliver(vec![m]).await
+                {
+                    break;
                 }
                 continue;
             }

@@ -243,10 +243,10 @@ pub fn check(message: &Value) -> Result<(), String> {
             ));
         }
     }
-    if let Some(full) = obj.get("full_message") {
-        if !full.is_string() {
-            return Err("full_message is not a string".to_owned());
-        }
+    if let Some(full) = obj.get("full_message")
+        && !full.is_string()
+    {
+        return Err("full_message is not a string".to_owned());
     }
     for (name, value) in obj {
         match name.as_str() {

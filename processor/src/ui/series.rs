@@ -172,8 +172,8 @@ pub fn timeline(
              GROUP BY ALL ORDER BY 1, 2, 3"
         ),
     )?;
-    let mut wait_rows: BTreeMap<(String, String), BTreeMap<Micros, Vec<(String, f64)>>> =
-        BTreeMap::new();
+    type ByTime = BTreeMap<Micros, Vec<(String, f64)>>;
+    let mut wait_rows: BTreeMap<(String, String), ByTime> = BTreeMap::new();
     for r in &waits {
         wait_rows
             .entry((r.s(0), r.s(1)))

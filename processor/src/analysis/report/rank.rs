@@ -172,14 +172,12 @@ pub(super) fn fold_profile(rows: &[ProfileRow]) -> Folded {
         if frames.iter().any(|f| is_agent_frame(f)) {
             *agent.entry(name.clone()).or_default() += 1;
         }
-        if leaf != name && !is_agent_frame(leaf) {
-            if r.in_window {
-                *builtins
-                    .entry(name.clone())
-                    .or_default()
-                    .entry(leaf.to_owned())
-                    .or_default() += r.seconds;
-            }
+        if leaf != name && !is_agent_frame(leaf) && r.in_window {
+            *builtins
+                .entry(name.clone())
+                .or_default()
+                .entry(leaf.to_owned())
+                .or_default() += r.seconds;
         }
         if is_database_frame(leaf) {
             out.db
@@ -200,18 +198,18 @@ pub(super) fn fold_profile(rows: &[ProfileRow]) -> Folded {
     for (name, calls) in builtins {
         let mut list: Vec<(String, f64)> = calls.into_iter().filter(|(_, s)| *s > 0.0).collect();
         list.sort_by(|a, b| b.1.total_cmp(&a.1));
-        if let Some(item) = out.items.get_mut(&name) {
-            if !list.is_empty() {
-                item.note(
-                    "internal_functions",
-                    json!(
-                        list.iter()
-                            .take(8)
-                            .map(|(f, s)| json!({"function": f, "seconds": round3(*s)}))
-                            .collect::<Vec<_>>()
-                    ),
-                );
-            }
+        if let Some(item) = out.items.get_mut(&name)
+            && !list.is_empty()
+        {
+            item.note(
+                "internal_functions",
+                json!(
+                    list.iter()
+                        .take(8)
+                        .map(|(f, s)| json!({"function": f, "seconds": round3(*s)}))
+                        .collect::<Vec<_>>()
+                ),
+            );
         }
     }
     for (name, n) in agent {
@@ -261,12 +259,12 @@ fn scale_by_coverage(item: &Item, cov: &Coverage) -> Item {
     let (w, by) = scale(&item.by_endpoint, item.w, |c| c.0);
     let (b, b_by) = scale(&item.b_by_endpoint, item.b, |c| c.1);
     (out.w, out.by_endpoint, out.b, out.b_by_endpoint) = (w, by, b, b_by);
-    if let Some((c_w, c_b)) = item.main_endpoint().and_then(|ep| cov.get(&ep).copied()) {
-        if c_w < 0.999 || (c_b < 0.999 && item.b > 0.0) {
-            out.note("coverage", json!(round3(c_w)));
-            out.note("baseline_coverage", json!(round3(c_b)));
-            out.note("measured_s", json!(round3(item.w)));
-        }
+    if let Some((c_w, c_b)) = item.main_endpoint().and_then(|ep| cov.get(&ep).copied())
+        && (c_w < 0.999 || (c_b < 0.999 && item.b > 0.0))
+    {
+        out.note("coverage", json!(round3(c_w)));
+        out.note("baseline_coverage", json!(round3(c_b)));
+        out.note("measured_s", json!(round3(item.w)));
     }
     out
 }
@@ -1316,8 +1314,10 @@ mod tests {
     /// agent wrapped do not rank it down or appear as the agent.
     #[test]
     fn an_n_plus_one_loop_is_named_by_its_statement_and_function() {
-        let mut m = Measured::default();
-        m.n_plus_one_min = 20.0;
+        let mut m = Measured {
+            n_plus_one_min: 20.0,
+            ..Measured::default()
+        };
         endpoint(&mut m, "GET /products", (100.0, 0.3), (100.0, 0.05));
         m.loops = (0..100)
             .map(|_| loop_row(400.0, 200.0, Some(140.0)))
@@ -1378,8 +1378,10 @@ mod tests {
     /// Under the threshold a repeated statement is no N+1.
     #[test]
     fn a_few_executions_are_no_n_plus_one() {
-        let mut m = Measured::default();
-        m.n_plus_one_min = 20.0;
+        let mut m = Measured {
+            n_plus_one_min: 20.0,
+            ..Measured::default()
+        };
         endpoint(&mut m, "GET /products", (100.0, 0.3), (100.0, 0.05));
         m.loops = vec![loop_row(10.0, 10.0, Some(5.0))];
         let (suspects, _) = rank(&m, 1.0, 60.0);
