@@ -14,8 +14,19 @@
 //!   `PDOStatement::execute` is waiting for SQL, so the SQL excess is taken off;
 //! - a database wait event: its excess backend-seconds not spent in a SQL
 //!   suspect's statements;
+//! - an N+1 loop: a statement shape run many times in one request (20 by
+//!   default), its loop time (statements plus the round trips and driver
+//!   time between them), named by the PHP frame that issues it;
+//! - the kind of an endpoint's time when it has no profile: PHP CPU, or
+//!   off-CPU outside SQL, from each request's CPU and SQL time;
 //! - an endpoint: the excess of its extra traffic at baseline latency, plus
-//!   the excess of its latency change that no deeper suspect explains.
+//!   the excess of its latency change that no deeper suspect explains (with
+//!   no baseline requests, its whole time is latency to explain).
+//!
+//! Function and SQL time is scaled by the coverage of its evidence (the
+//! weighted share of the endpoint's requests whose records carry it);
+//! internal functions give their time to their user-land caller and the
+//! agent's frames are never suspects.
 //!
 //! A deeper suspect explains the endpoint where most of its time was spent,
 //! so an endpoint ranks first only when its traffic (or something unseen)
