@@ -471,6 +471,7 @@ pub struct ProfileRow {
 /// function's time split across that function's callers in proportion
 /// (xhprof keeps caller==>callee pairs, not whole stacks).
 pub fn build_profile(rows: &[ProfileRow]) -> Profile {
+    let rows = &without_agent_frames(rows);
     let Some(first) = rows.first() else {
         return Profile::default();
     };
@@ -533,6 +534,59 @@ pub fn build_profile(rows: &[ProfileRow]) -> Profile {
         folded,
         calls,
     }
+}
+
+/// The rows with the agent's own frames (`BitvilleApm\...`) folded into
+/// what they wrap and xhprof's recursion markers (`f@1`) folded into `f`:
+/// an Excimer stack loses the agent's frames (its leaf time goes to the
+/// frame below); an xhprof edge into an agent function is dropped and the
+/// agent function's own edges start from its caller instead. Self-edges
+/// left by the markers are dropped.
+pub fn without_agent_frames(rows: &[ProfileRow]) -> Vec<ProfileRow> {
+    use crate::analysis::report::{is_agent_frame, strip_recursion};
+    let mut agent_parent: HashMap<String, String> = HashMap::new();
+    for r in rows {
+        let f = strip_recursion(&r.function);
+        if is_agent_frame(f)
+            && let Some(c) = &r.caller
+        {
+            agent_parent.insert(f.to_owned(), strip_recursion(c).to_owned());
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut r = r.clone();
+        if let Some(stack) = &r.stack {
+            let frames: Vec<&str> = stack
+                .split(';')
+                .map(strip_recursion)
+                .filter(|f| !is_agent_frame(f))
+                .collect();
+            let Some(leaf) = frames.last() else { continue };
+            r.function = (*leaf).to_owned();
+            r.caller = frames.len().checked_sub(2).map(|i| frames[i].to_owned());
+            r.stack = Some(frames.join(";"));
+        } else {
+            let f = strip_recursion(&r.function).to_owned();
+            if is_agent_frame(&f) {
+                continue;
+            }
+            let mut caller = r.caller.as_deref().map(|c| strip_recursion(c).to_owned());
+            for _ in 0..8 {
+                match caller.as_deref() {
+                    Some(c) if is_agent_frame(c) => caller = agent_parent.get(c).cloned(),
+                    _ => break,
+                }
+            }
+            if caller.as_deref() == Some(f.as_str()) {
+                continue;
+            }
+            r.function = f;
+            r.caller = caller;
+        }
+        out.push(r);
+    }
+    out
 }
 
 fn call<'m>(calls: &'m mut BTreeMap<String, Call>, f: &str) -> &'m mut Call {
@@ -720,6 +774,55 @@ mod tests {
             wall_us: us,
             calls: ct,
         }
+    }
+
+    /// Flame graphs never show the agent: its frames fold into what they
+    /// wrap, and `f@1` folds into `f`.
+    #[test]
+    fn flame_graphs_have_no_agent_frames_or_recursion_markers() {
+        let rows = vec![
+            edge(None, "main()", 1000.0, 1),
+            edge(Some("main()"), "Repo::load", 800.0, 1),
+            edge(
+                Some("Repo::load"),
+                "BitvilleApm\\PdoStatement::execute",
+                700.0,
+                3,
+            ),
+            edge(
+                Some("BitvilleApm\\PdoStatement::execute"),
+                "PDOStatement::execute",
+                650.0,
+                3,
+            ),
+            edge(Some("Repo::load"), "Repo::load@1", 50.0, 1),
+        ];
+        let p = build_profile(&rows);
+        assert!(
+            p.folded
+                .iter()
+                .all(|l| !l.contains("BitvilleApm") && !l.contains('@')),
+            "{:?}",
+            p.folded
+        );
+        assert!(
+            p.folded
+                .iter()
+                .any(|l| l.starts_with("main();Repo::load;PDOStatement::execute ")),
+            "{:?}",
+            p.folded
+        );
+        assert!(p.calls.iter().all(|c| !c.function.contains("BitvilleApm")));
+        let stack = ProfileRow {
+            profiler: "excimer".into(),
+            stack: Some("main();Repo::load;BitvilleApm\\PdoStatement::execute".into()),
+            function: "BitvilleApm\\PdoStatement::execute".into(),
+            caller: Some("Repo::load".into()),
+            wall_us: 100.0,
+            calls: 0,
+        };
+        let p = build_profile(&[stack]);
+        assert_eq!(p.folded, ["main();Repo::load 100"]);
     }
 
     #[test]

@@ -77,6 +77,83 @@ pub struct Spike {
     /// the start (load1 lags by about that much) to the end.
     pub report_from: String,
     pub report_to: String,
+    /// The baseline a report of this spike should compare with: as long as
+    /// the report window and just before it, moved back before any other
+    /// detected spike, so that one incident is never the baseline of the next.
+    #[serde(default)]
+    pub baseline_from: String,
+    #[serde(default)]
+    pub baseline_to: String,
+}
+
+/// A baseline for a report window `(from, to)`: as long as the window,
+/// ending at its start, moved back before every other spike (`others`,
+/// their report windows) it would overlap. Spikes that overlap the window
+/// itself (the same incident on another signal or host) are not others.
+pub fn suggest_baseline(window: (Micros, Micros), others: &[(Micros, Micros)]) -> (Micros, Micros) {
+    let len = (window.1 - window.0).max(SECOND);
+    let others: Vec<(Micros, Micros)> = others
+        .iter()
+        .copied()
+        .filter(|(s, e)| !(*s < window.1 && *e > window.0))
+        .collect();
+    let mut end = window.0;
+    for _ in 0..=others.len() {
+        let start = end - len;
+        match others
+            .iter()
+            .filter(|(s, e)| *s < end && *e > start)
+            .map(|(s, _)| *s)
+            .min()
+        {
+            Some(s) => end = s,
+            None => return (start, end),
+        }
+    }
+    (end - len, end)
+}
+
+/// Splits a load spike where the concurrency signal saw separate
+/// incidents: load1 is a one-minute average that decays slowly, so two
+/// incidents a few minutes apart can stay one stretch of high load while
+/// the requests in flight came back down between them. Each piece ends
+/// halfway through the quiet gap between two concurrency spikes
+/// (`incidents`, start and end, in time order), and takes the peak of its
+/// own points.
+pub fn split_by_incidents(
+    spike: (Micros, Micros, f64, Micros, f64),
+    points: &[(Micros, f64)],
+    incidents: &[(Micros, Micros)],
+) -> Vec<(Micros, Micros, f64, Micros, f64)> {
+    let (start, _, _, end, baseline) = spike;
+    let inside: Vec<(Micros, Micros)> = incidents
+        .iter()
+        .copied()
+        .filter(|(s, e)| *e >= start && *s <= end)
+        .collect();
+    if inside.len() < 2 {
+        return vec![spike];
+    }
+    let mut cuts = vec![start];
+    for pair in inside.windows(2) {
+        let mid = pair[0].1 + (pair[1].0 - pair[0].1) / 2;
+        if mid > start && mid < end {
+            cuts.push(mid);
+        }
+    }
+    cuts.push(end);
+    let mut out = Vec::new();
+    for piece in cuts.windows(2) {
+        let (from, to) = (piece[0], piece[1]);
+        let peak = points
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .copied()
+            .unwrap_or((from, spike.2));
+        out.push((from, peak.0, peak.1, to, baseline));
+    }
+    out
 }
 
 /// The state of the detector for one series.
@@ -259,7 +336,10 @@ pub fn find(
             scope.clause("")
         ),
     )?;
-    for (signal, rows) in [(Signal::Load, load), (Signal::Concurrency, conc)] {
+    // Concurrency first: its incidents split the load spikes they share.
+    let mut incidents: std::collections::HashMap<String, Vec<(Micros, Micros)>> =
+        std::collections::HashMap::new();
+    for (signal, rows) in [(Signal::Concurrency, conc), (Signal::Load, load)] {
         let mut i = 0;
         while i < rows.len() {
             let (project, host) = (rows[i].s(0), rows[i].s(1));
@@ -281,7 +361,22 @@ pub fn find(
                     1.0,
                 ),
             };
-            for (start, peak_at, peak, end, baseline) in detect(&points, &d, unit) {
+            let mut found = detect(&points, &d, unit);
+            match signal {
+                Signal::Concurrency => incidents
+                    .entry(project.clone())
+                    .or_default()
+                    .extend(found.iter().map(|s| (s.0, s.3))),
+                Signal::Load => {
+                    let mut known = incidents.get(&project).cloned().unwrap_or_default();
+                    known.sort_unstable();
+                    found = found
+                        .into_iter()
+                        .flat_map(|s| split_by_incidents(s, &points, &known))
+                        .collect();
+                }
+            }
+            for (start, peak_at, peak, end, baseline) in found {
                 if end < range.from || start >= range.to {
                     continue;
                 }
@@ -301,11 +396,31 @@ pub fn find(
                     baseline: round3(baseline),
                     report_from: format_time(report_from),
                     report_to: format_time(report_to),
+                    baseline_from: String::new(),
+                    baseline_to: String::new(),
                 });
             }
         }
     }
     spikes.sort_by(|a, b| a.start_us.cmp(&b.start_us).then(a.host.cmp(&b.host)));
+    let windows: Vec<(String, Micros, Micros)> = spikes
+        .iter()
+        .map(|s| (s.project.clone(), s.start_us - 60 * SECOND, s.end_us))
+        .collect();
+    for (i, s) in spikes.iter_mut().enumerate() {
+        let others: Vec<(Micros, Micros)> = windows
+            .iter()
+            .enumerate()
+            .filter(|(j, (p, _, _))| *j != i && *p == s.project)
+            .map(|(_, (_, f, t))| (*f, *t))
+            .collect();
+        let (from, to) = suggest_baseline(
+            (windows[i].1, windows[i].2.max(windows[i].1 + SECOND)),
+            &others,
+        );
+        s.baseline_from = format_time(from);
+        s.baseline_to = format_time(to);
+    }
     Ok(spikes)
 }
 
@@ -361,6 +476,57 @@ mod tests {
             1.0,
         );
         assert_eq!(apart.len(), 6, "{apart:?}");
+    }
+
+    /// The suggested baseline steps back before an earlier incident
+    /// instead of containing it; an overlapping spike (the same incident on
+    /// another signal) does not move it.
+    #[test]
+    fn the_suggested_baseline_excludes_other_spikes() {
+        let s = SECOND;
+        // Report window 1000..1300 s; an earlier incident 850..900 s.
+        let b = suggest_baseline((1000 * s, 1300 * s), &[(850 * s, 900 * s)]);
+        assert_eq!(b, (550 * s, 850 * s));
+        // Nothing before it: just before the window.
+        assert_eq!(
+            suggest_baseline((1000 * s, 1300 * s), &[]),
+            (700 * s, 1000 * s)
+        );
+        // The same incident seen on load (overlapping) is not another spike.
+        let b = suggest_baseline((1000 * s, 1300 * s), &[(1010 * s, 1290 * s)]);
+        assert_eq!(b, (700 * s, 1000 * s));
+        // Two earlier incidents in a row: stepped back past both.
+        let b = suggest_baseline(
+            (1000 * s, 1100 * s),
+            &[(850 * s, 950 * s), (700 * s, 800 * s)],
+        );
+        assert_eq!(b, (600 * s, 700 * s));
+    }
+
+    /// Load stayed high across two incidents 150 s apart (load1 decays
+    /// slowly) while the requests in flight came back down between them:
+    /// the load spike is split in the quiet gap, each piece with its peak.
+    #[test]
+    fn a_load_spike_is_split_where_concurrency_saw_two_incidents() {
+        let s = SECOND;
+        let pts: Vec<(Micros, f64)> = (0..=40)
+            .map(|i| (i * 10 * s, if i < 14 { 8.0 } else { 6.0 }))
+            .collect();
+        let pieces = split_by_incidents(
+            (0, 50 * s, 8.0, 400 * s, 1.0),
+            &pts,
+            &[(10 * s, 60 * s), (210 * s, 260 * s)],
+        );
+        assert_eq!(pieces.len(), 2, "{pieces:?}");
+        assert_eq!((pieces[0].0, pieces[0].3), (0, 135 * s));
+        assert_eq!((pieces[1].0, pieces[1].3), (135 * s, 400 * s));
+        assert_eq!(pieces[0].2, 8.0);
+        assert_eq!(pieces[1].2, 6.0);
+        // One incident: left whole.
+        assert_eq!(
+            split_by_incidents((0, 50 * s, 8.0, 400 * s, 1.0), &pts, &[(10 * s, 60 * s)]).len(),
+            1
+        );
     }
 
     #[test]

@@ -346,10 +346,20 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
                 Backend::Direct { file, scope } => request::detail(file, scope, &id)?,
             };
             if let Some(path) = flamegraph {
-                let svg = request::flame_graph_svg(&d)?;
-                std::fs::write(&path, svg)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                eprintln!("flame graph written to {}", path.display());
+                // A request without a profile still has its details: say
+                // so and print them, rather than stop before anything.
+                if d.profile.folded.is_empty() {
+                    eprintln!(
+                        "request {} has no profile (no profiler ran, or the record was kept without one): no flame graph written to {}",
+                        d.correlation_id,
+                        path.display()
+                    );
+                } else {
+                    let svg = request::flame_graph_svg(&d)?;
+                    std::fs::write(&path, svg)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("flame graph written to {}", path.display());
+                }
             }
             if target.json {
                 return show(serde_json::to_value(&d)?);

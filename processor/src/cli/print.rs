@@ -37,10 +37,17 @@ pub fn print_spikes(found: &[Spike]) {
         )
     );
     if let Some(s) = found.first() {
-        println!(
-            "\nReport of the first: processor report spike --from {} --to {}",
-            s.report_from, s.report_to
-        );
+        if s.baseline_from.is_empty() {
+            println!(
+                "\nReport of the first: processor report spike --from {} --to {}",
+                s.report_from, s.report_to
+            );
+        } else {
+            println!(
+                "\nReport of the first (its baseline clear of the other spikes): processor report spike --from {} --to {} --baseline-from {} --baseline-to {}",
+                s.report_from, s.report_to, s.baseline_from, s.baseline_to
+            );
+        }
     }
 }
 
@@ -56,6 +63,12 @@ pub fn print_report(r: &Report) {
         t.baseline_request_seconds,
         t.excess_request_seconds
     );
+    for n in &t.notes {
+        println!("Note: {n}");
+    }
+    if !t.notes.is_empty() {
+        println!();
+    }
     let rows: Vec<Vec<String>> = r
         .suspects
         .iter()

@@ -177,8 +177,38 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
         Cell::Bool(r.get("trimmed").is_some_and(|t| !t.is_null())),
         json_cell(http, "headers"),
         json_cell(r, "context"),
+        int_cell(sql, "not_stored"),
+        int_cell(sql, "fingerprints_dropped"),
+        float_cell(sql, "fingerprints_dropped_ms"),
+        bool_cell(profile, "compact"),
+        int_cell(profile, "agent_folded"),
     ]);
     rows.push(finish(TableId::Requests, c));
+
+    let shapes = sql
+        .get("fingerprints")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for (idx, f) in shapes.iter().enumerate() {
+        let sql_text = f.get("sql").and_then(Value::as_str).unwrap_or("");
+        let frame = f.get("frame").unwrap_or(&null);
+        let mut c = env.start(TableId::RequestFingerprints);
+        c.extend([
+            opt_text(correlation.clone()),
+            Cell::Int(idx as i64),
+            Cell::Text(sql_text.to_owned()),
+            Cell::Text(fingerprint::normalize(sql_text)),
+            int_cell(f, "count"),
+            float_cell(f, "total_ms"),
+            float_cell(f, "max_ms"),
+            int_cell(f, "stored"),
+            str_cell(frame, "function"),
+            str_cell(frame, "file"),
+            int_cell(frame, "line"),
+        ]);
+        rows.push(finish(TableId::RequestFingerprints, c));
+    }
 
     for (idx, q) in queries.iter().enumerate() {
         let sql_text = q.get("sql").and_then(Value::as_str).unwrap_or("");
@@ -588,6 +618,62 @@ mod tests {
         for row in &p.rows {
             assert_eq!(row.cells.len(), column_count(row.table), "{:?}", row.table);
         }
+    }
+
+    /// A summary's per-shape SQL counts become `request_fingerprints` rows,
+    /// normalized like `request_sql`, and its not-stored count and compact
+    /// profile flag land on the request row.
+    #[test]
+    fn per_shape_sql_counts_become_fingerprint_rows() {
+        let r = merged(
+            "request",
+            json!({
+                "correlation_id": "2b4e28ba-2fa1-41d2-883f-0016d3cca427", "record_type": "summary",
+                "sampling_weight": 10, "duration_ms": 120.0,
+                "sql": {"queries": [], "not_stored": 400, "fingerprints": [
+                    {"sql": "SELECT price FROM variants WHERE product_id = ?", "count": 400,
+                     "total_ms": 40.0, "max_ms": 0.5, "stored": 0,
+                     "frame": {"function": "ProductList::loadVariants", "file": "src/ProductList.php", "line": 41}}
+                ]},
+                "profile": {"profiler": "excimer", "period_ms": 10, "compact": true, "stacks": [
+                    {"frames": ["main", "ProductList::loadVariants"], "samples": 3}
+                ]}
+            }),
+        );
+        let p = prepare(Kind::Request, &r, "{}", 0).unwrap();
+        check_shapes(&p);
+        let shapes: Vec<_> = p
+            .rows
+            .iter()
+            .filter(|r| r.table == TableId::RequestFingerprints)
+            .collect();
+        assert_eq!(shapes.len(), 1);
+        let table = TableId::RequestFingerprints.table();
+        let cell = |name: &str| shapes[0].cells[table.position(name).unwrap()].clone();
+        assert_eq!(
+            cell("fingerprint"),
+            Cell::Text("SELECT price FROM variants WHERE product_id = $1".into())
+        );
+        assert_eq!(cell("count"), Cell::Int(400));
+        assert_eq!(
+            cell("caller"),
+            Cell::Text("ProductList::loadVariants".into())
+        );
+        assert_eq!(cell("caller_line"), Cell::Int(41));
+        let req = p
+            .rows
+            .iter()
+            .find(|r| r.table == TableId::Requests)
+            .unwrap();
+        let rt = TableId::Requests.table();
+        assert_eq!(
+            req.cells[rt.position("sql_not_stored").unwrap()],
+            Cell::Int(400)
+        );
+        assert_eq!(
+            req.cells[rt.position("profile_compact").unwrap()],
+            Cell::Bool(true)
+        );
     }
 
     #[test]

@@ -658,6 +658,66 @@ mod tests {
         );
     }
 
+    /// A layout-1 store (no `request_fingerprints`, no new `requests`
+    /// columns) gains them on open, in the template and in every day.
+    #[test]
+    fn a_layout_1_store_is_upgraded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            path: dir.path().join("v1.duckdb"),
+            ..StoreConfig::default()
+        };
+        {
+            let mut load = bench::BulkLoad::open(&config).unwrap();
+            let day = load
+                .ensure_day(schema::days_from_civil(2026, 11, 20))
+                .unwrap();
+            for s in [day.as_str(), schema::TEMPLATE_SCHEMA] {
+                let s = schema::quote_ident(s);
+                for c in schema::REQUESTS_ADDED_V2 {
+                    load.execute("v1", &format!("ALTER TABLE {s}.requests DROP COLUMN {c}"))
+                        .unwrap();
+                }
+                load.execute("v1", &format!("DROP TABLE {s}.request_fingerprints"))
+                    .unwrap();
+            }
+            load.execute("v1", "DROP VIEW main.request_fingerprints")
+                .unwrap();
+            load.execute(
+                "v1",
+                &format!("INSERT INTO {day}.requests (seq, project, ts) VALUES (7, 'shop', TIMESTAMP '2026-11-20 10:00:00')"),
+            )
+            .unwrap();
+            load.execute(
+                "v1",
+                "UPDATE main.store_meta SET value = '1' WHERE key = 'schema_version'",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&config).unwrap();
+        let reader = store.reader().unwrap();
+        assert_eq!(
+            reader
+                .query_i64("SELECT count(*) FROM main.requests WHERE sql_not_stored IS NULL AND profile_compact IS NULL")
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            reader
+                .query_i64("SELECT count(*) FROM main.request_fingerprints")
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            reader
+                .query_i64(
+                    "SELECT max(value)::BIGINT FROM main.store_meta WHERE key = 'schema_version'"
+                )
+                .unwrap(),
+            schema::STORE_SCHEMA_VERSION
+        );
+    }
+
     /// The one row reader names the columns of the query it ran (the
     /// analysis reads cells by those names), every cell as text.
     #[test]

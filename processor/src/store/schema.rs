@@ -11,7 +11,7 @@
 
 /// Version of the store layout written in `store_meta`. A file with an older
 /// version is upgraded on open; a newer one is refused.
-pub const STORE_SCHEMA_VERSION: i64 = 1;
+pub const STORE_SCHEMA_VERSION: i64 = 2;
 
 /// The schema holding empty template tables, part of every view.
 pub const TEMPLATE_SCHEMA: &str = "bitville_template";
@@ -135,7 +135,7 @@ const RECORDS_COLS: [Column; 8] = concat(
     ],
 );
 
-const REQUESTS_COLS: [Column; 46] = concat(
+const REQUESTS_COLS: [Column; 51] = concat(
     envelope_cols!(),
     [
         col("id", "UUID", "Record id."),
@@ -276,6 +276,81 @@ const REQUESTS_COLS: [Column; 46] = concat(
             "JSON",
             "Free-form context the application attached, redacted at the source.",
         ),
+        col(
+            "sql_not_stored",
+            "BIGINT",
+            "Statements the request ran that are not in `request_sql` (over the cap, cut for time or size, or all of a summary's); counted in `request_fingerprints`.",
+        ),
+        col(
+            "sql_fingerprints_dropped",
+            "BIGINT",
+            "Statements whose shape is not listed in `request_fingerprints`.",
+        ),
+        col(
+            "sql_fingerprints_dropped_ms",
+            "DOUBLE",
+            "Total time of the statements counted in `sql_fingerprints_dropped`.",
+        ),
+        col(
+            "profile_compact",
+            "BOOLEAN",
+            "True when the profile is the agent's compact one (a summary's, or a record trimmed for time): the heaviest few stacks only.",
+        ),
+        col(
+            "profile_agent_folded",
+            "BIGINT",
+            "Stacks or edges whose agent frames (BitvilleApm\\...) the agent folded into the caller they wrap.",
+        ),
+    ],
+);
+
+/// Columns added to `requests` after layout version 1, in order, for the upgrade.
+pub const REQUESTS_ADDED_V2: [&str; 5] = [
+    "sql_not_stored",
+    "sql_fingerprints_dropped",
+    "sql_fingerprints_dropped_ms",
+    "profile_compact",
+    "profile_agent_folded",
+];
+
+const REQUEST_FINGERPRINTS_COLS: [Column; 15] = concat(
+    envelope_cols!(),
+    [
+        col(
+            "correlation_id",
+            "UUID",
+            "Correlation ID of the request that ran the statements.",
+        ),
+        col(
+            "idx",
+            "BIGINT",
+            "Position of the shape in the record, from 0 (heaviest total time first).",
+        ),
+        col(
+            "sql",
+            "VARCHAR",
+            "Text of the first statement of this shape, literals replaced, as the agent wrote it.",
+        ),
+        col(
+            "fingerprint",
+            "VARCHAR",
+            "Normalized text (as `request_sql.fingerprint`); several rows of one request can share one.",
+        ),
+        col(
+            "count",
+            "BIGINT",
+            "Executions of this shape in the request, stored in `request_sql` or not.",
+        ),
+        col("total_ms", "DOUBLE", "Sum of their durations."),
+        col("max_ms", "DOUBLE", "The longest one."),
+        col("stored", "BIGINT", "How many of them are in `request_sql`."),
+        col(
+            "caller",
+            "VARCHAR",
+            "The innermost user-land function that issued the first one.",
+        ),
+        col("caller_file", "VARCHAR", "Its file."),
+        col("caller_line", "BIGINT", "Its line."),
     ],
 );
 
@@ -761,6 +836,12 @@ pub const REQUEST_PROFILE: Table = Table {
     doc: "One row per Excimer stack or xhprof edge of a request's profile.",
     columns: &REQUEST_PROFILE_COLS,
 };
+/// Per-shape SQL counts of PHP requests, beyond the per-request cap.
+pub const REQUEST_FINGERPRINTS: Table = Table {
+    name: "request_fingerprints",
+    doc: "One row per statement shape of a request: every execution counted, stored in `request_sql` or not.",
+    columns: &REQUEST_FINGERPRINTS_COLS,
+};
 /// pg_stat_activity samples.
 pub const PG_ACTIVITY: Table = Table {
     name: "pg_activity",
@@ -787,7 +868,7 @@ pub const HOST_METRICS: Table = Table {
 };
 
 /// Every data table, in the order the writer appends to them.
-pub const TABLES: [&Table; 8] = [
+pub const TABLES: [&Table; 9] = [
     &RECORDS,
     &REQUESTS,
     &REQUEST_SQL,
@@ -796,6 +877,7 @@ pub const TABLES: [&Table; 8] = [
     &PG_STATEMENTS,
     &PG_LOG,
     &HOST_METRICS,
+    &REQUEST_FINGERPRINTS,
 ];
 
 /// Index of each table in [`TABLES`], for the writer's per-table row buffers.
@@ -809,6 +891,7 @@ pub enum TableId {
     PgStatements = 5,
     PgLog = 6,
     HostMetrics = 7,
+    RequestFingerprints = 8,
 }
 
 impl TableId {

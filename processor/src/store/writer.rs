@@ -159,11 +159,37 @@ impl Writer {
         Ok(())
     }
 
-    /// Brings an older layout up to this processor's. Version 1 is the first
-    /// layout, so there is no step to apply yet and only the version is
-    /// written; the next layout change adds its step here, applied to the
+    /// Brings an older layout up to this processor's, applied to the
     /// template and to every day schema before the version is written.
+    /// Version 2 adds five columns at the end of `requests` (the appenders
+    /// fill columns by position, and `ADD COLUMN` appends) and the
+    /// `request_fingerprints` table.
     fn upgrade(&self) -> Result<(), StoreError> {
+        let mut schemas: Vec<String> = vec![TEMPLATE_SCHEMA.to_owned()];
+        schemas.extend(self.days.iter().map(|d| schema::day_schema(*d)));
+        let requests = TableId::Requests.table();
+        for name in &schemas {
+            for added in schema::REQUESTS_ADDED_V2 {
+                let col = requests
+                    .columns
+                    .iter()
+                    .find(|c| c.name == added)
+                    .expect("an added column is in the table");
+                self.exec(
+                    "add request columns",
+                    &format!(
+                        "ALTER TABLE {}.requests ADD COLUMN IF NOT EXISTS {} {}",
+                        quote_ident(name),
+                        quote_ident(col.name),
+                        col.sql_type
+                    ),
+                )?;
+            }
+            self.exec(
+                "create fingerprint tables",
+                &TableId::RequestFingerprints.table().create_sql(name),
+            )?;
+        }
         self.exec(
             "write layout version",
             &format!(

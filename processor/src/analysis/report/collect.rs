@@ -21,6 +21,83 @@ pub(super) struct Endpoints {
     pub items: BTreeMap<String, Item>,
     /// Requests (weighted) per endpoint: (window, baseline not yet scaled).
     pub counts: HashMap<String, (f64, f64)>,
+    /// What each endpoint's records say about their time and evidence:
+    /// (window, baseline not yet scaled).
+    pub times: HashMap<String, (EndpointTime, EndpointTime)>,
+}
+
+/// Sums over one endpoint's records in the window or the baseline, each
+/// weighted by its `sampling_weight`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(in crate::analysis) struct EndpointTime {
+    /// Requests.
+    pub n: f64,
+    /// Requests whose record carries a profile (full or compact).
+    pub profiled: f64,
+    /// Requests whose record carries its SQL (statements or per-shape counts).
+    pub sql_seen: f64,
+    /// Requests whose record carries its CPU time, and their request-seconds.
+    pub cpu_known: f64,
+    pub cpu_known_s: f64,
+    /// PHP CPU seconds (user plus system) and user CPU seconds of those.
+    pub cpu_s: f64,
+    pub cpu_user_s: f64,
+    /// SQL seconds as the agent measured them, over the records carrying SQL.
+    pub sql_s: f64,
+}
+
+/// One row of profile time: a stack (Excimer, root first, leaf last) or
+/// the two ends of an xhprof edge, with the exclusive seconds of its last
+/// frame, weighted by the records' sampling weights.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(in crate::analysis) struct ProfileRow {
+    pub in_window: bool,
+    pub endpoint: Option<String>,
+    /// Root first; the time is the last frame's.
+    pub frames: Vec<String>,
+    pub seconds: f64,
+    /// Profiled records with this row (weighted).
+    pub requests: f64,
+}
+
+/// One request's executions of one statement shape over the N+1 threshold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct LoopRow {
+    pub in_window: bool,
+    pub endpoint: String,
+    pub weight: f64,
+    pub fingerprint: String,
+    pub sql: String,
+    pub caller: String,
+    pub caller_file: String,
+    pub caller_line: i64,
+    /// Executions and their total time in the request.
+    pub count: f64,
+    pub total_ms: f64,
+    /// Executions of this shape stored in `request_sql`.
+    pub stored: f64,
+    /// From the first stored execution's start to the last one's end.
+    pub stored_span_ms: Option<f64>,
+    /// The request's wall time, SQL time and statement count.
+    pub request_ms: f64,
+    pub request_sql_ms: f64,
+    pub request_sql_count: f64,
+    /// Statements of the request that are not in `request_sql`.
+    pub not_stored: f64,
+}
+
+/// The executions of one statement shape in one request from which on it
+/// is an N+1 suspect; `BITVILLE_N_PLUS_ONE_MIN` in the processor's
+/// environment changes it.
+pub const N_PLUS_ONE_MIN_DEFAULT: f64 = 20.0;
+
+/// The N+1 threshold in force.
+pub fn n_plus_one_min() -> f64 {
+    std::env::var("BITVILLE_N_PLUS_ONE_MIN")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| *v >= 2.0)
+        .unwrap_or(N_PLUS_ONE_MIN_DEFAULT)
 }
 
 /// SQL time per fingerprint, as PHP measured it and as the server did.
@@ -52,7 +129,12 @@ pub(super) struct LockWaits {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Measured {
     pub endpoints: Endpoints,
+    /// Functions already measured (tests); the profile rows are folded into more.
     pub functions: BTreeMap<String, Item>,
+    pub profile: Vec<ProfileRow>,
+    pub loops: Vec<LoopRow>,
+    /// Executions of one shape in one request from which on it is an N+1.
+    pub n_plus_one_min: f64,
     pub fingerprints: Fingerprints,
     pub waits: BTreeMap<String, WaitEvent>,
     pub locks: LockWaits,
@@ -68,9 +150,13 @@ pub(super) fn measure(
     scope: &Scope,
     frame: &Frame,
 ) -> Result<Measured, AnalysisError> {
+    let n_plus_one_min = n_plus_one_min();
     Ok(Measured {
         endpoints: endpoints(src, days, scope, frame)?,
-        functions: functions(src, days, scope, frame)?,
+        functions: BTreeMap::new(),
+        profile: functions(src, days, scope, frame)?,
+        loops: loops(src, days, scope, frame, n_plus_one_min)?,
+        n_plus_one_min,
         fingerprints: fingerprints(src, days, scope, frame)?,
         waits: wait_events(src, days, scope, frame)?,
         locks: lock_waits(src, days, scope, frame)?,
@@ -95,7 +181,14 @@ pub(super) fn endpoints(
             "SELECT {ENDPOINT_SQL} AS ep, {w} AS w, sum(coalesce(sampling_weight, 1)) AS n, \
              sum(coalesce(sampling_weight, 1) * duration_ms) / 1000.0 AS request_s, \
              quantile_cont(duration_ms, 0.5) AS p50_ms, quantile_cont(duration_ms, 0.95) AS p95_ms, \
-             any_value(url) AS example_url, count(*) FILTER (WHERE status >= 500) AS errors \
+             any_value(url) AS example_url, count(*) FILTER (WHERE status >= 500) AS errors, \
+             sum(coalesce(sampling_weight, 1)) FILTER (WHERE profiler IS NOT NULL) AS profiled, \
+             sum(coalesce(sampling_weight, 1)) FILTER (WHERE sql_captured IS NOT NULL) AS sql_seen, \
+             sum(coalesce(sampling_weight, 1)) FILTER (WHERE cpu_user_ms IS NOT NULL) AS cpu_known, \
+             sum(coalesce(sampling_weight, 1) * duration_ms) FILTER (WHERE cpu_user_ms IS NOT NULL) / 1000.0 AS cpu_known_s, \
+             sum(coalesce(sampling_weight, 1) * (cpu_user_ms + coalesce(cpu_system_ms, 0))) / 1000.0 AS cpu_s, \
+             sum(coalesce(sampling_weight, 1) * cpu_user_ms) / 1000.0 AS cpu_user_s, \
+             sum(coalesce(sampling_weight, 1) * coalesce(sql_total_ms, 0)) FILTER (WHERE sql_captured IS NOT NULL) / 1000.0 AS sql_s \
              FROM {t} WHERE {f}{s} GROUP BY ALL",
             t = days.table("requests", frame.range()),
             w = frame.in_window("ts"),
@@ -108,6 +201,22 @@ pub(super) fn endpoints(
         let (ep, w) = (r.text("ep")?, r.flag("w")?);
         let item = out.items.entry(ep.clone()).or_default();
         item.add(w, r.num("request_s")?, Some(ep.clone()));
+        let time = EndpointTime {
+            n: r.num("n")?,
+            profiled: r.num("profiled")?,
+            sql_seen: r.num("sql_seen")?,
+            cpu_known: r.num("cpu_known")?,
+            cpu_known_s: r.num("cpu_known_s")?,
+            cpu_s: r.num("cpu_s")?,
+            cpu_user_s: r.num("cpu_user_s")?,
+            sql_s: r.num("sql_s")?,
+        };
+        let t = out.times.entry(ep.clone()).or_default();
+        if w {
+            t.0 = time;
+        } else {
+            t.1 = time;
+        }
         let c = out.counts.entry(ep).or_default();
         if w {
             c.0 += r.num("n")?;
@@ -123,14 +232,18 @@ pub(super) fn endpoints(
     Ok(out)
 }
 
-/// Exclusive time per function: Excimer leaf rows, and xhprof edges as the
-/// callee's inclusive time minus the time of the callee's own children.
+/// Profile time by stack: Excimer stacks (the leaf's exclusive time), and
+/// xhprof edges as the callee's inclusive time (with its caller) minus the
+/// time of the callee's own children; each weighted by its record's
+/// sampling weight, so that the compact profiles of sampled records stand
+/// for the requests they were sampled from. [`super::rank::fold_profile`]
+/// turns them into functions.
 pub(super) fn functions(
     src: &dyn Source,
     days: &Days,
     scope: &Scope,
     frame: &Frame,
-) -> Result<BTreeMap<String, Item>, AnalysisError> {
+) -> Result<Vec<ProfileRow>, AnalysisError> {
     let (f, s, w) = (frame.filter("ts"), scope.clause(""), frame.in_window("ts"));
     let (profile, requests) = (
         days.table("request_profile", frame.range()),
@@ -139,30 +252,92 @@ pub(super) fn functions(
     let rows = query_named(
         src,
         &format!(
-            "WITH p AS (SELECT seq, {w} AS w, profiler, function, caller, coalesce(wall_us, 0) AS x \
+            "WITH p AS (SELECT seq, {w} AS w, profiler, stack, function, caller, coalesce(wall_us, 0) AS x \
                 FROM {profile} WHERE {f}{s}), \
-             r AS (SELECT seq, {ENDPOINT_SQL} AS ep FROM {requests} WHERE {f}{s} AND profiler IS NOT NULL), \
-             x AS (SELECT seq, w, function AS fn, x FROM p WHERE function IS NOT NULL \
+             r AS (SELECT seq, {ENDPOINT_SQL} AS ep, coalesce(sampling_weight, 1) AS wt FROM {requests} \
+                WHERE {f}{s} AND profiler IS NOT NULL), \
+             x AS (SELECT seq, w, coalesce(stack, function) AS path, x FROM p \
+                WHERE profiler = 'excimer' AND function IS NOT NULL \
+                UNION ALL SELECT seq, w, coalesce(caller || ';', '') || function, x FROM p \
+                WHERE profiler <> 'excimer' AND function IS NOT NULL \
                 UNION ALL SELECT seq, w, caller, -x FROM p WHERE profiler <> 'excimer' AND caller IS NOT NULL) \
-             SELECT fn, w, r.ep AS ep, sum(x) / 1e6 AS seconds, count(DISTINCT seq) AS requests \
+             SELECT path, w, r.ep AS ep, sum(coalesce(r.wt, 1) * x) / 1e6 AS seconds, \
+             sum(coalesce(r.wt, 1)) AS requests \
              FROM x LEFT JOIN r USING (seq) GROUP BY ALL"
         ),
     )?;
-    let mut items: BTreeMap<String, Item> = BTreeMap::new();
+    let mut out = Vec::new();
     for r in rows.rows() {
-        let w = r.flag("w")?;
-        let item = items.entry(r.text("fn")?).or_default();
-        item.add(w, r.num("seconds")?, r.opt("ep")?.map(str::to_owned));
-        if w {
-            let n = item
-                .evidence
-                .get("requests")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            item.note("requests", json!(n + r.int("requests")?));
-        }
+        out.push(ProfileRow {
+            in_window: r.flag("w")?,
+            endpoint: r.opt("ep")?.map(str::to_owned),
+            frames: r.text("path")?.split(';').map(str::to_owned).collect(),
+            seconds: r.num("seconds")?,
+            requests: r.num("requests")?,
+        });
     }
-    Ok(items)
+    Ok(out)
+}
+
+/// Requests that ran one statement shape at least `min` times, with what
+/// the N+1 estimate needs: the shape's counts beyond the agent's cap, the
+/// span of its stored executions, the request's SQL and wall time.
+fn loops(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+    min: f64,
+) -> Result<Vec<LoopRow>, AnalysisError> {
+    let (f, s) = (frame.filter("ts"), scope.clause(""));
+    let (requests, shapes, statements) = (
+        days.table("requests", frame.range()),
+        days.table("request_fingerprints", frame.range()),
+        days.table("request_sql", frame.range()),
+    );
+    let rows = query_named(
+        src,
+        &format!(
+            "WITH fp AS (SELECT seq, fingerprint, any_value(sql) AS sql_text, sum(count) AS n, sum(total_ms) AS ms, \
+                sum(coalesce(stored, 0)) AS n_stored, arg_max(caller, count) AS fn, arg_max(caller_file, count) AS file, \
+                arg_max(caller_line, count) AS line FROM {shapes} WHERE {f}{s} AND fingerprint IS NOT NULL \
+                GROUP BY seq, fingerprint HAVING sum(count) >= {min}), \
+             r AS (SELECT seq, {w} AS w, {ENDPOINT_SQL} AS ep, coalesce(sampling_weight, 1) AS wt, duration_ms, \
+                coalesce(sql_total_ms, 0) AS sql_ms, coalesce(sql_total_count, 0) AS sql_n, \
+                coalesce(sql_not_stored, sql_dropped, 0) AS not_stored \
+                FROM {requests} WHERE {f}{s} AND seq IN (SELECT seq FROM fp)), \
+             span AS (SELECT seq, fingerprint, max(start_ms + duration_ms) - min(start_ms) AS span_ms \
+                FROM {statements} WHERE {f}{s} AND seq IN (SELECT seq FROM fp) GROUP BY seq, fingerprint HAVING count(*) >= 2) \
+             SELECT r.w AS w, r.ep AS ep, r.wt AS wt, fp.fingerprint AS fingerprint, fp.sql_text AS sql_text, \
+                fp.fn AS fn, fp.file AS file, fp.line AS line, fp.n AS n, fp.ms AS ms, fp.n_stored AS n_stored, \
+                span.span_ms AS span_ms, r.duration_ms AS request_ms, r.sql_ms AS sql_ms, r.sql_n AS sql_n, \
+                r.not_stored AS not_stored \
+             FROM fp JOIN r USING (seq) LEFT JOIN span USING (seq, fingerprint)",
+            w = frame.in_window("ts"),
+        ),
+    )?;
+    let mut out = Vec::new();
+    for r in rows.rows() {
+        out.push(LoopRow {
+            in_window: r.flag("w")?,
+            endpoint: r.text("ep")?,
+            weight: r.num("wt")?,
+            fingerprint: r.text("fingerprint")?,
+            sql: r.text("sql_text")?,
+            caller: r.text("fn")?,
+            caller_file: r.text("file")?,
+            caller_line: r.int("line")?,
+            count: r.num("n")?,
+            total_ms: r.num("ms")?,
+            stored: r.num("n_stored")?,
+            stored_span_ms: r.opt("span_ms")?.and_then(|v| v.parse().ok()),
+            request_ms: r.num("request_ms")?,
+            request_sql_ms: r.num("sql_ms")?,
+            request_sql_count: r.num("sql_n")?,
+            not_stored: r.num("not_stored")?,
+        });
+    }
+    Ok(out)
 }
 
 /// SQL time per fingerprint as PHP measured it, and pg_stat_statements
@@ -178,15 +353,24 @@ pub(super) fn fingerprints(
         days.table("requests", frame.range()),
         days.table("request_sql", frame.range()),
     );
+    // Per-shape counts (every execution, beyond the agent's cap) where the
+    // record has them; the stored statements otherwise (older agents).
+    let shapes = days.table("request_fingerprints", frame.range());
     let php = query_named(
         src,
         &format!(
-            "WITH r AS (SELECT seq, {ENDPOINT_SQL} AS ep, coalesce(sampling_weight, 1) AS wt FROM {requests} WHERE {f}{s}) \
-             SELECT q.fingerprint AS fingerprint, {w} AS w, r.ep AS ep, sum(r.wt * q.duration_ms) / 1000.0 AS seconds, \
-             sum(r.wt) AS calls, any_value(q.caller) AS top_caller, max(q.duration_ms) AS longest_ms \
-             FROM {statements} q JOIN r USING (seq) \
-             WHERE {qf}{qs} AND q.fingerprint IS NOT NULL GROUP BY ALL",
+            "WITH r AS (SELECT seq, {ENDPOINT_SQL} AS ep, coalesce(sampling_weight, 1) AS wt FROM {requests} WHERE {f}{s}), \
+             fr AS (SELECT seq, {w_rec} AS w, fingerprint, sum(total_ms) AS ms, sum(count) AS n, max(max_ms) AS mx, \
+                arg_max(caller, count) AS caller FROM {shapes} WHERE {f}{s} AND fingerprint IS NOT NULL GROUP BY ALL), \
+             qr AS (SELECT seq, {w} AS w, fingerprint, sum(duration_ms) AS ms, count(*) AS n, max(duration_ms) AS mx, \
+                any_value(caller) AS caller FROM {statements} q \
+                WHERE {qf}{qs} AND q.fingerprint IS NOT NULL AND seq NOT IN (SELECT seq FROM fr) GROUP BY ALL), \
+             u AS (SELECT * FROM fr UNION ALL BY NAME SELECT * FROM qr) \
+             SELECT u.fingerprint AS fingerprint, u.w AS w, r.ep AS ep, sum(r.wt * u.ms) / 1000.0 AS seconds, \
+             sum(r.wt * u.n) AS calls, any_value(u.caller) AS top_caller, max(u.mx) AS longest_ms \
+             FROM u JOIN r USING (seq) GROUP BY ALL",
             w = frame.in_window("q.ts"),
+            w_rec = frame.in_window("ts"),
             qf = frame.filter("q.ts"),
             qs = scope.clause("q.")
         ),

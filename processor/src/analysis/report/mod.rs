@@ -14,8 +14,19 @@
 //!   `PDOStatement::execute` is waiting for SQL, so the SQL excess is taken off;
 //! - a database wait event: its excess backend-seconds not spent in a SQL
 //!   suspect's statements;
+//! - an N+1 loop: a statement shape run many times in one request (20 by
+//!   default), its loop time (statements plus the round trips and driver
+//!   time between them), named by the PHP frame that issues it;
+//! - the kind of an endpoint's time when it has no profile: PHP CPU, or
+//!   off-CPU outside SQL, from each request's CPU and SQL time;
 //! - an endpoint: the excess of its extra traffic at baseline latency, plus
-//!   the excess of its latency change that no deeper suspect explains.
+//!   the excess of its latency change that no deeper suspect explains (with
+//!   no baseline requests, its whole time is latency to explain).
+//!
+//! Function and SQL time is scaled by the coverage of its evidence (the
+//! weighted share of the endpoint's requests whose records carry it);
+//! internal functions give their time to their user-land caller and the
+//! agent's frames are never suspects.
 //!
 //! A deeper suspect explains the endpoint where most of its time was spent,
 //! so an endpoint ranks first only when its traffic (or something unseen)
@@ -44,9 +55,12 @@ use super::{AnalysisError, Days, Frame, Scope, Source, Window, format_time};
 #[serde(rename_all = "snake_case")]
 pub enum SuspectKind {
     LockBlocker,
+    NPlusOne,
     SqlFingerprint,
     PhpFunction,
     WaitEvent,
+    PhpCpu,
+    OffCpu,
     Endpoint,
 }
 
@@ -54,6 +68,9 @@ impl SuspectKind {
     pub fn label(self) -> &'static str {
         match self {
             SuspectKind::LockBlocker => "lock",
+            SuspectKind::NPlusOne => "n+1",
+            SuspectKind::PhpCpu => "php cpu",
+            SuspectKind::OffCpu => "off-cpu",
             SuspectKind::SqlFingerprint => "sql",
             SuspectKind::PhpFunction => "function",
             SuspectKind::WaitEvent => "db wait",
@@ -95,6 +112,10 @@ pub struct Totals {
     pub request_seconds: f64,
     pub baseline_request_seconds: f64,
     pub excess_request_seconds: f64,
+    /// Plain statements about missing data: an empty baseline or window, or
+    /// endpoints with no baseline requests (whose whole window time is excess).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A host's figures in the window and the baseline.
@@ -148,6 +169,8 @@ struct Item {
     b: f64,
     /// Its window measure per endpoint.
     by_endpoint: HashMap<String, f64>,
+    /// Its baseline measure per endpoint (not yet scaled).
+    b_by_endpoint: HashMap<String, f64>,
     evidence: BTreeMap<String, Value>,
 }
 
@@ -160,6 +183,9 @@ impl Item {
             }
         } else {
             self.b += x;
+            if let Some(ep) = endpoint {
+                *self.b_by_endpoint.entry(ep).or_default() += x;
+            }
         }
     }
 
@@ -196,6 +222,186 @@ pub fn is_database_frame(function: &str) -> bool {
         "Doctrine\\DBAL\\",
     ];
     PREFIXES.iter().any(|p| function.starts_with(p))
+}
+
+/// The agent's own frames (`BitvilleApm\...`): never a suspect, their time
+/// goes to the SQL or the caller they wrap.
+pub fn is_agent_frame(function: &str) -> bool {
+    function.starts_with("BitvilleApm\\")
+}
+
+/// A frame name without xhprof's recursion marker (`f@2` is `f`).
+pub fn strip_recursion(function: &str) -> &str {
+    match function.rsplit_once('@') {
+        Some((f, n)) if !f.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            f
+        }
+        _ => function,
+    }
+}
+
+/// PHP's internal functions and the methods of its extensions' classes:
+/// code without a user file, which a user cannot change, so their time goes
+/// to the nearest user-land caller. Profiles carry names only, so this is
+/// the database driver frames, the classes of common extensions, and the
+/// usual builtins by name and prefix.
+pub fn is_internal_function(function: &str) -> bool {
+    const CLASSES: [&str; 34] = [
+        "PDO",
+        "PDOStatement",
+        "mysqli",
+        "mysqli_stmt",
+        "mysqli_result",
+        "Redis",
+        "RedisCluster",
+        "Memcached",
+        "Memcache",
+        "SoapClient",
+        "DateTime",
+        "DateTimeImmutable",
+        "DateTimeZone",
+        "DOMDocument",
+        "DOMXPath",
+        "SimpleXMLElement",
+        "XMLReader",
+        "XMLWriter",
+        "ReflectionClass",
+        "ReflectionMethod",
+        "ReflectionProperty",
+        "ReflectionFunction",
+        "Closure",
+        "Generator",
+        "SplFileObject",
+        "SplObjectStorage",
+        "ArrayObject",
+        "ArrayIterator",
+        "ZipArchive",
+        "Imagick",
+        "SQLite3",
+        "SQLite3Stmt",
+        "NumberFormatter",
+        "IntlDateFormatter",
+    ];
+    const FUNCTIONS: [&str; 78] = [
+        "sin",
+        "cos",
+        "tan",
+        "asin",
+        "acos",
+        "atan",
+        "atan2",
+        "sqrt",
+        "pow",
+        "exp",
+        "log",
+        "log10",
+        "abs",
+        "floor",
+        "ceil",
+        "round",
+        "fmod",
+        "intdiv",
+        "max",
+        "min",
+        "md5",
+        "sha1",
+        "crc32",
+        "hash",
+        "hash_hmac",
+        "password_hash",
+        "password_verify",
+        "base64_encode",
+        "base64_decode",
+        "serialize",
+        "unserialize",
+        "var_export",
+        "print_r",
+        "var_dump",
+        "sprintf",
+        "printf",
+        "vsprintf",
+        "number_format",
+        "implode",
+        "explode",
+        "join",
+        "strlen",
+        "substr",
+        "strpos",
+        "stripos",
+        "strrpos",
+        "strtolower",
+        "strtoupper",
+        "strtr",
+        "strcmp",
+        "trim",
+        "ltrim",
+        "rtrim",
+        "ucfirst",
+        "ucwords",
+        "htmlspecialchars",
+        "htmlentities",
+        "nl2br",
+        "count",
+        "range",
+        "sort",
+        "rsort",
+        "usort",
+        "uasort",
+        "uksort",
+        "ksort",
+        "krsort",
+        "asort",
+        "arsort",
+        "in_array",
+        "iterator_to_array",
+        "call_user_func",
+        "call_user_func_array",
+        "usleep",
+        "sleep",
+        "time_nanosleep",
+        "microtime",
+        "hrtime",
+    ];
+    const PREFIXES: [&str; 24] = [
+        "array_",
+        "str_",
+        "preg_",
+        "mb_",
+        "curl_",
+        "json_",
+        "gz",
+        "openssl_",
+        "ctype_",
+        "iconv",
+        "socket_",
+        "stream_",
+        "fsockopen",
+        "file_",
+        "fopen",
+        "fread",
+        "fwrite",
+        "fclose",
+        "fgets",
+        "random_",
+        "mt_",
+        "session_",
+        "ob_",
+        "Phalcon\\",
+    ];
+    let f = strip_recursion(function);
+    if is_agent_frame(f) {
+        return false;
+    }
+    if is_database_frame(f) {
+        return true;
+    }
+    if let Some((class, _)) = f.split_once("::") {
+        return CLASSES.contains(&class) || class.starts_with("Phalcon\\");
+    }
+    if f.contains('\\') && !f.starts_with("Phalcon\\") {
+        return false;
+    }
+    FUNCTIONS.contains(&f) || PREFIXES.iter().any(|p| f.starts_with(p))
 }
 
 /// The report of a window against its baseline.
@@ -265,9 +471,10 @@ pub fn top(
             collect::fingerprints(src, &days, scope, &frame)?.php,
             "php_calls",
         ),
-        TopBy::Functions => {
-            rank::top_items(collect::functions(src, &days, scope, &frame)?, "requests")
-        }
+        TopBy::Functions => rank::top_items(
+            rank::fold_profile(&collect::functions(src, &days, scope, &frame)?).items,
+            "requests",
+        ),
     };
     Ok(rank::top_list(entries, limit))
 }

@@ -568,7 +568,7 @@
 
   // --------------------------------------------------------------- spike
   const MINOR_SHARE = 0.005;
-  const KIND_LABEL = { lock_blocker: 'lock', sql_fingerprint: 'sql', php_function: 'function', wait_event: 'db wait', endpoint: 'endpoint' };
+  const KIND_LABEL = { lock_blocker: 'lock', n_plus_one: 'n+1', sql_fingerprint: 'sql', php_function: 'function', wait_event: 'db wait', php_cpu: 'php cpu', off_cpu: 'off-cpu', endpoint: 'endpoint' };
 
   /** Evidence keys paired with their baseline_ twins, as rows of window against baseline. */
   function evidenceRows(ev) {
@@ -632,6 +632,7 @@
         <div class="card stat"><span class="label">Request-seconds</span><b>${num(t.request_seconds, 1)}</b><span class="muted">baseline ${num(t.baseline_request_seconds, 1)}</span></div>
         <div class="card stat"><span class="label">Excess request-seconds</span><b>${num(t.excess_request_seconds, 1)}</b><span class="muted">what the suspects share</span></div>
       </div>
+      ${(t.notes || []).length ? html`<section class="card" data-test="report-notes">${t.notes.map((n) => html`<p class="muted">Note: ${n}</p>`)}</section>` : ''}
       <section class="card">
         <h2>Suspects, ranked by the excess load they explain</h2>
         ${r.suspects.length ? html`<table class="suspects" data-test="suspects">
