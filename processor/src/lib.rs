@@ -86,9 +86,34 @@ pub struct App {
     /// Added to the wall clock; lets tests move time without waiting.
     clock_offset_micros: AtomicI64,
     dev_token: Option<String>,
+    /// The long-lived tasks that ended (returned or panicked) before
+    /// shutdown: /healthz and /readyz answer 503 naming them.
+    ended_tasks: std::sync::Mutex<Vec<&'static str>>,
+    /// Set once shutdown began: tasks ending then are not a problem.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl App {
+    /// The long-lived tasks that ended before shutdown (empty when healthy).
+    pub fn ended_tasks(&self) -> Vec<&'static str> {
+        self.ended_tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Marks `name` ended unless the processor is stopping; called by the
+    /// guard of [`watched`] when the task returns or unwinds.
+    fn task_ended(&self, name: &'static str) {
+        if !self.stopping.load(Ordering::SeqCst) {
+            tracing::error!("task {name} ended before shutdown");
+            self.ended_tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(name);
+        }
+    }
+
     /// The current tokens and limits.
     pub fn live(&self) -> (Arc<Tokens>, Arc<Limits>) {
         let live = self.live.read().unwrap_or_else(|e| e.into_inner());
@@ -191,6 +216,8 @@ impl Processor {
             metrics: metrics::Metrics::default(),
             clock_offset_micros: AtomicI64::new(0),
             dev_token,
+            ended_tasks: std::sync::Mutex::new(Vec::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
 
         // Dropped with an error below, it stops the tasks already started.
@@ -234,15 +261,16 @@ impl Processor {
                     source,
                 })?;
             udp_addr = socket.local_addr().ok();
-            other_tasks.push(tokio::spawn(udp::serve(
+            other_tasks.push(tokio::spawn(watched(
                 app.clone(),
-                socket,
-                stopped(&shutdown),
+                "udp",
+                udp::serve(app.clone(), socket, stopped(&shutdown)),
             )));
         }
-        other_tasks.push(tokio::spawn(retention::serve(
+        other_tasks.push(tokio::spawn(watched(
             app.clone(),
-            stopped(&shutdown),
+            "retention",
+            retention::serve(app.clone(), stopped(&shutdown)),
         )));
 
         // Last, so that no forwarder task outlives a failed start: the tasks
@@ -262,6 +290,17 @@ impl Processor {
             gelf,
             grace: Duration::from_secs(config.server.shutdown_grace_s),
         })
+    }
+
+    /// Tests only: runs `task` watched like the processor's own long-lived
+    /// tasks, so a test can end one and see /healthz and /readyz report it.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn spawn_watched(
+        &self,
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        tokio::spawn(watched(self.app.clone(), name, task))
     }
 
     /// True when the HTTP port speaks TLS.
@@ -300,6 +339,7 @@ impl Processor {
     /// # Errors
     /// The final checkpoint failed; the data is in the WAL all the same.
     pub async fn shutdown(self) -> Result<(), StoreError> {
+        self.app.stopping.store(true, Ordering::SeqCst);
         self.shutdown.trigger();
         let mut http_task = self.http_task;
         if tokio::time::timeout(self.grace, &mut http_task)
@@ -331,6 +371,7 @@ where
     L: axum::serve::Listener<Addr = SocketAddr>,
     tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
+    let app_for_watch = app.clone();
     let router = ingest::router(app.clone())
         .merge(analysis::api::router(
             app.clone(),
@@ -342,9 +383,22 @@ where
         router.into_make_service_with_connect_info::<tls::Peer>(),
     )
     .with_graceful_shutdown(shutdown);
-    tokio::spawn(async move {
+    tokio::spawn(watched(app_for_watch, "http", async move {
         if let Err(e) = server.await {
             tracing::error!("http server failed: {e}");
         }
-    })
+    }))
+}
+
+/// Runs a long-lived task and records it as ended in `app` when it returns
+/// or panics before shutdown (a drop guard sees both).
+async fn watched<F: std::future::Future<Output = ()>>(app: Arc<App>, name: &'static str, task: F) {
+    struct Guard(Arc<App>, &'static str);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.task_ended(self.1);
+        }
+    }
+    let _guard = Guard(app, name);
+    task.await;
 }

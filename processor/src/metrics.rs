@@ -52,6 +52,8 @@ pub struct Metrics {
     pub udp_received: AtomicU64,
     pub udp_queued: AtomicU64,
     udp_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Lines whose handling panicked (a bug): each was refused alone.
+    pub line_panics: AtomicU64,
     pub retention_runs: AtomicU64,
     pub retention_failures: AtomicU64,
     pub retention_dropped_days: AtomicU64,
@@ -182,6 +184,11 @@ impl Metrics {
             out.sample("store_rows", &[("table", table)], n);
         }
         for (name, help, counter) in [
+            (
+                "ingest_line_panics_total",
+                "Lines whose handling panicked (a bug); each was refused alone, never its batch.",
+                &self.line_panics,
+            ),
             (
                 "retention_runs_total",
                 "Retention runs.",

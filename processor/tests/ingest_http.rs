@@ -346,7 +346,7 @@ fn too_many_records_is_413() {
     assert_eq!(r.status, 413);
     assert_eq!(
         r.json()["error"],
-        "batch has 6 records, over max_records_per_batch (5)"
+        "batch has more than max_records_per_batch (5) records"
     );
     assert_eq!(run.count("SELECT count(*) FROM records"), 0);
     run.stop();

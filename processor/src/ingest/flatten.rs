@@ -105,7 +105,9 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
     let profile = r.get("profile").unwrap_or(&null);
     let agent = r.get("agent").unwrap_or(&null);
     let duration_ms = r.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0);
-    let started_at = env.ts - (duration_ms * 1000.0).round() as i64;
+    // `as` saturates from f64 and the subtraction saturates too: flattening is
+    // total whatever the number (the schema bounds it, this does not rely on it).
+    let started_at = env.ts.saturating_sub(micros(duration_ms));
     let correlation = text(r, "correlation_id");
     let queries = sql
         .get("queries")
@@ -222,7 +224,7 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
         c.extend([
             opt_text(correlation.clone()),
             Cell::Int(idx as i64),
-            Cell::Ts(started_at + (start_ms * 1000.0).round() as i64),
+            Cell::Ts(started_at.saturating_add(micros(start_ms))),
             Cell::Float(start_ms),
             float_cell(q, "duration_ms"),
             Cell::Text(sql_text.to_owned()),
@@ -497,6 +499,11 @@ fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// Milliseconds to microseconds, saturating at the bounds of i64 (NaN is 0).
+fn micros(ms: f64) -> i64 {
+    (ms * 1000.0).round() as i64
+}
+
 fn opt_text(v: Option<String>) -> Cell {
     v.map_or(Cell::Null, Cell::Text)
 }
@@ -719,6 +726,23 @@ mod tests {
         assert_eq!(prof[9], Cell::Text("slow".into()));
         assert_eq!(prof[10], Cell::Text("Controller::run".into()));
         assert_eq!(prof[12], Cell::Float(200_000.0), "20 samples of 10 ms");
+    }
+
+    /// Flattening is total: numbers past any schema bound saturate, never
+    /// overflow (the dev profile checks overflow: this panicked before).
+    #[test]
+    fn numbers_past_every_bound_saturate_instead_of_panicking() {
+        for (duration, start) in [(1e300, 1e300), (-1e300, 1e300), (f64::MAX, f64::MIN)] {
+            let r = merged(
+                "request",
+                json!({
+                    "duration_ms": duration,
+                    "sql": {"queries": [{"sql": "SELECT 1", "start_ms": start}]}
+                }),
+            );
+            let p = prepare(Kind::Request, &r, "{}", 0).unwrap();
+            check_shapes(&p);
+        }
     }
 
     #[test]

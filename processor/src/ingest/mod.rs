@@ -38,14 +38,14 @@ use crate::App;
 use crate::config::Limits;
 use crate::metrics::Outcome;
 use crate::store::{Columns, PreparedRecord};
-use limits::{BodyError, gunzip_bounded};
+use limits::BodyError;
 use tls::Peer;
 
 /// The router of the processor's HTTP port.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/ingest", post(ingest))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(app)
@@ -196,16 +196,19 @@ async fn ingest_inner(
         })?;
 
     let now = app.now();
-    let (rejected, records) = {
+    let (rejected, records, panics) = {
         let limits = limits.clone();
         let project = project.clone();
         tokio::task::spawn_blocking(move || -> Result<_, Refusal> {
-            let text = if gzip {
-                gunzip_bounded(&bytes, limits.max_decompressed_bytes)?
+            // Decompressed and checked line by line: no copy of the body.
+            let batch = if gzip {
+                let decoder = flate2::read::MultiGzDecoder::new(&bytes[..]);
+                let reader = std::io::BufReader::with_capacity(64 << 10, decoder);
+                prepare_stream(reader, &project, &limits, now)?
             } else {
-                bytes.to_vec()
+                prepare_batch(&bytes, &project, &limits, now)?
             };
-            let batch = prepare_batch(&text, &project, &limits, now)?;
+            let panics = batch.panics;
             // The columns too are built here, not on the single writer.
             let records = Columns::build(batch.records).map_err(|e| {
                 Refusal::new(
@@ -213,7 +216,7 @@ async fn ingest_inner(
                     format!("batch preparation failed: {e}"),
                 )
             })?;
-            Ok((batch.rejected, records))
+            Ok((batch.rejected, records, panics))
         })
         .await
         .map_err(|e| {
@@ -224,6 +227,9 @@ async fn ingest_inner(
         })??
     };
 
+    app.metrics
+        .line_panics
+        .fetch_add(panics, std::sync::atomic::Ordering::Relaxed);
     for r in &rejected {
         let (p, k) =
             r.1.as_ref()
@@ -266,10 +272,12 @@ fn too_large_body(max: usize) -> Refusal {
 
 /// A batch split into records to store and lines refused (with the project
 /// and kind of the refused line when they could be read, for the metrics).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Batch {
     pub records: Vec<PreparedRecord>,
     pub rejected: Vec<(Rejected, Option<(String, String)>)>,
+    /// Lines whose handling panicked (a bug), refused alone; for the metrics.
+    pub panics: u64,
 }
 
 /// Splits an NDJSON body into lines and checks each: size, schema, project,
@@ -283,35 +291,76 @@ pub fn prepare_batch(
     limits: &Limits,
     now: i64,
 ) -> Result<Batch, Refusal> {
-    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
-    let count = lines.iter().filter(|l| !l.trim_ascii().is_empty()).count();
-    if count == 0 {
-        return Err(BodyError::Empty.into());
-    }
-    if count > limits.max_records_per_batch {
-        return Err(Refusal::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "batch has {count} records, over max_records_per_batch ({})",
-                limits.max_records_per_batch
-            ),
-        ));
-    }
-    let max_future = limits.max_future_s as i64 * 1_000_000;
-    let mut batch = Batch {
-        records: Vec::with_capacity(count),
-        rejected: Vec::new(),
-    };
-    for (i, line) in lines.iter().enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.trim_ascii().is_empty() {
+    prepare_stream(body, project, limits, now)
+}
+
+/// [`prepare_batch`] over a stream (the gzip decoder): lines are read one at
+/// a time and checked as they come, so the memory of a batch is one line
+/// (at most `max_line_bytes`) plus the records kept, never a list of every
+/// line. The stream is refused (413) as soon as it passes
+/// `max_decompressed_bytes` or `max_records_per_batch`.
+///
+/// # Errors
+/// The body is empty, too large, has too many records, or is bad gzip.
+pub fn prepare_stream(
+    mut body: impl std::io::BufRead,
+    project: &str,
+    limits: &Limits,
+    now: i64,
+) -> Result<Batch, Refusal> {
+    let max_future = (limits.max_future_s as i64).saturating_mul(1_000_000);
+    let mut batch = Batch::default();
+    let mut line = Vec::new();
+    let (mut total, mut count, mut number) = (0usize, 0usize, 0usize);
+    loop {
+        line.clear();
+        let Some((len, read)) = read_line_bounded(&mut body, &mut line, limits.max_line_bytes)?
+        else {
+            break;
+        };
+        number += 1;
+        total = total.saturating_add(read);
+        if total > limits.max_decompressed_bytes {
+            return Err(BodyError::TooLargeDecompressed(limits.max_decompressed_bytes).into());
+        }
+        let text = line.strip_suffix(b"\r").unwrap_or(&line);
+        if text.trim_ascii().is_empty() && len <= limits.max_line_bytes {
             continue;
         }
-        let number = i + 1;
-        match check_line(line, project, limits.max_line_bytes, now, max_future) {
+        count += 1;
+        if count > limits.max_records_per_batch {
+            return Err(Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "batch has more than max_records_per_batch ({}) records",
+                    limits.max_records_per_batch
+                ),
+            ));
+        }
+        let checked = if len > limits.max_line_bytes {
+            Err(format!(
+                "line is {len} bytes, over max_line_bytes ({})",
+                limits.max_line_bytes
+            ))
+        } else {
+            // The last wall: a panic in one line's handling (a bug) refuses
+            // that line, never the batch.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                check_line(text, project, limits.max_line_bytes, now, max_future)
+            }))
+            .unwrap_or_else(|_| {
+                batch.panics += 1;
+                Err("line could not be flattened (internal error, reported)".to_owned())
+            })
+        };
+        match checked {
             Ok(record) => batch.records.push(record),
             Err(reason) => {
-                let (id, labels) = line_identity(line, limits.max_line_bytes);
+                let (id, labels) = if len > limits.max_line_bytes {
+                    (None, None)
+                } else {
+                    line_identity(text, limits.max_line_bytes)
+                };
                 batch.rejected.push((
                     Rejected {
                         line: number,
@@ -323,8 +372,49 @@ pub fn prepare_batch(
             }
         }
     }
+    if count == 0 {
+        return Err(BodyError::Empty.into());
+    }
     Ok(batch)
 }
+
+/// Reads one line (without its `\n`) into `buf`, keeping at most `max + 1`
+/// bytes of it and skipping the rest; returns the line's whole length and
+/// the bytes read (with the `\n`), or `None` at the end of the stream.
+fn read_line_bounded(
+    r: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Option<(usize, usize)>, Refusal> {
+    let mut len = 0usize;
+    let mut any = false;
+    loop {
+        let chunk = r
+            .fill_buf()
+            .map_err(|e| Refusal::from(BodyError::BadGzip(e.to_string())))?;
+        if chunk.is_empty() {
+            return Ok(any.then_some((len, len)));
+        }
+        any = true;
+        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        let room = (max + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+        len = len.saturating_add(part.len());
+        let used = done.unwrap_or(chunk.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(Some((len, len.saturating_add(1))));
+        }
+    }
+}
+
+/// Tests only: a line holding this marker panics in its handling, to prove
+/// that the walls around one line (HTTP) and one datagram (UDP) hold.
+#[cfg(any(test, feature = "test-support"))]
+pub const PANIC_MARKER: &str = "bitville-test-panic-8c1f03";
 
 fn check_line(
     line: &[u8],
@@ -333,6 +423,13 @@ fn check_line(
     now: i64,
     max_future: i64,
 ) -> Result<PreparedRecord, String> {
+    #[cfg(any(test, feature = "test-support"))]
+    if line
+        .windows(PANIC_MARKER.len())
+        .any(|w| w == PANIC_MARKER.as_bytes())
+    {
+        panic!("test marker in line");
+    }
     if line.len() > max_line {
         return Err(format!(
             "line is {} bytes, over max_line_bytes ({max_line})",
@@ -378,7 +475,26 @@ fn line_identity(line: &[u8], max_line: usize) -> (Option<String>, Option<(Strin
     (id, labels)
 }
 
+/// 503 naming the long-lived tasks that ended, when any did.
+fn ended_tasks(app: &App) -> Option<Response> {
+    let ended = app.ended_tasks();
+    (!ended.is_empty()).then(|| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("task(s) ended: {}", ended.join(", ")),
+        )
+        .into_response()
+    })
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    ended_tasks(&app).unwrap_or_else(|| "ok\n".into_response())
+}
+
 async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if let Some(resp) = ended_tasks(&app) {
+        return resp;
+    }
     match tokio::time::timeout(Duration::from_secs(5), app.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
         Ok(Err(e)) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),

@@ -35,7 +35,16 @@ pub async fn serve(
         app.metrics
             .udp_received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        handle_datagram(&app, &buf[..n]);
+        // One datagram at a time, each behind its own wall: a panic while
+        // handling one (a bug) is counted and the receiver goes on.
+        let datagram = &buf[..n];
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handle_datagram(&app, datagram);
+        }))
+        .is_err()
+        {
+            app.metrics.udp_refused("panic");
+        }
     }
 }
 
@@ -59,6 +68,9 @@ pub fn handle_datagram(app: &App, datagram: &[u8]) {
             return;
         }
     };
+    app.metrics
+        .line_panics
+        .fetch_add(batch.panics, std::sync::atomic::Ordering::Relaxed);
     if batch.records.len() != 1 || !batch.rejected.is_empty() {
         app.metrics.udp_refused("invalid");
         app.metrics.record(&project, "unknown", Outcome::Refused, 1);
