@@ -248,8 +248,7 @@ impl Tailer {
                     last_growth: now,
                     pending: false,
                 };
-                self.files.insert(id, state);
-                self.files.get_mut(&id).expect("inserted above")
+                self.files.entry(id).insert_entry(state).into_mut()
             }
         };
         if size != state.seen_size {

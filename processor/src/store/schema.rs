@@ -304,14 +304,15 @@ const REQUESTS_COLS: [Column; 51] = concat(
     ],
 );
 
-/// Columns added to `requests` after layout version 1, in order, for the upgrade.
-pub const REQUESTS_ADDED_V2: [&str; 5] = [
-    "sql_not_stored",
-    "sql_fingerprints_dropped",
-    "sql_fingerprints_dropped_ms",
-    "profile_compact",
-    "profile_agent_folded",
-];
+/// How many columns `requests` had in layout version 1. Version 2's columns
+/// follow them, at the end: the appenders fill columns by position, and
+/// `ADD COLUMN` appends.
+const REQUESTS_V1_COLUMNS: usize = 46;
+
+/// The columns layout version 2 added to `requests`, in order, for the upgrade.
+pub fn requests_added_v2() -> &'static [Column] {
+    &REQUESTS_COLS[REQUESTS_V1_COLUMNS..]
+}
 
 const REQUEST_FINGERPRINTS_COLS: [Column; 15] = concat(
     envelope_cols!(),

@@ -167,14 +167,8 @@ impl Writer {
     fn upgrade(&self) -> Result<(), StoreError> {
         let mut schemas: Vec<String> = vec![TEMPLATE_SCHEMA.to_owned()];
         schemas.extend(self.days.iter().map(|d| schema::day_schema(*d)));
-        let requests = TableId::Requests.table();
         for name in &schemas {
-            for added in schema::REQUESTS_ADDED_V2 {
-                let col = requests
-                    .columns
-                    .iter()
-                    .find(|c| c.name == added)
-                    .expect("an added column is in the table");
+            for col in schema::requests_added_v2() {
                 self.exec(
                     "add request columns",
                     &format!(

@@ -165,10 +165,16 @@ pub(super) fn fold_profile(rows: &[ProfileRow]) -> Folded {
         } else {
             r.seconds
         };
-        out.items
-            .entry(name.clone())
-            .or_default()
-            .add(r.in_window, own, r.endpoint.clone());
+        let item = out.items.entry(name.clone()).or_default();
+        item.add(r.in_window, own, r.endpoint.clone());
+        if r.in_window {
+            let n = item
+                .evidence
+                .get("requests")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            item.note("requests", json!(round3(n.max(r.requests))));
+        }
         if frames.iter().any(|f| is_agent_frame(f)) {
             *agent.entry(name.clone()).or_default() += 1;
         }
@@ -184,15 +190,6 @@ pub(super) fn fold_profile(rows: &[ProfileRow]) -> Folded {
                 .entry(name.clone())
                 .or_default()
                 .add(r.in_window, r.seconds, r.endpoint.clone());
-        }
-        if r.in_window {
-            let item = out.items.get_mut(&name).expect("just added");
-            let n = item
-                .evidence
-                .get("requests")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0);
-            item.note("requests", json!(round3(n.max(r.requests))));
         }
     }
     for (name, calls) in builtins {
