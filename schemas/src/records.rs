@@ -86,6 +86,8 @@ pub struct Resources {
     pub memory_peak_bytes: Option<u64>,
     pub cpu_user_ms: Option<f64>,
     pub cpu_system_ms: Option<f64>,
+    pub ctx_switches_voluntary: Option<u64>,
+    pub ctx_switches_involuntary: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

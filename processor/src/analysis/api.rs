@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /v1/spikes?from&to&hours&factor&level` | detected spikes ([`super::spikes::Spike`]) |
+//! | `GET /v1/spikes?from&to&hours&factor&level&merge_gap_s` | detected spikes ([`super::spikes::Spike`]) |
 //! | `GET /v1/report?from&to&baseline_from&baseline_to` | the window report ([`super::report::Report`]) |
 //! | `GET /v1/top?from&to&by=endpoints\|sql\|functions&limit` | a top list |
 //! | `GET /v1/requests?from&to&host&endpoint&status&min_ms&limit` | requests, newest first |
@@ -212,6 +212,7 @@ async fn spikes_route(
     let mut d = Detection::default();
     d.factor = number(&q, "factor")?.unwrap_or(d.factor);
     d.level = number(&q, "level")?.or(d.level);
+    d.merge_gap_s = number(&q, "merge_gap_s")?.unwrap_or(d.merge_gap_s).max(0);
     let found = on_reader(&state, move |src| {
         let range = match (&p.from, &p.to) {
             (None, None) => spikes::recent_range(src, &scope, hours.clamp(1, 24 * 31))?,

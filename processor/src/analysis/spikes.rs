@@ -23,6 +23,18 @@ pub enum Signal {
     Concurrency,
 }
 
+impl Signal {
+    /// How long before a spike's start its report window begins: load1
+    /// is a one-minute average, so it rises about a minute after the
+    /// requests that raised it; requests in flight are seen at once.
+    pub fn lead(self) -> Micros {
+        match self {
+            Signal::Load => 60 * SECOND,
+            Signal::Concurrency => 0,
+        }
+    }
+}
+
 /// Detection settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Detection {
@@ -73,8 +85,8 @@ pub struct Spike {
     pub end_us: Micros,
     pub peak: f64,
     pub baseline: f64,
-    /// The window a report of this spike should cover: from a minute before
-    /// the start (load1 lags by about that much) to the end.
+    /// The window a report of this spike should cover: from its start (a
+    /// minute before it for load, which lags by about that much) to the end.
     pub report_from: String,
     pub report_to: String,
     /// The baseline a report of this spike should compare with: as long as
@@ -170,11 +182,15 @@ enum State {
 }
 
 /// Finds spikes in one series of `(time, value)` points in time order.
-/// `rise_unit` scales `min_rise` (the CPU count for load).
+/// `rise_unit` scales `min_rise` (the CPU count for load); `span` is how
+/// long after its time a point stands for (a bucket's length; 0 for
+/// instant samples), so a spike still high at the end of the series ends
+/// where its last point's span does.
 pub fn detect(
     points: &[(Micros, f64)],
     d: &Detection,
     rise_unit: f64,
+    span: Micros,
 ) -> Vec<(Micros, Micros, f64, Micros, f64)> {
     let mut out = Vec::new();
     let mut state = State::Quiet;
@@ -241,7 +257,7 @@ pub fn detect(
         last_high,
     } = state
     {
-        out.push((start, peak_at, peak, last_high, baseline));
+        out.push((start, peak_at, peak, last_high + span, baseline));
     }
     merge_close(out, d.merge_gap_s * SECOND)
 }
@@ -361,7 +377,11 @@ pub fn find(
                     1.0,
                 ),
             };
-            let mut found = detect(&points, &d, unit);
+            let span = match signal {
+                Signal::Load => 0,
+                Signal::Concurrency => bucket,
+            };
+            let mut found = detect(&points, &d, unit, span);
             match signal {
                 Signal::Concurrency => incidents
                     .entry(project.clone())
@@ -380,7 +400,7 @@ pub fn find(
                 if end < range.from || start >= range.to {
                     continue;
                 }
-                let report_from = start - 60 * SECOND;
+                let report_from = start - signal.lead();
                 let report_to = end.max(start + d.bucket_s.max(1) * SECOND);
                 spikes.push(Spike {
                     signal,
@@ -405,7 +425,7 @@ pub fn find(
     spikes.sort_by(|a, b| a.start_us.cmp(&b.start_us).then(a.host.cmp(&b.host)));
     let windows: Vec<(String, Micros, Micros)> = spikes
         .iter()
-        .map(|s| (s.project.clone(), s.start_us - 60 * SECOND, s.end_us))
+        .map(|s| (s.project.clone(), s.start_us - s.signal.lead(), s.end_us))
         .collect();
     for (i, s) in spikes.iter_mut().enumerate() {
         let others: Vec<(Micros, Micros)> = windows
@@ -439,7 +459,7 @@ mod tests {
     #[test]
     fn a_rise_well_above_the_baseline_is_one_spike_with_start_peak_and_end() {
         let pts = series(&[1.0, 1.2, 0.9, 1.1, 1.0, 6.0, 9.0, 7.0, 1.1, 1.0]);
-        let found = detect(&pts, &Detection::default(), 1.0);
+        let found = detect(&pts, &Detection::default(), 1.0, 0);
         assert_eq!(found.len(), 1, "{found:?}");
         let (start, peak_at, peak, end, baseline) = found[0];
         assert_eq!(
@@ -448,6 +468,16 @@ mod tests {
         );
         assert_eq!(peak, 9.0);
         assert!((baseline - 1.0).abs() < 0.21, "{baseline}");
+    }
+
+    /// A bucket stands for its whole length: a spike still high when the
+    /// series ends ends with its last bucket, not at its start.
+    #[test]
+    fn a_spike_high_to_the_end_ends_with_its_last_bucket() {
+        let pts = series(&[1.0, 1.1, 0.9, 1.0, 6.0, 7.0]);
+        let found = detect(&pts, &Detection::default(), 1.0, 10 * SECOND);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].3), (40 * SECOND, 60 * SECOND));
     }
 
     #[test]
@@ -461,7 +491,7 @@ mod tests {
         v.extend(vec![1.0; 30]);
         v.push(9.0);
         v.push(1.0);
-        let found = detect(&series(&v), &Detection::default(), 1.0);
+        let found = detect(&series(&v), &Detection::default(), 1.0, 0);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(
             (found[0].0, found[0].3),
@@ -474,6 +504,7 @@ mod tests {
                 ..Detection::default()
             },
             1.0,
+            0,
         );
         assert_eq!(apart.len(), 6, "{apart:?}");
     }
@@ -532,10 +563,10 @@ mod tests {
     #[test]
     fn noise_and_small_rises_are_not_spikes() {
         let pts = series(&[1.0, 1.3, 0.8, 1.2, 1.9, 1.0, 1.4, 0.7]);
-        assert!(detect(&pts, &Detection::default(), 1.0).is_empty());
+        assert!(detect(&pts, &Detection::default(), 1.0, 0).is_empty());
         // Twice the baseline but only 0.5 above it on a one-CPU scale: not a spike.
         let pts = series(&[0.5, 0.5, 0.5, 0.5, 1.0, 0.5]);
-        assert!(detect(&pts, &Detection::default(), 1.0).is_empty());
+        assert!(detect(&pts, &Detection::default(), 1.0, 0).is_empty());
     }
 
     #[test]
@@ -544,11 +575,11 @@ mod tests {
             level: Some(50.0),
             ..Detection::default()
         };
-        assert_eq!(detect(&series(&[80.0, 90.0, 10.0]), &d, 1.0).len(), 1);
+        assert_eq!(detect(&series(&[80.0, 90.0, 10.0]), &d, 1.0, 0).len(), 1);
         // A long plateau stays one spike: the baseline is frozen at its start.
         let mut v = vec![1.0; 5];
         v.extend(vec![8.0; 400]);
-        let found = detect(&series(&v), &Detection::default(), 1.0);
+        let found = detect(&series(&v), &Detection::default(), 1.0, 0);
         assert_eq!(found.len(), 1);
     }
 }

@@ -184,6 +184,8 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
         float_cell(sql, "fingerprints_dropped_ms"),
         bool_cell(profile, "compact"),
         int_cell(profile, "agent_folded"),
+        int_cell(res, "ctx_switches_voluntary"),
+        int_cell(res, "ctx_switches_involuntary"),
     ]);
     rows.push(finish(TableId::Requests, c));
 

@@ -674,7 +674,7 @@ mod tests {
                 .unwrap();
             for s in [day.as_str(), schema::TEMPLATE_SCHEMA] {
                 let s = schema::quote_ident(s);
-                for c in schema::requests_added_v2() {
+                for c in schema::requests_added_since_v1() {
                     let c = c.name;
                     load.execute("v1", &format!("ALTER TABLE {s}.requests DROP COLUMN {c}"))
                         .unwrap();

@@ -11,7 +11,7 @@
 
 /// Version of the store layout written in `store_meta`. A file with an older
 /// version is upgraded on open; a newer one is refused.
-pub const STORE_SCHEMA_VERSION: i64 = 2;
+pub const STORE_SCHEMA_VERSION: i64 = 3;
 
 /// The schema holding empty template tables, part of every view.
 pub const TEMPLATE_SCHEMA: &str = "bitville_template";
@@ -135,7 +135,7 @@ const RECORDS_COLS: [Column; 8] = concat(
     ],
 );
 
-const REQUESTS_COLS: [Column; 51] = concat(
+const REQUESTS_COLS: [Column; 53] = concat(
     envelope_cols!(),
     [
         col("id", "UUID", "Record id."),
@@ -301,16 +301,28 @@ const REQUESTS_COLS: [Column; 51] = concat(
             "BIGINT",
             "Stacks or edges whose agent frames (BitvilleApm\\...) the agent folded into the caller they wrap.",
         ),
+        col(
+            "ctx_switches_voluntary",
+            "BIGINT",
+            "Times the PHP process gave up the CPU during the request (I/O, SQL, sleep).",
+        ),
+        col(
+            "ctx_switches_involuntary",
+            "BIGINT",
+            "Times the kernel preempted the PHP process during the request (the CPUs were busy).",
+        ),
     ],
 );
 
-/// How many columns `requests` had in layout version 1. Version 2's columns
-/// follow them, at the end: the appenders fill columns by position, and
-/// `ADD COLUMN` appends.
+/// How many columns `requests` had in layout version 1. The columns of
+/// later versions follow them, at the end: the appenders fill columns by
+/// position, and `ADD COLUMN` appends (version 2: the SQL shapes and the
+/// compact profile; version 3: the context switches).
 const REQUESTS_V1_COLUMNS: usize = 46;
 
-/// The columns layout version 2 added to `requests`, in order, for the upgrade.
-pub fn requests_added_v2() -> &'static [Column] {
+/// The columns layouts 2 and later added to `requests`, in order, for the
+/// upgrade (each added only when missing).
+pub fn requests_added_since_v1() -> &'static [Column] {
     &REQUESTS_COLS[REQUESTS_V1_COLUMNS..]
 }
 

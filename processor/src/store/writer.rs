@@ -163,12 +163,13 @@ impl Writer {
     /// template and to every day schema before the version is written.
     /// Version 2 adds five columns at the end of `requests` (the appenders
     /// fill columns by position, and `ADD COLUMN` appends) and the
-    /// `request_fingerprints` table.
+    /// `request_fingerprints` table; version 3 two more columns (the
+    /// context switches).
     fn upgrade(&self) -> Result<(), StoreError> {
         let mut schemas: Vec<String> = vec![TEMPLATE_SCHEMA.to_owned()];
         schemas.extend(self.days.iter().map(|d| schema::day_schema(*d)));
         for name in &schemas {
-            for col in schema::requests_added_v2() {
+            for col in schema::requests_added_since_v1() {
                 self.exec(
                     "add request columns",
                     &format!(

@@ -62,6 +62,11 @@ impl Daemon {
     }
 
     /// The exit status when the process has ended on its own.
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child
             .as_mut()

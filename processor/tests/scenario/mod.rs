@@ -3,6 +3,8 @@
 //! - [`postgres`]: a throwaway PostgreSQL 15 cluster with the application's tables;
 //! - [`web`]: the PHP application (`app/index.php`) under php-fpm and nginx, with the agent;
 //! - [`daemons`]: the processor, shipper and pg-watch binaries with their configs;
+//! - [`upstream`]: the application's upstream services, whose delay a scenario turns up;
+//! - [`memory`]: a host under memory pressure, for the scenario that needs one;
 //! - [`load`]: the load generator;
 //! - [`report`]: the spike report, from the processor's API or its store file.
 //!
@@ -12,8 +14,10 @@
 
 pub mod daemons;
 pub mod load;
+pub mod memory;
 pub mod postgres;
 pub mod report;
+pub mod upstream;
 pub mod web;
 
 use std::io::{Read, Write};
@@ -122,7 +126,10 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 /// Every part, running.
 pub struct Stack {
     // Field order is drop order: the web first, the database last.
+    /// Memory pressure while a scenario applies it (undone first at drop).
+    pub pressure: Option<memory::Pressure>,
     pub web: web::Web,
+    pub upstream: upstream::Upstream,
     pub pg_watch: Daemon,
     pub shipper: Daemon,
     pub processor: Daemon,
@@ -235,11 +242,14 @@ impl Stack {
         wait_ready(&mut pg_watch, &pg_watch_addr)?;
 
         let dsn = pg.pdo_dsn();
+        let upstream = upstream::Upstream::start()?;
+        let upstream_url = upstream.url();
         let setup = web::WebSetup {
             dir: &root,
             app_dir: &app_dir,
             agent: &agent,
             pdo_dsn: &dsn,
+            upstream: &upstream_url,
             spool,
             project: PROJECT,
             port: free_port()?,
@@ -262,7 +272,9 @@ impl Stack {
             root.display()
         );
         Ok(Stack {
+            pressure: None,
             web,
+            upstream,
             pg_watch,
             shipper,
             processor,

@@ -85,7 +85,7 @@ impl Cluster {
              logging_collector = on\nlog_destination = 'stderr'\nlog_directory = 'log'\n\
              log_line_prefix = '{LOG_LINE_PREFIX}'\nlc_messages = 'C'\n\
              log_lock_waits = on\ndeadlock_timeout = '200ms'\n\
-             log_min_duration_statement = 50\nauto_explain.log_min_duration = 100\n\
+             log_min_duration_statement = 50\nauto_explain.log_min_duration = 50\n\
              log_checkpoints = on\nlog_temp_files = 0\n\
              max_parallel_workers_per_gather = 0\nfsync = off\nsynchronous_commit = off\n",
             sock = dir.display()
@@ -145,6 +145,22 @@ impl Cluster {
     /// # Errors
     /// psql failed; the message carries its output.
     pub fn psql_file(&self, file: &Path) -> Result<String, String> {
+        let mut psql = self.psql();
+        psql.arg("-f").arg(file);
+        run(psql, &format!("psql -f {}", file.display()))
+    }
+
+    /// Runs one SQL command with psql.
+    ///
+    /// # Errors
+    /// psql failed; the message carries its output.
+    pub fn psql_command(&self, sql: &str) -> Result<String, String> {
+        let mut psql = self.psql();
+        psql.args(["-c", sql]);
+        run(psql, &format!("psql -c {sql:?}"))
+    }
+
+    fn psql(&self) -> Command {
         let mut psql = Command::new(self.bin.join("psql"));
         psql.args([
             "-X",
@@ -158,9 +174,8 @@ impl Cluster {
             "-h",
         ])
         .arg(&self.dir)
-        .args(["-p", &self.port.to_string(), "-f"])
-        .arg(file);
-        run(psql, &format!("psql -f {}", file.display()))
+        .args(["-p", &self.port.to_string()]);
+        psql
     }
 
     /// Stops the server (fast, then immediate if that fails).

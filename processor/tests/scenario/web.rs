@@ -1,12 +1,15 @@
 //! The PHP application under php-fpm behind nginx, with the Bitville APM
 //! agent prepended, as in production.
 //!
-//! php-fpm rather than `php -S`: Debian's Excimer 1.0.4 crashes a PHP
-//! process every few hundred profiler cycles (DESIGN.md, known hazards).
-//! The built-in server does not replace a worker that died, so its capacity
-//! shrinks during a run; php-fpm's master replaces it and logs the signal,
-//! and `pm.max_requests` keeps the cycles per process low. Every crash is
-//! reported as that known defect by [`Web::crashes`].
+//! The agent runs with the settings a user gets by default (a 500 ms
+//! threshold, one fast request in ten kept as a summary, `profiler = auto`)
+//! or with profiling off: [`Web::set_profiling`] rewrites its config between
+//! runs, which the agent picks up at the next request.
+//!
+//! php-fpm with its default of workers that live for ever: Debian's Excimer
+//! 1.0.4 crashes a process that starts and stops its timer often enough
+//! (DESIGN.md, known hazards), and `auto` must avoid that on its own. Every
+//! worker that died on a signal is listed by [`Web::crashes`].
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +18,24 @@ use super::daemons::{Daemon, toml_str, write_config};
 /// PHP workers: the lock scenario needs a blocker, its queue of waiters and
 /// the baseline traffic at once.
 const FPM_WORKERS: u32 = 12;
-/// Requests per worker before php-fpm replaces it: bounds the Excimer
-/// start/stop cycles of one process (the crash odds grow with them).
-const FPM_MAX_REQUESTS: u32 = 150;
+
+/// How the agent profiles during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profiling {
+    /// `profiler = auto`: what the agent picks on this machine.
+    Auto,
+    /// `profiler_enabled = false`: requests, SQL and CPU time only.
+    Off,
+}
+
+impl Profiling {
+    pub fn label(self) -> &'static str {
+        match self {
+            Profiling::Auto => "profiler auto",
+            Profiling::Off => "no profiler",
+        }
+    }
+}
 
 pub struct Web {
     pub fpm: Daemon,
@@ -25,6 +43,35 @@ pub struct Web {
     pub port: u16,
     fpm_log: PathBuf,
     pub php_errors: PathBuf,
+    agent: AgentConfig,
+}
+
+/// The agent's profiling.ini and what it is written from.
+struct AgentConfig {
+    path: PathBuf,
+    project: String,
+    spool: PathBuf,
+    state: PathBuf,
+}
+
+impl AgentConfig {
+    /// The defaults a user gets from the example config (`threshold_ms =
+    /// 500`, `sample_rate = 0.1`, `profiler = auto`), or profiling off.
+    fn write(&self, profiling: Profiling) -> Result<(), String> {
+        let profiler = match profiling {
+            Profiling::Auto => "profiler_enabled = true\nprofiler = auto",
+            Profiling::Off => "profiler_enabled = false",
+        };
+        let text = format!(
+            "[general]\nenabled = true\nthreshold_ms = 500\nproject_name = {project}\nsample_rate = 0.1\n\n\
+             [profiling]\n{profiler}\nsql_enabled = true\nsql_tag_application_name = true\n\n\
+             [transmission]\nspool_dir = {spool}\nstate_dir = {state}\n",
+            project = self.project,
+            spool = self.spool.display(),
+            state = self.state.display(),
+        );
+        std::fs::write(&self.path, text).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
 }
 
 /// What the application and the agent are given.
@@ -33,25 +80,11 @@ pub struct WebSetup<'a> {
     pub app_dir: &'a Path,
     pub agent: &'a Path,
     pub pdo_dsn: &'a str,
+    /// The base URL of the application's upstream services.
+    pub upstream: &'a str,
     pub spool: &'a Path,
     pub project: &'a str,
     pub port: u16,
-}
-
-/// The agent's profiling.ini: on; a 5 ms threshold so that every request of
-/// a spike is kept in full and faster ones all get a summary (sample_rate 1,
-/// weight 1); Excimer named explicitly at 10 ms, the informed choice the
-/// agent requires for Excimer older than 1.2.4.
-fn agent_ini(s: &WebSetup<'_>, state: &Path) -> String {
-    format!(
-        "[general]\nenabled = true\nthreshold_ms = 5\nproject_name = {project}\nsample_rate = 1\n\n\
-         [profiling]\nprofiler_enabled = true\nprofiler = excimer\nperiod_ms = 10\nsql_enabled = true\n\
-         sql_tag_application_name = true\n\n\
-         [transmission]\nspool_dir = {spool}\nstate_dir = {state}\ntimeout_ms = 50\n",
-        project = s.project,
-        spool = s.spool.display(),
-        state = state.display(),
-    )
 }
 
 fn fpm_conf(s: &WebSetup<'_>, ini: &Path, fpm_log: &Path, php_errors: &Path) -> String {
@@ -65,8 +98,9 @@ fn fpm_conf(s: &WebSetup<'_>, ini: &Path, fpm_log: &Path, php_errors: &Path) -> 
     format!(
         "[global]\npid = {dir}/fpm.pid\nerror_log = {fpm_log}\ndaemonize = no\n\n\
          [app]\n{user}listen = {dir}/fpm.sock\npm = static\npm.max_children = {FPM_WORKERS}\n\
-         pm.max_requests = {FPM_MAX_REQUESTS}\nrequest_terminate_timeout = 60\nclear_env = yes\n\
+         request_terminate_timeout = 60\nclear_env = yes\n\
          env[BITVILLE_APM_CONFIG] = {ini}\nenv[SCENARIO_PG_DSN] = {dsn}\n\
+         env[SCENARIO_UPSTREAM] = {upstream}\n\
          php_admin_value[auto_prepend_file] = {agent}\n\
          php_admin_value[error_log] = {php_errors}\nphp_admin_flag[log_errors] = on\n\
          php_admin_flag[display_errors] = off\n",
@@ -75,6 +109,7 @@ fn fpm_conf(s: &WebSetup<'_>, ini: &Path, fpm_log: &Path, php_errors: &Path) -> 
         ini = ini.display(),
         // Double quotes: the DSN holds ';', which starts a comment otherwise.
         dsn = toml_str(s.pdo_dsn),
+        upstream = s.upstream,
         agent = s.agent.display(),
         php_errors = php_errors.display(),
     )
@@ -113,13 +148,20 @@ impl Web {
         for d in [state.clone(), s.dir.join("nginx")] {
             std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        let ini = write_config(s.dir, "profiling.ini", &agent_ini(s, &state))?;
+        let agent = AgentConfig {
+            path: s.dir.join("profiling.ini"),
+            project: s.project.to_owned(),
+            spool: s.spool.to_owned(),
+            state,
+        };
+        agent.write(Profiling::Auto)?;
+        let ini = &agent.path;
         let fpm_log = s.dir.join("php-fpm.log");
         let php_errors = s.dir.join("php-errors.log");
         let fpm_path = write_config(
             s.dir,
             "php-fpm.conf",
-            &fpm_conf(s, &ini, &fpm_log, &php_errors),
+            &fpm_conf(s, ini, &fpm_log, &php_errors),
         )?;
         let nginx_path = write_config(s.dir, "nginx.conf", &nginx_conf(s))?;
         let fpm_path = fpm_path.display().to_string();
@@ -148,7 +190,16 @@ impl Web {
             port: s.port,
             fpm_log,
             php_errors,
+            agent,
         })
+    }
+
+    /// Switches the agent's profiling; the next request reads the new config.
+    ///
+    /// # Errors
+    /// The config could not be written.
+    pub fn set_profiling(&self, p: Profiling) -> Result<(), String> {
+        self.agent.write(p)
     }
 
     pub fn base_url(&self) -> String {

@@ -101,7 +101,8 @@ final class Agent
             // first use, and the path has as few calls as it can.
             // No constructor (one call less): only this method makes an Agent.
             $agent = new self();
-            $agent->startNs = hrtime(true);
+            $bootNs = hrtime(true);
+            $agent->startNs = $bootNs - self::nsBeforeBoot();
             $agent->config = $config;
             if ($config->profilerEnabled && $config->profiler !== 'none') {
                 $kind = $config->profiler === 'excimer' && class_exists('ExcimerProfiler', false)
@@ -127,7 +128,7 @@ final class Agent
                 // fatal error, and lets nothing escape to the application.
                 register_shutdown_function([$agent, 'finish']);
             }
-            $agent->overheadNs = hrtime(true) - $agent->startNs;
+            $agent->overheadNs = hrtime(true) - $bootNs;
             return $agent;
         } catch (\Throwable $e) {
             self::$current = null;
@@ -242,6 +243,21 @@ final class Agent
      *   not_kept | written | written_trimmed (over the time budget) |
      *   spool_full | breaker_open | write_failed | no_project | encode_failed
      */
+    /**
+     * How long ago the SAPI took the request (REQUEST_TIME_FLOAT), before
+     * PHP started it and this file was included: that time is the request's
+     * too (for a cheap page, most of it). Zero when unknown or implausible
+     * (a clock step, or over a second).
+     */
+    private static function nsBeforeBoot()
+    {
+        if (!isset($_SERVER['REQUEST_TIME_FLOAT'])) {
+            return 0;
+        }
+        $before = microtime(true) - (float) $_SERVER['REQUEST_TIME_FLOAT'];
+        return $before > 0 && $before < 1 ? (int) ($before * 1e9) : 0;
+    }
+
     public function finish()
     {
         if ($this->finished) {
@@ -560,6 +576,13 @@ final class Agent
             $now = getrusage();
             $out['cpu_user_ms'] = round(max(0, self::cpuMs($now, 'utime') - self::cpuMs($this->startUsage, 'utime')), 3);
             $out['cpu_system_ms'] = round(max(0, self::cpuMs($now, 'stime') - self::cpuMs($this->startUsage, 'stime')), 3);
+            // Whether time off the CPU was waiting (I/O, SQL, sleep: voluntary)
+            // or queued for a busy CPU (involuntary): no profiler tells that.
+            foreach (['ctx_switches_voluntary' => 'ru_nvcsw', 'ctx_switches_involuntary' => 'ru_nivcsw'] as $key => $ru) {
+                if (isset($now[$ru], $this->startUsage[$ru])) {
+                    $out[$key] = max(0, (int) $now[$ru] - (int) $this->startUsage[$ru]);
+                }
+            }
         }
         return $out;
     }

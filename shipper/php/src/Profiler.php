@@ -14,7 +14,10 @@
  *   markers folded into `f`, self-edges dropped, a `main()` root given to
  *   top-level calls).
  * Both fold the agent's own frames (BitvilleApm\...) into the caller they
- * wrap, so its PDO wrapper is never a suspect of its own.
+ * wrap, so its PDO wrapper is never a suspect of its own; an Excimer sample
+ * taken while the agent itself ran at the top (its shutdown function, the
+ * wait for a quiet moment to stop the timer) is not the request's and is
+ * dropped.
  *
  * Excimer before 1.2.4 and the glibc timer race (README): a timer
  * notification that runs after Excimer's module shutdown aborts the process
@@ -308,7 +311,14 @@ final class Profiler
                 $samples = (int) substr($line, $space + 1);
                 if ($samples > 0) {
                     $stack = substr($line, 0, $space);
-                    if (strpos($stack, self::AGENT_PREFIX) !== false) {
+                    if (strpos($stack, self::AGENT_PREFIX) !== false || strpos($stack, self::agentClosure()) !== false) {
+                        if (strncmp(ltrim($stack, ';'), self::AGENT_PREFIX, 12) === 0) {
+                            // The agent's own work outside the application
+                            // (its shutdown function, the wait for a quiet
+                            // moment to stop the timer): not the request's time.
+                            $line = strtok("\n");
+                            continue;
+                        }
                         $stack = self::foldAgentFrames($stack);
                     }
                     if (isset($counts[$stack])) {
@@ -334,12 +344,30 @@ final class Profiler
     private static function foldAgentFrames($stack)
     {
         $kept = [];
-        foreach (explode(';', $stack) as $frame) {
-            if (strncmp($frame, self::AGENT_PREFIX, 12) !== 0) {
+        $closure = self::agentClosure();
+        $frames = explode(';', $stack);
+        foreach ($frames as $frame) {
+            if (strncmp($frame, self::AGENT_PREFIX, 12) !== 0 && strncmp($frame, $closure, strlen($closure)) !== 0) {
                 $kept[] = $frame;
             }
         }
+        // A sample inside the PDO wrapper with no frame under it is the
+        // driver waiting for the database (Excimer before 1.2 shows no
+        // internal frames): it stays the driver's, which is SQL time.
+        $leaf = end($frames);
+        if (strncmp($leaf, self::AGENT_PREFIX . 'Pdo', 15) === 0 && ($method = strstr($leaf, '::')) !== false) {
+            $kept[] = (strncmp($leaf, self::AGENT_PREFIX . 'PdoStatement::', 26) === 0 ? 'PDOStatement' : 'PDO') . $method;
+        }
         return implode(';', $kept) . ";\x01";
+    }
+
+    /**
+     * How Excimer names a closure written in the agent's own files
+     * ("{closure:/path/src/Pdo.php(114)}"): an agent frame too.
+     */
+    private static function agentClosure()
+    {
+        return '{closure:' . __DIR__ . DIRECTORY_SEPARATOR;
     }
 
     /** The profile object from stack counts: heaviest stacks, leaves, totals. */

@@ -143,6 +143,31 @@ final class ProfilerTest extends AgentTestCase
         $this->assertStringNotContainsString('BitvilleApm', json_encode($p));
     }
 
+    /**
+     * A sample taken while the agent ran at the top (its shutdown function,
+     * waiting for a quiet moment to stop the timer) is not the request's:
+     * dropped, not left as an unnamed stack. A closure written in the
+     * agent's files is an agent frame like its methods.
+     */
+    public function testTheAgentsOwnSamplesAreDroppedAndItsClosuresFolded()
+    {
+        $src = realpath(__DIR__ . '/../src');
+        $text = "BitvilleApm\\Agent::finish;BitvilleApm\\Profiler::stopExcimer;usleep 3\n"
+            . ";BitvilleApm\\Agent::finish 1\n"
+            . "{main};App\\Db::tag;{closure:$src/Pdo.php(114)};PDO::exec 2\n"
+            . "{main};busy 4\n"
+            . "{main};App\\Pages::checkout;BitvilleApm\\PdoStatement::execute 5\n";
+        $p = Profiler::stacksFromCollapsed($text, 10, 64, 10.0, PHP_INT_MAX);
+        $this->assertSame([
+            ['frames' => ['{main}', 'App\\Pages::checkout', 'PDOStatement::execute'], 'samples' => 5],
+            ['frames' => ['{main}', 'busy'], 'samples' => 4],
+            ['frames' => ['{main}', 'App\\Db::tag', 'PDO::exec'], 'samples' => 2],
+        ], $p['stacks']);
+        $this->assertSame(11, $p['total_samples'], 'the driver wait under the wrapper stays SQL time');
+        $this->assertStringNotContainsString('[unknown]', json_encode($p));
+        $this->assertStringNotContainsString('closure', json_encode($p));
+    }
+
     public function testCompactProfileIsSmallAndKeepsTheHeaviest()
     {
         $text = '';

@@ -28,6 +28,25 @@ final class RecordTest extends AgentTestCase
         $this->assertSame('cli', $r['runtime']['sapi']);
     }
 
+    /**
+     * A request starts when the SAPI took it (REQUEST_TIME_FLOAT), not when
+     * the agent was included: what PHP did before counts. Here the request
+     * is made to look 300 ms older before the agent boots.
+     */
+    public function testTheDurationCountsFromWhenTheSapiTookTheRequest()
+    {
+        $env = $this->setUpAgent(['general' => ['threshold_ms' => 200, 'sample_rate' => 0]]);
+        $prepend = $this->tempDir() . '/prepend.php';
+        file_put_contents($prepend, "<?php\n\$_SERVER['REQUEST_TIME_FLOAT'] -= 0.3;\nrequire "
+            . var_export(realpath(self::AGENT), true) . ";\n");
+        $run = $this->runPhp('echo "x";', $env['config'], [], ['auto_prepend_file' => $prepend]);
+        $this->assertSilent($run, 'x');
+        $records = $this->spoolRecords($env['spool']);
+        $this->assertCount(1, $records, 'kept in full: over the threshold with the time before the agent');
+        $this->assertGreaterThanOrEqual(300, $records[0]['duration_ms']);
+        $this->assertLessThan(2000, $records[0]['duration_ms']);
+    }
+
     public function testFastRequestIsNotKeptWhenSamplingIsOff()
     {
         $env = $this->setUpAgent(['general' => ['threshold_ms' => 10000, 'sample_rate' => 0]]);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
-use super::{EventCount, HostFigures, Item};
+use super::{EventCount, HostFigures, Item, plan};
 use crate::analysis::correlation::{self, RequestRef, Wait};
 use crate::analysis::{
     AnalysisError, Days, ENDPOINT_SQL, Frame, SECOND, Scope, Source, Window, format_time,
@@ -44,6 +44,11 @@ pub(in crate::analysis) struct EndpointTime {
     pub cpu_user_s: f64,
     /// SQL seconds as the agent measured them, over the records carrying SQL.
     pub sql_s: f64,
+    /// Context switches of the requests whose record counts them: the
+    /// process gave up the CPU (voluntary: I/O, SQL, sleep) or the kernel
+    /// took it away (involuntary: the CPUs were busy).
+    pub switches_voluntary: f64,
+    pub switches_involuntary: f64,
 }
 
 /// One row of profile time: a stack (Excimer, root first, leaf last) or
@@ -125,6 +130,18 @@ pub(super) struct LockWaits {
     pub requests: HashMap<String, RequestRef>,
 }
 
+/// What a host's swapping says and how its requests fared, for the
+/// memory-pressure rule: (window, baseline not yet scaled) pairs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(in crate::analysis) struct HostPressure {
+    /// Bytes swapped in and out (the busiest sampler's count, since the
+    /// shipper and pg-watch on one host both sample it).
+    pub swap_io_bytes: (f64, f64),
+    /// Per endpoint served on this host: requests and request-seconds,
+    /// weighted, in the window and the baseline.
+    pub endpoints: BTreeMap<String, ((f64, f64), (f64, f64))>,
+}
+
 /// Everything the ranking takes.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Measured {
@@ -138,6 +155,7 @@ pub(super) struct Measured {
     pub fingerprints: Fingerprints,
     pub waits: BTreeMap<String, WaitEvent>,
     pub locks: LockWaits,
+    pub hosts: BTreeMap<String, HostPressure>,
 }
 
 /// Runs every collector the ranking needs.
@@ -160,7 +178,64 @@ pub(super) fn measure(
         fingerprints: fingerprints(src, days, scope, frame)?,
         waits: wait_events(src, days, scope, frame)?,
         locks: lock_waits(src, days, scope, frame)?,
+        hosts: host_pressure(src, days, scope, frame)?,
     })
+}
+
+/// Each host's swapping and its endpoints' requests (see [`HostPressure`]).
+fn host_pressure(
+    src: &dyn Source,
+    days: &Days,
+    scope: &Scope,
+    frame: &Frame,
+) -> Result<BTreeMap<String, HostPressure>, AnalysisError> {
+    let mut out: BTreeMap<String, HostPressure> = BTreeMap::new();
+    let swap = query_named(
+        src,
+        &format!(
+            "SELECT host, w, max(io) AS io FROM (SELECT host, source, {w} AS w, \
+             sum(coalesce(swap_in_bytes, 0) + coalesce(swap_out_bytes, 0)) AS io \
+             FROM {t} WHERE {f}{s} GROUP BY ALL) GROUP BY ALL",
+            t = days.table("host_metrics", frame.range()),
+            w = frame.in_window("ts"),
+            f = frame.filter("ts"),
+            s = scope.clause("")
+        ),
+    )?;
+    for r in swap.rows() {
+        let h = out.entry(r.text("host")?).or_default();
+        let io = r.num("io")?;
+        if r.flag("w")? {
+            h.swap_io_bytes.0 = io;
+        } else {
+            h.swap_io_bytes.1 = io;
+        }
+    }
+    let requests = query_named(
+        src,
+        &format!(
+            "SELECT host, {ENDPOINT_SQL} AS ep, {w} AS w, sum(coalesce(sampling_weight, 1)) AS n, \
+             sum(coalesce(sampling_weight, 1) * duration_ms) / 1000.0 AS request_s \
+             FROM {t} WHERE {f}{s} GROUP BY ALL",
+            t = days.table("requests", frame.range()),
+            w = frame.in_window("ts"),
+            f = frame.filter("ts"),
+            s = scope.clause("")
+        ),
+    )?;
+    for r in requests.rows() {
+        let Some(h) = out.get_mut(&r.text("host")?) else {
+            continue; // no host figures: nothing to say about its memory
+        };
+        let e = h.endpoints.entry(r.text("ep")?).or_default();
+        let pair = (r.num("n")?, r.num("request_s")?);
+        if r.flag("w")? {
+            e.0 = pair;
+        } else {
+            e.1 = pair;
+        }
+    }
+    Ok(out)
 }
 
 /// `""` for the window's rows, `"baseline_"` for the baseline's: the prefix
@@ -188,7 +263,9 @@ pub(super) fn endpoints(
              sum(coalesce(sampling_weight, 1) * duration_ms) FILTER (WHERE cpu_user_ms IS NOT NULL) / 1000.0 AS cpu_known_s, \
              sum(coalesce(sampling_weight, 1) * (cpu_user_ms + coalesce(cpu_system_ms, 0))) / 1000.0 AS cpu_s, \
              sum(coalesce(sampling_weight, 1) * cpu_user_ms) / 1000.0 AS cpu_user_s, \
-             sum(coalesce(sampling_weight, 1) * coalesce(sql_total_ms, 0)) FILTER (WHERE sql_captured IS NOT NULL) / 1000.0 AS sql_s \
+             sum(coalesce(sampling_weight, 1) * coalesce(sql_total_ms, 0)) FILTER (WHERE sql_captured IS NOT NULL) / 1000.0 AS sql_s, \
+             sum(coalesce(sampling_weight, 1) * ctx_switches_voluntary) AS switches_voluntary, \
+             sum(coalesce(sampling_weight, 1) * ctx_switches_involuntary) AS switches_involuntary \
              FROM {t} WHERE {f}{s} GROUP BY ALL",
             t = days.table("requests", frame.range()),
             w = frame.in_window("ts"),
@@ -210,6 +287,8 @@ pub(super) fn endpoints(
             cpu_s: r.num("cpu_s")?,
             cpu_user_s: r.num("cpu_user_s")?,
             sql_s: r.num("sql_s")?,
+            switches_voluntary: r.num("switches_voluntary")?,
+            switches_involuntary: r.num("switches_involuntary")?,
         };
         let t = out.times.entry(ep.clone()).or_default();
         if w {
@@ -450,6 +529,41 @@ pub(super) fn fingerprints(
         item.note(&format!("{p}log_events"), json!(r.int("events")?));
         item.note(&format!("{p}log_seconds"), json!(round3(r.num("seconds")?)));
         item.note(&format!("{p}temp_file_bytes"), json!(r.num("temp_bytes")?));
+    }
+    let plans = query_named(
+        src,
+        &format!(
+            "SELECT fingerprint, {w} AS w, arg_max(plan, duration_ms)::VARCHAR AS plan, \
+             max(duration_ms) AS ms FROM {t} \
+             WHERE {f}{s} AND fingerprint IS NOT NULL AND class = 'auto_explain' AND plan IS NOT NULL GROUP BY ALL",
+            t = days.table("pg_log", frame.range()),
+            w = frame.in_window("ts")
+        ),
+    )?;
+    for r in plans.rows() {
+        let Ok(plan) = serde_json::from_str::<Value>(&r.text("plan")?) else {
+            continue;
+        };
+        if let Some(outline) = plan::outline(&plan) {
+            let p = prefix(r.flag("w")?);
+            let item = items.entry(r.text("fingerprint")?).or_default();
+            item.note(&format!("{p}plan"), json!(outline));
+            item.note(&format!("{p}plan_ms"), json!(round3(r.num("ms")?)));
+        }
+    }
+    for item in items.values_mut() {
+        let (now, before) = (
+            item.evidence.get("plan"),
+            item.evidence.get("baseline_plan"),
+        );
+        let changed = match (now, before) {
+            (Some(now), Some(before)) => json!(now != before),
+            (Some(_), None) => json!(
+                "no plan logged in the baseline (its runs stayed under auto_explain.log_min_duration)"
+            ),
+            _ => continue,
+        };
+        item.note("plan_changed", changed);
     }
     Ok(Fingerprints { php: items, server })
 }

@@ -19,6 +19,9 @@
 //!   time between them), named by the PHP frame that issues it;
 //! - the kind of an endpoint's time when it has no profile: PHP CPU, or
 //!   off-CPU outside SQL, from each request's CPU and SQL time;
+//! - memory pressure on a host: while the host swapped (at least 1 MiB/s,
+//!   four times its baseline), the latency its requests gained, since every
+//!   request there waits on page faults wherever it happens to be;
 //! - an endpoint: the excess of its extra traffic at baseline latency, plus
 //!   the excess of its latency change that no deeper suspect explains (with
 //!   no baseline requests, its whole time is latency to explain).
@@ -41,6 +44,7 @@
 //!   structs to ranked suspects, tested on small hand-made inputs.
 
 mod collect;
+mod plan;
 mod rank;
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,6 +65,7 @@ pub enum SuspectKind {
     WaitEvent,
     PhpCpu,
     OffCpu,
+    HostMemory,
     Endpoint,
 }
 
@@ -74,6 +79,7 @@ impl SuspectKind {
             SuspectKind::SqlFingerprint => "sql",
             SuspectKind::PhpFunction => "function",
             SuspectKind::WaitEvent => "db wait",
+            SuspectKind::HostMemory => "memory",
             SuspectKind::Endpoint => "endpoint",
         }
     }
@@ -228,6 +234,12 @@ pub fn is_database_frame(function: &str) -> bool {
 /// goes to the SQL or the caller they wrap.
 pub fn is_agent_frame(function: &str) -> bool {
     function.starts_with("BitvilleApm\\")
+}
+
+/// The profilers' and the agent's stand-ins for a frame they could not
+/// name (`[unknown]`) or cut off (`[truncated]`): never a suspect.
+pub fn is_placeholder_frame(function: &str) -> bool {
+    function.starts_with('[') && function.ends_with(']')
 }
 
 /// A frame name without xhprof's recursion marker (`f@2` is `f`).

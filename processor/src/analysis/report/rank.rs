@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::{Value, json};
 
 use super::collect::{
-    EndpointTime, Endpoints, LockWaits, LoopRow, Measured, ProfileRow, WaitEvent,
+    EndpointTime, Endpoints, HostPressure, LockWaits, LoopRow, Measured, ProfileRow, WaitEvent,
 };
 use super::{
     Item, Suspect, SuspectKind, TopEntry, Totals, is_agent_frame, is_database_frame,
-    is_internal_function, strip_recursion,
+    is_internal_function, is_placeholder_frame, strip_recursion,
 };
 use crate::analysis::round3;
 
@@ -133,7 +133,18 @@ pub(super) fn fold_profile(rows: &[ProfileRow]) -> Folded {
     let mut builtins: HashMap<String, BTreeMap<String, f64>> = HashMap::new();
     let mut agent: HashMap<String, i64> = HashMap::new();
     for r in rows {
-        let frames: Vec<&str> = r.frames.iter().map(|f| strip_recursion(f)).collect();
+        // A placeholder names no code: as if the frame were not there.
+        let frames: Vec<&str> = r
+            .frames
+            .iter()
+            .map(|f| {
+                if is_placeholder_frame(f) {
+                    ""
+                } else {
+                    strip_recursion(f)
+                }
+            })
+            .collect();
         let Some(leaf) = frames.iter().rev().find(|f| !f.is_empty()).copied() else {
             continue;
         };
@@ -356,9 +367,13 @@ fn per_request(x: f64, n: f64) -> f64 {
 
 /// What kind of time an endpoint's latency excess is, from each request's
 /// CPU and SQL time: PHP CPU, SQL, or off-CPU outside SQL (sleep, HTTP
-/// calls, files). Without a profile in the window the part no deeper
-/// suspect explains becomes a suspect of its kind ("PHP CPU in GET /x"),
-/// so the answer is more than the endpoint; returns the seconds they took.
+/// calls, files). Time off the CPU is split by the requests' context
+/// switches: the share the kernel took the CPU away (involuntary) is time
+/// queued for a busy CPU, which PHP's own CPU demand causes, so it counts
+/// as PHP CPU; the rest is waiting (voluntary). Without a profile in the
+/// window the part no deeper suspect explains becomes a suspect of its
+/// kind ("PHP CPU in GET /x"), so the answer is more than the endpoint;
+/// returns the seconds they took.
 fn time_kinds(
     suspects: &mut Vec<Suspect>,
     ep_item: &mut Item,
@@ -383,15 +398,26 @@ fn time_kinds(
     } else {
         0.0
     };
-    let cpu = n_w * (per_request(t_w.cpu_s, t_w.cpu_known) - cpu_b);
+    let on_cpu = n_w * (per_request(t_w.cpu_s, t_w.cpu_known) - cpu_b);
     let sql = n_w * (per_request(t_w.sql_s, t_w.sql_seen) - sql_b);
-    let off = latency - cpu.max(0.0) - sql.max(0.0);
+    let off_all = latency - on_cpu.max(0.0) - sql.max(0.0);
+    let switches = t_w.switches_voluntary + t_w.switches_involuntary;
+    let queued_share = if switches > 0.0 {
+        t_w.switches_involuntary / switches
+    } else {
+        0.0
+    };
+    let queued = off_all.max(0.0) * queued_share;
+    let cpu = on_cpu + queued;
+    let off = off_all - queued;
     ep_item.note(
         "time_kinds",
         json!({
             "php_cpu_excess_s": round3(cpu),
             "sql_excess_s": round3(sql),
             "off_cpu_outside_sql_excess_s": round3(off),
+            "queued_for_cpu_excess_s": round3(queued),
+            "involuntary_switch_share": round3(queued_share),
             "cpu_ms_per_request": round3(per_request(t_w.cpu_s, t_w.cpu_known) * 1000.0),
             "baseline_cpu_ms_per_request": round3(cpu_b * 1000.0),
         }),
@@ -410,11 +436,20 @@ fn time_kinds(
         item.note(
             "summary",
             json!(format!(
-                "{ep}: {:.0} % of its excess time is PHP CPU ({} time), {profiler}",
+                "{ep}: {:.0} % of its excess time is PHP CPU ({} time{}), {profiler}",
                 (cpu / latency * 100.0).min(100.0),
-                if user { "user" } else { "system" }
+                if user { "user" } else { "system" },
+                if queued > 0.01 * latency {
+                    format!(
+                        ", {:.0} % of it queued for a busy CPU",
+                        (queued / cpu.max(1e-9) * 100.0).min(100.0)
+                    )
+                } else {
+                    String::new()
+                }
             )),
         );
+        item.note("queued_for_cpu_s", json!(round3(queued)));
         item.note("cpu_user_s", json!(round3(t_w.cpu_user_s)));
         item.note("cpu_s", json!(round3(t_w.cpu_s)));
         item.note("requests_with_cpu_time", json!(round3(t_w.cpu_known)));
@@ -454,6 +489,74 @@ fn time_kinds(
         taken += off_part;
     }
     taken
+}
+
+/// Swapping from which on a host is under memory pressure: this many bytes
+/// a second, and this many times its baseline's.
+const SWAP_BYTES_PER_S: f64 = 1024.0 * 1024.0;
+const SWAP_FACTOR: f64 = 4.0;
+
+/// Memory pressure on a host: while it swaps well above its baseline, the
+/// latency every endpoint served there gained is the host's (a page fault
+/// stalls a request wherever it happens to be, so no function or statement
+/// is the cause); traffic stays with the endpoints.
+fn host_memory(
+    suspects: &mut Vec<Suspect>,
+    host: &str,
+    p: &HostPressure,
+    ratio: f64,
+    window_seconds: f64,
+) {
+    let (swap_w, swap_b) = (p.swap_io_bytes.0, p.swap_io_bytes.1 * ratio);
+    let rate = swap_w / window_seconds.max(1.0);
+    if rate < SWAP_BYTES_PER_S || swap_w < SWAP_FACTOR * swap_b {
+        return;
+    }
+    let mut item = Item::default();
+    let (mut n_w, mut rs_w, mut n_b, mut rs_b) = (0.0, 0.0, 0.0, 0.0);
+    for (ep, &((nw, rw), (nb, rb))) in &p.endpoints {
+        let nb = nb * ratio;
+        let rb = rb * ratio;
+        (n_w, rs_w, n_b, rs_b) = (n_w + nw, rs_w + rw, n_b + nb, rs_b + rb);
+        if nw > 0.0 && nb > 0.0 {
+            let slower = nw * (rw / nw - rb / nb);
+            if slower > 0.0 {
+                item.add(true, slower, Some(ep.clone()));
+            }
+        }
+    }
+    let mib = |b: f64| round3(b / (1024.0 * 1024.0));
+    item.note("swap_mib_per_s", json!(mib(rate)));
+    item.note(
+        "baseline_swap_mib_per_s",
+        json!(mib(swap_b / window_seconds.max(1.0))),
+    );
+    item.note("mean_ms", json!(round3(per_request(rs_w, n_w) * 1000.0)));
+    item.note(
+        "baseline_mean_ms",
+        json!(round3(per_request(rs_b, n_b) * 1000.0)),
+    );
+    item.note(
+        "summary",
+        json!(format!(
+            "{host} swapped {:.1} MiB/s (baseline {:.1}); its requests took {:.0} ms on average (baseline {:.0} ms): {:.1} s of latency on every endpoint it serves",
+            mib(rate),
+            mib(swap_b / window_seconds.max(1.0)),
+            per_request(rs_w, n_w) * 1000.0,
+            per_request(rs_b, n_b) * 1000.0,
+            item.w
+        )),
+    );
+    let score = item.w;
+    push(
+        suspects,
+        ratio,
+        SuspectKind::HostMemory,
+        &format!("memory pressure on {host} (swapping)"),
+        &item,
+        score,
+        item.main_endpoint(),
+    );
 }
 
 /// Adds a suspect when it explains anything.
@@ -709,6 +812,10 @@ pub(super) fn rank(m: &Measured, ratio: f64, window_seconds: f64) -> (Vec<Suspec
             score,
             None,
         );
+    }
+
+    for (host, pressure) in &m.hosts {
+        host_memory(&mut suspects, host, pressure, ratio, window_seconds);
     }
 
     // Endpoints last: deeper suspects explain the latency of their endpoint.
@@ -1385,6 +1492,29 @@ mod tests {
         assert!(suspects.iter().all(|s| s.kind != SuspectKind::NPlusOne));
     }
 
+    /// `[unknown]` and `[truncated]` name no code: never suspects, and the
+    /// time under a truncated stack goes to its user frame.
+    #[test]
+    fn placeholder_frames_are_never_suspects() {
+        let mut m = Measured::default();
+        endpoint(&mut m, "GET /ping", (100.0, 0.1), (100.0, 0.05));
+        m.profile = vec![
+            stack(true, "GET /ping", &["[unknown]"], 3.0),
+            stack(true, "GET /ping", &["[truncated]", "Ping::answer"], 1.0),
+        ];
+        let (suspects, _) = rank(&m, 1.0, 60.0);
+        assert!(
+            suspects.iter().all(|s| !s.name.starts_with('[')),
+            "{suspects:?}"
+        );
+        assert!(
+            suspects
+                .iter()
+                .any(|s| s.kind == SuspectKind::PhpFunction && s.name == "Ping::answer"),
+            "{suspects:?}"
+        );
+    }
+
     /// Internal functions give their time to the nearest user-land caller
     /// and are listed in its evidence; agent frames are never suspects;
     /// xhprof's `f@1` recursion markers fold into `f`.
@@ -1537,6 +1667,49 @@ mod tests {
             "{suspects:?}"
         );
         assert_eq!(suspects[0].score_s, 30.0);
+    }
+
+    /// A CPU-bound endpoint on saturated CPUs spends most of its wall time
+    /// queued for a CPU, off the CPU: its requests were preempted
+    /// (involuntary switches), so that time is PHP CPU demand, not waiting.
+    #[test]
+    fn without_a_profile_time_queued_for_a_busy_cpu_is_php_cpu() {
+        let mut m = Measured::default();
+        endpoint(&mut m, "GET /report", (100.0, 0.45), (100.0, 0.05));
+        let t = |cpu_known_s: f64, cpu_s: f64, vol: f64, invol: f64| EndpointTime {
+            n: 100.0,
+            cpu_known: 100.0,
+            cpu_known_s,
+            cpu_s,
+            cpu_user_s: cpu_s,
+            switches_voluntary: vol,
+            switches_involuntary: invol,
+            ..EndpointTime::default()
+        };
+        times(
+            &mut m,
+            "GET /report",
+            t(45.0, 10.0, 100.0, 300.0),
+            t(5.0, 4.0, 100.0, 0.0),
+        );
+        let (suspects, totals) = rank(&m, 1.0, 60.0);
+        assert_eq!(totals.excess_request_seconds, 40.0);
+        let first = &suspects[0];
+        assert_eq!(
+            (first.rank, first.kind, first.name.as_str()),
+            (1, SuspectKind::PhpCpu, "PHP CPU in GET /report"),
+            "{suspects:?}"
+        );
+        // 6 s more on the CPU; of the 34 s off it, three quarters queued.
+        assert_eq!(first.score_s, 31.5);
+        assert_eq!(first.evidence["queued_for_cpu_s"], json!(25.5));
+        let off = find(
+            &suspects,
+            SuspectKind::OffCpu,
+            "off-CPU outside SQL in GET /report",
+        )
+        .unwrap();
+        assert_eq!(off.score_s, 8.5);
     }
 
     #[test]

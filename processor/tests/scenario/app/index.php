@@ -85,6 +85,104 @@ final class Pages
     }
 }
 
+/** The N+1 scenario: one cheap statement per product, from one function. */
+final class ProductList
+{
+    public static function page($page)
+    {
+        $ids = [];
+        for ($i = 0; $i < 400; $i++) {
+            $ids[] = 1 + ($page * 400 + $i) % 1000;
+        }
+        return self::loadVariants($ids);
+    }
+
+    public static function loadVariants(array $ids)
+    {
+        $s = Db::get()->prepare('SELECT price FROM variants WHERE product_id = ?');
+        $total = 0;
+        foreach ($ids as $id) {
+            $s->execute([$id]);
+            $total += (int) $s->fetchColumn();
+        }
+        return $total;
+    }
+}
+
+/** A file cache, as a small shop has one: the catalog's summary is expensive. */
+final class Catalog
+{
+    public static function summary()
+    {
+        $file = sys_get_temp_dir() . '/scenario-catalog.cache';
+        $cached = @file_get_contents($file);
+        if ($cached !== false) {
+            return $cached;
+        }
+        $r = Db::one('SELECT count(*) AS n, sum(o.total) AS total, max(o.note) AS last FROM orders o '
+            . 'JOIN products p ON p.price = o.total % 100 WHERE o.note > ?', ['0']);
+        $summary = $r['n'] . ' ' . $r['total'];
+        @file_put_contents($file . '.' . getmypid(), $summary);
+        @rename($file . '.' . getmypid(), $file);
+        return $summary;
+    }
+
+    public static function purge()
+    {
+        @unlink(sys_get_temp_dir() . '/scenario-catalog.cache');
+        return 'purged';
+    }
+}
+
+/** Calls to the scenarios' upstream service (shipping rates, payments). */
+final class Upstream
+{
+    public static function get($path)
+    {
+        $context = stream_context_create(['http' => ['timeout' => 10]]);
+        $body = file_get_contents(getenv('SCENARIO_UPSTREAM') . $path, false, $context);
+        return $body === false ? '' : $body;
+    }
+}
+
+final class Shipping
+{
+    /** The slow external call: the rates service answers slower in the spike. */
+    public static function fetchRates($sku)
+    {
+        return Upstream::get('/rates?sku=' . urlencode($sku));
+    }
+}
+
+final class Payments
+{
+    /**
+     * Holds the stock row's lock while the payment provider answers: the
+     * row lock held while calling out.
+     */
+    public static function pay($sku)
+    {
+        $db = Db::get();
+        $db->beginTransaction();
+        $row = Db::one('SELECT qty FROM stock WHERE sku = ? FOR UPDATE', [$sku]);
+        $answer = Upstream::get('/payment?sku=' . urlencode($sku));
+        $s = $db->prepare('UPDATE stock SET qty = qty - 1 WHERE sku = ?');
+        $s->execute([$sku]);
+        $db->commit();
+        return 'paid ' . $row['qty'] . ' ' . $answer;
+    }
+}
+
+final class Invoices
+{
+    /** The plan flip: an index lookup, until the planner stops choosing it. */
+    public static function forCustomer($customer)
+    {
+        $r = Db::one('SELECT count(*) AS n, sum(amount) AS amount FROM invoices WHERE customer_id = ?', [$customer]);
+        return 'invoices ' . $r['n'];
+    }
+}
+
 $path = (string) parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);
 switch ($path) {
     case '/ping':
@@ -107,6 +205,24 @@ switch ($path) {
         break;
     case '/admin/recount':
         echo Pages::recount((string) ($_GET['sku'] ?? 'hot'), (float) ($_GET['hold_s'] ?? 1)), "\n";
+        break;
+    case '/products':
+        echo 'products ', ProductList::page((int) ($_GET['page'] ?? 0)), "\n";
+        break;
+    case '/catalog':
+        echo 'catalog ', Catalog::summary(), "\n";
+        break;
+    case '/admin/cache/purge':
+        echo Catalog::purge(), "\n";
+        break;
+    case '/shipping':
+        echo 'rates ', Shipping::fetchRates((string) ($_GET['sku'] ?? 'cold')), "\n";
+        break;
+    case '/pay':
+        echo Payments::pay((string) ($_GET['sku'] ?? 'hot')), "\n";
+        break;
+    case '/invoices':
+        echo Invoices::forCustomer((int) ($_GET['customer'] ?? 1)), "\n";
         break;
     default:
         http_response_code(404);

@@ -1,0 +1,182 @@
+//! A host under memory pressure, for real: a swap file, a memory cgroup
+//! with a limit below what its processes touch, the PHP workers moved into
+//! it, and a memory-hungry process beside them (as a batch job on the same
+//! host would be). The kernel then swaps the workers' pages out and in,
+//! and every request slows down. Needs root, a writable cgroup v1 memory
+//! hierarchy and `swapon` (CI runs as root in a VM that has them).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Size of the swap file.
+const SWAP_MIB: u64 = 1024;
+/// The cgroup's memory limit, and what the hungry process keeps touching.
+const LIMIT_MIB: u64 = 160;
+const HOG_MIB: u64 = 600;
+
+pub struct Pressure {
+    swapfile: PathBuf,
+    cgroup: PathBuf,
+    /// The cgroup the moved processes came from.
+    home: PathBuf,
+    moved: Vec<u32>,
+    hog: Option<Child>,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: cannot run: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// This process's memory cgroup folder (cgroup v1).
+fn own_cgroup() -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let rel = text
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+        .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
+        .map(|(_, path)| path.trim_start_matches('/').to_owned())
+        .ok_or("no cgroup v1 memory controller for this process")?;
+    let dir = Path::new("/sys/fs/cgroup/memory").join(rel);
+    if dir.join("cgroup.procs").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!("{} is not a memory cgroup", dir.display()))
+    }
+}
+
+/// `pid` and its children (php-fpm's master and workers).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    out.extend(
+        children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok()),
+    );
+    out
+}
+
+impl Pressure {
+    /// Swap on, the cgroup made, `pid` and its children moved into it, and
+    /// the hungry process started there.
+    ///
+    /// # Errors
+    /// A step failed (not root, no cgroup v1 memory hierarchy, no swap);
+    /// what was done is undone.
+    pub fn start(dir: &Path, pid: u32) -> Result<Pressure, String> {
+        let home = own_cgroup()?;
+        let mut p = Pressure {
+            swapfile: dir.join("swapfile"),
+            cgroup: home.join(format!("bitville-scenario-{}", std::process::id())),
+            home,
+            moved: Vec::new(),
+            hog: None,
+        };
+        match p.set_up(pid) {
+            Ok(()) => Ok(p),
+            Err(e) => {
+                p.tear_down();
+                Err(e)
+            }
+        }
+    }
+
+    fn set_up(&mut self, pid: u32) -> Result<(), String> {
+        let swap = self.swapfile.display().to_string();
+        run(
+            "dd",
+            &[
+                "if=/dev/zero",
+                &format!("of={swap}"),
+                "bs=1M",
+                &format!("count={SWAP_MIB}"),
+                "status=none",
+            ],
+        )?;
+        std::fs::set_permissions(
+            &self.swapfile,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .map_err(|e| format!("{swap}: {e}"))?;
+        run("mkswap", &[&swap])?;
+        run("swapon", &[&swap])?;
+        std::fs::create_dir_all(&self.cgroup)
+            .map_err(|e| format!("{}: {e}", self.cgroup.display()))?;
+        write(
+            &self.cgroup.join("memory.limit_in_bytes"),
+            &(LIMIT_MIB << 20).to_string(),
+        )?;
+        write(&self.cgroup.join("memory.swappiness"), "100")?;
+        // The workers' pages come with them where the kernel still can (it
+        // is deprecated in cgroup v1); their new pages are charged here anyway.
+        let _ = std::fs::write(self.cgroup.join("memory.move_charge_at_immigrate"), "3");
+        let procs = self.cgroup.join("cgroup.procs");
+        for p in with_children(pid) {
+            write(&procs, &p.to_string())?;
+            self.moved.push(p);
+        }
+        // The hungry process joins the cgroup before it allocates, then
+        // touches every page of its memory again and again.
+        let hog = format!(
+            "echo $$ > {procs} && exec python3 -c 'b = bytearray({bytes})\nwhile True:\n    for i in range(0, len(b), 4096): b[i] = (b[i] + 1) % 256'",
+            procs = procs.display(),
+            bytes = HOG_MIB << 20
+        );
+        let child = Command::new("sh")
+            .args(["-c", &hog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("the memory-hungry process: {e}"))?;
+        self.hog = Some(child);
+        Ok(())
+    }
+
+    /// Everything undone, best effort: the hungry process killed, the
+    /// processes moved back, the cgroup removed, swap off.
+    fn tear_down(&mut self) {
+        if let Some(mut hog) = self.hog.take() {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+        let home = self.home.join("cgroup.procs");
+        for p in self.moved.drain(..) {
+            let _ = std::fs::write(&home, p.to_string());
+        }
+        // Workers forked while under pressure are in the cgroup too.
+        if let Ok(left) = std::fs::read_to_string(self.cgroup.join("cgroup.procs")) {
+            for p in left.split_whitespace() {
+                let _ = std::fs::write(&home, p);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.cgroup);
+        let swap = self.swapfile.display().to_string();
+        let _ = run("swapoff", &[&swap]);
+        let _ = std::fs::remove_file(&self.swapfile);
+    }
+}
+
+impl Drop for Pressure {
+    fn drop(&mut self) {
+        self.tear_down();
+    }
+}
