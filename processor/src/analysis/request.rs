@@ -674,17 +674,114 @@ pub fn flame_graph_svg(detail: &RequestDetail) -> Result<String, AnalysisError> 
         .map_err(|e| AnalysisError::Output(format!("flame graph is not UTF-8: {e}")))
 }
 
-/// A filterable list of requests, newest first.
+/// How a request list is ordered. Every order ends on the correlation ID, so
+/// that pages of one order never repeat or skip a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSort {
+    /// The most recent end first.
+    #[default]
+    Newest,
+    Oldest,
+    /// The longest duration first.
+    Slowest,
+    Fastest,
+}
+
+impl ListSort {
+    /// Every order, by its name in the API.
+    pub const ALL: [(&'static str, ListSort); 4] = [
+        ("newest", ListSort::Newest),
+        ("oldest", ListSort::Oldest),
+        ("slowest", ListSort::Slowest),
+        ("fastest", ListSort::Fastest),
+    ];
+
+    /// The order named `name` (as in `?sort=`).
+    ///
+    /// # Errors
+    /// The name is not one of [`ListSort::ALL`].
+    pub fn parse(name: &str) -> Result<ListSort, AnalysisError> {
+        ListSort::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, sort)| *sort)
+            .ok_or_else(|| {
+                AnalysisError::BadInput(format!(
+                    "parameter sort: {name:?} is not newest, oldest, slowest or fastest"
+                ))
+            })
+    }
+
+    fn order_by(self) -> &'static str {
+        match self {
+            ListSort::Newest => "ts DESC, correlation_id",
+            ListSort::Oldest => "ts, correlation_id",
+            ListSort::Slowest => "duration_ms DESC NULLS LAST, ts DESC, correlation_id",
+            ListSort::Fastest => "duration_ms NULLS LAST, ts DESC, correlation_id",
+        }
+    }
+}
+
+/// The most requests one list answer holds.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// A filterable list of requests, sorted and paged in the store (so the
+/// slowest of a window are found however many requests it holds).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListFilter {
     pub host: Option<String>,
     pub endpoint: Option<String>,
     pub status: Option<i64>,
     pub min_ms: Option<f64>,
+    /// At most this many (100 by default, at most [`MAX_LIST_LIMIT`]).
     pub limit: Option<usize>,
+    #[serde(default)]
+    pub sort: ListSort,
+    /// Skip this many requests of the order first (paging).
+    #[serde(default)]
+    pub offset: usize,
 }
 
-/// The requests of a window that match a filter.
+impl ListFilter {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, MAX_LIST_LIMIT)
+    }
+}
+
+/// One page of a request list, and where the next one starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestPage {
+    pub requests: Vec<BTreeMap<String, Value>>,
+    pub sort: ListSort,
+    pub offset: usize,
+    /// The `offset` of the next page; `None` on the last page.
+    pub next_offset: Option<usize>,
+}
+
+/// One page of the requests of a window that match a filter.
+///
+/// # Errors
+/// A store query failed.
+pub fn page(
+    src: &dyn Source,
+    scope: &Scope,
+    window: Window,
+    filter: &ListFilter,
+) -> Result<RequestPage, AnalysisError> {
+    let limit = filter.limit();
+    let mut requests = rows_of_list(src, scope, window, filter, limit + 1)?;
+    let more = requests.len() > limit;
+    requests.truncate(limit);
+    Ok(RequestPage {
+        next_offset: more.then_some(filter.offset + limit),
+        requests,
+        sort: filter.sort,
+        offset: filter.offset,
+    })
+}
+
+/// The requests of a window that match a filter, in the filter's order.
 ///
 /// # Errors
 /// A store query failed.
@@ -693,6 +790,16 @@ pub fn list(
     scope: &Scope,
     window: Window,
     filter: &ListFilter,
+) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
+    rows_of_list(src, scope, window, filter, filter.limit())
+}
+
+fn rows_of_list(
+    src: &dyn Source,
+    scope: &Scope,
+    window: Window,
+    filter: &ListFilter,
+    limit: usize,
 ) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
     let mut cond = format!("{}{}", window.filter("ts"), scope.clause(""));
     if let Some(h) = &filter.host {
@@ -707,13 +814,14 @@ pub fn list(
     if let Some(m) = filter.min_ms.filter(|m| m.is_finite()) {
         cond.push_str(&format!(" AND duration_ms >= {m}"));
     }
-    let limit = filter.limit.unwrap_or(100).clamp(1, 10_000);
     let rows = query(
         src,
         &format!(
             "SELECT epoch_us(ts), correlation_id, project, host, {ENDPOINT_SQL}, url, status, duration_ms, record_type, \
-             sql_total_ms, profiler FROM {} WHERE {cond} ORDER BY ts DESC LIMIT {limit}",
-            Days::load(src)?.table("requests", window)
+             sql_total_ms, profiler FROM {} WHERE {cond} ORDER BY {} LIMIT {limit} OFFSET {}",
+            Days::load(src)?.table("requests", window),
+            filter.sort.order_by(),
+            filter.offset
         ),
     )?;
     let keys = [

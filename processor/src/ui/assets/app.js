@@ -714,8 +714,8 @@
       requests = found.filter(Boolean).map((d) => ({ ...d.request, correlation_id: d.correlation_id })).sort((a, b) => toMs(a.ts) - toMs(b.ts));
     } else if (s.endpoint) {
       title = `Slowest requests of ${s.endpoint} in the window`;
-      const list = await api('/v1/requests', { ...win, endpoint: s.endpoint, limit: 500 });
-      requests = list.requests.sort((a, b) => b.duration_ms - a.duration_ms).slice(0, 8);
+      const list = await api('/v1/requests', { ...win, endpoint: s.endpoint, sort: 'slowest', limit: 8 });
+      requests = list.requests;
     }
     if (!current(g)) return;
     const top = s.evidence.top_fingerprints;
@@ -755,13 +755,18 @@
     if (!win) { main.innerHTML = part(noData()); return; }
     const p = params();
     const f = { host: p.get('host') || '', endpoint: p.get('endpoint') || '', status: p.get('status') || '', min_ms: p.get('min_ms') || '', limit: p.get('limit') || '200', sort: p.get('sort') || 'newest' };
+    const offset = Math.max(0, Number(p.get('offset')) || 0);
+    // The store sorts and pages, so "slowest first" is the window's slowest, not the newest page's.
     const [facets, list] = await Promise.all([
       api('/v1/ui/facets', { from: isoUtc(win.from), to: isoUtc(win.to) }),
-      api('/v1/requests', { from: isoUtc(win.from), to: isoUtc(win.to), host: f.host, endpoint: f.endpoint, status: f.status, min_ms: f.min_ms, limit: f.limit }),
+      api('/v1/requests', { from: isoUtc(win.from), to: isoUtc(win.to), host: f.host, endpoint: f.endpoint, status: f.status, min_ms: f.min_ms, limit: f.limit, sort: f.sort, offset }),
     ]);
     if (!current(g)) return;
-    const rows = list.requests.slice();
-    if (f.sort === 'slowest') rows.sort((a, b) => b.duration_ms - a.duration_ms);
+    const rows = list.requests;
+    const pageLink = (o) => link('requests', { ...Object.fromEntries(params()), offset: o || '' });
+    const pager = html`<div class="buttons pager" data-test="pager">
+      ${offset > 0 ? html`<a class="button ghost" href="${pageLink(Math.max(0, offset - Number(f.limit)))}" data-test="prev-page">◀ Previous ${f.limit}</a>` : ''}
+      ${list.next_offset ? html`<a class="button ghost" href="${pageLink(list.next_offset)}" data-test="next-page">Next ${f.limit} ▶</a>` : ''}</div>`;
     const opt = (v, cur, label = v) => html`<option value="${v}" ${v === cur ? new Raw('selected') : ''}>${label}</option>`;
     main.innerHTML = part(html`
       <div class="page-head"><h1>Requests</h1><div class="window">${span(win.from, win.to)}</div></div>
@@ -773,13 +778,15 @@
         <label class="wide">Endpoint <select name="endpoint">${opt('', f.endpoint, 'any')}${facets.endpoints.map((x) => opt(x, f.endpoint))}</select></label>
         <label>Status <input name="status" inputmode="numeric" size="4" value="${f.status}" placeholder="any"></label>
         <label>Min duration (ms) <input name="min_ms" inputmode="decimal" size="6" value="${f.min_ms}" placeholder="0"></label>
-        <label>Order <select name="sort">${opt('newest', f.sort, 'newest first')}${opt('slowest', f.sort, 'slowest first')}</select></label>
+        <label>Order <select name="sort">${opt('newest', f.sort, 'newest first')}${opt('oldest', f.sort, 'oldest first')}${opt('slowest', f.sort, 'slowest first')}${opt('fastest', f.sort, 'fastest first')}</select></label>
         <label>Limit <select name="limit">${['50', '200', '1000', '5000'].map((x) => opt(x, f.limit))}</select></label>
         <button type="submit">Apply</button>
       </form>
       <section class="card">
-        <h2>${rows.length} request${rows.length === 1 ? '' : 's'}${rows.length >= Number(f.limit) ? html` <span class="muted">(the newest ${f.limit}; narrow the filters to see others)</span>` : ''}</h2>
+        <h2 data-test="requests-count">${rows.length ? `Requests ${offset + 1}–${offset + rows.length}` : 'No request'}
+          <span class="muted">(${f.sort} first${list.next_offset ? ', more on the next page' : ''})</span></h2>
         ${rows.length ? requestTable(rows) : html`<p class="muted">No request matches.</p>`}
+        ${pager}
       </section>`);
     document.getElementById('filters').onsubmit = (e) => {
       e.preventDefault();
