@@ -221,16 +221,24 @@ pub fn print_request(d: &RequestDetail) {
             .map(|c| {
                 vec![
                     c.function.clone(),
-                    c.calls.to_string(),
+                    c.samples
+                        .or(c.calls)
+                        .map_or_else(String::new, |n| n.to_string()),
                     num(c.inclusive_ms, 1),
                     num(c.exclusive_ms, 1),
                 ]
             })
             .collect();
+        // A sampling profiler (Excimer) counts samples, not calls.
+        let counted = if d.profile.profiler.as_deref() == Some("excimer") {
+            "samples"
+        } else {
+            "calls"
+        };
         print!(
             "{}",
             render(
-                &["function", "calls", "inclusive ms", "exclusive ms"],
+                &["function", counted, "inclusive ms", "exclusive ms"],
                 &rows
             )
         );

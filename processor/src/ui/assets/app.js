@@ -162,6 +162,9 @@
     [/^\/ui\/request\/([^/]+)$/, requestPage],
     [/^\/ui\/sql$/, sqlPage],
   ];
+  /** The browser tab's title: what the page shows, then the product. */
+  const setTitle = (what) => { document.title = what ? `${what} · Bitville APM` : 'Bitville APM'; };
+  const TITLES = { signin: 'Sign in', timeline: 'Timeline', spike: 'Spike report', requests: 'Requests', request: 'Request', sql: 'SQL fingerprint', top: 'Top' };
   let generation = 0;
   /** True while the page that asked is still the one shown. */
   const current = (g) => g === generation;
@@ -175,6 +178,7 @@
       return go(`/ui/signin?next=${encodeURIComponent(location.pathname + location.search)}`, true);
     }
     renderTop(path);
+    setTitle(TITLES[path.split('/')[2]] || 'Not found');
     const route = routes.find(([re]) => re.test(path));
     if (!route) {
       main.innerHTML = part(html`<h1>Not found</h1><p>No page at ${path}. <a href="/ui/timeline">Open the timeline</a>.</p>`);
@@ -819,9 +823,18 @@
     const start = toMs(r.started_at);
     const around = { from: isoUtc(start - 300000), to: isoUtc(end + 300000) };
     const fact = (label, v) => html`<div><span class="label">${label}</span><span>${v}</span></div>`;
+    // The endpoint starts with the method (or the SAPI of a script): shown once, as a badge.
+    const cut = String(r.endpoint || '').indexOf(' ');
+    const [verb, route] = cut > 0 ? [r.endpoint.slice(0, cut), r.endpoint.slice(cut + 1)] : [r.method || r.sapi || '', r.endpoint || ''];
+    setTitle(`${r.endpoint} · Request`);
+    // A sampling profiler counts samples with the function on the stack; an instrumenting one counts calls.
+    const sampled = d.profile.profiler === 'excimer';
+    const counted = sampled
+      ? html`<th class="num" title="Excimer samples with this function on the stack${r.profile_period_ms ? `, one every ${r.profile_period_ms} ms` : ''}">samples</th>`
+      : html`<th class="num">calls</th>`;
     main.innerHTML = part(html`
       <div class="page-head">
-        <h1><span class="badge endpoint">${r.method || r.sapi || ''}</span> ${r.endpoint}</h1>
+        <h1 data-test="request-heading">${verb ? html`<span class="badge endpoint">${verb}</span> ` : ''}${route}</h1>
         <div class="window url">${r.url || ''}</div>
         <div class="buttons">
           <a class="button ghost" href="${link('requests', { ...around, endpoint: r.endpoint })}">Same endpoint around it</a>
@@ -848,8 +861,8 @@
           : html`<p class="muted">No profile: the agent profiles requests over its threshold only.</p>`}
       </section>
       ${d.profile.calls.length ? html`<section class="card"><h2>Functions by exclusive time</h2>
-        <table class="calls"><thead><tr><th>function</th><th class="num">calls</th><th class="num">inclusive</th><th class="num">exclusive</th></tr></thead>
-        <tbody>${d.profile.calls.slice(0, 25).map((c) => html`<tr><td><a href="#" class="code fn" data-fn="${c.function}">${c.function}</a></td><td class="num">${num(c.calls, 0)}</td><td class="num">${ms(c.inclusive_ms)}</td><td class="num">${ms(c.exclusive_ms)}</td></tr>`)}</tbody></table></section>` : ''}
+        <table class="calls" data-test="calls"><thead><tr><th>function</th>${counted}<th class="num">inclusive</th><th class="num">exclusive</th></tr></thead>
+        <tbody>${d.profile.calls.slice(0, 25).map((c) => html`<tr><td><a href="#" class="code fn" data-fn="${c.function}">${c.function}</a></td><td class="num">${num(sampled ? c.samples : c.calls, 0)}</td><td class="num">${ms(c.inclusive_ms)}</td><td class="num">${ms(c.exclusive_ms)}</td></tr>`)}</tbody></table></section>` : ''}
       <section class="card" data-test="sql-list"><h2>SQL <span class="muted">(${d.sql.length})</span></h2>
         ${d.sql.length ? sqlTable(d.sql, r.duration_ms, around) : html`<p class="muted">No statement captured.</p>`}</section>
       <section class="card" data-test="db-activity"><h2>Database activity <span class="muted">(pg_stat_activity samples of its backend)</span></h2>
@@ -882,7 +895,8 @@
           e.preventDefault();
           input.value = a.dataset.fn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
           apply();
-          document.getElementById('flame-card').scrollIntoView({ behavior: 'smooth' });
+          // scroll-margin-top in app.css keeps the card clear of the sticky header.
+          document.getElementById('flame-card').scrollIntoView({ block: 'start' });
         };
       }
       if (input.value) fg.search(input.value);
@@ -1019,6 +1033,7 @@
     if (!win) { main.innerHTML = part(noData()); return; }
     const d = await api('/v1/ui/fingerprint', { fp, from: isoUtc(win.from), to: isoUtc(win.to) });
     if (!current(g)) return;
+    setTitle(`${fp.slice(0, 60)} · SQL`);
     const w = { from: isoUtc(win.from), to: isoUtc(win.to) };
     const stat = (label, v, sub = '') => html`<div class="card stat"><span class="label">${label}</span><b>${v}</b><span class="muted">${sub}</span></div>`;
     const ps = d.pgss;
