@@ -574,14 +574,20 @@
   const MINOR_SHARE = 0.005;
   const KIND_LABEL = { lock_blocker: 'lock', n_plus_one: 'n+1', sql_fingerprint: 'sql', php_function: 'function', wait_event: 'db wait', php_cpu: 'php cpu', off_cpu: 'off-cpu', endpoint: 'endpoint' };
 
+  /** True when a suspect's evidence, or the whole report, had no baseline requests. */
+  const noBaseline = (ev) => ev && ev.baseline_requests === 0;
+  const NO_BASELINE = 'no baseline data';
+
   /** Evidence keys paired with their baseline_ twins, as rows of window against baseline. */
   function evidenceRows(ev) {
     const rows = [];
     const skip = new Set(['blocker_correlation_ids', 'top_fingerprints']);
+    const none = noBaseline(ev);
     for (const [k, v] of Object.entries(ev)) {
       if (k.startsWith('baseline_') || skip.has(k)) continue;
       const b = ev[`baseline_${k}`];
-      rows.push(html`<tr><th>${k.replace(/_/g, ' ')}</th><td class="${typeof v === 'number' ? 'num' : 'text'}">${fmtValue(v)}</td><td class="num muted">${b === undefined ? '' : fmtValue(b)}</td></tr>`);
+      const base = b === undefined ? '' : none ? html`<span data-test="no-baseline">${NO_BASELINE}</span>` : fmtValue(b);
+      rows.push(html`<tr><th>${k.replace(/_/g, ' ')}</th><td class="${typeof v === 'number' ? 'num' : 'text'}">${fmtValue(v)}</td><td class="num muted">${base}</td></tr>`);
     }
     for (const [k, v] of Object.entries(ev)) {
       if (k.startsWith('baseline_') && !(k.slice(9) in ev)) rows.push(html`<tr><th>${k.slice(9).replace(/_/g, ' ')}</th><td class="num">–</td><td class="num muted">${fmtValue(v)}</td></tr>`);
@@ -594,6 +600,47 @@
     if (typeof v === 'object') return JSON.stringify(v);
     return v;
   };
+  const secs = (s) => {
+    const a = Math.abs(s);
+    return `${a >= 100 ? s.toFixed(0) : a >= 10 ? s.toFixed(1) : s.toFixed(2)} s`;
+  };
+
+  /**
+   * The one-line verdict of a report, from its first suspect and that
+   * suspect's evidence (the CLI says the same: processor/src/cli/verdict.rs).
+   * A `verdict` the report carries itself is preferred.
+   */
+  function verdict(r) {
+    if (r.verdict) return r.verdict;
+    const t = r.totals;
+    if (!(t.requests > 0)) return 'No data: the window has no requests.';
+    const s = r.suspects[0];
+    if (!s) return 'No suspect: the window carries no more load than its baseline.';
+    const caveat = t.baseline_requests > 0 ? '' : 'No baseline data (every request-second of the window counts as excess). ';
+    return caveat + suspectSentence(s);
+  }
+
+  function suspectSentence(s) {
+    const ev = s.evidence || {};
+    const share = `${Math.round(s.share * 100)} % of the excess`;
+    const excess = secs(s.score_s);
+    const within = s.endpoint && s.endpoint !== s.name ? `, mostly in ${s.endpoint}` : '';
+    switch (s.kind) {
+      case 'lock_blocker': {
+        const who = ev.blocker_url ? `${s.name} (${ev.blocker_url})` : s.name;
+        const held = ev.blocker_xact_ms_max > 0 ? ` up to ${secs(ev.blocker_xact_ms_max / 1000)}` : '';
+        const how = ev.blocker_query ? ` (${ev.blocker_query}${ev.blocker_state ? `, ${ev.blocker_state}` : ''}${held})` : '';
+        return `${who} held a lock${how}; ${ev.waiter_query || 'other statements'} waited: ${excess} of requests queued behind it (${share}${within}).`;
+      }
+      case 'n_plus_one': return `${s.name}: ${excess} of loop time (${share}${within}).`;
+      case 'sql_fingerprint': return `SQL ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
+      case 'php_function': return `PHP function ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
+      case 'wait_event': return `Database wait ${s.name}: ${excess} more backend time (${share}).`;
+      case 'endpoint': return `${s.name} explains ${excess} itself: traffic ${secs(ev.traffic_excess_s || 0)}, latency ${secs(ev.latency_excess_s || 0)} (${share}).`;
+      default: return `${s.name}: ${excess} (${share}).`;
+    }
+  }
+
   const shareBar = (share) => html`<svg class="share" viewBox="0 0 100 8" width="100" height="8" role="img" aria-label="${pct(share)}"><rect width="100" height="8" rx="2" class="track"/><rect width="${Math.max(0, Math.min(100, share * 100))}" height="8" rx="2" class="fill"/></svg>`;
 
   async function spikePage(g) {
@@ -609,7 +656,10 @@
     const bFrom = toMs(r.baseline_from);
     const bTo = toMs(r.baseline_to);
     const t = r.totals;
-    const open = Number(p.get('s') || 0);
+    // Suspect #1 is open unless another is asked for (s=0 closes them all).
+    const open = Number(p.get('s') ?? 1);
+    const noBase = !(t.baseline_requests > 0);
+    const baselineOf = (_, text) => (noBase ? html`<span data-test="no-baseline">${NO_BASELINE}</span>` : text);
     // The first few always show; beyond them only suspects worth reading, unless asked.
     const shown = p.get('all') ? r.suspects : r.suspects.filter((x, i) => i < 5 || x.share >= MINOR_SHARE || x.rank === open);
     const hidden = r.suspects.length - shown.length;
@@ -631,9 +681,10 @@
           <a class="button ghost" href="${link('requests', { ...win, sort: 'slowest' })}">Requests in the window</a>
         </div>
       </div>
+      <p class="verdict card" data-test="verdict"><strong>Verdict:</strong> ${verdict(r)}</p>
       <div class="cards">
-        <div class="card stat"><span class="label">Requests</span><b>${num(t.requests, 0)}</b><span class="muted">baseline ${num(t.baseline_requests, 0)}</span></div>
-        <div class="card stat"><span class="label">Request-seconds</span><b>${num(t.request_seconds, 1)}</b><span class="muted">baseline ${num(t.baseline_request_seconds, 1)}</span></div>
+        <div class="card stat"><span class="label">Requests</span><b>${num(t.requests, 0)}</b><span class="muted">${baselineOf(t, `baseline ${num(t.baseline_requests, 0)}`)}</span></div>
+        <div class="card stat"><span class="label">Request-seconds</span><b>${num(t.request_seconds, 1)}</b><span class="muted">${baselineOf(t, `baseline ${num(t.baseline_request_seconds, 1)}`)}</span></div>
         <div class="card stat"><span class="label">Excess request-seconds</span><b>${num(t.excess_request_seconds, 1)}</b><span class="muted">what the suspects share</span></div>
       </div>
       ${(t.notes || []).length ? html`<section class="card" data-test="report-notes">${t.notes.map((n) => html`<p class="muted">Note: ${n}</p>`)}</section>` : ''}
@@ -645,9 +696,10 @@
             <tr class="suspect${s.rank === open ? ' open' : ''}" data-rank="${s.rank}" data-test="suspect-${s.rank}" tabindex="0" aria-expanded="${s.rank === open}">
               <td>${s.rank}</td><td><span class="badge ${s.kind}">${KIND_LABEL[s.kind] || s.kind}</span></td>
               <td class="name"><span class="${s.kind === 'sql_fingerprint' ? 'code' : ''}">${s.name}</span>${s.endpoint && s.endpoint !== s.name ? html`<div class="muted small">${s.kind === 'lock_blocker' ? 'its waiters mostly in' : 'mostly in'} ${s.endpoint}</div>` : ''}</td>
-              <td>${shareBar(s.share)} ${pct(s.share)}</td><td class="num">${num(s.score_s, 1)}</td><td class="num">${num(s.window_s, 1)}</td><td class="num muted">${num(s.baseline_s, 1)}</td></tr>
+              <td>${shareBar(s.share)} ${pct(s.share)}</td><td class="num">${num(s.score_s, 1)}</td><td class="num">${num(s.window_s, 1)}</td><td class="num muted">${noBase || noBaseline(s.evidence) ? html`<span data-test="no-baseline">${NO_BASELINE}</span>` : num(s.baseline_s, 1)}</td></tr>
             ${s.rank === open ? html`<tr class="detail"><td colspan="7"><div id="suspect-detail" data-test="suspect-detail"></div></td></tr>` : ''}`)}
-          ${hidden ? html`<tr class="more"><td colspan="7"><a href="${link('spike', { ...Object.fromEntries(params()), all: '1' })}">Show ${hidden} more suspect${hidden === 1 ? '' : 's'}, each under ${pct(MINOR_SHARE)} of the excess</a></td></tr>` : ''}</tbody></table>`
+          ${hidden ? html`<tr class="more"><td colspan="7"><a href="${link('spike', { ...Object.fromEntries(params()), all: '1' })}">Show ${hidden} more suspect${hidden === 1 ? '' : 's'}, each under ${pct(MINOR_SHARE)} of the excess</a></td></tr>` : ''}</tbody></table>
+          ${r.suspects.length > 1 ? html`<p class="hint" data-test="overlap-note">Suspects overlap: a lock blocker's waiters include other suspects' time (the statements that waited, the endpoints they ran in), so the shares need not add up to 100 %.</p>` : ''}`
           : html`<p class="muted">No suspect: the window carries no more load than its baseline.</p>`}
       </section>
       <section class="card"><h2>Baseline, then the window <span class="muted small">(grey: baseline, amber: window)</span></h2><div class="grid2" id="spike-charts"><p class="muted">Loading…</p></div></section>
@@ -665,7 +717,7 @@
     for (const row of main.querySelectorAll('tr.suspect')) {
       const toggle = () => {
         const rank = Number(row.dataset.rank);
-        setParams({ s: rank === open ? null : rank });
+        setParams({ s: rank === open ? 0 : rank === 1 ? null : rank });
         render();
       };
       row.onclick = (e) => { if (!e.target.closest('a')) toggle(); };
