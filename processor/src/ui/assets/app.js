@@ -161,6 +161,7 @@
     [/^\/ui\/requests$/, requestsPage],
     [/^\/ui\/request\/([^/]+)$/, requestPage],
     [/^\/ui\/sql$/, sqlPage],
+    [/^\/ui\/top$/, topPage],
   ];
   /** The browser tab's title: what the page shows, then the product. */
   const setTitle = (what) => { document.title = what ? `${what} · Bitville APM` : 'Bitville APM'; };
@@ -197,7 +198,7 @@
 
   function renderTop(path) {
     const w = who();
-    const nav = [['timeline', 'Timeline'], ['requests', 'Requests']];
+    const nav = [['timeline', 'Timeline'], ['requests', 'Requests'], ['top', 'Top']];
     const section = path.split('/')[2] || '';
     top.innerHTML = part(html`
       <a class="brand" href="/ui/timeline"><img src="/ui/assets/icon.svg" alt="" width="22" height="22"> Bitville APM</a>
@@ -1138,6 +1139,95 @@
       ${cell('PHP mean time', d.php_series, 'mean_ms', '#dc2626', 'line', ' ms')}
       ${cell('Server execution time (pg_stat_statements)', d.pgss_series, 'total_ms', '#7c3aed', 'bars', ' ms')}</div>`);
     wireCharts(() => {}, null);
+  }
+
+  // ----------------------------------------------------------------- top
+  const TOP_KINDS = [['sql', 'SQL fingerprints'], ['endpoints', 'Endpoints'], ['functions', 'PHP functions']];
+  /** Extra columns per top list, from each entry's evidence. */
+  const TOP_COLUMNS = {
+    sql: [['max_ms', 'max', (v) => ms(v)], ['caller', 'called from', (v) => html`<code>${v || ''}</code>`]],
+    endpoints: [['p50_ms', 'p50', (v) => ms(v)], ['p95_ms', 'p95', (v) => ms(v)], ['errors', 'errors', (v) => num(v, 0)]],
+    functions: [['requests', 'requests', (v) => num(v, 0)]],
+  };
+
+  /**
+   * A top list of the window (GET /v1/top): sortable by any column,
+   * filtered by a text, each entry linked to where it can be followed.
+   * The sort, its direction and the filter live in the URL.
+   */
+  async function topPage(g) {
+    const win = await windowOrDefault(g);
+    if (!current(g)) return;
+    if (!win) { main.innerHTML = part(noData()); return; }
+    const p = params();
+    const by = TOP_KINDS.some(([k]) => k === p.get('by')) ? p.get('by') : 'sql';
+    const w = { from: isoUtc(win.from), to: isoUtc(win.to) };
+    const top = await api('/v1/top', { ...w, by, limit: 200 });
+    if (!current(g)) return;
+    setTitle(`Top ${TOP_KINDS.find(([k]) => k === by)[1]}`);
+    const total = top.entries.reduce((a, e) => a + e.seconds, 0) || 1;
+    const rows = top.entries.map((e) => ({ ...e.evidence, ...e, mean_ms: e.count ? (e.seconds * 1000) / e.count : null, share: e.seconds / total }));
+    const extra = TOP_COLUMNS[by];
+    const nameLabel = { sql: 'fingerprint', endpoints: 'endpoint', functions: 'function' }[by];
+    const columns = [['name', nameLabel], ['seconds', 'total'], ['share', 'share'], ['count', by === 'functions' ? 'requests seen' : 'calls'], ['mean_ms', 'mean'], ...extra.map(([k, label]) => [k, label])];
+    const textual = (k) => k === 'name' || k === 'caller';
+    const entryLink = (e) => {
+      if (by === 'sql') return link('sql', { fp: e.name, ...w });
+      if (by === 'endpoints') return link('requests', { ...w, endpoint: e.name, sort: 'slowest' });
+      return null;
+    };
+    const state = () => {
+      const q = params();
+      const key = columns.some(([k]) => k === q.get('sort')) ? q.get('sort') : 'seconds';
+      return { key, up: q.get('dir') === 'asc', filter: (q.get('q') || '').toLowerCase() };
+    };
+    const draw = () => {
+      const { key, up, filter } = state();
+      const shown = rows.filter((e) => !filter || e.name.toLowerCase().includes(filter));
+      shown.sort((a, b) => {
+        const x = a[key];
+        const y = b[key];
+        const c = textual(key) ? String(x ?? '').localeCompare(String(y ?? '')) : (x ?? -Infinity) - (y ?? -Infinity);
+        return up ? c : -c;
+      });
+      document.getElementById('top-body').innerHTML = part(html`${shown.map((e) => {
+        const to = entryLink(e);
+        const name = by === 'sql' ? html`<span class="code">${e.name}</span>` : e.name;
+        return html`<tr><td class="text">${to ? html`<a href="${to}" data-test="top-link">${name}</a>` : name}</td>
+          <td class="num">${secs(e.seconds)}</td><td class="num">${shareBar(e.share)} ${pct(e.share)}</td><td class="num">${num(e.count, 0)}</td>
+          <td class="num">${e.mean_ms === null ? '–' : ms(e.mean_ms)}</td>${extra.map(([k, , f]) => html`<td class="${textual(k) ? 'text small' : 'num'}">${e[k] === undefined ? '' : f(e[k])}</td>`)}</tr>`;
+      })}`);
+      document.getElementById('top-count').textContent = `${shown.length} of ${rows.length}`;
+      for (const th of main.querySelectorAll('th[data-sort]')) {
+        th.setAttribute('aria-sort', th.dataset.sort === key ? (up ? 'ascending' : 'descending') : 'none');
+      }
+    };
+    main.innerHTML = part(html`
+      <div class="page-head"><h1>Top</h1><div class="window">${span(win.from, win.to)}</div>
+        <div class="buttons"><a class="button ghost" href="${link('timeline', w)}">Timeline of the window</a></div></div>
+      <nav class="tabs" data-test="top-tabs">${TOP_KINDS.map(([k, label]) => html`<a href="${link('top', { ...w, by: k })}" class="${k === by ? 'active' : ''}" data-test="top-${k}">${label}</a>`)}</nav>
+      <section class="card">
+        <form class="inline" id="top-filter" role="search">
+          <input type="search" name="q" value="${p.get('q') || ''}" placeholder="Filter by name" aria-label="Filter by name" data-test="top-filter">
+          <span class="muted" id="top-count" data-test="top-count"></span>
+        </form>
+        <div class="scroll"><table class="top" data-test="top-table"><thead><tr>${columns.map(([k, label]) => html`<th class="${textual(k) ? '' : 'num'}" data-sort="${k}"><button type="button" class="sort" data-test="sort-${k}">${label}</button></th>`)}</tr></thead>
+        <tbody id="top-body"></tbody></table></div>
+        ${by === 'functions' ? html`<p class="hint">Exclusive time from the profiles of the window's kept requests; internal functions count in their user-land caller. A function has no page of its own: open a request to see it in its flame graph.</p>` : ''}
+      </section>`);
+    for (const th of main.querySelectorAll('th[data-sort]')) {
+      th.querySelector('button').onclick = () => {
+        const k = th.dataset.sort;
+        const { key, up } = state();
+        const dir = key === k ? (up ? 'desc' : 'asc') : (textual(k) ? 'asc' : 'desc');
+        setParams({ sort: k === 'seconds' && dir === 'desc' ? null : k, dir: dir === 'desc' ? null : dir });
+        draw();
+      };
+    }
+    const input = main.querySelector('#top-filter input');
+    input.addEventListener('input', () => { setParams({ q: input.value }); draw(); });
+    main.querySelector('#top-filter').onsubmit = (e) => e.preventDefault();
+    draw();
   }
 
   // ------------------------------------------------------------------ go
