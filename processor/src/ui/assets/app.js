@@ -124,6 +124,8 @@
   class ApiFailure extends Error {
     constructor(status, message) { super(message); this.status = status; }
   }
+  /** The processor did not answer at all (stopped, restarting, network down). */
+  class Offline extends Error {}
   const token = () => sessionStorage.getItem(TOKEN_KEY);
   const who = () => JSON.parse(sessionStorage.getItem(WHO_KEY) || 'null');
 
@@ -133,7 +135,12 @@
     const project = params().get('project');
     if (project && !q.has('project')) q.set('project', project);
     const s = q.toString();
-    const resp = await fetch(path + (s ? '?' + s : ''), { headers: { Authorization: `Bearer ${withToken}` } });
+    let resp;
+    try {
+      resp = await fetch(path + (s ? '?' + s : ''), { headers: { Authorization: `Bearer ${withToken}` } });
+    } catch (e) {
+      throw new Offline(e && e.message ? e.message : String(e));
+    }
     if (resp.status === 401 && withToken === token()) {
       signOut('The processor refused the token: sign in again.');
       throw new Halt();
@@ -186,14 +193,30 @@
       return;
     }
     const args = path.match(route[0]).slice(1).map(decodeURIComponent);
+    // Kept so that a processor that stops answering leaves the page as it was.
+    const previous = main.querySelector('.loading, .offline') ? '' : main.innerHTML;
     main.innerHTML = part(html`<p class="muted loading">Loading…</p>`);
     try {
       await route[1](g, ...args, message);
     } catch (e) {
       if (e instanceof Halt || !current(g)) return;
+      if (e instanceof Offline) { showOffline(previous); return; }
       const what = e instanceof ApiFailure ? `${e.message} (HTTP ${e.status})` : String(e && e.message ? e.message : e);
       main.innerHTML = part(html`<div class="error" role="alert"><strong>Could not load this page:</strong> ${what}</div>`);
     }
+  }
+
+  /**
+   * The processor did not answer: keep what the page shows (or showed
+   * before this navigation) under a banner that offers to try again.
+   */
+  function showOffline(previous) {
+    for (const old of main.querySelectorAll('.offline')) old.remove();
+    if (main.querySelector('.loading')) main.innerHTML = previous;
+    main.insertAdjacentHTML('afterbegin', part(html`<div class="offline error" role="alert" data-test="offline">
+      <span><strong>The processor does not answer.</strong> It may be stopped or restarting; what you see was loaded before.</span>
+      <button type="button" id="retry">Retry</button></div>`));
+    document.getElementById('retry').onclick = () => render();
   }
 
   function renderTop(path) {
@@ -424,7 +447,12 @@
     return drawSel;
   }
 
-  const chartWidth = (el) => Math.max(320, Math.floor((el || main).clientWidth));
+  const chartWidth = (el) => Math.max(280, Math.floor((el || main).clientWidth));
+  /** The width of one cell of a two-column grid, or the whole width when a narrow screen stacks it in one. */
+  const cellWidth = (grid, gap) => {
+    const columns = getComputedStyle(grid).gridTemplateColumns.split(' ').filter(Boolean).length;
+    return columns > 1 ? Math.floor((chartWidth(grid) - gap) / 2) : chartWidth(grid);
+  };
 
   // ------------------------------------------------------------ timeline
   /** The window of the URL, or (when missing) the last hour of data, written back to the URL. */
@@ -733,7 +761,7 @@
     const tl = await api('/v1/ui/timeline', { from: isoUtc(bFrom), to: isoUtc(to) });
     if (!current(g)) return;
     const box = document.getElementById('spike-charts');
-    const width = Math.floor((chartWidth(box) - 24) / 2);
+    const width = cellWidth(box, 24);
     const bucketMs = tl.bucket_s * 1000;
     const marks = [{ from: bFrom, to: bTo, title: 'baseline', cls: 'baseline' }, { from, to, title: 'window' }];
     const c = { width, height: 110, x0: bFrom, x1: to, bucketMs, marks };
@@ -1118,7 +1146,9 @@
           : html`<p class="muted">No captured request ran it in the window.</p>`}</section>`);
 
     const box = document.getElementById('sql-charts');
-    const width = Math.floor((chartWidth(box) - 40) / 2);
+    box.innerHTML = part(html`<h2>Over time <span class="muted">(${duration(d.bucket_s)} buckets)</span></h2><div class="grid2" id="sql-grid"></div>`);
+    const grid = document.getElementById('sql-grid');
+    const width = cellWidth(grid, 24);
     const bucketMs = d.bucket_s * 1000;
     const c = { width, x0: win.from, x1: win.to, bucketMs, height: 120 };
     const fill = (series, key) => {
@@ -1133,11 +1163,11 @@
       const { t, v } = fill(s, key);
       return html`<div class="chart-box"><h3>${title}</h3>${chart({ ...c, id: `${key}-${title}`, t, unit, series: [{ name: title, color, type, values: v }] })}</div>`;
     };
-    box.innerHTML = part(html`<h2>Over time <span class="muted">(${duration(d.bucket_s)} buckets)</span></h2><div class="grid2">
+    grid.innerHTML = part(html`
       ${cell('PHP calls', d.php_series, 'calls', '#2563eb', 'bars')}
       ${cell('PHP total time', d.php_series, 'total_ms', '#f59e0b', 'bars', ' ms')}
       ${cell('PHP mean time', d.php_series, 'mean_ms', '#dc2626', 'line', ' ms')}
-      ${cell('Server execution time (pg_stat_statements)', d.pgss_series, 'total_ms', '#7c3aed', 'bars', ' ms')}</div>`);
+      ${cell('Server execution time (pg_stat_statements)', d.pgss_series, 'total_ms', '#7c3aed', 'bars', ' ms')}`);
     wireCharts(() => {}, null);
   }
 
