@@ -141,6 +141,46 @@ fn request_list_sorts_and_pages_in_the_store() {
     ));
     assert!(newest.windows(2).all(|p| p[0] >= p[1]), "{newest:?}");
 
+    // `processor report requests` lists the same page, and says where the next starts.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+        .args([
+            "report",
+            "requests",
+            "--from",
+            &t(DEFAULT_START),
+            "--to",
+            &t(end),
+        ])
+        .args(["--sort", "slowest", "--limit", "20"])
+        .args([
+            "--url",
+            &format!("http://{}", running.addr()),
+            "--token",
+            TOKEN,
+        ])
+        .env("COLUMNS", "100")
+        .env_remove("BITVILLE_PROCESSOR_CONFIG")
+        .output()
+        .expect("run processor");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<&str> = printed
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .take(20)
+        .collect();
+    assert_eq!(listed, ids(&first), "{printed}");
+    assert!(printed.contains("--offset 20"), "{printed}");
+    assert!(
+        printed.lines().all(|l| l.chars().count() <= 100),
+        "{printed}"
+    );
+
     let bad = get(
         &mut c,
         TOKEN,
