@@ -144,6 +144,68 @@ fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
     assert!(ranked.contains("/admin/stock/recount?sku=A-77"), "{stdout}");
 }
 
+/// Issue 22: `report spike` printed lines up to 225 columns wide. At
+/// `COLUMNS=80` (as a terminal of 80 columns sets it) no line of the demo's
+/// output is wider, the report opens with its verdict, and it says that
+/// the suspects' shares overlap.
+#[test]
+fn demo_report_fits_80_columns_with_a_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let out = processor()
+        .arg("--config")
+        .arg(&config)
+        .args(["demo", "--exit"])
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wide: Vec<&str> = stdout.lines().filter(|l| l.chars().count() > 80).collect();
+    assert!(
+        wide.is_empty(),
+        "lines over 80 columns: {wide:#?}\n{stdout}"
+    );
+    let verdict = stdout.split("\nVerdict: ").nth(1).expect("a verdict line");
+    assert!(
+        verdict.starts_with("POST stock-recount (/admin/stock/recount?sku=A-77) held a lock"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Note: Suspects overlap"), "{stdout}");
+    assert!(
+        !stdout.contains(".000000Z"),
+        "times are shown to the second: {stdout}"
+    );
+    // The follow-up command carries the URL and token it needs.
+    assert!(stdout.contains("--token"), "{stdout}");
+}
+
+/// Every argument of the report commands has help, and the time arguments
+/// say which formats they accept.
+#[test]
+fn report_help_names_every_argument_and_the_time_formats() {
+    for command in ["spike", "spikes", "requests", "top", "request"] {
+        let out = processor()
+            .args(["report", command, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{help}");
+        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+            let described = line.trim_start().split_once("  ").is_some();
+            assert!(described, "report {command}: no help for {line:?}\n{help}");
+        }
+        if command != "request" {
+            assert!(help.contains("RFC 3339"), "report {command}:\n{help}");
+        }
+    }
+}
+
 #[test]
 fn check_config_lists_every_problem_it_finds_without_starting() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,13 +44,9 @@ fn mean_in(t: &Value, values: &Value, from: i64, to: i64) -> f64 {
     pairs.iter().sum::<f64>() / pairs.len().max(1) as f64
 }
 
-#[test]
-fn ui_page_and_data_routes_over_the_recorded_spike() {
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "{}\n[retention]\ndays = 36500\n",
-        test_config_text(dir.path())
-    );
+/// A processor on a fresh store holding the recorded spike.
+fn running_with_the_spike(dir: &std::path::Path) -> Running {
+    let text = format!("{}\n[retention]\ndays = 36500\n", test_config_text(dir));
     let config =
         processor::config::Config::parse(&text, std::path::Path::new("test.toml")).expect("config");
     let running = Running::start(config);
@@ -62,6 +58,151 @@ fn ui_page_and_data_routes_over_the_recorded_spike() {
             assert_eq!(resp.status, 200, "{}", resp.text());
         }
     }
+    running
+}
+
+/// Issue 22: "slowest first" sorted on the page the newest `limit` rows, so
+/// most of the window's slowest requests were missing. The store sorts and
+/// pages now: the first page of `sort=slowest` is the window's slowest, the
+/// next page goes on where it stopped, and every order the UI offers works.
+#[test]
+fn request_list_sorts_and_pages_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = running_with_the_spike(dir.path());
+    let mut c = running.client();
+    let end = DEFAULT_START + (BASELINE_S + SPIKE_S + spike_fixture::AFTER_S) * SECOND;
+    let window = format!("from={}&to={}", t(DEFAULT_START), t(end));
+    let durations = |v: &Value| -> Vec<f64> {
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["duration_ms"].as_f64().unwrap())
+            .collect()
+    };
+    let all = ok(&mut c, TOKEN, &format!("/v1/requests?{window}&limit=10000"));
+    let mut slowest = durations(&all);
+    assert!(slowest.len() > 500, "{} requests", slowest.len());
+    assert!(all["next_offset"].is_null(), "one page holds them all");
+    slowest.sort_by(|a, b| b.total_cmp(a));
+
+    let first = ok(
+        &mut c,
+        TOKEN,
+        &format!("/v1/requests?{window}&sort=slowest&limit=20"),
+    );
+    assert_eq!(durations(&first), slowest[..20], "the window's 20 slowest");
+    assert_eq!(first["next_offset"], 20);
+    let second = ok(
+        &mut c,
+        TOKEN,
+        &format!("/v1/requests?{window}&sort=slowest&limit=20&offset=20"),
+    );
+    assert_eq!(durations(&second), slowest[20..40], "the next 20");
+    let ids = |v: &Value| -> Vec<String> {
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["correlation_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        ids(&first).iter().all(|id| !ids(&second).contains(id)),
+        "pages do not overlap"
+    );
+
+    let fastest = ok(
+        &mut c,
+        TOKEN,
+        &format!("/v1/requests?{window}&sort=fastest&limit=5"),
+    );
+    let mut quickest = slowest.clone();
+    quickest.reverse();
+    assert_eq!(durations(&fastest), quickest[..5]);
+    let ts = |v: &Value| -> Vec<String> {
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["ts"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let oldest = ts(&ok(
+        &mut c,
+        TOKEN,
+        &format!("/v1/requests?{window}&sort=oldest&limit=50"),
+    ));
+    assert!(oldest.windows(2).all(|p| p[0] <= p[1]), "{oldest:?}");
+    let newest = ts(&ok(
+        &mut c,
+        TOKEN,
+        &format!("/v1/requests?{window}&limit=50"),
+    ));
+    assert!(newest.windows(2).all(|p| p[0] >= p[1]), "{newest:?}");
+
+    // `processor report requests` lists the same page, and says where the next starts.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+        .args([
+            "report",
+            "requests",
+            "--from",
+            &t(DEFAULT_START),
+            "--to",
+            &t(end),
+        ])
+        .args(["--sort", "slowest", "--limit", "20"])
+        .args([
+            "--url",
+            &format!("http://{}", running.addr()),
+            "--token",
+            TOKEN,
+        ])
+        .env("COLUMNS", "100")
+        .env_remove("BITVILLE_PROCESSOR_CONFIG")
+        .output()
+        .expect("run processor");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<&str> = printed
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .take(20)
+        .collect();
+    assert_eq!(listed, ids(&first), "{printed}");
+    assert!(printed.contains("--offset 20"), "{printed}");
+    assert!(
+        printed.lines().all(|l| l.chars().count() <= 100),
+        "{printed}"
+    );
+
+    let bad = get(
+        &mut c,
+        TOKEN,
+        &format!("/v1/requests?{window}&sort=loudest"),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("parameter sort"), "{}", bad.text());
+    let deep = get(
+        &mut c,
+        TOKEN,
+        &format!("/v1/requests?{window}&offset=99999999999"),
+    );
+    assert_eq!(deep.status, 400);
+    assert!(deep.text().contains("parameter offset"), "{}", deep.text());
+    running.stop();
+}
+
+#[test]
+fn ui_page_and_data_routes_over_the_recorded_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = running_with_the_spike(dir.path());
+    let mut c = running.client();
 
     // The page: served for any UI path, with a strict CSP; assets by name.
     let root = c.get("/");

@@ -4,8 +4,10 @@
 // timeline, picks a window by dragging and then the spike from the list,
 // opens the top suspect (the lock blocker) and one of its requests, sees its
 // flame graph (zooms, searches) and its SQL, follows a fingerprint, filters
-// the request list. Then another project's token signs in and must see none
-// of it. A screenshot of every page goes to SCREENSHOT_DIR.
+// the request list and pages through it slowest first, reads the top lists,
+// loses the processor for a moment, and looks at it all on a phone-sized
+// screen and in dark mode. Then another project's token signs in and must
+// see none of it. A screenshot of every page goes to SCREENSHOT_DIR.
 //
 // Run through run.sh, which starts the processor and sets the environment.
 import assert from 'node:assert/strict';
@@ -32,6 +34,9 @@ const ZONE = 'Europe/Berlin';
 
 let step = 0;
 const log = (what) => console.log(`ok ${++step} - ${what}`);
+
+/** The horizontal overflow of the page: 0 when nothing is wider than the screen. */
+const overflow = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
 
 /** Loads every spool file of the fixture through the ingest API, as the shipper would. */
 async function loadFixture() {
@@ -68,13 +73,19 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+/** True while the scenario cuts the processor off on purpose. */
+let offline = false;
+
 /** Watches a page for script errors and CSP refusals: either fails the run. */
 function watch(page) {
   page.on('pageerror', (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
   page.on('console', (m) => {
     // A 401 or 404 answer is logged by Chromium as a failed resource; the
-    // scenario asks for those on purpose (wrong token, another project).
-    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404)/.test(m.text())) {
+    // scenario asks for those on purpose (wrong token, another project),
+    // and for failed requests while it plays a stopped processor.
+    const expected = /Failed to load resource: the server responded with a status of (401|404)/.test(m.text())
+      || (offline && /Failed to load resource: net::ERR_FAILED/.test(m.text()));
+    if (m.type() === 'error' && !expected) {
       problems.push(`console error on ${page.url()}: ${m.text()}`);
     }
   });
@@ -168,13 +179,23 @@ try {
   const first = page.locator('[data-test="suspect-1"]');
   assert.equal((await first.locator('.badge').textContent()).trim(), 'lock', 'the lock blocker ranks first');
   assert.match(await first.textContent(), /stock-recount/);
+  // The verdict says in one line what held what and what waited.
+  const verdictText = await page.textContent('[data-test=verdict]');
+  assert.match(verdictText, /^Verdict: POST stock-recount \(\/admin\/stock\/recount\?sku=A-77\) held a lock \(SELECT \* FROM stock WHERE sku = \$1 FOR UPDATE, idle in transaction up to 8\.00 s\); UPDATE stock SET qty = qty - \$1 WHERE sku = \$2 waited/, verdictText);
+  assert.match(await page.textContent('[data-test=overlap-note]'), /Suspects overlap: .* need not add up to 100 %/);
+  assert.equal(await page.title(), 'Spike report · Bitville APM');
   await shot(page, '04-spike');
-  log('the spike report ranks the lock blocker (POST stock-recount) first');
+  log('the spike report opens with its verdict, ranks the lock blocker (POST stock-recount) first and says suspects overlap');
 
-  // --- open the top suspect
-  await first.click();
+  // --- the top suspect is open by default; it closes and opens again
   await page.waitForSelector('[data-test=suspect-detail] [data-test=requests-table]');
-  assert.equal(new URL(page.url()).searchParams.get('s'), '1', 'the open suspect is in the URL');
+  assert.equal(await first.getAttribute('aria-expanded'), 'true', 'suspect #1 is open without a click');
+  await first.click();
+  await page.waitForFunction(() => !document.querySelector('[data-test=suspect-detail]'));
+  assert.equal(new URL(page.url()).searchParams.get('s'), '0', 'closing it is in the URL');
+  await page.locator('[data-test="suspect-1"]').click();
+  await page.waitForSelector('[data-test=suspect-detail] [data-test=requests-table]');
+  assert.equal(new URL(page.url()).searchParams.get('s'), null, 'open again: the default');
   const detailText = await page.textContent('[data-test=suspect-detail]');
   assert.ok(detailText.includes(BLOCKER_URL), 'the evidence names the blocking URL');
   assert.match(detailText, /baseline/);
@@ -185,6 +206,10 @@ try {
   await page.locator('[data-test=suspect-detail] [data-test=request-link]').first().click();
   await page.waitForURL(/\/ui\/request\//);
   await page.waitForSelector('[data-test=flamegraph] svg g.frame');
+  assert.equal((await page.textContent('[data-test=request-heading]')).trim(), 'POST stock-recount', 'the method is shown once');
+  assert.equal(await page.title(), 'POST stock-recount · Request · Bitville APM');
+  // Excimer samples, not calls: the function table says so.
+  assert.deepEqual(await page.$$eval('[data-test=calls] thead th', (th) => th.map((h) => h.textContent.trim())), ['function', 'samples', 'inclusive', 'exclusive']);
   const frames = await page.$$eval('[data-test=flamegraph] g.frame', (g) => g.length);
   assert.ok(frames >= 2, `the flame graph has frames (${frames})`);
   const sqlText = await page.textContent('[data-test=sql-list]');
@@ -205,9 +230,24 @@ try {
   await page.locator('[data-test=flamegraph] g.frame.match').last().click();
   assert.equal(await page.isEnabled('#flame-reset'), true, 'zoomed in: reset is offered');
   await shot(page, '07-flame-zoomed');
+  // Frames above the zoom point that match are solid, so their white text reads.
+  await page.fill('#flame-search input[name=q]', '.');
+  await page.waitForSelector('[data-test=flamegraph] g.frame.match.above');
+  const above = await page.$eval('[data-test=flamegraph] g.frame.match.above rect', (r) => getComputedStyle(r).fillOpacity);
+  assert.equal(above, '1', 'a matched frame above the zoom point is opaque');
+  await shot(page, '07b-flame-zoomed-match-above');
+  await page.fill('#flame-search input[name=q]', 'recount');
   await page.click('#flame-reset');
   assert.equal(await page.$$eval('[data-test=flamegraph] g.frame', (g) => g.length), before);
-  log('the flame graph searches (matched share shown) and zooms');
+  log('the flame graph searches (matched share shown) and zooms; matches above the zoom point stay readable');
+
+  // A function of the table opens the flame graph clear of the sticky header.
+  await page.locator('[data-test=calls] a.fn').first().click();
+  await page.waitForFunction(() => window.scrollY > 0);
+  const gap = await page.evaluate(() => document.getElementById('flame-card').getBoundingClientRect().top - document.querySelector('header.top').getBoundingClientRect().bottom);
+  assert.ok(gap >= 0, `the flame graph starts below the header (${gap} px)`);
+  await shot(page, '07c-flame-from-function-table');
+  log('a function of the table scrolls to the flame graph below the sticky header');
 
   // --- SQL fingerprint
   await page.locator('[data-test=sql-list] tr', { hasText: 'FOR UPDATE' }).locator('a', { hasText: 'fingerprint' }).click();
@@ -233,12 +273,116 @@ try {
   assert.ok(listed.length > 0, 'slow checkouts are listed');
   assert.ok(listed.every((e) => e === 'POST checkout-submit'), `only the filtered endpoint: ${listed}`);
   await shot(page, '09-requests-filtered');
+  const durationsShown = await page.$$eval('[data-test=requests-table] tbody tr', (rows) => rows.map((r) => r.children[5].textContent.trim()));
+  assert.ok(durationsShown.length > 0);
   const shopRequest = page.url().replace(/\/ui\/requests.*/, '') + (await page.getAttribute('[data-test=requests-table] [data-test=request-link]', 'href'));
   await page.click('[data-test=requests-table] [data-test=request-link]');
   await page.waitForSelector('[data-test=db-activity]');
   assert.match(await page.textContent('[data-test=db-activity]'), /Lock/, 'a slow checkout waited on a lock');
   await shot(page, '10-request-waiting');
   log(`the request list filters by endpoint and duration (${listed.length} rows), in the URL; a waiting checkout shows its lock`);
+
+  // --- slowest first over the whole window, a page at a time
+  await page.goto(`${BASE}/ui/requests?from=${picked.get('from')}&to=${picked.get('to')}&sort=slowest&limit=50`);
+  await page.waitForSelector('[data-test=requests-table]');
+  const slowest = await apiGet(SHOP, `/v1/requests?from=${picked.get('from')}&to=${picked.get('to')}&sort=slowest&limit=100`);
+  const firstIds = await page.$$eval('[data-test=requests-table] [data-test=request-link]', (a) => a.map((x) => x.getAttribute('href').split('/').pop().split('?')[0]));
+  assert.deepEqual(firstIds, slowest.body.requests.slice(0, 50).map((r) => r.correlation_id), 'the first page is the window\'s 50 slowest');
+  const blockerRows = await page.$$eval('[data-test=requests-table] td.url', (u) => u.filter((x) => x.textContent.includes('/admin/stock/recount')).length);
+  assert.ok(blockerRows >= 5, `the blockers (8 s each) are among the slowest (${blockerRows})`);
+  await shot(page, '09b-requests-slowest');
+  await page.click('[data-test=next-page]');
+  await page.waitForURL(/offset=50/);
+  await page.waitForSelector('[data-test=requests-table]');
+  const nextIds = await page.$$eval('[data-test=requests-table] [data-test=request-link]', (a) => a.map((x) => x.getAttribute('href').split('/').pop().split('?')[0]));
+  assert.deepEqual(nextIds, slowest.body.requests.slice(50, 100).map((r) => r.correlation_id), 'the next page goes on where the first stopped');
+  assert.match(await page.textContent('[data-test=requests-count]'), /Requests 51–100/);
+  await shot(page, '09c-requests-slowest-page-2');
+  log(`slowest first is sorted in the store: the first page is the window's 50 slowest (${blockerRows} blockers), the next page the next 50`);
+
+  // --- top lists
+  await page.click('header nav a:has-text("Top")');
+  await page.waitForSelector('[data-test=top-table] tbody tr');
+  assert.equal(await page.title(), 'Top SQL fingerprints · Bitville APM');
+  const topFirst = await page.textContent('[data-test=top-table] tbody tr:first-child td:first-child');
+  assert.match(topFirst, /UPDATE stock SET qty = qty - \$1 WHERE sku = \$2/, 'the waiting UPDATE leads the SQL by time');
+  await page.click('[data-test=sort-count]');
+  assert.equal(new URL(page.url()).searchParams.get('sort'), 'count', 'the sort is in the URL');
+  const counts = await page.$$eval('[data-test=top-table] tbody tr', (rows) => rows.map((r) => Number(r.children[3].textContent.replace(/,/g, ''))));
+  assert.deepEqual(counts, [...counts].sort((a, b) => b - a), 'sorted by calls, most first');
+  await page.fill('[data-test=top-filter]', 'stock');
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-test=top-table] tbody tr')].every((r) => /stock/i.test(r.children[0].textContent)));
+  assert.match(await page.textContent('[data-test=top-count]'), /^\d+ of \d+$/);
+  await shot(page, '13-top-sql');
+  await page.click('[data-test=top-endpoints]');
+  await page.waitForSelector('[data-test=top-table] tbody tr');
+  assert.match(await page.textContent('[data-test=top-table] tbody'), /POST cart-add/);
+  await shot(page, '14-top-endpoints');
+  await page.click('[data-test=top-functions]');
+  await page.waitForSelector('[data-test=top-table] tbody tr');
+  assert.match(await page.textContent('[data-test=top-table] tbody tr:first-child'), /StockCounter::recount/);
+  await shot(page, '15-top-functions');
+  await page.click('[data-test=top-endpoints]');
+  await page.locator('[data-test=top-link]', { hasText: 'POST checkout-submit' }).click();
+  await page.waitForURL(/\/ui\/requests\?.*endpoint=POST\+checkout-submit.*sort=slowest/);
+  log('the top lists (SQL, endpoints, functions) sort and filter in the URL and link to their pages');
+
+  // --- a stopped processor keeps the page under a retry banner
+  await page.waitForSelector('[data-test=requests-table]');
+  offline = true;
+  await context.route(`${BASE}/v1/**`, (route) => route.abort('failed'));
+  await page.click('header nav a:has-text("Timeline")');
+  await page.waitForSelector('[data-test=offline]');
+  assert.ok(await page.$('[data-test=requests-table]'), 'the requests loaded before are still shown');
+  await shot(page, '16-processor-stopped');
+  await context.unroute(`${BASE}/v1/**`);
+  offline = false;
+  await page.click('#retry');
+  await page.waitForSelector('svg.chart[data-test="load-web-1"]');
+  assert.equal(await page.$('[data-test=offline]'), null, 'the banner goes once it answers');
+  log('a processor that stops answering leaves the page in place with a retry banner; retry loads it');
+
+  // --- a phone-sized screen, then dark mode
+  const phone = await context.newPage();
+  watch(phone);
+  await phone.setViewportSize({ width: 390, height: 844 });
+  // A new tab has its own sessionStorage: sign in again.
+  await phone.goto(`${BASE}/ui/timeline?from=${picked.get('from')}&to=${picked.get('to')}`);
+  await phone.waitForURL(/\/ui\/signin\?next=/);
+  await signIn(phone, SHOP);
+  await phone.waitForSelector('svg.chart[data-test="load-web-1"]');
+  const signOut = await phone.locator('#signout').boundingBox();
+  assert.ok(signOut && signOut.x + signOut.width <= 390, `Sign out is on screen (${JSON.stringify(signOut)})`);
+  assert.equal(await overflow(phone), 0, 'the timeline is no wider than the screen');
+  await shot(phone, '17-phone-timeline');
+  for (const [name, url, ready] of [
+    ['spike', `/ui/spike?from=${picked.get('from')}&to=${picked.get('to')}`, '[data-test=suspect-detail] [data-test=requests-table]'],
+    ['requests', `/ui/requests?from=${picked.get('from')}&to=${picked.get('to')}&sort=slowest`, '[data-test=requests-table]'],
+    ['request', shopRequest.replace(BASE, ''), '[data-test=db-activity]'],
+    ['top', `/ui/top?from=${picked.get('from')}&to=${picked.get('to')}`, '[data-test=top-table] tbody tr'],
+  ]) {
+    await phone.goto(`${BASE}${url}`);
+    await phone.waitForSelector(ready);
+    assert.equal(await overflow(phone), 0, `the ${name} page is no wider than the screen; its tables scroll in their boxes`);
+    if (name === 'spike') {
+      await phone.waitForSelector('#spike-charts svg.chart');
+      const [chart, grid] = await phone.$eval('#spike-charts', (g) => [g.querySelector('svg.chart').getBoundingClientRect().width, g.clientWidth]);
+      assert.ok(chart >= grid * 0.9, `one column of charts is full width (${chart} of ${grid} px)`);
+    }
+    await shot(phone, `18-phone-${name}`);
+  }
+  await phone.emulateMedia({ colorScheme: 'dark' });
+  await phone.goto(`${BASE}/ui/spike?from=${picked.get('from')}&to=${picked.get('to')}`);
+  await phone.waitForSelector('[data-test=suspect-detail] [data-test=requests-table]');
+  const background = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(background, 'rgb(11, 17, 32)', 'dark mode follows prefers-color-scheme');
+  await shot(phone, '19-phone-spike-dark');
+  await phone.setViewportSize({ width: 1366, height: 800 });
+  await phone.goto(`${BASE}/ui/timeline?from=${picked.get('from')}&to=${picked.get('to')}`);
+  await phone.waitForSelector('svg.chart[data-test="load-web-1"]');
+  await shot(phone, '20-timeline-dark');
+  await phone.close();
+  log('at 390 px the header fits and no page is wider than the screen; dark mode follows the system');
 
   // --- another project's token sees nothing of shop
   const other = await context.newPage();

@@ -5,7 +5,7 @@
 //! | `GET /v1/spikes?from&to&hours&factor&level&merge_gap_s` | detected spikes ([`super::spikes::Spike`]) |
 //! | `GET /v1/report?from&to&baseline_from&baseline_to` | the window report ([`super::report::Report`]) |
 //! | `GET /v1/top?from&to&by=endpoints\|sql\|functions&limit` | a top list |
-//! | `GET /v1/requests?from&to&host&endpoint&status&min_ms&limit` | requests, newest first |
+//! | `GET /v1/requests?from&to&host&endpoint&status&min_ms&sort&limit&offset` | one page of requests, sorted in the store (`sort`: newest, oldest, slowest, fastest), with `next_offset` |
 //! | `GET /v1/requests/{id}` | the drill-down of a correlation ID (or record id) |
 //! | `GET /v1/requests/{id}/flamegraph.svg` | its flame graph |
 //! | `POST /v1/sql` `{"query", "max_rows", "timeout_s"}` | read-only SQL, admin tokens only |
@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::request::ListFilter;
+use super::request::{ListFilter, ListSort};
 use super::spikes::Detection;
 use super::sql::SqlLimits;
 use super::{
@@ -274,12 +274,31 @@ async fn requests_route(
         status: number(&q, "status")?,
         min_ms: number(&q, "min_ms")?,
         limit: number(&q, "limit")?,
+        sort: match q.get("sort").filter(|v| !v.is_empty()) {
+            Some(name) => ListSort::parse(name)?,
+            None => ListSort::default(),
+        },
+        offset: list_offset(&q)?,
     };
-    let list = on_reader(&state, move |src| {
-        request::list(src, &scope, window, &filter)
+    let page = on_reader(&state, move |src| {
+        request::page(src, &scope, window, &filter)
     })
     .await?;
-    Ok(axum::Json(json!({ "requests": list })).into_response())
+    Ok(axum::Json(page).into_response())
+}
+
+/// Pages deeper than this are refused: nobody reads that far, and the
+/// store would still have to sort everything before it.
+const MAX_LIST_OFFSET: usize = 1_000_000;
+
+fn list_offset(q: &Params) -> Result<usize, AnalysisError> {
+    let offset: usize = number(q, "offset")?.unwrap_or(0);
+    if offset > MAX_LIST_OFFSET {
+        return Err(AnalysisError::BadInput(format!(
+            "parameter offset: {offset} is over {MAX_LIST_OFFSET}"
+        )));
+    }
+    Ok(offset)
 }
 
 async fn request_route(

@@ -33,12 +33,16 @@ pub struct Statement {
     pub params: Option<String>,
 }
 
-/// One row of the call table.
+/// One row of the call table. A sampling profiler (Excimer) counts samples,
+/// not calls, and an instrumenting one (xhprof) the reverse, so each count
+/// is there only for the profiler that measures it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     pub function: String,
-    /// xhprof call count; Excimer: the stacks it appears in.
-    pub calls: i64,
+    /// xhprof and tideways: the call count; `None` for Excimer.
+    pub calls: Option<i64>,
+    /// Excimer: the samples with this function on the stack; `None` for xhprof.
+    pub samples: Option<i64>,
     pub inclusive_ms: f64,
     pub exclusive_ms: f64,
 }
@@ -327,6 +331,7 @@ fn profile(src: &dyn Source, days: &Days, at: &Located) -> Result<Profile, Analy
                 stack: r.opt(1).map(str::to_owned),
                 function: r.s(2),
                 caller: r.opt(3).map(str::to_owned),
+                samples: r.i(4),
                 wall_us: r.f(5),
                 calls: r.i(6),
             })
@@ -462,6 +467,8 @@ pub struct ProfileRow {
     pub stack: Option<String>,
     pub function: String,
     pub caller: Option<String>,
+    /// Excimer: the samples of this stack.
+    pub samples: i64,
     pub wall_us: f64,
     pub calls: i64,
 }
@@ -485,7 +492,7 @@ pub fn build_profile(rows: &[ProfileRow]) -> Profile {
             let frames: BTreeSet<&str> = stack.split(';').collect();
             for f in frames {
                 let c = call(&mut calls, f);
-                c.calls += 1;
+                *c.samples.get_or_insert(0) += r.samples;
                 c.inclusive_ms += r.wall_us / 1000.0;
             }
             let c = call(&mut calls, &r.function);
@@ -500,7 +507,7 @@ pub fn build_profile(rows: &[ProfileRow]) -> Profile {
                 children.entry(caller.as_str()).or_default().push(r);
             }
             let c = call(&mut calls, &r.function);
-            c.calls += r.calls;
+            *c.calls.get_or_insert(0) += r.calls;
             c.inclusive_ms += r.wall_us / 1000.0;
             c.exclusive_ms += r.wall_us / 1000.0;
             if let Some(caller) = &r.caller {
@@ -592,7 +599,8 @@ pub fn without_agent_frames(rows: &[ProfileRow]) -> Vec<ProfileRow> {
 fn call<'m>(calls: &'m mut BTreeMap<String, Call>, f: &str) -> &'m mut Call {
     calls.entry(f.to_owned()).or_insert_with(|| Call {
         function: f.to_owned(),
-        calls: 0,
+        calls: None,
+        samples: None,
         inclusive_ms: 0.0,
         exclusive_ms: 0.0,
     })
@@ -674,17 +682,114 @@ pub fn flame_graph_svg(detail: &RequestDetail) -> Result<String, AnalysisError> 
         .map_err(|e| AnalysisError::Output(format!("flame graph is not UTF-8: {e}")))
 }
 
-/// A filterable list of requests, newest first.
+/// How a request list is ordered. Every order ends on the correlation ID, so
+/// that pages of one order never repeat or skip a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSort {
+    /// The most recent end first.
+    #[default]
+    Newest,
+    Oldest,
+    /// The longest duration first.
+    Slowest,
+    Fastest,
+}
+
+impl ListSort {
+    /// Every order, by its name in the API.
+    pub const ALL: [(&'static str, ListSort); 4] = [
+        ("newest", ListSort::Newest),
+        ("oldest", ListSort::Oldest),
+        ("slowest", ListSort::Slowest),
+        ("fastest", ListSort::Fastest),
+    ];
+
+    /// The order named `name` (as in `?sort=`).
+    ///
+    /// # Errors
+    /// The name is not one of [`ListSort::ALL`].
+    pub fn parse(name: &str) -> Result<ListSort, AnalysisError> {
+        ListSort::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, sort)| *sort)
+            .ok_or_else(|| {
+                AnalysisError::BadInput(format!(
+                    "parameter sort: {name:?} is not newest, oldest, slowest or fastest"
+                ))
+            })
+    }
+
+    fn order_by(self) -> &'static str {
+        match self {
+            ListSort::Newest => "ts DESC, correlation_id",
+            ListSort::Oldest => "ts, correlation_id",
+            ListSort::Slowest => "duration_ms DESC NULLS LAST, ts DESC, correlation_id",
+            ListSort::Fastest => "duration_ms NULLS LAST, ts DESC, correlation_id",
+        }
+    }
+}
+
+/// The most requests one list answer holds.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// A filterable list of requests, sorted and paged in the store (so the
+/// slowest of a window are found however many requests it holds).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListFilter {
     pub host: Option<String>,
     pub endpoint: Option<String>,
     pub status: Option<i64>,
     pub min_ms: Option<f64>,
+    /// At most this many (100 by default, at most [`MAX_LIST_LIMIT`]).
     pub limit: Option<usize>,
+    #[serde(default)]
+    pub sort: ListSort,
+    /// Skip this many requests of the order first (paging).
+    #[serde(default)]
+    pub offset: usize,
 }
 
-/// The requests of a window that match a filter.
+impl ListFilter {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, MAX_LIST_LIMIT)
+    }
+}
+
+/// One page of a request list, and where the next one starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestPage {
+    pub requests: Vec<BTreeMap<String, Value>>,
+    pub sort: ListSort,
+    pub offset: usize,
+    /// The `offset` of the next page; `None` on the last page.
+    pub next_offset: Option<usize>,
+}
+
+/// One page of the requests of a window that match a filter.
+///
+/// # Errors
+/// A store query failed.
+pub fn page(
+    src: &dyn Source,
+    scope: &Scope,
+    window: Window,
+    filter: &ListFilter,
+) -> Result<RequestPage, AnalysisError> {
+    let limit = filter.limit();
+    let mut requests = rows_of_list(src, scope, window, filter, limit + 1)?;
+    let more = requests.len() > limit;
+    requests.truncate(limit);
+    Ok(RequestPage {
+        next_offset: more.then_some(filter.offset + limit),
+        requests,
+        sort: filter.sort,
+        offset: filter.offset,
+    })
+}
+
+/// The requests of a window that match a filter, in the filter's order.
 ///
 /// # Errors
 /// A store query failed.
@@ -693,6 +798,16 @@ pub fn list(
     scope: &Scope,
     window: Window,
     filter: &ListFilter,
+) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
+    rows_of_list(src, scope, window, filter, filter.limit())
+}
+
+fn rows_of_list(
+    src: &dyn Source,
+    scope: &Scope,
+    window: Window,
+    filter: &ListFilter,
+    limit: usize,
 ) -> Result<Vec<BTreeMap<String, Value>>, AnalysisError> {
     let mut cond = format!("{}{}", window.filter("ts"), scope.clause(""));
     if let Some(h) = &filter.host {
@@ -707,13 +822,14 @@ pub fn list(
     if let Some(m) = filter.min_ms.filter(|m| m.is_finite()) {
         cond.push_str(&format!(" AND duration_ms >= {m}"));
     }
-    let limit = filter.limit.unwrap_or(100).clamp(1, 10_000);
     let rows = query(
         src,
         &format!(
             "SELECT epoch_us(ts), correlation_id, project, host, {ENDPOINT_SQL}, url, status, duration_ms, record_type, \
-             sql_total_ms, profiler FROM {} WHERE {cond} ORDER BY ts DESC LIMIT {limit}",
-            Days::load(src)?.table("requests", window)
+             sql_total_ms, profiler FROM {} WHERE {cond} ORDER BY {} LIMIT {limit} OFFSET {}",
+            Days::load(src)?.table("requests", window),
+            filter.sort.order_by(),
+            filter.offset
         ),
     )?;
     let keys = [
@@ -771,6 +887,7 @@ mod tests {
             stack: None,
             function: callee.into(),
             caller: caller.map(Into::into),
+            samples: 0,
             wall_us: us,
             calls: ct,
         }
@@ -818,6 +935,7 @@ mod tests {
             stack: Some("main();Repo::load;BitvilleApm\\PdoStatement::execute".into()),
             function: "BitvilleApm\\PdoStatement::execute".into(),
             caller: Some("Repo::load".into()),
+            samples: 1,
             wall_us: 100.0,
             calls: 0,
         };
@@ -842,8 +960,9 @@ mod tests {
         assert_eq!((get("a").inclusive_ms, get("a").exclusive_ms), (0.6, 0.4));
         assert_eq!(
             (get("b").calls, get("b").inclusive_ms, get("b").exclusive_ms),
-            (5, 0.5, 0.5)
+            (Some(5), 0.5, 0.5)
         );
+        assert_eq!(get("b").samples, None, "xhprof counts calls, not samples");
         // The folded stacks add up to the root's inclusive time.
         let total: i64 = p
             .folded
@@ -858,18 +977,28 @@ mod tests {
         );
     }
 
+    /// Issue 22: the call table showed Excimer's stack counts as "calls".
+    /// A sampling profiler counts samples: each function's count is the
+    /// samples with it on the stack, and it has no call count at all.
     #[test]
-    fn excimer_stacks_count_a_frame_once_per_stack() {
+    fn excimer_stacks_count_a_frame_once_per_stack_in_samples_not_calls() {
         let row = |stack: &str, us: f64| ProfileRow {
             profiler: "excimer".into(),
             stack: Some(stack.into()),
             function: stack.rsplit(';').next().unwrap().into(),
             caller: None,
+            samples: (us / 10.0) as i64,
             wall_us: us,
             calls: 0,
         };
         let p = build_profile(&[row("main;f;g;f", 100.0), row("main;h", 50.0)]);
         let get = |f: &str| p.calls.iter().find(|c| c.function == f).unwrap().clone();
+        assert_eq!((get("main").samples, get("main").calls), (Some(15), None));
+        assert_eq!(
+            get("f").samples,
+            Some(10),
+            "f twice in one stack: its samples once"
+        );
         assert_eq!((get("f").inclusive_ms, get("f").exclusive_ms), (0.1, 0.1));
         assert_eq!(
             (get("main").inclusive_ms, get("main").exclusive_ms),

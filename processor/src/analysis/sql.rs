@@ -74,13 +74,7 @@ pub fn check(src: &dyn Source, sql: &str) -> Result<String, AnalysisError> {
     let tree: Value = serde_json::from_str(&text)
         .map_err(|e| AnalysisError::Refused(format!("parse tree unreadable: {e}")))?;
     if tree.get("error").and_then(Value::as_bool) == Some(true) {
-        let message = tree
-            .get("error_message")
-            .and_then(Value::as_str)
-            .unwrap_or("not a SELECT");
-        return Err(AnalysisError::Refused(format!(
-            "only one SELECT is allowed ({message})"
-        )));
+        return Err(AnalysisError::Refused(refusal(sql, &tree)));
     }
     let statements = tree
         .get("statements")
@@ -88,11 +82,93 @@ pub fn check(src: &dyn Source, sql: &str) -> Result<String, AnalysisError> {
         .map_or(0, Vec::len);
     if statements != 1 {
         return Err(AnalysisError::Refused(format!(
-            "only one SELECT is allowed, found {statements} statements"
+            "only one statement is allowed; got {statements}"
         )));
     }
     walk(&tree)?;
     Ok(sql.to_owned())
+}
+
+/// Says why DuckDB's parser refused to serialize the query: a syntax
+/// error (with DuckDB's message), more than one statement, or a statement
+/// that is not a SELECT, named by its first keyword. The keywords only name
+/// what was refused; what is let through is decided by the parse tree.
+fn refusal(sql: &str, tree: &Value) -> String {
+    let field = |k: &str| tree.get(k).and_then(Value::as_str).unwrap_or("");
+    if field("error_type").eq_ignore_ascii_case("parser") {
+        return format!("syntax error: {}", field("error_message"));
+    }
+    let keywords = statement_keywords(sql);
+    match keywords.as_slice() {
+        [one] => format!("only SELECT (read-only) statements are allowed; got {one}"),
+        [] => "only SELECT (read-only) statements are allowed".to_owned(),
+        many => format!(
+            "only one statement is allowed, and only a SELECT; got {}: {}",
+            many.len(),
+            many.join(", ")
+        ),
+    }
+}
+
+/// The first keyword of each statement of `sql`, upper-cased: statements
+/// split at semicolons outside quotes and comments.
+fn statement_keywords(sql: &str) -> Vec<String> {
+    let mut keywords = Vec::new();
+    let mut current: Option<String> = None;
+    let mut chars = sql.chars().peekable();
+    let finish = |word: &mut Option<String>, keywords: &mut Vec<String>| {
+        if let Some(w) = word.take() {
+            keywords.push(w);
+        }
+    };
+    let mut in_word = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                in_word = false;
+                for d in chars.by_ref() {
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                in_word = false;
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                in_word = false;
+                chars.next();
+                let mut last = ' ';
+                for d in chars.by_ref() {
+                    if last == '*' && d == '/' {
+                        break;
+                    }
+                    last = d;
+                }
+            }
+            ';' => {
+                in_word = false;
+                finish(&mut current, &mut keywords);
+            }
+            c if c.is_ascii_alphabetic() && current.is_none() && !in_word => {
+                current = Some(c.to_ascii_uppercase().to_string());
+                in_word = true;
+            }
+            c if c.is_ascii_alphabetic() && in_word => {
+                if let Some(w) = current.as_mut() {
+                    w.push(c.to_ascii_uppercase());
+                }
+            }
+            _ => in_word = false,
+        }
+    }
+    finish(&mut current, &mut keywords);
+    keywords
 }
 
 fn walk(node: &Value) -> Result<(), AnalysisError> {
@@ -181,4 +257,58 @@ pub fn run(src: &dyn Source, sql: &str, limits: SqlLimits) -> Result<SqlResult, 
         truncated,
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Reader;
+
+    fn store() -> (tempfile::TempDir, Reader) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.duckdb");
+        let conn = duckdb::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE requests (id INTEGER); INSERT INTO requests VALUES (1);")
+            .unwrap();
+        drop(conn);
+        let file = Reader::open_read_only(&path).unwrap();
+        (dir, file)
+    }
+
+    fn refused(src: &dyn Source, sql: &str) -> String {
+        match check(src, sql) {
+            Err(AnalysisError::Refused(message)) => message,
+            other => panic!("{sql:?} was not refused: {other:?}"),
+        }
+    }
+
+    /// Issue 22: every refusal read "only one SELECT is allowed", a syntax
+    /// error included. Each says what was wrong with the query.
+    #[test]
+    fn refusals_say_what_was_wrong() {
+        let (_dir, src) = store();
+        let syntax = refused(&src, "SELEC count(*) FROM requests");
+        assert!(syntax.starts_with("syntax error: "), "{syntax}");
+        assert!(
+            syntax.contains("SELEC"),
+            "DuckDB's message is kept: {syntax}"
+        );
+        assert_eq!(
+            refused(&src, "DELETE FROM requests"),
+            "only SELECT (read-only) statements are allowed; got DELETE"
+        );
+        assert_eq!(
+            refused(&src, "  -- tidy up\n/* now */ drop TABLE requests"),
+            "only SELECT (read-only) statements are allowed; got DROP"
+        );
+        assert_eq!(
+            refused(&src, "SELECT 1; SELECT 2"),
+            "only one statement is allowed; got 2"
+        );
+        assert_eq!(
+            refused(&src, "SELECT ';'; DELETE FROM requests"),
+            "only one statement is allowed, and only a SELECT; got 2: SELECT, DELETE"
+        );
+        assert!(check(&src, "SELECT count(*) FROM requests;").is_ok());
+    }
 }

@@ -23,7 +23,8 @@ use processor::analysis::{Scope, report};
 use processor::config::{Config, TokenConfig};
 use processor::ingest::auth;
 
-use super::print::{print_report, print_spikes};
+use super::layout;
+use super::print::{Asking, print_report, print_spikes};
 
 /// The recorded spike the demo loads when no folder is given.
 const RECORDED: &str = concat!(
@@ -121,16 +122,19 @@ async fn demo(
 ) -> anyhow::Result<()> {
     let base = format!("http://{}", processor.http_addr());
     println!("processor: http on {base}, store on a fresh file");
+    let width = layout::width();
     let started = Instant::now();
     let metrics = ship(spool, lines, state, &base, token).await?;
-    println!(
-        "shipper: {} lines of {} shipped, {} duplicates, {} refused, in {:.1} s\n",
+    let shipped = format!(
+        "{} lines of {} shipped, {} duplicates, {} refused, in {:.1} s",
         Metrics::get(&metrics.lines_shipped_total),
         spool.display(),
         Metrics::get(&metrics.lines_duplicate_total),
         Metrics::get(&metrics.lines_rejected_total),
         started.elapsed().as_secs_f64()
     );
+    layout::print_wrapped(&shipped, width, "shipper: ", "  ");
+    println!();
 
     let store = processor.app().store.clone();
     let (found, report) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -154,11 +158,17 @@ async fn demo(
     .await
     .context("the analysis task failed")??;
 
-    println!("Detected spikes");
-    print_spikes(&found);
+    // The follow-up commands carry what they need to reach this processor.
+    let asking = Asking(
+        ["--url", &base, "--token", token]
+            .map(str::to_owned)
+            .to_vec(),
+    );
+    println!("Detected spikes (UTC)");
+    print_spikes(&found, &asking);
     if let Some(report) = &report {
         println!();
-        print_report(report);
+        print_report(report, None);
     }
     if exit {
         return Ok(());
@@ -167,7 +177,7 @@ async fn demo(
     println!("  web UI:             {base}/ui/ (sign in with a token below)");
     println!("  project {PROJECT} token: {token}");
     println!("  admin token:        {admin}");
-    println!("  BITVILLE_TOKEN={token} cargo run --bin processor -- report spikes --url {base}");
+    println!("  processor report spikes --url {base} --token {token}");
     println!("  curl -H 'Authorization: Bearer {token}' {base}/v1/spikes");
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;

@@ -3,7 +3,10 @@
 //! library answers; this module asks and prints.
 //!
 //! - [`client`]: the processor's read API over HTTP(S), with a token.
-//! - [`print`]: the answers as text tables; [`table`]: the table layout.
+//! - [`print`]: the answers as text tables; [`table`]: the table layout;
+//!   [`layout`]: fitting it all to the terminal (`$COLUMNS`, else the
+//!   terminal's width, else 80 columns).
+//! - [`verdict`]: the one-line verdict at the top of a spike report.
 //! - [`demo`]: the whole path on a recorded spike, in one command.
 //!
 //! `report` and `sql` ask the running processor with a token; when none
@@ -13,8 +16,10 @@
 
 mod client;
 pub mod demo;
+mod layout;
 mod print;
 mod table;
+mod verdict;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -24,7 +29,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use processor::analysis::api::WindowParams;
 use processor::analysis::report::{Report, TopBy, TopEntry};
-use processor::analysis::request::RequestDetail;
+use processor::analysis::request::{ListFilter, ListSort, RequestDetail, RequestPage};
 use processor::analysis::spikes::{Detection, Spike};
 use processor::analysis::sql::{SqlLimits, SqlResult};
 use processor::analysis::{Scope, Window, format_time, parse_time, report, request, spikes, sql};
@@ -33,8 +38,8 @@ use processor::store::Reader;
 use serde_json::{Value, json};
 
 use client::Client;
-use print::{print_report, print_request, print_spikes};
-use table::{num, render};
+use print::{Asking, print_report, print_request, print_requests, print_spikes};
+use table::{num, render, render_fit};
 
 /// The analysis subcommands; the binary adds them to its own.
 #[derive(Debug, Subcommand)]
@@ -48,6 +53,7 @@ pub enum Command {
     },
     /// Read-only SQL over the store's tables and views (admin), e.g. `processor sql "SELECT count(*) FROM requests"`.
     Sql {
+        /// One SELECT over the store's views (see the processor README's tables); times are UTC.
         query: String,
         /// At most this many rows are printed.
         #[arg(long, default_value_t = 1000)]
@@ -64,8 +70,10 @@ pub enum Command {
 pub enum ReportCommand {
     /// Detected load and concurrency spikes (default: the last 24 hours of data).
     Spikes {
+        /// Start of the range to search (UTC: RFC 3339, "YYYY-MM-DD HH:MM[:SS]", a date, or Unix seconds).
         #[arg(long)]
         from: Option<String>,
+        /// End of the range to search (same formats as --from).
         #[arg(long)]
         to: Option<String>,
         /// Hours before the newest record, when no range is given.
@@ -74,33 +82,76 @@ pub enum ReportCommand {
     },
     /// The ranked suspects of a window against the window just before it (or the given baseline).
     Spike {
+        /// Start of the window (UTC: RFC 3339, "YYYY-MM-DD HH:MM[:SS]", a date, or Unix seconds).
         #[arg(long)]
         from: String,
+        /// End of the window (same formats as --from).
         #[arg(long)]
         to: String,
+        /// Start of the baseline (default: the window's length just before it; same formats as --from).
         #[arg(long, requires = "baseline_to")]
         baseline_from: Option<String>,
+        /// End of the baseline, at or before the window's start (same formats as --from).
         #[arg(long, requires = "baseline_from")]
         baseline_to: Option<String>,
     },
     /// Everything about one request (correlation ID or record id).
     Request {
+        /// The request's correlation ID or record id (from `report requests`).
         id: String,
         /// Also write its flame graph (SVG) to this file.
         #[arg(long)]
         flamegraph: Option<PathBuf>,
     },
-    /// Where the time of a window went.
-    Top {
+    /// The requests of a window, filtered, sorted and paged by the store (as `GET /v1/requests`).
+    Requests {
+        /// Start of the window (UTC: RFC 3339, "YYYY-MM-DD HH:MM[:SS]", a date, or Unix seconds).
         #[arg(long)]
         from: String,
+        /// End of the window (same formats as --from).
         #[arg(long)]
         to: String,
+        /// Only requests of this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only this endpoint, as the reports name it ("POST checkout-submit").
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Only this HTTP status.
+        #[arg(long)]
+        status: Option<i64>,
+        /// Only requests that took at least this many milliseconds.
+        #[arg(long)]
+        min_ms: Option<f64>,
+        /// Order: newest, oldest, slowest or fastest.
+        #[arg(long, default_value = "newest", value_parser = parse_sort)]
+        sort: ListSort,
+        /// At most this many requests (at most 10000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Skip this many of the order first (the next page's offset is printed).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Where the time of a window went: top endpoints, SQL fingerprints or functions.
+    Top {
+        /// Start of the window (UTC: RFC 3339, "YYYY-MM-DD HH:MM[:SS]", a date, or Unix seconds).
+        #[arg(long)]
+        from: String,
+        /// End of the window (same formats as --from).
+        #[arg(long)]
+        to: String,
+        /// What to rank.
         #[arg(long, value_enum, default_value = "endpoints")]
         by: TopBy,
+        /// At most this many entries.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+}
+
+fn parse_sort(name: &str) -> Result<ListSort, String> {
+    ListSort::parse(name).map_err(|e| e.to_string())
 }
 
 /// Which processor or store to ask.
@@ -302,8 +353,8 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
             if target.json {
                 return show(json!({ "range": range, "spikes": found }));
             }
-            println!("Spikes in {range}");
-            print_spikes(&found);
+            println!("Spikes in {range} (UTC)");
+            print_spikes(&found, &Asking::default());
         }
         ReportCommand::Spike {
             from,
@@ -318,7 +369,7 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
                 baseline_to,
                 project,
             };
-            let r: Report = match backend {
+            let answer: Value = match backend {
                 Backend::Http(client) => client.get(&format!(
                     "/v1/report{}",
                     query_string(&[
@@ -329,12 +380,15 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
                         ("project", params.project.clone()),
                     ])
                 ))?,
-                Backend::Direct { file, scope } => report::report(file, scope, &params.frame()?)?,
+                Backend::Direct { file, scope } => {
+                    serde_json::to_value(report::report(file, scope, &params.frame()?)?)?
+                }
             };
             if target.json {
-                return show(serde_json::to_value(&r)?);
+                return show(answer);
             }
-            print_report(&r);
+            let r: Report = serde_json::from_value(answer.clone())?;
+            print_report(&r, answer.get("verdict").and_then(Value::as_str));
         }
         ReportCommand::Request { id, flamegraph } => {
             let d: RequestDetail = match backend {
@@ -365,6 +419,56 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
                 return show(serde_json::to_value(&d)?);
             }
             print_request(&d);
+        }
+        ReportCommand::Requests {
+            from,
+            to,
+            host,
+            endpoint,
+            status,
+            min_ms,
+            sort,
+            limit,
+            offset,
+        } => {
+            let filter = ListFilter {
+                host,
+                endpoint,
+                status,
+                min_ms,
+                limit: Some(limit),
+                sort,
+                offset,
+            };
+            let page: RequestPage = match backend {
+                Backend::Http(client) => {
+                    let sort_name = serde_json::to_value(sort)?
+                        .as_str()
+                        .unwrap_or("newest")
+                        .to_owned();
+                    let q = query_string(&[
+                        ("from", Some(from)),
+                        ("to", Some(to)),
+                        ("host", filter.host.clone()),
+                        ("endpoint", filter.endpoint.clone()),
+                        ("status", filter.status.map(|s| s.to_string())),
+                        ("min_ms", filter.min_ms.map(|m| m.to_string())),
+                        ("sort", Some(sort_name)),
+                        ("limit", Some(limit.to_string())),
+                        ("offset", Some(offset.to_string())),
+                        ("project", project),
+                    ]);
+                    client.get(&format!("/v1/requests{q}"))?
+                }
+                Backend::Direct { file, scope } => {
+                    let window = Window::new(parse_time(&from)?, parse_time(&to)?)?;
+                    request::page(file, scope, window, &filter)?
+                }
+            };
+            if target.json {
+                return show(serde_json::to_value(&page)?);
+            }
+            print_requests(&page);
         }
         ReportCommand::Top {
             from,
@@ -400,7 +504,15 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
                 .iter()
                 .map(|e| vec![e.name.clone(), num(e.seconds, 3), num(e.count, 0)])
                 .collect();
-            print!("{}", render(&["name", "seconds", "count"], &rows));
+            print!(
+                "{}",
+                render_fit(
+                    &["name", "seconds", "count"],
+                    &rows,
+                    layout::width(),
+                    Some(0)
+                )
+            );
         }
     }
     Ok(())

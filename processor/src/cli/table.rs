@@ -1,31 +1,50 @@
 //! Plain-text tables for the CLI: columns padded to their widest cell,
 //! numbers right-aligned, long cells cut with an ellipsis.
 
+use super::layout::cut;
+
 /// Cells wider than this are cut.
 const MAX_CELL: usize = 70;
 
+/// A column this narrow is not cut further to fit a width.
+const MIN_FLEX: usize = 12;
+
 /// Renders a header and rows as an aligned table.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let cut = |s: &str| -> String {
-        let one_line = s.replace(['\n', '\t'], " ");
-        if one_line.chars().count() > MAX_CELL {
-            format!(
-                "{}…",
-                one_line.chars().take(MAX_CELL - 1).collect::<String>()
-            )
-        } else {
-            one_line
-        }
-    };
-    let rows: Vec<Vec<String>> = rows
+    render_fit(header, rows, usize::MAX, None)
+}
+
+/// Renders a table no wider than `width` when it can: the column `flex`
+/// (a text column) gives up characters, cut with an ellipsis, down to
+/// [`MIN_FLEX`].
+pub fn render_fit(
+    header: &[&str],
+    rows: &[Vec<String>],
+    width: usize,
+    flex: Option<usize>,
+) -> String {
+    let one_line = |s: &str| cut(&s.replace(['\n', '\t'], " "), MAX_CELL);
+    let mut rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .map(|r| r.iter().map(|c| one_line(c)).collect())
         .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
             if i < widths.len() {
                 widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let total = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+    if let Some(f) = flex.filter(|f| *f < widths.len())
+        && total > width
+    {
+        let floor = MIN_FLEX.max(header[f].chars().count());
+        widths[f] = widths[f].saturating_sub(total - width).max(floor);
+        for r in &mut rows {
+            if let Some(c) = r.get_mut(f) {
+                *c = cut(c, widths[f]);
             }
         }
     }
@@ -89,6 +108,14 @@ mod tests {
         assert_eq!(lines[0], "name       s");
         assert_eq!(lines[2], "a            1.5");
         assert_eq!(lines[3], "long name  12.25");
+    }
+
+    #[test]
+    fn a_flexible_column_gives_up_width_to_fit() {
+        let rows = vec![vec!["1".into(), "a".repeat(60), "12.5".into()]];
+        let t = render_fit(&["#", "suspect", "share"], &rows, 40, Some(1));
+        assert!(t.lines().all(|l| l.chars().count() <= 40), "{t}");
+        assert!(t.lines().nth(2).unwrap().contains('…'));
     }
 
     #[test]

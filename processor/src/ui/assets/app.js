@@ -124,6 +124,8 @@
   class ApiFailure extends Error {
     constructor(status, message) { super(message); this.status = status; }
   }
+  /** The processor did not answer at all (stopped, restarting, network down). */
+  class Offline extends Error {}
   const token = () => sessionStorage.getItem(TOKEN_KEY);
   const who = () => JSON.parse(sessionStorage.getItem(WHO_KEY) || 'null');
 
@@ -133,7 +135,12 @@
     const project = params().get('project');
     if (project && !q.has('project')) q.set('project', project);
     const s = q.toString();
-    const resp = await fetch(path + (s ? '?' + s : ''), { headers: { Authorization: `Bearer ${withToken}` } });
+    let resp;
+    try {
+      resp = await fetch(path + (s ? '?' + s : ''), { headers: { Authorization: `Bearer ${withToken}` } });
+    } catch (e) {
+      throw new Offline(e && e.message ? e.message : String(e));
+    }
     if (resp.status === 401 && withToken === token()) {
       signOut('The processor refused the token: sign in again.');
       throw new Halt();
@@ -161,7 +168,11 @@
     [/^\/ui\/requests$/, requestsPage],
     [/^\/ui\/request\/([^/]+)$/, requestPage],
     [/^\/ui\/sql$/, sqlPage],
+    [/^\/ui\/top$/, topPage],
   ];
+  /** The browser tab's title: what the page shows, then the product. */
+  const setTitle = (what) => { document.title = what ? `${what} · Bitville APM` : 'Bitville APM'; };
+  const TITLES = { signin: 'Sign in', timeline: 'Timeline', spike: 'Spike report', requests: 'Requests', request: 'Request', sql: 'SQL fingerprint', top: 'Top' };
   let generation = 0;
   /** True while the page that asked is still the one shown. */
   const current = (g) => g === generation;
@@ -175,25 +186,42 @@
       return go(`/ui/signin?next=${encodeURIComponent(location.pathname + location.search)}`, true);
     }
     renderTop(path);
+    setTitle(TITLES[path.split('/')[2]] || 'Not found');
     const route = routes.find(([re]) => re.test(path));
     if (!route) {
       main.innerHTML = part(html`<h1>Not found</h1><p>No page at ${path}. <a href="/ui/timeline">Open the timeline</a>.</p>`);
       return;
     }
     const args = path.match(route[0]).slice(1).map(decodeURIComponent);
+    // Kept so that a processor that stops answering leaves the page as it was.
+    const previous = main.querySelector('.loading, .offline') ? '' : main.innerHTML;
     main.innerHTML = part(html`<p class="muted loading">Loading…</p>`);
     try {
       await route[1](g, ...args, message);
     } catch (e) {
       if (e instanceof Halt || !current(g)) return;
+      if (e instanceof Offline) { showOffline(previous); return; }
       const what = e instanceof ApiFailure ? `${e.message} (HTTP ${e.status})` : String(e && e.message ? e.message : e);
       main.innerHTML = part(html`<div class="error" role="alert"><strong>Could not load this page:</strong> ${what}</div>`);
     }
   }
 
+  /**
+   * The processor did not answer: keep what the page shows (or showed
+   * before this navigation) under a banner that offers to try again.
+   */
+  function showOffline(previous) {
+    for (const old of main.querySelectorAll('.offline')) old.remove();
+    if (main.querySelector('.loading')) main.innerHTML = previous;
+    main.insertAdjacentHTML('afterbegin', part(html`<div class="offline error" role="alert" data-test="offline">
+      <span><strong>The processor does not answer.</strong> It may be stopped or restarting; what you see was loaded before.</span>
+      <button type="button" id="retry">Retry</button></div>`));
+    document.getElementById('retry').onclick = () => render();
+  }
+
   function renderTop(path) {
     const w = who();
-    const nav = [['timeline', 'Timeline'], ['requests', 'Requests']];
+    const nav = [['timeline', 'Timeline'], ['requests', 'Requests'], ['top', 'Top']];
     const section = path.split('/')[2] || '';
     top.innerHTML = part(html`
       <a class="brand" href="/ui/timeline"><img src="/ui/assets/icon.svg" alt="" width="22" height="22"> Bitville APM</a>
@@ -419,7 +447,12 @@
     return drawSel;
   }
 
-  const chartWidth = (el) => Math.max(320, Math.floor((el || main).clientWidth));
+  const chartWidth = (el) => Math.max(280, Math.floor((el || main).clientWidth));
+  /** The width of one cell of a two-column grid, or the whole width when a narrow screen stacks it in one. */
+  const cellWidth = (grid, gap) => {
+    const columns = getComputedStyle(grid).gridTemplateColumns.split(' ').filter(Boolean).length;
+    return columns > 1 ? Math.floor((chartWidth(grid) - gap) / 2) : chartWidth(grid);
+  };
 
   // ------------------------------------------------------------ timeline
   /** The window of the URL, or (when missing) the last hour of data, written back to the URL. */
@@ -570,14 +603,20 @@
   const MINOR_SHARE = 0.005;
   const KIND_LABEL = { lock_blocker: 'lock', n_plus_one: 'n+1', sql_fingerprint: 'sql', php_function: 'function', wait_event: 'db wait', php_cpu: 'php cpu', off_cpu: 'off-cpu', endpoint: 'endpoint' };
 
+  /** True when a suspect's evidence, or the whole report, had no baseline requests. */
+  const noBaseline = (ev) => ev && ev.baseline_requests === 0;
+  const NO_BASELINE = 'no baseline data';
+
   /** Evidence keys paired with their baseline_ twins, as rows of window against baseline. */
   function evidenceRows(ev) {
     const rows = [];
     const skip = new Set(['blocker_correlation_ids', 'top_fingerprints']);
+    const none = noBaseline(ev);
     for (const [k, v] of Object.entries(ev)) {
       if (k.startsWith('baseline_') || skip.has(k)) continue;
       const b = ev[`baseline_${k}`];
-      rows.push(html`<tr><th>${k.replace(/_/g, ' ')}</th><td class="${typeof v === 'number' ? 'num' : 'text'}">${fmtValue(v)}</td><td class="num muted">${b === undefined ? '' : fmtValue(b)}</td></tr>`);
+      const base = b === undefined ? '' : none ? html`<span data-test="no-baseline">${NO_BASELINE}</span>` : fmtValue(b);
+      rows.push(html`<tr><th>${k.replace(/_/g, ' ')}</th><td class="${typeof v === 'number' ? 'num' : 'text'}">${fmtValue(v)}</td><td class="num muted">${base}</td></tr>`);
     }
     for (const [k, v] of Object.entries(ev)) {
       if (k.startsWith('baseline_') && !(k.slice(9) in ev)) rows.push(html`<tr><th>${k.slice(9).replace(/_/g, ' ')}</th><td class="num">–</td><td class="num muted">${fmtValue(v)}</td></tr>`);
@@ -590,6 +629,47 @@
     if (typeof v === 'object') return JSON.stringify(v);
     return v;
   };
+  const secs = (s) => {
+    const a = Math.abs(s);
+    return `${a >= 100 ? s.toFixed(0) : a >= 10 ? s.toFixed(1) : s.toFixed(2)} s`;
+  };
+
+  /**
+   * The one-line verdict of a report, from its first suspect and that
+   * suspect's evidence (the CLI says the same: processor/src/cli/verdict.rs).
+   * A `verdict` the report carries itself is preferred.
+   */
+  function verdict(r) {
+    if (r.verdict) return r.verdict;
+    const t = r.totals;
+    if (!(t.requests > 0)) return 'No data: the window has no requests.';
+    const s = r.suspects[0];
+    if (!s) return 'No suspect: the window carries no more load than its baseline.';
+    const caveat = t.baseline_requests > 0 ? '' : 'No baseline data (every request-second of the window counts as excess). ';
+    return caveat + suspectSentence(s);
+  }
+
+  function suspectSentence(s) {
+    const ev = s.evidence || {};
+    const share = `${Math.round(s.share * 100)} % of the excess`;
+    const excess = secs(s.score_s);
+    const within = s.endpoint && s.endpoint !== s.name ? `, mostly in ${s.endpoint}` : '';
+    switch (s.kind) {
+      case 'lock_blocker': {
+        const who = ev.blocker_url ? `${s.name} (${ev.blocker_url})` : s.name;
+        const held = ev.blocker_xact_ms_max > 0 ? ` up to ${secs(ev.blocker_xact_ms_max / 1000)}` : '';
+        const how = ev.blocker_query ? ` (${ev.blocker_query}${ev.blocker_state ? `, ${ev.blocker_state}` : ''}${held})` : '';
+        return `${who} held a lock${how}; ${ev.waiter_query || 'other statements'} waited: ${excess} of requests queued behind it (${share}${within}).`;
+      }
+      case 'n_plus_one': return `${s.name}: ${excess} of loop time (${share}${within}).`;
+      case 'sql_fingerprint': return `SQL ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
+      case 'php_function': return `PHP function ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
+      case 'wait_event': return `Database wait ${s.name}: ${excess} more backend time (${share}).`;
+      case 'endpoint': return `${s.name} explains ${excess} itself: traffic ${secs(ev.traffic_excess_s || 0)}, latency ${secs(ev.latency_excess_s || 0)} (${share}).`;
+      default: return `${s.name}: ${excess} (${share}).`;
+    }
+  }
+
   const shareBar = (share) => html`<svg class="share" viewBox="0 0 100 8" width="100" height="8" role="img" aria-label="${pct(share)}"><rect width="100" height="8" rx="2" class="track"/><rect width="${Math.max(0, Math.min(100, share * 100))}" height="8" rx="2" class="fill"/></svg>`;
 
   async function spikePage(g) {
@@ -605,7 +685,10 @@
     const bFrom = toMs(r.baseline_from);
     const bTo = toMs(r.baseline_to);
     const t = r.totals;
-    const open = Number(p.get('s') || 0);
+    // Suspect #1 is open unless another is asked for (s=0 closes them all).
+    const open = Number(p.get('s') ?? 1);
+    const noBase = !(t.baseline_requests > 0);
+    const baselineOf = (_, text) => (noBase ? html`<span data-test="no-baseline">${NO_BASELINE}</span>` : text);
     // The first few always show; beyond them only suspects worth reading, unless asked.
     const shown = p.get('all') ? r.suspects : r.suspects.filter((x, i) => i < 5 || x.share >= MINOR_SHARE || x.rank === open);
     const hidden = r.suspects.length - shown.length;
@@ -627,9 +710,10 @@
           <a class="button ghost" href="${link('requests', { ...win, sort: 'slowest' })}">Requests in the window</a>
         </div>
       </div>
+      <p class="verdict card" data-test="verdict"><strong>Verdict:</strong> ${verdict(r)}</p>
       <div class="cards">
-        <div class="card stat"><span class="label">Requests</span><b>${num(t.requests, 0)}</b><span class="muted">baseline ${num(t.baseline_requests, 0)}</span></div>
-        <div class="card stat"><span class="label">Request-seconds</span><b>${num(t.request_seconds, 1)}</b><span class="muted">baseline ${num(t.baseline_request_seconds, 1)}</span></div>
+        <div class="card stat"><span class="label">Requests</span><b>${num(t.requests, 0)}</b><span class="muted">${baselineOf(t, `baseline ${num(t.baseline_requests, 0)}`)}</span></div>
+        <div class="card stat"><span class="label">Request-seconds</span><b>${num(t.request_seconds, 1)}</b><span class="muted">${baselineOf(t, `baseline ${num(t.baseline_request_seconds, 1)}`)}</span></div>
         <div class="card stat"><span class="label">Excess request-seconds</span><b>${num(t.excess_request_seconds, 1)}</b><span class="muted">what the suspects share</span></div>
       </div>
       ${(t.notes || []).length ? html`<section class="card" data-test="report-notes">${t.notes.map((n) => html`<p class="muted">Note: ${n}</p>`)}</section>` : ''}
@@ -641,9 +725,10 @@
             <tr class="suspect${s.rank === open ? ' open' : ''}" data-rank="${s.rank}" data-test="suspect-${s.rank}" tabindex="0" aria-expanded="${s.rank === open}">
               <td>${s.rank}</td><td><span class="badge ${s.kind}">${KIND_LABEL[s.kind] || s.kind}</span></td>
               <td class="name"><span class="${s.kind === 'sql_fingerprint' ? 'code' : ''}">${s.name}</span>${s.endpoint && s.endpoint !== s.name ? html`<div class="muted small">${s.kind === 'lock_blocker' ? 'its waiters mostly in' : 'mostly in'} ${s.endpoint}</div>` : ''}</td>
-              <td>${shareBar(s.share)} ${pct(s.share)}</td><td class="num">${num(s.score_s, 1)}</td><td class="num">${num(s.window_s, 1)}</td><td class="num muted">${num(s.baseline_s, 1)}</td></tr>
+              <td>${shareBar(s.share)} ${pct(s.share)}</td><td class="num">${num(s.score_s, 1)}</td><td class="num">${num(s.window_s, 1)}</td><td class="num muted">${noBase || noBaseline(s.evidence) ? html`<span data-test="no-baseline">${NO_BASELINE}</span>` : num(s.baseline_s, 1)}</td></tr>
             ${s.rank === open ? html`<tr class="detail"><td colspan="7"><div id="suspect-detail" data-test="suspect-detail"></div></td></tr>` : ''}`)}
-          ${hidden ? html`<tr class="more"><td colspan="7"><a href="${link('spike', { ...Object.fromEntries(params()), all: '1' })}">Show ${hidden} more suspect${hidden === 1 ? '' : 's'}, each under ${pct(MINOR_SHARE)} of the excess</a></td></tr>` : ''}</tbody></table>`
+          ${hidden ? html`<tr class="more"><td colspan="7"><a href="${link('spike', { ...Object.fromEntries(params()), all: '1' })}">Show ${hidden} more suspect${hidden === 1 ? '' : 's'}, each under ${pct(MINOR_SHARE)} of the excess</a></td></tr>` : ''}</tbody></table>
+          ${r.suspects.length > 1 ? html`<p class="hint" data-test="overlap-note">Suspects overlap: a lock blocker's waiters include other suspects' time (the statements that waited, the endpoints they ran in), so the shares need not add up to 100 %.</p>` : ''}`
           : html`<p class="muted">No suspect: the window carries no more load than its baseline.</p>`}
       </section>
       <section class="card"><h2>Baseline, then the window <span class="muted small">(grey: baseline, amber: window)</span></h2><div class="grid2" id="spike-charts"><p class="muted">Loading…</p></div></section>
@@ -661,7 +746,7 @@
     for (const row of main.querySelectorAll('tr.suspect')) {
       const toggle = () => {
         const rank = Number(row.dataset.rank);
-        setParams({ s: rank === open ? null : rank });
+        setParams({ s: rank === open ? 0 : rank === 1 ? null : rank });
         render();
       };
       row.onclick = (e) => { if (!e.target.closest('a')) toggle(); };
@@ -676,7 +761,7 @@
     const tl = await api('/v1/ui/timeline', { from: isoUtc(bFrom), to: isoUtc(to) });
     if (!current(g)) return;
     const box = document.getElementById('spike-charts');
-    const width = Math.floor((chartWidth(box) - 24) / 2);
+    const width = cellWidth(box, 24);
     const bucketMs = tl.bucket_s * 1000;
     const marks = [{ from: bFrom, to: bTo, title: 'baseline', cls: 'baseline' }, { from, to, title: 'window' }];
     const c = { width, height: 110, x0: bFrom, x1: to, bucketMs, marks };
@@ -714,8 +799,8 @@
       requests = found.filter(Boolean).map((d) => ({ ...d.request, correlation_id: d.correlation_id })).sort((a, b) => toMs(a.ts) - toMs(b.ts));
     } else if (s.endpoint) {
       title = `Slowest requests of ${s.endpoint} in the window`;
-      const list = await api('/v1/requests', { ...win, endpoint: s.endpoint, limit: 500 });
-      requests = list.requests.sort((a, b) => b.duration_ms - a.duration_ms).slice(0, 8);
+      const list = await api('/v1/requests', { ...win, endpoint: s.endpoint, sort: 'slowest', limit: 8 });
+      requests = list.requests;
     }
     if (!current(g)) return;
     const top = s.evidence.top_fingerprints;
@@ -755,13 +840,18 @@
     if (!win) { main.innerHTML = part(noData()); return; }
     const p = params();
     const f = { host: p.get('host') || '', endpoint: p.get('endpoint') || '', status: p.get('status') || '', min_ms: p.get('min_ms') || '', limit: p.get('limit') || '200', sort: p.get('sort') || 'newest' };
+    const offset = Math.max(0, Number(p.get('offset')) || 0);
+    // The store sorts and pages, so "slowest first" is the window's slowest, not the newest page's.
     const [facets, list] = await Promise.all([
       api('/v1/ui/facets', { from: isoUtc(win.from), to: isoUtc(win.to) }),
-      api('/v1/requests', { from: isoUtc(win.from), to: isoUtc(win.to), host: f.host, endpoint: f.endpoint, status: f.status, min_ms: f.min_ms, limit: f.limit }),
+      api('/v1/requests', { from: isoUtc(win.from), to: isoUtc(win.to), host: f.host, endpoint: f.endpoint, status: f.status, min_ms: f.min_ms, limit: f.limit, sort: f.sort, offset }),
     ]);
     if (!current(g)) return;
-    const rows = list.requests.slice();
-    if (f.sort === 'slowest') rows.sort((a, b) => b.duration_ms - a.duration_ms);
+    const rows = list.requests;
+    const pageLink = (o) => link('requests', { ...Object.fromEntries(params()), offset: o || '' });
+    const pager = html`<div class="buttons pager" data-test="pager">
+      ${offset > 0 ? html`<a class="button ghost" href="${pageLink(Math.max(0, offset - Number(f.limit)))}" data-test="prev-page">◀ Previous ${f.limit}</a>` : ''}
+      ${list.next_offset ? html`<a class="button ghost" href="${pageLink(list.next_offset)}" data-test="next-page">Next ${f.limit} ▶</a>` : ''}</div>`;
     const opt = (v, cur, label = v) => html`<option value="${v}" ${v === cur ? new Raw('selected') : ''}>${label}</option>`;
     main.innerHTML = part(html`
       <div class="page-head"><h1>Requests</h1><div class="window">${span(win.from, win.to)}</div></div>
@@ -773,13 +863,15 @@
         <label class="wide">Endpoint <select name="endpoint">${opt('', f.endpoint, 'any')}${facets.endpoints.map((x) => opt(x, f.endpoint))}</select></label>
         <label>Status <input name="status" inputmode="numeric" size="4" value="${f.status}" placeholder="any"></label>
         <label>Min duration (ms) <input name="min_ms" inputmode="decimal" size="6" value="${f.min_ms}" placeholder="0"></label>
-        <label>Order <select name="sort">${opt('newest', f.sort, 'newest first')}${opt('slowest', f.sort, 'slowest first')}</select></label>
+        <label>Order <select name="sort">${opt('newest', f.sort, 'newest first')}${opt('oldest', f.sort, 'oldest first')}${opt('slowest', f.sort, 'slowest first')}${opt('fastest', f.sort, 'fastest first')}</select></label>
         <label>Limit <select name="limit">${['50', '200', '1000', '5000'].map((x) => opt(x, f.limit))}</select></label>
         <button type="submit">Apply</button>
       </form>
       <section class="card">
-        <h2>${rows.length} request${rows.length === 1 ? '' : 's'}${rows.length >= Number(f.limit) ? html` <span class="muted">(the newest ${f.limit}; narrow the filters to see others)</span>` : ''}</h2>
+        <h2 data-test="requests-count">${rows.length ? `Requests ${offset + 1}–${offset + rows.length}` : 'No request'}
+          <span class="muted">(${f.sort} first${list.next_offset ? ', more on the next page' : ''})</span></h2>
         ${rows.length ? requestTable(rows) : html`<p class="muted">No request matches.</p>`}
+        ${pager}
       </section>`);
     document.getElementById('filters').onsubmit = (e) => {
       e.preventDefault();
@@ -812,9 +904,18 @@
     const start = toMs(r.started_at);
     const around = { from: isoUtc(start - 300000), to: isoUtc(end + 300000) };
     const fact = (label, v) => html`<div><span class="label">${label}</span><span>${v}</span></div>`;
+    // The endpoint starts with the method (or the SAPI of a script): shown once, as a badge.
+    const cut = String(r.endpoint || '').indexOf(' ');
+    const [verb, route] = cut > 0 ? [r.endpoint.slice(0, cut), r.endpoint.slice(cut + 1)] : [r.method || r.sapi || '', r.endpoint || ''];
+    setTitle(`${r.endpoint} · Request`);
+    // A sampling profiler counts samples with the function on the stack; an instrumenting one counts calls.
+    const sampled = d.profile.profiler === 'excimer';
+    const counted = sampled
+      ? html`<th class="num" title="Excimer samples with this function on the stack${r.profile_period_ms ? `, one every ${r.profile_period_ms} ms` : ''}">samples</th>`
+      : html`<th class="num">calls</th>`;
     main.innerHTML = part(html`
       <div class="page-head">
-        <h1><span class="badge endpoint">${r.method || r.sapi || ''}</span> ${r.endpoint}</h1>
+        <h1 data-test="request-heading">${verb ? html`<span class="badge endpoint">${verb}</span> ` : ''}${route}</h1>
         <div class="window url">${r.url || ''}</div>
         <div class="buttons">
           <a class="button ghost" href="${link('requests', { ...around, endpoint: r.endpoint })}">Same endpoint around it</a>
@@ -841,8 +942,8 @@
           : html`<p class="muted">No profile: the agent profiles requests over its threshold only.</p>`}
       </section>
       ${d.profile.calls.length ? html`<section class="card"><h2>Functions by exclusive time</h2>
-        <table class="calls"><thead><tr><th>function</th><th class="num">calls</th><th class="num">inclusive</th><th class="num">exclusive</th></tr></thead>
-        <tbody>${d.profile.calls.slice(0, 25).map((c) => html`<tr><td><a href="#" class="code fn" data-fn="${c.function}">${c.function}</a></td><td class="num">${num(c.calls, 0)}</td><td class="num">${ms(c.inclusive_ms)}</td><td class="num">${ms(c.exclusive_ms)}</td></tr>`)}</tbody></table></section>` : ''}
+        <table class="calls" data-test="calls"><thead><tr><th>function</th>${counted}<th class="num">inclusive</th><th class="num">exclusive</th></tr></thead>
+        <tbody>${d.profile.calls.slice(0, 25).map((c) => html`<tr><td><a href="#" class="code fn" data-fn="${c.function}">${c.function}</a></td><td class="num">${num(sampled ? c.samples : c.calls, 0)}</td><td class="num">${ms(c.inclusive_ms)}</td><td class="num">${ms(c.exclusive_ms)}</td></tr>`)}</tbody></table></section>` : ''}
       <section class="card" data-test="sql-list"><h2>SQL <span class="muted">(${d.sql.length})</span></h2>
         ${d.sql.length ? sqlTable(d.sql, r.duration_ms, around) : html`<p class="muted">No statement captured.</p>`}</section>
       <section class="card" data-test="db-activity"><h2>Database activity <span class="muted">(pg_stat_activity samples of its backend)</span></h2>
@@ -875,7 +976,8 @@
           e.preventDefault();
           input.value = a.dataset.fn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
           apply();
-          document.getElementById('flame-card').scrollIntoView({ behavior: 'smooth' });
+          // scroll-margin-top in app.css keeps the card clear of the sticky header.
+          document.getElementById('flame-card').scrollIntoView({ block: 'start' });
         };
       }
       if (input.value) fg.search(input.value);
@@ -1012,6 +1114,7 @@
     if (!win) { main.innerHTML = part(noData()); return; }
     const d = await api('/v1/ui/fingerprint', { fp, from: isoUtc(win.from), to: isoUtc(win.to) });
     if (!current(g)) return;
+    setTitle(`${fp.slice(0, 60)} · SQL`);
     const w = { from: isoUtc(win.from), to: isoUtc(win.to) };
     const stat = (label, v, sub = '') => html`<div class="card stat"><span class="label">${label}</span><b>${v}</b><span class="muted">${sub}</span></div>`;
     const ps = d.pgss;
@@ -1043,7 +1146,9 @@
           : html`<p class="muted">No captured request ran it in the window.</p>`}</section>`);
 
     const box = document.getElementById('sql-charts');
-    const width = Math.floor((chartWidth(box) - 40) / 2);
+    box.innerHTML = part(html`<h2>Over time <span class="muted">(${duration(d.bucket_s)} buckets)</span></h2><div class="grid2" id="sql-grid"></div>`);
+    const grid = document.getElementById('sql-grid');
+    const width = cellWidth(grid, 24);
     const bucketMs = d.bucket_s * 1000;
     const c = { width, x0: win.from, x1: win.to, bucketMs, height: 120 };
     const fill = (series, key) => {
@@ -1058,12 +1163,101 @@
       const { t, v } = fill(s, key);
       return html`<div class="chart-box"><h3>${title}</h3>${chart({ ...c, id: `${key}-${title}`, t, unit, series: [{ name: title, color, type, values: v }] })}</div>`;
     };
-    box.innerHTML = part(html`<h2>Over time <span class="muted">(${duration(d.bucket_s)} buckets)</span></h2><div class="grid2">
+    grid.innerHTML = part(html`
       ${cell('PHP calls', d.php_series, 'calls', '#2563eb', 'bars')}
       ${cell('PHP total time', d.php_series, 'total_ms', '#f59e0b', 'bars', ' ms')}
       ${cell('PHP mean time', d.php_series, 'mean_ms', '#dc2626', 'line', ' ms')}
-      ${cell('Server execution time (pg_stat_statements)', d.pgss_series, 'total_ms', '#7c3aed', 'bars', ' ms')}</div>`);
+      ${cell('Server execution time (pg_stat_statements)', d.pgss_series, 'total_ms', '#7c3aed', 'bars', ' ms')}`);
     wireCharts(() => {}, null);
+  }
+
+  // ----------------------------------------------------------------- top
+  const TOP_KINDS = [['sql', 'SQL fingerprints'], ['endpoints', 'Endpoints'], ['functions', 'PHP functions']];
+  /** Extra columns per top list, from each entry's evidence. */
+  const TOP_COLUMNS = {
+    sql: [['max_ms', 'max', (v) => ms(v)], ['caller', 'called from', (v) => html`<code>${v || ''}</code>`]],
+    endpoints: [['p50_ms', 'p50', (v) => ms(v)], ['p95_ms', 'p95', (v) => ms(v)], ['errors', 'errors', (v) => num(v, 0)]],
+    functions: [['requests', 'requests', (v) => num(v, 0)]],
+  };
+
+  /**
+   * A top list of the window (GET /v1/top): sortable by any column,
+   * filtered by a text, each entry linked to where it can be followed.
+   * The sort, its direction and the filter live in the URL.
+   */
+  async function topPage(g) {
+    const win = await windowOrDefault(g);
+    if (!current(g)) return;
+    if (!win) { main.innerHTML = part(noData()); return; }
+    const p = params();
+    const by = TOP_KINDS.some(([k]) => k === p.get('by')) ? p.get('by') : 'sql';
+    const w = { from: isoUtc(win.from), to: isoUtc(win.to) };
+    const top = await api('/v1/top', { ...w, by, limit: 200 });
+    if (!current(g)) return;
+    setTitle(`Top ${TOP_KINDS.find(([k]) => k === by)[1]}`);
+    const total = top.entries.reduce((a, e) => a + e.seconds, 0) || 1;
+    const rows = top.entries.map((e) => ({ ...e.evidence, ...e, mean_ms: e.count ? (e.seconds * 1000) / e.count : null, share: e.seconds / total }));
+    const extra = TOP_COLUMNS[by];
+    const nameLabel = { sql: 'fingerprint', endpoints: 'endpoint', functions: 'function' }[by];
+    const columns = [['name', nameLabel], ['seconds', 'total'], ['share', 'share'], ['count', by === 'functions' ? 'requests seen' : 'calls'], ['mean_ms', 'mean'], ...extra.map(([k, label]) => [k, label])];
+    const textual = (k) => k === 'name' || k === 'caller';
+    const entryLink = (e) => {
+      if (by === 'sql') return link('sql', { fp: e.name, ...w });
+      if (by === 'endpoints') return link('requests', { ...w, endpoint: e.name, sort: 'slowest' });
+      return null;
+    };
+    const state = () => {
+      const q = params();
+      const key = columns.some(([k]) => k === q.get('sort')) ? q.get('sort') : 'seconds';
+      return { key, up: q.get('dir') === 'asc', filter: (q.get('q') || '').toLowerCase() };
+    };
+    const draw = () => {
+      const { key, up, filter } = state();
+      const shown = rows.filter((e) => !filter || e.name.toLowerCase().includes(filter));
+      shown.sort((a, b) => {
+        const x = a[key];
+        const y = b[key];
+        const c = textual(key) ? String(x ?? '').localeCompare(String(y ?? '')) : (x ?? -Infinity) - (y ?? -Infinity);
+        return up ? c : -c;
+      });
+      document.getElementById('top-body').innerHTML = part(html`${shown.map((e) => {
+        const to = entryLink(e);
+        const name = by === 'sql' ? html`<span class="code">${e.name}</span>` : e.name;
+        return html`<tr><td class="text">${to ? html`<a href="${to}" data-test="top-link">${name}</a>` : name}</td>
+          <td class="num">${secs(e.seconds)}</td><td class="num">${shareBar(e.share)} ${pct(e.share)}</td><td class="num">${num(e.count, 0)}</td>
+          <td class="num">${e.mean_ms === null ? '–' : ms(e.mean_ms)}</td>${extra.map(([k, , f]) => html`<td class="${textual(k) ? 'text small' : 'num'}">${e[k] === undefined ? '' : f(e[k])}</td>`)}</tr>`;
+      })}`);
+      document.getElementById('top-count').textContent = `${shown.length} of ${rows.length}`;
+      for (const th of main.querySelectorAll('th[data-sort]')) {
+        th.setAttribute('aria-sort', th.dataset.sort === key ? (up ? 'ascending' : 'descending') : 'none');
+      }
+    };
+    main.innerHTML = part(html`
+      <div class="page-head"><h1>Top</h1><div class="window">${span(win.from, win.to)}</div>
+        <div class="buttons"><a class="button ghost" href="${link('timeline', w)}">Timeline of the window</a></div></div>
+      <nav class="tabs" data-test="top-tabs">${TOP_KINDS.map(([k, label]) => html`<a href="${link('top', { ...w, by: k })}" class="${k === by ? 'active' : ''}" data-test="top-${k}">${label}</a>`)}</nav>
+      <section class="card">
+        <form class="inline" id="top-filter" role="search">
+          <input type="search" name="q" value="${p.get('q') || ''}" placeholder="Filter by name" aria-label="Filter by name" data-test="top-filter">
+          <span class="muted" id="top-count" data-test="top-count"></span>
+        </form>
+        <div class="scroll"><table class="top" data-test="top-table"><thead><tr>${columns.map(([k, label]) => html`<th class="${textual(k) ? '' : 'num'}" data-sort="${k}"><button type="button" class="sort" data-test="sort-${k}">${label}</button></th>`)}</tr></thead>
+        <tbody id="top-body"></tbody></table></div>
+        ${by === 'functions' ? html`<p class="hint">Exclusive time from the profiles of the window's kept requests; internal functions count in their user-land caller. A function has no page of its own: open a request to see it in its flame graph.</p>` : ''}
+      </section>`);
+    for (const th of main.querySelectorAll('th[data-sort]')) {
+      th.querySelector('button').onclick = () => {
+        const k = th.dataset.sort;
+        const { key, up } = state();
+        const dir = key === k ? (up ? 'desc' : 'asc') : (textual(k) ? 'asc' : 'desc');
+        setParams({ sort: k === 'seconds' && dir === 'desc' ? null : k, dir: dir === 'desc' ? null : dir });
+        draw();
+      };
+    }
+    const input = main.querySelector('#top-filter input');
+    input.addEventListener('input', () => { setParams({ q: input.value }); draw(); });
+    main.querySelector('#top-filter').onsubmit = (e) => e.preventDefault();
+    draw();
   }
 
   // ------------------------------------------------------------------ go
