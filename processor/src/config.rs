@@ -39,6 +39,8 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     /// GELF output to Graylog; no `[[gelf.outputs]]` (the default) sends nothing.
     pub gelf: crate::gelf::GelfConfig,
+    /// The spike report's tunable rules. Reloaded on SIGHUP.
+    pub analysis: crate::analysis::report::Settings,
 }
 
 /// Listening sockets.
@@ -280,6 +282,12 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err("store.path is empty".to_owned());
         }
+        if self.analysis.n_plus_one_min < 2 {
+            return Err(format!(
+                "analysis.n_plus_one_min {} is under 2: one statement is not a loop",
+                self.analysis.n_plus_one_min
+            ));
+        }
         if self.store.threads == 0 {
             return Err("store.threads must be at least 1".to_owned());
         }
@@ -411,6 +419,21 @@ mod tests {
         assert_eq!(config.tokens.len(), 1);
         // The example's outputs are commented out: forwarding is off unless configured.
         assert_eq!(config.gelf, crate::gelf::GelfConfig::default());
+        assert_eq!(
+            config.analysis,
+            crate::analysis::report::Settings::default()
+        );
+    }
+
+    #[test]
+    fn the_n_plus_one_threshold_is_a_config_key_of_at_least_two() {
+        let config =
+            Config::parse("[analysis]\nn_plus_one_min = 50\n", Path::new("p.toml")).unwrap();
+        assert_eq!(config.analysis.n_plus_one_min, 50);
+        let err = Config::parse("[analysis]\nn_plus_one_min = 1\n", Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("analysis.n_plus_one_min"), "{err}");
     }
 
     /// The example's `[gelf]` tables are commented out (`#` then the key, no

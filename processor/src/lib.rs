@@ -72,6 +72,7 @@ struct Live {
     admin: Arc<Tokens>,
     limits: Arc<Limits>,
     retention: RetentionConfig,
+    analysis: analysis::report::Settings,
 }
 
 /// State shared by the HTTP handlers, the UDP receiver and retention.
@@ -129,6 +130,11 @@ impl App {
             .clone()
     }
 
+    /// The spike report's settings in force.
+    pub fn analysis(&self) -> analysis::report::Settings {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).analysis
+    }
+
     pub fn retention(&self) -> RetentionConfig {
         self.live
             .read()
@@ -174,6 +180,7 @@ impl Live {
             admin: Arc::new(Tokens::new(admin.collect())),
             limits: Arc::new(config.limits.clone()),
             retention: config.retention.clone(),
+            analysis: config.analysis,
         }
     }
 }

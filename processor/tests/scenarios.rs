@@ -39,10 +39,14 @@ const BASELINE: Duration = Duration::from_secs(25);
 const SPIKE: Duration = Duration::from_secs(20);
 /// How far the detected start and end may be from the truth.
 const TOLERANCE: Micros = 10 * SECOND;
-/// Scenarios follow each other about 35 s apart, closer than the default
-/// gap (60 s) under which detection makes one incident of a recurring
-/// cause; production incidents this close would be reported as one.
-const MERGE_GAP_S: i64 = 10;
+/// Detection compressed to the scenarios' time scale: they follow each
+/// other about 35 s apart, closer than the default gap (60 s) under which
+/// detection makes one incident of a recurring cause (production incidents
+/// this close would be reported as one), and each brings its own steady
+/// traffic, so the baseline a point is compared with is the last minute's
+/// (the scenario's own baseline load), not the last half hour's, in
+/// buckets of 5 s so that a 25 s baseline holds enough of them.
+const DETECTION: &str = "merge_gap_s=10&lookback_s=60&bucket_s=5";
 
 /// The shared stack, started by the first scenario and stopped at exit; the
 /// lock also runs the scenarios one at a time (their loads would mix).
@@ -374,7 +378,7 @@ fn detect(stack: &Stack, truth: Window) -> Result<(Spike, Micros, Micros), Strin
         to: truth.to + 15 * SECOND,
     };
     let path = format!(
-        "/v1/spikes?from={}&to={}&merge_gap_s={MERGE_GAP_S}",
+        "/v1/spikes?from={}&to={}&{DETECTION}",
         format_time(range.from),
         format_time(range.to)
     );
@@ -673,15 +677,18 @@ fn plan_flip_the_planner_leaves_the_index() {
     });
 }
 
+/// php-fpm restarted inside a memory cgroup with a hungry neighbour, and
+/// back outside after.
 fn press_memory(stack: &mut Stack, on: bool) -> Result<(), String> {
     if !on {
+        let back = stack.web.fpm.restart_in(None);
         stack.pressure = None;
-        return Ok(());
+        return back.and_then(|()| stack.web.wait_answering());
     }
-    let fpm = stack.web.fpm.pid().ok_or("php-fpm is not running")?;
-    let pressure = scenario::memory::Pressure::start(stack.dir.path(), fpm)?;
+    let pressure = scenario::memory::Pressure::start(stack.dir.path())?;
+    stack.web.fpm.restart_in(Some(&pressure.procs()))?;
     stack.pressure = Some(pressure);
-    Ok(())
+    stack.web.wait_answering()
 }
 
 fn is_memory_pressure(s: &Suspect) -> bool {

@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /v1/spikes?from&to&hours&factor&level&merge_gap_s` | detected spikes ([`super::spikes::Spike`]) |
+//! | `GET /v1/spikes?from&to&hours&factor&level&merge_gap_s&lookback_s&bucket_s` | detected spikes ([`super::spikes::Spike`]) |
 //! | `GET /v1/report?from&to&baseline_from&baseline_to` | the window report ([`super::report::Report`]) |
 //! | `GET /v1/top?from&to&by=endpoints\|sql\|functions&limit` | a top list |
 //! | `GET /v1/requests?from&to&host&endpoint&status&min_ms&sort&limit&offset` | one page of requests, sorted in the store (`sort`: newest, oldest, slowest, fastest), with `next_offset` |
@@ -213,6 +213,10 @@ async fn spikes_route(
     d.factor = number(&q, "factor")?.unwrap_or(d.factor);
     d.level = number(&q, "level")?.or(d.level);
     d.merge_gap_s = number(&q, "merge_gap_s")?.unwrap_or(d.merge_gap_s).max(0);
+    d.lookback_s = number(&q, "lookback_s")?
+        .unwrap_or(d.lookback_s)
+        .clamp(10, 7 * 86_400);
+    d.bucket_s = number(&q, "bucket_s")?.unwrap_or(d.bucket_s).clamp(1, 3600);
     let found = on_reader(&state, move |src| {
         let range = match (&p.from, &p.to) {
             (None, None) => spikes::recent_range(src, &scope, hours.clamp(1, 24 * 31))?,
@@ -232,7 +236,11 @@ async fn report_route(
     let p = WindowParams::from_query(&q);
     let scope = scope(&state, &headers, p.project.as_deref())?;
     let frame = p.frame()?;
-    let r = on_reader(&state, move |src| report::report(src, &scope, &frame)).await?;
+    let settings = state.app.analysis();
+    let r = on_reader(&state, move |src| {
+        report::report_with(src, &scope, &frame, &settings)
+    })
+    .await?;
     Ok(axum::Json(r).into_response())
 }
 

@@ -9,7 +9,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::{
-    AnalysisError, Days, ENDPOINT_SQL, Frame, Micros, SECOND, Scope, Source, Window, query, quote,
+    AnalysisError, Days, ENDPOINT_SQL, Frame, Micros, SECOND, Scope, Source, Window, query,
+    query_named, quote,
 };
 
 /// One backend of one pg_activity sample.
@@ -47,8 +48,15 @@ pub struct RequestRef {
     pub duration_ms: f64,
 }
 
-/// Seconds each pg_activity sample stands for, per (host, in window): the
-/// window's length over the number of samples the host sent in it.
+/// Seconds each pg_activity sample stands for, per (host, in window).
+///
+/// pg-watch sends no sample when no backend is busy, so a quiet stretch has
+/// few samples and its length over their count would make each one stand
+/// for seconds: a lock wait caught in one of them would count many times
+/// over. The sampling interval is read from the gaps between a host's
+/// consecutive samples instead (their 10th percentile: the interval itself,
+/// as most busy samples follow each other), and the window's length over
+/// its count is the fallback for a host with too few samples to tell.
 ///
 /// # Errors
 /// The store query failed.
@@ -58,28 +66,45 @@ pub fn sample_seconds(
     scope: &Scope,
     frame: &Frame,
 ) -> Result<HashMap<(String, bool), f64>, AnalysisError> {
-    let rows = query(
+    let t = days.table("pg_activity", frame.range());
+    let (f, s) = (frame.filter("ts"), scope.clause(""));
+    let counts = query_named(
         src,
         &format!(
-            "SELECT host, {w} AS w, count(DISTINCT seq) FROM {t} WHERE {f}{s} GROUP BY ALL",
-            t = days.table("pg_activity", frame.range()),
+            "SELECT host, {w} AS w, count(DISTINCT seq) AS samples FROM {t} WHERE {f}{s} GROUP BY ALL",
             w = frame.in_window("ts"),
-            f = frame.filter("ts"),
-            s = scope.clause("")
         ),
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let w = r.s(1) == "true";
-            let len = if w {
-                frame.window.seconds()
-            } else {
-                frame.baseline.seconds()
-            };
-            ((r.s(0), w), len / (r.f(2).max(1.0)))
-        })
-        .collect())
+    let gaps = query_named(
+        src,
+        &format!(
+            "SELECT host, quantile_cont(gap_s, 0.1) AS interval_s, count(*) AS gaps FROM ( \
+             SELECT host, epoch(ts) - epoch(lag(ts) OVER (PARTITION BY host ORDER BY ts)) AS gap_s \
+             FROM (SELECT DISTINCT host, seq, ts FROM {t} WHERE {f}{s})) \
+             WHERE gap_s > 0 GROUP BY ALL"
+        ),
+    )?;
+    let mut interval: HashMap<String, f64> = HashMap::new();
+    for r in gaps.rows() {
+        if r.num("gaps")? >= 3.0 {
+            interval.insert(r.text("host")?, r.num("interval_s")?.clamp(0.01, 60.0));
+        }
+    }
+    let mut out = HashMap::new();
+    for r in counts.rows() {
+        let (host, w) = (r.text("host")?, r.flag("w")?);
+        let len = if w {
+            frame.window.seconds()
+        } else {
+            frame.baseline.seconds()
+        };
+        let dt = match interval.get(&host) {
+            Some(dt) => *dt,
+            None => len / r.num("samples")?.max(1.0),
+        };
+        out.insert((host, w), dt);
+    }
+    Ok(out)
 }
 
 /// Every sample of a backend waiting on a lock in the frame, with its root blocker.

@@ -72,7 +72,12 @@ fn sentence(s: &Suspect) -> String {
                 s.name
             )
         }
-        SuspectKind::PhpCpu | SuspectKind::OffCpu => format!("{}: {excess} ({share}).", s.name),
+        SuspectKind::PhpCpu | SuspectKind::OffCpu | SuspectKind::HostMemory => {
+            match text("summary") {
+                Some(summary) => format!("{summary} ({share})."),
+                None => format!("{}: {excess} ({share}).", s.name),
+            }
+        }
         SuspectKind::Endpoint => format!(
             "{} explains {excess} itself: traffic {}, latency {} ({share}).",
             s.name,

@@ -100,10 +100,13 @@ pub fn settled_spikes(store: &Store) -> Result<(Vec<SpikeSummary>, Option<Micros
             continue;
         }
         let window = Window::new(parse_time(&s.report_from)?, parse_time(&s.report_to)?)?;
+        // The baseline detection suggests (before any other spike), as
+        // `processor report spike` takes it.
+        let baseline = Window::new(parse_time(&s.baseline_from)?, parse_time(&s.baseline_to)?)?;
         let ranked = report(
             &reader,
             &Scope::Project(s.project.clone()),
-            &Frame::before(window),
+            &Frame::new(window, baseline)?,
         )?;
         let suspects = ranked
             .suspects

@@ -22,6 +22,8 @@ pub struct Daemon {
     envs: Vec<(String, String)>,
     pub log: PathBuf,
     child: Option<Child>,
+    /// A cgroup's `cgroup.procs` the process joins before it runs.
+    cgroup: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -34,7 +36,19 @@ impl Daemon {
             envs: vec![("RUST_LOG".into(), "info".into())],
             log,
             child: None,
+            cgroup: None,
         }
+    }
+
+    /// Stops the process and starts it again inside the cgroup whose
+    /// `cgroup.procs` is given (or where it was first, with `None`).
+    ///
+    /// # Errors
+    /// It could not be started again.
+    pub fn restart_in(&mut self, cgroup_procs: Option<&Path>) -> Result<(), String> {
+        self.stop();
+        self.cgroup = cgroup_procs.map(Path::to_owned);
+        self.start()
     }
 
     /// Starts the process, appending its output to the log.
@@ -49,7 +63,18 @@ impl Daemon {
             open().map_err(|e| format!("log {}: {e}", self.log.display()))?,
             open().map_err(|e| format!("log {}: {e}", self.log.display()))?,
         );
-        let child = Command::new(&self.program)
+        let mut command = match &self.cgroup {
+            // The shell joins the cgroup, then becomes the program.
+            Some(procs) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
+                    .arg(procs)
+                    .arg(&self.program);
+                c
+            }
+            None => Command::new(&self.program),
+        };
+        let child = command
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
@@ -62,11 +87,6 @@ impl Daemon {
     }
 
     /// The exit status when the process has ended on its own.
-    /// The process id while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child
             .as_mut()

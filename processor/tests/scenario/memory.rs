@@ -1,9 +1,10 @@
 //! A host under memory pressure, for real: a swap file, a memory cgroup
-//! with a limit below what its processes touch, the PHP workers moved into
-//! it, and a memory-hungry process beside them (as a batch job on the same
-//! host would be). The kernel then swaps the workers' pages out and in,
-//! and every request slows down. Needs root, a writable cgroup v1 memory
-//! hierarchy and `swapon` (CI runs as root in a VM that has them).
+//! with a limit below what its processes touch, php-fpm started inside it
+//! (see [`Pressure::procs`]), and a memory-hungry process beside it (as a
+//! batch job on the same host would be). The kernel then swaps the
+//! workers' pages out and in, and every request slows down. Needs root, a
+//! writable cgroup v1 memory hierarchy and `swapon` (CI runs as root in a
+//! VM that has them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,15 +12,14 @@ use std::process::{Child, Command, Stdio};
 /// Size of the swap file.
 const SWAP_MIB: u64 = 1024;
 /// The cgroup's memory limit, and what the hungry process keeps touching.
-const LIMIT_MIB: u64 = 160;
-const HOG_MIB: u64 = 600;
+const LIMIT_MIB: u64 = 96;
+const HOG_MIB: u64 = 256;
 
 pub struct Pressure {
     swapfile: PathBuf,
     cgroup: PathBuf,
-    /// The cgroup the moved processes came from.
+    /// The cgroup the processes inside came from, where they go back.
     home: PathBuf,
-    moved: Vec<u32>,
     hog: Option<Child>,
 }
 
@@ -61,36 +61,21 @@ fn own_cgroup() -> Result<PathBuf, String> {
     }
 }
 
-/// `pid` and its children (php-fpm's master and workers).
-fn with_children(pid: u32) -> Vec<u32> {
-    let mut out = vec![pid];
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    out.extend(
-        children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok()),
-    );
-    out
-}
-
 impl Pressure {
-    /// Swap on, the cgroup made, `pid` and its children moved into it, and
-    /// the hungry process started there.
+    /// Swap on, the cgroup made, and the hungry process started in it.
     ///
     /// # Errors
     /// A step failed (not root, no cgroup v1 memory hierarchy, no swap);
     /// what was done is undone.
-    pub fn start(dir: &Path, pid: u32) -> Result<Pressure, String> {
+    pub fn start(dir: &Path) -> Result<Pressure, String> {
         let home = own_cgroup()?;
         let mut p = Pressure {
             swapfile: dir.join("swapfile"),
             cgroup: home.join(format!("bitville-scenario-{}", std::process::id())),
             home,
-            moved: Vec::new(),
             hog: None,
         };
-        match p.set_up(pid) {
+        match p.set_up() {
             Ok(()) => Ok(p),
             Err(e) => {
                 p.tear_down();
@@ -99,7 +84,13 @@ impl Pressure {
         }
     }
 
-    fn set_up(&mut self, pid: u32) -> Result<(), String> {
+    /// The cgroup's `cgroup.procs`: a process that writes its pid there
+    /// runs under the pressure.
+    pub fn procs(&self) -> PathBuf {
+        self.cgroup.join("cgroup.procs")
+    }
+
+    fn set_up(&mut self) -> Result<(), String> {
         let swap = self.swapfile.display().to_string();
         run(
             "dd",
@@ -125,14 +116,7 @@ impl Pressure {
             &(LIMIT_MIB << 20).to_string(),
         )?;
         write(&self.cgroup.join("memory.swappiness"), "100")?;
-        // The workers' pages come with them where the kernel still can (it
-        // is deprecated in cgroup v1); their new pages are charged here anyway.
-        let _ = std::fs::write(self.cgroup.join("memory.move_charge_at_immigrate"), "3");
-        let procs = self.cgroup.join("cgroup.procs");
-        for p in with_children(pid) {
-            write(&procs, &p.to_string())?;
-            self.moved.push(p);
-        }
+        let procs = self.procs();
         // The hungry process joins the cgroup before it allocates, then
         // touches every page of its memory again and again.
         let hog = format!(
@@ -151,19 +135,15 @@ impl Pressure {
         Ok(())
     }
 
-    /// Everything undone, best effort: the hungry process killed, the
-    /// processes moved back, the cgroup removed, swap off.
+    /// Everything undone, best effort: the hungry process killed, what is
+    /// left in the cgroup moved back, the cgroup removed, swap off.
     fn tear_down(&mut self) {
         if let Some(mut hog) = self.hog.take() {
             let _ = hog.kill();
             let _ = hog.wait();
         }
         let home = self.home.join("cgroup.procs");
-        for p in self.moved.drain(..) {
-            let _ = std::fs::write(&home, p.to_string());
-        }
-        // Workers forked while under pressure are in the cgroup too.
-        if let Ok(left) = std::fs::read_to_string(self.cgroup.join("cgroup.procs")) {
+        if let Ok(left) = std::fs::read_to_string(self.procs()) {
             for p in left.split_whitespace() {
                 let _ = std::fs::write(&home, p);
             }

@@ -194,6 +194,19 @@ impl Web {
         })
     }
 
+    /// Waits until the application answers `/ping` (after a restart of php-fpm).
+    ///
+    /// # Errors
+    /// It did not within 30 s.
+    pub fn wait_answering(&self) -> Result<(), String> {
+        let addr = format!("127.0.0.1:{}", self.port);
+        super::wait_until(
+            "the PHP application answering /ping",
+            std::time::Duration::from_secs(30),
+            || matches!(super::http_get(&addr, "/ping", None), Ok((200, body)) if body.starts_with("pong")),
+        )
+    }
+
     /// Switches the agent's profiling; the next request reads the new config.
     ///
     /// # Errors

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
-use super::{EventCount, HostFigures, Item, plan};
+use super::{EventCount, HostFigures, Item, Settings, plan};
 use crate::analysis::correlation::{self, RequestRef, Wait};
 use crate::analysis::{
     AnalysisError, Days, ENDPOINT_SQL, Frame, SECOND, Scope, Source, Window, format_time,
@@ -91,20 +91,6 @@ pub(super) struct LoopRow {
     pub not_stored: f64,
 }
 
-/// The executions of one statement shape in one request from which on it
-/// is an N+1 suspect; `BITVILLE_N_PLUS_ONE_MIN` in the processor's
-/// environment changes it.
-pub const N_PLUS_ONE_MIN_DEFAULT: f64 = 20.0;
-
-/// The N+1 threshold in force.
-pub fn n_plus_one_min() -> f64 {
-    std::env::var("BITVILLE_N_PLUS_ONE_MIN")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| *v >= 2.0)
-        .unwrap_or(N_PLUS_ONE_MIN_DEFAULT)
-}
-
 /// SQL time per fingerprint, as PHP measured it and as the server did.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Fingerprints {
@@ -167,8 +153,9 @@ pub(super) fn measure(
     days: &Days,
     scope: &Scope,
     frame: &Frame,
+    settings: &Settings,
 ) -> Result<Measured, AnalysisError> {
-    let n_plus_one_min = n_plus_one_min();
+    let n_plus_one_min = f64::from(settings.n_plus_one_min.max(2));
     Ok(Measured {
         endpoints: endpoints(src, days, scope, frame)?,
         functions: BTreeMap::new(),

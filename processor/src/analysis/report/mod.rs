@@ -416,13 +416,41 @@ pub fn is_internal_function(function: &str) -> bool {
     FUNCTIONS.contains(&f) || PREFIXES.iter().any(|p| f.starts_with(p))
 }
 
-/// The report of a window against its baseline.
+/// What a user may tune in the attribution (`[analysis]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Executions of one statement shape in one request from which on it is
+    /// an N+1 suspect.
+    pub n_plus_one_min: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { n_plus_one_min: 20 }
+    }
+}
+
+/// The report of a window against its baseline, with the default settings.
 ///
 /// # Errors
 /// A store query failed, or its answer could not be read.
 pub fn report(src: &dyn Source, scope: &Scope, frame: &Frame) -> Result<Report, AnalysisError> {
+    report_with(src, scope, frame, &Settings::default())
+}
+
+/// The report of a window against its baseline.
+///
+/// # Errors
+/// A store query failed, or its answer could not be read.
+pub fn report_with(
+    src: &dyn Source,
+    scope: &Scope,
+    frame: &Frame,
+    settings: &Settings,
+) -> Result<Report, AnalysisError> {
     let days = Days::load(src)?;
-    let measured = collect::measure(src, &days, scope, frame)?;
+    let measured = collect::measure(src, &days, scope, frame, settings)?;
     let (suspects, totals) = rank::rank(&measured, frame.ratio(), frame.window.seconds());
     Ok(Report {
         from: format_time(frame.window.from),

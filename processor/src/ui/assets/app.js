@@ -601,7 +601,7 @@
 
   // --------------------------------------------------------------- spike
   const MINOR_SHARE = 0.005;
-  const KIND_LABEL = { lock_blocker: 'lock', n_plus_one: 'n+1', sql_fingerprint: 'sql', php_function: 'function', wait_event: 'db wait', php_cpu: 'php cpu', off_cpu: 'off-cpu', endpoint: 'endpoint' };
+  const KIND_LABEL = { lock_blocker: 'lock', n_plus_one: 'n+1', sql_fingerprint: 'sql', php_function: 'function', wait_event: 'db wait', php_cpu: 'php cpu', off_cpu: 'off-cpu', host_memory: 'memory', endpoint: 'endpoint' };
 
   /** True when a suspect's evidence, or the whole report, had no baseline requests. */
   const noBaseline = (ev) => ev && ev.baseline_requests === 0;
@@ -666,7 +666,7 @@
       case 'php_function': return `PHP function ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
       case 'wait_event': return `Database wait ${s.name}: ${excess} more backend time (${share}).`;
       case 'endpoint': return `${s.name} explains ${excess} itself: traffic ${secs(ev.traffic_excess_s || 0)}, latency ${secs(ev.latency_excess_s || 0)} (${share}).`;
-      default: return `${s.name}: ${excess} (${share}).`;
+      default: return ev.summary ? `${ev.summary} (${share}).` : `${s.name}: ${excess} (${share}).`;
     }
   }
 
