@@ -99,17 +99,23 @@ pub struct Spike {
 }
 
 /// A baseline for a report window `(from, to)`: as long as the window,
-/// ending at its start, moved back before every other spike (`others`,
-/// their report windows) it would overlap. Spikes that overlap the window
-/// itself (the same incident on another signal or host) are not others.
-pub fn suggest_baseline(window: (Micros, Micros), others: &[(Micros, Micros)]) -> (Micros, Micros) {
+/// ending `gap` before its start, moved back before every other spike
+/// (`others`, their report windows) it would overlap. The gap keeps the
+/// onset out: the stretch just before a detected start was already rising,
+/// only not yet enough to count. Spikes that overlap the window itself (the
+/// same incident on another signal or host) are not others.
+pub fn suggest_baseline(
+    window: (Micros, Micros),
+    gap: Micros,
+    others: &[(Micros, Micros)],
+) -> (Micros, Micros) {
     let len = (window.1 - window.0).max(SECOND);
     let others: Vec<(Micros, Micros)> = others
         .iter()
         .copied()
         .filter(|(s, e)| !(*s < window.1 && *e > window.0))
         .collect();
-    let mut end = window.0;
+    let mut end = window.0 - gap.max(0);
     for _ in 0..=others.len() {
         let start = end - len;
         match others
@@ -436,6 +442,7 @@ pub fn find(
             .collect();
         let (from, to) = suggest_baseline(
             (windows[i].1, windows[i].2.max(windows[i].1 + SECOND)),
+            bucket,
             &others,
         );
         s.baseline_from = format_time(from);
@@ -516,19 +523,25 @@ mod tests {
     fn the_suggested_baseline_excludes_other_spikes() {
         let s = SECOND;
         // Report window 1000..1300 s; an earlier incident 850..900 s.
-        let b = suggest_baseline((1000 * s, 1300 * s), &[(850 * s, 900 * s)]);
+        let b = suggest_baseline((1000 * s, 1300 * s), 0, &[(850 * s, 900 * s)]);
         assert_eq!(b, (550 * s, 850 * s));
         // Nothing before it: just before the window.
         assert_eq!(
-            suggest_baseline((1000 * s, 1300 * s), &[]),
+            suggest_baseline((1000 * s, 1300 * s), 0, &[]),
             (700 * s, 1000 * s)
         );
+        // The onset is left out: the baseline ends a bucket before the start.
+        assert_eq!(
+            suggest_baseline((1000 * s, 1300 * s), 10 * s, &[]),
+            (690 * s, 990 * s)
+        );
         // The same incident seen on load (overlapping) is not another spike.
-        let b = suggest_baseline((1000 * s, 1300 * s), &[(1010 * s, 1290 * s)]);
+        let b = suggest_baseline((1000 * s, 1300 * s), 0, &[(1010 * s, 1290 * s)]);
         assert_eq!(b, (700 * s, 1000 * s));
         // Two earlier incidents in a row: stepped back past both.
         let b = suggest_baseline(
             (1000 * s, 1100 * s),
+            0,
             &[(850 * s, 950 * s), (700 * s, 800 * s)],
         );
         assert_eq!(b, (600 * s, 700 * s));

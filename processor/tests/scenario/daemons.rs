@@ -216,7 +216,7 @@ pub fn shipper_config(
 ) -> String {
     format!(
         "spool_dirs = [{spool}]\nstate_dir = {state}\nprocessor_url = {url}\ntoken = {token}\n\
-         project = {project}\nhost = \"web-1\"\nlisten = {listen}\n\n\
+         project = {project}\nlisten = {listen}\n\n\
          [batch]\nmax_age_ms = 200\n\n[tail]\nscan_interval_ms = 200\n\n\
          [retry]\nbackoff_base_ms = 100\nbackoff_max_ms = 1000\nbreaker_failures = 1000\nbreaker_cooldown_s = 1\n\n\
          [host_metrics]\nenabled = true\ninterval_s = 2\n",

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 /// Size of the swap file.
 const SWAP_MIB: u64 = 1024;
 /// The cgroup's memory limit, and what the hungry process keeps touching.
-const LIMIT_MIB: u64 = 96;
-const HOG_MIB: u64 = 256;
+const LIMIT_MIB: u64 = 24;
+const HOG_MIB: u64 = 64;
 
 pub struct Pressure {
     swapfile: PathBuf,
@@ -153,6 +153,17 @@ impl Pressure {
         let _ = run("swapoff", &[&swap]);
         let _ = std::fs::remove_file(&self.swapfile);
     }
+}
+
+/// Pages swapped in and out since boot (`/proc/vmstat`).
+pub fn swapped_pages() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/vmstat").unwrap_or_default();
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (get("pswpin "), get("pswpout "))
 }
 
 impl Drop for Pressure {

@@ -365,6 +365,10 @@ fn per_request(x: f64, n: f64) -> f64 {
     if n > 0.0 { x / n } else { 0.0 }
 }
 
+/// How much more CPU each request must need than in the baseline for its
+/// time queued for a CPU to count as its own demand.
+const CPU_GROWTH: f64 = 1.5;
+
 /// What kind of time an endpoint's latency excess is, from each request's
 /// CPU and SQL time: PHP CPU, SQL, or off-CPU outside SQL (sleep, HTTP
 /// calls, files). Time off the CPU is split by the requests' context
@@ -407,16 +411,24 @@ fn time_kinds(
     } else {
         0.0
     };
-    let queued = off_all.max(0.0) * queued_share;
+    let queued_all = off_all.max(0.0) * queued_share;
+    // Queued time is PHP CPU demand when each request needs more CPU than
+    // before (or the endpoint is new); requests that need no more CPU each
+    // but queue longer for it are slowed by the load, which their traffic
+    // is part of: that time stays with the endpoint.
+    let cpu_per_request = per_request(t_w.cpu_s, t_w.cpu_known);
+    let own_demand = !has_baseline || cpu_per_request >= CPU_GROWTH * cpu_b;
+    let queued = if own_demand { queued_all } else { 0.0 };
     let cpu = on_cpu + queued;
-    let off = off_all - queued;
+    let off = off_all - queued_all;
     ep_item.note(
         "time_kinds",
         json!({
             "php_cpu_excess_s": round3(cpu),
             "sql_excess_s": round3(sql),
             "off_cpu_outside_sql_excess_s": round3(off),
-            "queued_for_cpu_excess_s": round3(queued),
+            "queued_for_cpu_excess_s": round3(queued_all),
+            "queued_counted_as_php_cpu": own_demand,
             "involuntary_switch_share": round3(queued_share),
             "cpu_ms_per_request": round3(per_request(t_w.cpu_s, t_w.cpu_known) * 1000.0),
             "baseline_cpu_ms_per_request": round3(cpu_b * 1000.0),
@@ -1710,6 +1722,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(off.score_s, 8.5);
+    }
+
+    /// A burst of a cheap endpoint saturates the CPUs: its requests queue
+    /// for them (involuntary switches) but each needs no more CPU than
+    /// before, so the queued time is the load's, which its traffic is: the
+    /// endpoint ranks first, not "PHP CPU".
+    #[test]
+    fn queueing_without_more_cpu_per_request_stays_with_the_traffic() {
+        let mut m = Measured::default();
+        endpoint(&mut m, "GET /ping", (10_000.0, 10.0), (100.0, 0.03));
+        let t = |n: f64, cpu_s: f64, known_s: f64, invol: f64| EndpointTime {
+            n,
+            cpu_known: n,
+            cpu_known_s: known_s,
+            cpu_s,
+            cpu_user_s: cpu_s,
+            switches_voluntary: n,
+            switches_involuntary: invol,
+            ..EndpointTime::default()
+        };
+        times(
+            &mut m,
+            "GET /ping",
+            t(10_000.0, 1.0, 10.0, 30_000.0),
+            t(100.0, 0.01, 0.03, 0.0),
+        );
+        let (suspects, _) = rank(&m, 1.0, 60.0);
+        assert_eq!(
+            (suspects[0].kind, suspects[0].name.as_str()),
+            (SuspectKind::Endpoint, "GET /ping"),
+            "{suspects:?}"
+        );
+        assert!(find(&suspects, SuspectKind::PhpCpu, "PHP CPU in GET /ping").is_none());
     }
 
     #[test]
