@@ -531,7 +531,7 @@
         <section class="card spikes">
           <h2>Spikes <span class="muted">(${spikes.length})</span></h2>
           ${spikes.length ? html`<ol class="spike-list" data-test="spike-list">${spikes.map((s, i) => html`
-            <li><a href="${link('spike', { from: s.report_from, to: s.report_to, host: s.host })}" data-test="spike-${i}">
+            <li><a href="${link('spike', { from: s.report_from, to: s.report_to, baseline_from: s.baseline_from, baseline_to: s.baseline_to, host: s.host })}" data-test="spike-${i}">
               <span class="badge ${s.signal}">${s.signal === 'load' ? 'load' : 'concurrency'}</span>
               <b>${s.host}</b>${s.project && who() && who().admin ? html` <span class="muted">${s.project}</span>` : ''}${s.bursts > 1 ? html` <span class="bursts">${s.bursts} bursts</span>` : ''}<br>
               ${when(s.start_us / 1000, false)} – ${when(s.end_us / 1000, false)}
