@@ -80,8 +80,11 @@ pub struct App {
     pub store: Arc<Store>,
     live: RwLock<Live>,
     pub rate: limits::RateLimiter,
-    /// Bounds the batches being decoded and stored at once (memory).
+    /// Bounds the batches being decoded and stored at once (memory); taken
+    /// only once a batch's body is in, so a stalled client never holds one.
     pub slots: Semaphore,
+    /// Open connections per client address and in all (`[limits]` caps).
+    pub connections: Arc<ingest::conn::Connections>,
     pub metrics: metrics::Metrics,
     /// Added to the wall clock; lets tests move time without waiting.
     clock_offset_micros: AtomicI64,
@@ -213,6 +216,7 @@ impl Processor {
             live: RwLock::new(Live::of(&config, dev_token.as_deref())),
             rate: limits::RateLimiter::new(),
             slots: Semaphore::new(config.limits.max_concurrent_batches),
+            connections: Arc::default(),
             metrics: metrics::Metrics::default(),
             clock_offset_micros: AtomicI64::new(0),
             dev_token,
@@ -238,18 +242,22 @@ impl Processor {
             (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
             _ => None,
         };
-        let http_task = match tls {
-            Some(tls_config) => {
-                let listener = tls::TlsListener::new(listener, tls_config).map_err(|source| {
-                    StartError::Bind {
-                        addr: config.server.listen.to_string(),
-                        source,
-                    }
-                })?;
-                spawn_http(listener, app.clone(), stopped(&shutdown))
-            }
-            None => spawn_http(listener, app.clone(), stopped(&shutdown)),
-        };
+        let http_task =
+            match tls {
+                Some(tls_config) => {
+                    let listener = tls::TlsListener::new(listener, tls_config, app.clone())
+                        .map_err(|source| StartError::Bind {
+                            addr: config.server.listen.to_string(),
+                            source,
+                        })?;
+                    spawn_http(listener, app.clone(), stopped(&shutdown))
+                }
+                None => spawn_http(
+                    ingest::conn::PlainListener::new(listener, app.clone()),
+                    app.clone(),
+                    stopped(&shutdown),
+                ),
+            };
 
         let mut other_tasks = Vec::new();
         let mut udp_addr = None;
@@ -361,7 +369,8 @@ impl Processor {
     }
 }
 
-/// Serves the router on a listener (plain TCP or TLS) until `shutdown`.
+/// Serves the router on a listener (plain TCP or TLS) until `shutdown`,
+/// with the connection caps and timeouts of `ingest::conn`.
 fn spawn_http<L>(
     listener: L,
     app: Arc<App>,
@@ -369,25 +378,15 @@ fn spawn_http<L>(
 ) -> JoinHandle<()>
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
-    tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    let app_for_watch = app.clone();
     let router = ingest::router(app.clone())
         .merge(analysis::api::router(
             app.clone(),
             analysis::sql::SqlLimits::default(),
         ))
-        .merge(ui::router(app));
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<tls::Peer>(),
-    )
-    .with_graceful_shutdown(shutdown);
-    tokio::spawn(watched(app_for_watch, "http", async move {
-        if let Err(e) = server.await {
-            tracing::error!("http server failed: {e}");
-        }
-    }))
+        .merge(ui::router(app.clone()));
+    let server = ingest::conn::serve(listener, app.clone(), router, shutdown);
+    tokio::spawn(watched(app, "http", server))
 }
 
 /// Runs a long-lived task and records it as ended in `app` when it returns

@@ -5,6 +5,8 @@
 //! `/readyz`, `/metrics`); its parts, one job each:
 //! - [`auth`]: ingest tokens and their projects, compared in constant time.
 //! - [`limits`]: per-client rate limiting and bounded gzip decoding.
+//! - [`conn`]: connections: caps per client address and in all, header and
+//!   body timeouts, and the serve loop that applies them.
 //! - [`tls`]: the HTTPS listener (rustls) used when a certificate is configured.
 //! - [`udp`]: the fire-and-forget UDP receiver.
 //! - [`flatten`]: validated records to the store's rows (no DuckDB here).
@@ -16,6 +18,7 @@
 //! the reply is sent only after the store committed them.
 
 pub mod auth;
+pub mod conn;
 pub mod flatten;
 pub mod limits;
 pub mod tls;
@@ -172,28 +175,15 @@ async fn ingest_inner(
         Some(e) if e == "identity" || e.is_empty() => false,
         Some(e) => return Err(BodyError::UnsupportedEncoding(e).into()),
     };
+    let bytes = read_body(body, limits.max_body_bytes).await?;
+    // Only now, with the whole body in: a client that stalls mid-body holds
+    // its connection until body_timeout_s, never a slot others need.
     let _slot = app.slots.acquire().await.map_err(|_| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "processor is shutting down",
         )
     })?;
-    let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
-        .await
-        .map_err(|e| {
-            // The limit fails with its own error type; any other error is
-            // the body's (a broken connection, a bad chunk).
-            let over_limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if over_limit {
-                too_large_body(limits.max_body_bytes)
-            } else {
-                Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("body could not be read: {e}"),
-                )
-            }
-        })?;
 
     let now = app.now();
     let (rejected, records, panics) = {
@@ -260,6 +250,30 @@ async fn ingest_inner(
         accepted,
         duplicates: outcome.stored.len() as u64 - accepted,
         rejected: rejected.into_iter().map(|r| r.0).collect(),
+    })
+}
+
+/// Reads the whole body, at most `max` bytes, within the body timeout that
+/// `conn::TimedBody` puts on every request.
+///
+/// # Errors
+/// 413 over `max`, 408 when the client did not send it in time, 400 when
+/// the connection broke or a chunk was malformed.
+async fn read_body(body: Body, max: usize) -> Result<axum::body::Bytes, Refusal> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        // The limit fails with its own error type, the timeout with ours.
+        let over_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            too_large_body(max)
+        } else if let Some(timeout) = conn::BodyReadError::timeout_in(&e) {
+            Refusal::new(StatusCode::REQUEST_TIMEOUT, timeout.to_string())
+        } else {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("body could not be read: {e}"),
+            )
+        }
     })
 }
 
