@@ -318,14 +318,20 @@ fn open_connection(options: &StoreConfig) -> Result<Connection, StoreError> {
         path: options.path.clone(),
         source,
     };
+    // External access off for the whole database: the processor reads and
+    // writes only its own file (and WAL), so no query on any connection,
+    // admin SQL above all, can read, write or attach a host file, install or
+    // load an extension. The configuration is then locked, so that no
+    // connection can turn it back on.
     let config = duckdb::Config::default()
         .enable_autoload_extension(false)
+        .and_then(|c| c.enable_external_access(false))
         .and_then(|c| c.max_memory(&options.memory_limit))
         .and_then(|c| c.threads(i64::from(options.threads)))
         .map_err(open_err)?;
     let conn = Connection::open_with_flags(&options.path, config).map_err(open_err)?;
     conn.execute_batch(&format!(
-        "SET checkpoint_threshold = '{}'",
+        "SET checkpoint_threshold = '{}'; SET lock_configuration = true",
         options.checkpoint_threshold.replace('\'', "")
     ))
     .map_err(open_err)?;
@@ -362,8 +368,8 @@ impl Interrupter {
 
 impl Reader {
     /// Opens a store file directly, read-only, with external access and
-    /// extension autoloading off: queries can read the store's tables and
-    /// nothing else, and cannot change the file. For the command line when
+    /// extension autoloading off and the configuration locked: queries can
+    /// read the store's tables and nothing else, and cannot change the file. For the command line when
     /// no processor runs (a running processor holds the file's lock).
     ///
     /// # Errors
@@ -384,6 +390,8 @@ impl Reader {
             .and_then(|c| c.enable_external_access(false))
             .map_err(open_err)?;
         let conn = Connection::open_with_flags(path, config).map_err(open_err)?;
+        conn.execute_batch("SET lock_configuration = true")
+            .map_err(open_err)?;
         Ok(Reader {
             conn,
             interruptible: true,
@@ -493,6 +501,21 @@ impl Reader {
             .map(Option::unwrap_or_default)
             .map_err(|e| StoreError::db("read cursor", e))
     }
+}
+
+/// Tests only: makes a DuckDB file from SQL statements (tables with just
+/// the columns a test needs), so that tests elsewhere need not open DuckDB
+/// themselves.
+///
+/// # Errors
+/// The file cannot be made or a statement fails.
+#[cfg(test)]
+pub fn file_from_sql(path: &Path, statements: &[&str]) -> Result<(), StoreError> {
+    let conn = Connection::open(path).map_err(|e| StoreError::db("test file", e))?;
+    statements
+        .iter()
+        .try_for_each(|sql| conn.execute_batch(sql))
+        .map_err(|e| StoreError::db("test file", e))
 }
 
 /// Helpers for the benchmarks, kept here because only this module talks to
@@ -753,6 +776,50 @@ mod tests {
             Reader::open_read_only(&dir.path().join("none.duckdb")),
             Err(StoreError::Missing { .. })
         ));
+    }
+
+    /// The first wall of admin SQL, without the parser's: every connection
+    /// of the running store refuses host files, ATTACH, INSTALL and any
+    /// change of configuration, and the store still writes and reads.
+    #[test]
+    fn the_store_refuses_host_files_and_configuration_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret.csv");
+        std::fs::write(&secret, "a\n1\n").unwrap();
+        let d = dir.path().display();
+        let store = Store::open(&StoreConfig::at(&dir.path().join("s.duckdb"))).unwrap();
+        let reader = store.reader().unwrap();
+        let file_reads = [
+            format!("SELECT * FROM \"{d}/secret\".csv"),
+            format!("SELECT * FROM '{d}/*.csv'"),
+            format!("SUMMARIZE \"{d}/secret\".csv"),
+            format!("SELECT * FROM read_csv('{}')", secret.display()),
+            format!("COPY (SELECT 1) TO '{d}/out.csv'"),
+            format!("ATTACH '{d}/other.duckdb' AS other"),
+            "INSTALL httpfs".to_owned(),
+        ];
+        for sql in &file_reads {
+            let e = reader.conn.execute_batch(sql).expect_err(sql).to_string();
+            assert!(e.contains("disabled by configuration"), "{sql}: {e}");
+        }
+        for sql in [
+            "SET enable_external_access = true",
+            "RESET enable_external_access",
+            "SET lock_configuration = false",
+        ] {
+            let e = reader.conn.execute_batch(sql).expect_err(sql).to_string();
+            assert!(e.contains("configuration has been locked"), "{sql}: {e}");
+        }
+        assert!(!dir.path().join("out.csv").exists());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(store.checkpoint()).unwrap();
+        assert_eq!(
+            reader
+                .query_i64("SELECT count(*) FROM main.records")
+                .unwrap(),
+            0
+        );
+        rt.block_on(store.shutdown()).unwrap();
     }
 
     /// A new day's `records.raw` is stored with zstd, which DuckDB would not
