@@ -339,7 +339,8 @@ impl Processor {
         &self.gelf
     }
 
-    /// Stops accepting, lets in-flight batches finish (up to the grace
+    /// Stops accepting, interrupts running queries (admin SQL, reports),
+    /// lets in-flight batches finish (up to the grace
     /// period), stops the GELF forwarder (each output's cursor is saved
     /// after its last delivered batch), then checkpoints the store and stops
     /// its writer.
@@ -349,6 +350,13 @@ impl Processor {
     pub async fn shutdown(self) -> Result<(), StoreError> {
         self.app.stopping.store(true, Ordering::SeqCst);
         self.shutdown.trigger();
+        // Queries (admin SQL, reports) are stopped, not waited for: one can
+        // run for its whole timeout, and a blocking thread still running a
+        // query would hold the process after main returns.
+        let stopped = self.app.store.interrupt_readers();
+        if stopped > 0 {
+            tracing::info!("stopped the queries of {stopped} reader(s)");
+        }
         let mut http_task = self.http_task;
         if tokio::time::timeout(self.grace, &mut http_task)
             .await

@@ -140,3 +140,177 @@ fn admin_sql_cannot_reach_host_files() {
     assert_eq!(r.status, 200, "{}", r.text());
     run.stop();
 }
+
+/// A query that never ends on its own: a recursive CTE that keeps one row
+/// per key (so its memory stays flat) and counts up forever.
+const FOREVER: &str = "WITH RECURSIVE r(k, n) USING KEY (k) AS \
+     (SELECT 1, 1 UNION SELECT k, n + 1 FROM r) SELECT max(n) FROM r";
+
+/// Issue 19, item 6, in this process: shutdown does not wait for a query
+/// that would run for its whole timeout.
+#[test]
+fn shutdown_interrupts_a_running_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(admin_config(dir.path()));
+    let mut client = run.client();
+    let query = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let r = client.request(
+            "POST",
+            "/v1/sql",
+            &[
+                ("Authorization", &format!("Bearer {ADMIN}")),
+                ("Content-Type", "application/json"),
+            ],
+            json!({ "query": FOREVER, "timeout_s": 30 })
+                .to_string()
+                .as_bytes(),
+        );
+        (r.map(|r| (r.status, r.text())), started.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert!(!query.is_finished(), "the query runs until stopped");
+    let stopping = std::time::Instant::now();
+    run.stop();
+    let took = stopping.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "shutdown took {took:?}"
+    );
+    let (answer, after) = query.join().unwrap();
+    assert!(
+        after < std::time::Duration::from_secs(4),
+        "{answer:?} after {after:?}"
+    );
+    if let Ok((status, text)) = answer {
+        assert_ne!(status, 200, "{text}");
+    }
+}
+
+/// The real binary, started on a config file; its HTTP address is read
+/// from the line it prints at start.
+struct Bin {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Bin {
+    fn start(config: &Path) -> Bin {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("processor binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines.next().expect("an address line").expect("stdout");
+            if let Some(rest) = line.strip_prefix("processor: http on ") {
+                let addr = rest.split_whitespace().next().expect("address");
+                break addr.parse().expect("address");
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Bin { child, addr }
+    }
+
+    /// User plus system CPU time of the process so far, from /proc.
+    fn cpu(&self) -> std::time::Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("the process's stat");
+        // Fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        std::time::Duration::from_millis(ticks * 1000 / per_second)
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    fn wait(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Bin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 19, item 6, with the real binary: a recursive CTE got 408 after
+/// its timeout but kept 1.7 cores busy, and the processor then ignored
+/// SIGTERM. Now the timeout interrupts the query (the CPU time stops
+/// growing) and SIGTERM during such a query stops the processor promptly.
+#[test]
+fn a_query_past_its_timeout_stops_and_sigterm_stops_the_processor() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("processor.toml");
+    let text = format!(
+        "admin_tokens = [\"{ADMIN}\"]\n{}",
+        test_config_text(dir.path())
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut bin = Bin::start(&config);
+    let mut client = Client::new(bin.addr);
+
+    let asked = Instant::now();
+    let r = sql(&mut client, FOREVER, 1);
+    let answered = asked.elapsed();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(r.text().contains("timeout"), "{}", r.text());
+    assert!(
+        answered < Duration::from_secs(4),
+        "answered after {answered:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before = bin.cpu();
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = bin.cpu() - before;
+    eprintln!("CPU in the 2 s after the timeout's answer: {spent:?}");
+    assert!(
+        spent < Duration::from_millis(300),
+        "the query still runs: {spent:?} of CPU in 2 s"
+    );
+
+    // SIGTERM while a query runs (its timeout is 30 s).
+    let addr = bin.addr;
+    let query = std::thread::spawn(move || sql(&mut Client::new(addr), FOREVER, 30).status);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = bin.cpu();
+    std::thread::sleep(Duration::from_millis(500));
+    let busy = bin.cpu() - before;
+    assert!(
+        busy > Duration::from_millis(200),
+        "the query should be running: {busy:?}"
+    );
+    let signalled = Instant::now();
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    assert_eq!(
+        unsafe { libc::kill(bin.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let status = bin.wait(Duration::from_secs(10));
+    let took = signalled.elapsed();
+    eprintln!("SIGTERM to exit during a query: {took:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?} after {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
+    assert_ne!(query.join().unwrap(), 200);
+}

@@ -206,6 +206,47 @@ fn walk(node: &Value, catalog: &Catalog) -> Result<(), AnalysisError> {
     }
 }
 
+/// Interrupts the query running on a source when a timeout passes first.
+struct Deadline {
+    /// Dropped to tell the timer the query is over.
+    done: Option<std::sync::mpsc::Sender<()>>,
+    /// Answers true when it interrupted the query.
+    timer: Option<std::thread::JoinHandle<bool>>,
+}
+
+impl Deadline {
+    /// Starts the timer; a source that cannot be interrupted gets none.
+    fn start(src: &dyn Source, timeout: Duration) -> Deadline {
+        let (done, over) = std::sync::mpsc::channel::<()>();
+        let timer = src.interrupter().map(|handle| {
+            std::thread::spawn(move || match over.recv_timeout(timeout) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    handle.interrupt();
+                    true
+                }
+                _ => false,
+            })
+        });
+        Deadline {
+            done: Some(done),
+            timer,
+        }
+    }
+
+    /// Stops the timer; true when it had interrupted the query.
+    fn finish(mut self) -> bool {
+        self.done.take();
+        self.timer.take().is_some_and(|t| t.join().unwrap_or(false))
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        // The query ended without asking: stop the timer, do not wait for it.
+        self.done.take();
+    }
+}
+
 /// The error of a query the admin wrote, as a bad input (400) that says
 /// what DuckDB found wrong, without the query the runner wrapped it in
 /// (DuckDB's `LINE 1:` excerpt would show that wrapper, not theirs).
@@ -220,41 +261,34 @@ fn failed(e: AnalysisError) -> AnalysisError {
     }
 }
 
-/// Runs one checked SELECT with the limits. The timeout interrupts the
-/// query where the connection allows it (a store file opened read-only);
-/// on the running store's reader the caller bounds the wait instead.
+/// Runs one checked SELECT with the limits. When the timeout passes, the
+/// query is interrupted on its connection, so it stops using CPU and
+/// memory at once instead of running on after the caller gave up.
 ///
 /// # Errors
 /// The query is refused, fails, or runs out of time.
 pub fn run(src: &dyn Source, sql: &str, limits: SqlLimits) -> Result<SqlResult, AnalysisError> {
     let sql = check(src, sql)?;
     let started = Instant::now();
+    let deadline = Deadline::start(src, limits.timeout);
     let described = query(
         src,
         &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM ({sql}))"),
-    )
-    .map_err(failed)?;
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let timer = src.interrupter().map(|handle| {
-        let timeout = limits.timeout;
-        std::thread::spawn(move || match rx.recv_timeout(timeout) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                handle.interrupt();
-                true
-            }
-            _ => false,
-        })
+    );
+    let result = described.and_then(|described| {
+        let rows = src.rows(&format!(
+            "SELECT * FROM ({sql}) LIMIT {}",
+            limits.max_rows + 1
+        ))?;
+        Ok((described, rows))
     });
-    let result = src.rows(&format!(
-        "SELECT * FROM ({sql}) LIMIT {}",
-        limits.max_rows + 1
-    ));
-    drop(tx);
-    let interrupted = timer.is_some_and(|t| t.join().unwrap_or(false));
-    let mut rows = match result {
-        Err(_) if interrupted => return Err(AnalysisError::Timeout(limits.timeout.as_secs())),
-        other => other.map_err(failed)?.rows,
+    let (described, rows) = match result {
+        Err(_) if deadline.finish() => {
+            return Err(AnalysisError::Timeout(limits.timeout.as_secs()));
+        }
+        other => other.map_err(failed)?,
     };
+    let mut rows = rows.rows;
     let truncated = rows.len() > limits.max_rows;
     rows.truncate(limits.max_rows);
     Ok(SqlResult {

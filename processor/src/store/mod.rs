@@ -18,8 +18,9 @@ mod row;
 pub mod schema;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -78,6 +79,9 @@ pub enum StoreError {
     WriterGone,
     #[error("store file {path} does not exist")]
     Missing { path: PathBuf },
+    /// Shutdown began: running queries were stopped and no reader opens.
+    #[error("store is shutting down: no new queries")]
+    Closing,
 }
 
 impl StoreError {
@@ -126,6 +130,8 @@ pub struct Store {
     tx: mpsc::Sender<Msg>,
     /// Connections are not `Sync`; readers are cloned from this one.
     base: Mutex<Connection>,
+    /// The readers open on this store, so that shutdown can stop their queries.
+    readers: Arc<Readers>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -171,6 +177,7 @@ impl Store {
             path: options.path.clone(),
             tx,
             base: Mutex::new(base),
+            readers: Arc::default(),
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -288,15 +295,25 @@ impl Store {
     ///
     /// # Errors
     /// DuckDB could not open another connection.
+    /// DuckDB could not open another connection, or shutdown began.
     pub fn reader(&self) -> Result<Reader, StoreError> {
         let base = self.base.lock().unwrap_or_else(|e| e.into_inner());
         let conn = base
             .try_clone()
             .map_err(|e| StoreError::db("open reader", e))?;
+        let registration = self.readers.register(conn.interrupt_handle())?;
         Ok(Reader {
             conn,
-            interruptible: false,
+            registration: Some(registration),
         })
+    }
+
+    /// Stops the query running on every reader of the store and refuses
+    /// new readers, so that shutdown never waits for a long query (an
+    /// admin's SQL, a report): each fails at once with an interrupt error.
+    /// Returns how many readers were open.
+    pub fn interrupt_readers(&self) -> usize {
+        self.readers.close()
     }
 
     /// Bytes of the store file plus its WAL.
@@ -338,13 +355,69 @@ fn open_connection(options: &StoreConfig) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The readers open on a running store, by their interrupt handles.
+#[derive(Default)]
+struct Readers {
+    state: Mutex<ReadersState>,
+}
+
+#[derive(Default)]
+struct ReadersState {
+    next: u64,
+    live: HashMap<u64, Arc<duckdb::InterruptHandle>>,
+    /// Set by [`Readers::close`]: shutdown began.
+    closed: bool,
+}
+
+impl Readers {
+    fn register(
+        self: &Arc<Self>,
+        handle: Arc<duckdb::InterruptHandle>,
+    ) -> Result<Registration, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.closed {
+            return Err(StoreError::Closing);
+        }
+        state.next += 1;
+        let id = state.next;
+        state.live.insert(id, handle);
+        Ok(Registration {
+            readers: self.clone(),
+            id,
+        })
+    }
+
+    /// Interrupts every live reader and refuses new ones; returns how many
+    /// were live.
+    fn close(&self) -> usize {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.closed = true;
+        state.live.values().for_each(|h| h.interrupt());
+        state.live.len()
+    }
+}
+
+/// A reader's place in [`Readers`], given back when the reader is dropped.
+struct Registration {
+    readers: Arc<Readers>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut state = self.readers.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.live.remove(&self.id);
+    }
+}
+
 /// A read connection. Queries for the analysis and the forwarder belong in
 /// this module too, so that only the store talks to DuckDB.
 pub struct Reader {
     conn: Connection,
-    /// True for a store file opened read-only ([`Reader::open_read_only`]):
-    /// its queries may be interrupted ([`Reader::interrupter`]).
-    interruptible: bool,
+    /// On the running store: the entry that lets shutdown interrupt this
+    /// reader's query ([`Store::interrupt_readers`]). `None` for a store
+    /// file opened read-only, which no shutdown waits for.
+    registration: Option<Registration>,
 }
 
 /// The rows of a query with every cell as text (NULL as `None`), and the
@@ -394,30 +467,31 @@ impl Reader {
             .map_err(open_err)?;
         Ok(Reader {
             conn,
-            interruptible: true,
+            registration: None,
         })
     }
 
     /// Another connection to the same database.
     ///
     /// # Errors
-    /// DuckDB could not open one.
+    /// DuckDB could not open one, or the store's shutdown began.
     pub fn try_clone(&self) -> Result<Reader, StoreError> {
-        Ok(Reader {
-            conn: self
-                .conn
-                .try_clone()
-                .map_err(|e| StoreError::db("open reader", e))?,
-            interruptible: self.interruptible,
-        })
+        let conn = self
+            .conn
+            .try_clone()
+            .map_err(|e| StoreError::db("open reader", e))?;
+        let registration = self
+            .registration
+            .as_ref()
+            .map(|r| r.readers.register(conn.interrupt_handle()))
+            .transpose()?;
+        Ok(Reader { conn, registration })
     }
 
-    /// A handle that stops the query running on this connection, for a
-    /// store file opened read-only; `None` on the running store's readers,
-    /// whose callers bound the wait instead.
-    pub fn interrupter(&self) -> Option<Interrupter> {
-        self.interruptible
-            .then(|| Interrupter(self.conn.interrupt_handle()))
+    /// A handle that stops the query running on this connection from
+    /// another thread (the SQL timeout).
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter(self.conn.interrupt_handle())
     }
 
     /// One BIGINT (or NULL as 0) from a query, such as `SELECT count(*) FROM requests`.
@@ -764,14 +838,12 @@ mod tests {
             ]],
         };
         assert_eq!(rows, expected);
-        assert!(store.reader().unwrap().interrupter().is_none());
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(store.shutdown()).unwrap();
         drop(store);
 
         let file = Reader::open_read_only(&config.path).unwrap();
         assert_eq!(file.query_text(sql).unwrap(), expected);
-        assert!(file.interrupter().is_some());
         assert!(matches!(
             Reader::open_read_only(&dir.path().join("none.duckdb")),
             Err(StoreError::Missing { .. })
@@ -819,6 +891,31 @@ mod tests {
                 .unwrap(),
             0
         );
+        rt.block_on(store.shutdown()).unwrap();
+    }
+
+    /// Shutdown stops a query that would run for hours, and no reader
+    /// opens after it.
+    #[test]
+    fn interrupting_the_readers_stops_their_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&StoreConfig::at(&dir.path().join("i.duckdb"))).unwrap());
+        let reader = store.reader().unwrap();
+        let forever = std::thread::spawn(move || {
+            reader.query_i64("SELECT count(*) FROM range(1000000000000) a WHERE a.range % 7 = 3")
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        assert_eq!(store.interrupt_readers(), 1);
+        let result = forever.join().unwrap();
+        assert!(result.is_err(), "{result:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(store.reader(), Err(StoreError::Closing)));
+        let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(store.shutdown()).unwrap();
     }
 
