@@ -816,6 +816,42 @@ mod tests {
         );
     }
 
+    /// A layout-2 store (dedupe on the id alone) is rekeyed on project and
+    /// id at open, from each day's records.
+    #[test]
+    fn a_layout_2_store_is_rekeyed_on_project_and_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::at(&dir.path().join("v2.duckdb"));
+        let id = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
+        {
+            let mut load = bench::BulkLoad::open(&config).unwrap();
+            let day = load
+                .ensure_day(schema::days_from_civil(2026, 11, 20))
+                .unwrap();
+            load.execute(
+                "v2",
+                &format!(
+                    "INSERT INTO {day}.records (seq, project, host, ts, id, kind, ingested_at, raw) VALUES \
+                     (1, 'shop', 'h', TIMESTAMP '2026-11-20 10:00:00', '{id}', 'host_metrics', TIMESTAMP '2026-11-20 10:00:01', '{{}}'); \
+                     DROP TABLE {day}.record_ids; \
+                     CREATE TABLE {day}.record_ids (id UUID PRIMARY KEY); \
+                     INSERT INTO {day}.record_ids VALUES ('{id}'); \
+                     UPDATE main.store_meta SET value = '2' WHERE key = 'schema_version'"
+                ),
+            )
+            .unwrap();
+        }
+        let store = Store::open(&config).unwrap();
+        let reader = store.reader().unwrap();
+        let keys = reader
+            .query_text("SELECT project, id FROM d20261120.record_ids")
+            .unwrap();
+        assert_eq!(keys.columns, ["project", "id"]);
+        assert_eq!(keys.rows, [[Some("shop".to_owned()), Some(id.to_owned())]]);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(store.shutdown()).unwrap();
+    }
+
     /// The one row reader names the columns of the query it ran (the
     /// analysis reads cells by those names), every cell as text.
     #[test]

@@ -90,7 +90,7 @@ impl Writer {
         }?;
         self.exec(
             "create staging table",
-            "CREATE TEMP TABLE IF NOT EXISTS stage_ids (id UUID, day BIGINT)",
+            "CREATE TEMP TABLE IF NOT EXISTS stage_ids (project VARCHAR, id UUID, day BIGINT)",
         )
     }
 
@@ -140,7 +140,7 @@ impl Writer {
         }
         self.days = self.existing_days()?;
         if version < STORE_SCHEMA_VERSION {
-            self.upgrade()?;
+            self.upgrade(version)?;
         }
         self.replace_views()?;
         let floor: i64 = self
@@ -161,10 +161,47 @@ impl Writer {
 
     /// Brings an older layout up to this processor's, applied to the
     /// template and to every day schema before the version is written.
-    /// Version 2 adds five columns at the end of `requests` (the appenders
-    /// fill columns by position, and `ADD COLUMN` appends) and the
-    /// `request_fingerprints` table.
-    fn upgrade(&self) -> Result<(), StoreError> {
+    /// Version 2 adds five columns at the end of
+    /// `requests` (the appenders fill columns by position, and `ADD COLUMN`
+    /// appends) and the `request_fingerprints` table; version 3 keys each
+    /// day's `record_ids` on project and id.
+    fn upgrade(&self, from: i64) -> Result<(), StoreError> {
+        // Each step can run again after a crash part-way (the version is
+        // written last), so no transaction is needed around DDL.
+        if from < 2 {
+            self.upgrade_to_2()?;
+        }
+        if from < 3 {
+            self.upgrade_to_3()?;
+        }
+        self.exec(
+            "write layout version",
+            &format!(
+                "UPDATE main.store_meta SET value = '{STORE_SCHEMA_VERSION}' WHERE key = 'schema_version'"
+            ),
+        )
+    }
+
+    /// Version 3: each day's `record_ids` becomes `(project, id)`, filled
+    /// from the day's own `records` (every claimed id has its record: both
+    /// are written in one transaction).
+    fn upgrade_to_3(&self) -> Result<(), StoreError> {
+        for day in &self.days {
+            let name = quote_ident(&schema::day_schema(*day));
+            self.exec(
+                "rekey record ids",
+                &format!(
+                    "DROP TABLE IF EXISTS {name}.record_ids; {}; \
+                     INSERT INTO {name}.record_ids SELECT DISTINCT project, id FROM {name}.records",
+                    schema::record_ids_sql(&schema::day_schema(*day))
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Version 2: the `requests` columns and `request_fingerprints`.
+    fn upgrade_to_2(&self) -> Result<(), StoreError> {
         let mut schemas: Vec<String> = vec![TEMPLATE_SCHEMA.to_owned()];
         schemas.extend(self.days.iter().map(|d| schema::day_schema(*d)));
         for name in &schemas {
@@ -184,12 +221,7 @@ impl Writer {
                 &TableId::RequestFingerprints.table().create_sql(name),
             )?;
         }
-        self.exec(
-            "write layout version",
-            &format!(
-                "UPDATE main.store_meta SET value = '{STORE_SCHEMA_VERSION}' WHERE key = 'schema_version'"
-            ),
-        )
+        Ok(())
     }
 
     fn existing_days(&self) -> Result<BTreeSet<i64>, StoreError> {
@@ -345,13 +377,13 @@ impl Writer {
     /// record, whether the record was stored (false: a duplicate).
     fn commit_group(&mut self, batches: Vec<Columns>) -> Result<Vec<Vec<bool>>, StoreError> {
         // Duplicates inside the group: the first copy wins.
-        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
         let candidate: Vec<Vec<bool>> = batches
             .iter()
             .map(|b| {
                 b.records
                     .iter()
-                    .map(|r| seen.insert(r.id.as_str()))
+                    .map(|r| seen.insert((r.project.as_str(), r.id.as_str())))
                     .collect()
             })
             .collect();
@@ -402,7 +434,7 @@ impl Writer {
         batches: &[Columns],
         candidate: &[Vec<bool>],
         days: &BTreeSet<i64>,
-    ) -> Result<Option<HashSet<String>>, StoreError> {
+    ) -> Result<Option<HashSet<(String, String)>>, StoreError> {
         let conn = &self.conn;
         let err = |op: &'static str| move |e: duckdb::Error| StoreError::db(op, e);
         let staged = || {
@@ -414,7 +446,11 @@ impl Writer {
                 .map(|(r, _)| r)
         };
         let direct = days.iter().try_for_each(|day| {
-            let ids = columns::ids(staged().filter(|r| r.day == *day).map(|r| r.id.as_str()))?;
+            let ids = columns::ids(
+                staged()
+                    .filter(|r| r.day == *day)
+                    .map(|r| (r.project.as_str(), r.id.as_str())),
+            )?;
             append(
                 conn.appender_to_db("record_ids", &schema::day_schema(*day)),
                 [ids],
@@ -427,23 +463,24 @@ impl Writer {
         self.exec("rollback", "ROLLBACK")?;
         self.exec("begin", "BEGIN")?;
         {
-            let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day)))?;
+            let ids =
+                columns::staged_ids(staged().map(|r| (r.project.as_str(), r.id.as_str(), r.day)))?;
             append(
                 conn.appender_to_catalog_and_db("stage_ids", "temp", "main"),
                 [ids],
                 "stage ids",
             )?;
         }
-        let mut new_ids: HashSet<String> = HashSet::new();
+        let mut new_ids: HashSet<(String, String)> = HashSet::new();
         for day in days {
             let sql = format!(
-                "INSERT INTO {}.record_ids SELECT id FROM temp.main.stage_ids WHERE day = {day} \
-                 ON CONFLICT DO NOTHING RETURNING id::VARCHAR",
+                "INSERT INTO {}.record_ids SELECT project, id FROM temp.main.stage_ids WHERE day = {day} \
+                 ON CONFLICT DO NOTHING RETURNING project, id::VARCHAR",
                 quote_ident(&schema::day_schema(*day))
             );
             let mut stmt = conn.prepare(&sql).map_err(err("dedupe ids"))?;
             let ids = stmt
-                .query_map([], |r| r.get::<_, String>(0))
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
                 .map_err(err("dedupe ids"))?;
             for id in ids {
                 new_ids.insert(id.map_err(err("dedupe ids"))?);
@@ -461,7 +498,7 @@ impl Writer {
         &self,
         batches: &[Columns],
         candidate: &[Vec<bool>],
-        new_ids: Option<&HashSet<String>>,
+        new_ids: Option<&HashSet<(String, String)>>,
     ) -> Result<(Vec<Vec<bool>>, i64), StoreError> {
         let build = StoreError::Columns;
         let mut next_seq = self.next_seq;
@@ -474,7 +511,12 @@ impl Writer {
                 .iter()
                 .zip(cand)
                 .map(|(record, &c)| {
-                    if !c || new_ids.is_some_and(|ids| !ids.contains(&record.id)) {
+                    let stored_before = || {
+                        new_ids.is_some_and(|ids| {
+                            !ids.contains(&(record.project.clone(), record.id.clone()))
+                        })
+                    };
+                    if !c || stored_before() {
                         return None;
                     }
                     let seq = next_seq;
