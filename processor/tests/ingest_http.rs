@@ -358,6 +358,34 @@ fn the_same_id_in_two_projects_is_stored_for_each() {
     run.stop();
 }
 
+/// Issue 19: a record naming "project" twice was stored under the last
+/// copy while its raw line said another project too. It is refused alone.
+#[test]
+fn a_record_naming_a_key_twice_is_refused_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(test_config(dir.path()));
+    let good = host_metrics(&new_id(), now_micros(), "shop").to_string();
+    let twice = good.replacen(
+        r#""project":"shop""#,
+        r#""project":"blog","project":"shop""#,
+        1,
+    );
+    assert_ne!(twice, good, "the record has a project key to repeat");
+    let body = format!("{twice}\n{good}\n");
+    let r = run.client().post_ndjson(TOKEN, body.as_bytes(), false);
+    let reply = r.json();
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    assert_eq!(reply["rejected"][0]["line"], 1, "{reply}");
+    assert!(
+        reply["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(r#"key "project" appears more than once"#),
+        "{reply}"
+    );
+    run.stop();
+}
+
 /// Over the per-client rate the answer is 429 with a Retry-After in seconds.
 #[test]
 fn rate_limit_answers_429_with_retry_after() {

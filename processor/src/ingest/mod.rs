@@ -10,6 +10,7 @@
 //! - [`tls`]: the HTTPS listener (rustls) used when a certificate is configured.
 //! - [`udp`]: the fire-and-forget UDP receiver.
 //! - [`flatten`]: validated records to the store's rows (no DuckDB here).
+//! - [`keys`]: finds a top-level key named twice (an ambiguous envelope).
 //!
 //! A batch goes through the layers in order, each refusing with its own
 //! status: rate limit (429), token (401), body size (413), decompression
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod conn;
 pub mod flatten;
+pub mod keys;
 pub mod limits;
 pub mod tls;
 pub mod udp;
@@ -451,6 +453,11 @@ fn check_line(
         ));
     }
     let (kind, record) = bitville_schemas::validate_line(line).map_err(|e| e.to_string())?;
+    if let Some(key) = keys::duplicate_top_level_key(line) {
+        return Err(format!(
+            "/{key}: key {key:?} appears more than once; a record names each key once"
+        ));
+    }
     let record_project = record.get("project").and_then(|p| p.as_str()).unwrap_or("");
     if record_project != project {
         return Err(format!(
@@ -566,6 +573,26 @@ mod tests {
         assert_eq!(
             b.rejected[1].0.reason,
             r#"/project: "blog" is not the token's project "shop""#
+        );
+    }
+
+    /// Issue 19: `"project":"b", ..., "project":"a"` was stored as project
+    /// `a` while its raw line also said `b`. It is refused, naming the key.
+    #[test]
+    fn a_record_that_names_a_key_twice_is_refused_alone() {
+        let good = line(ID, "shop");
+        let twice = good.replacen(
+            r#""project":"shop""#,
+            r#""project":"blog","project":"shop""#,
+            1,
+        );
+        let body = format!("{twice}\n{good}\n");
+        let b = prepare_batch(body.as_bytes(), "shop", &Limits::default(), now()).unwrap();
+        assert_eq!(b.records.len(), 1);
+        assert_eq!(b.rejected[0].0.line, 1);
+        assert_eq!(
+            b.rejected[0].0.reason,
+            r#"/project: key "project" appears more than once; a record names each key once"#
         );
     }
 
