@@ -141,6 +141,32 @@ fn admin_sql_cannot_reach_host_files() {
     run.stop();
 }
 
+/// Issue 19: a trailing `-- comment` became a parser error that showed the
+/// runner's wrapper query. It runs now, and a query that fails says what
+/// DuckDB found wrong in the admin's own query.
+#[test]
+fn admin_sql_takes_a_trailing_comment_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(admin_config(dir.path()));
+    let mut client = run.client();
+    let r = sql(&mut client, "SELECT 41 + 1 AS answer -- the answer", 5);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["rows"][0][0], "42", "{}", r.text());
+    let r = sql(
+        &mut client,
+        "SELECT count(*) FROM no_such_table -- a typo",
+        5,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let error = r.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("no_such_table"), "{error}");
+    assert!(
+        !error.contains("DESCRIBE") && !error.contains("LINE 1"),
+        "the message shows the wrapper: {error}"
+    );
+    run.stop();
+}
+
 /// A query that never ends on its own: a recursive CTE that keeps one row
 /// per key (so its memory stays flat) and counts up forever.
 const FOREVER: &str = "WITH RECURSIVE r(k, n) USING KEY (k) AS \

@@ -261,7 +261,9 @@ fn failed(e: AnalysisError) -> AnalysisError {
     }
 }
 
-/// Runs one checked SELECT with the limits. When the timeout passes, the
+/// Runs one checked SELECT with the limits. The query is wrapped with a
+/// line break before the closing parenthesis, so that a trailing `-- comment`
+/// ends there instead of swallowing the wrapper. When the timeout passes, the
 /// query is interrupted on its connection, so it stops using CPU and
 /// memory at once instead of running on after the caller gave up.
 ///
@@ -273,11 +275,11 @@ pub fn run(src: &dyn Source, sql: &str, limits: SqlLimits) -> Result<SqlResult, 
     let deadline = Deadline::start(src, limits.timeout);
     let described = query(
         src,
-        &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM ({sql}))"),
+        &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM ({sql}\n))"),
     );
     let result = described.and_then(|described| {
         let rows = src.rows(&format!(
-            "SELECT * FROM ({sql}) LIMIT {}",
+            "SELECT * FROM ({sql}\n) LIMIT {}",
             limits.max_rows + 1
         ))?;
         Ok((described, rows))

@@ -519,7 +519,8 @@ impl Reader {
     /// # Errors
     /// The query failed.
     pub fn query_text(&self, sql: &str) -> Result<TextRows, StoreError> {
-        let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql})");
+        // The line break ends a trailing `-- comment` of `sql` before `)`.
+        let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql}\n)");
         let q = |e| StoreError::db("query", e);
         let mut stmt = self.conn.prepare(&wrapped).map_err(q)?;
         let mut rows = stmt.query([]).map_err(q)?;
