@@ -132,6 +132,8 @@ pub struct Store {
     base: Mutex<Connection>,
     /// The readers open on this store, so that shutdown can stop their queries.
     readers: Arc<Readers>,
+    /// The newest committed `seq`, published by the writer.
+    last_seq: Arc<std::sync::atomic::AtomicI64>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -165,6 +167,7 @@ impl Store {
                 path: options.path.clone(),
                 source,
             })?;
+        let last_seq = writer.last_seq();
         let (tx, rx) = mpsc::channel(options.queue_batches.max(1));
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -178,8 +181,15 @@ impl Store {
             tx,
             base: Mutex::new(base),
             readers: Arc::default(),
+            last_seq,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// The newest committed `seq` (0 for an empty store), without a query:
+    /// `last_seq() - cursor` is how far a reader of the records is behind.
+    pub fn last_seq(&self) -> i64 {
+        self.last_seq.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store file.

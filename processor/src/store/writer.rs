@@ -13,6 +13,8 @@
 //! probes rather than scans, and the index goes away with its day.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use duckdb::arrow::record_batch::RecordBatch;
@@ -48,6 +50,9 @@ pub(super) struct Writer {
     /// Day schemas that exist, as days since the epoch.
     days: BTreeSet<i64>,
     next_seq: i64,
+    /// `next_seq - 1` after each commit, for readers that need the newest
+    /// `seq` without a query (the GELF lag while an output is retrying).
+    last_seq: Arc<AtomicI64>,
     max_records: usize,
 }
 
@@ -62,10 +67,21 @@ impl Writer {
             path: options.path.clone(),
             days: BTreeSet::new(),
             next_seq: 1,
+            last_seq: Arc::default(),
             max_records: options.max_records_per_commit.max(1),
         };
         w.set_up_layout()?;
+        w.publish_seq();
         Ok(w)
+    }
+
+    /// The newest committed `seq`, as [`Writer::publish_seq`] last set it.
+    pub(super) fn last_seq(&self) -> Arc<AtomicI64> {
+        self.last_seq.clone()
+    }
+
+    fn publish_seq(&self) {
+        self.last_seq.store(self.next_seq - 1, Ordering::Relaxed);
     }
 
     pub(super) fn connection(&self) -> &Connection {
@@ -405,6 +421,7 @@ impl Writer {
             Ok((flags, next_seq)) => match self.exec("commit", "COMMIT") {
                 Ok(()) => {
                     self.next_seq = next_seq;
+                    self.publish_seq();
                     Ok(flags)
                 }
                 Err(e) => {
