@@ -109,6 +109,19 @@ pub struct Limits {
     pub max_concurrent_batches: usize,
     /// A record whose `ts` is further in the future than this is refused.
     pub max_future_s: u64,
+    /// Seconds a client has to send a request's headers, counted from the
+    /// first byte it may send; an idle keep-alive connection is closed
+    /// after it too. A client that stalls mid-header holds nothing longer.
+    pub header_timeout_s: u64,
+    /// Seconds a client has to send a whole request body once its headers
+    /// are in: 408 over it, and the connection is closed.
+    pub body_timeout_s: u64,
+    /// Connections open at once from one client address; more are refused
+    /// when accepted (429), so one address cannot take every connection.
+    pub max_connections_per_client: usize,
+    /// Connections open at once in all; more are refused when accepted (503).
+    /// With `max_body_bytes` it bounds the memory of bodies being received.
+    pub max_connections: usize,
 }
 
 /// One ingest token.
@@ -176,9 +189,16 @@ impl Default for Limits {
             rate_limit_clients: 100_000,
             max_concurrent_batches: 4,
             max_future_s: 86_400,
+            header_timeout_s: 10,
+            body_timeout_s: 60,
+            max_connections_per_client: 16,
+            max_connections: 256,
         }
     }
 }
+
+/// The longest header or body timeout a config may set, in seconds.
+pub const MAX_TIMEOUT_S: u64 = 86_400;
 
 /// Replaces `tokens` when set: `project=token` pairs separated by commas or
 /// whitespace, so tokens need not sit in the config file.
@@ -322,9 +342,26 @@ impl Config {
             ("limits.max_records_per_batch", l.max_records_per_batch),
             ("limits.rate_limit_clients", l.rate_limit_clients),
             ("limits.max_concurrent_batches", l.max_concurrent_batches),
+            (
+                "limits.max_connections_per_client",
+                l.max_connections_per_client,
+            ),
+            ("limits.max_connections", l.max_connections),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be at least 1"));
+            }
+        }
+        // A day at most: hyper adds the header timeout to an Instant, which
+        // must not overflow.
+        for (key, value) in [
+            ("limits.header_timeout_s", l.header_timeout_s),
+            ("limits.body_timeout_s", l.body_timeout_s),
+        ] {
+            if !(1..=MAX_TIMEOUT_S).contains(&value) {
+                return Err(format!(
+                    "{key} is {value}, outside 1 to {MAX_TIMEOUT_S} seconds"
+                ));
             }
         }
         let mut seen = std::collections::HashSet::new();

@@ -81,8 +81,11 @@ pub struct App {
     pub store: Arc<Store>,
     live: RwLock<Live>,
     pub rate: limits::RateLimiter,
-    /// Bounds the batches being decoded and stored at once (memory).
+    /// Bounds the batches being decoded and stored at once (memory); taken
+    /// only once a batch's body is in, so a stalled client never holds one.
     pub slots: Semaphore,
+    /// Open connections per client address and in all (`[limits]` caps).
+    pub connections: Arc<ingest::conn::Connections>,
     pub metrics: metrics::Metrics,
     /// Added to the wall clock; lets tests move time without waiting.
     clock_offset_micros: AtomicI64,
@@ -220,6 +223,7 @@ impl Processor {
             live: RwLock::new(Live::of(&config, dev_token.as_deref())),
             rate: limits::RateLimiter::new(),
             slots: Semaphore::new(config.limits.max_concurrent_batches),
+            connections: Arc::default(),
             metrics: metrics::Metrics::default(),
             clock_offset_micros: AtomicI64::new(0),
             dev_token,
@@ -245,18 +249,22 @@ impl Processor {
             (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
             _ => None,
         };
-        let http_task = match tls {
-            Some(tls_config) => {
-                let listener = tls::TlsListener::new(listener, tls_config).map_err(|source| {
-                    StartError::Bind {
-                        addr: config.server.listen.to_string(),
-                        source,
-                    }
-                })?;
-                spawn_http(listener, app.clone(), stopped(&shutdown))
-            }
-            None => spawn_http(listener, app.clone(), stopped(&shutdown)),
-        };
+        let http_task =
+            match tls {
+                Some(tls_config) => {
+                    let listener = tls::TlsListener::new(listener, tls_config, app.clone())
+                        .map_err(|source| StartError::Bind {
+                            addr: config.server.listen.to_string(),
+                            source,
+                        })?;
+                    spawn_http(listener, app.clone(), stopped(&shutdown))
+                }
+                None => spawn_http(
+                    ingest::conn::PlainListener::new(listener, app.clone()),
+                    app.clone(),
+                    stopped(&shutdown),
+                ),
+            };
 
         let mut other_tasks = Vec::new();
         let mut udp_addr = None;
@@ -338,7 +346,8 @@ impl Processor {
         &self.gelf
     }
 
-    /// Stops accepting, lets in-flight batches finish (up to the grace
+    /// Stops accepting, interrupts running queries (admin SQL, reports),
+    /// lets in-flight batches finish (up to the grace
     /// period), stops the GELF forwarder (each output's cursor is saved
     /// after its last delivered batch), then checkpoints the store and stops
     /// its writer.
@@ -348,6 +357,13 @@ impl Processor {
     pub async fn shutdown(self) -> Result<(), StoreError> {
         self.app.stopping.store(true, Ordering::SeqCst);
         self.shutdown.trigger();
+        // Queries (admin SQL, reports) are stopped, not waited for: one can
+        // run for its whole timeout, and a blocking thread still running a
+        // query would hold the process after main returns.
+        let stopped = self.app.store.interrupt_readers();
+        if stopped > 0 {
+            tracing::info!("stopped the queries of {stopped} reader(s)");
+        }
         let mut http_task = self.http_task;
         if tokio::time::timeout(self.grace, &mut http_task)
             .await
@@ -368,7 +384,8 @@ impl Processor {
     }
 }
 
-/// Serves the router on a listener (plain TCP or TLS) until `shutdown`.
+/// Serves the router on a listener (plain TCP or TLS) until `shutdown`,
+/// with the connection caps and timeouts of `ingest::conn`.
 fn spawn_http<L>(
     listener: L,
     app: Arc<App>,
@@ -376,25 +393,15 @@ fn spawn_http<L>(
 ) -> JoinHandle<()>
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
-    tls::Peer: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    let app_for_watch = app.clone();
     let router = ingest::router(app.clone())
         .merge(analysis::api::router(
             app.clone(),
             analysis::sql::SqlLimits::default(),
         ))
-        .merge(ui::router(app));
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<tls::Peer>(),
-    )
-    .with_graceful_shutdown(shutdown);
-    tokio::spawn(watched(app_for_watch, "http", async move {
-        if let Err(e) = server.await {
-            tracing::error!("http server failed: {e}");
-        }
-    }))
+        .merge(ui::router(app.clone()));
+    let server = ingest::conn::serve(listener, app.clone(), router, shutdown);
+    tokio::spawn(watched(app, "http", server))
 }
 
 /// Runs a long-lived task and records it as ended in `app` when it returns

@@ -103,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let store_path = config.store.path.clone();
         let processor = Processor::start(config).await.context("cannot start")?;
         if processor.https() {
@@ -143,5 +143,13 @@ fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         processor.shutdown().await.context("store checkpoint at shutdown failed")?;
         tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Shutdown has interrupted every query; a blocking task that still runs
+    // (a bug) must not keep the process from exiting after SIGTERM.
+    runtime.shutdown_timeout(SHUTDOWN_LEFTOVERS);
+    served
 }
+
+/// How long the runtime waits, once the processor has stopped, for blocking
+/// tasks that are still running before it exits without them.
+const SHUTDOWN_LEFTOVERS: std::time::Duration = std::time::Duration::from_secs(2);

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub udp_received: AtomicU64,
     pub udp_queued: AtomicU64,
     udp_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Connections refused when accepted, by cap (`per_client`, `total`).
+    connections_refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Lines whose handling panicked (a bug): each was refused alone.
     pub line_panics: AtomicU64,
     pub retention_runs: AtomicU64,
@@ -104,6 +106,10 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .entry(reason)
             .or_default() += 1;
+    }
+
+    pub fn connection_refused(&self, reason: &'static str) {
+        *lock(&self.connections_refused).entry(reason).or_default() += 1;
     }
 
     /// A counter's value, for tests and logs.
@@ -168,6 +174,14 @@ impl Metrics {
         for (reason, n) in lock(&self.udp_refused).iter() {
             let labels = [("outcome", "refused"), ("reason", reason)];
             out.sample("udp_datagrams_total", &labels, n);
+        }
+        out.family(
+            "ingest_connections_refused_total",
+            "Connections refused when accepted, by the cap they passed (per_client, total).",
+            Kind::Counter,
+        );
+        for (reason, n) in lock(&self.connections_refused).iter() {
+            out.sample("ingest_connections_refused_total", &[("reason", reason)], n);
         }
         out.single(
             "store_bytes",

@@ -338,6 +338,46 @@ async fn catches_up_after_an_outage_over_tcp_and_http() {
 
 /// A load spike of 30 on an 8-CPU host (baseline 1) for three minutes, with
 /// slow requests in it, followed by ten quiet minutes so that it has settled.
+/// Issue 19: `bitville_gelf_lag_records` was set only when a batch was read
+/// or delivered, so during an outage it froze and `/metrics` showed no
+/// growing lag while Graylog was away. It follows the store while the
+/// output retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_grows_while_an_output_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    // A TCP port with nothing listening: every send fails and is retried.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mut cfg = config(vec![output("down", TransportKind::Tcp, address)]);
+    cfg.batch_records = 1000;
+    let forwarder = Forwarder::start(store.clone(), cfg).await.unwrap();
+    let lag = || forwarder.metrics()[0].lag.load(Ordering::Relaxed);
+    let first: Vec<Value> = (0..3).map(|_| request("shop")).collect();
+    store_records(&store, &first).await;
+    let waited = wait_until(|| lag() == 3).await;
+    assert!(waited, "lag {} after the first records", lag());
+    // More records while the output is down: the lag grows with them.
+    let more: Vec<Value> = (0..4).map(|_| request("shop")).collect();
+    store_records(&store, &more).await;
+    let waited = wait_until(|| lag() == 7).await;
+    assert!(waited, "lag {} while retrying, 7 records behind", lag());
+    forwarder.stop().await;
+    store.shutdown().await.unwrap();
+}
+
+/// Polls `done` for up to 5 s.
+async fn wait_until(done: impl Fn() -> bool) -> bool {
+    for _ in 0..250 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done()
+}
+
 fn spike_records() -> Vec<Value> {
     let t0 = bitville_schemas::parse_ts("2026-11-20T10:00:00.000000Z").unwrap();
     let minute = 60_000_000;

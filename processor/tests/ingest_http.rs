@@ -302,6 +302,90 @@ fn duplicates_are_stored_once_across_batches_and_restarts() {
     run.stop();
 }
 
+/// Issue 19: the dedupe key was the id alone, across projects, so project
+/// B's record was refused as a duplicate when project A had stored the same
+/// id first. The key is the project and the id: each project's ids are its
+/// own, in one batch (the direct append) and across batches (the staged
+/// dedupe after a redelivery), before and after a restart.
+#[test]
+fn the_same_id_in_two_projects_is_stored_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_micros();
+    let ids: Vec<String> = (0..3).map(|_| new_id()).collect();
+    let of = |project: &str| -> Vec<_> {
+        ids.iter()
+            .map(|id| host_metrics(id, now, project))
+            .collect()
+    };
+    let run = Running::start(test_config(dir.path()));
+    let r = run.client().post_ndjson(TOKEN, &ndjson(&of("shop")), false);
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 3, "duplicates": 0, "rejected": []})
+    );
+    let r = run
+        .client()
+        .post_ndjson(OTHER_TOKEN, &ndjson(&of("blog")), false);
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 3, "duplicates": 0, "rejected": []})
+    );
+    // A redelivery to each project is a duplicate of its own first copy only.
+    let r = run.client().post_ndjson(TOKEN, &ndjson(&of("shop")), false);
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 0, "duplicates": 3, "rejected": []})
+    );
+    run.stop();
+    let run = Running::start(test_config(dir.path()));
+    let mut mixed = of("blog");
+    mixed.push(host_metrics(&new_id(), now, "blog"));
+    let r = run
+        .client()
+        .post_ndjson(OTHER_TOKEN, &ndjson(&mixed), false);
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 1, "duplicates": 3, "rejected": []})
+    );
+    assert_eq!(
+        run.count("SELECT count(*) FROM records WHERE project = 'shop'"),
+        3
+    );
+    assert_eq!(
+        run.count("SELECT count(*) FROM records WHERE project = 'blog'"),
+        4
+    );
+    run.stop();
+}
+
+/// Issue 19: a record naming "project" twice was stored under the last
+/// copy while its raw line said another project too. It is refused alone.
+#[test]
+fn a_record_naming_a_key_twice_is_refused_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(test_config(dir.path()));
+    let good = host_metrics(&new_id(), now_micros(), "shop").to_string();
+    let twice = good.replacen(
+        r#""project":"shop""#,
+        r#""project":"blog","project":"shop""#,
+        1,
+    );
+    assert_ne!(twice, good, "the record has a project key to repeat");
+    let body = format!("{twice}\n{good}\n");
+    let r = run.client().post_ndjson(TOKEN, body.as_bytes(), false);
+    let reply = r.json();
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    assert_eq!(reply["rejected"][0]["line"], 1, "{reply}");
+    assert!(
+        reply["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(r#"key "project" appears more than once"#),
+        "{reply}"
+    );
+    run.stop();
+}
+
 /// Over the per-client rate the answer is 429 with a Retry-After in seconds.
 #[test]
 fn rate_limit_answers_429_with_retry_after() {

@@ -126,3 +126,115 @@ fn a_dead_task_makes_healthz_and_readyz_503() {
     }
     run.stop();
 }
+
+/// Issue 19, item 4: four connections with a valid token that sent their
+/// headers and stopped took every ingest slot, and nothing timed out, so
+/// every shipper waited for as long as they stayed open. Now a slot is
+/// taken only once a body is in, headers and bodies have timeouts, and one
+/// address holds at most `max_connections_per_client` connections.
+#[test]
+fn stalled_clients_time_out_without_blocking_others() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits.header_timeout_s = 1;
+    config.limits.body_timeout_s = 2;
+    config.limits.max_connections_per_client = 4;
+    let run = Running::start(config);
+    let addr = run.addr();
+    let started = Instant::now();
+
+    // Four with a valid token, headers sent, the body begun and never finished.
+    let partial = ndjson(&[host_metrics(&new_id(), now_micros(), "shop")]);
+    let body_stalled: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = connect_from(&run.rt, [127, 0, 0, 1], addr);
+            write!(
+                s,
+                "POST /v1/ingest HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100000\r\n\r\n"
+            )
+            .unwrap();
+            s.write_all(&partial).unwrap();
+            s
+        })
+        .collect();
+    // Four from another address whose headers never end.
+    let header_stalled: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = connect_from(&run.rt, [127, 0, 0, 3], addr);
+            s.write_all(b"POST /v1/ingest HTTP/1.1\r\nHost: t\r\nAuthoriz")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    // A fifth connection from the first address is refused at once, saying why.
+    let mut fifth = std::io::BufReader::new(connect_from(&run.rt, [127, 0, 0, 1], addr));
+    let refused = read_response(&mut fifth).expect("an answer to the fifth connection");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(
+        refused.text().contains("max_connections_per_client"),
+        "{}",
+        refused.text()
+    );
+
+    // A good client elsewhere is stored promptly, long before any timeout.
+    let batch_started = Instant::now();
+    let good = ndjson(&[host_metrics(&new_id(), now_micros(), "shop")]);
+    let mut client = Client::over(addr, connect_from(&run.rt, [127, 0, 0, 2], addr));
+    let r = client.post_ndjson(TOKEN, &good, false);
+    let took = batch_started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["accepted"], 1, "{}", r.text());
+    assert!(
+        took < Duration::from_millis(900),
+        "the good batch took {took:?}"
+    );
+
+    // The stalled ones are closed after their timeouts: the body ones with
+    // a 408 that names the limit, the header ones without an answer.
+    for s in body_stalled {
+        let mut reader = std::io::BufReader::new(s);
+        let r = read_response(&mut reader).expect("a 408 to a stalled body");
+        let at = started.elapsed();
+        assert_eq!(r.status, 408, "{}", r.text());
+        assert!(r.text().contains("body_timeout_s"), "{}", r.text());
+        assert!(
+            (Duration::from_secs(2)..Duration::from_secs(4)).contains(&at),
+            "stalled body answered after {at:?}"
+        );
+        assert_eq!(reader.read(&mut [0; 16]).unwrap_or(0), 0, "then closed");
+    }
+    for mut s in header_stalled {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let at = started.elapsed();
+        assert!(
+            at < Duration::from_secs(4),
+            "stalled header closed after {at:?}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&rest).contains(" 200 "),
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    // Their places are given back: the first address is served again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let app = run.processor().app().clone();
+    while app.connections.open_from([127, 0, 0, 1].into()) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let again = ndjson(&[host_metrics(&new_id(), now_micros(), "shop")]);
+    let mut client = Client::over(addr, connect_from(&run.rt, [127, 0, 0, 1], addr));
+    assert_eq!(client.post_ndjson(TOKEN, &again, false).status, 200);
+    assert_eq!(run.count("SELECT count(*) FROM records"), 2);
+    let metrics = run.client().get("/metrics").text();
+    assert!(
+        metrics.contains("bitville_ingest_connections_refused_total{reason=\"per_client\"} 1"),
+        "{metrics}"
+    );
+    run.stop();
+}

@@ -45,6 +45,11 @@ pub enum ShipError {
     Client(#[from] reqwest::Error),
 }
 
+/// How long an idle connection to the processor is kept for reuse: under
+/// the processor's `header_timeout_s` (10 s by default), after which it
+/// closes idle connections, so a batch is never sent on one it is closing.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 /// The HTTP client of the engine.
 #[derive(Debug, Clone)]
 pub struct Shipper {
@@ -75,6 +80,7 @@ impl Shipper {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(POOL_IDLE)
             .build()?;
         Ok(Shipper {
             client,

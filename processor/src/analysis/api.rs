@@ -334,6 +334,10 @@ async fn flame_route(
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
+/// How long past a query's timeout `POST /v1/sql` waits for the
+/// interrupted query to end before it answers 408 all the same.
+const SQL_BACKSTOP: Duration = Duration::from_secs(5);
+
 /// The body of `POST /v1/sql`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SqlBody {
@@ -363,9 +367,10 @@ async fn sql_route(
             .map_or(state.sql_limits.timeout, Duration::from_secs)
             .min(state.sql_limits.timeout),
     };
-    // The store's reader cannot be interrupted yet, so the wait is bounded here.
+    // `sql::run` interrupts the query at its timeout; this bound is only a
+    // backstop, a little later, should the interrupt not be heard.
     let work = on_reader(&state, move |src| sql::run(src, &body.query, limits));
-    match tokio::time::timeout(limits.timeout, work).await {
+    match tokio::time::timeout(limits.timeout + SQL_BACKSTOP, work).await {
         Ok(result) => Ok(axum::Json(result?).into_response()),
         Err(_) => Err(AnalysisError::Timeout(limits.timeout.as_secs()).into()),
     }

@@ -25,8 +25,7 @@ pub trait Source: Send {
     fn rows(&self, sql: &str) -> Result<TextRows, AnalysisError>;
 
     /// A handle that stops the query running on this connection, when the
-    /// connection offers one (a store file opened read-only does; the
-    /// running store's readers do not, yet).
+    /// connection offers one (every `store::Reader` does).
     fn interrupter(&self) -> Option<Interrupter> {
         None
     }
@@ -44,7 +43,7 @@ impl Source for Reader {
     }
 
     fn interrupter(&self) -> Option<Interrupter> {
-        Reader::interrupter(self)
+        Some(Reader::interrupter(self))
     }
 
     fn fork(&self) -> Option<Box<dyn Source>> {

@@ -1,12 +1,22 @@
 //! `processor sql`: read-only SQL for admins, with a timeout and a row cap.
 //!
-//! A query is let through only when DuckDB's own parser says it is one
-//! SELECT (`json_serialize_sql` serializes nothing else: no COPY, ATTACH,
-//! INSTALL, SET, PRAGMA, CREATE, INSERT...), and when its parse tree reads
-//! only tables by plain name and table functions from a short list, so it
-//! cannot read a host file (`FROM 'x.csv'`, `read_text(...)`) either.
-//! A store file opened by the CLI is also opened read-only with external
-//! access off, as a second wall.
+//! Two walls keep a query to the store's tables.
+//!
+//! The first is the database itself: the store is opened with external
+//! access off and its configuration locked (`store`), for the running
+//! processor and for a store file the CLI opens read-only alike, so DuckDB
+//! refuses any file read or write, ATTACH, INSTALL or LOAD, and any SET that
+//! would turn that back on, whatever the query looks like.
+//!
+//! The second is here: a query is let through only when DuckDB's own parser
+//! says it is one SELECT (`json_serialize_sql` serializes nothing else: no
+//! COPY, ATTACH, INSTALL, SET, PRAGMA, CREATE, INSERT...), when its parse
+//! tree calls table functions from a short list only, and when every table
+//! it names is a plain name in one of the store's schemas. DuckDB's
+//! replacement scans read a file for a table name that looks like one
+//! (`FROM 'x.csv'`, `FROM "/dir/x".csv`, a bare `x.csv`, `SUMMARIZE
+//! "/dir/x".csv`); those names are refused here, with the name in the
+//! message, before the database would refuse them too.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{AnalysisError, Source, query, quote};
+use crate::store::StoreError;
 
 /// Table functions a query may call: generators and catalog views.
 const ALLOWED_TABLE_FUNCTIONS: [&str; 10] = [
@@ -85,7 +96,7 @@ pub fn check(src: &dyn Source, sql: &str) -> Result<String, AnalysisError> {
             "only one statement is allowed; got {statements}"
         )));
     }
-    walk(&tree)?;
+    walk(&tree, &Catalog::read(src)?)?;
     Ok(sql.to_owned())
 }
 
@@ -171,7 +182,59 @@ fn statement_keywords(sql: &str) -> Vec<String> {
     keywords
 }
 
-fn walk(node: &Value) -> Result<(), AnalysisError> {
+/// The store's databases and schemas, lower-cased (DuckDB folds unquoted
+/// names): a table a query names must sit in one of them.
+#[derive(Debug, Default)]
+struct Catalog {
+    databases: Vec<String>,
+    schemas: Vec<String>,
+}
+
+impl Catalog {
+    fn read(src: &dyn Source) -> Result<Catalog, AnalysisError> {
+        let rows = query(
+            src,
+            "SELECT DISTINCT lower(database_name), lower(schema_name) FROM duckdb_schemas()",
+        )?;
+        let mut catalog = Catalog::default();
+        for row in rows {
+            catalog.databases.push(row.s(0));
+            catalog.schemas.push(row.s(1));
+        }
+        Ok(catalog)
+    }
+
+    /// Why a table name is not one of the store's, if it is not: a file
+    /// name, a path, or a schema or database the store does not have.
+    fn refusal(&self, table: &Value) -> Option<String> {
+        let part = |key: &str| table.get(key).and_then(Value::as_str).unwrap_or("");
+        let (database, schema, name) = (
+            part("catalog_name"),
+            part("schema_name"),
+            part("table_name"),
+        );
+        let full = [database, schema, name]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(".");
+        let plain = |p: &str| p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let known =
+            |list: &[String], p: &str| p.is_empty() || list.contains(&p.to_ascii_lowercase());
+        let why = if name.is_empty() || ![database, schema, name].into_iter().all(plain) {
+            "not a plain table name (a file name or path? admin SQL reads the store only)"
+        } else if !known(&self.databases, database) {
+            "its database is not the store"
+        } else if !known(&self.schemas, schema) {
+            "its schema is not one of the store's (a file name? admin SQL reads the store only)"
+        } else {
+            return None;
+        };
+        Some(format!("table {full:?} is refused: {why}"))
+    }
+}
+
+fn walk(node: &Value, catalog: &Catalog) -> Result<(), AnalysisError> {
     match node {
         Value::Object(map) => {
             match map.get("type").and_then(Value::as_str) {
@@ -189,13 +252,8 @@ fn walk(node: &Value) -> Result<(), AnalysisError> {
                     }
                 }
                 Some("BASE_TABLE") => {
-                    let name = map.get("table_name").and_then(Value::as_str).unwrap_or("");
-                    let plain = !name.is_empty()
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    if !plain {
-                        return Err(AnalysisError::Refused(format!(
-                            "table {name:?} is not a table of the store"
-                        )));
+                    if let Some(why) = catalog.refusal(node) {
+                        return Err(AnalysisError::Refused(why));
                     }
                 }
                 _ => {}
@@ -207,47 +265,98 @@ fn walk(node: &Value) -> Result<(), AnalysisError> {
                     "function {name} is not allowed"
                 )));
             }
-            map.values().try_for_each(walk)
+            map.values().try_for_each(|v| walk(v, catalog))
         }
-        Value::Array(items) => items.iter().try_for_each(walk),
+        Value::Array(items) => items.iter().try_for_each(|v| walk(v, catalog)),
         _ => Ok(()),
     }
 }
 
-/// Runs one checked SELECT with the limits. The timeout interrupts the
-/// query where the connection allows it (a store file opened read-only);
-/// on the running store's reader the caller bounds the wait instead.
+/// Interrupts the query running on a source when a timeout passes first.
+struct Deadline {
+    /// Dropped to tell the timer the query is over.
+    done: Option<std::sync::mpsc::Sender<()>>,
+    /// Answers true when it interrupted the query.
+    timer: Option<std::thread::JoinHandle<bool>>,
+}
+
+impl Deadline {
+    /// Starts the timer; a source that cannot be interrupted gets none.
+    fn start(src: &dyn Source, timeout: Duration) -> Deadline {
+        let (done, over) = std::sync::mpsc::channel::<()>();
+        let timer = src.interrupter().map(|handle| {
+            std::thread::spawn(move || match over.recv_timeout(timeout) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    handle.interrupt();
+                    true
+                }
+                _ => false,
+            })
+        });
+        Deadline {
+            done: Some(done),
+            timer,
+        }
+    }
+
+    /// Stops the timer; true when it had interrupted the query.
+    fn finish(mut self) -> bool {
+        self.done.take();
+        self.timer.take().is_some_and(|t| t.join().unwrap_or(false))
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        // The query ended without asking: stop the timer, do not wait for it.
+        self.done.take();
+    }
+}
+
+/// The error of a query the admin wrote, as a bad input (400) that says
+/// what DuckDB found wrong, without the query the runner wrapped it in
+/// (DuckDB's `LINE 1:` excerpt would show that wrapper, not theirs).
+fn failed(e: AnalysisError) -> AnalysisError {
+    match e {
+        AnalysisError::Store(StoreError::Db { source, .. }) => {
+            let text = source.to_string();
+            let message = text.split("\nLINE ").next().unwrap_or(&text).trim();
+            AnalysisError::BadInput(format!("query failed: {message}"))
+        }
+        other => other,
+    }
+}
+
+/// Runs one checked SELECT with the limits. The query is wrapped with a
+/// line break before the closing parenthesis, so that a trailing `-- comment`
+/// ends there instead of swallowing the wrapper. When the timeout passes, the
+/// query is interrupted on its connection, so it stops using CPU and
+/// memory at once instead of running on after the caller gave up.
 ///
 /// # Errors
 /// The query is refused, fails, or runs out of time.
 pub fn run(src: &dyn Source, sql: &str, limits: SqlLimits) -> Result<SqlResult, AnalysisError> {
     let sql = check(src, sql)?;
     let started = Instant::now();
+    let deadline = Deadline::start(src, limits.timeout);
     let described = query(
         src,
-        &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM ({sql}))"),
-    )?;
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let timer = src.interrupter().map(|handle| {
-        let timeout = limits.timeout;
-        std::thread::spawn(move || match rx.recv_timeout(timeout) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                handle.interrupt();
-                true
-            }
-            _ => false,
-        })
+        &format!("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM ({sql}\n))"),
+    );
+    let result = described.and_then(|described| {
+        let rows = src.rows(&format!(
+            "SELECT * FROM ({sql}\n) LIMIT {}",
+            limits.max_rows + 1
+        ))?;
+        Ok((described, rows))
     });
-    let result = src.rows(&format!(
-        "SELECT * FROM ({sql}) LIMIT {}",
-        limits.max_rows + 1
-    ));
-    drop(tx);
-    let interrupted = timer.is_some_and(|t| t.join().unwrap_or(false));
-    let mut rows = match result {
-        Err(_) if interrupted => return Err(AnalysisError::Timeout(limits.timeout.as_secs())),
-        other => other?.rows,
+    let (described, rows) = match result {
+        Err(_) if deadline.finish() => {
+            return Err(AnalysisError::Timeout(limits.timeout.as_secs()));
+        }
+        other => other.map_err(failed)?,
     };
+    let mut rows = rows.rows;
     let truncated = rows.len() > limits.max_rows;
     rows.truncate(limits.max_rows);
     Ok(SqlResult {

@@ -74,6 +74,7 @@ impl Forwarder {
                 metrics: metrics.clone(),
                 spikes: spike_rx,
                 stop: forwarder.stop.subscribe(),
+                position: None,
             };
             forwarder
                 .tasks
@@ -183,6 +184,8 @@ struct Output {
     metrics: Arc<OutputMetrics>,
     spikes: mpsc::Receiver<(String, Message)>,
     stop: watch::Receiver<bool>,
+    /// The `seq` this output has handled up to, once read from its cursor.
+    position: Option<i64>,
 }
 
 impl Output {
@@ -250,6 +253,7 @@ impl Output {
             };
             read_delay = self.initial_delay();
             cursor = Some(c);
+            self.position = Some(c);
             self.metrics.cursor.store(c, Ordering::Relaxed);
             self.metrics
                 .lag
@@ -285,6 +289,7 @@ impl Output {
                 );
             }
             cursor = Some(next);
+            self.position = Some(next);
             self.metrics.cursor.store(next, Ordering::Relaxed);
             self.metrics
                 .lag
@@ -346,10 +351,21 @@ impl Output {
                     }
                 }
             }
+            // Records keep arriving during an outage: the lag says so.
+            self.refresh_lag();
             if !self.pause(delay).await {
                 return false;
             }
             delay = self.next_delay(delay);
+        }
+    }
+
+    /// Sets the lag from the store's newest `seq` and this output's
+    /// position, without reading the store.
+    fn refresh_lag(&self) {
+        if let Some(position) = self.position {
+            let behind = (self.store.last_seq() - position).max(0);
+            self.metrics.lag.store(behind, Ordering::Relaxed);
         }
     }
 

@@ -5,9 +5,12 @@
 //! `/readyz`, `/metrics`); its parts, one job each:
 //! - [`auth`]: ingest tokens and their projects, compared in constant time.
 //! - [`limits`]: per-client rate limiting and bounded gzip decoding.
+//! - [`conn`]: connections: caps per client address and in all, header and
+//!   body timeouts, and the serve loop that applies them.
 //! - [`tls`]: the HTTPS listener (rustls) used when a certificate is configured.
 //! - [`udp`]: the fire-and-forget UDP receiver.
 //! - [`flatten`]: validated records to the store's rows (no DuckDB here).
+//! - [`keys`]: finds a top-level key named twice (an ambiguous envelope).
 //!
 //! A batch goes through the layers in order, each refusing with its own
 //! status: rate limit (429), token (401), body size (413), decompression
@@ -16,7 +19,9 @@
 //! the reply is sent only after the store committed them.
 
 pub mod auth;
+pub mod conn;
 pub mod flatten;
+pub mod keys;
 pub mod limits;
 pub mod tls;
 pub mod udp;
@@ -172,28 +177,15 @@ async fn ingest_inner(
         Some(e) if e == "identity" || e.is_empty() => false,
         Some(e) => return Err(BodyError::UnsupportedEncoding(e).into()),
     };
+    let bytes = read_body(body, limits.max_body_bytes).await?;
+    // Only now, with the whole body in: a client that stalls mid-body holds
+    // its connection until body_timeout_s, never a slot others need.
     let _slot = app.slots.acquire().await.map_err(|_| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "processor is shutting down",
         )
     })?;
-    let bytes = axum::body::to_bytes(body, limits.max_body_bytes)
-        .await
-        .map_err(|e| {
-            // The limit fails with its own error type; any other error is
-            // the body's (a broken connection, a bad chunk).
-            let over_limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if over_limit {
-                too_large_body(limits.max_body_bytes)
-            } else {
-                Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("body could not be read: {e}"),
-                )
-            }
-        })?;
 
     let now = app.now();
     let (rejected, records, panics) = {
@@ -260,6 +252,30 @@ async fn ingest_inner(
         accepted,
         duplicates: outcome.stored.len() as u64 - accepted,
         rejected: rejected.into_iter().map(|r| r.0).collect(),
+    })
+}
+
+/// Reads the whole body, at most `max` bytes, within the body timeout that
+/// `conn::TimedBody` puts on every request.
+///
+/// # Errors
+/// 413 over `max`, 408 when the client did not send it in time, 400 when
+/// the connection broke or a chunk was malformed.
+async fn read_body(body: Body, max: usize) -> Result<axum::body::Bytes, Refusal> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        // The limit fails with its own error type, the timeout with ours.
+        let over_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            too_large_body(max)
+        } else if let Some(timeout) = conn::BodyReadError::timeout_in(&e) {
+            Refusal::new(StatusCode::REQUEST_TIMEOUT, timeout.to_string())
+        } else {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("body could not be read: {e}"),
+            )
+        }
     })
 }
 
@@ -437,6 +453,11 @@ fn check_line(
         ));
     }
     let (kind, record) = bitville_schemas::validate_line(line).map_err(|e| e.to_string())?;
+    if let Some(key) = keys::duplicate_top_level_key(line) {
+        return Err(format!(
+            "/{key}: key {key:?} appears more than once; a record names each key once"
+        ));
+    }
     let record_project = record.get("project").and_then(|p| p.as_str()).unwrap_or("");
     if record_project != project {
         return Err(format!(
@@ -552,6 +573,26 @@ mod tests {
         assert_eq!(
             b.rejected[1].0.reason,
             r#"/project: "blog" is not the token's project "shop""#
+        );
+    }
+
+    /// Issue 19: `"project":"b", ..., "project":"a"` was stored as project
+    /// `a` while its raw line also said `b`. It is refused, naming the key.
+    #[test]
+    fn a_record_that_names_a_key_twice_is_refused_alone() {
+        let good = line(ID, "shop");
+        let twice = good.replacen(
+            r#""project":"shop""#,
+            r#""project":"blog","project":"shop""#,
+            1,
+        );
+        let body = format!("{twice}\n{good}\n");
+        let b = prepare_batch(body.as_bytes(), "shop", &Limits::default(), now()).unwrap();
+        assert_eq!(b.records.len(), 1);
+        assert_eq!(b.rejected[0].0.line, 1);
+        assert_eq!(
+            b.rejected[0].0.reason,
+            r#"/project: key "project" appears more than once; a record names each key once"#
         );
     }
 

@@ -2,14 +2,15 @@
 //!
 //! Handshakes run on their own tasks, each with a timeout, so a client that
 //! stalls mid-handshake never holds up the accept loop for everyone else.
+//! A connection is admitted against the per-address and total caps
+//! (`conn::admit`) before its handshake, so stalled handshakes count too.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -17,6 +18,9 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
+
+use super::conn::{self, Admitted};
+use crate::App;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,27 +66,18 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
-/// The remote address of a connection, plain or TLS (axum's own
-/// `SocketAddr` connect info only knows plain TCP).
+/// The remote address of a connection, plain or TLS, as the handlers see
+/// it (`ConnectInfo<Peer>`, set by `conn::serve`).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
+/// A TLS connection that holds its place among the open connections.
+type AdmittedTls = Admitted<TlsStream<TcpStream>>;
 
 /// Accepts TCP connections and yields those that completed a TLS handshake.
 pub struct TlsListener {
     local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(AdmittedTls, SocketAddr)>,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
@@ -93,11 +88,15 @@ impl Drop for TlsListener {
 }
 
 impl TlsListener {
-    /// Wraps a bound TCP listener.
+    /// Wraps a bound TCP listener; `app` holds the connection caps.
     ///
     /// # Errors
     /// The listener has no local address.
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<ServerConfig>,
+        app: Arc<App>,
+    ) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = mpsc::channel(64);
@@ -111,11 +110,15 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Refused: closed before any handshake work.
+                let Ok(permit) = conn::admit(&app, peer) else {
+                    continue;
+                };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            let _ = tx.send((Admitted::new(tls, permit), peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
                         Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
@@ -132,7 +135,7 @@ impl TlsListener {
 }
 
 impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = AdmittedTls;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

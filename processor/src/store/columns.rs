@@ -171,6 +171,9 @@ pub struct Columns {
 
 #[derive(Debug)]
 pub(super) struct RecordKey {
+    /// With `id`, the dedupe key: ids are unique per project only, so one
+    /// project's id never makes another project's record a duplicate.
+    pub project: String,
     pub id: String,
     pub day: i64,
     pub kind: Kind,
@@ -203,6 +206,7 @@ impl Columns {
                 owners.push(i);
             }
             keys.push(RecordKey {
+                project: record.project,
                 id: record.id,
                 day,
                 kind: record.kind,
@@ -280,43 +284,59 @@ impl TableRows {
     }
 }
 
-/// A one-column `id` batch, for a day's `record_ids`.
-///
-/// # Errors
-/// Arrow refused the batch (it cannot, with one column).
-pub fn ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<RecordBatch, ColumnError> {
-    let mut id = StringBuilder::new();
-    for i in ids {
-        id.append_value(i);
-    }
-    let schema = Schema::new(vec![Field::new("id", DataType::Utf8, false)]);
-    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(id.finish())]).map_err(|e| {
-        ColumnError::Arrow {
-            table: "record_ids",
-            source: e,
-        }
-    })
-}
-
-/// The `stage_ids (id, day)` batch of the dedupe step.
+/// A `(project, id)` batch, for a day's `record_ids`.
 ///
 /// # Errors
 /// Arrow refused the batch (it cannot, with two equally long columns).
+pub fn ids<'a>(keys: impl Iterator<Item = (&'a str, &'a str)>) -> Result<RecordBatch, ColumnError> {
+    let (mut project, mut id) = (StringBuilder::new(), StringBuilder::new());
+    for (p, i) in keys {
+        project.append_value(p);
+        id.append_value(i);
+    }
+    let schema = Schema::new(vec![
+        Field::new("project", DataType::Utf8, false),
+        Field::new("id", DataType::Utf8, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![Arc::new(project.finish()), Arc::new(id.finish())],
+    )
+    .map_err(|e| ColumnError::Arrow {
+        table: "record_ids",
+        source: e,
+    })
+}
+
+/// The `stage_ids (project, id, day)` batch of the dedupe step.
+///
+/// # Errors
+/// Arrow refused the batch (it cannot, with three equally long columns).
 pub fn staged_ids<'a>(
-    ids: impl Iterator<Item = (&'a str, i64)>,
+    keys: impl Iterator<Item = (&'a str, &'a str, i64)>,
 ) -> Result<RecordBatch, ColumnError> {
-    let (mut id, mut day) = (StringBuilder::new(), Int64Builder::new());
-    for (i, d) in ids {
+    let (mut project, mut id, mut day) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        Int64Builder::new(),
+    );
+    for (p, i, d) in keys {
+        project.append_value(p);
         id.append_value(i);
         day.append_value(d);
     }
     let schema = Schema::new(vec![
+        Field::new("project", DataType::Utf8, false),
         Field::new("id", DataType::Utf8, false),
         Field::new("day", DataType::Int64, false),
     ]);
     RecordBatch::try_new(
         Arc::new(schema),
-        vec![Arc::new(id.finish()), Arc::new(day.finish())],
+        vec![
+            Arc::new(project.finish()),
+            Arc::new(id.finish()),
+            Arc::new(day.finish()),
+        ],
     )
     .map_err(|e| ColumnError::Arrow {
         table: "stage_ids",

@@ -18,8 +18,9 @@ mod row;
 pub mod schema;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -78,6 +79,9 @@ pub enum StoreError {
     WriterGone,
     #[error("store file {path} does not exist")]
     Missing { path: PathBuf },
+    /// Shutdown began: running queries were stopped and no reader opens.
+    #[error("store is shutting down: no new queries")]
+    Closing,
 }
 
 impl StoreError {
@@ -126,6 +130,10 @@ pub struct Store {
     tx: mpsc::Sender<Msg>,
     /// Connections are not `Sync`; readers are cloned from this one.
     base: Mutex<Connection>,
+    /// The readers open on this store, so that shutdown can stop their queries.
+    readers: Arc<Readers>,
+    /// The newest committed `seq`, published by the writer.
+    last_seq: Arc<std::sync::atomic::AtomicI64>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -159,6 +167,7 @@ impl Store {
                 path: options.path.clone(),
                 source,
             })?;
+        let last_seq = writer.last_seq();
         let (tx, rx) = mpsc::channel(options.queue_batches.max(1));
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -171,8 +180,16 @@ impl Store {
             path: options.path.clone(),
             tx,
             base: Mutex::new(base),
+            readers: Arc::default(),
+            last_seq,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// The newest committed `seq` (0 for an empty store), without a query:
+    /// `last_seq() - cursor` is how far a reader of the records is behind.
+    pub fn last_seq(&self) -> i64 {
+        self.last_seq.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store file.
@@ -288,15 +305,25 @@ impl Store {
     ///
     /// # Errors
     /// DuckDB could not open another connection.
+    /// DuckDB could not open another connection, or shutdown began.
     pub fn reader(&self) -> Result<Reader, StoreError> {
         let base = self.base.lock().unwrap_or_else(|e| e.into_inner());
         let conn = base
             .try_clone()
             .map_err(|e| StoreError::db("open reader", e))?;
+        let registration = self.readers.register(conn.interrupt_handle())?;
         Ok(Reader {
             conn,
-            interruptible: false,
+            registration: Some(registration),
         })
+    }
+
+    /// Stops the query running on every reader of the store and refuses
+    /// new readers, so that shutdown never waits for a long query (an
+    /// admin's SQL, a report): each fails at once with an interrupt error.
+    /// Returns how many readers were open.
+    pub fn interrupt_readers(&self) -> usize {
+        self.readers.close()
     }
 
     /// Bytes of the store file plus its WAL.
@@ -318,27 +345,89 @@ fn open_connection(options: &StoreConfig) -> Result<Connection, StoreError> {
         path: options.path.clone(),
         source,
     };
+    // External access off for the whole database: the processor reads and
+    // writes only its own file (and WAL), so no query on any connection,
+    // admin SQL above all, can read, write or attach a host file, install or
+    // load an extension. The configuration is then locked, so that no
+    // connection can turn it back on.
     let config = duckdb::Config::default()
         .enable_autoload_extension(false)
+        .and_then(|c| c.enable_external_access(false))
         .and_then(|c| c.max_memory(&options.memory_limit))
         .and_then(|c| c.threads(i64::from(options.threads)))
         .map_err(open_err)?;
     let conn = Connection::open_with_flags(&options.path, config).map_err(open_err)?;
     conn.execute_batch(&format!(
-        "SET checkpoint_threshold = '{}'",
+        "SET checkpoint_threshold = '{}'; SET lock_configuration = true",
         options.checkpoint_threshold.replace('\'', "")
     ))
     .map_err(open_err)?;
     Ok(conn)
 }
 
+/// The readers open on a running store, by their interrupt handles.
+#[derive(Default)]
+struct Readers {
+    state: Mutex<ReadersState>,
+}
+
+#[derive(Default)]
+struct ReadersState {
+    next: u64,
+    live: HashMap<u64, Arc<duckdb::InterruptHandle>>,
+    /// Set by [`Readers::close`]: shutdown began.
+    closed: bool,
+}
+
+impl Readers {
+    fn register(
+        self: &Arc<Self>,
+        handle: Arc<duckdb::InterruptHandle>,
+    ) -> Result<Registration, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.closed {
+            return Err(StoreError::Closing);
+        }
+        state.next += 1;
+        let id = state.next;
+        state.live.insert(id, handle);
+        Ok(Registration {
+            readers: self.clone(),
+            id,
+        })
+    }
+
+    /// Interrupts every live reader and refuses new ones; returns how many
+    /// were live.
+    fn close(&self) -> usize {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.closed = true;
+        state.live.values().for_each(|h| h.interrupt());
+        state.live.len()
+    }
+}
+
+/// A reader's place in [`Readers`], given back when the reader is dropped.
+struct Registration {
+    readers: Arc<Readers>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut state = self.readers.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.live.remove(&self.id);
+    }
+}
+
 /// A read connection. Queries for the analysis and the forwarder belong in
 /// this module too, so that only the store talks to DuckDB.
 pub struct Reader {
     conn: Connection,
-    /// True for a store file opened read-only ([`Reader::open_read_only`]):
-    /// its queries may be interrupted ([`Reader::interrupter`]).
-    interruptible: bool,
+    /// On the running store: the entry that lets shutdown interrupt this
+    /// reader's query ([`Store::interrupt_readers`]). `None` for a store
+    /// file opened read-only, which no shutdown waits for.
+    registration: Option<Registration>,
 }
 
 /// The rows of a query with every cell as text (NULL as `None`), and the
@@ -362,8 +451,8 @@ impl Interrupter {
 
 impl Reader {
     /// Opens a store file directly, read-only, with external access and
-    /// extension autoloading off: queries can read the store's tables and
-    /// nothing else, and cannot change the file. For the command line when
+    /// extension autoloading off and the configuration locked: queries can
+    /// read the store's tables and nothing else, and cannot change the file. For the command line when
     /// no processor runs (a running processor holds the file's lock).
     ///
     /// # Errors
@@ -384,32 +473,35 @@ impl Reader {
             .and_then(|c| c.enable_external_access(false))
             .map_err(open_err)?;
         let conn = Connection::open_with_flags(path, config).map_err(open_err)?;
+        conn.execute_batch("SET lock_configuration = true")
+            .map_err(open_err)?;
         Ok(Reader {
             conn,
-            interruptible: true,
+            registration: None,
         })
     }
 
     /// Another connection to the same database.
     ///
     /// # Errors
-    /// DuckDB could not open one.
+    /// DuckDB could not open one, or the store's shutdown began.
     pub fn try_clone(&self) -> Result<Reader, StoreError> {
-        Ok(Reader {
-            conn: self
-                .conn
-                .try_clone()
-                .map_err(|e| StoreError::db("open reader", e))?,
-            interruptible: self.interruptible,
-        })
+        let conn = self
+            .conn
+            .try_clone()
+            .map_err(|e| StoreError::db("open reader", e))?;
+        let registration = self
+            .registration
+            .as_ref()
+            .map(|r| r.readers.register(conn.interrupt_handle()))
+            .transpose()?;
+        Ok(Reader { conn, registration })
     }
 
-    /// A handle that stops the query running on this connection, for a
-    /// store file opened read-only; `None` on the running store's readers,
-    /// whose callers bound the wait instead.
-    pub fn interrupter(&self) -> Option<Interrupter> {
-        self.interruptible
-            .then(|| Interrupter(self.conn.interrupt_handle()))
+    /// A handle that stops the query running on this connection from
+    /// another thread (the SQL timeout).
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter(self.conn.interrupt_handle())
     }
 
     /// One BIGINT (or NULL as 0) from a query, such as `SELECT count(*) FROM requests`.
@@ -437,7 +529,8 @@ impl Reader {
     /// # Errors
     /// The query failed.
     pub fn query_text(&self, sql: &str) -> Result<TextRows, StoreError> {
-        let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql})");
+        // The line break ends a trailing `-- comment` of `sql` before `)`.
+        let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({sql}\n)");
         let q = |e| StoreError::db("query", e);
         let mut stmt = self.conn.prepare(&wrapped).map_err(q)?;
         let mut rows = stmt.query([]).map_err(q)?;
@@ -493,6 +586,21 @@ impl Reader {
             .map(Option::unwrap_or_default)
             .map_err(|e| StoreError::db("read cursor", e))
     }
+}
+
+/// Tests only: makes a DuckDB file from SQL statements (tables with just
+/// the columns a test needs), so that tests elsewhere need not open DuckDB
+/// themselves.
+///
+/// # Errors
+/// The file cannot be made or a statement fails.
+#[cfg(test)]
+pub fn file_from_sql(path: &Path, statements: &[&str]) -> Result<(), StoreError> {
+    let conn = Connection::open(path).map_err(|e| StoreError::db("test file", e))?;
+    statements
+        .iter()
+        .try_for_each(|sql| conn.execute_batch(sql))
+        .map_err(|e| StoreError::db("test file", e))
 }
 
 /// Helpers for the benchmarks, kept here because only this module talks to
@@ -719,6 +827,42 @@ mod tests {
         );
     }
 
+    /// A layout-2 store (dedupe on the id alone) is rekeyed on project and
+    /// id at open, from each day's records.
+    #[test]
+    fn a_layout_2_store_is_rekeyed_on_project_and_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::at(&dir.path().join("v2.duckdb"));
+        let id = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
+        {
+            let mut load = bench::BulkLoad::open(&config).unwrap();
+            let day = load
+                .ensure_day(schema::days_from_civil(2026, 11, 20))
+                .unwrap();
+            load.execute(
+                "v2",
+                &format!(
+                    "INSERT INTO {day}.records (seq, project, host, ts, id, kind, ingested_at, raw) VALUES \
+                     (1, 'shop', 'h', TIMESTAMP '2026-11-20 10:00:00', '{id}', 'host_metrics', TIMESTAMP '2026-11-20 10:00:01', '{{}}'); \
+                     DROP TABLE {day}.record_ids; \
+                     CREATE TABLE {day}.record_ids (id UUID PRIMARY KEY); \
+                     INSERT INTO {day}.record_ids VALUES ('{id}'); \
+                     UPDATE main.store_meta SET value = '2' WHERE key = 'schema_version'"
+                ),
+            )
+            .unwrap();
+        }
+        let store = Store::open(&config).unwrap();
+        let reader = store.reader().unwrap();
+        let keys = reader
+            .query_text("SELECT project, id FROM d20261120.record_ids")
+            .unwrap();
+        assert_eq!(keys.columns, ["project", "id"]);
+        assert_eq!(keys.rows, [[Some("shop".to_owned()), Some(id.to_owned())]]);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(store.shutdown()).unwrap();
+    }
+
     /// The one row reader names the columns of the query it ran (the
     /// analysis reads cells by those names), every cell as text.
     #[test]
@@ -741,18 +885,85 @@ mod tests {
             ]],
         };
         assert_eq!(rows, expected);
-        assert!(store.reader().unwrap().interrupter().is_none());
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(store.shutdown()).unwrap();
         drop(store);
 
         let file = Reader::open_read_only(&config.path).unwrap();
         assert_eq!(file.query_text(sql).unwrap(), expected);
-        assert!(file.interrupter().is_some());
         assert!(matches!(
             Reader::open_read_only(&dir.path().join("none.duckdb")),
             Err(StoreError::Missing { .. })
         ));
+    }
+
+    /// The first wall of admin SQL, without the parser's: every connection
+    /// of the running store refuses host files, ATTACH, INSTALL and any
+    /// change of configuration, and the store still writes and reads.
+    #[test]
+    fn the_store_refuses_host_files_and_configuration_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret.csv");
+        std::fs::write(&secret, "a\n1\n").unwrap();
+        let d = dir.path().display();
+        let store = Store::open(&StoreConfig::at(&dir.path().join("s.duckdb"))).unwrap();
+        let reader = store.reader().unwrap();
+        let file_reads = [
+            format!("SELECT * FROM \"{d}/secret\".csv"),
+            format!("SELECT * FROM '{d}/*.csv'"),
+            format!("SUMMARIZE \"{d}/secret\".csv"),
+            format!("SELECT * FROM read_csv('{}')", secret.display()),
+            format!("COPY (SELECT 1) TO '{d}/out.csv'"),
+            format!("ATTACH '{d}/other.duckdb' AS other"),
+            "INSTALL httpfs".to_owned(),
+        ];
+        for sql in &file_reads {
+            let e = reader.conn.execute_batch(sql).expect_err(sql).to_string();
+            assert!(e.contains("disabled by configuration"), "{sql}: {e}");
+        }
+        for sql in [
+            "SET enable_external_access = true",
+            "RESET enable_external_access",
+            "SET lock_configuration = false",
+        ] {
+            let e = reader.conn.execute_batch(sql).expect_err(sql).to_string();
+            assert!(e.contains("configuration has been locked"), "{sql}: {e}");
+        }
+        assert!(!dir.path().join("out.csv").exists());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(store.checkpoint()).unwrap();
+        assert_eq!(
+            reader
+                .query_i64("SELECT count(*) FROM main.records")
+                .unwrap(),
+            0
+        );
+        rt.block_on(store.shutdown()).unwrap();
+    }
+
+    /// Shutdown stops a query that would run for hours, and no reader
+    /// opens after it.
+    #[test]
+    fn interrupting_the_readers_stops_their_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&StoreConfig::at(&dir.path().join("i.duckdb"))).unwrap());
+        let reader = store.reader().unwrap();
+        let forever = std::thread::spawn(move || {
+            reader.query_i64("SELECT count(*) FROM range(1000000000000) a WHERE a.range % 7 = 3")
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        assert_eq!(store.interrupt_readers(), 1);
+        let result = forever.join().unwrap();
+        assert!(result.is_err(), "{result:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(store.reader(), Err(StoreError::Closing)));
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(store.shutdown()).unwrap();
     }
 
     /// A new day's `records.raw` is stored with zstd, which DuckDB would not

@@ -922,12 +922,15 @@ pub const META_DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS main.retention_runs (ran_at TIMESTAMP NOT NULL, cutoff TIMESTAMP NOT NULL, dropped_days INTEGER NOT NULL, file_bytes BIGINT NOT NULL)",
 ];
 
-/// The dedupe table of one day: a primary key over the record ids, so a
-/// redelivered record (same id, same `ts`, so the same day) is found by an
-/// index probe rather than a scan.
+/// The dedupe table of one day: a primary key over the record's project
+/// and id, so a redelivered record (same project, id and `ts`, so the same
+/// day) is found by an index probe rather than a scan. The project is part
+/// of the key because each project makes its own ids: one project's id
+/// must never make another project's record a duplicate (layout 3; before,
+/// the key was the id alone).
 pub fn record_ids_sql(schema: &str) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {}.record_ids (id UUID PRIMARY KEY)",
+        "CREATE TABLE IF NOT EXISTS {}.record_ids (project VARCHAR NOT NULL, id UUID NOT NULL, PRIMARY KEY (project, id))",
         quote_ident(schema)
     )
 }

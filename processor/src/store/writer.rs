@@ -13,6 +13,8 @@
 //! probes rather than scans, and the index goes away with its day.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use duckdb::arrow::record_batch::RecordBatch;
@@ -48,6 +50,9 @@ pub(super) struct Writer {
     /// Day schemas that exist, as days since the epoch.
     days: BTreeSet<i64>,
     next_seq: i64,
+    /// `next_seq - 1` after each commit, for readers that need the newest
+    /// `seq` without a query (the GELF lag while an output is retrying).
+    last_seq: Arc<AtomicI64>,
     max_records: usize,
 }
 
@@ -62,10 +67,21 @@ impl Writer {
             path: options.path.clone(),
             days: BTreeSet::new(),
             next_seq: 1,
+            last_seq: Arc::default(),
             max_records: options.max_records_per_commit.max(1),
         };
         w.set_up_layout()?;
+        w.publish_seq();
         Ok(w)
+    }
+
+    /// The newest committed `seq`, as [`Writer::publish_seq`] last set it.
+    pub(super) fn last_seq(&self) -> Arc<AtomicI64> {
+        self.last_seq.clone()
+    }
+
+    fn publish_seq(&self) {
+        self.last_seq.store(self.next_seq - 1, Ordering::Relaxed);
     }
 
     pub(super) fn connection(&self) -> &Connection {
@@ -90,7 +106,7 @@ impl Writer {
         }?;
         self.exec(
             "create staging table",
-            "CREATE TEMP TABLE IF NOT EXISTS stage_ids (id UUID, day BIGINT)",
+            "CREATE TEMP TABLE IF NOT EXISTS stage_ids (project VARCHAR, id UUID, day BIGINT)",
         )
     }
 
@@ -140,7 +156,7 @@ impl Writer {
         }
         self.days = self.existing_days()?;
         if version < STORE_SCHEMA_VERSION {
-            self.upgrade()?;
+            self.upgrade(version)?;
         }
         self.replace_views()?;
         let floor: i64 = self
@@ -161,11 +177,48 @@ impl Writer {
 
     /// Brings an older layout up to this processor's, applied to the
     /// template and to every day schema before the version is written.
-    /// Version 2 adds five columns at the end of `requests` (the appenders
-    /// fill columns by position, and `ADD COLUMN` appends) and the
-    /// `request_fingerprints` table; version 3 two more columns (the
-    /// context switches).
-    fn upgrade(&self) -> Result<(), StoreError> {
+    /// Version 2 adds five columns at the end of
+    /// `requests` (the appenders fill columns by position, and `ADD COLUMN`
+    /// appends) and the `request_fingerprints` table; version 3 keys each
+    /// day's `record_ids` on project and id, and adds two more `requests`
+    /// columns (the context switches; every column added since version 1 is
+    /// added when missing).
+    fn upgrade(&self, from: i64) -> Result<(), StoreError> {
+        // Each step can run again after a crash part-way (the version is
+        // written last), so no transaction is needed around DDL.
+        if from < 3 {
+            self.add_columns_and_tables()?;
+            self.rekey_record_ids()?;
+        }
+        self.exec(
+            "write layout version",
+            &format!(
+                "UPDATE main.store_meta SET value = '{STORE_SCHEMA_VERSION}' WHERE key = 'schema_version'"
+            ),
+        )
+    }
+
+    /// Version 3: each day's `record_ids` becomes `(project, id)`, filled
+    /// from the day's own `records` (every claimed id has its record: both
+    /// are written in one transaction).
+    fn rekey_record_ids(&self) -> Result<(), StoreError> {
+        for day in &self.days {
+            let name = quote_ident(&schema::day_schema(*day));
+            self.exec(
+                "rekey record ids",
+                &format!(
+                    "DROP TABLE IF EXISTS {name}.record_ids; {}; \
+                     INSERT INTO {name}.record_ids SELECT DISTINCT project, id FROM {name}.records",
+                    schema::record_ids_sql(&schema::day_schema(*day))
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Versions 2 and 3: the `requests` columns added since version 1 (each
+    /// only when missing) and `request_fingerprints`.
+    fn add_columns_and_tables(&self) -> Result<(), StoreError> {
         let mut schemas: Vec<String> = vec![TEMPLATE_SCHEMA.to_owned()];
         schemas.extend(self.days.iter().map(|d| schema::day_schema(*d)));
         for name in &schemas {
@@ -185,12 +238,7 @@ impl Writer {
                 &TableId::RequestFingerprints.table().create_sql(name),
             )?;
         }
-        self.exec(
-            "write layout version",
-            &format!(
-                "UPDATE main.store_meta SET value = '{STORE_SCHEMA_VERSION}' WHERE key = 'schema_version'"
-            ),
-        )
+        Ok(())
     }
 
     fn existing_days(&self) -> Result<BTreeSet<i64>, StoreError> {
@@ -346,13 +394,13 @@ impl Writer {
     /// record, whether the record was stored (false: a duplicate).
     fn commit_group(&mut self, batches: Vec<Columns>) -> Result<Vec<Vec<bool>>, StoreError> {
         // Duplicates inside the group: the first copy wins.
-        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
         let candidate: Vec<Vec<bool>> = batches
             .iter()
             .map(|b| {
                 b.records
                     .iter()
-                    .map(|r| seen.insert(r.id.as_str()))
+                    .map(|r| seen.insert((r.project.as_str(), r.id.as_str())))
                     .collect()
             })
             .collect();
@@ -374,6 +422,7 @@ impl Writer {
             Ok((flags, next_seq)) => match self.exec("commit", "COMMIT") {
                 Ok(()) => {
                     self.next_seq = next_seq;
+                    self.publish_seq();
                     Ok(flags)
                 }
                 Err(e) => {
@@ -403,7 +452,7 @@ impl Writer {
         batches: &[Columns],
         candidate: &[Vec<bool>],
         days: &BTreeSet<i64>,
-    ) -> Result<Option<HashSet<String>>, StoreError> {
+    ) -> Result<Option<HashSet<(String, String)>>, StoreError> {
         let conn = &self.conn;
         let err = |op: &'static str| move |e: duckdb::Error| StoreError::db(op, e);
         let staged = || {
@@ -415,7 +464,11 @@ impl Writer {
                 .map(|(r, _)| r)
         };
         let direct = days.iter().try_for_each(|day| {
-            let ids = columns::ids(staged().filter(|r| r.day == *day).map(|r| r.id.as_str()))?;
+            let ids = columns::ids(
+                staged()
+                    .filter(|r| r.day == *day)
+                    .map(|r| (r.project.as_str(), r.id.as_str())),
+            )?;
             append(
                 conn.appender_to_db("record_ids", &schema::day_schema(*day)),
                 [ids],
@@ -428,23 +481,24 @@ impl Writer {
         self.exec("rollback", "ROLLBACK")?;
         self.exec("begin", "BEGIN")?;
         {
-            let ids = columns::staged_ids(staged().map(|r| (r.id.as_str(), r.day)))?;
+            let ids =
+                columns::staged_ids(staged().map(|r| (r.project.as_str(), r.id.as_str(), r.day)))?;
             append(
                 conn.appender_to_catalog_and_db("stage_ids", "temp", "main"),
                 [ids],
                 "stage ids",
             )?;
         }
-        let mut new_ids: HashSet<String> = HashSet::new();
+        let mut new_ids: HashSet<(String, String)> = HashSet::new();
         for day in days {
             let sql = format!(
-                "INSERT INTO {}.record_ids SELECT id FROM temp.main.stage_ids WHERE day = {day} \
-                 ON CONFLICT DO NOTHING RETURNING id::VARCHAR",
+                "INSERT INTO {}.record_ids SELECT project, id FROM temp.main.stage_ids WHERE day = {day} \
+                 ON CONFLICT DO NOTHING RETURNING project, id::VARCHAR",
                 quote_ident(&schema::day_schema(*day))
             );
             let mut stmt = conn.prepare(&sql).map_err(err("dedupe ids"))?;
             let ids = stmt
-                .query_map([], |r| r.get::<_, String>(0))
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
                 .map_err(err("dedupe ids"))?;
             for id in ids {
                 new_ids.insert(id.map_err(err("dedupe ids"))?);
@@ -462,7 +516,7 @@ impl Writer {
         &self,
         batches: &[Columns],
         candidate: &[Vec<bool>],
-        new_ids: Option<&HashSet<String>>,
+        new_ids: Option<&HashSet<(String, String)>>,
     ) -> Result<(Vec<Vec<bool>>, i64), StoreError> {
         let build = StoreError::Columns;
         let mut next_seq = self.next_seq;
@@ -475,7 +529,12 @@ impl Writer {
                 .iter()
                 .zip(cand)
                 .map(|(record, &c)| {
-                    if !c || new_ids.is_some_and(|ids| !ids.contains(&record.id)) {
+                    let stored_before = || {
+                        new_ids.is_some_and(|ids| {
+                            !ids.contains(&(record.project.clone(), record.id.clone()))
+                        })
+                    };
+                    if !c || stored_before() {
                         return None;
                     }
                     let seq = next_seq;

@@ -248,17 +248,10 @@ mod tests {
     fn store_with(sql: &[&str]) -> (tempfile::TempDir, Reader) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.duckdb");
-        let conn = duckdb::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE host_metrics (project VARCHAR, host VARCHAR, ts TIMESTAMP, load1 DOUBLE, cpu_user_pct DOUBLE, cpu_system_pct DOUBLE, ncpu BIGINT);
+        let tables = "CREATE TABLE host_metrics (project VARCHAR, host VARCHAR, ts TIMESTAMP, load1 DOUBLE, cpu_user_pct DOUBLE, cpu_system_pct DOUBLE, ncpu BIGINT);
              CREATE TABLE requests (project VARCHAR, host VARCHAR, ts TIMESTAMP, duration_ms DOUBLE, sampling_weight DOUBLE);
-             CREATE TABLE pg_activity (project VARCHAR, host VARCHAR, ts TIMESTAMP, seq BIGINT, state VARCHAR, backend_type VARCHAR, wait_event_type VARCHAR);",
-        )
-        .unwrap();
-        for s in sql {
-            conn.execute_batch(s).unwrap();
-        }
-        drop(conn);
+             CREATE TABLE pg_activity (project VARCHAR, host VARCHAR, ts TIMESTAMP, seq BIGINT, state VARCHAR, backend_type VARCHAR, wait_event_type VARCHAR);";
+        crate::store::file_from_sql(&path, &[&[tables], sql].concat()).unwrap();
         let file = Reader::open_read_only(&path).unwrap();
         (dir, file)
     }

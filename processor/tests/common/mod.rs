@@ -50,6 +50,15 @@ impl Client {
         Client { addr, stream: None }
     }
 
+    /// A client whose first request goes over `stream` (a socket bound to
+    /// another loopback address, say); later ones reconnect as usual.
+    pub fn over(addr: SocketAddr, stream: TcpStream) -> Self {
+        Client {
+            addr,
+            stream: Some(BufReader::new(stream)),
+        }
+    }
+
     fn connect(&mut self) -> std::io::Result<&mut BufReader<TcpStream>> {
         if self.stream.is_none() {
             let s = TcpStream::connect(self.addr)?;
@@ -178,6 +187,24 @@ pub fn read_response(conn: &mut impl BufRead) -> std::io::Result<Response> {
         headers,
         body,
     })
+}
+
+/// A blocking TCP connection to `to` from the loopback address `from`
+/// (127.0.0.2, ...), so one test can be several client addresses.
+pub fn connect_from(rt: &tokio::runtime::Runtime, from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let stream = rt
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((from, 0)))?;
+            socket.connect(to).await
+        })
+        .unwrap_or_else(|e| panic!("connect to {to} from {from:?}: {e}"));
+    let stream = stream.into_std().expect("a std socket");
+    stream.set_nonblocking(false).expect("blocking socket");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    stream
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
