@@ -181,6 +181,7 @@ fn signal_label(s: Signal) -> &'static str {
     match s {
         Signal::Load => "load",
         Signal::Concurrency => "concurrency",
+        Signal::Rate => "rate",
     }
 }
 
@@ -405,7 +406,7 @@ fn detect(stack: &Stack, truth: Window) -> Result<(Spike, Micros, Micros), Strin
     let best = spikes
         .iter()
         .filter(|s| overlap(s) > 0)
-        .max_by_key(|s| (close(s), s.signal == Signal::Concurrency, overlap(s)));
+        .max_by_key(|s| (close(s), s.signal != Signal::Load, overlap(s)));
     match best {
         Some(s) if close(s) => Ok((s.clone(), truth.from, truth.to)),
         Some(s) => Err(format!(

@@ -1,6 +1,6 @@
-//! Spike detection: per host, stretches where the load average (or the
-//! request concurrency) rises well above that host's own recent baseline,
-//! or over a configured level.
+//! Spike detection: per host, stretches where the load average, the
+//! requests in flight or the request rate rise well above that host's own
+//! recent baseline, or where the load is over a configured level.
 //!
 //! The baseline is the median of the samples in the lookback before each
 //! point, frozen while a spike lasts, so a long spike does not become its
@@ -21,7 +21,13 @@ pub enum Signal {
     Load,
     /// Requests in flight, from the requests' durations.
     Concurrency,
+    /// Requests per second: a burst of cheap requests, each too short in
+    /// PHP to raise the requests in flight, still shows here.
+    Rate,
 }
+
+/// A rise in the request rate counts from this many requests a second more.
+const RATE_MIN_RISE_PER_S: f64 = 10.0;
 
 impl Signal {
     /// How long before a spike's start its report window begins: load1
@@ -30,7 +36,7 @@ impl Signal {
     pub fn lead(self) -> Micros {
         match self {
             Signal::Load => 60 * SECOND,
-            Signal::Concurrency => 0,
+            Signal::Concurrency | Signal::Rate => 0,
         }
     }
 }
@@ -358,10 +364,26 @@ pub fn find(
             scope.clause("")
         ),
     )?;
+    let rate = query(
+        src,
+        &format!(
+            "SELECT project, host, epoch_us(ts) // {bucket} * {bucket} AS b, \
+             sum(coalesce(sampling_weight, 1)) / {} AS r, 1 \
+             FROM {} WHERE {}{} GROUP BY ALL ORDER BY project, host, b",
+            d.bucket_s.max(1),
+            days.table("requests", with_history),
+            with_history.filter("ts"),
+            scope.clause("")
+        ),
+    )?;
     // Concurrency first: its incidents split the load spikes they share.
     let mut incidents: std::collections::HashMap<String, Vec<(Micros, Micros)>> =
         std::collections::HashMap::new();
-    for (signal, rows) in [(Signal::Concurrency, conc), (Signal::Load, load)] {
+    for (signal, rows) in [
+        (Signal::Concurrency, conc),
+        (Signal::Rate, rate),
+        (Signal::Load, load),
+    ] {
         let mut i = 0;
         while i < rows.len() {
             let (project, host) = (rows[i].s(0), rows[i].s(1));
@@ -382,10 +404,17 @@ pub fn find(
                     },
                     1.0,
                 ),
+                Signal::Rate => (
+                    Detection {
+                        level: None,
+                        ..d.clone()
+                    },
+                    RATE_MIN_RISE_PER_S,
+                ),
             };
             let span = match signal {
                 Signal::Load => 0,
-                Signal::Concurrency => bucket,
+                Signal::Concurrency | Signal::Rate => bucket,
             };
             let mut found = detect(&points, &d, unit, span);
             match signal {
@@ -393,6 +422,7 @@ pub fn find(
                     .entry(project.clone())
                     .or_default()
                     .extend(found.iter().map(|s| (s.0, s.3))),
+                Signal::Rate => {}
                 Signal::Load => {
                     let mut known = incidents.get(&project).cloned().unwrap_or_default();
                     known.sort_unstable();

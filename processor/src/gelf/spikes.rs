@@ -134,6 +134,7 @@ pub fn settled_spikes(store: &Store) -> Result<(Vec<SpikeSummary>, Option<Micros
             metric: match s.signal {
                 crate::analysis::spikes::Signal::Load => "load1".to_owned(),
                 crate::analysis::spikes::Signal::Concurrency => "concurrency".to_owned(),
+                crate::analysis::spikes::Signal::Rate => "request rate".to_owned(),
             },
             peak_value: s.peak,
             baseline_value: s.baseline,

@@ -368,13 +368,18 @@ fn per_request(x: f64, n: f64) -> f64 {
 /// How much more CPU each request must need than in the baseline for its
 /// time queued for a CPU to count as its own demand.
 const CPU_GROWTH: f64 = 1.5;
+/// The share of its unqueued time a request spends on the CPU from which
+/// on it is CPU-bound.
+const CPU_BOUND_SHARE: f64 = 0.5;
 
 /// What kind of time an endpoint's latency excess is, from each request's
 /// CPU and SQL time: PHP CPU, SQL, or off-CPU outside SQL (sleep, HTTP
 /// calls, files). Time off the CPU is split by the requests' context
 /// switches: the share the kernel took the CPU away (involuntary) is time
-/// queued for a busy CPU, which PHP's own CPU demand causes, so it counts
-/// as PHP CPU; the rest is waiting (voluntary). Without a profile in the
+/// queued for a busy CPU, which counts as PHP CPU when each request needs
+/// more CPU than in the baseline ([`CPU_GROWTH`]) or is CPU-bound
+/// ([`CPU_BOUND_SHARE`]) and stays with the endpoint's traffic otherwise;
+/// the rest is waiting (voluntary). Without a profile in the
 /// window the part no deeper suspect explains becomes a suspect of its
 /// kind ("PHP CPU in GET /x"), so the answer is more than the endpoint;
 /// returns the seconds they took.
@@ -413,11 +418,15 @@ fn time_kinds(
     };
     let queued_all = off_all.max(0.0) * queued_share;
     // Queued time is PHP CPU demand when each request needs more CPU than
-    // before (or the endpoint is new); requests that need no more CPU each
-    // but queue longer for it are slowed by the load, which their traffic
-    // is part of: that time stays with the endpoint.
+    // before (or the endpoint is new), or when its requests are CPU-bound
+    // (on the CPU for at least half of the time they did not queue).
+    // Requests that are neither, like a burst of a cheap page, queue for
+    // CPUs the load keeps busy, which their traffic is part of: that time
+    // stays with the endpoint.
     let cpu_per_request = per_request(t_w.cpu_s, t_w.cpu_known);
-    let own_demand = !has_baseline || cpu_per_request >= CPU_GROWTH * cpu_b;
+    let unqueued = per_request(t_w.cpu_known_s, t_w.cpu_known) - per_request(queued_all, n_w);
+    let cpu_bound = cpu_per_request >= CPU_BOUND_SHARE * unqueued;
+    let own_demand = !has_baseline || cpu_bound || cpu_per_request >= CPU_GROWTH * cpu_b;
     let queued = if own_demand { queued_all } else { 0.0 };
     let cpu = on_cpu + queued;
     let off = off_all - queued_all;
@@ -1731,7 +1740,7 @@ mod tests {
     #[test]
     fn queueing_without_more_cpu_per_request_stays_with_the_traffic() {
         let mut m = Measured::default();
-        endpoint(&mut m, "GET /ping", (10_000.0, 10.0), (100.0, 0.03));
+        endpoint(&mut m, "GET /ping", (10_000.0, 0.001), (100.0, 0.0003));
         let t = |n: f64, cpu_s: f64, known_s: f64, invol: f64| EndpointTime {
             n,
             cpu_known: n,
@@ -1755,6 +1764,42 @@ mod tests {
             "{suspects:?}"
         );
         assert!(find(&suspects, SuspectKind::PhpCpu, "PHP CPU in GET /ping").is_none());
+    }
+
+    /// A host swapping far above its baseline takes the latency its
+    /// endpoints gained; the same slowdown without swapping is not memory.
+    #[test]
+    fn a_swapping_host_takes_the_latency_its_endpoints_gained() {
+        let mut m = Measured::default();
+        endpoint(&mut m, "GET /a", (1000.0, 0.06), (1000.0, 0.012));
+        endpoint(&mut m, "GET /b", (500.0, 0.03), (500.0, 0.01));
+        let mut host = HostPressure {
+            swap_io_bytes: (60.0 * 40.0 * 1024.0 * 1024.0, 0.0),
+            ..HostPressure::default()
+        };
+        host.endpoints
+            .insert("GET /a".into(), ((1000.0, 60.0), (1000.0, 12.0)));
+        host.endpoints
+            .insert("GET /b".into(), ((500.0, 15.0), (500.0, 5.0)));
+        m.hosts.insert("web-1".into(), host.clone());
+        let (suspects, _) = rank(&m, 1.0, 60.0);
+        let first = &suspects[0];
+        assert_eq!(
+            (first.kind, first.name.as_str()),
+            (
+                SuspectKind::HostMemory,
+                "memory pressure on web-1 (swapping)"
+            ),
+            "{suspects:?}"
+        );
+        assert_eq!(first.score_s, 58.0);
+        assert_eq!(first.evidence["swap_mib_per_s"], json!(40.0));
+        assert!(find(&suspects, SuspectKind::Endpoint, "GET /a").is_none());
+
+        host.swap_io_bytes = (0.0, 0.0);
+        m.hosts.insert("web-1".into(), host);
+        let (suspects, _) = rank(&m, 1.0, 60.0);
+        assert!(suspects.iter().all(|s| s.kind != SuspectKind::HostMemory));
     }
 
     #[test]

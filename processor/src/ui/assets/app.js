@@ -532,7 +532,7 @@
           <h2>Spikes <span class="muted">(${spikes.length})</span></h2>
           ${spikes.length ? html`<ol class="spike-list" data-test="spike-list">${spikes.map((s, i) => html`
             <li><a href="${link('spike', { from: s.report_from, to: s.report_to, baseline_from: s.baseline_from, baseline_to: s.baseline_to, host: s.host })}" data-test="spike-${i}">
-              <span class="badge ${s.signal}">${s.signal === 'load' ? 'load' : 'concurrency'}</span>
+              <span class="badge ${s.signal}">${s.signal}</span>
               <b>${s.host}</b>${s.project && who() && who().admin ? html` <span class="muted">${s.project}</span>` : ''}${s.bursts > 1 ? html` <span class="bursts">${s.bursts} bursts</span>` : ''}<br>
               ${when(s.start_us / 1000, false)} – ${when(s.end_us / 1000, false)}
               <span class="sub">peak ${num(s.peak, 1)} at ${when(s.peak_at_us / 1000, false)}, baseline ${num(s.baseline, 2)}</span></a></li>`)}</ol>`
