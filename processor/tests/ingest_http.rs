@@ -190,7 +190,9 @@ fn bad_input_of_every_kind_is_refused_clearly_and_loses_nothing() {
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "missing Authorization: Bearer token");
 
-    let metrics = c.get("/metrics").text();
+    // Not on the ingest port: /metrics names every project.
+    assert_eq!(c.get("/metrics").status, 404);
+    let metrics = run.metrics();
     assert!(
         metrics.contains(
             "bitville_records_total{project=\"shop\",kind=\"pg_activity\",outcome=\"accepted\"} 20"
@@ -456,7 +458,7 @@ fn udp_datagrams_are_checked_and_stored() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(run.count("SELECT count(*) FROM records"), 1);
-    let metrics = run.client().get("/metrics").text();
+    let metrics = run.metrics();
     for needle in [
         "reason=\"token\"} 1",
         "reason=\"invalid\"} 1",

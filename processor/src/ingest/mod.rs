@@ -2,7 +2,7 @@
 //! to the store.
 //!
 //! This module holds the HTTP side (`POST /v1/ingest`, `/healthz`,
-//! `/readyz`, `/metrics`); its parts, one job each:
+//! `/readyz`, and `/metrics` on its own listener); its parts, one job each:
 //! - [`auth`]: ingest tokens and their projects, compared in constant time.
 //! - [`limits`]: per-client rate limiting and bounded gzip decoding.
 //! - [`conn`]: connections: caps per client address and in all, header and
@@ -52,7 +52,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/ingest", post(ingest))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+/// The router of the metrics port (`server.metrics_listen`): `/metrics`
+/// names every project with its counts, so it is kept off the port that
+/// every client reaches. Health answers there too, for the same probes.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(app)
 }
 
