@@ -145,6 +145,15 @@ impl App {
         store::now_micros() + self.clock_offset_micros.load(Ordering::Relaxed)
     }
 
+    /// Now, with the retention in force: what a batch arriving now is
+    /// checked against.
+    pub fn arrival(&self) -> ingest::Arrival {
+        ingest::Arrival {
+            now: self.now(),
+            retention_days: self.retention().days,
+        }
+    }
+
     /// Moves the processor's clock (tests of retention).
     pub fn advance_clock(&self, micros: i64) {
         self.clock_offset_micros
