@@ -29,6 +29,12 @@ pub fn check(config: &Config) -> Findings {
             config.server.listen
         ));
     }
+    let metrics = config.server.metrics_addr();
+    if !metrics.ip().is_loopback() {
+        f.warn(format!(
+            "server.metrics_listen {metrics}: /metrics names every project with its counts; serve it on loopback or a private network only"
+        ));
+    }
     if config.tokens.is_empty() {
         f.warn(
             "tokens: none configured; a development token for project \"demo\" is made at start",

@@ -57,6 +57,25 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Seconds SIGTERM waits for in-flight requests before closing them.
     pub shutdown_grace_s: u64,
+    /// Plain HTTP address of `/metrics`, which lists every project's
+    /// counts and so is not served on `listen`. Unset: loopback, on the
+    /// port after the UDP default's (`listen`'s port + 2, 8445 by default;
+    /// port 0, any free port, when `listen`'s is 0).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl ServerConfig {
+    /// Where `/metrics` is served: `metrics_listen`, or loopback on
+    /// `listen`'s port + 2 (0 stays 0).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listen.unwrap_or_else(|| {
+            let port = match self.listen.port() {
+                0 => 0,
+                p => p.saturating_add(2),
+            };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        })
+    }
 }
 
 /// The DuckDB store.
@@ -142,6 +161,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             shutdown_grace_s: 10,
+            metrics_listen: None,
         }
     }
 }
@@ -444,6 +464,35 @@ pub fn parse_size(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19: `/metrics` lists every project's counts; it is served on
+    /// its own address, loopback unless configured, beside the HTTP port.
+    #[test]
+    fn metrics_default_to_loopback_beside_the_http_port() {
+        let server = ServerConfig::default();
+        assert_eq!(
+            server.metrics_addr(),
+            SocketAddr::from(([127, 0, 0, 1], 8445))
+        );
+        let public = ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            public.metrics_addr(),
+            SocketAddr::from(([127, 0, 0, 1], 9002))
+        );
+        let any = ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..ServerConfig::default()
+        };
+        assert_eq!(any.metrics_addr().port(), 0);
+        let set = ServerConfig {
+            metrics_listen: Some(SocketAddr::from(([10, 0, 0, 5], 9100))),
+            ..ServerConfig::default()
+        };
+        assert_eq!(set.metrics_addr(), SocketAddr::from(([10, 0, 0, 5], 9100)));
+    }
 
     #[test]
     fn the_example_file_parses_and_equals_the_defaults_apart_from_tokens() {

@@ -151,6 +151,15 @@ impl App {
         store::now_micros() + self.clock_offset_micros.load(Ordering::Relaxed)
     }
 
+    /// Now, with the retention in force: what a batch arriving now is
+    /// checked against.
+    pub fn arrival(&self) -> ingest::Arrival {
+        ingest::Arrival {
+            now: self.now(),
+            retention_days: self.retention().days,
+        }
+    }
+
     /// Moves the processor's clock (tests of retention).
     pub fn advance_clock(&self, micros: i64) {
         self.clock_offset_micros
@@ -193,6 +202,7 @@ impl Live {
 pub struct Processor {
     app: Arc<App>,
     http_addr: SocketAddr,
+    metrics_addr: SocketAddr,
     udp_addr: Option<SocketAddr>,
     shutdown: Trigger,
     https: bool,
@@ -267,6 +277,13 @@ impl Processor {
             };
 
         let mut other_tasks = Vec::new();
+        let (metrics_addr, metrics_task) = spawn_metrics(
+            config.server.metrics_addr(),
+            app.clone(),
+            stopped(&shutdown),
+        )
+        .await?;
+        other_tasks.push(metrics_task);
         let mut udp_addr = None;
         if !config.server.udp_listen.is_empty() {
             let socket = tokio::net::UdpSocket::bind(&config.server.udp_listen)
@@ -297,6 +314,7 @@ impl Processor {
         Ok(Processor {
             app,
             http_addr,
+            metrics_addr,
             udp_addr,
             shutdown,
             https: config.server.tls_cert.is_some(),
@@ -325,6 +343,11 @@ impl Processor {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where `/metrics` is served (`server.metrics_listen`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     pub fn udp_addr(&self) -> Option<SocketAddr> {
@@ -402,6 +425,33 @@ where
         .merge(ui::router(app.clone()));
     let server = ingest::conn::serve(listener, app.clone(), router, shutdown);
     tokio::spawn(watched(app, "http", server))
+}
+
+/// Binds the metrics port and serves `/metrics` (plain HTTP) until `shutdown`.
+///
+/// # Errors
+/// The address cannot be bound.
+async fn spawn_metrics(
+    addr: SocketAddr,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
+    let bind_err = |source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_err)?;
+    let bound = listener.local_addr().map_err(bind_err)?;
+    let listener = ingest::conn::PlainListener::new(listener, app.clone());
+    let server = ingest::conn::serve(
+        listener,
+        app.clone(),
+        ingest::metrics_router(app.clone()),
+        shutdown,
+    );
+    Ok((bound, tokio::spawn(watched(app, "metrics", server))))
 }
 
 /// Runs a long-lived task and records it as ended in `app` when it returns

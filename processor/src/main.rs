@@ -114,6 +114,7 @@ fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         if let Some(udp) = processor.udp_addr() {
             println!("processor: udp on {udp}");
         }
+        println!("processor: metrics on {} (plain HTTP)", processor.metrics_addr());
         println!("processor: store {}", store_path.display());
         if let Some(token) = processor.dev_token() {
             println!("processor: no tokens configured; development token for project {DEV_PROJECT}: {token}");

@@ -16,7 +16,19 @@ use crate::store::schema::DAY_MICROS;
 /// days that ended at or before it are dropped, so between `days` and
 /// `days + 1` days of data are kept.
 pub fn cutoff(now: i64, days: u32) -> i64 {
-    now - i64::from(days) * DAY_MICROS
+    // Saturating: a retention of millennia must not overflow.
+    now.saturating_sub(i64::from(days).saturating_mul(DAY_MICROS))
+}
+
+/// True when a record at `ts` is in a day that a retention run at `now`
+/// drops: its UTC day ended at or before [`cutoff`], as the store's writer
+/// decides. Ingest refuses such a record instead of storing it for the
+/// next run to drop.
+pub fn expired(ts: i64, now: i64, days: u32) -> bool {
+    ts.div_euclid(DAY_MICROS)
+        .saturating_add(1)
+        .saturating_mul(DAY_MICROS)
+        <= cutoff(now, days)
 }
 
 /// One retention run at the app's current time.
@@ -74,5 +86,16 @@ mod tests {
     #[test]
     fn cutoff_is_days_before_now() {
         assert_eq!(cutoff(10 * DAY_MICROS + 5, 7), 3 * DAY_MICROS + 5);
+    }
+
+    /// A day is expired once it ended at or before the cutoff, as the
+    /// writer drops it: day 2 ends at 3 days, the cutoff is 3 days + 5 us.
+    #[test]
+    fn a_record_is_expired_when_its_whole_day_is_past_the_cutoff() {
+        let now = 10 * DAY_MICROS + 5;
+        assert!(expired(2 * DAY_MICROS + 7, now, 7));
+        assert!(!expired(3 * DAY_MICROS, now, 7));
+        assert!(!expired(now, now, 7));
+        assert!(!expired(i64::MIN / 2, now, u32::MAX));
     }
 }

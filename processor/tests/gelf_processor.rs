@@ -170,7 +170,7 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
         "{m}"
     );
     assert!(rx.violations().is_empty(), "{:?}", rx.violations());
-    let metrics = client.get("/metrics").text();
+    let metrics = running.metrics();
     for (output, transport) in [
         ("graylog-tcp", "tcp"),
         ("graylog-http", "http"),
@@ -200,7 +200,7 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
         Duration::from_secs(30),
         "failures and lag on /metrics during the outage",
         || {
-            let text = client.get("/metrics").text();
+            let text = running.metrics();
             let udp_handled = ["sent", "dropped"]
                 .iter()
                 .filter_map(|o| metric(&text, &outcome("graylog-udp", "udp", o)))
@@ -241,7 +241,7 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
         "UDP resent messages of the outage"
     );
     wait_until(Duration::from_secs(10), "lag back to 0", || {
-        let text = client.get("/metrics").text();
+        let text = running.metrics();
         ["graylog-tcp", "graylog-http", "graylog-udp"]
             .iter()
             .all(|o| metric(&text, &lag(o)) == Some(0.0))
@@ -259,7 +259,7 @@ fn processor_forwards_stored_slow_requests_to_a_local_receiver_standing_in_for_g
         count,
         "a restarted processor sent stored messages again"
     );
-    let metrics = client.get("/metrics").text();
+    let metrics = running.metrics();
     assert_eq!(
         metric(&metrics, &outcome("graylog-tcp", "tcp", "sent")),
         Some(0.0),

@@ -190,7 +190,9 @@ fn bad_input_of_every_kind_is_refused_clearly_and_loses_nothing() {
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "missing Authorization: Bearer token");
 
-    let metrics = c.get("/metrics").text();
+    // Not on the ingest port: /metrics names every project.
+    assert_eq!(c.get("/metrics").status, 404);
+    let metrics = run.metrics();
     assert!(
         metrics.contains(
             "bitville_records_total{project=\"shop\",kind=\"pg_activity\",outcome=\"accepted\"} 20"
@@ -386,6 +388,30 @@ fn a_record_naming_a_key_twice_is_refused_with_the_key() {
     run.stop();
 }
 
+/// Issue 19: a record older than retention was answered "accepted" and then
+/// vanished at the next retention run. It is refused with the reason, by
+/// the configured retention (7 days here), and a record inside it is kept.
+#[test]
+fn a_record_older_than_retention_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(test_config(dir.path()));
+    let day = 86_400_000_000i64;
+    let now = now_micros();
+    let body = ndjson(&[
+        host_metrics(&new_id(), now - 9 * day, "shop"),
+        host_metrics(&new_id(), now - 6 * day, "shop"),
+    ]);
+    let reply = run.client().post_ndjson(TOKEN, &body, false).json();
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    assert_eq!(reply["rejected"][0]["line"], 1, "{reply}");
+    let reason = reply["rejected"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("older than the 7 days the store keeps (retention.days)"),
+        "{reason}"
+    );
+    run.stop();
+}
+
 /// Over the per-client rate the answer is 429 with a Retry-After in seconds.
 #[test]
 fn rate_limit_answers_429_with_retry_after() {
@@ -456,7 +482,7 @@ fn udp_datagrams_are_checked_and_stored() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(run.count("SELECT count(*) FROM records"), 1);
-    let metrics = run.client().get("/metrics").text();
+    let metrics = run.metrics();
     for needle in [
         "reason=\"token\"} 1",
         "reason=\"invalid\"} 1",

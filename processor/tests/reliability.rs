@@ -74,7 +74,7 @@ fn a_line_that_panics_or_overflows_is_refused_alone() {
         );
     }
     assert_eq!(run.count("SELECT count(*) FROM records"), 2);
-    let metrics = run.client().get("/metrics").text();
+    let metrics = run.metrics();
     assert!(
         metrics.contains("bitville_ingest_line_panics_total 2"),
         "{metrics}"
@@ -231,7 +231,7 @@ fn stalled_clients_time_out_without_blocking_others() {
     let mut client = Client::over(addr, connect_from(&run.rt, [127, 0, 0, 1], addr));
     assert_eq!(client.post_ndjson(TOKEN, &again, false).status, 200);
     assert_eq!(run.count("SELECT count(*) FROM records"), 2);
-    let metrics = run.client().get("/metrics").text();
+    let metrics = run.metrics();
     assert!(
         metrics.contains("bitville_ingest_connections_refused_total{reason=\"per_client\"} 1"),
         "{metrics}"

@@ -2,7 +2,7 @@
 //! to the store.
 //!
 //! This module holds the HTTP side (`POST /v1/ingest`, `/healthz`,
-//! `/readyz`, `/metrics`); its parts, one job each:
+//! `/readyz`, and `/metrics` on its own listener); its parts, one job each:
 //! - [`auth`]: ingest tokens and their projects, compared in constant time.
 //! - [`limits`]: per-client rate limiting and bounded gzip decoding.
 //! - [`conn`]: connections: caps per client address and in all, header and
@@ -52,7 +52,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/ingest", post(ingest))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+/// The router of the metrics port (`server.metrics_listen`): `/metrics`
+/// names every project with its counts, so it is kept off the port that
+/// every client reaches. Health answers there too, for the same probes.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(app)
 }
 
@@ -187,7 +197,7 @@ async fn ingest_inner(
         )
     })?;
 
-    let now = app.now();
+    let arrival = app.arrival();
     let (rejected, records, panics) = {
         let limits = limits.clone();
         let project = project.clone();
@@ -196,9 +206,9 @@ async fn ingest_inner(
             let batch = if gzip {
                 let decoder = flate2::read::MultiGzDecoder::new(&bytes[..]);
                 let reader = std::io::BufReader::with_capacity(64 << 10, decoder);
-                prepare_stream(reader, &project, &limits, now)?
+                prepare_stream(reader, &project, &limits, arrival)?
             } else {
-                prepare_batch(&bytes, &project, &limits, now)?
+                prepare_batch(&bytes, &project, &limits, arrival)?
             };
             let panics = batch.panics;
             // The columns too are built here, not on the single writer.
@@ -286,6 +296,16 @@ fn too_large_body(max: usize) -> Refusal {
     )
 }
 
+/// When a batch arrives, and so which record times the store takes: not
+/// further ahead than `max_future_s`, not in a day that retention drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Microseconds since the epoch, UTC.
+    pub now: i64,
+    /// `retention.days` at arrival.
+    pub retention_days: u32,
+}
+
 /// A batch split into records to store and lines refused (with the project
 /// and kind of the refused line when they could be read, for the metrics).
 #[derive(Debug, Default)]
@@ -305,9 +325,9 @@ pub fn prepare_batch(
     body: &[u8],
     project: &str,
     limits: &Limits,
-    now: i64,
+    arrival: Arrival,
 ) -> Result<Batch, Refusal> {
-    prepare_stream(body, project, limits, now)
+    prepare_stream(body, project, limits, arrival)
 }
 
 /// [`prepare_batch`] over a stream (the gzip decoder): lines are read one at
@@ -322,7 +342,7 @@ pub fn prepare_stream(
     mut body: impl std::io::BufRead,
     project: &str,
     limits: &Limits,
-    now: i64,
+    arrival: Arrival,
 ) -> Result<Batch, Refusal> {
     let max_future = (limits.max_future_s as i64).saturating_mul(1_000_000);
     let mut batch = Batch::default();
@@ -362,7 +382,7 @@ pub fn prepare_stream(
             // The last wall: a panic in one line's handling (a bug) refuses
             // that line, never the batch.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                check_line(text, project, limits.max_line_bytes, now, max_future)
+                check_line(text, project, limits.max_line_bytes, arrival, max_future)
             }))
             .unwrap_or_else(|_| {
                 batch.panics += 1;
@@ -436,9 +456,10 @@ fn check_line(
     line: &[u8],
     project: &str,
     max_line: usize,
-    now: i64,
+    arrival: Arrival,
     max_future: i64,
 ) -> Result<PreparedRecord, String> {
+    let now = arrival.now;
     #[cfg(any(test, feature = "test-support"))]
     if line
         .windows(PANIC_MARKER.len())
@@ -467,11 +488,20 @@ fn check_line(
     // validate_line has checked UTF-8 already.
     let raw = std::str::from_utf8(line).map_err(|e| e.to_string())?;
     let prepared = flatten::prepare(kind, &record, raw, now).map_err(|e| e.to_string())?;
+    let ts = || record.get("ts").and_then(|t| t.as_str()).unwrap_or("?");
     if prepared.ts > now + max_future {
         return Err(format!(
             "/ts: {} is more than {} s in the future",
-            record.get("ts").and_then(|t| t.as_str()).unwrap_or("?"),
+            ts(),
             max_future / 1_000_000
+        ));
+    }
+    if crate::retention::expired(prepared.ts, now, arrival.retention_days) {
+        return Err(format!(
+            "/ts: {} is older than the {} days the store keeps (retention.days); \
+             it would be dropped at the next retention run",
+            ts(),
+            arrival.retention_days
         ));
     }
     Ok(prepared)
@@ -556,10 +586,17 @@ mod tests {
         bitville_schemas::parse_ts("2026-11-27T12:00:00.000000Z").unwrap()
     }
 
+    fn arrival(now: i64) -> Arrival {
+        Arrival {
+            now,
+            retention_days: 7,
+        }
+    }
+
     #[test]
     fn good_and_bad_lines_are_split_with_line_numbers() {
         let body = format!("{}\n\nnot json\n{}\n", line(ID, "shop"), line(ID, "blog"));
-        let b = prepare_batch(body.as_bytes(), "shop", &Limits::default(), now()).unwrap();
+        let b = prepare_batch(body.as_bytes(), "shop", &Limits::default(), arrival(now())).unwrap();
         assert_eq!(b.records.len(), 1);
         assert_eq!(b.rejected.len(), 2);
         assert_eq!(b.rejected[0].0.line, 3);
@@ -587,7 +624,7 @@ mod tests {
             1,
         );
         let body = format!("{twice}\n{good}\n");
-        let b = prepare_batch(body.as_bytes(), "shop", &Limits::default(), now()).unwrap();
+        let b = prepare_batch(body.as_bytes(), "shop", &Limits::default(), arrival(now())).unwrap();
         assert_eq!(b.records.len(), 1);
         assert_eq!(b.rejected[0].0.line, 1);
         assert_eq!(
@@ -598,7 +635,7 @@ mod tests {
 
     #[test]
     fn empty_and_oversized_batches_are_refused_whole() {
-        let err = prepare_batch(b"\n \n", "shop", &Limits::default(), now()).unwrap_err();
+        let err = prepare_batch(b"\n \n", "shop", &Limits::default(), arrival(now())).unwrap_err();
         assert_eq!(
             (err.status, err.message.as_str()),
             (StatusCode::BAD_REQUEST, "body is empty")
@@ -608,7 +645,7 @@ mod tests {
             ..Limits::default()
         };
         let body = format!("{}\n{}\n", line(ID, "shop"), line(ID, "shop"));
-        let err = prepare_batch(body.as_bytes(), "shop", &limits, now()).unwrap_err();
+        let err = prepare_batch(body.as_bytes(), "shop", &limits, arrival(now())).unwrap_err();
         assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
@@ -618,7 +655,8 @@ mod tests {
             max_line_bytes: 50,
             ..Limits::default()
         };
-        let b = prepare_batch(line(ID, "shop").as_bytes(), "shop", &limits, now()).unwrap();
+        let b =
+            prepare_batch(line(ID, "shop").as_bytes(), "shop", &limits, arrival(now())).unwrap();
         assert!(
             b.rejected[0].0.reason.contains("over max_line_bytes (50)"),
             "{:?}",
@@ -629,7 +667,7 @@ mod tests {
             line(ID, "shop").as_bytes(),
             "shop",
             &Limits::default(),
-            early,
+            arrival(early),
         )
         .unwrap();
         assert!(

@@ -61,7 +61,7 @@ pub fn handle_datagram(app: &App, datagram: &[u8]) {
         return;
     };
     let record = record.strip_suffix(b"\n").unwrap_or(record);
-    let batch = match super::prepare_batch(record, &project, &limits, app.now()) {
+    let batch = match super::prepare_batch(record, &project, &limits, app.arrival()) {
         Ok(b) => b,
         Err(_) => {
             app.metrics.udp_refused("empty");

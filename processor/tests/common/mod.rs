@@ -362,6 +362,13 @@ impl Running {
         Client::new(self.addr())
     }
 
+    /// The text of `/metrics`, from the metrics port.
+    pub fn metrics(&self) -> String {
+        Client::new(self.processor().metrics_addr())
+            .get("/metrics")
+            .text()
+    }
+
     /// One number from a query over the store, on a reader connection.
     pub fn count(&self, sql: &str) -> i64 {
         self.processor()
