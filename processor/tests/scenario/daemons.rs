@@ -187,7 +187,7 @@ pub fn toml_str(text: &str) -> String {
 /// rate limit (the shipper and pg-watch share 127.0.0.1), UDP off.
 pub fn processor_config(listen: &str, store: &Path, token: &str, project: &str) -> String {
     format!(
-        "[server]\nlisten = {listen}\nudp_listen = \"\"\nshutdown_grace_s = 5\n\n\
+        "[server]\nlisten = {listen}\nudp_listen = \"\"\nmetrics_listen = \"127.0.0.1:0\"\nshutdown_grace_s = 5\n\n\
          [store]\npath = {store}\n\n\
          [limits]\nrequests_per_minute = 0\n\n\
          [[tokens]]\ntoken = {token}\nproject = {project}\n",
