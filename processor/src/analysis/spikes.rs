@@ -376,6 +376,8 @@ pub fn find(
             scope.clause("")
         ),
     )?;
+    // Spikes found in the lookback before the range: others for baselines.
+    let mut earlier: Vec<(String, Micros, Micros)> = Vec::new();
     // Concurrency first: its incidents split the load spikes they share.
     let mut incidents: std::collections::HashMap<String, Vec<(Micros, Micros)>> =
         std::collections::HashMap::new();
@@ -433,7 +435,10 @@ pub fn find(
                 }
             }
             for (start, peak_at, peak, end, baseline) in found {
+                // A spike before the range (in the lookback) is not
+                // reported, but no baseline may contain it.
                 if end < range.from || start >= range.to {
+                    earlier.push((project.clone(), start - signal.lead(), end));
                     continue;
                 }
                 let report_from = start - signal.lead();
@@ -469,6 +474,12 @@ pub fn find(
             .enumerate()
             .filter(|(j, (p, _, _))| *j != i && *p == s.project)
             .map(|(_, (_, f, t))| (*f, *t))
+            .chain(
+                earlier
+                    .iter()
+                    .filter(|(p, _, _)| *p == s.project)
+                    .map(|(_, f, t)| (*f, *t)),
+            )
             .collect();
         let (from, to) = suggest_baseline(
             (windows[i].1, windows[i].2.max(windows[i].1 + SECOND)),
