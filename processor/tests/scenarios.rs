@@ -305,16 +305,16 @@ fn run(stack: &mut Stack, s: &Scenario, profiling: Profiling) -> Row {
         .find(|x| x.kind == cause.kind && (cause.is)(x));
     row.rank = found.map(|x| (x.rank, x.share));
     row.failure = judge(&report, cause, found);
-    if row.failure.is_none() {
-        if let Some(x) = found {
-            println!(
-                "  the cause, first: {} {} {:.0}%, evidence {:?}",
-                x.kind.label(),
-                x.name,
-                x.share * 100.0,
-                x.evidence
-            );
-        }
+    if row.failure.is_none()
+        && let Some(x) = found
+    {
+        println!(
+            "  the cause, first: {} {} {:.0}%, evidence {:?}",
+            x.kind.label(),
+            x.name,
+            x.share * 100.0,
+            x.evidence
+        );
     }
     row
 }

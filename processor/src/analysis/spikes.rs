@@ -106,22 +106,26 @@ pub struct Spike {
 
 /// A baseline for a report window `(from, to)`: as long as the window,
 /// ending `gap` before its start, moved back before every other spike
-/// (`others`, their report windows) it would overlap. The gap keeps the
-/// onset out: the stretch just before a detected start was already rising,
-/// only not yet enough to count. Spikes that overlap the window itself (the
-/// same incident on another signal or host) are not others.
+/// (`others`, their report windows, each with `gap` after its end) it would
+/// overlap. The gaps keep an incident's edges out: the stretch just before
+/// a detected start was already rising, and the requests in flight at a
+/// spike's end finish after it, only not enough to count. Spikes that
+/// overlap the window itself (the same incident on another signal or host)
+/// are not others.
 pub fn suggest_baseline(
     window: (Micros, Micros),
     gap: Micros,
     others: &[(Micros, Micros)],
 ) -> (Micros, Micros) {
     let len = (window.1 - window.0).max(SECOND);
+    let gap = gap.max(0);
     let others: Vec<(Micros, Micros)> = others
         .iter()
         .copied()
         .filter(|(s, e)| !(*s < window.1 && *e > window.0))
+        .map(|(s, e)| (s, e + gap))
         .collect();
-    let mut end = window.0 - gap.max(0);
+    let mut end = window.0 - gap;
     for _ in 0..=others.len() {
         let start = end - len;
         match others
@@ -352,30 +356,23 @@ pub fn find(
         ),
     )?;
     let bucket = d.bucket_s.max(1) * SECOND;
-    let conc = query(
-        src,
-        &format!(
-            "SELECT project, host, epoch_us(ts) // {bucket} * {bucket} AS b, \
-             sum(coalesce(sampling_weight, 1) * duration_ms) / 1000.0 / {} AS c, 1 \
-             FROM {} WHERE {}{} GROUP BY ALL ORDER BY project, host, b",
-            d.bucket_s.max(1),
-            days.table("requests", with_history),
-            with_history.filter("ts"),
-            scope.clause("")
-        ),
-    )?;
-    let rate = query(
-        src,
-        &format!(
-            "SELECT project, host, epoch_us(ts) // {bucket} * {bucket} AS b, \
-             sum(coalesce(sampling_weight, 1)) / {} AS r, 1 \
-             FROM {} WHERE {}{} GROUP BY ALL ORDER BY project, host, b",
-            d.bucket_s.max(1),
-            days.table("requests", with_history),
-            with_history.filter("ts"),
-            scope.clause("")
-        ),
-    )?;
+    // A series of the requests per bucket: `value` over each bucket's rows.
+    let per_bucket = |value: &str| {
+        query(
+            src,
+            &format!(
+                "SELECT project, host, epoch_us(ts) // {bucket} * {bucket} AS b, {value} / {} AS v, 1 \
+                 FROM {} WHERE {}{} GROUP BY ALL ORDER BY project, host, b",
+                d.bucket_s.max(1),
+                days.table("requests", with_history),
+                with_history.filter("ts"),
+                scope.clause("")
+            ),
+        )
+    };
+    // Requests in flight (Little's law) and requests a second.
+    let conc = per_bucket("sum(coalesce(sampling_weight, 1) * duration_ms) / 1000.0")?;
+    let rate = per_bucket("sum(coalesce(sampling_weight, 1))")?;
     // Spikes found in the lookback before the range: others for baselines.
     let mut earlier: Vec<(String, Micros, Micros)> = Vec::new();
     // Concurrency first: its incidents split the load spikes they share.
@@ -575,6 +572,11 @@ mod tests {
         assert_eq!(
             suggest_baseline((1000 * s, 1300 * s), 10 * s, &[]),
             (690 * s, 990 * s)
+        );
+        // And so is an earlier incident's tail, a bucket after its end.
+        assert_eq!(
+            suggest_baseline((1000 * s, 1100 * s), 10 * s, &[(850 * s, 885 * s)]),
+            (750 * s, 850 * s)
         );
         // The same incident seen on load (overlapping) is not another spike.
         let b = suggest_baseline((1000 * s, 1300 * s), 0, &[(1010 * s, 1290 * s)]);

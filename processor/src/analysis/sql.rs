@@ -376,10 +376,11 @@ mod tests {
     fn store() -> (tempfile::TempDir, Reader) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.duckdb");
-        let conn = duckdb::Connection::open(&path).unwrap();
-        conn.execute_batch("CREATE TABLE requests (id INTEGER); INSERT INTO requests VALUES (1);")
-            .unwrap();
-        drop(conn);
+        crate::store::file_from_sql(
+            &path,
+            &["CREATE TABLE requests (id INTEGER); INSERT INTO requests VALUES (1);"],
+        )
+        .unwrap();
         let file = Reader::open_read_only(&path).unwrap();
         (dir, file)
     }

@@ -144,9 +144,13 @@ async fn demo(
         let found = spikes::find(&reader, &scope, range, &Detection::default())?;
         let report = match found.first() {
             Some(first) => {
+                // The windows `report spikes` suggests, as the printed
+                // command below asks for them.
                 let params = WindowParams {
                     from: Some(first.report_from.clone()),
                     to: Some(first.report_to.clone()),
+                    baseline_from: Some(first.baseline_from.clone()),
+                    baseline_to: Some(first.baseline_to.clone()),
                     ..WindowParams::default()
                 };
                 Some(report::report(&reader, &scope, &params.frame()?)?)

@@ -47,9 +47,14 @@ fn write(path: &Path, value: &str) -> Result<(), String> {
 fn own_cgroup() -> Result<PathBuf, String> {
     let text = std::fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    // Lines are "<id>:<controllers>:<path>".
     let rel = text
         .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((controllers, path))
+        })
         .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
         .map(|(_, path)| path.trim_start_matches('/').to_owned())
         .ok_or("no cgroup v1 memory controller for this process")?;

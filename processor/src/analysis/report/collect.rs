@@ -123,10 +123,13 @@ pub(in crate::analysis) struct HostPressure {
     /// Bytes swapped in and out (the busiest sampler's count, since the
     /// shipper and pg-watch on one host both sample it).
     pub swap_io_bytes: (f64, f64),
-    /// Per endpoint served on this host: requests and request-seconds,
-    /// weighted, in the window and the baseline.
-    pub endpoints: BTreeMap<String, ((f64, f64), (f64, f64))>,
+    /// Per endpoint served on this host: its requests in the window and
+    /// in the baseline.
+    pub endpoints: BTreeMap<String, (Requests, Requests)>,
 }
+
+/// Requests (weighted) and their request-seconds.
+pub(in crate::analysis) type Requests = (f64, f64);
 
 /// Everything the ranking takes.
 #[derive(Debug, Clone, Default)]
