@@ -110,26 +110,36 @@ fn tokens_from_the_environment_replace_the_files_and_bad_ones_are_named() {
     );
 }
 
-/// The README's first command, on the recorded lock-contention spike: it
-/// ships the spool through HTTP ingest, detects the spike, and ranks the
-/// lock blocker first with the blocking request's URL.
-#[test]
-fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
+/// The output of `processor demo --exit` on a fresh store, with `COLUMNS`
+/// set when given; fails unless it exits 0.
+fn demo(columns: Option<&str>) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("demo.toml");
     std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let out = processor()
+    let mut command = processor();
+    command
         .arg("--config")
         .arg(&config)
-        .args(["demo", "--exit"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .args(["demo", "--exit"]);
+    if let Some(columns) = columns {
+        command.env("COLUMNS", columns);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// The README's first command, on the recorded lock-contention spike: it
+/// ships the spool through HTTP ingest, detects the spike, and ranks the
+/// lock blocker first with the blocking request's URL.
+#[test]
+fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
+    let stdout = demo(None);
     // Lines are wrapped to the terminal's width, wherever the words fall.
     let words = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(words.contains(" 0 duplicates"), "{stdout}");
@@ -152,22 +162,7 @@ fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
 /// the suspects' shares overlap.
 #[test]
 fn demo_report_fits_80_columns_with_a_verdict() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("demo.toml");
-    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-    let out = processor()
-        .arg("--config")
-        .arg(&config)
-        .args(["demo", "--exit"])
-        .env("COLUMNS", "80")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = demo(Some("80"));
     let wide: Vec<&str> = stdout.lines().filter(|l| l.chars().count() > 80).collect();
     assert!(
         wide.is_empty(),
