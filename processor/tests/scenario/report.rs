@@ -6,7 +6,7 @@
 //! `processor report spike` does when no processor runs; then the processor
 //! is started again on the same store and port.
 
-use processor::analysis::report::{Report, Suspect, SuspectKind};
+use processor::analysis::report::Report;
 use processor::analysis::{AnalysisError, Frame, Scope, format_time, report};
 use processor::store::Reader;
 
@@ -60,14 +60,6 @@ fn from_store_file(stack: &mut Stack, frame: &Frame) -> Result<Report, String> {
     stack.processor.start()?;
     wait_ready(&mut stack.processor, &addr)?;
     result
-}
-
-/// The best-ranked suspect of a kind.
-pub fn first_of(r: &Report, kind: SuspectKind) -> Option<&Suspect> {
-    r.suspects
-        .iter()
-        .filter(|s| s.kind == kind)
-        .min_by_key(|s| s.rank)
 }
 
 /// The ranking as a table, for the test output.
