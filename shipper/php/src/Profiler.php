@@ -57,6 +57,7 @@ final class Profiler
     /** Leaves listed in a full profile. */
     const LEAVES = 20;
     const AGENT_PREFIX = 'BitvilleApm\\';
+    const AGENT_FUNCTION_PREFIX = 'bitville_apm_';
 
     /** @var string xhprof | tideways */
     public $kind;
@@ -311,11 +312,16 @@ final class Profiler
                 $samples = (int) substr($line, $space + 1);
                 if ($samples > 0) {
                     $stack = substr($line, 0, $space);
-                    if (strpos($stack, self::AGENT_PREFIX) !== false || strpos($stack, self::agentClosure()) !== false) {
-                        if (strncmp(ltrim($stack, ';'), self::AGENT_PREFIX, 12) === 0) {
+                    if (strpos($stack, self::AGENT_PREFIX) !== false || self::namesAgentFile($stack)
+                        || strpos($stack, self::AGENT_FUNCTION_PREFIX) !== false) {
+                        // (No strtok() here: the loop's own strtok() walks $text.)
+                        $rest = ltrim($stack, ';');
+                        $end = strpos($rest, ';');
+                        if (self::isAgentFrame($end === false ? $rest : substr($rest, 0, $end))) {
                             // The agent's own work outside the application
-                            // (its shutdown function, the wait for a quiet
-                            // moment to stop the timer): not the request's time.
+                            // (its include as auto_prepend_file, its shutdown
+                            // function, the wait for a quiet moment to stop
+                            // the timer): not the request's time.
                             $line = strtok("\n");
                             continue;
                         }
@@ -344,10 +350,9 @@ final class Profiler
     private static function foldAgentFrames($stack)
     {
         $kept = [];
-        $closure = self::agentClosure();
         $frames = explode(';', $stack);
         foreach ($frames as $frame) {
-            if (strncmp($frame, self::AGENT_PREFIX, 12) !== 0 && strncmp($frame, $closure, strlen($closure)) !== 0) {
+            if (!self::isAgentFrame($frame)) {
                 $kept[] = $frame;
             }
         }
@@ -362,12 +367,24 @@ final class Profiler
     }
 
     /**
-     * How Excimer names a closure written in the agent's own files
-     * ("{closure:/path/src/Pdo.php(114)}"): an agent frame too.
+     * Whether a frame is the agent's own: its classes (BitvilleApm\...), its
+     * global functions (bitville_apm_...), and what profilers name by the
+     * agent's files: the top level of bitville-apm.php as it is included
+     * ("/path/bitville-apm.php", xhprof's "run_init::/path/...") and its
+     * closures ("{closure:/path/src/Pdo.php(114)}").
      */
-    private static function agentClosure()
+    private static function isAgentFrame($frame)
     {
-        return '{closure:' . __DIR__ . DIRECTORY_SEPARATOR;
+        return strncmp($frame, self::AGENT_PREFIX, 12) === 0
+            || strncmp($frame, self::AGENT_FUNCTION_PREFIX, 13) === 0
+            || self::namesAgentFile($frame);
+    }
+
+    /** Whether a frame or stack names one of the agent's files: bitville-apm.php or src/. */
+    private static function namesAgentFile($text)
+    {
+        return strpos($text, __DIR__ . DIRECTORY_SEPARATOR) !== false
+            || strpos($text, dirname(__DIR__) . DIRECTORY_SEPARATOR . 'bitville-apm.php') !== false;
     }
 
     /** The profile object from stack counts: heaviest stacks, leaves, totals. */
@@ -516,7 +533,7 @@ final class Profiler
             if ($caller === $callee) {
                 continue;
             }
-            if (strncmp($callee, self::AGENT_PREFIX, 12) === 0) {
+            if (self::isAgentFrame($callee)) {
                 $agentParent[$callee] = $caller;
                 $folded++;
                 continue;

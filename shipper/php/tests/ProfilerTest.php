@@ -146,15 +146,21 @@ final class ProfilerTest extends AgentTestCase
     /**
      * A sample taken while the agent ran at the top (its shutdown function,
      * waiting for a quiet moment to stop the timer) is not the request's:
-     * dropped, not left as an unnamed stack. A closure written in the
-     * agent's files is an agent frame like its methods.
+     * dropped, not left as an unnamed stack; so is the top level of the
+     * agent's file run as auto_prepend_file. A closure written in the
+     * agent's files, and its global functions, are agent frames like its
+     * methods.
      */
     public function testTheAgentsOwnSamplesAreDroppedAndItsClosuresFolded()
     {
         $src = realpath(__DIR__ . '/../src');
+        $file = realpath(__DIR__ . '/../bitville-apm.php');
         $text = "BitvilleApm\\Agent::finish;BitvilleApm\\Profiler::stopExcimer;usleep 3\n"
             . ";BitvilleApm\\Agent::finish 1\n"
+            . "$file 6\n"
+            . "$file;BitvilleApm\\Agent::boot 2\n"
             . "{main};App\\Db::tag;{closure:$src/Pdo.php(114)};PDO::exec 2\n"
+            . "{main};bitville_apm_add_context 1\n"
             . "{main};busy 4\n"
             . "{main};App\\Pages::checkout;BitvilleApm\\PdoStatement::execute 5\n";
         $p = Profiler::stacksFromCollapsed($text, 10, 64, 10.0, PHP_INT_MAX);
@@ -162,10 +168,12 @@ final class ProfilerTest extends AgentTestCase
             ['frames' => ['{main}', 'App\\Pages::checkout', 'PDOStatement::execute'], 'samples' => 5],
             ['frames' => ['{main}', 'busy'], 'samples' => 4],
             ['frames' => ['{main}', 'App\\Db::tag', 'PDO::exec'], 'samples' => 2],
+            ['frames' => ['{main}'], 'samples' => 1], // bitville_apm_add_context's own time
         ], $p['stacks']);
-        $this->assertSame(11, $p['total_samples'], 'the driver wait under the wrapper stays SQL time');
+        $this->assertSame(12, $p['total_samples'], 'the driver wait under the wrapper stays SQL time');
         $this->assertStringNotContainsString('[unknown]', json_encode($p));
         $this->assertStringNotContainsString('closure', json_encode($p));
+        $this->assertStringNotContainsString('bitville', json_encode($p));
     }
 
     public function testCompactProfileIsSmallAndKeepsTheHeaviest()
