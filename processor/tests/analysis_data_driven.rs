@@ -240,6 +240,91 @@ fn data_driven_traffic_burst_ranks_the_cheap_endpoint_first() {
     assert_detected(&found, Signal::Rate, Some("web-1"));
 }
 
+/// A host that swaps is a spike of its own (the request signals may not
+/// tell a uniform slowdown from noise), and the baseline its report gets
+/// leaves out an earlier swapping incident found in the lookback before
+/// the asked range, and stays inside the data.
+#[test]
+fn swapping_is_a_spike_and_an_earlier_incident_stays_out_of_its_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Store::open(&store_config(&dir.path().join("swap.duckdb"))).expect("store opens");
+    let at = |s: i64| DEFAULT_START + s * SECOND;
+    // Every 2 s for 900 s; 8 MiB/s of swapping at 560..600 s (before the
+    // asked range) and at 700..800 s (inside it).
+    let swapping = |s: i64| (560..600).contains(&s) || (700..800).contains(&s);
+    // Two samplers on the host (the shipper and pg-watch), as in a
+    // single-host install: they must count once.
+    let mut text = String::new();
+    for s in (0..900).step_by(2) {
+        let io: u64 = if swapping(s) { 8 << 20 } else { 0 };
+        for source in ["shipper", "pg-watch"] {
+            let record = serde_json::json!({"v": 1, "kind": "host_metrics", "id": uuid::Uuid::new_v4().to_string(),
+                "ts": processor::analysis::format_time(at(s)), "project": "shop", "host": "web-1", "source": source,
+                "interval_s": 2, "ncpu": 2, "load1": 0.5, "load5": 0.5, "load15": 0.5,
+                "swap": {"total_bytes": 1u64 << 30, "used_bytes": 1u64 << 28, "in_bytes": io, "out_bytes": io},
+                "procs_running": 1, "procs_blocked": 0});
+            text.push_str(&record.to_string());
+            text.push('\n');
+        }
+    }
+    load(
+        &store,
+        &rt,
+        &[("host".to_owned(), text)].into_iter().collect(),
+    );
+    let reader = store.reader().unwrap();
+    let range = Window::new(at(680), at(900)).unwrap();
+    let found = spikes::find(
+        &reader,
+        &Scope::Project("shop".into()),
+        range,
+        &Detection::default(),
+    )
+    .expect("spikes");
+    let swap: Vec<&spikes::Spike> = found.iter().filter(|s| s.signal == Signal::Swap).collect();
+    assert_eq!(swap.len(), 1, "one swap spike in the range: {found:#?}");
+    let spike = swap[0];
+    assert_eq!(spike.host, "web-1");
+    assert!(
+        (spike.start_us - at(700)).abs() <= 10 * SECOND
+            && (spike.end_us - at(800)).abs() <= 10 * SECOND,
+        "{spike:#?}"
+    );
+    let t = |text: &str| processor::analysis::parse_time(text).unwrap();
+    let (from, to) = (t(&spike.baseline_from), t(&spike.baseline_to));
+    // Before the earlier incident (and a bucket past its end), not across it.
+    assert!(
+        to <= at(630),
+        "the baseline {from}..{to} contains the earlier incident: {spike:#?}"
+    );
+    assert!(
+        from >= DEFAULT_START,
+        "the baseline begins before the data: {spike:#?}"
+    );
+    assert!(to - from >= 90 * SECOND, "{spike:#?}");
+    // The report's host figures: 50 samples of 16 MiB in the window, once.
+    let frame = Frame::new(
+        Window::new(at(700), at(800)).unwrap(),
+        Window::new(from, to).unwrap(),
+    )
+    .unwrap();
+    let r = report::report(&reader, &Scope::Project("shop".into()), &frame).expect("report");
+    assert_eq!(r.hosts.len(), 1, "{:#?}", r.hosts);
+    assert_eq!(
+        r.hosts[0].swap_io_bytes,
+        50.0 * f64::from(16u32 << 20),
+        "{:#?}",
+        r.hosts
+    );
+    drop(reader);
+    rt.block_on(store.shutdown()).expect("store shuts down");
+}
+
 #[test]
 fn another_project_sees_nothing_of_the_spike() {
     let dir = tempfile::tempdir().unwrap();

@@ -149,10 +149,6 @@ struct Scenario {
     change: fn(&mut Stack, bool) -> Result<(), String>,
     with_profiler: Cause,
     without_profiler: Cause,
-    /// Whether detection must find the spike; `Some(why)` when this host
-    /// cannot make the spike big enough for it, said in the output and the
-    /// report then checked on the generator's window.
-    detection_waived: Option<&'static str>,
 }
 
 fn no_change(_: &mut Stack, _: bool) -> Result<(), String> {
@@ -192,6 +188,7 @@ fn signal_label(s: Signal) -> &'static str {
         Signal::Load => "load",
         Signal::Concurrency => "concurrency",
         Signal::Rate => "rate",
+        Signal::Swap => "swap",
     }
 }
 
@@ -272,13 +269,9 @@ fn run(stack: &mut Stack, s: &Scenario, profiling: Profiling) -> Row {
         return row;
     }
     row.detected = detect(stack, truth);
-    let frame = match (&row.detected, s.detection_waived) {
-        (Ok((spike, _, _)), _) => frame_of(spike),
-        (Err(e), Some(why)) => {
-            println!("  not detected ({e}); waived: {why}; the generator's window is reported");
-            generator_frame(truth)
-        }
-        (Err(e), None) => {
+    let frame = match &row.detected {
+        Ok((spike, _, _)) => frame_of(spike),
+        Err(e) => {
             row.failure = Some(format!("the spike was not detected: {e}"));
             return row;
         }
@@ -442,14 +435,6 @@ fn detect(stack: &Stack, truth: Window) -> Result<(Spike, Micros, Micros), Strin
     }
 }
 
-/// The generator's spike window against the stretch as long just before it.
-fn generator_frame(truth: Window) -> Result<Frame, String> {
-    let baseline = Window::new(truth.from - (truth.to - truth.from), truth.from);
-    baseline
-        .and_then(|b| Frame::new(truth, b))
-        .map_err(|e| format!("the generator's windows: {e}"))
-}
-
 /// The report window and baseline that detection suggests for `spike`.
 fn frame_of(spike: &Spike) -> Result<Frame, String> {
     let t = |text: &str| parse_time(text).map_err(|e| format!("{text:?}: {e}"));
@@ -482,7 +467,6 @@ fn cpu_a_cpu_heavy_php_function() {
         without_profiler: named(SuspectKind::PhpCpu, "PHP CPU in GET /report", |s| {
             s.name == "PHP CPU in GET /report"
         }),
-        detection_waived: None,
     });
 }
 
@@ -507,7 +491,6 @@ fn sql_a_sequential_scan() {
             "the unindexed orders lookup",
             is_orders_lookup,
         ),
-        detection_waived: None,
     });
 }
 
@@ -538,7 +521,6 @@ fn lock_a_request_holding_a_hot_row() {
             "GET /admin/recount, with its URL",
             is_recount,
         ),
-        detection_waived: None,
     });
 }
 
@@ -555,7 +537,6 @@ fn burst_traffic_on_a_cheap_endpoint() {
         change: no_change,
         with_profiler: named(SuspectKind::Endpoint, "GET /ping", is_ping),
         without_profiler: named(SuspectKind::Endpoint, "GET /ping", is_ping),
-        detection_waived: None,
     });
 }
 
@@ -581,7 +562,6 @@ fn n_plus_one_a_query_per_product() {
             "the variants loop in ProductList::loadVariants",
             is_variants_loop,
         ),
-        detection_waived: None,
     });
 }
 
@@ -624,7 +604,6 @@ fn stampede_a_purged_cache() {
             "the catalog's summary query",
             is_catalog_query,
         ),
-        detection_waived: None,
     });
 }
 
@@ -653,7 +632,6 @@ fn external_call_the_rates_service_slows_down() {
             "off-CPU outside SQL in GET /shipping",
             |s| s.name == "off-CPU outside SQL in GET /shipping",
         ),
-        detection_waived: None,
     });
 }
 
@@ -684,7 +662,6 @@ fn lock_held_while_calling_out() {
         change: slow_payments,
         with_profiler: named(SuspectKind::LockBlocker, "GET /pay", is_pay),
         without_profiler: named(SuspectKind::LockBlocker, "GET /pay", is_pay),
-        detection_waived: None,
     });
 }
 
@@ -724,7 +701,6 @@ fn plan_flip_the_planner_leaves_the_index() {
             "the invoices lookup, with its new plan",
             is_invoices_with_plan,
         ),
-        detection_waived: None,
     });
 }
 
@@ -766,9 +742,6 @@ fn memory_the_host_swaps() {
             SuspectKind::HostMemory,
             "memory pressure on the web host",
             is_memory_pressure,
-        ),
-        detection_waived: Some(
-            "on 2 cores the swapping slows requests 2 to 2.5 times, at the edge of the concurrency rule (twice the baseline): found in about half the runs",
         ),
     });
 }

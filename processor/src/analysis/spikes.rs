@@ -24,10 +24,17 @@ pub enum Signal {
     /// Requests per second: a burst of cheap requests, each too short in
     /// PHP to raise the requests in flight, still shows here.
     Rate,
+    /// Bytes swapped in and out a second, from host_metrics: a host short
+    /// of memory slows every request a little, which the request signals
+    /// may not tell from noise; the kernel's paging says it at once.
+    Swap,
 }
 
 /// A rise in the request rate counts from this many requests a second more.
 const RATE_MIN_RISE_PER_S: f64 = 10.0;
+/// A rise in swapping counts from this many bytes a second more (the
+/// report's memory-pressure rule starts at the same rate).
+const SWAP_MIN_RISE_BYTES_PER_S: f64 = 1024.0 * 1024.0;
 
 impl Signal {
     /// How long before a spike's start its report window begins: load1
@@ -36,7 +43,7 @@ impl Signal {
     pub fn lead(self) -> Micros {
         match self {
             Signal::Load => 60 * SECOND,
-            Signal::Concurrency | Signal::Rate => 0,
+            Signal::Concurrency | Signal::Rate | Signal::Swap => 0,
         }
     }
 }
@@ -112,10 +119,18 @@ pub struct Spike {
 /// spike's end finish after it, only not enough to count. Spikes that
 /// overlap the window itself (the same incident on another signal or host)
 /// are not others.
+///
+/// The baseline never begins before `data_from`, the first data of the
+/// scope: stepping back past the start of the data would compare with
+/// nothing. Where the quiet stretch before an earlier spike starts too
+/// early, it is shortened to begin at `data_from`; where there is no
+/// quiet stretch with data at all, the baseline is the data just before
+/// the window (an incident in a baseline still says more than no data).
 pub fn suggest_baseline(
     window: (Micros, Micros),
     gap: Micros,
     others: &[(Micros, Micros)],
+    data_from: Micros,
 ) -> (Micros, Micros) {
     let len = (window.1 - window.0).max(SECOND);
     let gap = gap.max(0);
@@ -125,9 +140,14 @@ pub fn suggest_baseline(
         .filter(|(s, e)| !(*s < window.1 && *e > window.0))
         .map(|(s, e)| (s, e + gap))
         .collect();
-    let mut end = window.0 - gap;
+    let naive_end = window.0 - gap;
+    let naive = (naive_end - len, naive_end);
+    let mut end = naive_end;
     for _ in 0..=others.len() {
         let start = end - len;
+        if end <= data_from {
+            break;
+        }
         match others
             .iter()
             .filter(|(s, e)| *s < end && *e > start)
@@ -135,10 +155,16 @@ pub fn suggest_baseline(
             .min()
         {
             Some(s) => end = s,
-            None => return (start, end),
+            None => return (start.max(data_from), end),
         }
     }
-    (end - len, end)
+    if end > data_from && end - len >= data_from {
+        (end - len, end)
+    } else if naive_end > data_from {
+        (naive.0.max(data_from), naive_end)
+    } else {
+        naive
+    }
 }
 
 /// Splits a load spike where the concurrency signal saw separate
@@ -329,7 +355,8 @@ pub fn recent_range(src: &dyn Source, scope: &Scope, hours: i64) -> Result<Windo
     Window::new(last + SECOND - hours * 3600 * SECOND, last + SECOND)
 }
 
-/// Detects spikes of load and concurrency per host in a range.
+/// Detects spikes of load, requests in flight, request rate and swapping
+/// per host in a range.
 ///
 /// # Errors
 /// A store query failed.
@@ -373,14 +400,30 @@ pub fn find(
     // Requests in flight (Little's law) and requests a second.
     let conc = per_bucket("sum(coalesce(sampling_weight, 1) * duration_ms) / 1000.0")?;
     let rate = per_bucket("sum(coalesce(sampling_weight, 1))")?;
+    // Bytes swapped a second: the mean of the samples' rates in a bucket,
+    // so that two samplers on one host (shipper, pg-watch) count once.
+    let swap = query(
+        src,
+        &format!(
+            "SELECT project, host, epoch_us(ts) // {bucket} * {bucket} AS b, \
+             avg((coalesce(swap_in_bytes, 0) + coalesce(swap_out_bytes, 0)) / interval_s) AS v, 1 \
+             FROM {} WHERE {}{} AND interval_s > 0 GROUP BY ALL ORDER BY project, host, b",
+            days.table("host_metrics", with_history),
+            with_history.filter("ts"),
+            scope.clause("")
+        ),
+    )?;
     // Spikes found in the lookback before the range: others for baselines.
     let mut earlier: Vec<(String, Micros, Micros)> = Vec::new();
+    // Where each project's data begins, so that no baseline starts earlier.
+    let mut data_from: std::collections::HashMap<String, Micros> = std::collections::HashMap::new();
     // Concurrency first: its incidents split the load spikes they share.
     let mut incidents: std::collections::HashMap<String, Vec<(Micros, Micros)>> =
         std::collections::HashMap::new();
     for (signal, rows) in [
         (Signal::Concurrency, conc),
         (Signal::Rate, rate),
+        (Signal::Swap, swap),
         (Signal::Load, load),
     ] {
         let mut i = 0;
@@ -393,6 +436,10 @@ pub fn find(
                 ncpu = ncpu.max(rows[i].f(4));
                 i += 1;
             }
+            if let Some(&(first, _)) = points.first() {
+                let from = data_from.entry(project.clone()).or_insert(first);
+                *from = (*from).min(first);
+            }
             let (d, unit) = match signal {
                 // A load rise counts when it is a real share of the machine.
                 Signal::Load => (d.clone(), (ncpu * 0.5).max(1.0)),
@@ -403,17 +450,21 @@ pub fn find(
                     },
                     1.0,
                 ),
-                Signal::Rate => (
+                Signal::Rate | Signal::Swap => (
                     Detection {
                         level: None,
                         ..d.clone()
                     },
-                    RATE_MIN_RISE_PER_S,
+                    if signal == Signal::Rate {
+                        RATE_MIN_RISE_PER_S
+                    } else {
+                        SWAP_MIN_RISE_BYTES_PER_S
+                    },
                 ),
             };
             let span = match signal {
                 Signal::Load => 0,
-                Signal::Concurrency | Signal::Rate => bucket,
+                Signal::Concurrency | Signal::Rate | Signal::Swap => bucket,
             };
             let mut found = detect(&points, &d, unit, span);
             match signal {
@@ -421,7 +472,7 @@ pub fn find(
                     .entry(project.clone())
                     .or_default()
                     .extend(found.iter().map(|s| (s.0, s.3))),
-                Signal::Rate => {}
+                Signal::Rate | Signal::Swap => {}
                 Signal::Load => {
                     let mut known = incidents.get(&project).cloned().unwrap_or_default();
                     known.sort_unstable();
@@ -482,6 +533,7 @@ pub fn find(
             (windows[i].1, windows[i].2.max(windows[i].1 + SECOND)),
             bucket,
             &others,
+            data_from.get(&s.project).copied().unwrap_or(Micros::MIN),
         );
         s.baseline_from = format_time(from);
         s.baseline_to = format_time(to);
@@ -561,33 +613,60 @@ mod tests {
     fn the_suggested_baseline_excludes_other_spikes() {
         let s = SECOND;
         // Report window 1000..1300 s; an earlier incident 850..900 s.
-        let b = suggest_baseline((1000 * s, 1300 * s), 0, &[(850 * s, 900 * s)]);
+        let b = suggest_baseline((1000 * s, 1300 * s), 0, &[(850 * s, 900 * s)], 0);
         assert_eq!(b, (550 * s, 850 * s));
         // Nothing before it: just before the window.
         assert_eq!(
-            suggest_baseline((1000 * s, 1300 * s), 0, &[]),
+            suggest_baseline((1000 * s, 1300 * s), 0, &[], 0),
             (700 * s, 1000 * s)
         );
         // The onset is left out: the baseline ends a bucket before the start.
         assert_eq!(
-            suggest_baseline((1000 * s, 1300 * s), 10 * s, &[]),
+            suggest_baseline((1000 * s, 1300 * s), 10 * s, &[], 0),
             (690 * s, 990 * s)
         );
         // And so is an earlier incident's tail, a bucket after its end.
         assert_eq!(
-            suggest_baseline((1000 * s, 1100 * s), 10 * s, &[(850 * s, 885 * s)]),
+            suggest_baseline((1000 * s, 1100 * s), 10 * s, &[(850 * s, 885 * s)], 0),
             (750 * s, 850 * s)
         );
         // The same incident seen on load (overlapping) is not another spike.
-        let b = suggest_baseline((1000 * s, 1300 * s), 0, &[(1010 * s, 1290 * s)]);
+        let b = suggest_baseline((1000 * s, 1300 * s), 0, &[(1010 * s, 1290 * s)], 0);
         assert_eq!(b, (700 * s, 1000 * s));
         // Two earlier incidents in a row: stepped back past both.
         let b = suggest_baseline(
             (1000 * s, 1100 * s),
             0,
             &[(850 * s, 950 * s), (700 * s, 800 * s)],
+            0,
         );
         assert_eq!(b, (600 * s, 700 * s));
+    }
+
+    /// No baseline begins before the data does: stepping back before an
+    /// earlier spike shortens the baseline to the data's start, and where
+    /// no quiet stretch has data, the data just before the window is used.
+    #[test]
+    fn the_suggested_baseline_stays_inside_the_data() {
+        let s = SECOND;
+        // Data from 600 s: the quiet stretch before the incident at 850 s
+        // (550..850 s) is cut to 600..850 s.
+        assert_eq!(
+            suggest_baseline((1000 * s, 1300 * s), 0, &[(850 * s, 900 * s)], 600 * s),
+            (600 * s, 850 * s)
+        );
+        // Data from 880 s, inside the incident: before it there is nothing,
+        // so the baseline is what there is before the window, incident and all.
+        assert_eq!(
+            suggest_baseline((1000 * s, 1300 * s), 0, &[(850 * s, 900 * s)], 880 * s),
+            (880 * s, 1000 * s)
+        );
+        // A window at the very start of the data keeps the usual baseline
+        // (it reads "no data", which the report says plainly).
+        assert_eq!(
+            suggest_baseline((1000 * s, 1300 * s), 0, &[], 1000 * s),
+            (700 * s, 1000 * s)
+        );
     }
 
     /// Load stayed high across two incidents 150 s apart (load1 decays

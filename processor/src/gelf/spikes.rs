@@ -135,6 +135,7 @@ pub fn settled_spikes(store: &Store) -> Result<(Vec<SpikeSummary>, Option<Micros
                 crate::analysis::spikes::Signal::Load => "load1".to_owned(),
                 crate::analysis::spikes::Signal::Concurrency => "concurrency".to_owned(),
                 crate::analysis::spikes::Signal::Rate => "request rate".to_owned(),
+                crate::analysis::spikes::Signal::Swap => "swap bytes/s".to_owned(),
             },
             peak_value: s.peak,
             baseline_value: s.baseline,

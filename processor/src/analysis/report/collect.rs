@@ -621,7 +621,9 @@ fn lock_waits(
     Ok(LockWaits { waits, requests })
 }
 
-/// Each host's figures in the window and the baseline.
+/// Each host's figures in the window and the baseline. The shipper and
+/// pg-watch on one host both sample it: each figure is the busiest
+/// sampler's, never the two added up.
 pub(super) fn hosts(
     src: &dyn Source,
     days: &Days,
@@ -631,11 +633,14 @@ pub(super) fn hosts(
     let rows = query_named(
         src,
         &format!(
-            "SELECT host, {w} AS w, any_value(source) AS source_name, max(ncpu) AS ncpu_max, \
-             max(load1) AS load1_max, avg(cpu_user_pct + cpu_system_pct) AS cpu_pct_avg, \
-             avg(cpu_iowait_pct) AS iowait_pct_avg, max(swap_used_bytes) AS swap_used_max, \
+            "SELECT host, w, min(source) AS source_name, max(ncpu) AS ncpu_max, \
+             max(load1) AS load1_max, max(cpu) AS cpu_pct_avg, max(iowait) AS iowait_pct_avg, \
+             max(swap_used) AS swap_used_max, max(swap_io) AS swap_io \
+             FROM (SELECT host, source, {w} AS w, max(ncpu) AS ncpu, max(load1) AS load1, \
+             avg(cpu_user_pct + cpu_system_pct) AS cpu, avg(cpu_iowait_pct) AS iowait, \
+             max(swap_used_bytes) AS swap_used, \
              sum(coalesce(swap_in_bytes, 0) + coalesce(swap_out_bytes, 0)) AS swap_io \
-             FROM {t} WHERE {f}{s} GROUP BY ALL ORDER BY 1",
+             FROM {t} WHERE {f}{s} GROUP BY ALL) GROUP BY ALL ORDER BY 1",
             t = days.table("host_metrics", frame.range()),
             w = frame.in_window("ts"),
             f = frame.filter("ts"),

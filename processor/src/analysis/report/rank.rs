@@ -849,6 +849,8 @@ pub(super) fn rank(m: &Measured, ratio: f64, window_seconds: f64) -> (Vec<Suspec
     let eps = &m.endpoints;
     let mut totals = Totals::default();
     let mut new_endpoints: Vec<String> = Vec::new();
+    // The latency the window's requests gained over the baseline's means.
+    let mut latency_gained = 0.0;
     for (ep, item) in &eps.items {
         let (n_w, n_b) = eps.counts.get(ep).copied().unwrap_or_default();
         let n_b = n_b * ratio;
@@ -884,6 +886,7 @@ pub(super) fn rank(m: &Measured, ratio: f64, window_seconds: f64) -> (Vec<Suspec
                 json!("no requests of this endpoint in the window"),
             );
         }
+        latency_gained += latency.max(0.0);
         let mut unexplained = (latency - explained.get(ep).copied().unwrap_or(0.0)).max(0.0);
         if let Some((t_w, t_b)) = eps.times.get(ep) {
             unexplained -= time_kinds(
@@ -940,7 +943,20 @@ pub(super) fn rank(m: &Measured, ratio: f64, window_seconds: f64) -> (Vec<Suspec
             .then(a.name.cmp(&b.name))
     });
     suspects.truncate(MAX_SUSPECTS);
-    let total = totals.excess_request_seconds;
+    // Fewer requests that each took longer (clients that wait for each
+    // answer, a saturated pool) leave no excess of request time, yet the
+    // requests gained latency: the shares are then of that latency.
+    let total = if totals.excess_request_seconds > 0.0 {
+        totals.excess_request_seconds
+    } else if latency_gained > 0.0 && totals.baseline_requests > 0.0 {
+        totals.notes.push(format!(
+            "the window has less request time than its baseline ({:.1} s, fewer requests), but its requests took {:.1} s longer than at the baseline's latency: shares are of that latency",
+            totals.excess_request_seconds, latency_gained
+        ));
+        latency_gained
+    } else {
+        0.0
+    };
     for (i, s) in suspects.iter_mut().enumerate() {
         s.rank = i + 1;
         s.share = if total > 0.0 {
@@ -1052,6 +1068,32 @@ mod tests {
         assert!(suspects.is_empty(), "{suspects:?}");
         assert_eq!(totals.excess_request_seconds, 0.0);
         assert_eq!(totals.requests, 10.0);
+    }
+
+    /// Fewer requests, each slower (closed-loop clients, a saturated pool):
+    /// no excess of request time, but the latency gained is what the
+    /// shares are of, and a note says so.
+    #[test]
+    fn fewer_but_slower_requests_share_out_the_latency_they_gained() {
+        let mut m = Measured::default();
+        endpoint(&mut m, "GET /a", (4.0, 0.5), (10.0, 0.25));
+        m.functions.insert("slow".into(), item(1.0, 0.0, "GET /a"));
+        let (suspects, totals) = rank(&m, 1.0, 60.0);
+        assert_eq!(totals.excess_request_seconds, -0.5);
+        let first = &suspects[0];
+        assert_eq!(
+            (first.kind, first.name.as_str()),
+            (SuspectKind::PhpFunction, "slow")
+        );
+        assert_eq!((first.score_s, first.share), (1.0, 1.0));
+        assert!(
+            totals
+                .notes
+                .iter()
+                .any(|n| n.contains("shares are of that latency")),
+            "{:?}",
+            totals.notes
+        );
     }
 
     /// A slower function explains its endpoint's latency: the function ranks
