@@ -325,6 +325,66 @@ fn swapping_is_a_spike_and_an_earlier_incident_stays_out_of_its_baseline() {
     rt.block_on(store.shutdown()).expect("store shuts down");
 }
 
+/// One pg_activity sample in a quiet window stands for one sampling
+/// interval (read from the busy samples before the window, else pg-watch's
+/// default), never for the whole window: a backend caught once is not a
+/// wait of the window's length.
+#[test]
+fn one_sample_in_a_quiet_window_is_not_a_wait_of_the_windows_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Store::open(&store_config(&dir.path().join("sparse.duckdb"))).expect("store opens");
+    let at = |ms: i64| DEFAULT_START + ms * 1000;
+    let sample = |t: i64, wait: Option<&str>| {
+        let mut backend = serde_json::json!({"pid": 101, "datname": "shop", "usename": "app", "state": "active",
+            "query": "SELECT count(*) FROM orders"});
+        if let Some(w) = wait {
+            backend["wait_event_type"] = "LWLock".into();
+            backend["wait_event"] = w.into();
+        }
+        serde_json::json!({"v": 1, "kind": "pg_activity", "id": uuid::Uuid::new_v4().to_string(),
+            "ts": processor::analysis::format_time(at(t)), "project": "shop", "host": "db-1",
+            "server_version_num": 150004, "sample_ms": 0.8, "backends": [backend]})
+        .to_string()
+    };
+    // Ten busy samples 500 ms apart half an hour before; then, in the
+    // window (600..625 s), one sample with a waiting backend.
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&sample(i * 500, None));
+        text.push('\n');
+    }
+    text.push_str(&sample(610_000, Some("pg_stat_statements")));
+    text.push('\n');
+    load(
+        &store,
+        &rt,
+        &[("db".to_owned(), text)].into_iter().collect(),
+    );
+    let reader = store.reader().unwrap();
+    let frame = Frame::new(
+        Window::new(at(600_000), at(625_000)).unwrap(),
+        Window::new(at(570_000), at(595_000)).unwrap(),
+    )
+    .unwrap();
+    let r = report::report(&reader, &Scope::Project("shop".into()), &frame).expect("report");
+    let wait = r
+        .suspects
+        .iter()
+        .find(|s| s.kind == SuspectKind::WaitEvent && s.name == "LWLock:pg_stat_statements");
+    assert!(
+        wait.is_some_and(|w| (w.score_s - 0.5).abs() < 1e-6),
+        "one sample at a 500 ms interval is 0.5 s of waiting: {:#?}",
+        r.suspects
+    );
+    drop(reader);
+    rt.block_on(store.shutdown()).expect("store shuts down");
+}
+
 #[test]
 fn another_project_sees_nothing_of_the_spike() {
     let dir = tempfile::tempdir().unwrap();

@@ -55,8 +55,11 @@ pub struct RequestRef {
 /// for seconds: a lock wait caught in one of them would count many times
 /// over. The sampling interval is read from the gaps between a host's
 /// consecutive samples instead (their 10th percentile: the interval itself,
-/// as most busy samples follow each other), and the window's length over
-/// its count is the fallback for a host with too few samples to tell.
+/// as most busy samples follow each other). A host with too few samples in
+/// the frame to tell (a database that was mostly idle) is read over the
+/// hour before it, and failing that is taken at pg-watch's default interval
+/// (1 s): never the window's length over its count, which made the one
+/// sample of a quiet window stand for the whole window.
 ///
 /// # Errors
 /// The store query failed.
@@ -71,41 +74,50 @@ pub fn sample_seconds(
     let counts = query_named(
         src,
         &format!(
-            "SELECT host, {w} AS w, count(DISTINCT seq) AS samples FROM {t} WHERE {f}{s} GROUP BY ALL",
+            "SELECT DISTINCT host, {w} AS w FROM {t} WHERE {f}{s}",
             w = frame.in_window("ts"),
         ),
     )?;
-    let gaps = query_named(
-        src,
-        &format!(
-            "SELECT host, quantile_cont(gap_s, 0.1) AS interval_s, count(*) AS gaps FROM ( \
-             SELECT host, epoch(ts) - epoch(lag(ts) OVER (PARTITION BY host ORDER BY ts)) AS gap_s \
-             FROM (SELECT DISTINCT host, seq, ts FROM {t} WHERE {f}{s})) \
-             WHERE gap_s > 0 GROUP BY ALL"
-        ),
-    )?;
-    let mut interval: HashMap<String, f64> = HashMap::new();
-    for r in gaps.rows() {
-        if r.num("gaps")? >= 3.0 {
-            interval.insert(r.text("host")?, r.num("interval_s")?.clamp(0.01, 60.0));
+    let intervals = |range: Window| -> Result<HashMap<String, f64>, AnalysisError> {
+        let gaps = query_named(
+            src,
+            &format!(
+                "SELECT host, quantile_cont(gap_s, 0.1) AS interval_s, count(*) AS gaps FROM ( \
+                 SELECT host, epoch(ts) - epoch(lag(ts) OVER (PARTITION BY host ORDER BY ts)) AS gap_s \
+                 FROM (SELECT DISTINCT host, seq, ts FROM {t} WHERE {f}{s})) \
+                 WHERE gap_s > 0 GROUP BY ALL",
+                t = days.table("pg_activity", range),
+                f = range.filter("ts"),
+            ),
+        )?;
+        let mut interval = HashMap::new();
+        for r in gaps.rows() {
+            if r.num("gaps")? >= 3.0 {
+                interval.insert(r.text("host")?, r.num("interval_s")?.clamp(0.01, 60.0));
+            }
         }
-    }
+        Ok(interval)
+    };
+    let mut interval = intervals(frame.range())?;
     let mut out = HashMap::new();
     for r in counts.rows() {
         let (host, w) = (r.text("host")?, r.flag("w")?);
-        let len = if w {
-            frame.window.seconds()
-        } else {
-            frame.baseline.seconds()
-        };
-        let dt = match interval.get(&host) {
-            Some(dt) => *dt,
-            None => len / r.num("samples")?.max(1.0),
-        };
-        out.insert((host, w), dt);
+        if !interval.contains_key(&host) {
+            let before = Window {
+                from: frame.range().from - 3600 * SECOND,
+                to: frame.range().to,
+            };
+            let wider = intervals(before)?;
+            let dt = wider.get(&host).copied().unwrap_or(DEFAULT_SAMPLE_S);
+            interval.insert(host.clone(), dt);
+        }
+        out.insert((host.clone(), w), interval[&host]);
     }
     Ok(out)
 }
+
+/// pg-watch's default sampling interval (`[activity] interval_ms`).
+const DEFAULT_SAMPLE_S: f64 = 1.0;
 
 /// Every sample of a backend waiting on a lock in the frame, with its root blocker.
 ///
