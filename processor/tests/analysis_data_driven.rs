@@ -385,6 +385,70 @@ fn one_sample_in_a_quiet_window_is_not_a_wait_of_the_windows_length() {
     rt.block_on(store.shutdown()).expect("store shuts down");
 }
 
+/// A page served from a cache runs no SQL, and the agent leaves the SQL
+/// section out of its record: the one request in ten that rebuilt the
+/// cache does not stand for all ten (the SQL time is what was measured,
+/// not ten times it).
+#[test]
+fn records_without_sql_ran_none_and_do_not_scale_the_sql_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Store::open(&store_config(&dir.path().join("cache.duckdb"))).expect("store opens");
+    let at = |ms: i64| DEFAULT_START + ms * 1000;
+    let request = |t: i64, ms: f64, sql_ms: Option<f64>| {
+        let mut r = serde_json::json!({"v": 1, "kind": "request", "id": uuid::Uuid::new_v4().to_string(),
+            "ts": processor::analysis::format_time(at(t)), "project": "shop", "host": "web-1",
+            "correlation_id": uuid::Uuid::new_v4().to_string(), "record_type": "summary", "sampling_weight": 1, "duration_ms": ms,
+            "http": {"method": "GET", "url": "/catalog", "status": 200, "route": "catalog"},
+            "runtime": {"sapi": "fpm-fcgi", "php_version": "8.2.26", "pid": 4000, "agent_version": "0.1.0", "threshold_ms": 500},
+            "resources": {"memory_peak_bytes": 6_291_456, "cpu_user_ms": 1.0, "cpu_system_ms": 0.5}});
+        if let Some(q) = sql_ms {
+            r["sql"] = serde_json::json!({"queries": [], "total_count": 1, "dropped": 0, "total_ms": q, "not_stored": 1,
+                "fingerprints": [{"sql": "SELECT count(*) FROM orders", "count": 1, "total_ms": q, "max_ms": q, "stored": 0}]});
+        }
+        r.to_string()
+    };
+    // Baseline (0..20 s): ten cache hits of 2 ms. Window (20..40 s): ten
+    // requests, one of which rebuilt the cache with 900 ms of SQL.
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&request(i * 2000, 2.0, None));
+        text.push('\n');
+        let rebuild = i == 4;
+        text.push_str(&request(
+            20_000 + i * 2000,
+            if rebuild { 950.0 } else { 2.0 },
+            rebuild.then_some(900.0),
+        ));
+        text.push('\n');
+    }
+    load(
+        &store,
+        &rt,
+        &[("web".to_owned(), text)].into_iter().collect(),
+    );
+    let reader = store.reader().unwrap();
+    let frame = Frame::new(
+        Window::new(at(20_000), at(40_000)).unwrap(),
+        Window::new(at(0), at(20_000)).unwrap(),
+    )
+    .unwrap();
+    let r = report::report(&reader, &Scope::Project("shop".into()), &frame).expect("report");
+    let first = &r.suspects[0];
+    assert_eq!(first.kind, SuspectKind::SqlFingerprint, "{:#?}", r.suspects);
+    assert!(
+        (first.score_s - 0.9).abs() < 0.01,
+        "the SQL measured was 0.9 s: {:#?}",
+        r.suspects
+    );
+    drop(reader);
+    rt.block_on(store.shutdown()).expect("store shuts down");
+}
+
 #[test]
 fn another_project_sees_nothing_of_the_spike() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,7 +34,11 @@ pub(in crate::analysis) struct EndpointTime {
     pub n: f64,
     /// Requests whose record carries a profile (full or compact).
     pub profiled: f64,
-    /// Requests whose record carries its SQL (statements or per-shape counts).
+    /// Requests whose SQL the agent saw: all of them when any of the
+    /// endpoint's records (in the window, or in the baseline) carries SQL, since the
+    /// agent leaves the SQL section out of a record that ran none (a page
+    /// served from a cache). Counting only the records with SQL made the
+    /// one request in ten that rebuilt a cache stand for all ten.
     pub sql_seen: f64,
     /// Requests whose record carries its CPU time, and their request-seconds.
     pub cpu_known: f64,
@@ -42,7 +46,7 @@ pub(in crate::analysis) struct EndpointTime {
     /// PHP CPU seconds (user plus system) and user CPU seconds of those.
     pub cpu_s: f64,
     pub cpu_user_s: f64,
-    /// SQL seconds as the agent measured them, over the records carrying SQL.
+    /// SQL seconds as the agent measured them (a record without SQL ran none).
     pub sql_s: f64,
     /// Context switches of the requests whose record counts them: the
     /// process gave up the CPU (voluntary: I/O, SQL, sleep) or the kernel
@@ -248,12 +252,12 @@ pub(super) fn endpoints(
              quantile_cont(duration_ms, 0.5) AS p50_ms, quantile_cont(duration_ms, 0.95) AS p95_ms, \
              any_value(url) AS example_url, count(*) FILTER (WHERE status >= 500) AS errors, \
              sum(coalesce(sampling_weight, 1)) FILTER (WHERE profiler IS NOT NULL) AS profiled, \
-             sum(coalesce(sampling_weight, 1)) FILTER (WHERE sql_captured IS NOT NULL) AS sql_seen, \
+             CASE WHEN count(sql_captured) > 0 THEN sum(coalesce(sampling_weight, 1)) ELSE 0 END AS sql_seen, \
              sum(coalesce(sampling_weight, 1)) FILTER (WHERE cpu_user_ms IS NOT NULL) AS cpu_known, \
              sum(coalesce(sampling_weight, 1) * duration_ms) FILTER (WHERE cpu_user_ms IS NOT NULL) / 1000.0 AS cpu_known_s, \
              sum(coalesce(sampling_weight, 1) * (cpu_user_ms + coalesce(cpu_system_ms, 0))) / 1000.0 AS cpu_s, \
              sum(coalesce(sampling_weight, 1) * cpu_user_ms) / 1000.0 AS cpu_user_s, \
-             sum(coalesce(sampling_weight, 1) * coalesce(sql_total_ms, 0)) FILTER (WHERE sql_captured IS NOT NULL) / 1000.0 AS sql_s, \
+             sum(coalesce(sampling_weight, 1) * coalesce(sql_total_ms, 0)) / 1000.0 AS sql_s, \
              sum(coalesce(sampling_weight, 1) * ctx_switches_voluntary) AS switches_voluntary, \
              sum(coalesce(sampling_weight, 1) * ctx_switches_involuntary) AS switches_involuntary \
              FROM {t} WHERE {f}{s} GROUP BY ALL",
