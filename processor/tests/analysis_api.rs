@@ -81,6 +81,19 @@ fn api_reports_the_recorded_spike_to_its_project_only() {
         report["suspects"][0]["evidence"]["blocker_url"],
         spike_fixture::LOCK_BLOCKER_URL
     );
+    // The report says what happened in one line, built once for every
+    // client (the CLI, the demo and the web UI each wrote their own before).
+    let verdict = report["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.starts_with(&format!(
+            "POST stock-recount ({}) held a lock",
+            spike_fixture::LOCK_BLOCKER_URL
+        )),
+        "{verdict}"
+    );
+    // An empty project's report says so instead of naming a suspect.
+    let empty = get(&mut c, OTHER_TOKEN, &report_path).json();
+    assert_eq!(empty["verdict"], "No data: the window has no requests.");
 
     // Another project's token sees an empty store; asking for "shop" does not help it.
     let resp = get(&mut c, OTHER_TOKEN, &format!("{report_path}&project=shop"));

@@ -172,7 +172,7 @@ async fn demo(
     print_spikes(&found, &asking);
     if let Some(report) = &report {
         println!();
-        print_report(report, None);
+        print_report(report);
     }
     if exit {
         return Ok(());

@@ -6,7 +6,6 @@
 //! - [`print`]: the answers as text tables; [`table`]: the table layout;
 //!   [`layout`]: fitting it all to the terminal (`$COLUMNS`, else the
 //!   terminal's width, else 80 columns).
-//! - [`verdict`]: the one-line verdict at the top of a spike report.
 //! - [`demo`]: the whole path on a recorded spike, in one command.
 //!
 //! `report` and `sql` ask the running processor with a token; when none
@@ -19,7 +18,6 @@ pub mod demo;
 mod layout;
 mod print;
 mod table;
-mod verdict;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -387,8 +385,8 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
             if target.json {
                 return show(answer);
             }
-            let r: Report = serde_json::from_value(answer.clone())?;
-            print_report(&r, answer.get("verdict").and_then(Value::as_str));
+            let r: Report = serde_json::from_value(answer)?;
+            print_report(&r);
         }
         ReportCommand::Request { id, flamegraph } => {
             let d: RequestDetail = match backend {

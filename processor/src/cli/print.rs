@@ -106,9 +106,8 @@ fn against_baseline(value: String, baseline_requests: f64) -> String {
     }
 }
 
-/// Prints a spike report fitted to the terminal; `verdict` is the
-/// report's own one-line verdict when its JSON carries one.
-pub fn print_report(r: &Report, verdict: Option<&str>) {
+/// Prints a spike report fitted to the terminal, its own verdict first.
+pub fn print_report(r: &Report) {
     let width = layout::width();
     let t = &r.totals;
     println!("Spike report (times in UTC)");
@@ -122,8 +121,7 @@ pub fn print_report(r: &Report, verdict: Option<&str>) {
         whole_seconds(&r.baseline_from),
         whole_seconds(&r.baseline_to)
     );
-    let said = verdict.map_or_else(|| super::verdict::verdict(r), str::to_owned);
-    print_wrapped(&said, width, "Verdict: ", "  ");
+    print_wrapped(&r.verdict, width, "Verdict: ", "  ");
     let line = format!(
         "Requests {:.0} ({}); request-seconds {:.1} ({}); excess {:.1}",
         t.requests,

@@ -634,42 +634,6 @@
     return `${a >= 100 ? s.toFixed(0) : a >= 10 ? s.toFixed(1) : s.toFixed(2)} s`;
   };
 
-  /**
-   * The one-line verdict of a report, from its first suspect and that
-   * suspect's evidence (the CLI says the same: processor/src/cli/verdict.rs).
-   * A `verdict` the report carries itself is preferred.
-   */
-  function verdict(r) {
-    if (r.verdict) return r.verdict;
-    const t = r.totals;
-    if (!(t.requests > 0)) return 'No data: the window has no requests.';
-    const s = r.suspects[0];
-    if (!s) return 'No suspect: the window carries no more load than its baseline.';
-    const caveat = t.baseline_requests > 0 ? '' : 'No baseline data (every request-second of the window counts as excess). ';
-    return caveat + suspectSentence(s);
-  }
-
-  function suspectSentence(s) {
-    const ev = s.evidence || {};
-    const share = `${Math.round(s.share * 100)} % of the excess`;
-    const excess = secs(s.score_s);
-    const within = s.endpoint && s.endpoint !== s.name ? `, mostly in ${s.endpoint}` : '';
-    switch (s.kind) {
-      case 'lock_blocker': {
-        const who = ev.blocker_url ? `${s.name} (${ev.blocker_url})` : s.name;
-        const held = ev.blocker_xact_ms_max > 0 ? ` up to ${secs(ev.blocker_xact_ms_max / 1000)}` : '';
-        const how = ev.blocker_query ? ` (${ev.blocker_query}${ev.blocker_state ? `, ${ev.blocker_state}` : ''}${held})` : '';
-        return `${who} held a lock${how}; ${ev.waiter_query || 'other statements'} waited: ${excess} of requests queued behind it (${share}${within}).`;
-      }
-      case 'n_plus_one': return `${s.name}: ${excess} of loop time (${share}${within}).`;
-      case 'sql_fingerprint': return `SQL ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
-      case 'php_function': return `PHP function ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
-      case 'wait_event': return `Database wait ${s.name}: ${excess} more backend time (${share}).`;
-      case 'endpoint': return `${s.name} explains ${excess} itself: traffic ${secs(ev.traffic_excess_s || 0)}, latency ${secs(ev.latency_excess_s || 0)} (${share}).`;
-      default: return ev.summary ? `${ev.summary} (${share}).` : `${s.name}: ${excess} (${share}).`;
-    }
-  }
-
   const shareBar = (share) => html`<svg class="share" viewBox="0 0 100 8" width="100" height="8" role="img" aria-label="${pct(share)}"><rect width="100" height="8" rx="2" class="track"/><rect width="${Math.max(0, Math.min(100, share * 100))}" height="8" rx="2" class="fill"/></svg>`;
 
   async function spikePage(g) {
@@ -710,7 +674,7 @@
           <a class="button ghost" href="${link('requests', { ...win, sort: 'slowest' })}">Requests in the window</a>
         </div>
       </div>
-      <p class="verdict card" data-test="verdict"><strong>Verdict:</strong> ${verdict(r)}</p>
+      <p class="verdict card" data-test="verdict"><strong>Verdict:</strong> ${r.verdict}</p>
       <div class="cards">
         <div class="card stat"><span class="label">Requests</span><b>${num(t.requests, 0)}</b><span class="muted">${baselineOf(t, `baseline ${num(t.baseline_requests, 0)}`)}</span></div>
         <div class="card stat"><span class="label">Request-seconds</span><b>${num(t.request_seconds, 1)}</b><span class="muted">${baselineOf(t, `baseline ${num(t.baseline_request_seconds, 1)}`)}</span></div>
