@@ -232,7 +232,8 @@ fn api_reports_the_recorded_spike_to_its_project_only() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON result");
-    assert_eq!(printed["rows"][0][0].as_str(), Some(n.to_string().as_str()));
+    // `sql --json` prints a count as a JSON number, not as its text.
+    assert_eq!(printed["rows"][0][0].as_i64(), Some(n), "{printed}");
     let out = cli(TOKEN, &["sql", "SELECT 1"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
