@@ -435,5 +435,57 @@ fn ui_page_and_data_routes_over_the_recorded_spike() {
         404
     );
 
+    // A waiter queued behind another waiter: its samples name only that
+    // waiter as its blocker, and its page stopped there. The lock tree
+    // reaches the blocker at the root, with this request below it.
+    let slow = ok(
+        &mut c,
+        TOKEN,
+        &format!(
+            "/v1/requests?from={}&to={}&endpoint=POST%20cart-add&sort=slowest&limit=40",
+            t(DEFAULT_START),
+            t(DEFAULT_START + (BASELINE_S + SPIKE_S) * SECOND)
+        ),
+    );
+    let behind_a_waiter = slow["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| ok(&mut c, TOKEN, &format!("/v1/ui/requests/{}", r["correlation_id"].as_str().unwrap())))
+        .find(|d| {
+            d["activity"].as_array().unwrap().iter().any(|a| {
+                a["blocked_by"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["url"] != spike_fixture::LOCK_BLOCKER_URL)
+            })
+        })
+        .expect("a cart-add queued behind another waiter");
+    let tree = &behind_a_waiter["lock_tree"];
+    let root = &tree["roots"][0];
+    assert_eq!(root["url"], spike_fixture::LOCK_BLOCKER_URL, "{tree:#}");
+    assert_eq!(root["state"], "idle in transaction", "{tree:#}");
+    assert!(
+        root["fingerprint"].as_str().unwrap().contains("FOR UPDATE"),
+        "the blocker's statement links to its fingerprint: {root:#}"
+    );
+    fn holds_me(n: &Value, depth: usize) -> Option<usize> {
+        if n["this_request"] == true {
+            return Some(depth);
+        }
+        n["waiters"]
+            .as_array()?
+            .iter()
+            .find_map(|w| holds_me(w, depth + 1))
+    }
+    assert!(
+        holds_me(root, 0).is_some_and(|d| d >= 2),
+        "the request sits below the waiter in front of it: {tree:#}"
+    );
+    let shown = root["waiters"].as_array().unwrap().len();
+    assert!(shown <= processor::analysis::lock_tree::LOCK_TREE_WIDTH + 1);
+    assert!(root["waiters_total"].as_u64().unwrap() as usize >= shown);
+
     running.stop();
 }

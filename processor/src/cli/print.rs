@@ -217,6 +217,11 @@ fn evidence_lines(ev: &BTreeMap<String, Value>) -> Vec<String> {
         if key.starts_with("baseline_") && ev.contains_key(&key["baseline_".len()..]) {
             continue;
         }
+        // A statement's fingerprint is its query normalized: the web UI
+        // links it, a terminal would print the statement twice.
+        if key.ends_with("_fingerprint") {
+            continue;
+        }
         let label = key.replace('_', " ");
         match value {
             Value::Array(items) if items.iter().any(Value::is_object) => {
