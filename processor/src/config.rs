@@ -478,10 +478,14 @@ mod tests {
     /// the shippers' own default batch age.
     #[test]
     fn the_default_rate_limit_fits_a_host_s_two_shippers() {
-        let engine = shipper::engine::EngineConfig::new(Vec::new(), "state".into(), "http://x", "t");
+        let engine =
+            shipper::engine::EngineConfig::new(Vec::new(), "state".into(), "http://x", "t");
         let per_engine = 60.0 / engine.batch_max_age.as_secs_f64();
         let batch = shipper::config::BatchSection::default();
-        assert_eq!(batch.max_age_ms as f64, engine.batch_max_age.as_millis() as f64);
+        assert_eq!(
+            batch.max_age_ms as f64,
+            engine.batch_max_age.as_millis() as f64
+        );
         let limit = f64::from(Limits::default().requests_per_minute);
         assert!(
             limit >= 10.0 * 2.0 * per_engine,

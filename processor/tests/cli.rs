@@ -218,7 +218,11 @@ fn demo_report_fits_80_columns_with_a_verdict() {
         .arg("SELECT count(*) AS n, avg(duration_ms) > 0 AS busy, 'x' AS s, 1.5::DOUBLE AS d FROM requests")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let row = &answer["rows"][0];
     assert!(row[0].as_u64().is_some_and(|n| n > 100), "{answer}");

@@ -294,7 +294,14 @@ mod tests {
             pid,
             blocking_pids: waits_on.to_vec(),
             correlation_id: Some(cid.to_owned()),
-            state: Some(if waits_on.is_empty() { "idle in transaction" } else { "active" }.to_owned()),
+            state: Some(
+                if waits_on.is_empty() {
+                    "idle in transaction"
+                } else {
+                    "active"
+                }
+                .to_owned(),
+            ),
             query: Some(format!("{fp} ({pid})")),
             fingerprint: Some(fp.to_owned()),
             ..SampleRow::default()
@@ -320,7 +327,10 @@ mod tests {
         let tree = build(&rows, "me", &names);
         assert_eq!(tree.roots_total, 1);
         let root = &tree.roots[0];
-        assert_eq!((root.pid, root.endpoint.as_deref()), (10, Some("GET /blocker")));
+        assert_eq!(
+            (root.pid, root.endpoint.as_deref()),
+            (10, Some("GET /blocker"))
+        );
         assert_eq!(root.fingerprint.as_deref(), Some("SELECT ... FOR UPDATE"));
         assert_eq!((root.waiters_total, root.below_total), (1, 2));
         let next = &root.waiters[0];
@@ -337,7 +347,11 @@ mod tests {
         for s in 1..=12 {
             rows.push(row(s, 1, &[], "blocker", "LOCK"));
             for w in 1..=s {
-                let cid = if w == 12 { "me".to_owned() } else { format!("w{w}") };
+                let cid = if w == 12 {
+                    "me".to_owned()
+                } else {
+                    format!("w{w}")
+                };
                 rows.push(row(s, 100 + w, &[1], &cid, "UPDATE"));
             }
         }
@@ -378,7 +392,11 @@ mod tests {
         let tree = build(&rows, "me", &names);
         let roots: Vec<i64> = tree.roots.iter().map(|r| r.pid).collect();
         assert_eq!(roots, [10, 20, 30]);
-        assert_eq!(tree.roots[1].first_seen, format_time(3_000_000), "seen from the request's samples");
+        assert_eq!(
+            tree.roots[1].first_seen,
+            format_time(3_000_000),
+            "seen from the request's samples"
+        );
         assert!(tree.roots[2].this_request);
         assert_eq!(tree.roots[2].waiters[0].pid, 31);
         // A request in no lock relation has no tree.

@@ -578,10 +578,14 @@ mod tests {
     #[test]
     fn sql_json_cells_have_their_column_s_type() {
         let result = SqlResult {
-            columns: ["n", "d", "b", "s", "z", "big", "nan"].map(String::from).to_vec(),
-            types: ["BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR", "INTEGER", "HUGEINT", "DOUBLE"]
+            columns: ["n", "d", "b", "s", "z", "big", "nan"]
                 .map(String::from)
                 .to_vec(),
+            types: [
+                "BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR", "INTEGER", "HUGEINT", "DOUBLE",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows: vec![vec![
                 Some("42".into()),
                 Some("1.5".into()),
@@ -596,7 +600,15 @@ mod tests {
         };
         assert_eq!(
             typed(&result)["rows"][0],
-            json!([42, 1.5, true, "007", null, "170141183460469231731687303715884105727", "nan"])
+            json!([
+                42,
+                1.5,
+                true,
+                "007",
+                null,
+                "170141183460469231731687303715884105727",
+                "nan"
+            ])
         );
     }
 
