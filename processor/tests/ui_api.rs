@@ -352,11 +352,42 @@ fn ui_page_and_data_routes_over_the_recorded_spike() {
             }
         })
         .collect();
+    // auto_explain logged two plans of it in the window: the page shows
+    // the slowest first, with its outline (it showed none before).
+    let plan_at = DEFAULT_START + (BASELINE_S + 30) * SECOND;
+    let mut plans = String::new();
+    for (i, (ms, scan)) in [(120.5, "Seq Scan"), (950.25, "Index Scan")]
+        .iter()
+        .enumerate()
+    {
+        let record = serde_json::json!({
+            "v": 1, "kind": "pg_log", "id": format!("b6c7d8e9-f0a1-4b2c-9d3e-4f5a6b7c8d9{i}"),
+            "ts": t(plan_at + i as i64 * SECOND), "log_time": t(plan_at + i as i64 * SECOND),
+            "project": "shop", "host": "db-1",
+            "format": "jsonlog", "class": "auto_explain", "severity": "LOG", "pid": 31000,
+            "message": "duration: plan", "duration_ms": ms, "query": fp,
+            "plan": {"Query Text": fp, "Plan": {"Node Type": "LockRows", "Plans": [{"Node Type": scan, "Relation Name": "stock"}]}}
+        });
+        plans.push_str(&format!("{record}\n"));
+    }
+    let resp = c.post_ndjson(TOKEN, &gzip(plans.as_bytes()), true);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        resp.json()["rejected"].as_array().unwrap().is_empty(),
+        "{}",
+        resp.text()
+    );
+
     let d = ok(
         &mut c,
         TOKEN,
         &format!("/v1/ui/fingerprint?fp={fp_q}&{window}"),
     );
+    let logged = d["plans"].as_array().unwrap();
+    assert_eq!(logged.len(), 2, "{:#}", d["plans"]);
+    assert_eq!(logged[0]["duration_ms"], 950.25);
+    assert_eq!(logged[0]["outline"], "LockRows > Index Scan on stock");
+    assert_eq!(logged[0]["plan"]["Plan"]["Node Type"], "LockRows");
     let blockers = (SPIKE_S / 20) as f64;
     assert!(
         d["php"]["calls"].as_f64().unwrap() >= blockers,
@@ -451,7 +482,13 @@ fn ui_page_and_data_routes_over_the_recorded_spike() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| ok(&mut c, TOKEN, &format!("/v1/ui/requests/{}", r["correlation_id"].as_str().unwrap())))
+        .map(|r| {
+            ok(
+                &mut c,
+                TOKEN,
+                &format!("/v1/ui/requests/{}", r["correlation_id"].as_str().unwrap()),
+            )
+        })
         .find(|d| {
             d["activity"].as_array().unwrap().iter().any(|a| {
                 a["blocked_by"]
