@@ -409,6 +409,11 @@ try {
   await page.click('header nav a:has-text("Timeline")');
   await page.waitForSelector('[data-test=offline]');
   assert.ok(await page.$('[data-test=requests-table]'), 'the requests loaded before are still shown');
+  // Retry while it still does not answer: the page stays (it went blank before).
+  await page.click('#retry');
+  await page.waitForSelector('[data-test=offline]');
+  assert.ok(await page.$('[data-test=requests-table]'), 'a failed retry keeps what was shown');
+  assert.equal((await page.$$('[data-test=offline]')).length, 1, 'one banner');
   await shot(page, '16-processor-stopped');
   await context.unroute(`${BASE}/v1/**`);
   offline = false;

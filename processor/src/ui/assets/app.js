@@ -219,8 +219,14 @@
       return;
     }
     const args = path.match(route[0]).slice(1).map(decodeURIComponent);
-    // Kept so that a processor that stops answering leaves the page as it was.
-    const previous = main.querySelector('.loading, .offline') ? '' : main.innerHTML;
+    // Kept so that a processor that stops answering leaves the page as it was
+    // (without its banner: a Retry or an auto-refresh that fails again keeps it too).
+    let previous = '';
+    if (!main.querySelector('.loading')) {
+      const shown = main.cloneNode(true);
+      for (const old of shown.querySelectorAll('.offline')) old.remove();
+      previous = shown.innerHTML;
+    }
     main.innerHTML = part(html`<p class="muted loading">Loading…</p>`);
     try {
       await route[1](g, ...args, message);
