@@ -442,6 +442,14 @@ try {
   const again = await page.waitForRequest((r) => r.url().includes('/v1/ui/timeline'), { timeout: 15000 });
   assert.ok(again, 'the timeline reloads itself');
   await page.waitForSelector('svg.chart[data-test="load-web-1"]');
+  // The processor goes away and comes back: the live view says so, keeps its charts, and recovers by itself.
+  offline = true;
+  await context.route(`${BASE}/v1/**`, (route) => route.abort('failed'));
+  await page.waitForSelector('[data-test=offline]', { timeout: 15000 });
+  assert.ok(await page.$('svg.chart[data-test="load-web-1"]'), 'the charts stay under the banner');
+  await context.unroute(`${BASE}/v1/**`);
+  offline = false;
+  await page.waitForFunction(() => !document.querySelector('[data-test=offline]') && document.querySelector('svg.chart[data-test="load-web-1"]'), null, { timeout: 15000 });
   await shot(page, '16b-timeline-last-15-min-live');
   // Absolute times in the viewer's zone.
   await page.fill('[data-test=range-form] input[name=from]', '2026-11-27T11:05:00');
@@ -452,7 +460,7 @@ try {
   assert.equal(new URL(page.url()).searchParams.get('refresh'), '5', 'auto-refresh stays on');
   await page.uncheck('[data-test=auto-refresh]');
   assert.equal(new URL(page.url()).searchParams.get('refresh'), null);
-  log('quick ranges end at the newest record, absolute times are read in the viewer\'s zone, auto-refresh reloads a live view');
+  log('quick ranges end at the newest record, absolute times are read in the viewer\'s zone, auto-refresh reloads a live view and recovers when the processor is back');
 
   // --- a phone-sized screen, then dark mode
   const phone = await context.newPage();

@@ -288,9 +288,9 @@
     if (!every) return;
     refreshTimer = setTimeout(() => {
       if (!current(g)) return;
-      // Hidden tabs wait; a processor that stopped answering waits for Retry.
+      // Hidden tabs wait. A processor that stopped answering is asked again
+      // too: a failed load keeps the page, and the view recovers by itself.
       if (document.visibilityState === 'hidden') { scheduleRefresh(g); return; }
-      if (main.querySelector('.offline')) return;
       render();
     }, every * 1000);
   }
