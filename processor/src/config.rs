@@ -120,7 +120,10 @@ pub struct Limits {
     /// Most records in one batch: 413 over it.
     pub max_records_per_batch: usize,
     /// Requests per minute per client address: 429 with Retry-After over it.
-    /// 0 disables rate limiting.
+    /// 0 disables rate limiting. The default, 1200, fits the shippers: one
+    /// host runs the shipper and often pg-watch, each sending a batch a
+    /// second while records trickle in (120 a minute together, where 100
+    /// refused a busy host), and back to back while a backlog catches up.
     pub requests_per_minute: u32,
     /// Client addresses tracked by the rate limiter at most (memory bound).
     pub rate_limit_clients: usize,
@@ -198,6 +201,10 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Ten times what a host's two shipping engines (the shipper's and
+/// pg-watch's) send at their default batch age of one second.
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 1200;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -205,7 +212,7 @@ impl Default for Limits {
             max_decompressed_bytes: 128 << 20,
             max_line_bytes: 8 << 20,
             max_records_per_batch: 10_000,
-            requests_per_minute: 100,
+            requests_per_minute: DEFAULT_REQUESTS_PER_MINUTE,
             rate_limit_clients: 100_000,
             max_concurrent_batches: 4,
             max_future_s: 86_400,
@@ -464,6 +471,27 @@ pub fn parse_size(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 22: a busy host sent 86 requests a minute from the shipper
+    /// and pg-watch together, close to the old default of 100 per address.
+    /// The default leaves room for ten times both engines' steady rate at
+    /// the shippers' own default batch age.
+    #[test]
+    fn the_default_rate_limit_fits_a_host_s_two_shippers() {
+        let engine =
+            shipper::engine::EngineConfig::new(Vec::new(), "state".into(), "http://x", "t");
+        let per_engine = 60.0 / engine.batch_max_age.as_secs_f64();
+        let batch = shipper::config::BatchSection::default();
+        assert_eq!(
+            batch.max_age_ms as f64,
+            engine.batch_max_age.as_millis() as f64
+        );
+        let limit = f64::from(Limits::default().requests_per_minute);
+        assert!(
+            limit >= 10.0 * 2.0 * per_engine,
+            "{limit} a minute against {per_engine} per engine"
+        );
+    }
 
     /// Issue 19: `/metrics` lists every project's counts; it is served on
     /// its own address, loopback unless configured, beside the HTTP port.

@@ -81,6 +81,19 @@ fn api_reports_the_recorded_spike_to_its_project_only() {
         report["suspects"][0]["evidence"]["blocker_url"],
         spike_fixture::LOCK_BLOCKER_URL
     );
+    // The report says what happened in one line, built once for every
+    // client (the CLI, the demo and the web UI each wrote their own before).
+    let verdict = report["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.starts_with(&format!(
+            "POST stock-recount ({}) held a lock",
+            spike_fixture::LOCK_BLOCKER_URL
+        )),
+        "{verdict}"
+    );
+    // An empty project's report says so instead of naming a suspect.
+    let empty = get(&mut c, OTHER_TOKEN, &report_path).json();
+    assert_eq!(empty["verdict"], "No data: the window has no requests.");
 
     // Another project's token sees an empty store; asking for "shop" does not help it.
     let resp = get(&mut c, OTHER_TOKEN, &format!("{report_path}&project=shop"));
@@ -219,7 +232,8 @@ fn api_reports_the_recorded_spike_to_its_project_only() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON result");
-    assert_eq!(printed["rows"][0][0].as_str(), Some(n.to_string().as_str()));
+    // `sql --json` prints a count as a JSON number, not as its text.
+    assert_eq!(printed["rows"][0][0].as_i64(), Some(n), "{printed}");
     let out = cli(TOKEN, &["sql", "SELECT 1"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

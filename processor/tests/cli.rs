@@ -111,8 +111,8 @@ fn tokens_from_the_environment_replace_the_files_and_bad_ones_are_named() {
 }
 
 /// The output of `processor demo --exit` on a fresh store, with `COLUMNS`
-/// set when given; fails unless it exits 0.
-fn demo(columns: Option<&str>) -> String {
+/// set when given and `extra` arguments; fails unless it exits 0.
+fn demo(columns: Option<&str>, extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("demo.toml");
     std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
@@ -120,7 +120,8 @@ fn demo(columns: Option<&str>) -> String {
     command
         .arg("--config")
         .arg(&config)
-        .args(["demo", "--exit"]);
+        .args(["demo", "--exit"])
+        .args(extra);
     if let Some(columns) = columns {
         command.env("COLUMNS", columns);
     }
@@ -139,7 +140,7 @@ fn demo(columns: Option<&str>) -> String {
 /// lock blocker first with the blocking request's URL.
 #[test]
 fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
-    let stdout = demo(None);
+    let stdout = demo(None, &[]);
     // Lines are wrapped to the terminal's width, wherever the words fall.
     let words = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(words.contains(" 0 duplicates"), "{stdout}");
@@ -160,9 +161,24 @@ fn demo_ships_the_recorded_spike_and_names_the_lock_blocker_first() {
 /// `COLUMNS=80` (as a terminal of 80 columns sets it) no line of the demo's
 /// output is wider, the report opens with its verdict, and it says that
 /// the suspects' shares overlap.
+///
+/// Also: `demo --listen` serves where it is told, and its follow-up
+/// commands carry that URL and the token; `sql --json` over the store the
+/// demo leaves prints numbers as numbers (they were strings).
 #[test]
 fn demo_report_fits_80_columns_with_a_verdict() {
-    let stdout = demo(Some("80"));
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("demo.duckdb");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let stdout = demo(
+        Some("80"),
+        &["--listen", &listen, "--store", store.to_str().unwrap()],
+    );
     let wide: Vec<&str> = stdout.lines().filter(|l| l.chars().count() > 80).collect();
     assert!(
         wide.is_empty(),
@@ -180,6 +196,39 @@ fn demo_report_fits_80_columns_with_a_verdict() {
     );
     // The follow-up command carries the URL and token it needs.
     assert!(stdout.contains("--token"), "{stdout}");
+    let url = format!("http://{listen}");
+    assert!(
+        stdout.contains(&format!("processor: http on {url}")),
+        "{stdout}"
+    );
+    // Long commands are split with `\` continuations: read it as words.
+    let words = stdout.replace("\\\n", " ");
+    let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+    let follow_up = words
+        .split("processor report spike ")
+        .nth(1)
+        .expect("a follow-up command");
+    assert!(
+        follow_up.contains(&format!("--url {url} --token ")),
+        "the follow-up command asks this processor: {stdout}"
+    );
+
+    let out = processor()
+        .args(["sql", "--json", "--store", store.to_str().unwrap()])
+        .arg("SELECT count(*) AS n, avg(duration_ms) > 0 AS busy, 'x' AS s, 1.5::DOUBLE AS d FROM requests")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &answer["rows"][0];
+    assert!(row[0].as_u64().is_some_and(|n| n > 100), "{answer}");
+    assert_eq!(row[1], true, "{answer}");
+    assert_eq!(row[2], "x", "{answer}");
+    assert_eq!(row[3], 1.5, "{answer}");
 }
 
 /// Every argument of the report commands has help, and the time arguments
@@ -199,6 +248,16 @@ fn report_help_names_every_argument_and_the_time_formats() {
         }
         if command != "request" {
             assert!(help.contains("RFC 3339"), "report {command}:\n{help}");
+        }
+        // Every time argument says its zone: the web UI shows local
+        // times, the command line reads UTC.
+        let options: Vec<&str> = help.split("\n  -").collect();
+        for option in options.iter().filter(|o| {
+            ["-from ", "-to ", "-baseline-from ", "-baseline-to "]
+                .iter()
+                .any(|f| o.starts_with(f))
+        }) {
+            assert!(option.contains("UTC"), "report {command}: -{option}");
         }
     }
 }

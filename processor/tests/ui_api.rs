@@ -352,11 +352,42 @@ fn ui_page_and_data_routes_over_the_recorded_spike() {
             }
         })
         .collect();
+    // auto_explain logged two plans of it in the window: the page shows
+    // the slowest first, with its outline (it showed none before).
+    let plan_at = DEFAULT_START + (BASELINE_S + 30) * SECOND;
+    let mut plans = String::new();
+    for (i, (ms, scan)) in [(120.5, "Seq Scan"), (950.25, "Index Scan")]
+        .iter()
+        .enumerate()
+    {
+        let record = serde_json::json!({
+            "v": 1, "kind": "pg_log", "id": format!("b6c7d8e9-f0a1-4b2c-9d3e-4f5a6b7c8d9{i}"),
+            "ts": t(plan_at + i as i64 * SECOND), "log_time": t(plan_at + i as i64 * SECOND),
+            "project": "shop", "host": "db-1",
+            "format": "jsonlog", "class": "auto_explain", "severity": "LOG", "pid": 31000,
+            "message": "duration: plan", "duration_ms": ms, "query": fp,
+            "plan": {"Query Text": fp, "Plan": {"Node Type": "LockRows", "Plans": [{"Node Type": scan, "Relation Name": "stock"}]}}
+        });
+        plans.push_str(&format!("{record}\n"));
+    }
+    let resp = c.post_ndjson(TOKEN, &gzip(plans.as_bytes()), true);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        resp.json()["rejected"].as_array().unwrap().is_empty(),
+        "{}",
+        resp.text()
+    );
+
     let d = ok(
         &mut c,
         TOKEN,
         &format!("/v1/ui/fingerprint?fp={fp_q}&{window}"),
     );
+    let logged = d["plans"].as_array().unwrap();
+    assert_eq!(logged.len(), 2, "{:#}", d["plans"]);
+    assert_eq!(logged[0]["duration_ms"], 950.25);
+    assert_eq!(logged[0]["outline"], "LockRows > Index Scan on stock");
+    assert_eq!(logged[0]["plan"]["Plan"]["Node Type"], "LockRows");
     let blockers = (SPIKE_S / 20) as f64;
     assert!(
         d["php"]["calls"].as_f64().unwrap() >= blockers,
@@ -434,6 +465,64 @@ fn ui_page_and_data_routes_over_the_recorded_spike() {
         get(&mut c, OTHER_TOKEN, &format!("/v1/ui/requests/{id}")).status,
         404
     );
+
+    // A waiter queued behind another waiter: its samples name only that
+    // waiter as its blocker, and its page stopped there. The lock tree
+    // reaches the blocker at the root, with this request below it.
+    let slow = ok(
+        &mut c,
+        TOKEN,
+        &format!(
+            "/v1/requests?from={}&to={}&endpoint=POST%20cart-add&sort=slowest&limit=40",
+            t(DEFAULT_START),
+            t(DEFAULT_START + (BASELINE_S + SPIKE_S) * SECOND)
+        ),
+    );
+    let behind_a_waiter = slow["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            ok(
+                &mut c,
+                TOKEN,
+                &format!("/v1/ui/requests/{}", r["correlation_id"].as_str().unwrap()),
+            )
+        })
+        .find(|d| {
+            d["activity"].as_array().unwrap().iter().any(|a| {
+                a["blocked_by"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["url"] != spike_fixture::LOCK_BLOCKER_URL)
+            })
+        })
+        .expect("a cart-add queued behind another waiter");
+    let tree = &behind_a_waiter["lock_tree"];
+    let root = &tree["roots"][0];
+    assert_eq!(root["url"], spike_fixture::LOCK_BLOCKER_URL, "{tree:#}");
+    assert_eq!(root["state"], "idle in transaction", "{tree:#}");
+    assert!(
+        root["fingerprint"].as_str().unwrap().contains("FOR UPDATE"),
+        "the blocker's statement links to its fingerprint: {root:#}"
+    );
+    fn holds_me(n: &Value, depth: usize) -> Option<usize> {
+        if n["this_request"] == true {
+            return Some(depth);
+        }
+        n["waiters"]
+            .as_array()?
+            .iter()
+            .find_map(|w| holds_me(w, depth + 1))
+    }
+    assert!(
+        holds_me(root, 0).is_some_and(|d| d >= 2),
+        "the request sits below the waiter in front of it: {tree:#}"
+    );
+    let shown = root["waiters"].as_array().unwrap().len();
+    assert!(shown <= processor::analysis::lock_tree::LOCK_TREE_WIDTH + 1);
+    assert!(root["waiters_total"].as_u64().unwrap() as usize >= shown);
 
     running.stop();
 }

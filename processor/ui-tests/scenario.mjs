@@ -115,6 +115,7 @@ try {
     problems.push(`request outside the processor: ${route.request().url()}`);
     return route.abort();
   });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
   const page = context.pages()[0] || (await context.newPage());
   watch(page);
 
@@ -160,6 +161,11 @@ try {
   const selWidth = Number(await page.getAttribute('svg.chart[data-test="rate-web-1"] rect.sel', 'width'));
   assert.ok(selWidth > 10, 'the selection shows on every chart');
   await page.hover('svg.chart[data-test="latency-web-1"]');
+  // One crosshair across the charts: hovering one shows the time on all.
+  const crosshairs = await page.$$eval('svg.chart', (svgs) => svgs.map((s) => s.querySelector('.cursor').getAttribute('visibility')));
+  assert.ok(crosshairs.length > 3 && crosshairs.every((v) => v === 'visible'), `a crosshair on every chart: ${crosshairs}`);
+  const [xa, xb] = await page.$$eval('svg.chart[data-test="latency-web-1"] .cursor, svg.chart[data-test="rate-web-1"] .cursor', (l) => l.map((x) => Number(x.getAttribute('x1'))));
+  assert.ok(Math.abs(xa - xb) < 1, `the crosshairs line up (${xa}, ${xb})`);
   await shot(page, '03-timeline-selection');
   const selectionReport = await page.getAttribute('[data-test=report-selection]', 'href');
   assert.match(selectionReport, /^\/ui\/spike\?from=.*&to=/);
@@ -196,7 +202,20 @@ try {
   await page.locator('[data-test="suspect-1"]').click();
   await page.waitForSelector('[data-test=suspect-detail] [data-test=requests-table]');
   assert.equal(new URL(page.url()).searchParams.get('s'), null, 'open again: the default');
+  // By keyboard: Enter closes and opens it, and the focus stays on the row the page drew anew.
+  await page.focus('[data-test="suspect-1"]');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => !document.querySelector('[data-test=suspect-detail]') && document.querySelector('[data-test=spike-charts] svg, #spike-charts svg'));
+  await page.waitForFunction(() => document.activeElement.dataset.test === 'suspect-1', null, { timeout: 5000 }).catch(() => {});
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.test), 'suspect-1', 'the focus is kept after the render');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('[data-test=suspect-detail] [data-test=requests-table]');
+  await page.waitForFunction(() => document.activeElement.dataset.test === 'suspect-1', null, { timeout: 5000 }).catch(() => {});
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.test), 'suspect-1', 'and kept again');
   const detailText = await page.textContent('[data-test=suspect-detail]');
+  for (const k of ['blocker_query', 'waiter_query']) {
+    assert.match(await page.getAttribute(`[data-test=evidence-${k}]`, 'href'), /^\/ui\/sql\?fp=/, `${k} links to its fingerprint page`);
+  }
   assert.ok(detailText.includes(BLOCKER_URL), 'the evidence names the blocking URL');
   assert.match(detailText, /baseline/);
   await shot(page, '05-top-suspect');
@@ -212,7 +231,8 @@ try {
   assert.deepEqual(await page.$$eval('[data-test=calls] thead th', (th) => th.map((h) => h.textContent.trim())), ['function', 'samples', 'inclusive', 'exclusive']);
   const frames = await page.$$eval('[data-test=flamegraph] g.frame', (g) => g.length);
   assert.ok(frames >= 2, `the flame graph has frames (${frames})`);
-  const sqlText = await page.textContent('[data-test=sql-list]');
+  // Statements are shown formatted, one clause a line: read them as words.
+  const sqlText = (await page.textContent('[data-test=sql-list]')).replace(/\s+/g, ' ');
   assert.match(sqlText, /SELECT \* FROM stock WHERE sku = :sku FOR UPDATE/);
   assert.match(sqlText, /UPDATE stock SET qty/);
   assert.match(sqlText, /StockCounter::recount/, 'each statement names its calling function');
@@ -249,11 +269,57 @@ try {
   await shot(page, '07c-flame-from-function-table');
   log('a function of the table scrolls to the flame graph below the sticky header');
 
+  // The function table as XHGui users know it: sorted by any column, searched, callers and callees.
+  await page.click('[data-test=calls-sort-inclusive_ms]');
+  assert.equal(new URL(page.url()).searchParams.get('cs'), 'inclusive_ms', 'the sort is in the URL');
+  const inclusive = await page.$$eval('[data-test=calls] tbody tr', (rows) => rows.map((r) => r.children[2].textContent.trim()));
+  const msOf = (t) => (t.endsWith(' s') ? parseFloat(t) * 1000 : parseFloat(t));
+  assert.deepEqual(inclusive.map(msOf), inclusive.map(msOf).slice().sort((a, b) => b - a), `sorted by inclusive time: ${inclusive}`);
+  await page.fill('[data-test=calls-filter]', 'recount');
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-test=calls] tbody tr')].every((r) => /recount/i.test(r.children[0].textContent)));
+  assert.match(await page.textContent('[data-test=calls-count]'), /^\d+ of \d+/);
+  assert.equal(new URL(page.url()).searchParams.get('ft'), 'recount');
+  await page.locator('[data-test=calls] tbody tr', { hasText: 'StockCounter::recount' }).first().locator('[data-test=calls-graph-button]').click();
+  await page.waitForSelector('[data-test=callers] tbody tr');
+  assert.match(new URL(page.url()).searchParams.get('fn'), /StockCounter::recount/, 'the picked function is in the URL');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.test), 'calls-graph-button', 'the focus stays on the button');
+  // Its caller, picked in turn, lists it among what it called.
+  const caller = page.locator('[data-test=callers] a[data-pick]').first();
+  const callerName = (await caller.textContent()).trim();
+  await caller.click();
+  await page.waitForFunction((n) => new URL(location.href).searchParams.get('fn') === n, callerName);
+  assert.match(await page.textContent('[data-test=callees]'), /StockCounter::recount/, `${callerName} called it`);
+  await shot(page, '07d-function-table-callers-callees');
+  log('the function table sorts by any column, filters by name and shows callers and callees, all in the URL');
+
+  // The flame graph's zoom is in the URL and survives a reload; frames take the keyboard.
+  const frame = page.locator('[data-test=flamegraph] g.frame.match').first();
+  await frame.focus();
+  await page.keyboard.press('Enter');
+  const fz = new URL(page.url()).searchParams.get('fz');
+  assert.ok(fz, 'the zoom point is in the URL');
+  assert.equal(await page.evaluate(() => document.activeElement.classList.contains('frame')), true, 'the zoomed frame keeps the focus');
+  await page.reload();
+  await page.waitForSelector('[data-test=flamegraph] svg g.frame');
+  assert.equal(await page.isEnabled('#flame-reset'), true, 'reloaded: still zoomed');
+  assert.equal(await page.inputValue('#flame-search input[name=q]'), new URL(page.url()).searchParams.get('fq'), 'and still searched');
+  await shot(page, '07e-flame-zoom-from-url');
+  await page.click('#flame-reset');
+  assert.equal(new URL(page.url()).searchParams.get('fz'), null, 'reset: the zoom leaves the URL');
+  log('the flame graph keeps its zoom and search in the URL, and its frames take the keyboard');
+
   // --- SQL fingerprint
   await page.locator('[data-test=sql-list] tr', { hasText: 'FOR UPDATE' }).locator('a', { hasText: 'fingerprint' }).click();
   await page.waitForURL(/\/ui\/sql\?/);
   await page.waitForSelector('[data-test=fingerprint]');
-  assert.match(await page.textContent('[data-test=fingerprint]'), /FROM stock WHERE sku = \$1 FOR UPDATE/i);
+  const fpText = await page.textContent('[data-test=fingerprint]');
+  assert.match(fpText, /\nFROM stock\nWHERE sku = \$1\nFOR UPDATE/i, 'the SQL is formatted one clause a line');
+  await page.click('[data-test=fingerprint-copy]');
+  await page.waitForFunction(() => /Copied|Selected/.test(document.querySelector('[data-copied]').textContent));
+  const copied = await page.evaluate(() => navigator.clipboard.readText().catch(() => null));
+  if (copied !== null) assert.match(copied, /^SELECT \* FROM stock WHERE sku = \$1 FOR UPDATE$/i, 'the copy is the fingerprint as one line');
+  await page.click('.sql-block:has([data-test=fingerprint]) [data-format]');
+  assert.match(await page.textContent('[data-test=fingerprint]'), /^SELECT \* FROM stock WHERE sku = \$1 FOR UPDATE$/i, 'as sent: one line');
   await page.waitForSelector('#sql-charts svg.chart');
   const ranIt = await page.$$eval('table.requests tbody tr', (r) => r.length);
   assert.ok(ranIt >= 1, 'the requests that ran it are listed');
@@ -279,8 +345,17 @@ try {
   await page.click('[data-test=requests-table] [data-test=request-link]');
   await page.waitForSelector('[data-test=db-activity]');
   assert.match(await page.textContent('[data-test=db-activity]'), /Lock/, 'a slow checkout waited on a lock');
+  // The whole chain, not only the next link: the blocker at the root, this request below it.
+  await page.waitForSelector('[data-test=lock-tree]');
+  const rootNode = page.locator('[data-test=lock-tree] ul.root > li').first();
+  assert.match(await rootNode.locator('.lock-node').first().textContent(), /holds the lock\s+POST stock-recount/);
+  assert.ok(await page.$('[data-test=lock-tree] li.me'), 'this request is in the tree');
+  assert.match(await page.textContent('[data-test=lock-tree] h2'), /root blockers?, first seen first/);
+  assert.match(await rootNode.locator('[data-test=lock-count]').first().textContent(), /^(\d+ of )?\d+ waiting on it directly/);
+  const blockerSql = await rootNode.locator('[data-test=lock-sql]').first().getAttribute('href');
+  assert.match(decodeURIComponent(blockerSql.replace(/\+/g, ' ')), /\/ui\/sql\?fp=.*FOR UPDATE/, 'the blocker\'s statement links to its fingerprint page');
   await shot(page, '10-request-waiting');
-  log(`the request list filters by endpoint and duration (${listed.length} rows), in the URL; a waiting checkout shows its lock`);
+  log(`the request list filters by endpoint and duration (${listed.length} rows), in the URL; a waiting checkout shows its whole lock chain, the blocker at the root`);
 
   // --- slowest first over the whole window, a page at a time
   await page.goto(`${BASE}/ui/requests?from=${picked.get('from')}&to=${picked.get('to')}&sort=slowest&limit=50`);
@@ -334,6 +409,11 @@ try {
   await page.click('header nav a:has-text("Timeline")');
   await page.waitForSelector('[data-test=offline]');
   assert.ok(await page.$('[data-test=requests-table]'), 'the requests loaded before are still shown');
+  // Retry while it still does not answer: the page stays (it went blank before).
+  await page.click('#retry');
+  await page.waitForSelector('[data-test=offline]');
+  assert.ok(await page.$('[data-test=requests-table]'), 'a failed retry keeps what was shown');
+  assert.equal((await page.$$('[data-test=offline]')).length, 1, 'one banner');
   await shot(page, '16-processor-stopped');
   await context.unroute(`${BASE}/v1/**`);
   offline = false;
@@ -341,6 +421,46 @@ try {
   await page.waitForSelector('svg.chart[data-test="load-web-1"]');
   assert.equal(await page.$('[data-test=offline]'), null, 'the banner goes once it answers');
   log('a processor that stops answering leaves the page in place with a retry banner; retry loads it');
+
+  // --- the range picker: quick ranges up to the newest record, absolute times, auto-refresh
+  await page.waitForSelector('[data-test=range-picker]');
+  await page.click('[data-test=range-15m]');
+  await page.waitForURL(/range=15m/);
+  await page.waitForSelector('svg.chart[data-test="load-web-1"]');
+  assert.equal(await page.getAttribute('[data-test=range-15m]', 'aria-current'), 'true');
+  const facets = (await apiGet(SHOP, '/v1/ui/facets')).body;
+  // The inputs show the viewer's zone: read them back in the browser's.
+  const [shownFrom, shownTo] = await page.$$eval('[data-test=range-form] input', (i) => i.map((x) => new Date(x.value).getTime()));
+  const newest = Math.ceil((Date.parse(facets.last) + 1000) / 60000) * 60000;
+  assert.equal(shownTo, newest, `15 min up to the newest record (${facets.last})`);
+  assert.equal(shownTo - shownFrom, 15 * 60000, 'and 15 minutes long');
+  await page.check('[data-test=auto-refresh]');
+  assert.equal(new URL(page.url()).searchParams.get('refresh'), '30', 'auto-refresh is in the URL');
+  // A live store is watched: the page asks again by itself (5 s here, to keep the test short).
+  await page.goto(`${BASE}/ui/timeline?range=15m&refresh=5`);
+  await page.waitForSelector('svg.chart[data-test="load-web-1"]');
+  const again = await page.waitForRequest((r) => r.url().includes('/v1/ui/timeline'), { timeout: 15000 });
+  assert.ok(again, 'the timeline reloads itself');
+  await page.waitForSelector('svg.chart[data-test="load-web-1"]');
+  // The processor goes away and comes back: the live view says so, keeps its charts, and recovers by itself.
+  offline = true;
+  await context.route(`${BASE}/v1/**`, (route) => route.abort('failed'));
+  await page.waitForSelector('[data-test=offline]', { timeout: 15000 });
+  assert.ok(await page.$('svg.chart[data-test="load-web-1"]'), 'the charts stay under the banner');
+  await context.unroute(`${BASE}/v1/**`);
+  offline = false;
+  await page.waitForFunction(() => !document.querySelector('[data-test=offline]') && document.querySelector('svg.chart[data-test="load-web-1"]'), null, { timeout: 15000 });
+  await shot(page, '16b-timeline-last-15-min-live');
+  // Absolute times in the viewer's zone.
+  await page.fill('[data-test=range-form] input[name=from]', '2026-11-27T11:05:00');
+  await page.fill('[data-test=range-form] input[name=to]', '2026-11-27T11:20:00');
+  await page.click('[data-test=range-form] button[type=submit]');
+  await page.waitForURL(/from=2026-11-27T10%3A05%3A00Z|from=2026-11-27T10:05:00Z/);
+  assert.equal(new URL(page.url()).searchParams.get('range'), null, 'absolute times replace the quick range');
+  assert.equal(new URL(page.url()).searchParams.get('refresh'), '5', 'auto-refresh stays on');
+  await page.uncheck('[data-test=auto-refresh]');
+  assert.equal(new URL(page.url()).searchParams.get('refresh'), null);
+  log('quick ranges end at the newest record, absolute times are read in the viewer\'s zone, auto-refresh reloads a live view and recovers when the processor is back');
 
   // --- a phone-sized screen, then dark mode
   const phone = await context.newPage();

@@ -8,6 +8,8 @@
 //! - [`report`]: the window report: suspects ranked by their share of the
 //!   excess load against a baseline window ([`Frame`] holds the two), and the top lists.
 //! - [`request`]: the drill-down of one correlation ID, its flame graph and call table.
+//! - [`lock_tree`]: the whole lock chain around one request's backend, root
+//!   blockers first, for its drill-down.
 //! - [`sql`]: the read-only SQL runner for admins (timeout, row cap, no file access).
 //! - [`api`]: the HTTP JSON API; `api::scope` turns a request's token into
 //!   the [`Scope`] every query filters on.
@@ -23,6 +25,7 @@
 
 pub mod api;
 pub mod correlation;
+pub mod lock_tree;
 pub mod report;
 pub mod request;
 pub mod source;

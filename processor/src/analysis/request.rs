@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::correlation::{self, RequestRef};
+use super::lock_tree::{self, LockTree, SampleRow};
 use super::source::side_by_side;
 use super::{
     AnalysisError, Days, ENDPOINT_SQL, Micros, SECOND, Scope, Source, Window, check_uuid,
@@ -65,6 +66,9 @@ pub struct Peer {
     pub endpoint: Option<String>,
     pub state: Option<String>,
     pub query: Option<String>,
+    /// The normalized `query`, the key of the SQL fingerprint page.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 /// One pg_activity sample of the request's backend.
@@ -90,6 +94,10 @@ pub struct RequestDetail {
     pub sql: Vec<Statement>,
     pub profile: Profile,
     pub activity: Vec<ActivitySample>,
+    /// The whole lock chain of its backend: the root blockers and every
+    /// backend queued behind them (empty when it took part in none).
+    #[serde(default)]
+    pub lock_tree: LockTree,
     pub logs: Vec<BTreeMap<String, Value>>,
 }
 
@@ -133,7 +141,7 @@ enum Part {
     Request(BTreeMap<String, Value>),
     Sql(Vec<Statement>),
     Profile(Profile),
-    Activity(Vec<ActivitySample>),
+    Activity(Vec<ActivitySample>, LockTree),
     Logs(Vec<BTreeMap<String, Value>>),
 }
 
@@ -160,7 +168,9 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
         Box::new(move |src| request_row(src, days, at).map(Part::Request)),
         Box::new(move |src| statements(src, days, at).map(Part::Sql)),
         Box::new(move |src| profile(src, days, at).map(Part::Profile)),
-        Box::new(move |src| activity(src, days, scope, at).map(Part::Activity)),
+        Box::new(move |src| {
+            activity(src, days, scope, at).map(|(a, tree)| Part::Activity(a, tree))
+        }),
         Box::new(move |src| logs(src, days, scope, at).map(Part::Logs)),
     ];
     let mut detail = RequestDetail {
@@ -169,6 +179,7 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
         sql: Vec::new(),
         profile: Profile::default(),
         activity: Vec::new(),
+        lock_tree: LockTree::default(),
         logs: Vec::new(),
     };
     for part in side_by_side(src, jobs) {
@@ -176,7 +187,10 @@ pub fn detail(src: &dyn Source, scope: &Scope, id: &str) -> Result<RequestDetail
             Part::Request(r) => detail.request = r,
             Part::Sql(s) => detail.sql = s,
             Part::Profile(p) => detail.profile = p,
-            Part::Activity(a) => detail.activity = a,
+            Part::Activity(a, tree) => {
+                detail.activity = a;
+                detail.lock_tree = tree;
+            }
             Part::Logs(l) => detail.logs = l,
         }
     }
@@ -391,18 +405,19 @@ fn logs(
 }
 
 /// The request's backend samples, with who blocked it and whom it blocked
-/// (each peer resolved to its request when it carries a correlation ID).
+/// (each peer resolved to its request when it carries a correlation ID),
+/// and the whole lock tree those samples hold.
 fn activity(
     src: &dyn Source,
     days: &Days,
     scope: &Scope,
     at: &Located,
-) -> Result<Vec<ActivitySample>, AnalysisError> {
+) -> Result<(Vec<ActivitySample>, LockTree), AnalysisError> {
     let (span, correlation_id) = (&at.span(), at.correlation_id.as_str());
     let rows = query(
         src,
         &format!(
-            "SELECT seq, epoch_us(ts), host, pid, blocking_pids, correlation_id, state, wait_event_type, wait_event, query, query_ms \
+            "SELECT seq, epoch_us(ts), host, pid, blocking_pids, correlation_id, state, wait_event_type, wait_event, query, query_ms, fingerprint \
              FROM {t} WHERE {f}{s} AND seq IN (SELECT seq FROM {t} WHERE {f}{s} AND correlation_id = {c}) \
              ORDER BY seq, pid",
             t = days.table("pg_activity", *span),
@@ -427,6 +442,7 @@ fn activity(
             endpoint: req.map(|q| q.endpoint.clone()),
             state: r.opt(6).map(str::to_owned),
             query: r.opt(9).map(str::to_owned),
+            fingerprint: r.opt(11).map(str::to_owned),
         }
     };
     let mut out = Vec::new();
@@ -457,7 +473,28 @@ fn activity(
                 .collect(),
         });
     }
-    Ok(out)
+    let samples: Vec<SampleRow> = rows
+        .iter()
+        .map(|r| SampleRow {
+            sample: r.i(0),
+            ts: r.i(1),
+            pid: r.i(3),
+            blocking_pids: r.list(4),
+            correlation_id: r.opt(5).map(str::to_owned),
+            state: r.opt(6).map(str::to_owned),
+            wait_event_type: r.opt(7).map(str::to_owned),
+            wait_event: r.opt(8).map(str::to_owned),
+            query: r.opt(9).map(str::to_owned),
+            fingerprint: r.opt(11).map(str::to_owned),
+        })
+        .collect();
+    let names = |cid: &str| {
+        requests
+            .get(cid)
+            .map(|q| (q.endpoint.clone(), q.url.clone()))
+    };
+    let tree = lock_tree::build(&samples, correlation_id, &names);
+    Ok((out, tree))
 }
 
 /// One stored profile row.

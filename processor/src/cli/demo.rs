@@ -47,6 +47,9 @@ pub struct DemoArgs {
     /// Print the report and stop instead of serving.
     #[arg(long)]
     exit: bool,
+    /// Serve on this address (host:port; port 0 picks a free one) instead of the config's `server.listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the demo on the listen address of `config`.
@@ -69,6 +72,9 @@ pub fn run(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     let token = auth::random_token();
     let admin = auth::random_token();
     config.store.path = store_path.clone();
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
     config.server.udp_listen = String::new();
     config.tokens = vec![TokenConfig {
         token: token.clone(),
@@ -172,7 +178,7 @@ async fn demo(
     print_spikes(&found, &asking);
     if let Some(report) = &report {
         println!();
-        print_report(report, None);
+        print_report(report);
     }
     if exit {
         return Ok(());

@@ -112,18 +112,6 @@ pub fn whole_seconds(ts: &str) -> String {
     }
 }
 
-/// Seconds as people read them: "806 s", "12.5 s", "0.35 s".
-pub fn seconds(s: f64) -> String {
-    let a = s.abs();
-    if a >= 100.0 {
-        format!("{s:.0} s")
-    } else if a >= 10.0 {
-        format!("{s:.1} s")
-    } else {
-        format!("{s:.2} s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@
 //! - [`print`]: the answers as text tables; [`table`]: the table layout;
 //!   [`layout`]: fitting it all to the terminal (`$COLUMNS`, else the
 //!   terminal's width, else 80 columns).
-//! - [`verdict`]: the one-line verdict at the top of a spike report.
 //! - [`demo`]: the whole path on a recorded spike, in one command.
 //!
 //! `report` and `sql` ask the running processor with a token; when none
@@ -19,7 +18,6 @@ pub mod demo;
 mod layout;
 mod print;
 mod table;
-mod verdict;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -45,6 +43,9 @@ use table::{num, render, render_fit};
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Spike reports: detected spikes, a window's ranked suspects, one request, top lists.
+    ///
+    /// Times given and printed here are UTC; the web UI shows the same
+    /// times in the viewer's zone (UTC on hover).
     Report {
         #[command(subcommand)]
         what: ReportCommand,
@@ -73,7 +74,7 @@ pub enum ReportCommand {
         /// Start of the range to search (UTC: RFC 3339, "YYYY-MM-DD HH:MM[:SS]", a date, or Unix seconds).
         #[arg(long)]
         from: Option<String>,
-        /// End of the range to search (same formats as --from).
+        /// End of the range to search (UTC; same formats as --from).
         #[arg(long)]
         to: Option<String>,
         /// Hours before the newest record, when no range is given.
@@ -85,13 +86,13 @@ pub enum ReportCommand {
         /// Start of the window (UTC: RFC 3339, "YYYY-MM-DD HH:MM[:SS]", a date, or Unix seconds).
         #[arg(long)]
         from: String,
-        /// End of the window (same formats as --from).
+        /// End of the window (UTC; same formats as --from).
         #[arg(long)]
         to: String,
-        /// Start of the baseline (default: the window's length just before it; same formats as --from).
+        /// Start of the baseline (UTC; default: the window's length just before it; same formats as --from).
         #[arg(long, requires = "baseline_to")]
         baseline_from: Option<String>,
-        /// End of the baseline, at or before the window's start (same formats as --from).
+        /// End of the baseline, at or before the window's start (UTC; same formats as --from).
         #[arg(long, requires = "baseline_from")]
         baseline_to: Option<String>,
     },
@@ -108,7 +109,7 @@ pub enum ReportCommand {
         /// Start of the window (UTC: RFC 3339, "YYYY-MM-DD HH:MM[:SS]", a date, or Unix seconds).
         #[arg(long)]
         from: String,
-        /// End of the window (same formats as --from).
+        /// End of the window (UTC; same formats as --from).
         #[arg(long)]
         to: String,
         /// Only requests of this host.
@@ -138,7 +139,7 @@ pub enum ReportCommand {
         /// Start of the window (UTC: RFC 3339, "YYYY-MM-DD HH:MM[:SS]", a date, or Unix seconds).
         #[arg(long)]
         from: String,
-        /// End of the window (same formats as --from).
+        /// End of the window (UTC; same formats as --from).
         #[arg(long)]
         to: String,
         /// What to rank.
@@ -280,7 +281,7 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
                 )?,
             };
             if target.json {
-                println!("{}", serde_json::to_string_pretty(&result)?);
+                println!("{}", serde_json::to_string_pretty(&typed(&result))?);
                 return Ok(());
             }
             let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
@@ -308,6 +309,58 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// An SQL answer as JSON whose cells have their column's type: numbers
+/// as numbers and booleans as booleans (the API sends every cell as text,
+/// as DuckDB prints it). A number JSON cannot hold (NaN, a HUGEINT past
+/// 64 bits) stays text.
+fn typed(result: &SqlResult) -> Value {
+    let cell = |ty: &str, text: &Option<String>| -> Value {
+        let Some(text) = text else {
+            return Value::Null;
+        };
+        let ty = ty.to_ascii_uppercase();
+        let integer = ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"]
+            .iter()
+            .any(|t| ty.starts_with(t) || ty.starts_with(&format!("U{t}")));
+        let decimal = ["FLOAT", "DOUBLE", "REAL", "DECIMAL", "NUMERIC"]
+            .iter()
+            .any(|t| ty.starts_with(t));
+        let parsed = if ty == "BOOLEAN" {
+            text.parse::<bool>().ok().map(Value::from)
+        } else if integer {
+            text.parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| text.parse::<u64>().map(Value::from))
+                .ok()
+        } else if decimal {
+            text.parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+        } else {
+            None
+        };
+        parsed.unwrap_or_else(|| Value::String(text.clone()))
+    };
+    let rows: Vec<Value> = result
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .map(|(i, c)| cell(result.types.get(i).map_or("", String::as_str), c))
+                .collect()
+        })
+        .collect();
+    json!({
+        "columns": result.columns,
+        "types": result.types,
+        "rows": rows,
+        "truncated": result.truncated,
+        "elapsed_ms": result.elapsed_ms,
+    })
 }
 
 fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow::Result<()> {
@@ -387,8 +440,8 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
             if target.json {
                 return show(answer);
             }
-            let r: Report = serde_json::from_value(answer.clone())?;
-            print_report(&r, answer.get("verdict").and_then(Value::as_str));
+            let r: Report = serde_json::from_value(answer)?;
+            print_report(&r);
         }
         ReportCommand::Request { id, flamegraph } => {
             let d: RequestDetail = match backend {
@@ -521,6 +574,43 @@ fn run_report(what: ReportCommand, backend: &Backend, target: &Target) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_json_cells_have_their_column_s_type() {
+        let result = SqlResult {
+            columns: ["n", "d", "b", "s", "z", "big", "nan"]
+                .map(String::from)
+                .to_vec(),
+            types: [
+                "BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR", "INTEGER", "HUGEINT", "DOUBLE",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: vec![vec![
+                Some("42".into()),
+                Some("1.5".into()),
+                Some("true".into()),
+                Some("007".into()),
+                None,
+                Some("170141183460469231731687303715884105727".into()),
+                Some("nan".into()),
+            ]],
+            truncated: false,
+            elapsed_ms: 1.0,
+        };
+        assert_eq!(
+            typed(&result)["rows"][0],
+            json!([
+                42,
+                1.5,
+                true,
+                "007",
+                null,
+                "170141183460469231731687303715884105727",
+                "nan"
+            ])
+        );
+    }
 
     #[test]
     fn query_values_are_percent_encoded() {

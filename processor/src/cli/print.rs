@@ -106,9 +106,8 @@ fn against_baseline(value: String, baseline_requests: f64) -> String {
     }
 }
 
-/// Prints a spike report fitted to the terminal; `verdict` is the
-/// report's own one-line verdict when its JSON carries one.
-pub fn print_report(r: &Report, verdict: Option<&str>) {
+/// Prints a spike report fitted to the terminal, its own verdict first.
+pub fn print_report(r: &Report) {
     let width = layout::width();
     let t = &r.totals;
     println!("Spike report (times in UTC)");
@@ -122,8 +121,7 @@ pub fn print_report(r: &Report, verdict: Option<&str>) {
         whole_seconds(&r.baseline_from),
         whole_seconds(&r.baseline_to)
     );
-    let said = verdict.map_or_else(|| super::verdict::verdict(r), str::to_owned);
-    print_wrapped(&said, width, "Verdict: ", "  ");
+    print_wrapped(&r.verdict, width, "Verdict: ", "  ");
     let line = format!(
         "Requests {:.0} ({}); request-seconds {:.1} ({}); excess {:.1}",
         t.requests,
@@ -217,6 +215,11 @@ fn evidence_lines(ev: &BTreeMap<String, Value>) -> Vec<String> {
     let mut lines = Vec::new();
     for (key, value) in ev {
         if key.starts_with("baseline_") && ev.contains_key(&key["baseline_".len()..]) {
+            continue;
+        }
+        // A statement's fingerprint is its query normalized: the web UI
+        // links it, a terminal would print the statement twice.
+        if key.ends_with("_fingerprint") {
             continue;
         }
         let label = key.replace('_', " ");

@@ -1,7 +1,7 @@
 //! One SQL fingerprint over a window: its calls, total and mean time per
 //! bucket as PHP measured them, the requests that ran it, its callers, its
-//! pg_stat_statements figures, its log events and the waits of the
-//! backends that ran it.
+//! pg_stat_statements figures, its log events, the plans auto_explain
+//! logged for it, and the waits of the backends that ran it.
 //!
 //! PHP's figures count the captured statements: the agent captures SQL in
 //! full records only (slow requests), so they are the statements of the
@@ -57,7 +57,14 @@ pub struct FingerprintDetail {
     pub logs: Vec<Value>,
     /// pg_activity samples of active backends running it, by wait event type.
     pub waits: Vec<Value>,
+    /// The slowest plans auto_explain logged for it in the window (at most
+    /// [`PLANS_SHOWN`]): `ts`, `duration_ms`, `plan` (auto_explain's JSON,
+    /// or its text as a string) and its `outline`.
+    pub plans: Vec<Value>,
 }
+
+/// Plans the fingerprint page shows at most.
+pub const PLANS_SHOWN: usize = 3;
 
 /// Reads a fingerprint's figures in a window.
 ///
@@ -199,6 +206,26 @@ pub fn detail(
     .map(|r| json!({ "wait_event_type": r.s(0), "wait_event": r.s(1), "samples": r.i(2) }))
     .collect();
 
+    let plans = query(
+        src,
+        &format!(
+            "SELECT epoch_us(coalesce(log_time, ts)), duration_ms, CAST(plan AS VARCHAR) FROM pg_log \
+             WHERE {f}{s} AND fingerprint = {fp} AND class = 'auto_explain' AND plan IS NOT NULL \
+             ORDER BY duration_ms DESC NULLS LAST LIMIT {PLANS_SHOWN}"
+        ),
+    )?
+    .iter()
+    .map(|r| {
+        let plan: Value = serde_json::from_str(&r.s(2)).unwrap_or_else(|_| Value::String(r.s(2)));
+        json!({
+            "ts": format_time(r.i(0)),
+            "duration_ms": round3(r.f(1)),
+            "outline": crate::analysis::report::plan::outline(&plan),
+            "plan": plan,
+        })
+    })
+    .collect();
+
     Ok(FingerprintDetail {
         fingerprint: fingerprint.to_owned(),
         from: format_time(window.from),
@@ -213,5 +240,6 @@ pub fn detail(
         pgss_series,
         logs,
         waits,
+        plans,
     })
 }

@@ -42,10 +42,14 @@
 //!   event and lock blocker), nothing scored.
 //! - [`rank`]: the attribution rules above, pure functions from those
 //!   structs to ranked suspects, tested on small hand-made inputs.
+//!
+//! Then [`verdict`] says in one line what the first suspect did; every
+//! client prints that line instead of writing its own.
 
 mod collect;
-mod plan;
+pub mod plan;
 mod rank;
+pub mod verdict;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -163,6 +167,10 @@ pub struct Report {
     pub suspects: Vec<Suspect>,
     pub hosts: Vec<HostFigures>,
     pub events: Vec<EventCount>,
+    /// One line that says what happened ([`verdict::verdict`]): what the
+    /// command line, the demo and the web UI print first.
+    #[serde(default)]
+    pub verdict: String,
 }
 
 /// One measured thing (an endpoint, a function, a fingerprint, a wait
@@ -452,6 +460,7 @@ pub fn report_with(
     let days = Days::load(src)?;
     let measured = collect::measure(src, &days, scope, frame, settings)?;
     let (suspects, totals) = rank::rank(&measured, frame.ratio(), frame.window.seconds());
+    let verdict = verdict::verdict(&totals, &suspects);
     Ok(Report {
         from: format_time(frame.window.from),
         to: format_time(frame.window.to),
@@ -461,6 +470,7 @@ pub fn report_with(
         suspects,
         hosts: collect::hosts(src, &days, scope, frame)?,
         events: collect::events(src, &days, scope, frame)?,
+        verdict,
     })
 }
 

@@ -73,6 +73,7 @@ fn locks(lock: &LockWaits, ratio: f64) -> Locks {
                 }
             }
             item.note("blocker_query", json!(wait.root.query));
+            item.note("blocker_fingerprint", json!(wait.root.fingerprint));
             item.note("blocker_state", json!(wait.root.state));
             let xact = item
                 .evidence
@@ -90,6 +91,7 @@ fn locks(lock: &LockWaits, ratio: f64) -> Locks {
                 .unwrap_or(0);
             item.note("waiting_samples", json!(n + 1));
             item.note("waiter_query", json!(wait.waiter.query));
+            item.note("waiter_fingerprint", json!(wait.waiter.fingerprint));
         }
     }
     for (key, ids) in examples {

@@ -177,10 +177,36 @@
   /** True while the page that asked is still the one shown. */
   const current = (g) => g === generation;
 
+  /**
+   * A selector that finds the focused control again once the page is drawn
+   * anew: by id, data-test, name or data-fn, in that order. Null when focus
+   * is outside the page or on nothing that can be found again.
+   */
+  function focusKey(el) {
+    if (!el || el === document.body || !main.contains(el)) return null;
+    if (el.id) return `#${CSS.escape(el.id)}`;
+    for (const a of ['data-test', 'name', 'data-fn', 'data-i']) {
+      const v = el.getAttribute(a);
+      if (v !== null) return `${el.tagName.toLowerCase()}[${a}="${CSS.escape(v)}"]`;
+    }
+    return null;
+  }
+  /** Puts the focus back where focusKey found it, when the control is still there. */
+  function restoreFocus(key) {
+    if (!key || (document.activeElement && document.activeElement !== document.body && main.contains(document.activeElement))) return;
+    const el = main.querySelector(key);
+    if (el) el.focus({ preventScroll: true });
+  }
+
+  /** The path last drawn: focus is kept only when the same page is drawn again. */
+  let drawnPath = '';
+
   async function render(message) {
     const g = ++generation;
     tip.hidden = true;
     const path = location.pathname.replace(/\/+$/, '') || '/ui';
+    const focused = path === drawnPath ? focusKey(document.activeElement) : null;
+    drawnPath = path;
     if (path === '/ui') return go('/ui/timeline', true);
     if (!token() && path !== '/ui/signin') {
       return go(`/ui/signin?next=${encodeURIComponent(location.pathname + location.search)}`, true);
@@ -193,14 +219,21 @@
       return;
     }
     const args = path.match(route[0]).slice(1).map(decodeURIComponent);
-    // Kept so that a processor that stops answering leaves the page as it was.
-    const previous = main.querySelector('.loading, .offline') ? '' : main.innerHTML;
+    // Kept so that a processor that stops answering leaves the page as it was
+    // (without its banner: a Retry or an auto-refresh that fails again keeps it too).
+    let previous = '';
+    if (!main.querySelector('.loading')) {
+      const shown = main.cloneNode(true);
+      for (const old of shown.querySelectorAll('.offline')) old.remove();
+      previous = shown.innerHTML;
+    }
     main.innerHTML = part(html`<p class="muted loading">Loading…</p>`);
     try {
       await route[1](g, ...args, message);
+      if (current(g)) { restoreFocus(focused); scheduleRefresh(g); }
     } catch (e) {
       if (e instanceof Halt || !current(g)) return;
-      if (e instanceof Offline) { showOffline(previous); return; }
+      if (e instanceof Offline) { showOffline(previous); scheduleRefresh(g); return; }
       const what = e instanceof ApiFailure ? `${e.message} (HTTP ${e.status})` : String(e && e.message ? e.message : e);
       main.innerHTML = part(html`<div class="error" role="alert"><strong>Could not load this page:</strong> ${what}</div>`);
     }
@@ -237,8 +270,68 @@
   /** The window parameters worth keeping when moving between pages. */
   const keepWindow = () => {
     const p = params();
-    return { from: p.get('from'), to: p.get('to') };
+    if (rangeOf(p.get('range'))) return { range: p.get('range'), refresh: p.get('refresh') };
+    return { from: p.get('from'), to: p.get('to'), refresh: p.get('refresh') };
   };
+
+  /** Seconds between reloads when auto-refresh is on (`refresh` in the URL), at least 5. */
+  const refreshSeconds = () => {
+    const v = Number(params().get('refresh'));
+    return v > 0 ? Math.max(5, v) : 0;
+  };
+  const REFRESH_DEFAULT_S = 30;
+  let refreshTimer = 0;
+  /** Reloads the page's data every `refresh` seconds while it is shown, to watch a spike as it happens. */
+  function scheduleRefresh(g) {
+    clearTimeout(refreshTimer);
+    const every = refreshSeconds();
+    if (!every) return;
+    refreshTimer = setTimeout(() => {
+      if (!current(g)) return;
+      // Hidden tabs wait. A processor that stopped answering is asked again
+      // too: a failed load keeps the page, and the view recovers by itself.
+      if (document.visibilityState === 'hidden') { scheduleRefresh(g); return; }
+      render();
+    }, every * 1000);
+  }
+
+  /**
+   * The range picker of the pages with a window: quick ranges up to the
+   * newest record, absolute times (in the viewer's zone), and auto-refresh.
+   * `page` is where it links; `keep` the page's other parameters.
+   */
+  function rangePicker(page, win, keep = {}, absolute = true) {
+    const p = params();
+    const refresh = p.get('refresh');
+    const others = { ...keep, refresh };
+    return html`<div class="range-picker card" data-test="range-picker">
+      <nav class="quick" aria-label="Quick ranges">${RANGES.map(([k, label]) => html`<a class="button ghost${win.range === k ? ' active' : ''}" href="${link(page, { ...others, range: k })}" data-test="range-${k}" aria-current="${win.range === k ? 'true' : 'false'}">Last ${label}</a>`)}</nav>
+      ${absolute ? html`<form class="inline" id="range-form" data-test="range-form">
+        <label>From <input type="datetime-local" step="1" name="from" value="${toLocalInput(win.from)}"></label>
+        <label>To <input type="datetime-local" step="1" name="to" value="${toLocalInput(win.to)}"></label>
+        <span class="muted small">${zone}</span>
+        <button type="submit">Apply</button>
+      </form>` : ''}
+      <label class="live"><input type="checkbox" id="auto-refresh" data-test="auto-refresh" ${refresh ? new Raw('checked') : ''}> Auto-refresh every ${refreshSeconds() || REFRESH_DEFAULT_S} s</label>
+    </div>`;
+  }
+  /** Wires the range picker drawn by rangePicker. */
+  function wireRangePicker(page, keep = {}) {
+    const form = document.getElementById('range-form');
+    if (form) form.onsubmit = (e) => {
+      e.preventDefault();
+      const d = new FormData(form);
+      const a = fromLocalInput(d.get('from'));
+      const b = fromLocalInput(d.get('to'));
+      if (!(b > a)) return;
+      go(link(page, { ...keep, refresh: params().get('refresh'), from: isoUtc(a), to: isoUtc(b) }));
+    };
+    document.getElementById('auto-refresh').onchange = (e) => {
+      setParams({ refresh: e.target.checked ? REFRESH_DEFAULT_S : null });
+      renderTop(location.pathname);
+      scheduleRefresh(generation);
+    };
+  }
 
   document.addEventListener('click', (e) => {
     const a = e.target.closest('a');
@@ -405,18 +498,27 @@
     };
     if (selection) drawSel(selection.from, selection.to);
     let drag = null;
+    /** One crosshair on every chart of the page, at the bucket holding `at` (null hides them). */
+    const crosshair = (at) => {
+      for (const other of svgs) {
+        const od = chartData.get(other.dataset.chart);
+        const line = other.querySelector('.cursor');
+        const j = at === null ? -1 : od.t.findIndex((v) => at >= v && at < v + od.bucketMs);
+        if (j < 0) { line.setAttribute('visibility', 'hidden'); continue; }
+        const ox = chartX(od, od.t[j] + od.bucketMs / 2);
+        line.setAttribute('x1', ox);
+        line.setAttribute('x2', ox);
+        line.setAttribute('visibility', 'visible');
+      }
+    };
     for (const svg of svgs) {
       const d = chartData.get(svg.dataset.chart);
-      const cursor = svg.querySelector('.cursor');
       svg.addEventListener('mousemove', (e) => {
         const at = chartTime(svg, e.clientX);
         if (drag) drawSel(drag.from, at);
         let i = d.t.findIndex((v) => at >= v && at < v + d.bucketMs);
-        if (i < 0) { tip.hidden = true; cursor.setAttribute('visibility', 'hidden'); return; }
-        const x = chartX(d, d.t[i] + d.bucketMs / 2);
-        cursor.setAttribute('x1', x);
-        cursor.setAttribute('x2', x);
-        cursor.setAttribute('visibility', 'visible');
+        crosshair(i < 0 ? null : at);
+        if (i < 0) { tip.hidden = true; return; }
         const rows = d.series.filter((s) => s.values).map((s) => html`<div>${legend([s])} <b>${s.values[i] === null || s.values[i] === undefined ? '–' : num(s.values[i], 2)}</b>${d.unit}</div>`);
         tip.innerHTML = part(html`<div class="tip-time">${localText(d.t[i])} <span class="muted">(${isoUtc(d.t[i]).slice(11, 19)} UTC)</span></div>${rows}`);
         tip.hidden = false;
@@ -424,7 +526,7 @@
         tip.style.left = `${tx}px`;
         tip.style.top = `${e.clientY + 14}px`;
       });
-      svg.addEventListener('mouseleave', () => { tip.hidden = true; cursor.setAttribute('visibility', 'hidden'); });
+      svg.addEventListener('mouseleave', () => { tip.hidden = true; crosshair(null); });
       if (svg.classList.contains('selectable')) {
         svg.addEventListener('mousedown', (e) => {
           if (e.button !== 0) return;
@@ -455,9 +557,24 @@
   };
 
   // ------------------------------------------------------------ timeline
-  /** The window of the URL, or (when missing) the last hour of data, written back to the URL. */
+  /** Quick ranges of the range picker: a length that ends at the newest record. */
+  const RANGES = [['15m', '15 min', 900], ['1h', '1 h', 3600], ['6h', '6 h', 21600], ['24h', '24 h', 86400], ['7d', '7 d', 604800]];
+  const rangeOf = (name) => RANGES.find(([k]) => k === name);
+
+  /**
+   * The window of the URL: a quick range (`range=1h`: that long, up to the
+   * newest record, found again at each load so a live store is followed),
+   * else `from` and `to`, else the last hours of data (written back to the URL).
+   */
   async function windowOrDefault(g, hours = 1) {
     const p = params();
+    const quick = rangeOf(p.get('range'));
+    if (quick) {
+      const f = await api('/v1/ui/facets');
+      if (!f.last) return null;
+      const to = Math.ceil((toMs(f.last) + 1000) / 60000) * 60000;
+      return { from: to - quick[2] * 1000, to, range: quick[0] };
+    }
     let from = toMs(p.get('from'));
     let to = toMs(p.get('to'));
     if (Number.isNaN(from) || Number.isNaN(to) || to <= from) {
@@ -523,9 +640,9 @@
           <a class="button ghost" href="${shift(-1)}" title="Earlier">◀</a>
           <a class="button ghost" href="${zoomOut}">Zoom out</a>
           <a class="button ghost" href="${shift(1)}" title="Later">▶</a>
-          <a class="button ghost" href="${link('timeline')}">Latest hour</a>
         </div>
       </div>
+      ${rangePicker('timeline', win)}
       <div id="selection" class="selection card" hidden></div>
       <div class="timeline-layout">
         <section class="card spikes">
@@ -597,6 +714,7 @@
     };
     const drawSel = wireCharts(showSel, sel);
     if (sel) showSel(sel);
+    wireRangePicker('timeline');
   }
 
   // --------------------------------------------------------------- spike
@@ -608,15 +726,18 @@
   const NO_BASELINE = 'no baseline data';
 
   /** Evidence keys paired with their baseline_ twins, as rows of window against baseline. */
-  function evidenceRows(ev) {
+  function evidenceRows(ev, win) {
     const rows = [];
     const skip = new Set(['blocker_correlation_ids', 'top_fingerprints']);
     const none = noBaseline(ev);
     for (const [k, v] of Object.entries(ev)) {
-      if (k.startsWith('baseline_') || skip.has(k)) continue;
+      // A statement's fingerprint links its text (blocker_query by blocker_fingerprint).
+      if (k.startsWith('baseline_') || skip.has(k) || k.endsWith('_fingerprint')) continue;
       const b = ev[`baseline_${k}`];
       const base = b === undefined ? '' : none ? html`<span data-test="no-baseline">${NO_BASELINE}</span>` : fmtValue(b);
-      rows.push(html`<tr><th>${k.replace(/_/g, ' ')}</th><td class="${typeof v === 'number' ? 'num' : 'text'}">${fmtValue(v)}</td><td class="num muted">${base}</td></tr>`);
+      const fp = k.endsWith('_query') ? ev[k.replace(/_query$/, '_fingerprint')] : null;
+      const shown = fp && win ? html`<a class="code" href="${link('sql', { fp, ...win })}" data-test="evidence-${k}">${fmtValue(v)}</a>` : fmtValue(v);
+      rows.push(html`<tr><th>${k.replace(/_/g, ' ')}</th><td class="${typeof v === 'number' ? 'num' : 'text'}">${shown}</td><td class="num muted">${base}</td></tr>`);
     }
     for (const [k, v] of Object.entries(ev)) {
       if (k.startsWith('baseline_') && !(k.slice(9) in ev)) rows.push(html`<tr><th>${k.slice(9).replace(/_/g, ' ')}</th><td class="num">–</td><td class="num muted">${fmtValue(v)}</td></tr>`);
@@ -633,42 +754,6 @@
     const a = Math.abs(s);
     return `${a >= 100 ? s.toFixed(0) : a >= 10 ? s.toFixed(1) : s.toFixed(2)} s`;
   };
-
-  /**
-   * The one-line verdict of a report, from its first suspect and that
-   * suspect's evidence (the CLI says the same: processor/src/cli/verdict.rs).
-   * A `verdict` the report carries itself is preferred.
-   */
-  function verdict(r) {
-    if (r.verdict) return r.verdict;
-    const t = r.totals;
-    if (!(t.requests > 0)) return 'No data: the window has no requests.';
-    const s = r.suspects[0];
-    if (!s) return 'No suspect: the window carries no more load than its baseline.';
-    const caveat = t.baseline_requests > 0 ? '' : 'No baseline data (every request-second of the window counts as excess). ';
-    return caveat + suspectSentence(s);
-  }
-
-  function suspectSentence(s) {
-    const ev = s.evidence || {};
-    const share = `${Math.round(s.share * 100)} % of the excess`;
-    const excess = secs(s.score_s);
-    const within = s.endpoint && s.endpoint !== s.name ? `, mostly in ${s.endpoint}` : '';
-    switch (s.kind) {
-      case 'lock_blocker': {
-        const who = ev.blocker_url ? `${s.name} (${ev.blocker_url})` : s.name;
-        const held = ev.blocker_xact_ms_max > 0 ? ` up to ${secs(ev.blocker_xact_ms_max / 1000)}` : '';
-        const how = ev.blocker_query ? ` (${ev.blocker_query}${ev.blocker_state ? `, ${ev.blocker_state}` : ''}${held})` : '';
-        return `${who} held a lock${how}; ${ev.waiter_query || 'other statements'} waited: ${excess} of requests queued behind it (${share}${within}).`;
-      }
-      case 'n_plus_one': return `${s.name}: ${excess} of loop time (${share}${within}).`;
-      case 'sql_fingerprint': return `SQL ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
-      case 'php_function': return `PHP function ${s.name} took ${excess} more than in the baseline (${share}${within}).`;
-      case 'wait_event': return `Database wait ${s.name}: ${excess} more backend time (${share}).`;
-      case 'endpoint': return `${s.name} explains ${excess} itself: traffic ${secs(ev.traffic_excess_s || 0)}, latency ${secs(ev.latency_excess_s || 0)} (${share}).`;
-      default: return ev.summary ? `${ev.summary} (${share}).` : `${s.name}: ${excess} (${share}).`;
-    }
-  }
 
   const shareBar = (share) => html`<svg class="share" viewBox="0 0 100 8" width="100" height="8" role="img" aria-label="${pct(share)}"><rect width="100" height="8" rx="2" class="track"/><rect width="${Math.max(0, Math.min(100, share * 100))}" height="8" rx="2" class="fill"/></svg>`;
 
@@ -710,7 +795,7 @@
           <a class="button ghost" href="${link('requests', { ...win, sort: 'slowest' })}">Requests in the window</a>
         </div>
       </div>
-      <p class="verdict card" data-test="verdict"><strong>Verdict:</strong> ${verdict(r)}</p>
+      <p class="verdict card" data-test="verdict"><strong>Verdict:</strong> ${r.verdict}</p>
       <div class="cards">
         <div class="card stat"><span class="label">Requests</span><b>${num(t.requests, 0)}</b><span class="muted">${baselineOf(t, `baseline ${num(t.baseline_requests, 0)}`)}</span></div>
         <div class="card stat"><span class="label">Request-seconds</span><b>${num(t.request_seconds, 1)}</b><span class="muted">${baselineOf(t, `baseline ${num(t.baseline_request_seconds, 1)}`)}</span></div>
@@ -807,7 +892,7 @@
     box.innerHTML = part(html`
       <div class="detail-grid">
         <div><h3>Evidence <span class="muted small">window against baseline</span></h3>
-          <table class="evidence"><thead><tr><th></th><th>window</th><th class="muted">baseline</th></tr></thead><tbody>${evidenceRows(s.evidence)}</tbody></table>
+          <table class="evidence"><thead><tr><th></th><th>window</th><th class="muted">baseline</th></tr></thead><tbody>${evidenceRows(s.evidence, win)}</tbody></table>
           ${top && top.length ? html`<h3>Statements that waited</h3><ul class="plain">${top.map((f) => html`<li>${num(f.seconds, 1)} s · ${f.fingerprint ? html`<a class="code" href="${link('sql', { fp: f.fingerprint, ...win })}">${f.fingerprint}</a>` : html`<span class="muted">(no statement)</span>`}</li>`)}</ul>` : ''}
         </div>
         <div><h3>${title || 'Requests'}</h3>
@@ -855,6 +940,7 @@
     const opt = (v, cur, label = v) => html`<option value="${v}" ${v === cur ? new Raw('selected') : ''}>${label}</option>`;
     main.innerHTML = part(html`
       <div class="page-head"><h1>Requests</h1><div class="window">${span(win.from, win.to)}</div></div>
+      ${rangePicker('requests', win, { host: f.host, endpoint: f.endpoint, status: f.status, min_ms: f.min_ms, sort: p.get('sort'), limit: p.get('limit') }, false)}
       <form class="card filters" id="filters" data-test="filters">
         <label>From <input type="datetime-local" step="1" name="from" value="${toLocalInput(win.from)}"></label>
         <label>To <input type="datetime-local" step="1" name="to" value="${toLocalInput(win.to)}"></label>
@@ -880,11 +966,13 @@
       const b = fromLocalInput(d.get('to'));
       const q = { from: Number.isNaN(a) ? '' : isoUtc(a), to: Number.isNaN(b) ? '' : isoUtc(b) };
       for (const k of ['project', 'host', 'endpoint', 'status', 'min_ms', 'sort', 'limit']) q[k] = d.get(k) || '';
+      q.refresh = params().get('refresh') || '';
       if (q.sort === 'newest') q.sort = '';
       if (q.limit === '200') q.limit = '';
       const s = new URLSearchParams(Object.entries(q).filter(([, v]) => v)).toString();
       go(`/ui/requests${s ? '?' + s : ''}`);
     };
+    wireRangePicker('requests');
   }
 
   // ------------------------------------------------------------- request
@@ -910,9 +998,6 @@
     setTitle(`${r.endpoint} · Request`);
     // A sampling profiler counts samples with the function on the stack; an instrumenting one counts calls.
     const sampled = d.profile.profiler === 'excimer';
-    const counted = sampled
-      ? html`<th class="num" title="Excimer samples with this function on the stack${r.profile_period_ms ? `, one every ${r.profile_period_ms} ms` : ''}">samples</th>`
-      : html`<th class="num">calls</th>`;
     main.innerHTML = part(html`
       <div class="page-head">
         <h1 data-test="request-heading">${verb ? html`<span class="badge endpoint">${verb}</span> ` : ''}${route}</h1>
@@ -941,13 +1026,18 @@
         ${d.profile.folded.length ? html`<p class="hint">Click a frame to zoom into it; click the top row to zoom out. Width is time (${d.profile.profiler}).</p><div id="flame" data-test="flamegraph"></div>`
           : html`<p class="muted">No profile: the agent profiles requests over its threshold only.</p>`}
       </section>
-      ${d.profile.calls.length ? html`<section class="card"><h2>Functions by exclusive time</h2>
-        <table class="calls" data-test="calls"><thead><tr><th>function</th>${counted}<th class="num">inclusive</th><th class="num">exclusive</th></tr></thead>
-        <tbody>${d.profile.calls.slice(0, 25).map((c) => html`<tr><td><a href="#" class="code fn" data-fn="${c.function}">${c.function}</a></td><td class="num">${num(sampled ? c.samples : c.calls, 0)}</td><td class="num">${ms(c.inclusive_ms)}</td><td class="num">${ms(c.exclusive_ms)}</td></tr>`)}</tbody></table></section>` : ''}
+      ${d.profile.calls.length ? html`<section class="card" id="calls-card"><div class="section-head"><h2>Functions</h2>
+          <form class="inline" id="calls-filter" role="search"><input type="search" name="ft" value="${params().get('ft') || ''}" placeholder="Filter functions" aria-label="Filter functions" data-test="calls-filter">
+          <span class="muted" id="calls-count" data-test="calls-count"></span></form></div>
+        <div class="scroll"><table class="calls" data-test="calls"><thead><tr>${[['function', 'function'], ['count', sampled ? 'samples' : 'calls'], ['inclusive_ms', 'inclusive'], ['exclusive_ms', 'exclusive']].map(([k, label]) => html`<th class="${k === 'function' ? '' : 'num'}" data-sort="${k}"${k === 'count' && sampled ? new Raw(` title="Excimer samples with this function on the stack${r.profile_period_ms ? `, one every ${esc(r.profile_period_ms)} ms` : ''}"`) : ''}><button type="button" class="sort" data-test="calls-sort-${k}">${label}</button></th>`)}</tr></thead>
+        <tbody id="calls-body"></tbody></table></div>
+        <p class="hint">A name searches the flame graph; “callers and callees” shows who called it and what it called, from the profile's stacks.</p>
+        <div id="calls-graph" data-test="calls-graph"></div></section>` : ''}
       <section class="card" data-test="sql-list"><h2>SQL <span class="muted">(${d.sql.length})</span></h2>
         ${d.sql.length ? sqlTable(d.sql, r.duration_ms, around) : html`<p class="muted">No statement captured.</p>`}</section>
+      ${d.lock_tree && d.lock_tree.roots.length ? lockTree(d.lock_tree, around) : ''}
       <section class="card" data-test="db-activity"><h2>Database activity <span class="muted">(pg_stat_activity samples of its backend)</span></h2>
-        ${d.activity.length ? activityTable(d.activity) : html`<p class="muted">No sample of its backend: it ran between samples, or its connection carried no correlation ID.</p>`}</section>
+        ${d.activity.length ? activityTable(d.activity, around) : html`<p class="muted">No sample of its backend: it ran between samples, or its connection carried no correlation ID.</p>`}</section>
       <section class="card"><h2>Log events</h2>
         ${d.logs.length ? html`<table><thead><tr><th>time</th><th>class</th><th>severity</th><th>message</th><th class="num">duration</th></tr></thead>
           <tbody>${d.logs.map((l) => html`<tr><td>${when(l.ts, false)}</td><td><span class="badge">${l.class}</span></td><td>${l.severity || ''}</td>
@@ -956,7 +1046,8 @@
           : html`<p class="muted">No PostgreSQL log event carries its correlation ID.</p>`}</section>`);
 
     if (d.profile.folded.length) {
-      const fg = flameGraph(document.getElementById('flame'), d.profile.folded);
+      const fg = flameGraph(document.getElementById('flame'), d.profile.folded, (path) => setParams({ fz: path }));
+      if (params().get('fz')) fg.zoomPath(params().get('fz'));
       const form = document.getElementById('flame-search');
       const input = form.elements.q;
       const apply = () => { setParams({ fq: input.value }); fg.search(input.value); };
@@ -971,17 +1062,126 @@
         a.click();
         setTimeout(() => URL.revokeObjectURL(a.href), 10000);
       };
-      for (const a of main.querySelectorAll('a.fn')) {
-        a.onclick = (e) => {
-          e.preventDefault();
-          input.value = a.dataset.fn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-          apply();
-          // scroll-margin-top in app.css keeps the card clear of the sticky header.
-          document.getElementById('flame-card').scrollIntoView({ block: 'start' });
-        };
-      }
       if (input.value) fg.search(input.value);
     }
+    if (d.profile.calls.length) functionTable(d, sampled, (fn) => {
+      const input = document.querySelector('#flame-search input[name=q]');
+      if (!input) return;
+      input.value = fn.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      input.dispatchEvent(new Event('input'));
+      // scroll-margin-top in app.css keeps the card clear of the sticky header.
+      document.getElementById('flame-card').scrollIntoView({ block: 'start' });
+    });
+  }
+
+  /** Limit of rows the function table draws; the count says how many match. */
+  const CALLS_SHOWN = 200;
+
+  /**
+   * The request's function table, as XHGui users expect it: sortable by
+   * any column (`cs`, `cd` in the URL), filtered by name (`ft`), and the
+   * callers and callees of one function (`fn`), from the folded stacks.
+   */
+  function functionTable(d, sampled, searchFlame) {
+    const rows = d.profile.calls.map((c) => ({ ...c, count: sampled ? c.samples : c.calls }));
+    const state = () => {
+      const q = params();
+      const key = ['function', 'count', 'inclusive_ms', 'exclusive_ms'].includes(q.get('cs')) ? q.get('cs') : 'exclusive_ms';
+      return { key, up: q.get('cd') === 'asc', filter: (q.get('ft') || '').toLowerCase(), fn: q.get('fn') || '' };
+    };
+    const body = document.getElementById('calls-body');
+    const draw = () => {
+      const { key, up, filter, fn } = state();
+      // The rows are drawn anew: a focused button or name gets the focus back.
+      const a = document.activeElement;
+      const again = a && body.contains(a) ? (a.dataset.graph !== undefined ? `button[data-graph="${CSS.escape(a.dataset.graph)}"]` : a.dataset.fn !== undefined ? `a[data-fn="${CSS.escape(a.dataset.fn)}"]` : null) : null;
+      const shown = rows.filter((c) => !filter || c.function.toLowerCase().includes(filter));
+      shown.sort((a, b) => {
+        const c = key === 'function' ? a.function.localeCompare(b.function) : (a[key] ?? -Infinity) - (b[key] ?? -Infinity);
+        return up ? c : -c;
+      });
+      body.innerHTML = part(html`${shown.slice(0, CALLS_SHOWN).map((c) => html`<tr class="${c.function === fn ? 'picked' : ''}">
+        <td class="text"><a href="#" class="code fn" data-fn="${c.function}">${c.function}</a>
+          <button type="button" class="ghost small graph" data-graph="${c.function}" aria-pressed="${c.function === fn}" data-test="calls-graph-button">callers and callees</button></td>
+        <td class="num">${num(c.count, 0)}</td><td class="num">${ms(c.inclusive_ms)}</td><td class="num">${ms(c.exclusive_ms)}</td></tr>`)}`);
+      if (again && body.querySelector(again)) body.querySelector(again).focus({ preventScroll: true });
+      document.getElementById('calls-count').textContent = `${Math.min(shown.length, CALLS_SHOWN)} of ${rows.length}${shown.length > CALLS_SHOWN ? ` (${shown.length} match)` : ''}`;
+      for (const th of main.querySelectorAll('#calls-card th[data-sort]')) {
+        th.setAttribute('aria-sort', th.dataset.sort === key ? (up ? 'ascending' : 'descending') : 'none');
+      }
+      drawGraph(fn);
+    };
+    const drawGraph = (fn) => {
+      const box = document.getElementById('calls-graph');
+      if (!fn) { box.innerHTML = ''; return; }
+      const { callers, callees, total } = neighbours(d.profile.folded, fn);
+      const list = (title, m, test) => {
+        const entries = [...m.entries()].sort((a, b) => b[1] - a[1]);
+        return html`<div><h3>${title} <span class="muted">(${entries.length})</span></h3>${entries.length ? html`<table data-test="${test}"><tbody>${entries.map(([name, us]) => html`<tr>
+          <td class="text">${name === ROOT_CALLER ? html`<span class="muted">${name}</span>` : html`<a href="#" class="code" data-pick="${name}">${name}</a>`}</td>
+          <td class="num">${ms(us / 1000)}</td><td class="num">${pct(total ? us / total : 0)}</td></tr>`)}</tbody></table>` : html`<p class="muted">None.</p>`}</div>`;
+      };
+      box.innerHTML = part(html`<div class="graph-head"><h3>Around <code>${fn}</code> <span class="muted">(${ms(total / 1000)} inclusive)</span></h3>
+        <button type="button" class="ghost" id="calls-graph-close">Close</button></div>
+        <div class="two">${list('Called from', callers, 'callers')}${list('Calls', callees, 'callees')}</div>`);
+    };
+    const card = document.getElementById('calls-card');
+    card.addEventListener('click', (e) => {
+      const sort = e.target.closest('th[data-sort] button');
+      const fn = e.target.closest('a.fn');
+      const graph = e.target.closest('button[data-graph]');
+      const pick = e.target.closest('a[data-pick]');
+      if (sort) {
+        const k = sort.parentElement.dataset.sort;
+        const { key, up } = state();
+        const dir = key === k ? (up ? 'desc' : 'asc') : (k === 'function' ? 'asc' : 'desc');
+        setParams({ cs: k === 'exclusive_ms' && dir === 'desc' ? null : k, cd: dir === 'desc' ? null : dir });
+        draw();
+      } else if (fn) {
+        e.preventDefault();
+        searchFlame(fn.dataset.fn);
+      } else if (graph) {
+        setParams({ fn: state().fn === graph.dataset.graph ? null : graph.dataset.graph });
+        draw();
+      } else if (pick) {
+        e.preventDefault();
+        setParams({ fn: pick.dataset.pick });
+        draw();
+        document.getElementById('calls-graph').scrollIntoView({ block: 'nearest' });
+      } else if (e.target.id === 'calls-graph-close') {
+        setParams({ fn: null });
+        draw();
+      }
+    });
+    const input = card.querySelector('#calls-filter input');
+    input.addEventListener('input', () => { setParams({ ft: input.value }); draw(); });
+    card.querySelector('#calls-filter').onsubmit = (e) => e.preventDefault();
+    draw();
+  }
+
+  const ROOT_CALLER = '(the request itself)';
+  /**
+   * Callers and callees of a function from folded stacks (µs): each stack's
+   * time goes to the frame above the function's first place in it and the
+   * frame below, so recursion counts once.
+   */
+  function neighbours(folded, fn) {
+    const callers = new Map();
+    const callees = new Map();
+    let total = 0;
+    for (const line of folded) {
+      const cut = line.lastIndexOf(' ');
+      const v = Number(line.slice(cut + 1));
+      if (!(v > 0)) continue;
+      const frames = line.slice(0, cut).split(';');
+      const i = frames.indexOf(fn);
+      if (i < 0) continue;
+      total += v;
+      const up = i > 0 ? frames[i - 1] : ROOT_CALLER;
+      callers.set(up, (callers.get(up) || 0) + v);
+      if (i + 1 < frames.length) callees.set(frames[i + 1], (callees.get(frames[i + 1]) || 0) + v);
+    }
+    return { callers, callees, total };
   }
 
   function sqlTable(statements, requestMs, around) {
@@ -992,7 +1192,7 @@
         <td><svg class="waterfall" viewBox="0 0 120 8" width="120" height="8"><rect class="track" width="120" height="8"/><rect class="fill" x="${Math.min(118, (120 * s.start_ms) / total)}" width="${Math.max(2, (120 * s.duration_ms) / total)}" height="8"/></svg><div class="muted small">+${ms(s.start_ms)}</div></td>
         <td class="num">${ms(s.duration_ms)}</td>
         <td class="text"><span class="badge">${s.op}</span>${s.rows !== null && s.rows !== undefined ? html` <span class="muted small">${s.rows} row${s.rows === 1 ? '' : 's'}</span>` : ''}
-          <pre class="code">${s.sql}</pre>
+          ${sqlBlock(s.sql)}
           ${s.params ? html`<div class="small"><span class="muted">bound values (redacted at the source):</span> <code>${s.params}</code></div>` : ''}
           ${s.error ? html`<div class="bad small">${s.error}</div>` : ''}
           ${s.fingerprint ? html`<a class="small" href="${link('sql', { fp: s.fingerprint, ...around })}">fingerprint →</a>` : ''}</td>
@@ -1001,8 +1201,36 @@
       </tr>`)}</tbody></table>`;
   }
 
-  function activityTable(samples) {
-    const peer = (x) => html`<div>pid ${x.pid}${x.correlation_id ? html` · <a href="${link(`request/${x.correlation_id}`)}">${x.endpoint || short(x.correlation_id)}</a>` : ''}${x.url ? html` <span class="muted small">${x.url}</span>` : ''}</div>`;
+  /** "5 of 9" when a list was trimmed, "9" when all of it shows. */
+  const ofTotal = (shown, total) => (shown < total ? `${shown} of ${total}` : `${total}`);
+
+  /**
+   * The whole lock chain of the request's backend: each root blocker (it
+   * waited on nobody) with every backend queued behind it, as a tree, first
+   * seen first; trimmed levels say how many they hold. Statements link to
+   * their fingerprint pages, requests to their own pages.
+   */
+  function lockTree(tree, around) {
+    const node = (n, root) => {
+      const who = n.this_request ? html`<b>this request</b>`
+        : n.correlation_id ? html`<a href="${link(`request/${n.correlation_id}`)}" data-test="lock-request">${n.endpoint || short(n.correlation_id)}</a>`
+          : html`<span class="muted">no request</span>`;
+      const role = root ? html`<span class="badge lock-root">holds the lock</span>` : html`<span class="badge wait-Lock">waits</span>`;
+      const sql = n.query ? (n.fingerprint ? html`<a class="code small" href="${link('sql', { fp: n.fingerprint, ...around })}" data-test="lock-sql">${n.query}</a>` : html`<span class="code small">${n.query}</span>`) : '';
+      const seen = n.first_seen === n.last_seen ? when(n.first_seen, false) : html`${when(n.first_seen, false)} – ${when(n.last_seen, false)}`;
+      return html`<li class="${n.this_request ? 'me' : ''}" data-test="lock-node" data-pid="${n.pid}">
+        <div class="lock-node">${role} ${who} <span class="muted small">pid ${n.pid}${n.state ? ` · ${n.state}` : ''}${n.wait_event ? ` · ${n.wait_event_type}:${n.wait_event}` : ''} · seen ${seen}, ${n.samples} sample${n.samples === 1 ? '' : 's'}</span>
+          ${n.url ? html`<div class="url muted small">${n.url}</div>` : ''}${sql ? html`<div>${sql}</div>` : ''}</div>
+        ${n.waiters_total ? html`<div class="muted small" data-test="lock-count">${ofTotal(n.waiters.length, n.waiters_total)} waiting on it directly${n.below_total > n.waiters_total ? `, ${n.below_total} below it in all` : ''}</div>
+          <ul class="lock-tree">${n.waiters.map((w) => node(w, false))}</ul>` : ''}</li>`;
+    };
+    return html`<section class="card" data-test="lock-tree"><h2>Lock chain <span class="muted">(${ofTotal(tree.roots.length, tree.roots_total)} root blocker${tree.roots_total === 1 ? '' : 's'}, first seen first)</span></h2>
+      <p class="hint">Each root held a lock and waited on nobody; below it, every backend queued behind it in the samples of this request.</p>
+      <ul class="lock-tree root">${tree.roots.map((r) => node(r, true))}</ul></section>`;
+  }
+
+  function activityTable(samples, around) {
+    const peer = (x) => html`<div>pid ${x.pid}${x.correlation_id ? html` · <a href="${link(`request/${x.correlation_id}`)}">${x.endpoint || short(x.correlation_id)}</a>` : ''}${x.url ? html` <span class="muted small">${x.url}</span>` : ''}${x.fingerprint ? html`<div><a class="code small" href="${link('sql', { fp: x.fingerprint, ...around })}">${x.query || x.fingerprint}</a></div>` : ''}</div>`;
     return html`<table class="activity"><thead><tr><th>time</th><th class="num">pid</th><th>state</th><th>waiting on</th><th class="num">query for</th><th>blocked by</th><th>blocking</th></tr></thead>
       <tbody>${samples.map((a) => html`<tr>
         <td>${when(a.ts, false)}</td><td class="num">${a.pid}</td><td>${a.state || ''}</td>
@@ -1012,8 +1240,15 @@
   }
 
   // ---------------------------------------------------------- flame graph
-  /** A flame graph (root on top) of folded stacks: click to zoom, search by regular expression. */
-  function flameGraph(el, folded) {
+  /** The frames from the root's child down to a node, joined by ';': a zoom point in the URL. */
+  const framePath = (n) => { const out = []; for (let p = n; p && p.parent; p = p.parent) out.unshift(p.name); return out.join(';'); };
+
+  /**
+   * A flame graph (root on top) of folded stacks: click or Enter on a frame
+   * to zoom, search by regular expression. Frames are focusable; `onZoom`
+   * gets the zoom point's path (empty at the root) to keep in the URL.
+   */
+  function flameGraph(el, folded, onZoom = () => {}) {
     const root = { name: 'all', value: 0, children: new Map(), depth: 0, parent: null };
     for (const line of folded) {
       const cut = line.lastIndexOf(' ');
@@ -1066,13 +1301,16 @@
         const y = n.depth * ROW;
         const matched = pattern && pattern.test(n.name);
         const label = w > 30 ? n.name.slice(0, Math.floor((w - 8) / 6.6)) : '';
-        parts.push(html`<g class="frame${matched ? ' match' : ''}${isAncestor(n, focus) && n !== focus ? ' above' : ''}" data-i="${n.i}">
+        parts.push(html`<g class="frame${matched ? ' match' : ''}${isAncestor(n, focus) && n !== focus ? ' above' : ''}" data-i="${n.i}" tabindex="0" role="button" aria-label="${n.name}: ${pct(n.value / root.value)}${n === focus && n !== root ? ', zoomed in (Enter zooms out)' : ''}">
           <rect x="${x.toFixed(1)}" y="${y}" width="${Math.max(w - 0.6, 0.4).toFixed(1)}" height="${ROW - 1}" rx="2" fill="${color(n)}"/>
           ${label ? html`<text x="${(x + 4).toFixed(1)}" y="${y + 13}">${label.length < n.name.length ? label.slice(0, -1) + '…' : label}</text>` : ''}
           <title>${n.name}\n${num(n.value / 1000, 2)} ms, ${pct(n.value / root.value)} of the request's samples</title></g>`);
       }
       const H = (maxDepth + 1) * ROW;
+      // Drawing anew drops the focused frame: keep the keyboard where it was.
+      const had = el.contains(document.activeElement) ? document.activeElement.getAttribute('data-i') : null;
       el.innerHTML = part(html`<svg class="flame" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="flame graph">${parts}</svg>`);
+      if (had !== null) { const again = el.querySelector(`g.frame[data-i="${had}"]`); if (again) again.focus({ preventScroll: true }); }
       const reset = document.getElementById('flame-reset');
       if (reset) reset.disabled = focus === root;
       const info = document.getElementById('flame-match');
@@ -1083,18 +1321,33 @@
         info.textContent = pattern ? `matched ${pct(matchedValue / root.value)} of the time` : '';
       }
     };
+    const zoomTo = (n) => { focus = n; onZoom(focus === root ? '' : framePath(focus)); draw(); };
+    const toggle = (g) => {
+      const n = nodes[Number(g.dataset.i)];
+      zoomTo(n === focus && n.parent ? n.parent : n);
+    };
     el.addEventListener('click', (e) => {
       const g = e.target.closest('g.frame');
-      if (!g) return;
-      const n = nodes[Number(g.dataset.i)];
-      focus = n === focus && n.parent ? n.parent : n;
-      draw();
+      if (g) toggle(g);
+    });
+    el.addEventListener('keydown', (e) => {
+      const g = e.target.closest('g.frame');
+      if (!g || (e.key !== 'Enter' && e.key !== ' ')) return;
+      e.preventDefault();
+      toggle(g);
     });
     let resizeTimer = 0;
     window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (el.isConnected) draw(); }, 150); });
     draw();
     return {
-      zoom(n) { focus = n || root; draw(); },
+      zoom(n) { zoomTo(n || root); },
+      /** Zooms to the node at a path of framePath, when the profile has it. */
+      zoomPath(path) {
+        let n = root;
+        for (const f of path ? path.split(';') : []) { n = n.children.get(f); if (!n) return; }
+        focus = n;
+        draw();
+      },
       search(text) {
         if (!text) pattern = null;
         else {
@@ -1106,6 +1359,49 @@
   }
 
   // ----------------------------------------------------------------- SQL
+  /** Clauses that start a line in formatted SQL; AND and OR are indented under their WHERE. */
+  const SQL_BREAKS = /(?<!\b(?:FOR|NO KEY|DO))\s+(?=(?:SELECT|FROM|WHERE|GROUP BY|HAVING|ORDER BY|LIMIT|OFFSET|UNION(?: ALL)?|(?:LEFT |RIGHT |FULL |INNER |CROSS )?(?:OUTER )?JOIN|ON|SET|VALUES|RETURNING|FOR UPDATE|FOR SHARE|ON CONFLICT|INSERT INTO|UPDATE|DELETE FROM|WITH)\b)/gi;
+  /**
+   * SQL laid out one clause a line, for reading; quoted text is left as it
+   * is. A plain layout, not a parser: what it cannot place stays on its line.
+   */
+  function formatSql(sql) {
+    const parts = String(sql).split(/('(?:[^']|'')*'|"(?:[^"]|"")*")/);
+    const out = parts.map((p, i) => (i % 2 ? p : p.replace(/\s+/g, ' ').replace(SQL_BREAKS, '\n').replace(/\s+(?=(?:AND|OR)\b)/gi, '\n  '))).join('');
+    return out.trim();
+  }
+  /** A block of SQL with a copy button and a formatted / as-sent switch. */
+  function sqlBlock(sql, test = '') {
+    return html`<div class="sql-block"><div class="sql-tools">
+        <button type="button" class="ghost small" data-copy data-test="${test ? `${test}-copy` : 'copy'}">Copy</button>
+        <button type="button" class="ghost small" data-format aria-pressed="true">As sent</button>
+        <span class="muted small" role="status" data-copied></span></div>
+      <pre class="code${test === 'fingerprint' ? ' fingerprint' : ''}" data-test="${test}" data-sql="${sql}">${formatSql(sql)}</pre></div>`;
+  }
+  /** Copy and format buttons of every sqlBlock on the page, by delegation. */
+  document.addEventListener('click', async (e) => {
+    const b = e.target.closest('.sql-block button');
+    if (!b) return;
+    const block = b.closest('.sql-block');
+    const pre = block.querySelector('pre');
+    if (b.hasAttribute('data-copy')) {
+      const say = block.querySelector('[data-copied]');
+      try {
+        await navigator.clipboard.writeText(pre.dataset.sql);
+        say.textContent = 'Copied';
+      } catch {
+        // No clipboard (plain HTTP off localhost): select the text to copy by hand.
+        getSelection().selectAllChildren(pre);
+        say.textContent = 'Selected: press Ctrl+C';
+      }
+    } else if (b.hasAttribute('data-format')) {
+      const formatted = b.getAttribute('aria-pressed') === 'true';
+      pre.textContent = formatted ? pre.dataset.sql : formatSql(pre.dataset.sql);
+      b.setAttribute('aria-pressed', String(!formatted));
+      b.textContent = formatted ? 'Formatted' : 'As sent';
+    }
+  });
+
   async function sqlPage(g) {
     const p = params();
     const fp = p.get('fp') || '';
@@ -1121,8 +1417,10 @@
     main.innerHTML = part(html`
       <div class="page-head"><h1>SQL fingerprint</h1><div class="window">${span(win.from, win.to)}</div>
         <div class="buttons"><a class="button ghost" href="${link('timeline', w)}">Timeline of the window</a></div></div>
-      <section class="card"><pre class="code fingerprint" data-test="fingerprint">${d.fingerprint}</pre>
-        ${d.examples.length ? html`<details><summary>As sent by PHP (${d.examples.length} text${d.examples.length === 1 ? '' : 's'})</summary>${d.examples.map((e) => html`<pre class="code">${e.sql}</pre><div class="muted small">${e.calls} calls</div>`)}</details>` : ''}</section>
+      <section class="card">${sqlBlock(d.fingerprint, 'fingerprint')}
+        ${d.examples.length ? html`<details><summary>As sent by PHP (${d.examples.length} text${d.examples.length === 1 ? '' : 's'})</summary>${d.examples.map((e) => html`${sqlBlock(e.sql)}<div class="muted small">${e.calls} calls</div>`)}</details>` : ''}</section>
+      ${(d.plans || []).length ? html`<section class="card" data-test="plans"><h2>Plans logged by auto_explain <span class="muted">(slowest first)</span></h2>
+        ${d.plans.map((x) => html`<h3>${when(x.ts)} · ${ms(x.duration_ms)}${x.outline ? html` · <span class="muted">${x.outline}</span>` : ''}</h3><pre class="code plan">${typeof x.plan === 'string' ? x.plan : JSON.stringify(x.plan, null, 2)}</pre>`)}</section>` : ''}
       <div class="cards">
         ${stat('Calls captured by PHP', num(d.php.calls, 0), `${d.php.failed} failed`)}
         ${stat('Total time in PHP', ms(d.php.total_ms), `mean ${ms(d.php.mean_ms)}, max ${ms(d.php.max_ms)}`)}
@@ -1235,6 +1533,7 @@
     main.innerHTML = part(html`
       <div class="page-head"><h1>Top</h1><div class="window">${span(win.from, win.to)}</div>
         <div class="buttons"><a class="button ghost" href="${link('timeline', w)}">Timeline of the window</a></div></div>
+      ${rangePicker('top', win, { by, sort: p.get('sort'), dir: p.get('dir'), q: p.get('q') })}
       <nav class="tabs" data-test="top-tabs">${TOP_KINDS.map(([k, label]) => html`<a href="${link('top', { ...w, by: k })}" class="${k === by ? 'active' : ''}" data-test="top-${k}">${label}</a>`)}</nav>
       <section class="card">
         <form class="inline" id="top-filter" role="search">
@@ -1254,6 +1553,7 @@
         draw();
       };
     }
+    wireRangePicker('top', { by, sort: p.get('sort'), dir: p.get('dir'), q: p.get('q') });
     const input = main.querySelector('#top-filter input');
     input.addEventListener('input', () => { setParams({ q: input.value }); draw(); });
     main.querySelector('#top-filter').onsubmit = (e) => e.preventDefault();
