@@ -59,6 +59,12 @@ pub struct Suspect {
     pub evidence: String,
 }
 
+/// Tests only: a stored record whose `host` is this panics when its
+/// messages are built, to prove that an output task that dies is reported
+/// by `/healthz` (ingest's own marker differs, so the record is stored).
+#[cfg(any(test, feature = "test-support"))]
+pub const PANIC_MARKER: &str = "bitville-test-gelf-panic-5d2e7a";
+
 /// The messages of one stored record that `config` wants sent. `host_load1`
 /// is the host's 1-minute load nearest before a request, when known.
 pub fn record_messages(
@@ -66,6 +72,10 @@ pub fn record_messages(
     config: &GelfConfig,
     host_load1: Option<f64>,
 ) -> Vec<(EventKind, Message)> {
+    #[cfg(any(test, feature = "test-support"))]
+    if str_at(record, "/host") == Some(PANIC_MARKER) {
+        panic!("test marker in a record's host");
+    }
     let project = str_at(record, "/project").unwrap_or_default();
     let mut out = Vec::new();
     match str_at(record, "/kind") {
