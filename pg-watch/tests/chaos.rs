@@ -100,15 +100,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pg-watch"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting the pg-watch binary")
+/// The running binary; killed when dropped, so a failing test leaves no
+/// daemon behind.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &std::path::Path) -> Daemon {
+    Daemon(
+        Command::new(env!("CARGO_BIN_EXE_pg-watch"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the pg-watch binary"),
+    )
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -201,19 +214,18 @@ listen = "127.0.0.1:{status_port}"
     let mut kills = 0;
     let mut pace = 0u64;
     while kills < KILLS || !done.load(Ordering::Relaxed) {
-        let mut child = spawn(&config);
+        let child = spawn(&config);
         // Between 150 and 650 ms: some kills land while it reads, some while it ships.
         pace = (pace * 7 + 3) % 11;
         std::thread::sleep(Duration::from_millis(150 + 50 * pace));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        drop(child); // SIGKILL
         kills += 1;
     }
     writer.join().expect("the writer ran every statement");
     assert_eq!(written.load(Ordering::Relaxed), STATEMENTS);
 
     // The last run: it catches up, shows no lag, and stops on SIGTERM.
-    let mut child = spawn(&config);
+    let mut daemon = spawn(&config);
     let statements_seen = |got: &[Got]| {
         got.iter()
             .filter_map(|g| g.statement)
@@ -224,13 +236,20 @@ listen = "127.0.0.1:{status_port}"
     while statements_seen(&got.lock().unwrap()) < STATEMENTS && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The lag is set after each read; it reaches 0 once everything is read.
+    let lag_zero =
+        || http_get(status_port, "/metrics").contains("\nbitville_pgwatch_log_lag_bytes 0\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lag_zero() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let metrics = http_get(status_port, "/metrics");
     assert!(
-        metrics.contains("\nbitville_pgwatch_log_lag_bytes 0\n"),
+        lag_zero(),
         "caught up, the lag is 0 in /metrics:\n{metrics}"
     );
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    let status = daemon.0.wait().unwrap();
     assert!(status.success(), "pg-watch exited with {status} on SIGTERM");
 
     let got = got.lock().unwrap().clone();
