@@ -48,7 +48,7 @@ impl EnvelopeCheck {
         // JSON: lost instead of quarantined (found by the fuzz target).
         let text = std::str::from_utf8(line).map_err(|e| {
             EnvelopeError(format!(
-                "not JSON: invalid UTF-8 at byte {}",
+                "not a JSON object with a record envelope: invalid UTF-8 at byte {}",
                 e.valid_up_to()
             ))
         })?;
@@ -88,7 +88,7 @@ impl EnvelopeCheck {
         }
         if let Some(at) = unpaired_surrogate(line) {
             return Err(EnvelopeError(format!(
-                "not JSON: \\u escape at byte {at} is an unpaired UTF-16 surrogate"
+                "not a JSON object with a record envelope: \\u escape at byte {at} is an unpaired UTF-16 surrogate"
             )));
         }
         Ok(())
