@@ -95,6 +95,8 @@ fn sigkill_of_shipper_and_processor_in_a_loop_stores_every_written_record_once()
         ),
     )
     .unwrap();
+    // The shipper's status port: it answers once the SIGTERM handler is in.
+    let shipper_status = free_port();
     let shipper_config = dir.path().join("shipper.toml");
     std::fs::write(
         &shipper_config,
@@ -103,7 +105,7 @@ fn sigkill_of_shipper_and_processor_in_a_loop_stores_every_written_record_once()
 state_dir = "{}"
 processor_url = "http://127.0.0.1:{port}"
 token = "{TOKEN}"
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{shipper_status}"
 [batch]
 max_bytes = 65536
 max_age_ms = 20
@@ -197,6 +199,21 @@ enabled = false
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(at_end(), "the shipper did not catch up within 60 s");
+    // The checkpoint may be a killed run's; SIGTERM goes to a shipper that is
+    // up, or it would die of the signal before its handler was installed.
+    let up = || {
+        std::net::TcpStream::connect(("127.0.0.1", shipper_status)).is_ok_and(|mut s| {
+            use std::io::Read;
+            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n");
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !up() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     sigterm_and_wait(&mut shipper.0, "the shipper");
     sigterm_and_wait(&mut processor.child, "the processor");
     drop(processor); // the store is opened below: the process must be gone
