@@ -7,7 +7,6 @@
 
 use std::time::{Instant, SystemTime};
 
-use bitville_schemas::fingerprint::parse_correlation_id;
 use bitville_schemas::records::{Backend, PgActivityRecord};
 use bitville_schemas::{Envelope, Kind, format_micros};
 use time::OffsetDateTime;
@@ -127,7 +126,9 @@ pub fn backend_from_row(row: &Row) -> Backend {
         leader_pid: col(row, "leader_pid"),
         usesysid: col::<i64>(row, "usesysid").map(|v| v as u32),
         usename: col(row, "usename"),
-        correlation_id: application_name.as_deref().and_then(parse_correlation_id),
+        correlation_id: application_name
+            .as_deref()
+            .and_then(crate::log::correlation_id),
         application_name,
         client_addr: col(row, "client_addr"),
         client_hostname: col(row, "client_hostname"),

@@ -326,7 +326,7 @@ fn log_loop(mut watcher: LogWatcher, config: &Config, spool: &Spool, stop: &Shut
         if stopping {
             return;
         }
-        if polled.pending_bytes == 0 {
+        if polled.pending_bytes == 0 || polled.stalled {
             std::thread::sleep(interval);
         }
     }

@@ -112,6 +112,10 @@ pub struct PollStats {
     pub unparsed: u64,
     /// Bytes still waiting in the log files after the last poll.
     pub pending_bytes: u64,
+    /// Bytes are pending but the last poll read none of them (the log
+    /// directory cannot be read, say): polling again at once would spin, so
+    /// the caller waits its interval as when nothing is pending.
+    pub stalled: bool,
 }
 
 impl LogWatcher {
@@ -143,7 +147,7 @@ impl LogWatcher {
     /// (a server that logs every statement writes faster than one chunk per
     /// interval), until they are read, `budget` has passed or `stop` says
     /// so, whichever comes first; the caller sleeps its interval only when
-    /// nothing is pending.
+    /// nothing is pending or a poll read nothing ([`PollStats::stalled`]).
     pub fn catch_up(
         &mut self,
         project: &str,
@@ -159,10 +163,22 @@ impl LogWatcher {
             total.records += polled.records;
             total.unparsed += polled.unparsed;
             total.pending_bytes = polled.pending_bytes;
-            if polled.pending_bytes == 0 || started.elapsed() >= budget || stop() {
+            total.stalled = polled.stalled;
+            if polled.pending_bytes == 0 || polled.stalled || started.elapsed() >= budget || stop()
+            {
                 return total;
             }
         }
+    }
+
+    /// The read positions of every known file, summed: a poll that leaves it
+    /// as it was and hands on no record made no progress.
+    fn read_bytes(&self) -> u64 {
+        self.tailers
+            .iter()
+            .flat_map(Tailer::positions)
+            .map(|(_, offset)| offset)
+            .fold(0, u64::wrapping_add)
     }
 
     /// Reads what is new in every source, at most [`crate::tailer::READ_CHUNK_MAX`]
@@ -175,6 +191,7 @@ impl LogWatcher {
         mut sink: impl FnMut(&PgLogRecord) -> bool,
     ) -> PollStats {
         let (mut records, mut unparsed) = (0, 0);
+        let read_before = self.read_bytes();
         for tailer in &mut self.tailers {
             // Each entry becomes a record and goes to `sink` as it is parsed,
             // while it still borrows the read buffer.
@@ -200,10 +217,12 @@ impl LogWatcher {
                 tracing::warn!(error = %e, "log checkpoint not written");
             }
         }
+        let pending_bytes = self.tailers.iter().map(Tailer::pending_bytes).sum();
         PollStats {
             records,
             unparsed,
-            pending_bytes: self.tailers.iter().map(Tailer::pending_bytes).sum(),
+            pending_bytes,
+            stalled: pending_bytes > 0 && records == 0 && self.read_bytes() == read_before,
         }
     }
 }
@@ -285,5 +304,46 @@ garbage from an extension
         let rest = watcher.catch_up("shop", "db-1", |_| true, Duration::from_secs(60), || false);
         assert_eq!(rest.pending_bytes, 0, "{rest:?}");
         assert_eq!(first.records + rest.records, lines as u64);
+    }
+
+    // Found by the chaos test: with bytes pending and the log directory
+    // gone (or unreadable), every poll failed and read nothing, and the log
+    // loop polled again at once, forever: a core at 100 % and a warning per
+    // poll. A poll that reads nothing now says so, and the loop waits.
+    #[test]
+    fn a_backlog_that_cannot_be_read_does_not_spin() {
+        use crate::config::LogSourceSection;
+        use crate::tailer::{READ_CHUNK_MAX, StartAt};
+
+        let logs = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let line = "2026-11-27 11:47:46.000 UTC [812] shop@orders psql LOG:  duration: 1.5 ms  \
+                    statement: SELECT 1\n";
+        let lines = 2 * READ_CHUNK_MAX / line.len();
+        std::fs::write(logs.path().join("pg.log"), line.repeat(lines)).unwrap();
+        let section = LogsSection {
+            directory: logs.path().to_owned(),
+            start_at: StartAt::Beginning,
+            flush_after_ms: 0,
+            sources: vec![LogSourceSection {
+                pattern: "*.log".into(),
+                format: LogFormat::Stderr,
+            }],
+            ..LogsSection::default()
+        };
+        let mut watcher = LogWatcher::open(&section, state.path()).unwrap();
+        let first = watcher.poll("shop", "db-1", |_| true);
+        assert!(first.pending_bytes > 0 && !first.stalled, "{first:?}");
+        let dir = logs.path().to_owned();
+        drop(logs);
+        assert!(!dir.exists());
+        let started = std::time::Instant::now();
+        let polled = watcher.catch_up("shop", "db-1", |_| true, Duration::from_secs(5), || false);
+        assert!(polled.stalled && polled.pending_bytes > 0, "{polled:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "catch_up spun for {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -92,14 +92,14 @@ pub struct App {
     dev_token: Option<String>,
     /// The long-lived tasks that ended (returned or panicked) before
     /// shutdown: /healthz and /readyz answer 503 naming them.
-    ended_tasks: std::sync::Mutex<Vec<&'static str>>,
+    ended_tasks: std::sync::Mutex<Vec<String>>,
     /// Set once shutdown began: tasks ending then are not a problem.
     stopping: std::sync::atomic::AtomicBool,
 }
 
 impl App {
     /// The long-lived tasks that ended before shutdown (empty when healthy).
-    pub fn ended_tasks(&self) -> Vec<&'static str> {
+    pub fn ended_tasks(&self) -> Vec<String> {
         self.ended_tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -107,14 +107,15 @@ impl App {
     }
 
     /// Marks `name` ended unless the processor is stopping; called by the
-    /// guard of [`watched`] when the task returns or unwinds.
-    fn task_ended(&self, name: &'static str) {
+    /// guard of [`watched`] (and of the GELF forwarder's tasks) when the
+    /// task returns or unwinds.
+    fn task_ended(&self, name: &str) {
         if !self.stopping.load(Ordering::SeqCst) {
             tracing::error!("task {name} ended before shutdown");
             self.ended_tasks
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(name);
+                .push(name.to_owned());
         }
     }
 
@@ -308,7 +309,15 @@ impl Processor {
         // Last, so that no forwarder task outlives a failed start: the tasks
         // above stop on their own when `shutdown` is dropped with the error.
         // The forwarder reads the store, never the ingest path (see `gelf`).
-        let gelf = gelf::Forwarder::start(app.store.clone(), config.gelf.clone()).await?;
+        // Its tasks (one per output, and the spike watcher) are watched like
+        // the ones above: one that ends before shutdown makes /healthz 503.
+        let watcher = app.clone();
+        let gelf = gelf::Forwarder::start_watched(
+            app.store.clone(),
+            config.gelf.clone(),
+            Arc::new(move |name: &str| watcher.task_ended(name)),
+        )
+        .await?;
         app.metrics.set_gelf_outputs(gelf.metrics().to_vec());
 
         Ok(Processor {

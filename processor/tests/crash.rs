@@ -2,55 +2,18 @@
 //! restart on the same file: every acknowledged record is there exactly
 //! once, and the file opens without any repair step.
 
+#[path = "common/bin.rs"]
+mod bin;
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bin::Bin;
 use common::*;
-
-/// The binary, started on a config file; its HTTP address is read from the
-/// line it prints at start.
-struct Bin {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Bin {
-    fn start(config: &std::path::Path) -> Bin {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_processor"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("processor binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("processor printed its address")
-                .expect("stdout readable");
-            if let Some(rest) = line.strip_prefix("processor: http on ") {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .expect("address");
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Bin { child, addr }
-    }
-}
 
 fn batch(n: usize) -> (Vec<String>, Vec<u8>) {
     let now = now_micros();

@@ -238,3 +238,45 @@ fn stalled_clients_time_out_without_blocking_others() {
     );
     run.stop();
 }
+
+/// Issue 19: the GELF output tasks were not watched, so an output whose
+/// task died left `/healthz` at 200 while nothing reached Graylog. A
+/// stored record that makes building its messages panic (a test marker)
+/// now makes /healthz and /readyz 503 naming the output's task.
+#[test]
+fn a_dead_gelf_output_task_makes_healthz_and_readyz_503() {
+    let dir = tempfile::tempdir().unwrap();
+    // Graylog's place: a socket nobody reads (UDP needs no answer).
+    let graylog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let text = format!(
+        "{}\n[gelf]\npoll_interval_ms = 50\n\n[[gelf.outputs]]\nname = \"graylog-udp\"\n\
+         transport = \"udp\"\naddress = \"{}\"\n",
+        test_config_text(dir.path()),
+        graylog.local_addr().unwrap()
+    );
+    let config =
+        processor::config::Config::parse(&text, std::path::Path::new("gelf.toml")).unwrap();
+    let run = Running::start(config);
+    let good = big_request(&new_id(), now_micros(), "shop", 1, 1);
+    let r = run
+        .client()
+        .post_ndjson(TOKEN, &ndjson(std::slice::from_ref(&good)), false);
+    assert_eq!(r.json()["accepted"], 1, "{}", r.text());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(run.client().get("/healthz").status, 200, "a good record");
+
+    let mut bad = big_request(&new_id(), now_micros(), "shop", 1, 1);
+    bad["host"] = serde_json::json!(processor::gelf::build::PANIC_MARKER);
+    let r = run.client().post_ndjson(TOKEN, &ndjson(&[bad]), false);
+    assert_eq!(r.json()["accepted"], 1, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run.client().get("/healthz").status == 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for path in ["/healthz", "/readyz"] {
+        let r = run.client().get(path);
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert!(r.text().contains("gelf:graylog-udp"), "{}", r.text());
+    }
+    run.stop();
+}

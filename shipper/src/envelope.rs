@@ -43,7 +43,16 @@ impl EnvelopeCheck {
     /// The line is not one JSON object, or an envelope member is missing or
     /// malformed.
     pub fn check(line: &[u8]) -> Result<(), EnvelopeError> {
-        let probe: Probe<'_> = serde_json::from_slice(line)
+        // serde skips the body without decoding its strings, so invalid
+        // UTF-8 there passed, and the processor refused the line as not
+        // JSON: lost instead of quarantined (found by the fuzz target).
+        let text = std::str::from_utf8(line).map_err(|e| {
+            EnvelopeError(format!(
+                "not a JSON object with a record envelope: invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            ))
+        })?;
+        let probe: Probe<'_> = serde_json::from_str(text)
             .map_err(|e| EnvelopeError(format!("not a JSON object with a record envelope: {e}")))?;
         if probe.v.as_u64() != Some(1) {
             return Err(EnvelopeError(format!("/v: {} is not 1", probe.v)));
@@ -77,8 +86,52 @@ impl EnvelopeCheck {
                 "/host: must be 1 to 255 characters".to_owned(),
             ));
         }
+        if let Some(at) = unpaired_surrogate(line) {
+            return Err(EnvelopeError(format!(
+                "not a JSON object with a record envelope: \\u escape at byte {at} is an unpaired UTF-16 surrogate"
+            )));
+        }
         Ok(())
     }
+}
+
+/// The byte offset of a `\\u` escape that is half of a UTF-16 surrogate
+/// pair without its other half, if any. serde skips the body's strings
+/// without decoding their escapes, so such a line passed the check, and the
+/// processor (which parses every string) refused it as not JSON: the line
+/// was lost instead of quarantined. Found by the envelope fuzz target.
+///
+/// The line is already known to be JSON in its structure, so every
+/// backslash starts an escape.
+fn unpaired_surrogate(line: &[u8]) -> Option<usize> {
+    let hex = |at: usize| {
+        let digits = std::str::from_utf8(line.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut i = 0;
+    while let Some(found) = line.get(i..).and_then(|rest| memchr::memchr(b'\\', rest)) {
+        let at = i + found;
+        if line.get(at + 1) != Some(&b'u') {
+            i = at + 2;
+            continue;
+        }
+        let unit = hex(at + 2)?;
+        i = at + 6;
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = (line.get(i) == Some(&b'\\') && line.get(i + 1) == Some(&b'u'))
+                    .then(|| hex(i + 2))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return Some(at);
+                }
+                i += 6;
+            }
+            0xDC00..=0xDFFF => return Some(at),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`
@@ -121,6 +174,44 @@ mod tests {
     use super::*;
 
     const ID: &str = "0b7e4a7c-1d2e-4f3a-9b8c-7d6e5f4a3b2c";
+
+    // Found by the envelope fuzz target: an unpaired surrogate escape in
+    // the body passed the check, and the processor refused the line as not
+    // JSON, so it was lost instead of quarantined with the reason.
+    #[test]
+    fn a_body_with_invalid_utf8_is_not_a_record() {
+        let mut line = format!(
+            r#"{{"v":1,"kind":"request","id":"{ID}","ts":"2026-11-27T11:47:44.123456Z","project":"shop","host":"web-1","in_bytXs":1}}"#
+        )
+        .into_bytes();
+        let at = line.iter().position(|&b| b == b'X').unwrap();
+        line[at] = 0x92;
+        assert!(serde_json::from_slice::<serde_json::Value>(&line).is_err());
+        let refused = EnvelopeCheck::check(&line).unwrap_err();
+        assert!(refused.0.contains("UTF-8"), "{refused}");
+    }
+
+    #[test]
+    fn a_body_with_an_unpaired_surrogate_escape_is_not_a_record() {
+        let with = |text: &str| {
+            format!(
+                r#"{{"v":1,"kind":"request","id":"{ID}","ts":"2026-11-27T11:47:44.123456Z","project":"shop","host":"web-1","s":"{text}"}}"#
+            )
+        };
+        for (text, ok) in [
+            (r"\ud83d\ude00 paired", true),
+            (r"\u00e9 and \\ud800 (an escaped backslash)", true),
+            (r"\ud800 alone", false),
+            (r"\ude00 low first", false),
+            (r"\ud83d\u0041 high then not low", false),
+            (r"at the end \ud83d", false),
+        ] {
+            let line = with(text);
+            let json_ok = serde_json::from_str::<serde_json::Value>(&line).is_ok();
+            assert_eq!(json_ok, ok, "serde_json on {line}");
+            assert_eq!(EnvelopeCheck::check(line.as_bytes()).is_ok(), ok, "{line}");
+        }
+    }
 
     fn line(v: &str, kind: &str, id: &str, ts: &str, project: &str, host: &str) -> String {
         format!(

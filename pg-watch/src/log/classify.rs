@@ -4,7 +4,6 @@
 //! the README asks for); with another language most events fall back to
 //! their severity class (error, fatal, panic) or `other`, never lost.
 
-use bitville_schemas::fingerprint::parse_correlation_id;
 use bitville_schemas::records::{
     Deadlock, DeadlockProcess, FreeMap, LockInfo, LogClass, LogEvent, TempFile,
 };
@@ -117,9 +116,19 @@ pub fn classify_into(entry: LogEntry<'_>, ev: &mut LogEvent) {
     ev.correlation_id = entry
         .application_name
         .as_deref()
-        .and_then(parse_correlation_id);
+        .and_then(super::correlation_id);
     set_text(&mut ev.severity, entry.severity);
-    set_text(&mut ev.sqlstate, entry.sqlstate.filter(|s| s.len() == 5));
+    // The schema's SQLSTATE is five digits or capitals: anything else (a
+    // damaged csv or json line; found by the fuzzer) would make the
+    // processor refuse the whole event, so it is left out instead.
+    set_text(
+        &mut ev.sqlstate,
+        entry.sqlstate.filter(|s| {
+            s.len() == 5
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        }),
+    );
     ev.pid = entry.pid;
     set_text(&mut ev.session_id, entry.session_id);
     ev.session_line = entry.session_line;
@@ -694,5 +703,28 @@ mod tests {
             run(e).correlation_id.as_deref(),
             Some("0d4f6a4e-2b7c-4f1e-9a53-3c1d2e4f5a6b")
         );
+    }
+
+    // Found by the csvlog and jsonlog fuzz targets: a SQLSTATE such as
+    // "2+012" or "kind4" reached the record, and the processor refused the
+    // event for it (`^[0-9A-Z]{5}$`), so the event was lost.
+    #[test]
+    fn a_sqlstate_the_schema_refuses_is_left_out() {
+        for (state, kept) in [
+            ("22012", true),
+            ("40P01", true),
+            ("2+012", false),
+            ("kind4", false),
+            ("4p001", false),
+        ] {
+            let e = LogEntry {
+                severity: Some("ERROR".into()),
+                message: "division by zero".into(),
+                sqlstate: Some(state.into()),
+                ..LogEntry::default()
+            };
+            let ev = classify(e, LogFormat::Csvlog, String::new());
+            assert_eq!(ev.sqlstate.is_some(), kept, "{state}");
+        }
     }
 }

@@ -27,6 +27,11 @@ use crate::store::{Reader, Store, StoreError};
 /// Spike messages waiting per output; more are dropped and counted.
 const SPIKE_QUEUE: usize = 64;
 
+/// Told the name of a forwarder task (`gelf:<output>`, `gelf:spikes`) that
+/// ended, returned or panicked, before [`Forwarder::stop`]: the processor
+/// makes `/healthz` and `/readyz` answer 503 naming it.
+pub type OnEnded = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The running outputs. Dropping it does not stop them: call [`Forwarder::stop`].
 /// Shared by reference (`&self` everywhere), so it can live in the
 /// processor's shared state beside the store.
@@ -46,6 +51,19 @@ impl Forwarder {
     /// An output cannot be set up (an address that does not resolve, an
     /// unreadable CA file): the config is wrong, so the processor should not start.
     pub async fn start(store: Arc<Store>, config: GelfConfig) -> Result<Forwarder, SendError> {
+        Self::start_watched(store, config, Arc::new(|_: &str| {})).await
+    }
+
+    /// [`Forwarder::start`], with `on_ended` told of every task that ends
+    /// before [`Forwarder::stop`] (a panic while building or sending, say).
+    ///
+    /// # Errors
+    /// As [`Forwarder::start`].
+    pub async fn start_watched(
+        store: Arc<Store>,
+        config: GelfConfig,
+        on_ended: OnEnded,
+    ) -> Result<Forwarder, SendError> {
         let config = Arc::new(config);
         let (stop, _) = watch::channel(false);
         let mut forwarder = Forwarder {
@@ -76,11 +94,17 @@ impl Forwarder {
                 stop: forwarder.stop.subscribe(),
                 position: None,
             };
+            let watched = watch_task(
+                cursor_name(&output.name),
+                task.run(),
+                forwarder.stop.subscribe(),
+                on_ended.clone(),
+            );
             forwarder
                 .tasks
                 .get_mut()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(tokio::spawn(task.run()));
+                .push(watched);
             forwarder.spikes.push(spike_tx);
             forwarder.metrics.push(metrics);
         }
@@ -96,11 +120,17 @@ impl Forwarder {
                 move |s| queue.push(s),
                 forwarder.stop.subscribe(),
             );
+            let watched = watch_task(
+                "gelf:spikes".to_owned(),
+                task,
+                forwarder.stop.subscribe(),
+                on_ended,
+            );
             forwarder
                 .tasks
                 .get_mut()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(tokio::spawn(task));
+                .push(watched);
         }
         Ok(forwarder)
     }
@@ -126,6 +156,36 @@ impl Forwarder {
             let _ = t.await;
         }
     }
+}
+
+/// Spawns `task` and tells `on_ended` its name when it returns or unwinds
+/// before the forwarder was stopped (a drop guard sees both).
+fn watch_task(
+    name: String,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+    stop: watch::Receiver<bool>,
+    on_ended: OnEnded,
+) -> JoinHandle<()> {
+    struct Guard {
+        name: String,
+        stop: watch::Receiver<bool>,
+        on_ended: OnEnded,
+    }
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if !*self.stop.borrow() {
+                (self.on_ended)(&self.name);
+            }
+        }
+    }
+    tokio::spawn(async move {
+        let _guard = Guard {
+            name,
+            stop,
+            on_ended,
+        };
+        task.await;
+    })
 }
 
 /// Queues a spike's message on every output when its project sends spikes;
