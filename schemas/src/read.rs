@@ -66,7 +66,7 @@ pub fn read_fast(line: &[u8]) -> Fast<'_> {
     // The kind picks the type. The scan is only a hint: the typed read
     // checks `kind` itself, so a line that merely contains the text is
     // refused or accepted on its own merits, never by the hint.
-    if !contains(line, br#""pg_activity""#) {
+    if memchr::memmem::find(line, br#""pg_activity""#).is_none() {
         return Fast::NotCovered;
     }
     let Ok(text) = std::str::from_utf8(line) else {
@@ -79,12 +79,24 @@ pub fn read_fast(line: &[u8]) -> Fast<'_> {
             Ok(()) => Fast::Accepted(FastRecord::PgActivity(r)),
             Err(reason) => Fast::Refused(reason),
         },
-        Err(e) => Fast::Refused(e.to_string()),
+        // A line of another kind may hold the text too (a host named
+        // "pg_activity"): only a line whose `kind` says so is refused here.
+        Err(e) if kind_of(text).as_deref() == Some(Kind::PgActivity.as_str()) => {
+            Fast::Refused(e.to_string())
+        }
+        Err(_) => Fast::NotCovered,
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// The `kind` of a line that failed the typed read, when it names one
+/// clearly (once, as a string); read only on that path.
+fn kind_of(text: &str) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow)]
+        kind: Option<Cow<'a, str>>,
+    }
+    serde_json::from_str::<Probe<'_>>(text).ok()?.kind
 }
 
 /// The envelope, borrowed.
@@ -418,6 +430,11 @@ mod tests {
     #[test]
     fn other_kinds_are_not_covered() {
         let line = LINE.replace("pg_activity", "host_metrics");
+        assert_eq!(read_fast(line.as_bytes()), Fast::NotCovered);
+        // The kind's name elsewhere in another kind's line is not a refusal.
+        let line = LINE
+            .replace(r#""kind":"pg_activity""#, r#""kind":"host_metrics""#)
+            .replace(r#""host":"db-1""#, r#""host":"pg_activity""#);
         assert_eq!(read_fast(line.as_bytes()), Fast::NotCovered);
     }
 

@@ -392,6 +392,10 @@ fn text_mutations_get_the_same_answer() {
     bad_utf8[at] = 0xff;
     lines.push(bad_utf8);
     lines.push(b"[]".to_vec());
+    // Another kind's line with the text `"pg_activity"` in it: the schema's.
+    let host = r#"{"v":1,"kind":"host_metrics","id":"1b4e28ba-2fa1-41d2-883f-0016d3cca427","ts":"2026-11-27T11:47:44.123456Z","project":"shop","host":"pg_activity","source":"shipper","load1":1,"load5":1,"load15":1}"#;
+    assert!(contract_accepts(host.as_bytes()));
+    assert_eq!(fast_accepts(host.as_bytes()), None);
     lines.push(br#""pg_activity""#.to_vec());
     for line in &lines {
         assert_agree(line);

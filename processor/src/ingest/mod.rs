@@ -687,6 +687,15 @@ mod tests {
         );
     }
 
+    /// The fast reader picks `pg_activity` lines by their text: a record
+    /// of another kind that holds that text is still the schema's to judge.
+    #[test]
+    fn a_record_holding_the_text_pg_activity_is_not_taken_for_one() {
+        let host = line(ID, "shop").replace(r#""host":"h""#, r#""host":"pg_activity""#);
+        let b = prepare_batch(host.as_bytes(), "shop", &Limits::default(), arrival(now())).unwrap();
+        assert_eq!(b.records.len(), 1, "{:?}", b.rejected);
+    }
+
     #[test]
     fn empty_and_oversized_batches_are_refused_whole() {
         let err = prepare_batch(b"\n \n", "shop", &Limits::default(), arrival(now())).unwrap_err();
