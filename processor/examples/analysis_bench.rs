@@ -840,7 +840,6 @@ FROM (
   UNION ALL SELECT seq, any_value(host), any_value(ts), NULL, 'pg_statements' FROM {schema}.pg_statements GROUP BY seq
   UNION ALL SELECT seq, host, ts, NULL, 'pg_log' FROM {schema}.pg_log
 ) ORDER BY ts, seq;
-INSERT INTO {schema}.record_ids SELECT project, id FROM {schema}.records;
 ",
         hours = hours.join(", "),
         background = background.join(", "),

@@ -144,6 +144,10 @@ pub struct Limits {
     /// Connections open at once in all; more are refused when accepted (503).
     /// With `max_body_bytes` it bounds the memory of bodies being received.
     pub max_connections: usize,
+    /// Also run the JSON Schema validator on lines the fast reader accepted
+    /// (`bitville_schemas::read`), at its cost; the differential test holds
+    /// the two equal, so this is a belt and braces for the doubtful.
+    pub strict_schema: bool,
 }
 
 /// One ingest token.
@@ -220,6 +224,7 @@ impl Default for Limits {
             body_timeout_s: 60,
             max_connections_per_client: 16,
             max_connections: 256,
+            strict_schema: false,
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   schema, with the field path and the reason when it is refused.
 //! - [`Envelope`], [`Kind`], [`new_record_id`], [`format_ts`], [`parse_ts`]:
 //!   the fields every record carries.
+//! - [`read`]: the fast reader, one line straight into a typed record that
+//!   borrows its strings, with the schema's checks written beside the types.
 //! - [`records`]: typed records that mirror the schemas, for code that reads
 //!   bodies (the processor, pg-watch).
 //! - [`fingerprint`]: normalized SQL text and correlation IDs, the join keys
@@ -18,6 +20,7 @@
 
 pub mod fingerprint;
 pub mod ingest;
+pub mod read;
 pub mod records;
 mod timestamp;
 mod validate;

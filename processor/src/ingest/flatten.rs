@@ -5,6 +5,9 @@
 //! ([`crate::store::schema`]) and makes the store's input types
 //! ([`crate::store::PreparedRecord`]), but nothing about DuckDB.
 
+use std::borrow::Cow;
+
+use bitville_schemas::read::{FastRecord, Int, PgActivityIn};
 use bitville_schemas::{Kind, fingerprint};
 use serde_json::Value;
 
@@ -63,6 +66,106 @@ pub fn prepare(
         ts,
         rows,
     })
+}
+
+/// Builds the rows of a record the fast reader read and checked
+/// ([`bitville_schemas::read`]); the same rows as [`prepare`] makes from the
+/// record's `Value`, without looking any field up by name.
+///
+/// # Errors
+/// The envelope `ts` cannot be parsed (the reader checks its shape only).
+pub fn prepare_fast(
+    record: &FastRecord<'_>,
+    raw: &str,
+    ingested_at: i64,
+) -> Result<PreparedRecord, FlattenError> {
+    let e = record.envelope();
+    let ts = bitville_schemas::parse_ts(&e.ts).map_err(|e| FlattenError::BadTs(e.to_string()))?;
+    let env = Envelope {
+        project: &e.project,
+        host: &e.host,
+        ts,
+    };
+    let kind = record.kind();
+    let mut rows = Vec::with_capacity(4);
+    let mut rec = env.start(TableId::Records);
+    rec.extend([
+        Cell::Text(e.id.clone().into_owned()),
+        Cell::Text(kind.as_str().to_owned()),
+        Cell::Ts(ingested_at),
+        Cell::Text(raw.to_owned()),
+    ]);
+    rows.push(finish(TableId::Records, rec));
+    match record {
+        FastRecord::PgActivity(r) => pg_activity_fast_rows(&env, r, &mut rows),
+    }
+    Ok(PreparedRecord {
+        id: e.id.clone().into_owned(),
+        kind,
+        project: e.project.clone().into_owned(),
+        ts,
+        rows,
+    })
+}
+
+fn pg_activity_fast_rows(env: &Envelope<'_>, r: &PgActivityIn<'_>, rows: &mut Vec<Row>) {
+    let s = |v: &Option<Cow<'_, str>>| {
+        v.as_deref()
+            .map_or(Cell::Null, |s| Cell::Text(s.to_owned()))
+    };
+    let i = |v: Option<Int>| v.map_or(Cell::Null, |v| Cell::Int(v.as_i64()));
+    let t = |v: &Option<Cow<'_, str>>| {
+        v.as_deref()
+            .and_then(parse_pg_ts)
+            .map_or(Cell::Null, Cell::Ts)
+    };
+    for (idx, b) in r.backends.iter().enumerate() {
+        let app = b.application_name.as_deref();
+        let correlation = b
+            .correlation_id
+            .as_deref()
+            .map(str::to_owned)
+            .or_else(|| app.and_then(fingerprint::parse_correlation_id));
+        let query = b.query.as_deref();
+        let query_start = t(&b.query_start);
+        let xact_start = t(&b.xact_start);
+        let mut c = env.start(TableId::PgActivity);
+        c.extend([
+            Cell::Int(r.server_version_num.as_i64()),
+            r.sample_ms.map_or(Cell::Null, Cell::Float),
+            Cell::Int(b.pid.as_i64()),
+            i(b.leader_pid),
+            i(b.datid),
+            s(&b.datname),
+            i(b.usesysid),
+            s(&b.usename),
+            app.map_or(Cell::Null, |a| Cell::Text(a.to_owned())),
+            opt_text(correlation),
+            s(&b.client_addr),
+            s(&b.client_hostname),
+            i(b.client_port),
+            t(&b.backend_start),
+            xact_start.clone(),
+            query_start.clone(),
+            t(&b.state_change),
+            s(&b.wait_event_type),
+            s(&b.wait_event),
+            s(&b.state),
+            s(&b.backend_xid),
+            s(&b.backend_xmin),
+            i(b.query_id),
+            query.map_or(Cell::Null, |q| Cell::Text(q.to_owned())),
+            query.map_or(Cell::Null, |q| Cell::Text(fingerprint::normalize(q))),
+            s(&b.backend_type),
+            b.blocking_pids.as_ref().map_or(Cell::Null, |p| {
+                Cell::IntList(p.iter().map(|v| v.as_i64()).collect())
+            }),
+            elapsed_ms(&query_start, env.ts),
+            elapsed_ms(&xact_start, env.ts),
+            Cell::Int(idx as i64),
+        ]);
+        rows.push(finish(TableId::PgActivity, c));
+    }
 }
 
 struct Envelope<'a> {

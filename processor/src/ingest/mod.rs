@@ -36,6 +36,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bitville_schemas::read::{Fast, FastRecord, read_fast};
 use bitville_schemas::{IngestReply, Rejected};
 use serde_json::json;
 
@@ -382,7 +383,7 @@ pub fn prepare_stream(
             // The last wall: a panic in one line's handling (a bug) refuses
             // that line, never the batch.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                check_line(text, project, limits.max_line_bytes, arrival, max_future)
+                check_line(text, project, limits, arrival, max_future)
             }))
             .unwrap_or_else(|_| {
                 batch.panics += 1;
@@ -455,11 +456,11 @@ pub const PANIC_MARKER: &str = "bitville-test-panic-8c1f03";
 fn check_line(
     line: &[u8],
     project: &str,
-    max_line: usize,
+    limits: &Limits,
     arrival: Arrival,
     max_future: i64,
 ) -> Result<PreparedRecord, String> {
-    let now = arrival.now;
+    let (now, max_line) = (arrival.now, limits.max_line_bytes);
     #[cfg(any(test, feature = "test-support"))]
     if line
         .windows(PANIC_MARKER.len())
@@ -473,11 +474,24 @@ fn check_line(
             line.len()
         ));
     }
+    // The fast reader: one typed pass, no `Value` tree. It answers only
+    // whether the schema accepts the line; a refused line's reason comes
+    // from the schema validator, worded as always.
+    match read_fast(line) {
+        Fast::Accepted(record) => {
+            if limits.strict_schema
+                && let Some(reason) = slow_reason(line)
+            {
+                return Err(reason);
+            }
+            return check_fast(&record, line, project, arrival, max_future);
+        }
+        Fast::Refused(short) => return Err(slow_reason(line).unwrap_or(short)),
+        Fast::NotCovered => {}
+    }
     let (kind, record) = bitville_schemas::validate_line(line).map_err(|e| e.to_string())?;
     if let Some(key) = keys::duplicate_top_level_key(line) {
-        return Err(format!(
-            "/{key}: key {key:?} appears more than once; a record names each key once"
-        ));
+        return Err(duplicate_key_reason(&key));
     }
     let record_project = record.get("project").and_then(|p| p.as_str()).unwrap_or("");
     if record_project != project {
@@ -488,23 +502,68 @@ fn check_line(
     // validate_line has checked UTF-8 already.
     let raw = std::str::from_utf8(line).map_err(|e| e.to_string())?;
     let prepared = flatten::prepare(kind, &record, raw, now).map_err(|e| e.to_string())?;
-    let ts = || record.get("ts").and_then(|t| t.as_str()).unwrap_or("?");
-    if prepared.ts > now + max_future {
+    let ts = record.get("ts").and_then(|t| t.as_str()).unwrap_or("?");
+    check_time(&prepared, ts, arrival, max_future)?;
+    Ok(prepared)
+}
+
+fn duplicate_key_reason(key: &str) -> String {
+    format!("/{key}: key {key:?} appears more than once; a record names each key once")
+}
+
+/// Why the schema validator refuses a line the fast reader refused, in its
+/// own words; `None` when it accepts it (a key named twice below the top,
+/// which the fast reader refuses too).
+fn slow_reason(line: &[u8]) -> Option<String> {
+    if let Err(e) = bitville_schemas::validate_line(line) {
+        return Some(e.to_string());
+    }
+    keys::duplicate_top_level_key(line).map(|key| duplicate_key_reason(&key))
+}
+
+/// The checks after the schema, for a record the fast reader accepted:
+/// project, then time, as for any other record.
+fn check_fast(
+    record: &FastRecord<'_>,
+    line: &[u8],
+    project: &str,
+    arrival: Arrival,
+    max_future: i64,
+) -> Result<PreparedRecord, String> {
+    let env = record.envelope();
+    if env.project != project {
         return Err(format!(
-            "/ts: {} is more than {} s in the future",
-            ts(),
+            "/project: {:?} is not the token's project {project:?}",
+            env.project
+        ));
+    }
+    // The fast reader has checked UTF-8 already.
+    let raw = std::str::from_utf8(line).map_err(|e| e.to_string())?;
+    let prepared = flatten::prepare_fast(record, raw, arrival.now).map_err(|e| e.to_string())?;
+    check_time(&prepared, &env.ts, arrival, max_future)?;
+    Ok(prepared)
+}
+
+fn check_time(
+    prepared: &PreparedRecord,
+    ts: &str,
+    arrival: Arrival,
+    max_future: i64,
+) -> Result<(), String> {
+    if prepared.ts > arrival.now + max_future {
+        return Err(format!(
+            "/ts: {ts} is more than {} s in the future",
             max_future / 1_000_000
         ));
     }
-    if crate::retention::expired(prepared.ts, now, arrival.retention_days) {
+    if crate::retention::expired(prepared.ts, arrival.now, arrival.retention_days) {
         return Err(format!(
-            "/ts: {} is older than the {} days the store keeps (retention.days); \
+            "/ts: {ts} is older than the {} days the store keeps (retention.days); \
              it would be dropped at the next retention run",
-            ts(),
             arrival.retention_days
         ));
     }
-    Ok(prepared)
+    Ok(())
 }
 
 /// The id, project and kind of a refused line, when it is JSON at all.
@@ -631,6 +690,40 @@ mod tests {
             b.rejected[0].0.reason,
             r#"/project: key "project" appears more than once; a record names each key once"#
         );
+    }
+
+    /// The fast reader picks `pg_activity` lines by their text: a record
+    /// of another kind that holds that text is still the schema's to judge.
+    #[test]
+    fn a_record_holding_the_text_pg_activity_is_not_taken_for_one() {
+        let host = line(ID, "shop").replace(r#""host":"h""#, r#""host":"pg_activity""#);
+        let b = prepare_batch(host.as_bytes(), "shop", &Limits::default(), arrival(now())).unwrap();
+        assert_eq!(b.records.len(), 1, "{:?}", b.rejected);
+    }
+
+    /// Strict mode runs the schema validator on the fast reader's lines
+    /// too; the answers and reasons are the same.
+    #[test]
+    fn strict_mode_gives_the_same_answers() {
+        let good = format!(
+            r#"{{"v":1,"kind":"pg_activity","id":"{ID}","ts":"2026-11-27T11:47:44.123456Z","project":"shop","host":"db-1","server_version_num":160004,"backends":[{{"pid":42}}]}}"#
+        );
+        let bad = good.replace(r#""pid":42"#, r#""pid":-42"#);
+        let body = format!("{good}\n{bad}\n");
+        for strict_schema in [false, true] {
+            let limits = Limits {
+                strict_schema,
+                ..Limits::default()
+            };
+            let b = prepare_batch(body.as_bytes(), "shop", &limits, arrival(now())).unwrap();
+            assert_eq!(b.records.len(), 1, "{:?}", b.rejected);
+            assert_eq!(b.rejected[0].0.line, 2);
+            assert!(
+                b.rejected[0].0.reason.starts_with("/backends/0/pid: "),
+                "{:?}",
+                b.rejected[0].0.reason
+            );
+        }
     }
 
     #[test]

@@ -284,66 +284,6 @@ impl TableRows {
     }
 }
 
-/// A `(project, id)` batch, for a day's `record_ids`.
-///
-/// # Errors
-/// Arrow refused the batch (it cannot, with two equally long columns).
-pub fn ids<'a>(keys: impl Iterator<Item = (&'a str, &'a str)>) -> Result<RecordBatch, ColumnError> {
-    let (mut project, mut id) = (StringBuilder::new(), StringBuilder::new());
-    for (p, i) in keys {
-        project.append_value(p);
-        id.append_value(i);
-    }
-    let schema = Schema::new(vec![
-        Field::new("project", DataType::Utf8, false),
-        Field::new("id", DataType::Utf8, false),
-    ]);
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![Arc::new(project.finish()), Arc::new(id.finish())],
-    )
-    .map_err(|e| ColumnError::Arrow {
-        table: "record_ids",
-        source: e,
-    })
-}
-
-/// The `stage_ids (project, id, day)` batch of the dedupe step.
-///
-/// # Errors
-/// Arrow refused the batch (it cannot, with three equally long columns).
-pub fn staged_ids<'a>(
-    keys: impl Iterator<Item = (&'a str, &'a str, i64)>,
-) -> Result<RecordBatch, ColumnError> {
-    let (mut project, mut id, mut day) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        Int64Builder::new(),
-    );
-    for (p, i, d) in keys {
-        project.append_value(p);
-        id.append_value(i);
-        day.append_value(d);
-    }
-    let schema = Schema::new(vec![
-        Field::new("project", DataType::Utf8, false),
-        Field::new("id", DataType::Utf8, false),
-        Field::new("day", DataType::Int64, false),
-    ]);
-    RecordBatch::try_new(
-        Arc::new(schema),
-        vec![
-            Arc::new(project.finish()),
-            Arc::new(id.finish()),
-            Arc::new(day.finish()),
-        ],
-    )
-    .map_err(|e| ColumnError::Arrow {
-        table: "stage_ids",
-        source: e,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 //! `checkpoint_threshold`, after retention, and at shutdown.
 
 mod columns;
+pub mod ids;
 mod row;
 pub mod schema;
 mod writer;
@@ -159,7 +160,8 @@ impl Store {
             })?;
         }
         let conn = open_connection(options)?;
-        let writer = writer::Writer::start(conn, options)?;
+        let mut writer = writer::Writer::start(conn, options)?;
+        writer.load_ids()?;
         let base = writer
             .connection()
             .try_clone()
@@ -619,7 +621,7 @@ pub mod bench {
     /// records through ingest. The layout, the day schemas and the views are
     /// made by the writer's own code, so the file is a real store; what goes
     /// into the day tables is the caller's business (rows in `ts` order, a
-    /// `seq` per record, the dedupe ids in `record_ids`).
+    /// `seq` per record).
     pub struct BulkLoad {
         writer: Writer,
     }
@@ -827,10 +829,12 @@ mod tests {
         );
     }
 
-    /// A layout-2 store (dedupe on the id alone) is rekeyed on project and
-    /// id at open, from each day's records.
+    /// A layout-2 store (dedupe on the id alone, in `record_ids`) is
+    /// upgraded at open: `record_ids` goes, and the ids its days' `records`
+    /// hold are duplicates for their project only (layout 3's rule, kept by
+    /// the in-memory set of layout 4).
     #[test]
-    fn a_layout_2_store_is_rekeyed_on_project_and_id() {
+    fn a_layout_2_store_dedupes_from_its_records_after_the_upgrade() {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig::at(&dir.path().join("v2.duckdb"));
         let id = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
@@ -844,7 +848,6 @@ mod tests {
                 &format!(
                     "INSERT INTO {day}.records (seq, project, host, ts, id, kind, ingested_at, raw) VALUES \
                      (1, 'shop', 'h', TIMESTAMP '2026-11-20 10:00:00', '{id}', 'host_metrics', TIMESTAMP '2026-11-20 10:00:01', '{{}}'); \
-                     DROP TABLE {day}.record_ids; \
                      CREATE TABLE {day}.record_ids (id UUID PRIMARY KEY); \
                      INSERT INTO {day}.record_ids VALUES ('{id}'); \
                      UPDATE main.store_meta SET value = '2' WHERE key = 'schema_version'"
@@ -854,12 +857,25 @@ mod tests {
         }
         let store = Store::open(&config).unwrap();
         let reader = store.reader().unwrap();
-        let keys = reader
-            .query_text("SELECT project, id FROM d20261120.record_ids")
+        let left = reader
+            .query_text(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'record_ids'",
+            )
             .unwrap();
-        assert_eq!(keys.columns, ["project", "id"]);
-        assert_eq!(keys.rows, [[Some("shop".to_owned()), Some(id.to_owned())]]);
+        assert_eq!(left.rows, [[Some("0".to_owned())]]);
+        let record = |project: &str| {
+            let line = format!(
+                r#"{{"v":1,"kind":"host_metrics","id":"{id}","ts":"2026-11-20T10:00:00.000000Z","project":"{project}","host":"h","source":"shipper","load1":1,"load5":1,"load15":1}}"#
+            );
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            crate::ingest::flatten::prepare(bitville_schemas::Kind::HostMetrics, &value, &line, 0)
+                .unwrap()
+        };
         let rt = tokio::runtime::Runtime::new().unwrap();
+        let outcome = rt
+            .block_on(store.write(vec![record("shop"), record("blog")]))
+            .unwrap();
+        assert_eq!(outcome.stored, [false, true]);
         rt.block_on(store.shutdown()).unwrap();
     }
 

@@ -11,7 +11,7 @@
 
 /// Version of the store layout written in `store_meta`. A file with an older
 /// version is upgraded on open; a newer one is refused.
-pub const STORE_SCHEMA_VERSION: i64 = 3;
+pub const STORE_SCHEMA_VERSION: i64 = 4;
 
 /// The schema holding empty template tables, part of every view.
 pub const TEMPLATE_SCHEMA: &str = "bitville_template";
@@ -913,27 +913,13 @@ impl TableId {
     }
 }
 
-/// Tables outside the day schemas. `record_ids` is per day (created next to
-/// the data tables) and holds the dedupe index.
+/// Tables outside the day schemas.
 pub const META_DDL: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS main.store_meta (key VARCHAR NOT NULL, value VARCHAR NOT NULL)",
     "CREATE TABLE IF NOT EXISTS main.store_days (day DATE NOT NULL, schema_name VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL)",
     "CREATE TABLE IF NOT EXISTS main.cursors (name VARCHAR NOT NULL, seq BIGINT NOT NULL, updated_at TIMESTAMP NOT NULL)",
     "CREATE TABLE IF NOT EXISTS main.retention_runs (ran_at TIMESTAMP NOT NULL, cutoff TIMESTAMP NOT NULL, dropped_days INTEGER NOT NULL, file_bytes BIGINT NOT NULL)",
 ];
-
-/// The dedupe table of one day: a primary key over the record's project
-/// and id, so a redelivered record (same project, id and `ts`, so the same
-/// day) is found by an index probe rather than a scan. The project is part
-/// of the key because each project makes its own ids: one project's id
-/// must never make another project's record a duplicate (layout 3; before,
-/// the key was the id alone).
-pub fn record_ids_sql(schema: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {}.record_ids (project VARCHAR NOT NULL, id UUID NOT NULL, PRIMARY KEY (project, id))",
-        quote_ident(schema)
-    )
-}
 
 /// `CREATE OR REPLACE VIEW main.<table>` over the template and the given day schemas.
 pub fn view_sql(table: &Table, day_schemas: &[String]) -> String {

@@ -4,13 +4,11 @@
 //! before they reached this thread, [`super::columns`]), commits, then
 //! replies.
 //!
-//! Dedupe is per day: a redelivered record carries the same `id` and `ts`,
-//! so it falls in the same day schema, whose `record_ids` table has a
-//! primary key. The group's ids are appended to it directly; when the key
-//! refuses that (a redelivery), the transaction starts again and the ids go
-//! through a temporary table and `INSERT ... ON CONFLICT DO NOTHING RETURNING
-//! id`, whose answer is the new records. Either way they are found by index
-//! probes rather than scans, and the index goes away with its day.
+//! Dedupe is in memory ([`super::ids::IdSet`]): the keys of every stored
+//! record inside retention, read from the day tables' `records.id` when the
+//! store opens and added after each commit. A redelivered record carries
+//! the same `id` and `ts`, so it falls in the same day, and its key is
+//! found there; DuckDB keeps no index for it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -21,7 +19,8 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Appender, Connection};
 use tokio::sync::mpsc;
 
-use super::columns::{self, Columns};
+use super::columns::Columns;
+use super::ids::IdSet;
 use super::schema::{
     self, DAY_MICROS, STORE_SCHEMA_VERSION, TABLES, TEMPLATE_SCHEMA, TableId, quote_ident,
 };
@@ -54,6 +53,8 @@ pub(super) struct Writer {
     /// `seq` without a query (the GELF lag while an output is retrying).
     last_seq: Arc<AtomicI64>,
     max_records: usize,
+    /// The dedupe set: what is stored, by day, project and id.
+    ids: IdSet,
 }
 
 type Job = (Columns, Option<Reply<WriteOutcome>>);
@@ -69,10 +70,25 @@ impl Writer {
             next_seq: 1,
             last_seq: Arc::default(),
             max_records: options.max_records_per_commit.max(1),
+            ids: IdSet::default(),
         };
         w.set_up_layout()?;
         w.publish_seq();
         Ok(w)
+    }
+
+    /// Reads the dedupe set from the store (every day schema's ids); done
+    /// by the writer thread before it takes its first batch.
+    pub(super) fn load_ids(&mut self) -> Result<(), StoreError> {
+        let (ids, stats) = IdSet::load(&self.conn, self.days.iter().copied())?;
+        tracing::info!(
+            "dedupe set: {} record ids of {} days read in {:.0} ms",
+            stats.ids,
+            stats.days,
+            stats.took.as_secs_f64() * 1000.0
+        );
+        self.ids = ids;
+        Ok(())
     }
 
     /// The newest committed `seq`, as [`Writer::publish_seq`] last set it.
@@ -103,11 +119,7 @@ impl Writer {
                 let _ = self.exec("rollback", "ROLLBACK");
                 Err(e)
             }
-        }?;
-        self.exec(
-            "create staging table",
-            "CREATE TEMP TABLE IF NOT EXISTS stage_ids (project VARCHAR, id UUID, day BIGINT)",
-        )
+        }
     }
 
     fn set_up_layout_in_txn(&mut self) -> Result<(), StoreError> {
@@ -182,13 +194,15 @@ impl Writer {
     /// appends) and the `request_fingerprints` table; version 3 keys each
     /// day's `record_ids` on project and id, and adds two more `requests`
     /// columns (the context switches; every column added since version 1 is
-    /// added when missing).
+    /// added when missing); version 4 drops `record_ids`.
     fn upgrade(&self, from: i64) -> Result<(), StoreError> {
         // Each step can run again after a crash part-way (the version is
         // written last), so no transaction is needed around DDL.
         if from < 3 {
             self.add_columns_and_tables()?;
-            self.rekey_record_ids()?;
+        }
+        if from < 4 {
+            self.drop_record_ids()?;
         }
         self.exec(
             "write layout version",
@@ -198,19 +212,14 @@ impl Writer {
         )
     }
 
-    /// Version 3: each day's `record_ids` becomes `(project, id)`, filled
-    /// from the day's own `records` (every claimed id has its record: both
-    /// are written in one transaction).
-    fn rekey_record_ids(&self) -> Result<(), StoreError> {
+    /// Version 4: the days' `record_ids` tables go (dedupe is in memory,
+    /// read from `records`).
+    fn drop_record_ids(&self) -> Result<(), StoreError> {
         for day in &self.days {
             let name = quote_ident(&schema::day_schema(*day));
             self.exec(
-                "rekey record ids",
-                &format!(
-                    "DROP TABLE IF EXISTS {name}.record_ids; {}; \
-                     INSERT INTO {name}.record_ids SELECT DISTINCT project, id FROM {name}.records",
-                    schema::record_ids_sql(&schema::day_schema(*day))
-                ),
+                "drop record ids",
+                &format!("DROP TABLE IF EXISTS {name}.record_ids"),
             )?;
         }
         Ok(())
@@ -286,7 +295,6 @@ impl Writer {
             for table in TABLES {
                 self.exec("create day tables", &table.create_sql(&name))?;
             }
-            self.exec("create day ids", &schema::record_ids_sql(&name))?;
             self.exec(
                 "record day",
                 &format!(
@@ -393,18 +401,20 @@ impl Writer {
     /// One transaction for a group of batches. Returns, per batch and
     /// record, whether the record was stored (false: a duplicate).
     fn commit_group(&mut self, batches: Vec<Columns>) -> Result<Vec<Vec<bool>>, StoreError> {
-        // Duplicates inside the group: the first copy wins.
-        let mut seen: HashSet<(&str, &str)> = HashSet::new();
-        let candidate: Vec<Vec<bool>> = batches
-            .iter()
-            .map(|b| {
-                b.records
-                    .iter()
-                    .map(|r| seen.insert((r.project.as_str(), r.id.as_str())))
-                    .collect()
-            })
-            .collect();
-        drop(seen);
+        // Stored before, or earlier in the group: the first copy wins.
+        let mut seen: HashSet<(i64, &str, u128)> = HashSet::new();
+        let mut candidate: Vec<Vec<bool>> = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let mut flags = Vec::with_capacity(b.records.len());
+            for r in &b.records {
+                let key = IdSet::key(&r.id)?;
+                flags.push(
+                    !self.ids.contains(r.day, &r.project, key)
+                        && seen.insert((r.day, r.project.as_str(), key)),
+                );
+            }
+            candidate.push(flags);
+        }
         let days: BTreeSet<i64> = batches
             .iter()
             .flat_map(|b| &b.records)
@@ -415,14 +425,16 @@ impl Writer {
         }
 
         self.exec("begin", "BEGIN")?;
-        let result = self
-            .claim_ids(&batches, &candidate, &days)
-            .and_then(|new_ids| self.append_group(&batches, &candidate, new_ids.as_ref()));
+        let result = self.append_group(&batches, &candidate);
         match result {
             Ok((flags, next_seq)) => match self.exec("commit", "COMMIT") {
                 Ok(()) => {
                     self.next_seq = next_seq;
                     self.publish_seq();
+                    // Only what is committed joins the set.
+                    for (day, project, key) in seen {
+                        self.ids.insert(day, project, key);
+                    }
                     Ok(flags)
                 }
                 Err(e) => {
@@ -437,86 +449,13 @@ impl Writer {
         }
     }
 
-    /// Claims the group's candidate ids in their days' `record_ids`, inside
-    /// the open transaction. Returns the ids that were new, or `None` when
-    /// all of them were (the common case).
-    ///
-    /// First the ids are appended straight to each day's `record_ids`: the
-    /// primary key refuses the whole append if one of them is stored
-    /// already, which only a redelivered batch does. Then the transaction
-    /// is begun again and the ids go through `INSERT ... ON CONFLICT DO
-    /// NOTHING RETURNING`, which sorts new from stored at three times the
-    /// cost.
-    fn claim_ids(
-        &self,
-        batches: &[Columns],
-        candidate: &[Vec<bool>],
-        days: &BTreeSet<i64>,
-    ) -> Result<Option<HashSet<(String, String)>>, StoreError> {
-        let conn = &self.conn;
-        let err = |op: &'static str| move |e: duckdb::Error| StoreError::db(op, e);
-        let staged = || {
-            batches
-                .iter()
-                .zip(candidate)
-                .flat_map(|(b, c)| b.records.iter().zip(c))
-                .filter(|(_, c)| **c)
-                .map(|(r, _)| r)
-        };
-        let direct = days.iter().try_for_each(|day| {
-            let ids = columns::ids(
-                staged()
-                    .filter(|r| r.day == *day)
-                    .map(|r| (r.project.as_str(), r.id.as_str())),
-            )?;
-            append(
-                conn.appender_to_db("record_ids", &schema::day_schema(*day)),
-                [ids],
-                "claim ids",
-            )
-        });
-        if direct.is_ok() {
-            return Ok(None);
-        }
-        self.exec("rollback", "ROLLBACK")?;
-        self.exec("begin", "BEGIN")?;
-        {
-            let ids =
-                columns::staged_ids(staged().map(|r| (r.project.as_str(), r.id.as_str(), r.day)))?;
-            append(
-                conn.appender_to_catalog_and_db("stage_ids", "temp", "main"),
-                [ids],
-                "stage ids",
-            )?;
-        }
-        let mut new_ids: HashSet<(String, String)> = HashSet::new();
-        for day in days {
-            let sql = format!(
-                "INSERT INTO {}.record_ids SELECT project, id FROM temp.main.stage_ids WHERE day = {day} \
-                 ON CONFLICT DO NOTHING RETURNING project, id::VARCHAR",
-                quote_ident(&schema::day_schema(*day))
-            );
-            let mut stmt = conn.prepare(&sql).map_err(err("dedupe ids"))?;
-            let ids = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(err("dedupe ids"))?;
-            for id in ids {
-                new_ids.insert(id.map_err(err("dedupe ids"))?);
-            }
-        }
-        conn.execute_batch("DELETE FROM temp.main.stage_ids")
-            .map_err(err("clear staged ids"))?;
-        Ok(Some(new_ids))
-    }
-
-    /// Appends the rows of the group's new records (`new_ids`; `None`: every
-    /// candidate), numbering them with `seq` in arrival order. Returns the
-    /// stored flags and the next free `seq`.
+    /// Appends the rows of the group's new records (the `candidate`s),
+    /// numbering them with `seq` in arrival order. Returns the stored flags
+    /// and the next free `seq`.
     fn append_group(
         &self,
         batches: &[Columns],
         candidate: &[Vec<bool>],
-        new_ids: Option<&HashSet<(String, String)>>,
     ) -> Result<(Vec<Vec<bool>>, i64), StoreError> {
         let build = StoreError::Columns;
         let mut next_seq = self.next_seq;
@@ -528,13 +467,8 @@ impl Writer {
                 .records
                 .iter()
                 .zip(cand)
-                .map(|(record, &c)| {
-                    let stored_before = || {
-                        new_ids.is_some_and(|ids| {
-                            !ids.contains(&(record.project.clone(), record.id.clone()))
-                        })
-                    };
-                    if !c || stored_before() {
+                .map(|(_, &c)| {
+                    if !c {
                         return None;
                     }
                     let seq = next_seq;
@@ -605,6 +539,9 @@ impl Writer {
                     self.days.insert(*d);
                 }
                 return Err(e);
+            }
+            for d in &expired {
+                self.ids.drop_day(*d);
             }
         }
         // The checkpoint is what hands the dropped days' blocks back to the
