@@ -272,10 +272,12 @@ garbage from an extension
         assert_eq!(n, 7);
     }
 
-    // A server that logs every statement wrote faster than one chunk per
-    // poll interval, and pg-watch fell behind for good.
-    #[test]
-    fn a_backlog_larger_than_one_poll_is_read_without_waiting() {
+    /// A log folder holding `chunks` read chunks' worth of one statement
+    /// line (and `extra` lines more), with a watcher at its beginning.
+    fn backlog(
+        chunks: usize,
+        extra: usize,
+    ) -> (tempfile::TempDir, tempfile::TempDir, LogWatcher, usize) {
         use crate::config::LogSourceSection;
         use crate::tailer::{READ_CHUNK_MAX, StartAt};
 
@@ -283,7 +285,7 @@ garbage from an extension
         let state = tempfile::tempdir().unwrap();
         let line = "2026-11-27 11:47:46.000 UTC [812] shop@orders psql LOG:  duration: 1.5 ms  \
                     statement: SELECT 1\n";
-        let lines = 2 * READ_CHUNK_MAX / line.len() + 1000;
+        let lines = chunks * READ_CHUNK_MAX / line.len() + extra;
         std::fs::write(logs.path().join("pg.log"), line.repeat(lines)).unwrap();
         let section = LogsSection {
             directory: logs.path().to_owned(),
@@ -295,7 +297,15 @@ garbage from an extension
             }],
             ..LogsSection::default()
         };
-        let mut watcher = LogWatcher::open(&section, state.path()).unwrap();
+        let watcher = LogWatcher::open(&section, state.path()).unwrap();
+        (logs, state, watcher, lines)
+    }
+
+    // A server that logs every statement wrote faster than one chunk per
+    // poll interval, and pg-watch fell behind for good.
+    #[test]
+    fn a_backlog_larger_than_one_poll_is_read_without_waiting() {
+        let (_logs, _state, mut watcher, lines) = backlog(2, 1000);
         let first = watcher.poll("shop", "db-1", |_| true);
         assert!(
             first.pending_bytes > 0,
@@ -312,26 +322,7 @@ garbage from an extension
     // poll. A poll that reads nothing now says so, and the loop waits.
     #[test]
     fn a_backlog_that_cannot_be_read_does_not_spin() {
-        use crate::config::LogSourceSection;
-        use crate::tailer::{READ_CHUNK_MAX, StartAt};
-
-        let logs = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        let line = "2026-11-27 11:47:46.000 UTC [812] shop@orders psql LOG:  duration: 1.5 ms  \
-                    statement: SELECT 1\n";
-        let lines = 2 * READ_CHUNK_MAX / line.len();
-        std::fs::write(logs.path().join("pg.log"), line.repeat(lines)).unwrap();
-        let section = LogsSection {
-            directory: logs.path().to_owned(),
-            start_at: StartAt::Beginning,
-            flush_after_ms: 0,
-            sources: vec![LogSourceSection {
-                pattern: "*.log".into(),
-                format: LogFormat::Stderr,
-            }],
-            ..LogsSection::default()
-        };
-        let mut watcher = LogWatcher::open(&section, state.path()).unwrap();
+        let (logs, _state, mut watcher, _) = backlog(2, 0);
         let first = watcher.poll("shop", "db-1", |_| true);
         assert!(first.pending_bytes > 0 && !first.stalled, "{first:?}");
         let dir = logs.path().to_owned();

@@ -53,8 +53,8 @@ fn store_config(path: &Path) -> StoreConfig {
     }
 }
 
-/// A scenario in a fresh store: the runtime, the store, and the store's path.
-fn scenario_store(name: &str, dir: &Path) -> (tokio::runtime::Runtime, Arc<Store>) {
+/// An empty store file `name` in `dir`, with the runtime its writer needs.
+fn fresh_store(name: &str, dir: &Path) -> (tokio::runtime::Runtime, Arc<Store>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -63,6 +63,12 @@ fn scenario_store(name: &str, dir: &Path) -> (tokio::runtime::Runtime, Arc<Store
     let store = Arc::new(
         Store::open(&store_config(&dir.join(format!("{name}.duckdb")))).expect("store opens"),
     );
+    (rt, store)
+}
+
+/// A scenario in a fresh store: the runtime and the store.
+fn scenario_store(name: &str, dir: &Path) -> (tokio::runtime::Runtime, Arc<Store>) {
+    let (rt, store) = fresh_store(name, dir);
     let n = load(&store, &rt, &spike_fixture::generate(name, DEFAULT_START));
     assert!(n > 500, "scenario {name} has only {n} records");
     (rt, store)
@@ -247,12 +253,7 @@ fn data_driven_traffic_burst_ranks_the_cheap_endpoint_first() {
 #[test]
 fn swapping_is_a_spike_and_an_earlier_incident_stays_out_of_its_baseline() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = Store::open(&store_config(&dir.path().join("swap.duckdb"))).expect("store opens");
+    let (rt, store) = fresh_store("swap", dir.path());
     let at = |s: i64| DEFAULT_START + s * SECOND;
     // Every 2 s for 900 s; 8 MiB/s of swapping at 560..600 s (before the
     // asked range) and at 700..800 s (inside it).
@@ -332,12 +333,7 @@ fn swapping_is_a_spike_and_an_earlier_incident_stays_out_of_its_baseline() {
 #[test]
 fn one_sample_in_a_quiet_window_is_not_a_wait_of_the_windows_length() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = Store::open(&store_config(&dir.path().join("sparse.duckdb"))).expect("store opens");
+    let (rt, store) = fresh_store("sparse", dir.path());
     let at = |ms: i64| DEFAULT_START + ms * 1000;
     let sample = |t: i64, wait: Option<&str>| {
         let mut backend = serde_json::json!({"pid": 101, "datname": "shop", "usename": "app", "state": "active",
@@ -392,12 +388,7 @@ fn one_sample_in_a_quiet_window_is_not_a_wait_of_the_windows_length() {
 #[test]
 fn records_without_sql_ran_none_and_do_not_scale_the_sql_up() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = Store::open(&store_config(&dir.path().join("cache.duckdb"))).expect("store opens");
+    let (rt, store) = fresh_store("cache", dir.path());
     let at = |ms: i64| DEFAULT_START + ms * 1000;
     let request = |t: i64, ms: f64, sql_ms: Option<f64>| {
         let mut r = serde_json::json!({"v": 1, "kind": "request", "id": uuid::Uuid::new_v4().to_string(),
