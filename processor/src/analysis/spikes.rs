@@ -113,12 +113,13 @@ pub struct Spike {
 
 /// A baseline for a report window `(from, to)`: as long as the window,
 /// ending `gap` before its start, moved back before every other spike
-/// (`others`, their report windows, each with `gap` after its end) it would
-/// overlap. The gaps keep an incident's edges out: the stretch just before
-/// a detected start was already rising, and the requests in flight at a
-/// spike's end finish after it, only not enough to count. Spikes that
-/// overlap the window itself (the same incident on another signal or host)
-/// are not others.
+/// (`others`, their report windows, each widened by `gap` on both sides)
+/// it would overlap. The gaps keep an incident's edges out, its own and
+/// every other's: the stretch just before a detected start was already
+/// rising (a spike is detected a bucket after it begins), and the requests
+/// in flight at a spike's end finish after it, only not enough to count.
+/// Spikes that overlap the window itself (the same incident on another
+/// signal or host) are not others.
 ///
 /// The baseline never begins before `data_from`, the first data of the
 /// scope: stepping back past the start of the data would compare with
@@ -138,7 +139,7 @@ pub fn suggest_baseline(
         .iter()
         .copied()
         .filter(|(s, e)| !(*s < window.1 && *e > window.0))
-        .map(|(s, e)| (s, e + gap))
+        .map(|(s, e)| (s - gap, e + gap))
         .collect();
     let naive_end = window.0 - gap;
     let naive = (naive_end - len, naive_end);
@@ -625,10 +626,19 @@ mod tests {
             suggest_baseline((1000 * s, 1300 * s), 10 * s, &[], 0),
             (690 * s, 990 * s)
         );
-        // And so is an earlier incident's tail, a bucket after its end.
+        // And so are an earlier incident's tail, a bucket after its end,
+        // and its onset, a bucket before its detected start.
         assert_eq!(
             suggest_baseline((1000 * s, 1100 * s), 10 * s, &[(850 * s, 885 * s)], 0),
-            (750 * s, 850 * s)
+            (740 * s, 840 * s)
+        );
+        // Two incidents 50 s apart (a scenario run twice, an incident that
+        // comes back): the second's baseline ends a bucket before the first
+        // was detected, not at its detected start, which its first requests
+        // precede by up to a bucket.
+        assert_eq!(
+            suggest_baseline((1000 * s, 1025 * s), 10 * s, &[(950 * s, 970 * s)], 0),
+            (915 * s, 940 * s)
         );
         // The same incident seen on load (overlapping) is not another spike.
         let b = suggest_baseline((1000 * s, 1300 * s), 0, &[(1010 * s, 1290 * s)], 0);
