@@ -241,8 +241,8 @@ fn stalled_clients_time_out_without_blocking_others() {
 
 /// Issue 19: the GELF output tasks were not watched, so an output whose
 /// task died left `/healthz` at 200 while nothing reached Graylog. A
-/// stored record that makes building its messages panic (a test marker)
-/// now makes /healthz and /readyz 503 naming the output's task.
+/// stored record that makes the output task panic (a test marker) now
+/// makes /healthz and /readyz 503 naming the output's task.
 #[test]
 fn a_dead_gelf_output_task_makes_healthz_and_readyz_503() {
     let dir = tempfile::tempdir().unwrap();
@@ -266,7 +266,7 @@ fn a_dead_gelf_output_task_makes_healthz_and_readyz_503() {
     assert_eq!(run.client().get("/healthz").status, 200, "a good record");
 
     let mut bad = big_request(&new_id(), now_micros(), "shop", 1, 1);
-    bad["host"] = serde_json::json!(processor::gelf::build::PANIC_MARKER);
+    bad["host"] = serde_json::json!(processor::gelf::build::TASK_PANIC_MARKER);
     let r = run.client().post_ndjson(TOKEN, &ndjson(&[bad]), false);
     assert_eq!(r.json()["accepted"], 1, "{}", r.text());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -278,5 +278,49 @@ fn a_dead_gelf_output_task_makes_healthz_and_readyz_503() {
         assert_eq!(r.status, 503, "{path}: {}", r.text());
         assert!(r.text().contains("gelf:graylog-udp"), "{}", r.text());
     }
+    run.stop();
+}
+
+/// A stored record whose messages cannot be built (a bug in the builder:
+/// here a test marker that panics) cost the whole output: the panic ended
+/// its task, and after a restart it stopped at the same record again. Now
+/// that record is skipped and counted, and the records after it are sent.
+#[test]
+fn a_record_the_gelf_builder_cannot_handle_is_skipped_and_the_output_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let graylog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    graylog
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let text = format!(
+        "{}\n[gelf]\npoll_interval_ms = 50\n\n[[gelf.outputs]]\nname = \"graylog-udp\"\n\
+         transport = \"udp\"\naddress = \"{}\"\ncompression = \"none\"\n",
+        test_config_text(dir.path()),
+        graylog.local_addr().unwrap()
+    );
+    let config =
+        processor::config::Config::parse(&text, std::path::Path::new("gelf.toml")).unwrap();
+    let run = Running::start(config);
+    let mut bad = big_request(&new_id(), now_micros(), "shop", 1, 1);
+    bad["host"] = serde_json::json!(processor::gelf::build::PANIC_MARKER);
+    let mut after = big_request(&new_id(), now_micros(), "shop", 1, 1);
+    after["host"] = serde_json::json!("web-after-the-bad-one");
+    let r = run
+        .client()
+        .post_ndjson(TOKEN, &ndjson(&[bad, after]), false);
+    assert_eq!(r.json()["accepted"], 2, "{}", r.text());
+    let mut buf = vec![0u8; 65_536];
+    let n = graylog
+        .recv(&mut buf)
+        .expect("the record after the bad one is forwarded");
+    let message: serde_json::Value =
+        serde_json::from_slice(&buf[..n]).expect("an uncompressed GELF message");
+    assert_eq!(message["host"], "web-after-the-bad-one", "{message}");
+    let metrics = run.metrics();
+    assert!(
+        metrics.contains("bitville_gelf_build_errors_total{output=\"graylog-udp\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(run.client().get("/healthz").status, 200);
     run.stop();
 }

@@ -60,10 +60,15 @@ pub struct Suspect {
 }
 
 /// Tests only: a stored record whose `host` is this panics when its
-/// messages are built, to prove that an output task that dies is reported
-/// by `/healthz` (ingest's own marker differs, so the record is stored).
+/// messages are built, to prove that the output skips it and goes on
+/// (ingest's own marker differs, so the record is stored).
 #[cfg(any(test, feature = "test-support"))]
 pub const PANIC_MARKER: &str = "bitville-test-gelf-panic-5d2e7a";
+/// Tests only: a stored record whose `host` is this makes the output task
+/// itself panic, outside the per-record guard, to prove that an output task
+/// that dies is reported by `/healthz`.
+#[cfg(any(test, feature = "test-support"))]
+pub const TASK_PANIC_MARKER: &str = "bitville-test-gelf-task-panic-91b4c0";
 
 /// The messages of one stored record that `config` wants sent. `host_load1`
 /// is the host's 1-minute load nearest before a request, when known.

@@ -21,6 +21,10 @@ pub struct OutputMetrics {
     pub shortened: AtomicU64,
     /// Store read failures (retried).
     pub read_errors: AtomicU64,
+    /// Stored records whose messages could not be built (a bug in the
+    /// builder, logged with the record's seq): skipped, so that one record
+    /// never stops the output.
+    pub build_errors: AtomicU64,
     /// The last stored sequence number handled.
     pub cursor: AtomicI64,
     /// Records stored but not yet handled by this output.
@@ -65,7 +69,7 @@ pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut Exposition) {
         }
     }
     type Read = fn(&OutputMetrics) -> i128;
-    let per_output: [(&str, &str, Kind, Read); 3] = [
+    let per_output: [(&str, &str, Kind, Read); 4] = [
         (
             "gelf_lag_records",
             "Stored records this output has not handled yet.",
@@ -83,6 +87,13 @@ pub fn render(outputs: &[std::sync::Arc<OutputMetrics>], out: &mut Exposition) {
             "Failed reads of the store by this output (retried).",
             Kind::Counter,
             |o| o.read_errors.load(Ordering::Relaxed).into(),
+        ),
+        (
+            "gelf_build_errors_total",
+            "Stored records this output could not turn into messages (a bug, logged with the \
+             record's seq): skipped so that the output goes on.",
+            Kind::Counter,
+            |o| o.build_errors.load(Ordering::Relaxed).into(),
         ),
     ];
     for (name, help, kind, read) in per_output {
