@@ -124,12 +124,17 @@ pub fn normalize(sql: &str) -> String {
     collapse_in_lists(&out)
 }
 
-/// The correlation ID carried by an `application_name` of `bitville:<uuid>`.
+/// The correlation ID carried by an `application_name` of `bitville:<uuid>`:
+/// only a UUID v4, as the schemas require of every correlation ID (the
+/// agent makes nothing else), lowercased. Any other text after the prefix,
+/// another UUID version among them, carries none; it stays in
+/// `application_name`.
 pub fn parse_correlation_id(application_name: &str) -> Option<String> {
-    let id = application_name.strip_prefix(APPLICATION_NAME_PREFIX)?;
-    let id = id.get(..36)?;
-    uuid::Uuid::parse_str(id).ok()?;
-    Some(id.to_ascii_lowercase())
+    let id = application_name
+        .strip_prefix(APPLICATION_NAME_PREFIX)?
+        .get(..36)?
+        .to_ascii_lowercase();
+    crate::read::is_uuid_v4(&id).then_some(id)
 }
 
 fn flush_space(out: &mut String, pending_space: &mut bool) {
@@ -402,7 +407,16 @@ mod tests {
             parse_correlation_id(&format!("bitville:{id}")),
             Some(id.to_owned())
         );
+        assert_eq!(
+            parse_correlation_id(&format!("bitville:{}", id.to_uppercase())),
+            Some(id.to_owned())
+        );
         assert_eq!(parse_correlation_id(&format!("psql {id}")), None);
         assert_eq!(parse_correlation_id("bitville:not-a-uuid"), None);
+        // Another UUID version (here v1) is no correlation ID of ours.
+        assert_eq!(
+            parse_correlation_id("bitville:1b4e28ba-2fa1-11d2-883f-0016d3cca427"),
+            None
+        );
     }
 }
