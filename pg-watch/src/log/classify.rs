@@ -13,6 +13,19 @@ use std::borrow::Cow;
 
 use super::{LogEntry, LogFormat, Text, pgtime};
 
+/// The longest duration a pg_log record may carry, in milliseconds (the
+/// `maximum` of `duration_ms` and `lock.waited_ms` in pg_log.schema.json,
+/// about 115 days; a test holds the two equal).
+const MAX_DURATION_MS: f64 = 1e10;
+
+/// A duration read from a log line, when it is one a record can carry: a
+/// number PostgreSQL never writes (`1500.e50 ms`, negative, beyond a
+/// double) is left out rather than making the processor refuse the whole
+/// event. Found by the jsonlog fuzz target.
+fn duration_ms(ms: f64) -> Option<f64> {
+    (0.0..=MAX_DURATION_MS).contains(&ms).then_some(ms)
+}
+
 /// The schema's bound on `raw`, in bytes.
 pub const RAW_MAX: usize = 65_536;
 
@@ -202,7 +215,7 @@ pub fn classify_into(entry: LogEntry<'_>, ev: &mut LogEvent) {
         LogClass::Connection
     } else if let Some(rest) = msg.strip_prefix("disconnection: session time: ") {
         let (time, pairs) = rest.split_once(' ').unwrap_or((rest, ""));
-        ev.duration_ms = parse_interval_ms(time);
+        ev.duration_ms = parse_interval_ms(time).and_then(duration_ms);
         ev.details = Some(key_values(pairs));
         LogClass::Disconnection
     } else {
@@ -229,7 +242,7 @@ fn duration_event(ev: &mut LogEvent, rest: &str) -> LogClass {
     // Digits at both ends leave nothing for `trim` to do: skip its Unicode scan.
     let bare = matches!((number.as_bytes().first(), number.as_bytes().last()), (Some(a), Some(z)) if a.is_ascii_digit() && z.is_ascii_digit());
     let number = if bare { number } else { number.trim() };
-    ev.duration_ms = number.parse::<f64>().ok().filter(|d| *d >= 0.0);
+    ev.duration_ms = number.parse::<f64>().ok().and_then(duration_ms);
     let tail = tail.trim_start_matches(' ');
     ev.parameters = None;
     if let Some(plan) = tail.strip_prefix("plan:") {
@@ -292,7 +305,8 @@ fn lock_event(ev: &mut LogEvent, msg: &str) -> Option<()> {
     let (object, after) = rest.rsplit_once(" after ")?;
     let waited_ms = after
         .strip_suffix(" ms")
-        .and_then(|n| n.parse::<f64>().ok());
+        .and_then(|n| n.parse::<f64>().ok())
+        .and_then(duration_ms);
     let mut lock = LockInfo {
         mode: Some(mode.to_owned()),
         object: Some(object.to_owned()),
@@ -418,7 +432,7 @@ fn checkpoint_details(msg: &str) -> FreeMap {
 
 /// Autovacuum and autoanalyze: the table, the CPU and elapsed times, and
 /// the `N removed, N remain` figures.
-fn maintenance_details(msg: &str, duration_ms: &mut Option<f64>) -> FreeMap {
+fn maintenance_details(msg: &str, duration: &mut Option<f64>) -> FreeMap {
     let mut d = FreeMap::new();
     if let Some((_, rest)) = msg.split_once("of table \"")
         && let Some((table, _)) = rest.split_once('"')
@@ -448,7 +462,7 @@ fn maintenance_details(msg: &str, duration_ms: &mut Option<f64>) -> FreeMap {
             && let Ok(s) = rest.trim_end_matches(" s").trim().parse::<f64>()
         {
             d.insert("elapsed_s".into(), number(s));
-            *duration_ms = Some(s * 1000.0);
+            *duration = self::duration_ms(s * 1000.0);
         }
     }
     d
@@ -539,6 +553,47 @@ mod tests {
         let ev = run(e);
         assert_eq!(ev.query.as_deref(), Some("SELECT $1::int"));
         assert_eq!(ev.parameters.as_deref(), Some("$1 = '7'"));
+    }
+
+    /// A duration no record may carry is left out, the event kept: the
+    /// jsonlog fuzz target found `duration: 1500.e50 ms`, which made the
+    /// processor refuse the whole event (`/duration_ms: 1.5e+53 is greater
+    /// than the maximum`).
+    #[test]
+    fn a_duration_beyond_the_schemas_bound_is_left_out() {
+        for message in [
+            "duration: 1500.e50 ms  statement: SELECT 1",
+            "duration: 1e400 ms  statement: SELECT 1",
+            "duration: -3 ms  statement: SELECT 1",
+        ] {
+            let ev = run(entry("LOG", message));
+            assert_eq!(ev.class, LogClass::SlowStatement, "{message}");
+            assert_eq!(ev.duration_ms, None, "{message}");
+            assert_eq!(ev.query.as_deref(), Some("SELECT 1"), "{message}");
+        }
+        let ev = run(entry(
+            "LOG",
+            "process 812 still waiting for ShareLock on transaction 734 after 1e300 ms",
+        ));
+        assert_eq!(ev.class, LogClass::LockWait);
+        assert_eq!(ev.lock.and_then(|l| l.waited_ms), None);
+        let ev = run(entry(
+            "LOG",
+            "disconnection: session time: 99999999:00:00.000 user=shop database=orders host=[local]",
+        ));
+        assert_eq!(ev.duration_ms, None);
+        // The bound is the schema's.
+        let schema: Value =
+            serde_json::from_str(include_str!("../../../schemas/pg_log.schema.json")).unwrap();
+        for pointer in [
+            "/properties/duration_ms/maximum",
+            "/properties/lock/properties/waited_ms/maximum",
+        ] {
+            assert_eq!(
+                schema.pointer(pointer).and_then(Value::as_f64),
+                Some(MAX_DURATION_MS)
+            );
+        }
     }
 
     #[test]
