@@ -31,6 +31,7 @@ use BitvilleApm\Tests\FastCgi;
 
 const PER_REQUEST_SCRIPT = <<<'PHP'
 <?php
+$u0 = getrusage();
 $t0 = hrtime(true);
 if ($_SERVER['BITVILLE_BENCH_MODE'] === 'on') {
     require $_SERVER['BITVILLE_BENCH_AGENT'];
@@ -54,8 +55,14 @@ for ($i = 0; $i < $n; $i++) {
     $x = ($x + $i * 7) % 1000003;
 }
 $t2 = hrtime(true);
-register_shutdown_function(function () use ($t0, $t1, $t2) {
-    echo $t1 - $t0, ' ', hrtime(true) - $t2;
+register_shutdown_function(function () use ($t0, $t1, $t2, $u0) {
+    $end = hrtime(true);
+    $u1 = getrusage();
+    $cpu = 0;
+    foreach (['ru_utime', 'ru_stime'] as $k) {
+        $cpu += ($u1["$k.tv_sec"] - $u0["$k.tv_sec"]) * 1000000 + $u1["$k.tv_usec"] - $u0["$k.tv_usec"];
+    }
+    echo $t1 - $t0, ' ', $end - $t2, ' ', $cpu;
 });
 PHP;
 
@@ -138,6 +145,14 @@ function main($requests)
     }
     $above = array_map(function ($on, $floor) { return $on[2] - $floor[2]; }, $data['on'], $data['floor']);
     $wallOff = pct(array_column($data['off'], 2), 50);
+    // CPU time of the whole script (getrusage() is exact to the microsecond
+    // in total on Linux): unlike wall time it does not grow when the host is
+    // busy, so it is the figure to compare across runs on a loaded machine.
+    $cpu = [];
+    foreach (['on', 'floor'] as $pool) {
+        $cpu[$pool] = array_map(function ($m, $off) { return $m[3] - $off[3]; }, $data[$pool], $data['off']);
+    }
+    $cpuOff = pct(array_column($data['off'], 3), 50);
     printf("PHP-FPM %s, Excimer %s, profiler = auto at 10 ms, excimer_stop = %s; %d rounds of (on, off, floor),"
         . " ~%.1f ms page; agent %s\n",
         PHP_VERSION, phpversion('excimer') ?: 'not installed', getenv('BITVILLE_APM_BENCH_EXCIMER_STOP') ?: 'between_ticks',
@@ -150,6 +165,9 @@ function main($requests)
             sprintf('%.1f / %.1f / %.1f', pct($fixed[$pool], 25), pct($fixed[$pool], 50), pct($fixed[$pool], 75)),
             pct($added[$pool], 50));
     }
+    printf("CPU per request: off %.0f us; added, paired p50: floor %.1f us, agent on %.1f us, agent above the floor %.1f us (ratio on/off %.4f)\n",
+        $cpuOff, pct($cpu['floor'], 50), pct($cpu['on'], 50), pct($cpu['on'], 50) - pct($cpu['floor'], 50),
+        ($cpuOff + pct($cpu['on'], 50)) / max(1, $cpuOff));
     $ratio = ($wallOff + pct($added['on'], 50)) / $wallOff;
     printf("agent above the floor: fixed %.1f us (p50 of fixed on minus p50 of fixed floor), paired whole request %.1f us\n",
         pct($fixed['on'], 50) - pct($fixed['floor'], 50), pct($above, 50));
@@ -197,10 +215,10 @@ function request($socket, $script, $agent, $iterations, $mode)
     fclose($s);
     $wall = (hrtime(true) - $t) / 1e3;
     $answer = trim((string) substr($out, (int) strpos($out, "\r\n\r\n") + 4));
-    if (!preg_match('/^(\d+) (\d+)$/', $answer, $m)) {
+    if (!preg_match('/^(\d+) (\d+) (\d+)$/', $answer, $m)) {
         return null;
     }
-    return [$m[1] / 1e3, $m[2] / 1e3, $wall];
+    return [$m[1] / 1e3, $m[2] / 1e3, $wall, (float) $m[3]];
 }
 
 function pct(array $v, $p)
