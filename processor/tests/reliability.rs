@@ -239,6 +239,24 @@ fn stalled_clients_time_out_without_blocking_others() {
     run.stop();
 }
 
+/// A processor with one GELF output, `graylog-udp`, sending uncompressed
+/// datagrams to the returned socket (read timeout 10 s).
+fn with_gelf_over_udp(dir: &std::path::Path) -> (Running, std::net::UdpSocket) {
+    let graylog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    graylog
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let text = format!(
+        "{}\n[gelf]\npoll_interval_ms = 50\n\n[[gelf.outputs]]\nname = \"graylog-udp\"\n\
+         transport = \"udp\"\naddress = \"{}\"\ncompression = \"none\"\n",
+        test_config_text(dir),
+        graylog.local_addr().unwrap()
+    );
+    let config =
+        processor::config::Config::parse(&text, std::path::Path::new("gelf.toml")).unwrap();
+    (Running::start(config), graylog)
+}
+
 /// Issue 19: the GELF output tasks were not watched, so an output whose
 /// task died left `/healthz` at 200 while nothing reached Graylog. A
 /// stored record that makes the output task panic (a test marker) now
@@ -247,16 +265,7 @@ fn stalled_clients_time_out_without_blocking_others() {
 fn a_dead_gelf_output_task_makes_healthz_and_readyz_503() {
     let dir = tempfile::tempdir().unwrap();
     // Graylog's place: a socket nobody reads (UDP needs no answer).
-    let graylog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let text = format!(
-        "{}\n[gelf]\npoll_interval_ms = 50\n\n[[gelf.outputs]]\nname = \"graylog-udp\"\n\
-         transport = \"udp\"\naddress = \"{}\"\n",
-        test_config_text(dir.path()),
-        graylog.local_addr().unwrap()
-    );
-    let config =
-        processor::config::Config::parse(&text, std::path::Path::new("gelf.toml")).unwrap();
-    let run = Running::start(config);
+    let (run, _graylog) = with_gelf_over_udp(dir.path());
     let good = big_request(&new_id(), now_micros(), "shop", 1, 1);
     let r = run
         .client()
@@ -288,19 +297,7 @@ fn a_dead_gelf_output_task_makes_healthz_and_readyz_503() {
 #[test]
 fn a_record_the_gelf_builder_cannot_handle_is_skipped_and_the_output_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let graylog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    graylog
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let text = format!(
-        "{}\n[gelf]\npoll_interval_ms = 50\n\n[[gelf.outputs]]\nname = \"graylog-udp\"\n\
-         transport = \"udp\"\naddress = \"{}\"\ncompression = \"none\"\n",
-        test_config_text(dir.path()),
-        graylog.local_addr().unwrap()
-    );
-    let config =
-        processor::config::Config::parse(&text, std::path::Path::new("gelf.toml")).unwrap();
-    let run = Running::start(config);
+    let (run, graylog) = with_gelf_over_udp(dir.path());
     let mut bad = big_request(&new_id(), now_micros(), "shop", 1, 1);
     bad["host"] = serde_json::json!(processor::gelf::build::PANIC_MARKER);
     let mut after = big_request(&new_id(), now_micros(), "shop", 1, 1);
