@@ -65,7 +65,7 @@ final class Config
      * fails until it is bumped after such a change. (A constant of this
      * class, so opcache folds it into the name at compile time.)
      */
-    const CACHE_FORMAT = 3;
+    const CACHE_FORMAT = 4;
 
     /** @var array<string,array{0:string,1:Config,2:int}> Path => [file signature, config, checked at]. */
     private static $memo = [];
@@ -301,7 +301,10 @@ final class Config
         $this->sampleRate = self::num($g, 'sample_rate', $this->sampleRate, 0, 1);
 
         $this->profilerEnabled = self::bool($p, 'profiler_enabled', $this->profilerEnabled);
-        $profiler = strtolower(self::str($p, 'profiler', $this->profiler));
+        // The typed INI scanner reads a bare `none` (or off, no, false) as
+        // false, which would otherwise fall back to auto: it means no profiler.
+        $profiler = isset($p['profiler']) && $p['profiler'] === false
+            ? 'none' : strtolower(self::str($p, 'profiler', $this->profiler));
         $this->profiler = in_array($profiler, ['auto', 'excimer', 'xhprof', 'tideways', 'none'], true)
             ? $profiler : 'auto';
         $this->periodMs = self::num($p, 'period_ms', $this->periodMs, 0.1, 10000);

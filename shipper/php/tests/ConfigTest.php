@@ -186,10 +186,36 @@ final class ConfigTest extends AgentTestCase
      * defaults), the format must change too, or agents would read copies an
      * older agent made. The fingerprint ignores comments and layout.
      */
+    /**
+     * PHP's typed INI scanner reads a bare `none` as false: `profiler = none`,
+     * written as the example file writes `profiler = auto`, fell back to auto
+     * and profiled every request.
+     */
+    public function testABareNoneOrOffTurnsTheProfilerOff()
+    {
+        $dir = sys_get_temp_dir() . '/bitville-apm-config-' . getmypid();
+        @mkdir($dir, 0700, true);
+        foreach (['none', 'off', '"none"', 'None'] as $value) {
+            $path = "$dir/profiling.ini";
+            file_put_contents($path, "[general]\nenabled = true\n[profiling]\nprofiler = $value\n");
+            $this->assertSame('none', Config::load($path)->profiler, "profiler = $value");
+            unlink($path);
+            Config::forget();
+        }
+        foreach (['auto', 'excimer', 'bogus'] as $value) {
+            $path = "$dir/profiling.ini";
+            file_put_contents($path, "[general]\nenabled = true\n[profiling]\nprofiler = $value\n");
+            $this->assertSame($value === 'bogus' ? 'auto' : $value, Config::load($path)->profiler, "profiler = $value");
+            unlink($path);
+            Config::forget();
+        }
+        rmdir($dir);
+    }
+
     public function testCacheFormatChangesWithWhatAnIniTurnsInto()
     {
         $fingerprints = [1 => '0e2027627deeb71e466a78da68ccb646', 2 => 'f4381966bdc842fbb9f21ba7413a4a04',
-            3 => 'a563451d50bcb03e7faa94aae55480b4'];
+            3 => 'a563451d50bcb03e7faa94aae55480b4', 4 => '6787f5a7f1fac5f918b879f8833eea5c'];
         $now = self::configShape();
         $this->assertArrayHasKey(Config::CACHE_FORMAT, $fingerprints,
             'new Config::CACHE_FORMAT ' . Config::CACHE_FORMAT . ": record its fingerprint $now here");
