@@ -223,26 +223,6 @@ impl SpikeQueue {
     }
 }
 
-/// The messages of a batch's records, and the seqs of the records whose
-/// `build` panicked. A record the builder cannot handle is a bug, but it
-/// must cost that record only: left to unwind, it would end the output
-/// task, and after a restart the output would stop at the same record
-/// again, forwarding nothing more.
-fn build_messages<T>(
-    records: &[(i64, serde_json::Value, Option<f64>)],
-    build: impl Fn(&serde_json::Value, Option<f64>) -> Vec<(T, Message)>,
-) -> (Vec<Message>, Vec<i64>) {
-    let mut messages = Vec::new();
-    let mut failed = Vec::new();
-    for (seq, record, load) in records {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build(record, *load))) {
-            Ok(built) => messages.extend(built.into_iter().map(|(_, m)| m)),
-            Err(_) => failed.push(*seq),
-        }
-    }
-    (messages, failed)
-}
-
 fn transport_name(t: TransportKind) -> &'static str {
     match t {
         TransportKind::Udp => "udp",
@@ -386,15 +366,25 @@ impl Output {
         {
             panic!("test marker: the output task dies");
         }
-        let (messages, failed) = build_messages(&batch.records, |record, load| {
-            record_messages(record, &self.config, load)
-        });
-        for seq in failed {
-            self.metrics.build_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(
-                "gelf output {}: building the messages of stored record seq {seq} panicked (a bug); the record is skipped",
-                self.output.name
-            );
+        let mut messages = Vec::new();
+        for (seq, record, load) in &batch.records {
+            // A record the builder cannot handle is a bug, but it must cost
+            // that record only: left to unwind, it would end the output
+            // task, and after a restart the output would stop at the same
+            // record again, forwarding nothing more.
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                record_messages(record, &self.config, *load)
+            }));
+            match built {
+                Ok(built) => messages.extend(built.into_iter().map(|(_, m)| m)),
+                Err(_) => {
+                    self.metrics.build_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        "gelf output {}: building the messages of stored record seq {seq} panicked (a bug); the record is skipped",
+                        self.output.name
+                    );
+                }
+            }
         }
         messages
     }
