@@ -128,7 +128,7 @@ pub fn backend_from_row(row: &Row) -> Backend {
         usename: col(row, "usename"),
         correlation_id: application_name
             .as_deref()
-            .and_then(crate::log::correlation_id),
+            .and_then(bitville_schemas::fingerprint::parse_correlation_id),
         application_name,
         client_addr: col(row, "client_addr"),
         client_hostname: col(row, "client_hostname"),

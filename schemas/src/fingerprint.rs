@@ -413,10 +413,15 @@ mod tests {
         );
         assert_eq!(parse_correlation_id(&format!("psql {id}")), None);
         assert_eq!(parse_correlation_id("bitville:not-a-uuid"), None);
-        // Another UUID version (here v1) is no correlation ID of ours.
-        assert_eq!(
-            parse_correlation_id("bitville:1b4e28ba-2fa1-11d2-883f-0016d3cca427"),
-            None
-        );
+        // Another UUID version, or the wrong variant bits, is no correlation
+        // ID of ours: pg-watch would send it and the processor refuse the
+        // whole sample (found by pg-watch's csvlog and jsonlog fuzz targets).
+        for other in [
+            "bitville:1b4e28ba-2fa1-11d2-883f-0016d3cca427", // version 1
+            "bitville:7c9e6679-7424-de05-944b-e07fc1f90ae7", // no version digit
+            "bitville:7c9e6679-7425-40de-719b-e07fc1f90ae7", // variant bits wrong
+        ] {
+            assert_eq!(parse_correlation_id(other), None, "{other}");
+        }
     }
 }

@@ -129,7 +129,7 @@ pub fn classify_into(entry: LogEntry<'_>, ev: &mut LogEvent) {
     ev.correlation_id = entry
         .application_name
         .as_deref()
-        .and_then(super::correlation_id);
+        .and_then(bitville_schemas::fingerprint::parse_correlation_id);
     set_text(&mut ev.severity, entry.severity);
     // The schema's SQLSTATE is five digits or capitals: anything else (a
     // damaged csv or json line; found by the fuzzer) would make the

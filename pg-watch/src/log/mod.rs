@@ -99,16 +99,6 @@ pub trait EntryParser: Send {
     ) -> usize;
 }
 
-/// The correlation id in an `application_name` (`bitville:<uuid>`), only
-/// when it is the UUID v4 the schemas require: a pg_activity sample or
-/// pg_log event carrying another version was refused whole by the
-/// processor (one backend's `application_name` lost the sample of every
-/// backend); found by the csvlog and jsonlog fuzz targets. Another version
-/// is left out, its text kept in `application_name`.
-pub fn correlation_id(application_name: &str) -> Option<String> {
-    bitville_schemas::fingerprint::parse_correlation_id(application_name)
-}
-
 /// Parses an optional number, treating an empty or bad value as absent.
 pub(crate) fn num<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
     value.filter(|v| !v.is_empty()).and_then(|v| v.parse().ok())
@@ -117,30 +107,4 @@ pub(crate) fn num<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
 /// An optional text, empty values treated as absent.
 pub(crate) fn text<'a>(value: Option<Text<'a>>) -> Option<Text<'a>> {
     value.filter(|v| !v.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_v4_uuid_is_a_correlation_id() {
-        let v4 = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
-        assert_eq!(
-            correlation_id(&format!("bitville:{v4}")).as_deref(),
-            Some(v4)
-        );
-        assert_eq!(
-            correlation_id(&format!("bitville:{}", v4.to_uppercase())).as_deref(),
-            Some(v4)
-        );
-        for other in [
-            "bitville:7c9e6679-7425-40de-719b-e07fc1f90ae7", // variant bits wrong
-            "bitville:7c9e6679-7424-de05-944b-e07fc1f90ae7", // not version 4
-            "bitville:7c9e6679-7425-10de-944b-e07fc1f90ae7", // version 1
-            "psql",
-        ] {
-            assert_eq!(correlation_id(other), None, "{other}");
-        }
-    }
 }
