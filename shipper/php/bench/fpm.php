@@ -3,26 +3,32 @@
  * The agent's cost inside real PHP-FPM (issue #20 "Done when"): every
  * request forgets statics, the agent's files are included per request (from
  * opcache), and the config comes from the compiled copy.
- * Usage: php shipper/php/bench/fpm.php [requests]
+ * Usage: php shipper/php/bench/fpm.php [rounds]
  * (needs php-fpm8.2, or the binary named by PHP_FPM).
  *
- * Three pools with one worker each run the same ~20 ms page, interleaved
- * (on, off, floor, in a rotating order), so every comparison is paired:
- * - on: the agent included and enabled, profiler = auto (Excimer in the
- *   chosen mode: one timer per request, stopped between ticks) at 10 ms;
- * - off: the same page without the agent;
- * - floor: the page with only the calls any agent with these features
- *   must make, inline: Excimer start and stop, getrusage() at both ends,
- *   a shutdown function, error_get_last(), one CSPRNG draw, getenv().
- * The page times the agent's include and boot (its first statement), its
- * own work, and, from a shutdown function registered after the agent's, the
- * time from the end of its work to after the agent's finish(). Fixed cost =
- * start + (end minus the same end in the off pool). The client also times
- * each whole request (FastCGI round trip): added = on minus the off request
- * of the same pair. The sample rate is tiny, so the draw runs but no
- * request is kept. BITVILLE_APM_BENCH_AGENT names another copy of the agent;
- * BITVILLE_APM_BENCH_EXCIMER_STOP=at_once measures the agent without the
- * between-ticks stop (an Excimer older than 1.2.4 waits for a quiet moment).
+ * One PHP-FPM worker serves the same ~20 ms page in five modes, interleaved
+ * in a rotating order, so every comparison is paired and no mode gets a
+ * worker of its own (where the scheduler places a worker stays for a run,
+ * which pairing across workers cannot undo):
+ * - off: the page without the agent;
+ * - floor: the page with only the calls any agent with these features must
+ *   make, inline: Excimer start and stop, getrusage() at both ends, a
+ *   shutdown function, error_get_last(), one CSPRNG draw, getenv();
+ * - agent: the agent included and enabled, profiler = auto (Excimer in the
+ *   chosen mode: stopped between ticks when older than 1.2.4) at 10 ms;
+ * - at once: the same with excimer_stop = at_once;
+ * - no profiler: the agent with profiler = none, whose own floor is the
+ *   floor's calls without Excimer.
+ * Each mode's config reaches the agent as a FastCGI parameter, which
+ * PHP-FPM's getenv() returns. The page times the agent's include and boot
+ * (its first statement) and, from a shutdown function registered after the
+ * agent's, the time from the end of its work to after the agent's finish().
+ * Fixed cost = start + (end minus the same end in the off mode). The page's
+ * CPU time (getrusage() at its first statement and in its last shutdown
+ * function: all of the worker's threads, Excimer's included) and the whole
+ * request's wall time seen by the client are paired with the off request of
+ * the same round. The sample rate is tiny, so the draw runs but no request
+ * is kept.
  */
 
 require __DIR__ . '/../tests/support/FastCgi.php';
@@ -33,20 +39,26 @@ const PER_REQUEST_SCRIPT = <<<'PHP'
 <?php
 $u0 = getrusage();
 $t0 = hrtime(true);
-if ($_SERVER['BITVILLE_BENCH_MODE'] === 'on') {
-    require $_SERVER['BITVILLE_BENCH_AGENT'];
-} elseif ($_SERVER['BITVILLE_BENCH_MODE'] === 'floor') {
+$mode = $_SERVER['BITVILLE_BENCH_MODE'];
+if ($mode === 'floor' || $mode === 'floor_none') {
     $path = getenv('BITVILLE_APM_CONFIG');
-    $e = new ExcimerProfiler();
-    $e->setPeriod(0.01);
-    $e->start();
+    $e = null;
+    if ($mode === 'floor') {
+        $e = new ExcimerProfiler();
+        $e->setPeriod(0.01);
+        $e->start();
+    }
     $u = getrusage();
     register_shutdown_function(function () use ($e) {
-        $e->stop();
+        if ($e !== null) {
+            $e->stop();
+        }
         $last = error_get_last();
         $u = getrusage();
         $draw = random_int(0, 999999);
     });
+} elseif ($mode !== 'off') {
+    require $_SERVER['BITVILLE_BENCH_AGENT'];
 }
 $t1 = hrtime(true);
 $n = (int) $_SERVER['BITVILLE_BENCH_ITER'];
@@ -66,9 +78,19 @@ register_shutdown_function(function () use ($t0, $t1, $t2, $u0) {
 });
 PHP;
 
+/** Mode => [label, config file (null: none), the floor it is compared with]. */
+const MODES = [
+    'off' => ['off (no agent)', null, null],
+    'floor' => ['floor (unavoidable calls)', 'off', null],
+    'agent' => ['agent, profiler = auto', 'between_ticks', 'floor'],
+    'at_once' => ['agent, excimer_stop = at_once', 'at_once', 'floor'],
+    'floor_none' => ['floor without Excimer', 'off', null],
+    'none' => ['agent, profiler = none', 'none', 'floor_none'],
+];
+
 main(max(10, (int) ($argv[1] ?? 300)));
 
-function main($requests)
+function main($rounds)
 {
     $fpm = getenv('PHP_FPM') ?: 'php-fpm8.2';
     $agent = realpath(getenv('BITVILLE_APM_BENCH_AGENT') ?: __DIR__ . '/../bitville-apm.php');
@@ -78,22 +100,24 @@ function main($requests)
     }
     chmod("$root/tmp", 01777);
     file_put_contents("$root/work.php", PER_REQUEST_SCRIPT);
-    foreach (['on' => 'true', 'off' => 'false', 'floor' => 'false'] as $pool => $enabled) {
-        file_put_contents("$root/$pool.ini", "[general]\nenabled = $enabled\nthreshold_ms = 100000\n"
-            . "project_name = bench\nsample_rate = 0.000001\n[profiling]\nprofiler = auto\nperiod_ms = 10\n"
-            . 'excimer_stop = ' . (getenv('BITVILLE_APM_BENCH_EXCIMER_STOP') ?: 'between_ticks') . "\n"
+    // Config name => [enabled, the [profiling] section's lines].
+    $configs = [
+        'off' => ['false', ''],
+        'none' => ['true', "profiler = none\n"],
+        'between_ticks' => ['true', "profiler = auto\nperiod_ms = 10\nexcimer_stop = between_ticks\n"],
+        'at_once' => ['true', "profiler = auto\nperiod_ms = 10\nexcimer_stop = at_once\n"],
+    ];
+    foreach ($configs as $name => list($enabled, $profiling)) {
+        file_put_contents("$root/$name.ini", "[general]\nenabled = $enabled\nthreshold_ms = 100000\n"
+            . "project_name = bench\nsample_rate = 0.000001\n[profiling]\n$profiling"
             . "[transmission]\nspool_dir = $root/spool\nstate_dir = $root/state\n");
-        touch("$root/$pool.ini", time() - 60); // settled, so the compiled copy is made at once
+        touch("$root/$name.ini", time() - 60); // settled, so the compiled copy is made at once
     }
     $root0 = posix_getuid() === 0;
-    $conf = "[global]\npid = $root/fpm.pid\nerror_log = $root/fpm.log\ndaemonize = no\n";
-    foreach (['on', 'off', 'floor'] as $pool) {
-        $conf .= "[$pool]\n" . ($root0 ? "user = root\ngroup = root\n" : '')
-            . "listen = $root/$pool.sock\npm = static\npm.max_children = 1\n"
-            . "env[BITVILLE_APM_CONFIG] = $root/$pool.ini\n"
-            . "php_admin_value[sys_temp_dir] = $root/tmp\nphp_admin_value[opcache.enable] = 1\n";
-    }
-    file_put_contents("$root/fpm.conf", $conf);
+    file_put_contents("$root/fpm.conf", "[global]\npid = $root/fpm.pid\nerror_log = $root/fpm.log\ndaemonize = no\n"
+        . "[bench]\n" . ($root0 ? "user = root\ngroup = root\n" : '')
+        . "listen = $root/bench.sock\npm = static\npm.max_children = 1\n"
+        . "php_admin_value[sys_temp_dir] = $root/tmp\nphp_admin_value[opcache.enable] = 1\n");
     $cmd = array_merge([$fpm, '-F', '-y', "$root/fpm.conf"], $root0 ? ['-R'] : []);
     $proc = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', "$root/fpm.out", 'w'],
         2 => ['file', "$root/fpm.out", 'a']], $pipes);
@@ -101,22 +125,22 @@ function main($requests)
         fwrite(STDERR, "cannot start $fpm\n");
         exit(1);
     }
+    $modes = array_keys(MODES);
+    $data = array_fill_keys($modes, []);
     try {
-        for ($i = 0; $i < 100 && !(file_exists("$root/on.sock") && file_exists("$root/off.sock")
-            && file_exists("$root/floor.sock")); $i++) {
+        for ($i = 0; $i < 100 && !file_exists("$root/bench.sock"); $i++) {
             usleep(50000);
         }
         $iterations = calibrate();
-        $data = ['on' => [], 'off' => [], 'floor' => []];
-        $orders = [['on', 'off', 'floor'], ['off', 'floor', 'on'], ['floor', 'on', 'off']];
-        for ($i = 0; $i < $requests + 5; $i++) {
+        for ($i = 0; $i < $rounds + 5; $i++) {
             $round = [];
-            foreach ($orders[$i % 3] as $pool) {
-                $round[$pool] = request("$root/$pool.sock", "$root/work.php", $agent, $iterations, $pool);
+            foreach (rotate($modes, $i) as $mode) {
+                $config = MODES[$mode][1] === null ? '' : $root . '/' . MODES[$mode][1] . '.ini';
+                $round[$mode] = request("$root/bench.sock", "$root/work.php", $agent, $iterations, $mode, $config);
             }
             if ($i >= 5 && !in_array(null, $round, true)) { // the first ones compile and warm up
-                foreach ($round as $pool => $m) {
-                    $data[$pool][] = $m;
+                foreach ($round as $mode => $m) {
+                    $data[$mode][] = $m;
                 }
             }
         }
@@ -128,55 +152,59 @@ function main($requests)
     foreach (glob("$root/spool/*.ndjson") as $f) {
         $records += count(file($f));
     }
+    $log = (string) @file_get_contents("$root/fpm.log");
     exec('rm -rf ' . escapeshellarg($root));
-    if (count($data['on']) < $requests / 2 || count($data['off']) < $requests / 2) {
-        fwrite(STDERR, "too few answers from php-fpm (see its log)\n");
+    if (count($data['off']) < $rounds / 2) {
+        fwrite(STDERR, "too few answers from php-fpm (see its log)\n$log");
         exit(1);
     }
-    $endOff = pct(array_column($data['off'], 1), 50);
-    $fixed = [];
-    foreach (['on', 'floor'] as $pool) {
-        $fixed[$pool] = array_map(function ($m) use ($endOff) { return $m[0] + $m[1] - $endOff; }, $data[$pool]);
+    report($data, $records);
+}
+
+function report(array $data, $records)
+{
+    $off = $data['off'];
+    $endOff = pct(array_column($off, 1), 50);
+    $wallOff = pct(array_column($off, 2), 50);
+    $cpuOff = pct(array_column($off, 3), 50);
+    // Per mode: fixed (start + end beyond the off end), and the paired
+    // whole-request wall and CPU differences against the off request of the round.
+    $fixed = $wall = $cpu = [];
+    foreach ($data as $mode => $ms) {
+        $fixed[$mode] = array_map(function ($m) use ($endOff) { return $m[0] + $m[1] - $endOff; }, $ms);
+        $wall[$mode] = array_map(function ($m, $o) { return $m[2] - $o[2]; }, $ms, $off);
+        $cpu[$mode] = array_map(function ($m, $o) { return $m[3] - $o[3]; }, $ms, $off);
     }
-    // Paired whole-request differences: each on (or floor) request against the off request of its round.
-    $added = [];
-    foreach (['on', 'floor'] as $pool) {
-        $added[$pool] = array_map(function ($m, $off) { return $m[2] - $off[2]; }, $data[$pool], $data['off']);
+    printf("PHP-FPM %s, Excimer %s, profiler at 10 ms; %d rounds of %d modes on one worker, ~%.1f ms page (CPU %.1f ms); agent %s\n",
+        PHP_VERSION, phpversion('excimer') ?: 'not installed', count($off), count($data), $wallOff / 1000,
+        $cpuOff / 1000, realpath(getenv('BITVILLE_APM_BENCH_AGENT') ?: __DIR__ . '/../bitville-apm.php'));
+    printf("%-30s %9s %9s %22s %14s %14s\n", 'mode', 'start us', 'end us', 'fixed us p25/p50/p75',
+        'wall added us', 'CPU added us');
+    foreach (MODES as $mode => list($label)) {
+        printf("%-30s %9.1f %9.1f %22s %14s %14s\n", $label, pct(array_column($data[$mode], 0), 50),
+            pct(array_column($data[$mode], 1), 50), $mode === 'off' ? '-' : sprintf('%.1f / %.1f / %.1f',
+                pct($fixed[$mode], 25), pct($fixed[$mode], 50), pct($fixed[$mode], 75)),
+            $mode === 'off' ? '-' : sprintf('%.1f', pct($wall[$mode], 50)),
+            $mode === 'off' ? '-' : sprintf('%.1f', pct($cpu[$mode], 50)));
     }
-    $above = array_map(function ($on, $floor) { return $on[2] - $floor[2]; }, $data['on'], $data['floor']);
-    $wallOff = pct(array_column($data['off'], 2), 50);
-    // CPU time of the whole script (getrusage() is exact to the microsecond
-    // in total on Linux): unlike wall time it does not grow when the host is
-    // busy, so it is the figure to compare across runs on a loaded machine.
-    $cpu = [];
-    foreach (['on', 'floor'] as $pool) {
-        $cpu[$pool] = array_map(function ($m, $off) { return $m[3] - $off[3]; }, $data[$pool], $data['off']);
+    echo "(paired p50s; start: include and boot; end: from the end of the work to after finish())\n";
+    foreach (['agent', 'at_once', 'none'] as $mode) {
+        $floor = MODES[$mode][2];
+        $above = pct($fixed[$mode], 50) - pct($fixed[$floor], 50);
+        $ratio = ($wallOff + pct($wall[$mode], 50)) / $wallOff;
+        $cpuRatio = ($cpuOff + pct($cpu[$mode], 50)) / max(1, $cpuOff);
+        printf("%-30s above %s: fixed %.1f us, CPU %.1f us; ratio on/off: wall %.4f, CPU %.4f; targets (30 us, 1.01): %s, %s\n",
+            MODES[$mode][0], $floor, $above, pct($cpu[$mode], 50) - pct($cpu[$floor], 50), $ratio, $cpuRatio,
+            $above <= 30 ? 'met' : 'MISSED', $ratio <= 1.01 ? 'met' : 'MISSED');
     }
-    $cpuOff = pct(array_column($data['off'], 3), 50);
-    printf("PHP-FPM %s, Excimer %s, profiler = auto at 10 ms, excimer_stop = %s; %d rounds of (on, off, floor),"
-        . " ~%.1f ms page; agent %s\n",
-        PHP_VERSION, phpversion('excimer') ?: 'not installed', getenv('BITVILLE_APM_BENCH_EXCIMER_STOP') ?: 'between_ticks',
-        count($data['on']), $wallOff / 1000, $agent);
-    printf("%-26s %10s %10s %24s %22s\n", 'pool', 'start us', 'end us', 'fixed us (p25/p50/p75)', 'added us, paired p50');
-    printf("%-26s %10.1f %10.1f %24s %22s\n", 'off (no agent)', pct(array_column($data['off'], 0), 50), $endOff, '-', '-');
-    foreach (['floor' => 'floor (unavoidable calls)', 'on' => 'agent on (Excimer)'] as $pool => $label) {
-        printf("%-26s %10.1f %10.1f %24s %22.1f\n", $label, pct(array_column($data[$pool], 0), 50),
-            pct(array_column($data[$pool], 1), 50),
-            sprintf('%.1f / %.1f / %.1f', pct($fixed[$pool], 25), pct($fixed[$pool], 50), pct($fixed[$pool], 75)),
-            pct($added[$pool], 50));
-    }
-    printf("CPU per request: off %.0f us; added, paired p50: floor %.1f us, agent on %.1f us, agent above the floor %.1f us (ratio on/off %.4f)\n",
-        $cpuOff, pct($cpu['floor'], 50), pct($cpu['on'], 50), pct($cpu['on'], 50) - pct($cpu['floor'], 50),
-        ($cpuOff + pct($cpu['on'], 50)) / max(1, $cpuOff));
-    $ratio = ($wallOff + pct($added['on'], 50)) / $wallOff;
-    printf("agent above the floor: fixed %.1f us (p50 of fixed on minus p50 of fixed floor), paired whole request %.1f us\n",
-        pct($fixed['on'], 50) - pct($fixed['floor'], 50), pct($above, 50));
-    printf("ratio on/off on this page: %.4f (paired p50 added %.1f us on a %.1f ms request)\n", $ratio,
-        pct($added['on'], 50), $wallOff / 1000);
-    printf("targets: at most 30 us above the floor: %s; ratio <= 1.01: %s\n",
-        pct($fixed['on'], 50) - pct($fixed['floor'], 50) <= 30 ? 'met' : 'MISSED', $ratio <= 1.01 ? 'met' : 'MISSED');
-    printf("(start: include and boot; end: from the end of the work to after finish(); %d records kept)\n", $records);
-    printf("load average: %.1f on %d CPUs\n", sys_getloadavg()[0], (int) shell_exec('nproc'));
+    printf("%d records kept; load average %.1f on %d CPUs\n", $records, sys_getloadavg()[0], (int) shell_exec('nproc'));
+}
+
+/** The modes in the order of round $i: each one first in turn. */
+function rotate(array $modes, $i)
+{
+    $k = $i % count($modes);
+    return array_merge(array_slice($modes, $k), array_slice($modes, 0, $k));
 }
 
 /** Iterations of the loop that take about 20 ms here (the fastest of several runs). */
@@ -197,10 +225,10 @@ function calibrate()
 }
 
 /**
- * One FastCGI request; returns [start us, end us] from the script's answer
- * and the whole request's wall time in us, or null when the answer is not that.
+ * One FastCGI request; returns [start us, end us, whole request's wall us,
+ * page CPU us], or null when the answer is not that.
  */
-function request($socket, $script, $agent, $iterations, $mode)
+function request($socket, $script, $agent, $iterations, $mode, $config)
 {
     $t = hrtime(true);
     $s = stream_socket_client('unix://' . $socket, $errno, $errstr, 5);
@@ -210,7 +238,7 @@ function request($socket, $script, $agent, $iterations, $mode)
     $params = ['SCRIPT_FILENAME' => $script, 'SCRIPT_NAME' => '/work.php', 'REQUEST_URI' => '/work.php',
         'REQUEST_METHOD' => 'GET', 'GATEWAY_INTERFACE' => 'CGI/1.1', 'SERVER_PROTOCOL' => 'HTTP/1.1',
         'BITVILLE_BENCH_AGENT' => $agent, 'BITVILLE_BENCH_ITER' => (string) $iterations,
-        'BITVILLE_BENCH_MODE' => $mode];
+        'BITVILLE_BENCH_MODE' => $mode, 'BITVILLE_APM_CONFIG' => $config];
     $out = FastCgi\exchange($s, FastCgi\request($params));
     fclose($s);
     $wall = (hrtime(true) - $t) / 1e3;
