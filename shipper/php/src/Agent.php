@@ -62,7 +62,9 @@ final class Agent
     private $excimerPhaseNs;
     /** @var Profiler|null xhprof or tideways_xhprof, when one of them is the profiler. */
     private $profiler;
-    /** @var int hrtime (ns) at the agent's start: the request's zero. */
+    /** @var int hrtime (ns) when boot() began. */
+    private $bootNs;
+    /** @var int|null The request's zero (hrtime ns), worked out on first use: see startNs(). */
     private $startNs;
     /** @var array|null getrusage() at the start. */
     private $startUsage;
@@ -102,7 +104,7 @@ final class Agent
             // No constructor (one call less): only this method makes an Agent.
             $agent = new self();
             $bootNs = hrtime(true);
-            $agent->startNs = $bootNs - self::nsBeforeBoot();
+            $agent->bootNs = $bootNs;
             $agent->config = $config;
             if ($config->profilerEnabled && $config->profiler !== 'none') {
                 $kind = $config->profiler === 'excimer' && class_exists('ExcimerProfiler', false)
@@ -198,7 +200,7 @@ final class Agent
     public function sql()
     {
         if ($this->sql === null) {
-            $this->sql = new SqlRecorder($this->config, $this->redactor(), $this->startNs);
+            $this->sql = new SqlRecorder($this->config, $this->redactor(), $this->startNs());
         }
         return $this->sql;
     }
@@ -236,6 +238,35 @@ final class Agent
     }
 
     /**
+     * The request's zero (hrtime ns): boot time minus how long before it the
+     * SAPI took the request (REQUEST_TIME_FLOAT), before PHP started it and
+     * this file was included, which is the request's time too (for a cheap
+     * page, most of it). That part is left out when unknown or implausible
+     * (a clock step, or over a second).
+     *
+     * Worked out on first use (the first statement, or finish()), not in
+     * boot(): it takes arithmetic on floats, and on some CPUs a request's
+     * first floating-point operation in PHP code makes everything after it
+     * slower (9 % on the benchmark's integer loop on the test VM, whoever
+     * runs it: README, "Benchmark"), which boot() would charge to a page
+     * that does none.
+     */
+    private function startNs()
+    {
+        if ($this->startNs === null) {
+            $this->startNs = $this->bootNs;
+            if (isset($_SERVER['REQUEST_TIME_FLOAT'])) {
+                $before = microtime(true) - (float) $_SERVER['REQUEST_TIME_FLOAT']
+                    - (hrtime(true) - $this->bootNs) / 1e9;
+                if ($before > 0 && $before < 1) {
+                    $this->startNs -= (int) ($before * 1e9);
+                }
+            }
+        }
+        return $this->startNs;
+    }
+
+    /**
      * Ends the request: stops the profiler, applies the keep rule and writes
      * the record. Runs once; later calls return null.
      *
@@ -243,21 +274,6 @@ final class Agent
      *   not_kept | written | written_trimmed (over the time budget) |
      *   spool_full | breaker_open | write_failed | no_project | encode_failed
      */
-    /**
-     * How long ago the SAPI took the request (REQUEST_TIME_FLOAT), before
-     * PHP started it and this file was included: that time is the request's
-     * too (for a cheap page, most of it). Zero when unknown or implausible
-     * (a clock step, or over a second).
-     */
-    private static function nsBeforeBoot()
-    {
-        if (!isset($_SERVER['REQUEST_TIME_FLOAT'])) {
-            return 0;
-        }
-        $before = microtime(true) - (float) $_SERVER['REQUEST_TIME_FLOAT'];
-        return $before > 0 && $before < 1 ? (int) ($before * 1e9) : 0;
-    }
-
     public function finish()
     {
         if ($this->finished) {
@@ -270,7 +286,7 @@ final class Agent
             // Up to the keep decision nothing touches the filesystem, so the
             // request that is not kept (most of them) skips the error-handler
             // swap; everything after it runs under Util::mute().
-            $elapsedNs = $t0 - $this->startNs;
+            $elapsedNs = $t0 - $this->startNs();
             $durationMs = ($elapsedNs > 0 ? $elapsedNs : 0) / 1e6;
             // Always stop the profiler, kept or not, so it never outlives the request.
             $raw = null;
