@@ -27,9 +27,12 @@ if ($mode === 'float') {
         $e->start();
     }
     $u = getrusage();
-    register_shutdown_function(function () use ($e) {
+    // By reference, so that the profiler is freed here, as the agent frees
+    // its own in finish() (Excimer 1.2.4 and later end a thread then).
+    register_shutdown_function(function () use (&$e) {
         if ($e !== null) {
             $e->stop();
+            $e = null;
         }
         $last = error_get_last();
         $u = getrusage();
