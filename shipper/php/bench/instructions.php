@@ -143,9 +143,8 @@ function report(array $counts, $iterations)
         printf("%-28s %14.0f %12s\n", $label, $per[$mode], $mode === 'off' ? '-' : sprintf('%.0f', $per[$mode] - $per['off']));
     }
     $above = $per['none'] - $per['floor_none'];
-    printf("a 20 ms page here: %d iterations of %.2f instructions = %.1f M instructions (%.0f per us)\n",
-        $iterations, $perIteration, $page / 1e6, $page / 20000);
-    printf("agent (profiler = none) above the floor without Excimer: %.0f instructions, %.1f us at the page's rate;"
-        . " ratio on/off on a 20 ms page: %.4f\n", $above, $above / ($page / 20000),
-        ($page + $per['none'] - $per['off']) / $page);
+    printf("the page's loop: %.2f instructions per iteration; %d iterations take about 20 ms here (calibrated"
+        . " now, so a busy host moves it): %.1f M instructions\n", $perIteration, $iterations, $page / 1e6);
+    printf("agent (profiler = none) above the floor without Excimer: %.0f instructions; on/off on that page: %.4f\n",
+        $above, ($page + $per['none'] - $per['off']) / $page);
 }
