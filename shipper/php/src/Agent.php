@@ -58,8 +58,8 @@ final class Agent
     private $excimer;
     /** @var int hrtime (ns) just before Excimer's timer started: its ticks are due from there. */
     private $excimerStartNs = 0;
-    /** @var int|null Offset of Excimer's first tick from excimerStartNs (null: no need to know). */
-    private $excimerPhaseNs;
+    /** @var int|null The draw that staggered Excimer's first tick (null: no need to know). */
+    private $excimerDraw;
     /** @var Profiler|null xhprof or tideways_xhprof, when one of them is the profiler. */
     private $profiler;
     /** @var int hrtime (ns) when boot() began. */
@@ -114,7 +114,7 @@ final class Agent
                     $started = Profiler::startExcimer($config->periodMs, $config->maxStackDepth,
                         $config->excimerStop === 'between_ticks');
                     if ($started !== null) {
-                        list($agent->excimer, $agent->excimerStartNs, $agent->excimerPhaseNs) = $started;
+                        list($agent->excimer, $agent->excimerStartNs, $agent->excimerDraw) = $started;
                     }
                 } elseif ($kind !== null) {
                     $agent->profiler = Profiler::start($kind);
@@ -295,7 +295,7 @@ final class Agent
                     // Between two ticks: a tick in flight when the timer is
                     // deleted kills Excimer < 1.2.4 if the process exits next.
                     Profiler::stopExcimer($this->excimer, $this->excimerStartNs, $this->config->periodMs,
-                        $this->excimerPhaseNs);
+                        $this->excimerDraw);
                     $raw = $this->excimer;
                 } catch (\Throwable $e) {
                     $this->excimer = null;

@@ -114,9 +114,13 @@ final class Profiler
      * Starts Excimer for one request: wall-clock sampling (EXCIMER_REAL is
      * its default), at most $maxDepth frames per sample, the log folded
      * every FLUSH_SAMPLES samples. Returns the profiler, the hrtime just
-     * before its timer started and the offset of its first tick (ns; null
-     * for Excimer 1.2.4 and later, or when $betweenTicks is false: then
-     * stopExcimer() stops at once), which stopExcimer() needs, or null.
+     * before its timer started and the draw that staggered its first tick
+     * (null for Excimer 1.2.4 and later, or when $betweenTicks is false:
+     * then stopExcimer() stops at once), which stopExcimer() needs, or null.
+     * The draw is kept, not turned into the tick's offset here: that takes
+     * arithmetic on floats, which on some CPUs slows the rest of the
+     * request (see Agent::startNs()), so stopExcimer() does it, after the
+     * application ran.
      *
      * @return array{0:\ExcimerProfiler,1:int,2:int|null}|null
      */
@@ -127,7 +131,7 @@ final class Profiler
             self::$absorbedEvents = 0;
             self::$absorbedOverflow = 0;
             $p = new \ExcimerProfiler();
-            $phaseNs = null;
+            $draw = null;
             if (!$betweenTicks || self::excimerIsSafe()) {
                 $p->setPeriod($periodMs / 1000);
             } else {
@@ -143,13 +147,12 @@ final class Profiler
                 $draw = mt_rand(); // php_mt_rand() >> 1
                 mt_srand($seed);
                 $p->setPeriod($periodMs / 1000);
-                $phaseNs = (int) ($draw * 2 / 4294967295 * $periodMs * 1e6);
             }
             $p->setMaxDepth($maxDepth);
             $p->setFlushCallback([self::class, 'absorb'], self::FLUSH_SAMPLES);
             $t = hrtime(true);
             $p->start();
-            return [$p, $t, $phaseNs];
+            return [$p, $t, $draw];
         } catch (\Throwable $e) {
             return null;
         }
@@ -168,18 +171,29 @@ final class Profiler
     }
 
     /**
+     * The offset (ns) of the first tick of a timer whose stagger was $draw
+     * (mt_rand(), which is php_mt_rand() >> 1): setPeriod() waits that
+     * fraction of the period before the first tick.
+     */
+    public static function phaseNs($draw, $periodMs)
+    {
+        return (int) ($draw * 2 / 4294967295 * $periodMs * 1e6);
+    }
+
+    /**
      * Stops Excimer between two ticks. The timer's ticks are due at
-     * $startNs + $phaseNs + k * period (CLOCK_MONOTONIC, as hrtime()). It is
-     * deleted once every tick due so far has been handled (its sample is in
-     * the log) and the next one is more than QUIET_MARGIN_NS away; else it
-     * waits, a few dozen microseconds for a tick in flight or past a tick
-     * about to come, never more than QUIET_WAIT_MAX_NS in all. Without a
-     * phase (Excimer 1.2.4 and later, whose timers have no such race) it
+     * $startNs + phaseNs($draw) + k * period (CLOCK_MONOTONIC, as hrtime()).
+     * It is deleted once every tick due so far has been handled (its sample
+     * is in the log) and the next one is more than QUIET_MARGIN_NS away;
+     * else it waits, a few dozen microseconds for a tick in flight or past a
+     * tick about to come, never more than QUIET_WAIT_MAX_NS in all. Without
+     * a draw (Excimer 1.2.4 and later, whose timers have no such race) it
      * stops at once. Returns the ns waited.
      */
-    public static function stopExcimer(\ExcimerProfiler $p, $startNs, $periodMs, $phaseNs = null)
+    public static function stopExcimer(\ExcimerProfiler $p, $startNs, $periodMs, $draw = null)
     {
         $periodNs = (int) ($periodMs * 1e6);
+        $phaseNs = $draw === null ? null : self::phaseNs($draw, $periodMs);
         $t0 = hrtime(true);
         $now = $t0;
         while ($phaseNs !== null && $periodNs > 0 && $now - $t0 < self::QUIET_WAIT_MAX_NS) {

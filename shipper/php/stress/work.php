@@ -42,9 +42,9 @@ function stress_page($mode, $periodMs)
     if ($mode === 'quiet') {
         require_once __DIR__ . '/../src/Util.php';
         require_once __DIR__ . '/../src/Profiler.php';
-        list($p, $t, $phase) = \BitvilleApm\Profiler::startExcimer($periodMs, 32);
+        list($p, $t, $draw) = \BitvilleApm\Profiler::startExcimer($periodMs, 32);
         stress_middle($sleepUs);
-        \BitvilleApm\Profiler::stopExcimer($p, $t, $periodMs, $phase);
+        \BitvilleApm\Profiler::stopExcimer($p, $t, $periodMs, $draw);
         $samples = count($p->getLog());
     } elseif ($mode === 'startstop' || $mode === 'nostop') {
         $p = new ExcimerProfiler();

@@ -54,7 +54,8 @@ final class ProfilerTest extends AgentTestCase
             . var_export(__DIR__ . '/../src/Profiler.php', true) . ';
             $checked = 0; $early = 0; $match = 0; $phases = [];
             for ($r = 0; $r < 5; $r++) {
-                list($p, $t, $phase) = \BitvilleApm\Profiler::startExcimer(10.0, 16);
+                list($p, $t, $draw) = \BitvilleApm\Profiler::startExcimer(10.0, 16);
+                $phase = \BitvilleApm\Profiler::phaseNs($draw, 10.0);
                 $phases[] = $phase;
                 $end = hrtime(true) + 40e6;
                 while (($now = hrtime(true)) < $end) {
@@ -65,7 +66,7 @@ final class ProfilerTest extends AgentTestCase
                     $early += $events > $due ? 1 : 0;
                     $match += $events === $due ? 1 : 0;
                 }
-                \BitvilleApm\Profiler::stopExcimer($p, $t, 10.0, $phase);
+                \BitvilleApm\Profiler::stopExcimer($p, $t, 10.0, $draw);
             }
             echo json_encode([$checked, $early, $match / max(1, $checked), min($phases), max($phases)]);';
         $run = $this->runPhp($code, '/nonexistent', [], ['auto_prepend_file' => '']);
