@@ -65,7 +65,7 @@ final class Config
      * fails until it is bumped after such a change. (A constant of this
      * class, so opcache folds it into the name at compile time.)
      */
-    const CACHE_FORMAT = 4;
+    const CACHE_FORMAT = 5;
 
     /** @var array<string,array{0:string,1:Config,2:int}> Path => [file signature, config, checked at]. */
     private static $memo = [];
@@ -267,7 +267,11 @@ final class Config
         Util::mute();
         try {
             // The reason is looked up only when parsing fails.
-            $ini = parse_ini_file($path, true, INI_SCANNER_TYPED);
+            // Raw: every value is the text written (quotes removed), typed by
+            // its key below. The typed scanner would turn a bare none, off, no
+            // or yes into a boolean for every key, strings too
+            // (`project_name = none` became '').
+            $ini = parse_ini_file($path, true, INI_SCANNER_RAW);
             if (!is_array($ini)) {
                 $config->problem = 'config file ' . $path . (is_file($path) && is_readable($path)
                     ? ' cannot be parsed as INI' : ' is missing or unreadable');
@@ -301,10 +305,11 @@ final class Config
         $this->sampleRate = self::num($g, 'sample_rate', $this->sampleRate, 0, 1);
 
         $this->profilerEnabled = self::bool($p, 'profiler_enabled', $this->profilerEnabled);
-        // The typed INI scanner reads a bare `none` (or off, no, false) as
-        // false, which would otherwise fall back to auto: it means no profiler.
+        // `off` (or no, false, 0, and false from an array given to apply())
+        // means no profiler, as `none` does; an unknown name means auto.
         $profiler = isset($p['profiler']) && $p['profiler'] === false
             ? 'none' : strtolower(self::str($p, 'profiler', $this->profiler));
+        $profiler = in_array($profiler, ['off', 'no', 'false', '0'], true) ? 'none' : $profiler;
         $this->profiler = in_array($profiler, ['auto', 'excimer', 'xhprof', 'tideways', 'none'], true)
             ? $profiler : 'auto';
         $this->periodMs = self::num($p, 'period_ms', $this->periodMs, 0.1, 10000);

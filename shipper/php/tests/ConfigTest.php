@@ -202,15 +202,43 @@ final class ConfigTest extends AgentTestCase
     }
 
     /**
+     * A string setting is the text written: the typed INI scanner read a bare
+     * none, off, no or yes as a boolean for every key, so `project_name =
+     * none` became '' and `= yes` became '1'. Booleans and numbers are still
+     * read from their words and digits.
+     */
+    public function testStringSettingsAreTakenAsWritten()
+    {
+        $dir = sys_get_temp_dir() . '/bitville-apm-config-' . getmypid();
+        @mkdir($dir, 0700, true);
+        $path = "$dir/profiling.ini";
+        foreach (['none', 'yes', 'off', 'true', '007'] as $name) {
+            file_put_contents($path, "[general]\nenabled = yes\nproject_name = $name\nthreshold_ms = 250 ; ms\n"
+                . "sample_rate = 1e-3\n[profiling]\nsql_comment = on\n[transmission]\nspool_dir = /srv/off/\n");
+            $config = Config::load($path);
+            $this->assertSame($name, $config->projectName, "project_name = $name");
+            $this->assertTrue($config->enabled);
+            $this->assertSame(250.0, $config->thresholdMs);
+            $this->assertSame(0.001, $config->sampleRate);
+            $this->assertTrue($config->sqlComment);
+            $this->assertSame('/srv/off', $config->spoolDir);
+            unlink($path);
+            Config::forget();
+        }
+        rmdir($dir);
+    }
+
+    /**
      * Compiled copies are named by Config::CACHE_FORMAT: when what an INI file
-     * turns into changes (apply(), its helpers, the properties and their
-     * defaults), the format must change too, or agents would read copies an
+     * turns into changes (parse(), apply(), its helpers, the properties and
+     * their defaults), the format must change too, or agents would read copies an
      * older agent made. The fingerprint ignores comments and layout.
      */
     public function testCacheFormatChangesWithWhatAnIniTurnsInto()
     {
         $fingerprints = [1 => '0e2027627deeb71e466a78da68ccb646', 2 => 'f4381966bdc842fbb9f21ba7413a4a04',
-            3 => 'a563451d50bcb03e7faa94aae55480b4', 4 => '6787f5a7f1fac5f918b879f8833eea5c'];
+            3 => 'a563451d50bcb03e7faa94aae55480b4', 4 => '6787f5a7f1fac5f918b879f8833eea5c',
+            5 => '9497406105af2cdbbd3ad5f4ea894833'];
         $now = self::configShape();
         $this->assertArrayHasKey(Config::CACHE_FORMAT, $fingerprints,
             'new Config::CACHE_FORMAT ' . Config::CACHE_FORMAT . ": record its fingerprint $now here");
@@ -223,7 +251,7 @@ final class ConfigTest extends AgentTestCase
         $class = new \ReflectionClass(Config::class);
         $lines = file((string) $class->getFileName());
         $code = '';
-        foreach (['apply', 'bool', 'num', 'str', 'csv'] as $name) {
+        foreach (['parse', 'apply', 'bool', 'num', 'str', 'csv'] as $name) {
             $m = $class->getMethod($name);
             $code .= implode('', array_slice($lines, $m->getStartLine() - 1, $m->getEndLine() - $m->getStartLine() + 1));
         }
