@@ -402,6 +402,24 @@ fn detect(stack: &Stack, truth: Window) -> Result<(Spike, Micros, Micros), Strin
         serde_json::from_str(&body).map_err(|e| format!("GET {path}: {e}"))?;
     let spikes: Vec<Spike> = serde_json::from_value(v["spikes"].clone())
         .map_err(|e| format!("GET {path}: not spikes: {e}"))?;
+    // Every spike of the range, with the baseline each would be reported
+    // against: what a failure needs to be read (an earlier incident left
+    // out of a baseline shows here).
+    println!(
+        "  spikes found over {} .. {}:",
+        format_time(range.from),
+        format_time(range.to)
+    );
+    for s in &spikes {
+        println!(
+            "    {} {} .. {}, baseline {} .. {}",
+            signal_label(s.signal),
+            s.start,
+            s.end,
+            s.baseline_from,
+            s.baseline_to
+        );
+    }
     let overlap = |s: &Spike| (s.end_us.min(truth.to) - s.start_us.max(truth.from)).max(0);
     let close = |s: &Spike| {
         (s.start_us - truth.from).abs() <= TOLERANCE && (s.end_us - truth.to).abs() <= TOLERANCE

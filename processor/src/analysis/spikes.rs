@@ -124,9 +124,12 @@ pub struct Spike {
 /// The baseline never begins before `data_from`, the first data of the
 /// scope: stepping back past the start of the data would compare with
 /// nothing. Where the quiet stretch before an earlier spike starts too
-/// early, it is shortened to begin at `data_from`; where there is no
-/// quiet stretch with data at all, the baseline is the data just before
-/// the window (an incident in a baseline still says more than no data).
+/// early, it is shortened to begin at `data_from`; where that leaves
+/// nothing, the baseline is the longest quiet stretch with data before the
+/// window, at least a bucket long (often the one between an earlier
+/// incident and this one): shorter, but with no incident in it. Only where
+/// there is none is it the data just before the window, incident and all
+/// (that still says more than no data).
 pub fn suggest_baseline(
     window: (Micros, Micros),
     gap: Micros,
@@ -160,12 +163,44 @@ pub fn suggest_baseline(
         }
     }
     if end > data_from && end - len >= data_from {
-        (end - len, end)
-    } else if naive_end > data_from {
+        return (end - len, end);
+    }
+    if let Some((from, to)) = longest_quiet((data_from, naive_end), &others, gap.max(SECOND)) {
+        return ((to - len).max(from), to);
+    }
+    if naive_end > data_from {
         (naive.0.max(data_from), naive_end)
     } else {
         naive
     }
+}
+
+/// The longest stretch of `span` that none of `busy` covers and that is at
+/// least `min` long (the later one of two as long), or None.
+fn longest_quiet(
+    span: (Micros, Micros),
+    busy: &[(Micros, Micros)],
+    min: Micros,
+) -> Option<(Micros, Micros)> {
+    let mut busy: Vec<(Micros, Micros)> = busy
+        .iter()
+        .copied()
+        .filter(|(s, e)| *s < span.1 && *e > span.0)
+        .collect();
+    busy.sort_unstable();
+    let mut best: Option<(Micros, Micros)> = None;
+    let mut at = span.0;
+    for (s, e) in busy.into_iter().chain(std::iter::once((span.1, span.1))) {
+        let quiet = (at, s.min(span.1));
+        if quiet.1 - quiet.0 >= min && best.is_none_or(|b| quiet.1 - quiet.0 >= b.1 - b.0) {
+            best = Some(quiet);
+        }
+        at = at.max(e);
+        if at >= span.1 {
+            break;
+        }
+    }
+    best
 }
 
 /// Splits a load spike where the concurrency signal saw separate
@@ -654,8 +689,9 @@ mod tests {
     }
 
     /// No baseline begins before the data does: stepping back before an
-    /// earlier spike shortens the baseline to the data's start, and where
-    /// no quiet stretch has data, the data just before the window is used.
+    /// earlier spike shortens the baseline to the data's start; where that
+    /// leaves nothing, the longest quiet stretch is used, and only where no
+    /// stretch is quiet, the data just before the window.
     #[test]
     fn the_suggested_baseline_stays_inside_the_data() {
         let s = SECOND;
@@ -666,9 +702,30 @@ mod tests {
             (600 * s, 850 * s)
         );
         // Data from 880 s, inside the incident: before it there is nothing,
-        // so the baseline is what there is before the window, incident and all.
+        // so the baseline is the quiet stretch after it, shorter than the
+        // window but without the incident.
         assert_eq!(
             suggest_baseline((1000 * s, 1300 * s), 0, &[(850 * s, 900 * s)], 880 * s),
+            (900 * s, 1000 * s)
+        );
+        // The scenario run twice, 35 s apart, with a 60 s lookback (a CI
+        // run ranked the endpoint over its cause with a baseline on the
+        // first run's incident): the first incident's load spike reaches
+        // back to the data's start, so nothing quiet is left before it;
+        // the 15 s between the two incidents are the baseline.
+        assert_eq!(
+            suggest_baseline(
+                (1775 * s, 1800 * s),
+                5 * s,
+                &[(1685 * s, 1750 * s), (1745 * s, 1750 * s)],
+                1690 * s
+            ),
+            (1755 * s, 1770 * s)
+        );
+        // Where not even a bucket is quiet: the data just before the
+        // window, incident and all.
+        assert_eq!(
+            suggest_baseline((1000 * s, 1300 * s), 0, &[(850 * s, 1000 * s)], 880 * s),
             (880 * s, 1000 * s)
         );
         // A window at the very start of the data keeps the usual baseline
