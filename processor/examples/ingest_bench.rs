@@ -20,7 +20,31 @@ struct Figures {
     /// CPU time of the whole process (processor, its DuckDB threads and the
     /// clients) while the batches were sent.
     cpu_seconds: f64,
+    /// The same, by thread name (live threads only).
+    cpu_by_thread: Vec<(String, f64)>,
     p99_ms: f64,
+}
+
+/// CPU seconds so far of this process's live threads, by thread name
+/// (`/proc/self/task/*/schedstat`, nanoseconds on the CPU): the store's
+/// writer, the HTTP handlers, DuckDB's own threads and the bench's clients
+/// apart.
+fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+        let name = read("comm").trim().to_owned();
+        let ns: f64 = read("schedstat")
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0);
+        *by_name.entry(name).or_insert(0.0) += ns / 1e9;
+    }
+    by_name
 }
 
 /// User plus system CPU seconds this process has used so far.
@@ -115,6 +139,13 @@ fn main() -> anyhow::Result<()> {
             direct_cpu * 1e6 / rows as f64,
             direct_s / http.seconds,
         );
+        let per_record = |s: f64| s * 1e6 / http.records as f64;
+        let split: Vec<String> = http
+            .cpu_by_thread
+            .iter()
+            .map(|(name, s)| format!("{name} {:.1}", per_record(*s)))
+            .collect();
+        println!("  CPU us/rec by thread: {}", split.join(", "));
     }
     println!("ratio = processor speed / direct load speed (target >= 0.5)");
     println!(
@@ -131,30 +162,34 @@ fn send_all(run: &Running, batches: &[Vec<u8>], clients: usize) -> Figures {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
     let cpu_before = process_cpu_seconds();
+    let threads_before = thread_cpu_seconds();
     let mut latencies: Vec<f64> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..clients.max(1))
             .map(|_| {
-                s.spawn(|| {
-                    let mut c = Client::new(addr);
-                    let mut lat = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(body) = batches.get(i) else {
-                            break lat;
-                        };
-                        let t = Instant::now();
-                        let r = c.post_ndjson(TOKEN, body, false);
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                        assert_eq!(r.status, 200, "{}", r.text());
-                        assert!(
-                            r.json()["rejected"]
-                                .as_array()
-                                .is_some_and(|a| a.is_empty()),
-                            "{}",
-                            r.text()
-                        );
-                    }
-                })
+                std::thread::Builder::new()
+                    .name("bench-client".into())
+                    .spawn_scoped(s, || {
+                        let mut c = Client::new(addr);
+                        let mut lat = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(body) = batches.get(i) else {
+                                break lat;
+                            };
+                            let t = Instant::now();
+                            let r = c.post_ndjson(TOKEN, body, false);
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                            assert_eq!(r.status, 200, "{}", r.text());
+                            assert!(
+                                r.json()["rejected"]
+                                    .as_array()
+                                    .is_some_and(|a| a.is_empty()),
+                                "{}",
+                                r.text()
+                            );
+                        }
+                    })
+                    .expect("client thread")
             })
             .collect();
         workers
@@ -164,6 +199,19 @@ fn send_all(run: &Running, batches: &[Vec<u8>], clients: usize) -> Figures {
     });
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu_before;
+    let mut cpu_by_thread: Vec<(String, f64)> = thread_cpu_seconds()
+        .into_iter()
+        .map(|(name, after)| {
+            let before = threads_before.get(&name).copied().unwrap_or(0.0);
+            (name, after - before)
+        })
+        .filter(|(_, s)| *s > 0.0)
+        .collect();
+    // The clients have ended by now: their CPU is what the live threads
+    // do not account for.
+    let live: f64 = cpu_by_thread.iter().map(|(_, s)| s).sum();
+    cpu_by_thread.push(("clients".to_owned(), (cpu_seconds - live).max(0.0)));
+    cpu_by_thread.sort_by(|a, b| b.1.total_cmp(&a.1));
     latencies.sort_by(f64::total_cmp);
     let p99 = latencies[((latencies.len() as f64 * 0.99).ceil() as usize)
         .saturating_sub(1)
@@ -177,6 +225,7 @@ fn send_all(run: &Running, batches: &[Vec<u8>], clients: usize) -> Figures {
         bytes: batches.iter().map(Vec::len).sum(),
         seconds,
         cpu_seconds,
+        cpu_by_thread,
         p99_ms: p99,
     }
 }

@@ -16,7 +16,7 @@ use processor::analysis::spikes::{Detection, Signal};
 use processor::analysis::{Frame, Scope, Source, Window, report, spikes, sql};
 use processor::config::StoreConfig;
 use processor::ingest::flatten;
-use processor::store::{Reader, Store};
+use processor::store::{ColumnsBuilder, Reader, Store};
 use spike_fixture::{BASELINE_S, DEFAULT_START, SECOND, SPIKE_S};
 
 /// Stores every record of a generated scenario, in batches, as ingest would.
@@ -25,24 +25,27 @@ fn load(
     rt: &tokio::runtime::Runtime,
     files: &std::collections::BTreeMap<String, String>,
 ) -> usize {
-    let mut batch = Vec::new();
+    let mut batch = ColumnsBuilder::default();
     let mut n = 0;
+    let mut write = |batch: ColumnsBuilder| {
+        n += batch.len();
+        let columns = batch.finish().expect("columns built");
+        rt.block_on(store.write_columns(columns))
+            .expect("batch stored");
+    };
     for text in files.values() {
         for line in text.lines() {
             let (kind, value) = bitville_schemas::validate_line(line.as_bytes())
                 .expect("generated record is valid");
-            batch.push(
-                flatten::prepare(kind, &value, line, DEFAULT_START).expect("record flattens"),
-            );
+            let record =
+                flatten::prepare(kind, &value, line, DEFAULT_START).expect("record flattens");
+            batch.push(record).expect("record fits the columns");
             if batch.len() == 2000 {
-                n += batch.len();
-                rt.block_on(store.write(std::mem::take(&mut batch)))
-                    .expect("batch stored");
+                write(std::mem::take(&mut batch));
             }
         }
     }
-    n += batch.len();
-    rt.block_on(store.write(batch)).expect("batch stored");
+    write(batch);
     n
 }
 

@@ -42,12 +42,14 @@ fn record(name: &str, project: &str) -> Value {
 
 async fn store_records(store: &Store, records: &[Value]) {
     let now = processor::store::now_micros();
+    let raw: Vec<String> = records.iter().map(Value::to_string).collect();
     let prepared = records
         .iter()
-        .map(|r| {
+        .zip(&raw)
+        .map(|(r, raw)| {
             let kind =
                 bitville_schemas::validate(r).unwrap_or_else(|e| panic!("fixture record: {e}"));
-            processor::ingest::flatten::prepare(kind, r, &r.to_string(), now).unwrap()
+            processor::ingest::flatten::prepare(kind, r, raw, now).unwrap()
         })
         .collect();
     store.write(prepared).await.unwrap();

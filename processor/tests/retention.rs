@@ -25,7 +25,7 @@ fn fourteen_simulated_days_keep_seven_and_the_file_plateaus() {
     for d in 0..14 {
         let day_start = (first_day + d) * DAY_MICROS;
         for chunk in 0..4 {
-            let records: Vec<_> = (0..per_day / 4)
+            let lines: Vec<_> = (0..per_day / 4)
                 .map(|i| {
                     let at = day_start + (chunk * (per_day / 4) + i) * (DAY_MICROS / per_day);
                     let v = if i % 50 == 0 {
@@ -35,8 +35,12 @@ fn fourteen_simulated_days_keep_seven_and_the_file_plateaus() {
                     };
                     let raw = serde_json::to_string(&v).unwrap();
                     let (kind, value) = bitville_schemas::validate_line(raw.as_bytes()).unwrap();
-                    prepare(kind, &value, &raw, at).unwrap()
+                    (kind, value, raw, at)
                 })
+                .collect();
+            let records: Vec<_> = lines
+                .iter()
+                .map(|(kind, value, raw, at)| prepare(*kind, value, raw, *at).unwrap())
                 .collect();
             let out = rt.block_on(store.write(records)).unwrap();
             assert!(out.stored.iter().all(|s| *s));

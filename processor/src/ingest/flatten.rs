@@ -25,44 +25,43 @@ pub enum FlattenError {
 ///
 /// # Errors
 /// The envelope `ts` cannot be parsed (the schema checks its shape only).
-pub fn prepare(
+pub fn prepare<'a>(
     kind: Kind,
-    record: &Value,
-    raw: &str,
+    record: &'a Value,
+    raw: &'a str,
     ingested_at: i64,
-) -> Result<PreparedRecord, FlattenError> {
+) -> Result<PreparedRecord<'a>, FlattenError> {
     let id = text(record, "id").unwrap_or_default();
     let project = text(record, "project").unwrap_or_default();
     let ts_text = text(record, "ts").unwrap_or_default();
-    let ts =
-        bitville_schemas::parse_ts(&ts_text).map_err(|e| FlattenError::BadTs(e.to_string()))?;
+    let ts = bitville_schemas::parse_ts(ts_text).map_err(|e| FlattenError::BadTs(e.to_string()))?;
     let env = Envelope {
-        project: &project,
-        host: record.get("host").and_then(Value::as_str).unwrap_or(""),
+        project,
+        host: text(record, "host").unwrap_or(""),
         ts,
     };
 
     let mut rows = Vec::with_capacity(1);
     let mut rec = env.start(TableId::Records);
     rec.extend([
-        Cell::Text(id.clone()),
-        Cell::Text(kind.as_str().to_owned()),
+        Cell::Text(id.into()),
+        Cell::Text(kind.as_str().into()),
         Cell::Ts(ingested_at),
-        Cell::Text(raw.to_owned()),
+        Cell::Text(raw.into()),
     ]);
     rows.push(finish(TableId::Records, rec));
 
     match kind {
-        Kind::Request => request_rows(&env, record, &id, &mut rows),
+        Kind::Request => request_rows(&env, record, id, &mut rows),
         Kind::PgActivity => pg_activity_rows(&env, record, &mut rows),
         Kind::PgStatements => pg_statements_rows(&env, record, &mut rows),
         Kind::PgLog => pg_log_rows(&env, record, &mut rows),
         Kind::HostMetrics => host_metrics_rows(&env, record, &mut rows),
     }
     Ok(PreparedRecord {
-        id,
+        id: id.into(),
         kind,
-        project,
+        project: project.into(),
         ts,
         rows,
     })
@@ -74,11 +73,11 @@ pub fn prepare(
 ///
 /// # Errors
 /// The envelope `ts` cannot be parsed (the reader checks its shape only).
-pub fn prepare_fast(
-    record: &FastRecord<'_>,
-    raw: &str,
+pub fn prepare_fast<'a>(
+    record: &'a FastRecord<'_>,
+    raw: &'a str,
     ingested_at: i64,
-) -> Result<PreparedRecord, FlattenError> {
+) -> Result<PreparedRecord<'a>, FlattenError> {
     let e = record.envelope();
     let ts = bitville_schemas::parse_ts(&e.ts).map_err(|e| FlattenError::BadTs(e.to_string()))?;
     let env = Envelope {
@@ -90,29 +89,26 @@ pub fn prepare_fast(
     let mut rows = Vec::with_capacity(4);
     let mut rec = env.start(TableId::Records);
     rec.extend([
-        Cell::Text(e.id.clone().into_owned()),
-        Cell::Text(kind.as_str().to_owned()),
+        Cell::Text(e.id.as_ref().into()),
+        Cell::Text(kind.as_str().into()),
         Cell::Ts(ingested_at),
-        Cell::Text(raw.to_owned()),
+        Cell::Text(raw.into()),
     ]);
     rows.push(finish(TableId::Records, rec));
     match record {
         FastRecord::PgActivity(r) => pg_activity_fast_rows(&env, r, &mut rows),
     }
     Ok(PreparedRecord {
-        id: e.id.clone().into_owned(),
+        id: e.id.as_ref().into(),
         kind,
-        project: e.project.clone().into_owned(),
+        project: e.project.as_ref().into(),
         ts,
         rows,
     })
 }
 
-fn pg_activity_fast_rows(env: &Envelope<'_>, r: &PgActivityIn<'_>, rows: &mut Vec<Row>) {
-    let s = |v: &Option<Cow<'_, str>>| {
-        v.as_deref()
-            .map_or(Cell::Null, |s| Cell::Text(s.to_owned()))
-    };
+fn pg_activity_fast_rows<'a>(env: &Envelope<'a>, r: &'a PgActivityIn<'_>, rows: &mut Vec<Row<'a>>) {
+    let s = |v: &'a Option<Cow<'_, str>>| v.as_deref().map_or(Cell::Null, |s| Cell::Text(s.into()));
     let i = |v: Option<Int>| v.map_or(Cell::Null, |v| Cell::Int(v.as_i64()));
     let t = |v: &Option<Cow<'_, str>>| {
         v.as_deref()
@@ -121,11 +117,10 @@ fn pg_activity_fast_rows(env: &Envelope<'_>, r: &PgActivityIn<'_>, rows: &mut Ve
     };
     for (idx, b) in r.backends.iter().enumerate() {
         let app = b.application_name.as_deref();
-        let correlation = b
-            .correlation_id
-            .as_deref()
-            .map(str::to_owned)
-            .or_else(|| app.and_then(fingerprint::parse_correlation_id));
+        let correlation = b.correlation_id.as_deref().map(Cow::Borrowed).or_else(|| {
+            app.and_then(fingerprint::parse_correlation_id)
+                .map(Cow::Owned)
+        });
         let query = b.query.as_deref();
         let query_start = t(&b.query_start);
         let xact_start = t(&b.xact_start);
@@ -139,7 +134,7 @@ fn pg_activity_fast_rows(env: &Envelope<'_>, r: &PgActivityIn<'_>, rows: &mut Ve
             s(&b.datname),
             i(b.usesysid),
             s(&b.usename),
-            app.map_or(Cell::Null, |a| Cell::Text(a.to_owned())),
+            opt_text(app),
             opt_text(correlation),
             s(&b.client_addr),
             s(&b.client_hostname),
@@ -154,8 +149,8 @@ fn pg_activity_fast_rows(env: &Envelope<'_>, r: &PgActivityIn<'_>, rows: &mut Ve
             s(&b.backend_xid),
             s(&b.backend_xmin),
             i(b.query_id),
-            query.map_or(Cell::Null, |q| Cell::Text(q.to_owned())),
-            query.map_or(Cell::Null, |q| Cell::Text(fingerprint::normalize(q))),
+            opt_text(query),
+            opt_text(query.map(fingerprint::normalize)),
             s(&b.backend_type),
             b.blocking_pids.as_ref().map_or(Cell::Null, |p| {
                 Cell::IntList(p.iter().map(|v| v.as_i64()).collect())
@@ -174,21 +169,21 @@ struct Envelope<'a> {
     ts: i64,
 }
 
-impl Envelope<'_> {
+impl<'a> Envelope<'a> {
     /// The first four cells of every table: seq (placeholder), project, host, ts.
-    fn start(&self, table: TableId) -> Vec<Cell> {
+    fn start(&self, table: TableId) -> Vec<Cell<'a>> {
         let mut cells = Vec::with_capacity(table.table().columns.len());
         cells.extend([
             Cell::Null,
-            Cell::Text(self.project.to_owned()),
-            Cell::Text(self.host.to_owned()),
+            Cell::Text(self.project.into()),
+            Cell::Text(self.host.into()),
             Cell::Ts(self.ts),
         ]);
         cells
     }
 }
 
-fn finish(table: TableId, cells: Vec<Cell>) -> Row {
+fn finish(table: TableId, cells: Vec<Cell<'_>>) -> Row<'_> {
     debug_assert_eq!(
         cells.len(),
         table.table().columns.len(),
@@ -198,15 +193,15 @@ fn finish(table: TableId, cells: Vec<Cell>) -> Row {
     Row { table, cells }
 }
 
-fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
-    let null = Value::Null;
-    let http = r.get("http").unwrap_or(&null);
-    let runtime = r.get("runtime").unwrap_or(&null);
-    let res = r.get("resources").unwrap_or(&null);
-    let err = r.get("error").unwrap_or(&null);
-    let sql = r.get("sql").unwrap_or(&null);
-    let profile = r.get("profile").unwrap_or(&null);
-    let agent = r.get("agent").unwrap_or(&null);
+fn request_rows<'a>(env: &Envelope<'a>, r: &'a Value, id: &'a str, rows: &mut Vec<Row<'a>>) {
+    const NULL: &Value = &Value::Null;
+    let http = r.get("http").unwrap_or(NULL);
+    let runtime = r.get("runtime").unwrap_or(NULL);
+    let res = r.get("resources").unwrap_or(NULL);
+    let err = r.get("error").unwrap_or(NULL);
+    let sql = r.get("sql").unwrap_or(NULL);
+    let profile = r.get("profile").unwrap_or(NULL);
+    let agent = r.get("agent").unwrap_or(NULL);
     let duration_ms = r.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0);
     // `as` saturates from f64 and the subtraction saturates too: flattening is
     // total whatever the number (the schema bounds it, this does not rely on it).
@@ -232,8 +227,8 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
 
     let mut c = env.start(TableId::Requests);
     c.extend([
-        Cell::Text(id.to_owned()),
-        opt_text(correlation.clone()),
+        Cell::Text(id.into()),
+        opt_text(correlation),
         Cell::Ts(started_at),
         str_cell(r, "record_type"),
         float_cell(r, "sampling_weight"),
@@ -267,7 +262,7 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
         int_cell(sql, "total_count"),
         int_cell(sql, "dropped"),
         float_cell(sql, "total_ms"),
-        opt_text(profiler.clone()),
+        opt_text(profiler),
         period_ms.map_or(Cell::Null, Cell::Float),
         int_cell(profile, "total_samples"),
         if profile.is_null() {
@@ -299,13 +294,13 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
         .unwrap_or(&[]);
     for (idx, f) in shapes.iter().enumerate() {
         let sql_text = f.get("sql").and_then(Value::as_str).unwrap_or("");
-        let frame = f.get("frame").unwrap_or(&null);
+        let frame = f.get("frame").unwrap_or(NULL);
         let mut c = env.start(TableId::RequestFingerprints);
         c.extend([
-            opt_text(correlation.clone()),
+            opt_text(correlation),
             Cell::Int(idx as i64),
-            Cell::Text(sql_text.to_owned()),
-            Cell::Text(fingerprint::normalize(sql_text)),
+            Cell::Text(sql_text.into()),
+            Cell::Text(fingerprint::normalize(sql_text).into()),
             int_cell(f, "count"),
             float_cell(f, "total_ms"),
             float_cell(f, "max_ms"),
@@ -319,20 +314,20 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
 
     for (idx, q) in queries.iter().enumerate() {
         let sql_text = q.get("sql").and_then(Value::as_str).unwrap_or("");
-        let fp = q
+        let fp: Cow<'_, str> = q
             .get("fingerprint")
             .and_then(Value::as_str)
-            .map_or_else(|| fingerprint::normalize(sql_text), str::to_owned);
+            .map_or_else(|| fingerprint::normalize(sql_text).into(), Cow::Borrowed);
         let start_ms = q.get("start_ms").and_then(Value::as_f64).unwrap_or(0.0);
-        let first_frame = q.get("frames").and_then(|f| f.get(0)).unwrap_or(&null);
+        let first_frame = q.get("frames").and_then(|f| f.get(0)).unwrap_or(NULL);
         let mut c = env.start(TableId::RequestSql);
         c.extend([
-            opt_text(correlation.clone()),
+            opt_text(correlation),
             Cell::Int(idx as i64),
             Cell::Ts(started_at.saturating_add(micros(start_ms))),
             Cell::Float(start_ms),
             float_cell(q, "duration_ms"),
-            Cell::Text(sql_text.to_owned()),
+            Cell::Text(sql_text.into()),
             Cell::Text(fp),
             str_cell(q, "op"),
             str_cell(q, "source"),
@@ -358,19 +353,13 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
         let n = frames.len();
         let mut c = env.start(TableId::RequestProfile);
         c.extend([
-            opt_text(correlation.clone()),
+            opt_text(correlation),
             Cell::Int(idx as i64),
-            opt_text(profiler.clone()),
-            Cell::Text(frames.join(";")),
+            opt_text(profiler),
+            Cell::Text(frames.join(";").into()),
             Cell::Int(n as i64),
-            frames
-                .last()
-                .map_or(Cell::Null, |f| Cell::Text((*f).to_owned())),
-            if n >= 2 {
-                Cell::Text(frames[n - 2].to_owned())
-            } else {
-                Cell::Null
-            },
+            opt_text(frames.last().copied()),
+            opt_text(n.checked_sub(2).map(|i| frames[i])),
             samples.map_or(Cell::Null, Cell::Int),
             match (samples, period_ms) {
                 (Some(s), Some(p)) => Cell::Float(s as f64 * p * 1000.0),
@@ -385,9 +374,9 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
     for (idx, e) in edges.iter().enumerate() {
         let mut c = env.start(TableId::RequestProfile);
         c.extend([
-            opt_text(correlation.clone()),
+            opt_text(correlation),
             Cell::Int((stacks.len() + idx) as i64),
-            opt_text(profiler.clone()),
+            opt_text(profiler),
             Cell::Null,
             Cell::Null,
             str_cell(e, "callee"),
@@ -402,16 +391,18 @@ fn request_rows(env: &Envelope<'_>, r: &Value, id: &str, rows: &mut Vec<Row>) {
     }
 }
 
-fn pg_activity_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
+fn pg_activity_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'a>>) {
     let backends = r
         .get("backends")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     for (idx, b) in backends.iter().enumerate() {
-        let app = b.get("application_name").and_then(Value::as_str);
-        let correlation =
-            text(b, "correlation_id").or_else(|| app.and_then(fingerprint::parse_correlation_id));
+        let app = text(b, "application_name");
+        let correlation = text(b, "correlation_id").map(Cow::Borrowed).or_else(|| {
+            app.and_then(fingerprint::parse_correlation_id)
+                .map(Cow::Owned)
+        });
         let query = b.get("query").and_then(Value::as_str);
         let query_start = ts_cell(b, "query_start");
         let xact_start = ts_cell(b, "xact_start");
@@ -425,7 +416,7 @@ fn pg_activity_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
             str_cell(b, "datname"),
             int_cell(b, "usesysid"),
             str_cell(b, "usename"),
-            app.map_or(Cell::Null, |a| Cell::Text(a.to_owned())),
+            opt_text(app),
             opt_text(correlation),
             str_cell(b, "client_addr"),
             str_cell(b, "client_hostname"),
@@ -440,8 +431,8 @@ fn pg_activity_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
             str_cell(b, "backend_xid"),
             str_cell(b, "backend_xmin"),
             int_cell(b, "query_id"),
-            query.map_or(Cell::Null, |q| Cell::Text(q.to_owned())),
-            query.map_or(Cell::Null, |q| Cell::Text(fingerprint::normalize(q))),
+            opt_text(query),
+            opt_text(query.map(fingerprint::normalize)),
             str_cell(b, "backend_type"),
             int_list_cell(b, "blocking_pids"),
             elapsed_ms(&query_start, env.ts),
@@ -452,7 +443,7 @@ fn pg_activity_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
     }
 }
 
-fn pg_statements_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
+fn pg_statements_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'a>>) {
     let entries = r
         .get("entries")
         .and_then(Value::as_array)
@@ -460,11 +451,9 @@ fn pg_statements_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
         .unwrap_or(&[]);
     for (idx, e) in entries.iter().enumerate() {
         let query = e.get("query").and_then(Value::as_str);
-        let fp = e
-            .get("fingerprint")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| query.map(fingerprint::normalize));
+        let fp = text(e, "fingerprint")
+            .map(Cow::Borrowed)
+            .or_else(|| query.map(|q| fingerprint::normalize(q).into()));
         let mut c = env.start(TableId::PgStatements);
         c.extend([
             int_cell(r, "server_version_num"),
@@ -475,7 +464,7 @@ fn pg_statements_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
             int_cell(e, "userid"),
             int_cell(e, "dbid"),
             bool_cell(e, "toplevel"),
-            query.map_or(Cell::Null, |q| Cell::Text(q.to_owned())),
+            opt_text(query),
             opt_text(fp),
             int_cell(e, "calls"),
             float_cell(e, "total_exec_time_ms"),
@@ -505,23 +494,25 @@ fn pg_statements_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
     }
 }
 
-fn pg_log_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
-    let null = Value::Null;
-    let app = r.get("application_name").and_then(Value::as_str);
-    let correlation =
-        text(r, "correlation_id").or_else(|| app.and_then(fingerprint::parse_correlation_id));
+fn pg_log_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'a>>) {
+    const NULL: &Value = &Value::Null;
+    let app = text(r, "application_name");
+    let correlation = text(r, "correlation_id").map(Cow::Borrowed).or_else(|| {
+        app.and_then(fingerprint::parse_correlation_id)
+            .map(Cow::Owned)
+    });
     let query = r.get("query").and_then(Value::as_str);
     let statement = r.get("statement").and_then(Value::as_str);
     let fp = query.or(statement).map(fingerprint::normalize);
-    let lock = r.get("lock").unwrap_or(&null);
-    let temp = r.get("temp_file").unwrap_or(&null);
-    let source = r.get("source").unwrap_or(&null);
+    let lock = r.get("lock").unwrap_or(NULL);
+    let temp = r.get("temp_file").unwrap_or(NULL);
+    let source = r.get("source").unwrap_or(NULL);
     let class = text(r, "class");
     let mut c = env.start(TableId::PgLog);
     c.extend([
         ts_cell(r, "log_time"),
         str_cell(r, "format"),
-        opt_text(class.clone()),
+        opt_text(class),
         str_cell(r, "severity"),
         str_cell(r, "sqlstate"),
         int_cell(r, "pid"),
@@ -529,7 +520,7 @@ fn pg_log_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
         int_cell(r, "session_line"),
         str_cell(r, "user"),
         str_cell(r, "database"),
-        app.map_or(Cell::Null, |a| Cell::Text(a.to_owned())),
+        opt_text(app),
         opt_text(correlation),
         str_cell(r, "client"),
         str_cell(r, "backend_type"),
@@ -538,9 +529,9 @@ fn pg_log_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
         str_cell(r, "detail"),
         str_cell(r, "hint"),
         str_cell(r, "context"),
-        statement.map_or(Cell::Null, |s| Cell::Text(s.to_owned())),
+        opt_text(statement),
         float_cell(r, "duration_ms"),
-        query.map_or(Cell::Null, |q| Cell::Text(q.to_owned())),
+        opt_text(query),
         opt_text(fp),
         str_cell(r, "parameters"),
         json_cell(r, "plan"),
@@ -551,25 +542,25 @@ fn pg_log_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
         int_list_cell(lock, "queue"),
         r.get("deadlock")
             .and_then(|d| d.get("processes"))
-            .map_or(Cell::Null, |p| Cell::Text(p.to_string())),
+            .map_or(Cell::Null, |p| Cell::Text(p.to_string().into())),
         str_cell(temp, "path"),
         int_cell(temp, "size_bytes"),
         json_cell(r, "details"),
         str_cell(source, "file"),
         int_cell(source, "offset"),
         str_cell(r, "raw"),
-        Cell::Bool(matches!(class.as_deref(), Some("lock_wait" | "deadlock"))),
+        Cell::Bool(matches!(class, Some("lock_wait" | "deadlock"))),
     ]);
     rows.push(finish(TableId::PgLog, c));
 }
 
-fn host_metrics_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
-    let null = Value::Null;
-    let cpu = r.get("cpu").unwrap_or(&null);
-    let mem = r.get("memory").unwrap_or(&null);
-    let swap = r.get("swap").unwrap_or(&null);
-    let disk = r.get("disk").unwrap_or(&null);
-    let net = r.get("net").unwrap_or(&null);
+fn host_metrics_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'a>>) {
+    const NULL: &Value = &Value::Null;
+    let cpu = r.get("cpu").unwrap_or(NULL);
+    let mem = r.get("memory").unwrap_or(NULL);
+    let swap = r.get("swap").unwrap_or(NULL);
+    let disk = r.get("disk").unwrap_or(NULL);
+    let net = r.get("net").unwrap_or(NULL);
     let mut c = env.start(TableId::HostMetrics);
     c.extend([
         str_cell(r, "source"),
@@ -600,8 +591,8 @@ fn host_metrics_rows(env: &Envelope<'_>, r: &Value, rows: &mut Vec<Row>) {
     rows.push(finish(TableId::HostMetrics, c));
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_owned)
+fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
 }
 
 /// Milliseconds to microseconds, saturating at the bounds of i64 (NaN is 0).
@@ -609,18 +600,16 @@ fn micros(ms: f64) -> i64 {
     (ms * 1000.0).round() as i64
 }
 
-fn opt_text(v: Option<String>) -> Cell {
-    v.map_or(Cell::Null, Cell::Text)
+fn opt_text<'a>(v: Option<impl Into<Cow<'a, str>>>) -> Cell<'a> {
+    v.map_or(Cell::Null, |s| Cell::Text(s.into()))
 }
 
-fn str_cell(v: &Value, key: &str) -> Cell {
-    v.get(key)
-        .and_then(Value::as_str)
-        .map_or(Cell::Null, |s| Cell::Text(s.to_owned()))
+fn str_cell<'a>(v: &'a Value, key: &str) -> Cell<'a> {
+    opt_text(text(v, key))
 }
 
 /// Integers; values over i64 (u64 counters) are clamped rather than lost.
-fn int_cell(v: &Value, key: &str) -> Cell {
+fn int_cell(v: &Value, key: &str) -> Cell<'static> {
     match v.get(key) {
         Some(Value::Number(n)) => n
             .as_i64()
@@ -631,41 +620,41 @@ fn int_cell(v: &Value, key: &str) -> Cell {
     }
 }
 
-fn float_cell(v: &Value, key: &str) -> Cell {
+fn float_cell(v: &Value, key: &str) -> Cell<'static> {
     v.get(key)
         .and_then(Value::as_f64)
         .map_or(Cell::Null, Cell::Float)
 }
 
-fn bool_cell(v: &Value, key: &str) -> Cell {
+fn bool_cell(v: &Value, key: &str) -> Cell<'static> {
     v.get(key)
         .and_then(Value::as_bool)
         .map_or(Cell::Null, Cell::Bool)
 }
 
 /// A sub-value as JSON text; NULL when absent or null.
-fn json_cell(v: &Value, key: &str) -> Cell {
+fn json_cell(v: &Value, key: &str) -> Cell<'static> {
     match v.get(key) {
         None | Some(Value::Null) => Cell::Null,
-        Some(x) => Cell::Text(x.to_string()),
+        Some(x) => Cell::Text(x.to_string().into()),
     }
 }
 
-fn int_list_cell(v: &Value, key: &str) -> Cell {
+fn int_list_cell(v: &Value, key: &str) -> Cell<'static> {
     match v.get(key).and_then(Value::as_array) {
         Some(items) => Cell::IntList(items.iter().filter_map(Value::as_i64).collect()),
         None => Cell::Null,
     }
 }
 
-fn ts_cell(v: &Value, key: &str) -> Cell {
+fn ts_cell(v: &Value, key: &str) -> Cell<'static> {
     v.get(key)
         .and_then(Value::as_str)
         .and_then(parse_pg_ts)
         .map_or(Cell::Null, Cell::Ts)
 }
 
-fn elapsed_ms(start: &Cell, ts: i64) -> Cell {
+fn elapsed_ms(start: &Cell<'_>, ts: i64) -> Cell<'static> {
     match start {
         Cell::Ts(s) => Cell::Float((ts - s) as f64 / 1000.0),
         _ => Cell::Null,

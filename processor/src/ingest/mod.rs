@@ -43,7 +43,7 @@ use serde_json::json;
 use crate::App;
 use crate::config::Limits;
 use crate::metrics::Outcome;
-use crate::store::{Columns, PreparedRecord};
+use crate::store::{Columns, ColumnsBuilder, PreparedRecord};
 use limits::BodyError;
 use tls::Peer;
 
@@ -211,15 +211,8 @@ async fn ingest_inner(
             } else {
                 prepare_batch(&bytes, &project, &limits, arrival)?
             };
-            let panics = batch.panics;
             // The columns too are built here, not on the single writer.
-            let records = Columns::build(batch.records).map_err(|e| {
-                Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("batch preparation failed: {e}"),
-                )
-            })?;
-            Ok((batch.rejected, records, panics))
+            Ok((batch.rejected, batch.records, batch.panics))
         })
         .await
         .map_err(|e| {
@@ -307,18 +300,20 @@ pub struct Arrival {
     pub retention_days: u32,
 }
 
-/// A batch split into records to store and lines refused (with the project
-/// and kind of the refused line when they could be read, for the metrics).
+/// A batch split into records to store, in columns, and lines refused (with
+/// the project and kind of the refused line when they could be read, for
+/// the metrics).
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub records: Vec<PreparedRecord>,
+    pub records: Columns,
     pub rejected: Vec<(Rejected, Option<(String, String)>)>,
     /// Lines whose handling panicked (a bug), refused alone; for the metrics.
     pub panics: u64,
 }
 
 /// Splits an NDJSON body into lines and checks each: size, schema, project,
-/// time. Blank lines are skipped but still counted for line numbers.
+/// time; each accepted line's rows go into the batch's columns as soon as it
+/// is read. Blank lines are skipped but still counted for line numbers.
 ///
 /// # Errors
 /// The body is empty, or has more records than `max_records_per_batch`.
@@ -346,7 +341,9 @@ pub fn prepare_stream(
     arrival: Arrival,
 ) -> Result<Batch, Refusal> {
     let max_future = (limits.max_future_s as i64).saturating_mul(1_000_000);
-    let mut batch = Batch::default();
+    let mut columns = ColumnsBuilder::default();
+    let mut rejected = Vec::new();
+    let mut panics = 0;
     let mut line = Vec::new();
     let (mut total, mut count, mut number) = (0usize, 0usize, 0usize);
     loop {
@@ -382,23 +379,25 @@ pub fn prepare_stream(
         } else {
             // The last wall: a panic in one line's handling (a bug) refuses
             // that line, never the batch.
+            // A record reaches the columns whole or not at all: its rows are
+            // checked against their tables before any is appended.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                check_line(text, project, limits, arrival, max_future)
+                check_line(text, project, limits, arrival, max_future, &mut columns)
             }))
             .unwrap_or_else(|_| {
-                batch.panics += 1;
+                panics += 1;
                 Err("line could not be flattened (internal error, reported)".to_owned())
             })
         };
         match checked {
-            Ok(record) => batch.records.push(record),
+            Ok(()) => {}
             Err(reason) => {
                 let (id, labels) = if len > limits.max_line_bytes {
                     (None, None)
                 } else {
                     line_identity(text, limits.max_line_bytes)
                 };
-                batch.rejected.push((
+                rejected.push((
                     Rejected {
                         line: number,
                         id,
@@ -412,7 +411,17 @@ pub fn prepare_stream(
     if count == 0 {
         return Err(BodyError::Empty.into());
     }
-    Ok(batch)
+    let records = columns.finish().map_err(|e| {
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("batch preparation failed: {e}"),
+        )
+    })?;
+    Ok(Batch {
+        records,
+        rejected,
+        panics,
+    })
 }
 
 /// Reads one line (without its `\n`) into `buf`, keeping at most `max + 1`
@@ -453,13 +462,15 @@ fn read_line_bounded(
 #[cfg(any(test, feature = "test-support"))]
 pub const PANIC_MARKER: &str = "bitville-test-panic-8c1f03";
 
+/// Checks one line and adds its record to `columns`.
 fn check_line(
     line: &[u8],
     project: &str,
     limits: &Limits,
     arrival: Arrival,
     max_future: i64,
-) -> Result<PreparedRecord, String> {
+    columns: &mut ColumnsBuilder,
+) -> Result<(), String> {
     let (now, max_line) = (arrival.now, limits.max_line_bytes);
     #[cfg(any(test, feature = "test-support"))]
     if line
@@ -484,7 +495,8 @@ fn check_line(
             {
                 return Err(reason);
             }
-            return check_fast(&record, line, project, arrival, max_future);
+            let prepared = check_fast(&record, line, project, arrival, max_future)?;
+            return add(columns, prepared);
         }
         Fast::Refused(short) => return Err(slow_reason(line).unwrap_or(short)),
         Fast::NotCovered => {}
@@ -504,7 +516,16 @@ fn check_line(
     let prepared = flatten::prepare(kind, &record, raw, now).map_err(|e| e.to_string())?;
     let ts = record.get("ts").and_then(|t| t.as_str()).unwrap_or("?");
     check_time(&prepared, ts, arrival, max_future)?;
-    Ok(prepared)
+    add(columns, prepared)
+}
+
+/// Adds a checked record's rows to the columns. A row that does not fit its
+/// table is a bug in flattening: that line is refused, the batch goes on.
+fn add(columns: &mut ColumnsBuilder, prepared: PreparedRecord<'_>) -> Result<(), String> {
+    columns.push(prepared).map_err(|e| {
+        tracing::error!("ingest: a record does not fit the store's columns: {e}");
+        format!("line could not be flattened (internal error, reported): {e}")
+    })
 }
 
 fn duplicate_key_reason(key: &str) -> String {
@@ -523,13 +544,13 @@ fn slow_reason(line: &[u8]) -> Option<String> {
 
 /// The checks after the schema, for a record the fast reader accepted:
 /// project, then time, as for any other record.
-fn check_fast(
-    record: &FastRecord<'_>,
-    line: &[u8],
+fn check_fast<'a>(
+    record: &'a FastRecord<'_>,
+    line: &'a [u8],
     project: &str,
     arrival: Arrival,
     max_future: i64,
-) -> Result<PreparedRecord, String> {
+) -> Result<PreparedRecord<'a>, String> {
     let env = record.envelope();
     if env.project != project {
         return Err(format!(
@@ -545,7 +566,7 @@ fn check_fast(
 }
 
 fn check_time(
-    prepared: &PreparedRecord,
+    prepared: &PreparedRecord<'_>,
     ts: &str,
     arrival: Arrival,
     max_future: i64,

@@ -76,15 +76,7 @@ pub fn handle_datagram(app: &App, datagram: &[u8]) {
         app.metrics.record(&project, "unknown", Outcome::Refused, 1);
         return;
     }
-    let records = match crate::store::Columns::build(batch.records) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("udp record from project {project}: {e}");
-            app.metrics.udp_refused("invalid");
-            return;
-        }
-    };
-    if app.store.write_detached(records) {
+    if app.store.write_detached(batch.records) {
         app.metrics
             .udp_queued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

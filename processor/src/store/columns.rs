@@ -13,6 +13,7 @@
 //! casts a whole vector at once when the appender's types differ.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::sync::Arc;
 
 use bitville_schemas::Kind;
@@ -25,7 +26,7 @@ use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 
 use super::row::{Cell, PreparedRecord, Row};
-use super::schema::{Table, TableId};
+use super::schema::{Column, Table, TableId};
 
 /// A cell that does not fit its column, or Arrow refusing the batch.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,12 @@ pub enum ColumnError {
         column: &'static str,
         sql_type: &'static str,
         cell: &'static str,
+    },
+    #[error("{table}: a row of {cells} cells for {columns} columns")]
+    Width {
+        table: &'static str,
+        cells: usize,
+        columns: usize,
     },
     #[error("{table}: unknown column type {sql_type}")]
     UnknownType {
@@ -63,7 +70,7 @@ fn arrow_type(sql_type: &str) -> Option<DataType> {
     })
 }
 
-fn cell_name(cell: &Cell) -> &'static str {
+fn cell_name(cell: &Cell<'_>) -> &'static str {
     match cell {
         Cell::Null => "null",
         Cell::Bool(_) => "boolean",
@@ -75,93 +82,151 @@ fn cell_name(cell: &Cell) -> &'static str {
     }
 }
 
-/// Builds one record batch of `rows`, all of them rows of `table`, in the
-/// table's column order.
-///
-/// # Errors
-/// A cell does not fit its column's type.
-pub fn record_batch(table: &'static Table, rows: &[Row]) -> Result<RecordBatch, ColumnError> {
-    let mut fields = Vec::with_capacity(table.columns.len());
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(table.columns.len());
-    for (i, column) in table.columns.iter().enumerate() {
-        let data_type = arrow_type(column.sql_type).ok_or(ColumnError::UnknownType {
-            table: table.name,
-            sql_type: column.sql_type,
-        })?;
-        let cells = rows.iter().map(|r| &r.cells[i]);
-        let mismatch = |cell: &Cell| ColumnError::Mismatch {
-            table: table.name,
-            column: column.name,
-            sql_type: column.sql_type,
-            cell: cell_name(cell),
-        };
-        // One column of a primitive or text type: NULL, or the cell kinds
-        // the patterns name, or a mismatch.
-        macro_rules! column {
-            ($builder:expr, $($cell:pat => $value:expr),+) => {{
-                let mut b = $builder;
-                for cell in cells {
-                    match cell {
-                        Cell::Null => b.append_null(),
-                        $($cell => b.append_value($value),)+
-                        other => return Err(mismatch(other)),
-                    }
-                }
-                Arc::new(b.finish()) as ArrayRef
-            }};
+/// One column being built, by the Arrow type its SQL type is sent as.
+enum ColumnBuilder {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Ts(TimestampMicrosecondBuilder),
+    Text(StringBuilder),
+    IntList(ListBuilder<Int64Builder>),
+}
+
+impl ColumnBuilder {
+    fn new(data_type: &DataType) -> Option<ColumnBuilder> {
+        Some(match data_type {
+            DataType::Int64 => ColumnBuilder::Int(Int64Builder::new()),
+            DataType::Float64 => ColumnBuilder::Float(Float64Builder::new()),
+            DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
+            DataType::Timestamp(..) => ColumnBuilder::Ts(TimestampMicrosecondBuilder::new()),
+            DataType::Utf8 => ColumnBuilder::Text(StringBuilder::new()),
+            DataType::List(_) => ColumnBuilder::IntList(ListBuilder::new(Int64Builder::new())),
+            _ => return None,
+        })
+    }
+
+    /// Whether `cell` can go into this column (NULL goes anywhere; an
+    /// integer into a DOUBLE column too).
+    fn fits(&self, cell: &Cell<'_>) -> bool {
+        matches!(
+            (self, cell),
+            (_, Cell::Null)
+                | (ColumnBuilder::Int(_), Cell::Int(_))
+                | (ColumnBuilder::Float(_), Cell::Float(_) | Cell::Int(_))
+                | (ColumnBuilder::Bool(_), Cell::Bool(_))
+                | (ColumnBuilder::Ts(_), Cell::Ts(_))
+                | (ColumnBuilder::Text(_), Cell::Text(_))
+                | (ColumnBuilder::IntList(_), Cell::IntList(_))
+        )
+    }
+
+    /// Appends a cell that [`ColumnBuilder::fits`]; any other is NULL.
+    fn append(&mut self, cell: &Cell<'_>) {
+        match (self, cell) {
+            (ColumnBuilder::Int(b), Cell::Int(v)) => b.append_value(*v),
+            (ColumnBuilder::Float(b), Cell::Float(v)) => b.append_value(*v),
+            (ColumnBuilder::Float(b), Cell::Int(v)) => b.append_value(*v as f64),
+            (ColumnBuilder::Bool(b), Cell::Bool(v)) => b.append_value(*v),
+            (ColumnBuilder::Ts(b), Cell::Ts(v)) => b.append_value(*v),
+            (ColumnBuilder::Text(b), Cell::Text(v)) => b.append_value(v),
+            (ColumnBuilder::IntList(b), Cell::IntList(v)) => {
+                b.values().append_slice(v);
+                b.append(true);
+            }
+            (ColumnBuilder::Int(b), _) => b.append_null(),
+            (ColumnBuilder::Float(b), _) => b.append_null(),
+            (ColumnBuilder::Bool(b), _) => b.append_null(),
+            (ColumnBuilder::Ts(b), _) => b.append_null(),
+            (ColumnBuilder::Text(b), _) => b.append_null(),
+            (ColumnBuilder::IntList(b), _) => b.append_null(),
         }
-        let n = rows.len();
-        let array: ArrayRef = match &data_type {
-            DataType::Int64 => column!(Int64Builder::with_capacity(n), Cell::Int(v) => *v),
-            DataType::Float64 => {
-                column!(Float64Builder::with_capacity(n), Cell::Float(v) => *v, Cell::Int(v) => *v as f64)
-            }
-            DataType::Boolean => column!(BooleanBuilder::with_capacity(n), Cell::Bool(v) => *v),
-            DataType::Timestamp(..) => {
-                column!(TimestampMicrosecondBuilder::with_capacity(n), Cell::Ts(v) => *v)
-            }
-            DataType::Utf8 => {
-                let bytes = rows
-                    .iter()
-                    .map(|r| match &r.cells[i] {
-                        Cell::Text(s) => s.len(),
-                        _ => 0,
-                    })
-                    .sum();
-                column!(StringBuilder::with_capacity(n, bytes), Cell::Text(v) => v)
-            }
-            DataType::List(_) => {
-                let mut b = ListBuilder::new(Int64Builder::new());
-                for cell in cells {
-                    match cell {
-                        Cell::Null => b.append_null(),
-                        Cell::IntList(v) => {
-                            b.values().append_slice(v);
-                            b.append(true);
-                        }
-                        other => return Err(mismatch(other)),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            _ => {
-                return Err(ColumnError::UnknownType {
-                    table: table.name,
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Int(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float(b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+            ColumnBuilder::Ts(b) => Arc::new(b.finish()),
+            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::IntList(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// One table's rows being built into columns, with the record each row
+/// belongs to.
+struct TableBuilder {
+    table: &'static Table,
+    schema: Arc<Schema>,
+    columns: Vec<ColumnBuilder>,
+    record_of_row: Vec<u32>,
+}
+
+impl TableBuilder {
+    fn new(table: &'static Table) -> Result<TableBuilder, ColumnError> {
+        let unknown = |c: &Column| ColumnError::UnknownType {
+            table: table.name,
+            sql_type: c.sql_type,
+        };
+        let mut fields = Vec::with_capacity(table.columns.len());
+        let mut columns = Vec::with_capacity(table.columns.len());
+        for c in table.columns {
+            let data_type = arrow_type(c.sql_type).ok_or_else(|| unknown(c))?;
+            columns.push(ColumnBuilder::new(&data_type).ok_or_else(|| unknown(c))?);
+            fields.push(Field::new(c.name, data_type, true));
+        }
+        Ok(TableBuilder {
+            table,
+            schema: Arc::new(Schema::new(fields)),
+            columns,
+            record_of_row: Vec::new(),
+        })
+    }
+
+    /// Whether every cell of `row` fits its column; nothing is appended.
+    fn check(&self, row: &Row<'_>) -> Result<(), ColumnError> {
+        if row.cells.len() != self.columns.len() {
+            return Err(ColumnError::Width {
+                table: self.table.name,
+                cells: row.cells.len(),
+                columns: self.columns.len(),
+            });
+        }
+        for ((cell, builder), column) in row.cells.iter().zip(&self.columns).zip(self.table.columns)
+        {
+            if !builder.fits(cell) {
+                return Err(ColumnError::Mismatch {
+                    table: self.table.name,
+                    column: column.name,
                     sql_type: column.sql_type,
+                    cell: cell_name(cell),
                 });
             }
-        };
-        fields.push(Field::new(column.name, data_type, true));
-        arrays.push(array);
+        }
+        Ok(())
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| ColumnError::Arrow {
-        table: table.name,
-        source: e,
-    })
+
+    /// Appends a row that passed [`TableBuilder::check`].
+    fn append(&mut self, row: &Row<'_>, record: u32) {
+        for (cell, builder) in row.cells.iter().zip(&mut self.columns) {
+            builder.append(cell);
+        }
+        self.record_of_row.push(record);
+    }
+
+    fn finish(mut self) -> Result<(RecordBatch, Vec<u32>), ColumnError> {
+        let arrays = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
+        let batch = RecordBatch::try_new(self.schema, arrays).map_err(|e| ColumnError::Arrow {
+            table: self.table.name,
+            source: e,
+        })?;
+        Ok((batch, self.record_of_row))
+    }
 }
 
 /// A batch's records in columns, ready for the writer.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Columns {
     /// Each record's dedupe key, in arrival order.
     pub(super) records: Vec<RecordKey>,
@@ -190,48 +255,103 @@ pub(super) struct TableRows {
     record_of_row: Vec<u32>,
 }
 
-impl Columns {
-    /// Groups the records' rows by day and table and builds their columns.
+/// A batch's columns while its records come in, one at a time: each
+/// record's rows go straight into the Arrow builders of their day's tables,
+/// so a record's text is copied once, from its line into the column.
+#[derive(Default)]
+pub struct ColumnsBuilder {
+    records: Vec<RecordKey>,
+    tables: BTreeMap<(i64, TableId), TableBuilder>,
+}
+
+impl ColumnsBuilder {
+    /// Adds a record's rows. Every row is checked against its table before
+    /// any is appended, so a record that does not fit (a bug in ingest's
+    /// flattening) is refused whole and the columns stay as they were.
     ///
     /// # Errors
-    /// A cell does not fit its column's type (a bug in `flatten`).
-    pub fn build(records: Vec<PreparedRecord>) -> Result<Columns, ColumnError> {
-        let mut groups: BTreeMap<(i64, TableId), (Vec<Row>, Vec<u32>)> = BTreeMap::new();
-        let mut keys = Vec::with_capacity(records.len());
-        for (i, record) in (0u32..).zip(records) {
-            let day = record.day();
-            for row in record.rows {
-                let (rows, owners) = groups.entry((day, row.table)).or_default();
-                rows.push(row);
-                owners.push(i);
-            }
-            keys.push(RecordKey {
-                project: record.project,
-                id: record.id,
-                day,
-                kind: record.kind,
-            });
+    /// A row does not fit its table's columns.
+    pub fn push(&mut self, record: PreparedRecord<'_>) -> Result<(), ColumnError> {
+        let day = record.day();
+        for row in &record.rows {
+            let table = match self.tables.entry((day, row.table)) {
+                Entry::Occupied(t) => t.into_mut(),
+                Entry::Vacant(v) => v.insert(TableBuilder::new(row.table.table())?),
+            };
+            table.check(row)?;
         }
-        let tables = groups
+        let owner = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
+        for row in &record.rows {
+            if let Some(table) = self.tables.get_mut(&(day, row.table)) {
+                table.append(row, owner);
+            }
+        }
+        self.records.push(RecordKey {
+            project: record.project.into_owned(),
+            id: record.id.into_owned(),
+            day,
+            kind: record.kind,
+        });
+        Ok(())
+    }
+
+    /// How many records have been added.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record has been added.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The columns, one record batch per day and table.
+    ///
+    /// # Errors
+    /// Arrow refused a table's columns (they are built to its schema).
+    pub fn finish(self) -> Result<Columns, ColumnError> {
+        let tables = self
+            .tables
             .into_iter()
-            .map(|((day, table), (rows, record_of_row))| {
+            .filter(|(_, b)| !b.record_of_row.is_empty())
+            .map(|((day, table), b)| {
+                let (batch, record_of_row) = b.finish()?;
                 Ok(TableRows {
                     day,
                     table,
-                    batch: record_batch(table.table(), &rows)?,
+                    batch,
                     record_of_row,
                 })
             })
             .collect::<Result<_, ColumnError>>()?;
         Ok(Columns {
-            records: keys,
+            records: self.records,
             tables,
         })
     }
+}
+
+impl Columns {
+    /// Groups the records' rows by day and table and builds their columns.
+    ///
+    /// # Errors
+    /// A cell does not fit its column's type (a bug in `flatten`).
+    pub fn build(records: Vec<PreparedRecord<'_>>) -> Result<Columns, ColumnError> {
+        let mut b = ColumnsBuilder::default();
+        for r in records {
+            b.push(r)?;
+        }
+        b.finish()
+    }
 
     /// How many records the batch holds.
-    pub(super) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.records.len()
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
     }
 
     /// The kind of each record, in arrival order.
@@ -291,6 +411,16 @@ mod tests {
     use duckdb::arrow::array::{Array, AsArray};
     use duckdb::arrow::datatypes::Int64Type;
 
+    /// One record batch of `rows`, all of them rows of `table`.
+    fn record_batch(table: &'static Table, rows: &[Row<'_>]) -> Result<RecordBatch, ColumnError> {
+        let mut b = TableBuilder::new(table)?;
+        for row in rows {
+            b.check(row)?;
+            b.append(row, 0);
+        }
+        b.finish().map(|(batch, _)| batch)
+    }
+
     #[test]
     fn every_store_column_type_has_an_arrow_type() {
         for table in TABLES {
@@ -306,7 +436,7 @@ mod tests {
         }
     }
 
-    fn host_row(seq: Cell, load1: Cell) -> Row {
+    fn host_row(seq: Cell<'static>, load1: Cell<'static>) -> Row<'static> {
         let table = TableId::HostMetrics.table();
         let mut cells = vec![Cell::Null; table.columns.len()];
         cells[0] = seq;
@@ -345,7 +475,7 @@ mod tests {
         );
     }
 
-    fn host_record(id: &str, ts: i64, load1: f64) -> PreparedRecord {
+    fn host_record(id: &str, ts: i64, load1: f64) -> PreparedRecord<'_> {
         let mut row = host_row(Cell::Null, Cell::Float(load1));
         row.cells[3] = Cell::Ts(ts);
         PreparedRecord {

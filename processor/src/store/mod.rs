@@ -27,7 +27,7 @@ use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::config::StoreConfig;
-pub use columns::{ColumnError, Columns};
+pub use columns::{ColumnError, Columns, ColumnsBuilder};
 pub use row::{Cell, PreparedRecord, Row};
 
 pub use writer::{RetentionOutcome, WriteOutcome, now_micros};
@@ -204,7 +204,10 @@ impl Store {
     ///
     /// # Errors
     /// The transaction failed (nothing of the batch is stored) or the writer stopped.
-    pub async fn write(&self, records: Vec<PreparedRecord>) -> Result<WriteOutcome, StoreError> {
+    pub async fn write(
+        &self,
+        records: Vec<PreparedRecord<'_>>,
+    ) -> Result<WriteOutcome, StoreError> {
         self.write_columns(Columns::build(records)?).await
     }
 
@@ -352,13 +355,37 @@ fn open_connection(options: &StoreConfig) -> Result<Connection, StoreError> {
     // admin SQL above all, can read, write or attach a host file, install or
     // load an extension. The configuration is then locked, so that no
     // connection can turn it back on.
-    let config = duckdb::Config::default()
-        .enable_autoload_extension(false)
-        .and_then(|c| c.enable_external_access(false))
-        .and_then(|c| c.max_memory(&options.memory_limit))
-        .and_then(|c| c.threads(i64::from(options.threads)))
+    let open = {
+        let (path, memory, threads) = (
+            options.path.clone(),
+            options.memory_limit.clone(),
+            i64::from(options.threads),
+        );
+        move || {
+            let config = duckdb::Config::default()
+                .enable_autoload_extension(false)
+                .and_then(|c| c.enable_external_access(false))
+                .and_then(|c| c.max_memory(&memory))
+                .and_then(|c| c.threads(threads))?;
+            Connection::open_with_flags(path, config)
+        }
+    };
+    // DuckDB's worker threads take the name of the thread that opens the
+    // database: opened here, they show as `duckdb` in `top -H` and in
+    // profiles, apart from the HTTP handlers and the writer.
+    let conn = std::thread::Builder::new()
+        .name("duckdb".into())
+        .spawn(open)
+        .map_err(|e| StoreError::Thread {
+            op: "open the store",
+            source: Box::new(e),
+        })?
+        .join()
+        .map_err(|_| StoreError::Thread {
+            op: "open the store",
+            source: "the opening thread panicked".into(),
+        })?
         .map_err(open_err)?;
-    let conn = Connection::open_with_flags(&options.path, config).map_err(open_err)?;
     conn.execute_batch(&format!(
         "SET checkpoint_threshold = '{}'; SET lock_configuration = true",
         options.checkpoint_threshold.replace('\'', "")
@@ -863,18 +890,23 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left.rows, [[Some("0".to_owned())]]);
-        let record = |project: &str| {
+        let line = |project: &str| {
             let line = format!(
                 r#"{{"v":1,"kind":"host_metrics","id":"{id}","ts":"2026-11-20T10:00:00.000000Z","project":"{project}","host":"h","source":"shipper","load1":1,"load5":1,"load15":1}}"#
             );
             let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-            crate::ingest::flatten::prepare(bitville_schemas::Kind::HostMetrics, &value, &line, 0)
-                .unwrap()
+            (line, value)
         };
+        let lines = [line("shop"), line("blog")];
+        let records = lines
+            .iter()
+            .map(|(line, value)| {
+                crate::ingest::flatten::prepare(bitville_schemas::Kind::HostMetrics, value, line, 0)
+                    .unwrap()
+            })
+            .collect();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let outcome = rt
-            .block_on(store.write(vec![record("shop"), record("blog")]))
-            .unwrap();
+        let outcome = rt.block_on(store.write(records)).unwrap();
         assert_eq!(outcome.stored, [false, true]);
         rt.block_on(store.shutdown()).unwrap();
     }

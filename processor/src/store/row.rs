@@ -5,19 +5,22 @@
 //! here, beside the layout they follow, so that the store needs nothing of
 //! ingest.
 
+use std::borrow::Cow;
+
 use bitville_schemas::Kind;
 
 use super::schema::{DAY_MICROS, TableId};
 
-/// One value of a row, in the column's order.
+/// One value of a row, in the column's order. Text borrows from the line
+/// (or its parsed tree) where it can: the columns copy it once, into Arrow.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub enum Cell<'a> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
     /// Text, and also UUID and JSON columns (DuckDB casts on append).
-    Text(String),
+    Text(Cow<'a, str>),
     /// TIMESTAMP, microseconds since the epoch, UTC.
     Ts(i64),
     /// INTEGER[].
@@ -26,23 +29,24 @@ pub enum Cell {
 
 /// One row for one table. Column 0 is always `seq`, filled in by the writer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub struct Row<'a> {
     pub table: TableId,
-    pub cells: Vec<Cell>,
+    pub cells: Vec<Cell<'a>>,
 }
 
-/// A record ready for the writer: its dedupe key, its day, and its rows.
+/// A record ready for the columns ([`super::ColumnsBuilder`]): its dedupe
+/// key, its day, and its rows, borrowing from the line they came from.
 #[derive(Debug, Clone)]
-pub struct PreparedRecord {
-    pub id: String,
+pub struct PreparedRecord<'a> {
+    pub id: Cow<'a, str>,
     pub kind: Kind,
-    pub project: String,
+    pub project: Cow<'a, str>,
     /// `ts` in microseconds since the epoch, UTC.
     pub ts: i64,
-    pub rows: Vec<Row>,
+    pub rows: Vec<Row<'a>>,
 }
 
-impl PreparedRecord {
+impl PreparedRecord<'_> {
     /// The UTC day (days since the epoch) the record is stored under.
     pub fn day(&self) -> i64 {
         self.ts.div_euclid(DAY_MICROS)
