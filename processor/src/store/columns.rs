@@ -9,17 +9,18 @@
 //!
 //! Each column is built from the table's declared SQL type, so a row whose
 //! cell does not fit its column is a bug in ingest's flattening and reported as such
-//! rather than stored wrong. UUID and JSON columns are sent as text: DuckDB
-//! casts a whole vector at once when the appender's types differ.
+//! rather than stored wrong. UUID columns are sent as 16 bytes (Arrow's
+//! `arrow.uuid` extension type), so DuckDB does not parse their text again;
+//! JSON columns are sent as text.
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bitville_schemas::Kind;
 use duckdb::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMicrosecondBuilder, UInt32Array,
+    ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int64Array, Int64Builder,
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Array,
 };
 use duckdb::arrow::compute::take;
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -57,6 +58,8 @@ pub enum ColumnError {
     },
 }
 
+const UUID_BYTES: i32 = 16;
+
 /// The Arrow type each of the store's SQL types is sent as.
 fn arrow_type(sql_type: &str) -> Option<DataType> {
     Some(match sql_type {
@@ -64,7 +67,8 @@ fn arrow_type(sql_type: &str) -> Option<DataType> {
         "DOUBLE" => DataType::Float64,
         "BOOLEAN" => DataType::Boolean,
         "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, None),
-        "VARCHAR" | "UUID" | "JSON" => DataType::Utf8,
+        "UUID" => DataType::FixedSizeBinary(UUID_BYTES),
+        "VARCHAR" | "JSON" => DataType::Utf8,
         "BIGINT[]" => DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
         _ => return None,
     })
@@ -89,6 +93,8 @@ enum ColumnBuilder {
     Bool(BooleanBuilder),
     Ts(TimestampMicrosecondBuilder),
     Text(StringBuilder),
+    /// A UUID, from its text.
+    Uuid(FixedSizeBinaryBuilder),
     IntList(ListBuilder<Int64Builder>),
 }
 
@@ -100,14 +106,21 @@ impl ColumnBuilder {
             DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
             DataType::Timestamp(..) => ColumnBuilder::Ts(TimestampMicrosecondBuilder::new()),
             DataType::Utf8 => ColumnBuilder::Text(StringBuilder::new()),
+            DataType::FixedSizeBinary(UUID_BYTES) => {
+                ColumnBuilder::Uuid(FixedSizeBinaryBuilder::new(UUID_BYTES))
+            }
             DataType::List(_) => ColumnBuilder::IntList(ListBuilder::new(Int64Builder::new())),
             _ => return None,
         })
     }
 
     /// Whether `cell` can go into this column (NULL goes anywhere; an
-    /// integer into a DOUBLE column too).
+    /// integer into a DOUBLE column too; text that is a UUID into a UUID
+    /// column).
     fn fits(&self, cell: &Cell<'_>) -> bool {
+        if let (ColumnBuilder::Uuid(_), Cell::Text(t)) = (self, cell) {
+            return uuid::Uuid::try_parse(t).is_ok();
+        }
         matches!(
             (self, cell),
             (_, Cell::Null)
@@ -129,6 +142,12 @@ impl ColumnBuilder {
             (ColumnBuilder::Bool(b), Cell::Bool(v)) => b.append_value(*v),
             (ColumnBuilder::Ts(b), Cell::Ts(v)) => b.append_value(*v),
             (ColumnBuilder::Text(b), Cell::Text(v)) => b.append_value(v),
+            (ColumnBuilder::Uuid(b), Cell::Text(v)) => match uuid::Uuid::try_parse(v) {
+                Ok(id) => b
+                    .append_value(id.as_bytes())
+                    .unwrap_or_else(|_| b.append_null()),
+                Err(_) => b.append_null(),
+            },
             (ColumnBuilder::IntList(b), Cell::IntList(v)) => {
                 b.values().append_slice(v);
                 b.append(true);
@@ -138,6 +157,7 @@ impl ColumnBuilder {
             (ColumnBuilder::Bool(b), _) => b.append_null(),
             (ColumnBuilder::Ts(b), _) => b.append_null(),
             (ColumnBuilder::Text(b), _) => b.append_null(),
+            (ColumnBuilder::Uuid(b), _) => b.append_null(),
             (ColumnBuilder::IntList(b), _) => b.append_null(),
         }
     }
@@ -149,6 +169,7 @@ impl ColumnBuilder {
             ColumnBuilder::Bool(b) => Arc::new(b.finish()),
             ColumnBuilder::Ts(b) => Arc::new(b.finish()),
             ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Uuid(b) => Arc::new(b.finish()),
             ColumnBuilder::IntList(b) => Arc::new(b.finish()),
         }
     }
@@ -174,7 +195,15 @@ impl TableBuilder {
         for c in table.columns {
             let data_type = arrow_type(c.sql_type).ok_or_else(|| unknown(c))?;
             columns.push(ColumnBuilder::new(&data_type).ok_or_else(|| unknown(c))?);
-            fields.push(Field::new(c.name, data_type, true));
+            let field = Field::new(c.name, data_type, true);
+            fields.push(if c.sql_type == "UUID" {
+                field.with_metadata(HashMap::from([(
+                    "ARROW:extension:name".to_owned(),
+                    "arrow.uuid".to_owned(),
+                )]))
+            } else {
+                field
+            });
         }
         Ok(TableBuilder {
             table,
@@ -485,6 +514,52 @@ mod tests {
             ts,
             rows: vec![row],
         }
+    }
+
+    /// A record whose row does not fit (here: text that is no UUID in a
+    /// UUID column, which DuckDB would refuse for the whole transaction)
+    /// is refused alone, before any of its rows is appended.
+    #[test]
+    fn a_record_that_does_not_fit_is_refused_whole_and_the_rest_stay() {
+        let records = TableId::Records.table();
+        let row = |id: &'static str| {
+            let mut cells = vec![Cell::Null; records.columns.len()];
+            cells[records.position("id").unwrap()] = Cell::Text(id.into());
+            Row {
+                table: TableId::Records,
+                cells,
+            }
+        };
+        let record = |id: &'static str| PreparedRecord {
+            rows: vec![host_row(Cell::Null, Cell::Float(1.0)), row(id)],
+            ..host_record(id, 10, 1.0)
+        };
+        let mut b = ColumnsBuilder::default();
+        let err = b.push(record("not-a-uuid")).unwrap_err().to_string();
+        assert_eq!(err, "records.id: a text cell cannot go into a UUID column");
+        b.push(record("1b4e28ba-2fa1-41d2-883f-0016d3cca427"))
+            .unwrap();
+        let columns = b.finish().unwrap();
+        assert_eq!(columns.len(), 1);
+        let rows: Vec<_> = columns.tables.iter().map(|t| t.batch.num_rows()).collect();
+        assert_eq!(
+            rows,
+            [1, 1],
+            "one row in each table, none of the refused record"
+        );
+        let ids = &columns
+            .tables
+            .iter()
+            .find(|t| t.table == TableId::Records)
+            .unwrap()
+            .batch;
+        let id = ids
+            .column(records.position("id").unwrap())
+            .as_fixed_size_binary();
+        assert_eq!(
+            uuid::Uuid::from_slice(id.value(0)).unwrap().to_string(),
+            "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+        );
     }
 
     #[test]
