@@ -93,6 +93,7 @@ fn main() -> anyhow::Result<()> {
     config.limits.max_body_bytes = 1 << 30;
     config.limits.max_decompressed_bytes = 1 << 30;
     config.limits.max_records_per_batch = batch.max(1);
+    let config_threshold = config.store.checkpoint_threshold.clone();
     let run = Running::start(config);
 
     println!(
@@ -124,6 +125,30 @@ fn main() -> anyhow::Result<()> {
             processor::store::bench::direct_ndjson_load(&dir.path().join("direct.duckdb"), &file)?;
         let direct_cpu = process_cpu_seconds() - cpu_before;
         assert_eq!(rows as usize, http.records, "direct load read every record");
+        let files: Vec<std::path::PathBuf> = batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let f = dir.path().join(format!("batch-{i}.ndjson"));
+                std::fs::write(&f, b).map(|()| f)
+            })
+            .collect::<Result<_, _>>()?;
+        let cpu_before = process_cpu_seconds();
+        let (batched_rows, batched_s) = processor::store::bench::direct_ndjson_load_batched(
+            &dir.path().join("batched.duckdb"),
+            &files,
+            &config_threshold,
+        )?;
+        let batched_cpu = process_cpu_seconds() - cpu_before;
+        assert_eq!(
+            batched_rows as usize, http.records,
+            "batched load read every record"
+        );
+        println!(
+            "  direct load one batch per transaction: {:.0} records/s, {:.1} CPU us/rec",
+            batched_rows as f64 / batched_s,
+            batched_cpu * 1e6 / batched_rows as f64
+        );
         let mib = http.bytes as f64 / (1 << 20) as f64;
         println!(
             "{:<26} {:>9} {:>9.1} {:>11.0} {:>9.1} {:>9.1}ms {:>11.1} | {:>11.0} {:>9.1} {:>11.1} {:>6.2}",

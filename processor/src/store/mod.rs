@@ -756,6 +756,45 @@ pub mod bench {
             .map_err(|e| StoreError::db("baseline count", e))?;
         Ok((rows, seconds))
     }
+
+    /// [`direct_ndjson_load`] one file at a time, each in its own
+    /// transaction (`INSERT INTO ... SELECT * FROM read_ndjson`), as the
+    /// processor commits a batch: DuckDB's own loader with the processor's
+    /// commits, WAL and checkpoints, into the table it infers (one row per
+    /// record). Returns the rows and the seconds taken.
+    ///
+    /// # Errors
+    /// DuckDB could not open a file or read the NDJSON.
+    pub fn direct_ndjson_load_batched(
+        db: &Path,
+        batches: &[std::path::PathBuf],
+        checkpoint_threshold: &str,
+    ) -> Result<(i64, f64), StoreError> {
+        let _ = std::fs::remove_file(db);
+        let conn = duckdb::Connection::open(db).map_err(|e| StoreError::db("open baseline", e))?;
+        conn.execute_batch(&format!(
+            "SET checkpoint_threshold = '{}'",
+            checkpoint_threshold.replace('\'', "")
+        ))
+        .map_err(|e| StoreError::db("baseline settings", e))?;
+        let started = Instant::now();
+        for (i, file) in batches.iter().enumerate() {
+            let path = file.display().to_string().replace('\'', "''");
+            let read = format!("read_ndjson('{path}', maximum_object_size = 104857600)");
+            let sql = if i == 0 {
+                format!("CREATE TABLE t AS SELECT * FROM {read}")
+            } else {
+                format!("INSERT INTO t BY NAME SELECT * FROM {read}")
+            };
+            conn.execute_batch(&sql)
+                .map_err(|e| StoreError::db("baseline load", e))?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let rows = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| StoreError::db("baseline count", e))?;
+        Ok((rows, seconds))
+    }
 }
 
 #[cfg(test)]
