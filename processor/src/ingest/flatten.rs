@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use bitville_schemas::read::{FastRecord, Int, PgActivityIn};
+use bitville_schemas::read::{BackendIn, Fast, FastRecord, Int, PgActivityIn, read_value};
 use bitville_schemas::{Kind, fingerprint};
 use serde_json::Value;
 
@@ -19,153 +19,156 @@ use crate::store::{Cell, PreparedRecord, Row};
 pub enum FlattenError {
     #[error("/ts: {0}")]
     BadTs(String),
+    /// A kind that only the typed reader flattens, which refused the record.
+    #[error("{0}")]
+    NotRead(String),
 }
 
 /// Builds the rows of one validated record; `raw` is the line as received.
+/// A kind that the fast reader covers (`pg_activity`) is read into its
+/// typed record and flattened by [`prepare_fast`], the one way that kind is
+/// flattened.
 ///
 /// # Errors
-/// The envelope `ts` cannot be parsed (the schema checks its shape only).
+/// The envelope `ts` cannot be parsed (the schema checks its shape only),
+/// or the fast reader refuses a line of a kind it covers.
 pub fn prepare<'a>(
     kind: Kind,
     record: &'a Value,
     raw: &'a str,
     ingested_at: i64,
 ) -> Result<PreparedRecord<'a>, FlattenError> {
+    if kind == Kind::PgActivity {
+        return match read_value(record) {
+            Fast::Accepted(r) => prepare_fast(r, raw, ingested_at),
+            Fast::Refused(reason) => Err(FlattenError::NotRead(reason)),
+            Fast::NotCovered => Err(FlattenError::NotRead(format!(
+                "the typed reader does not read this {kind} record"
+            ))),
+        };
+    }
     let id = text(record, "id").unwrap_or_default();
-    let project = text(record, "project").unwrap_or_default();
     let ts_text = text(record, "ts").unwrap_or_default();
-    let ts = bitville_schemas::parse_ts(ts_text).map_err(|e| FlattenError::BadTs(e.to_string()))?;
     let env = Envelope {
-        project,
-        host: text(record, "host").unwrap_or(""),
-        ts,
+        project: text(record, "project").unwrap_or_default().into(),
+        host: text(record, "host").unwrap_or("").into(),
+        ts: parse_ts(ts_text)?,
     };
-
-    let mut rows = Vec::with_capacity(1);
-    let mut rec = env.start(TableId::Records);
-    rec.extend([
-        Cell::Text(id.into()),
-        Cell::Text(kind.as_str().into()),
-        Cell::Ts(ingested_at),
-        Cell::Text(raw.into()),
-    ]);
-    rows.push(finish(TableId::Records, rec));
-
+    let mut rows = env.records_row(id, kind, raw, ingested_at);
     match kind {
         Kind::Request => request_rows(&env, record, id, &mut rows),
-        Kind::PgActivity => pg_activity_rows(&env, record, &mut rows),
         Kind::PgStatements => pg_statements_rows(&env, record, &mut rows),
         Kind::PgLog => pg_log_rows(&env, record, &mut rows),
         Kind::HostMetrics => host_metrics_rows(&env, record, &mut rows),
+        Kind::PgActivity => unreachable!("read by the fast reader above"),
     }
-    Ok(PreparedRecord {
-        id: id.into(),
-        kind,
-        project: project.into(),
-        ts,
-        rows,
-    })
+    Ok(env.into_record(id.into(), kind, rows))
+}
+
+fn parse_ts(text: &str) -> Result<i64, FlattenError> {
+    bitville_schemas::parse_ts(text).map_err(|e| FlattenError::BadTs(e.to_string()))
 }
 
 /// Builds the rows of a record the fast reader read and checked
-/// ([`bitville_schemas::read`]); the same rows as [`prepare`] makes from the
-/// record's `Value`, without looking any field up by name.
+/// ([`bitville_schemas::read`]), taking its strings over, without looking
+/// any field up by name.
 ///
 /// # Errors
 /// The envelope `ts` cannot be parsed (the reader checks its shape only).
 pub fn prepare_fast<'a>(
-    record: &'a FastRecord<'_>,
+    record: FastRecord<'a>,
     raw: &'a str,
     ingested_at: i64,
 ) -> Result<PreparedRecord<'a>, FlattenError> {
-    let e = record.envelope();
-    let ts = bitville_schemas::parse_ts(&e.ts).map_err(|e| FlattenError::BadTs(e.to_string()))?;
-    let env = Envelope {
-        project: &e.project,
-        host: &e.host,
-        ts,
-    };
     let kind = record.kind();
-    let mut rows = Vec::with_capacity(4);
-    let mut rec = env.start(TableId::Records);
-    rec.extend([
-        Cell::Text(e.id.as_ref().into()),
-        Cell::Text(kind.as_str().into()),
-        Cell::Ts(ingested_at),
-        Cell::Text(raw.into()),
-    ]);
-    rows.push(finish(TableId::Records, rec));
     match record {
-        FastRecord::PgActivity(r) => pg_activity_fast_rows(&env, r, &mut rows),
+        FastRecord::PgActivity(r) => {
+            let PgActivityIn {
+                envelope: e,
+                server_version_num,
+                sample_ms,
+                backends,
+            } = r;
+            let env = Envelope {
+                ts: parse_ts(&e.ts)?,
+                project: e.project,
+                host: e.host,
+            };
+            let mut rows = env.records_row(e.id.clone(), kind, raw, ingested_at);
+            rows.reserve(backends.len());
+            let sample = (server_version_num.as_i64(), sample_ms);
+            for (idx, b) in backends.into_iter().enumerate() {
+                rows.push(pg_activity_fast_row(&env, sample, idx, b));
+            }
+            Ok(env.into_record(e.id, kind, rows))
+        }
     }
-    Ok(PreparedRecord {
-        id: e.id.as_ref().into(),
-        kind,
-        project: e.project.as_ref().into(),
-        ts,
-        rows,
-    })
 }
 
-fn pg_activity_fast_rows<'a>(env: &Envelope<'a>, r: &'a PgActivityIn<'_>, rows: &mut Vec<Row<'a>>) {
-    let s = |v: &'a Option<Cow<'_, str>>| v.as_deref().map_or(Cell::Null, |s| Cell::Text(s.into()));
+/// One backend of a `pg_activity` sample, as a row; `sample` is the
+/// sample's server version and duration.
+fn pg_activity_fast_row<'a>(
+    env: &Envelope<'a>,
+    (server_version_num, sample_ms): (i64, Option<f64>),
+    idx: usize,
+    b: BackendIn<'a>,
+) -> Row<'a> {
     let i = |v: Option<Int>| v.map_or(Cell::Null, |v| Cell::Int(v.as_i64()));
-    let t = |v: &Option<Cow<'_, str>>| {
+    let t = |v: Option<Cow<'_, str>>| {
         v.as_deref()
             .and_then(parse_pg_ts)
             .map_or(Cell::Null, Cell::Ts)
     };
-    for (idx, b) in r.backends.iter().enumerate() {
-        let app = b.application_name.as_deref();
-        let correlation = b.correlation_id.as_deref().map(Cow::Borrowed).or_else(|| {
-            app.and_then(fingerprint::parse_correlation_id)
-                .map(Cow::Owned)
-        });
-        let query = b.query.as_deref();
-        let query_start = t(&b.query_start);
-        let xact_start = t(&b.xact_start);
-        let mut c = env.start(TableId::PgActivity);
-        c.extend([
-            Cell::Int(r.server_version_num.as_i64()),
-            r.sample_ms.map_or(Cell::Null, Cell::Float),
-            Cell::Int(b.pid.as_i64()),
-            i(b.leader_pid),
-            i(b.datid),
-            s(&b.datname),
-            i(b.usesysid),
-            s(&b.usename),
-            opt_text(app),
-            opt_text(correlation),
-            s(&b.client_addr),
-            s(&b.client_hostname),
-            i(b.client_port),
-            t(&b.backend_start),
-            xact_start.clone(),
-            query_start.clone(),
-            t(&b.state_change),
-            s(&b.wait_event_type),
-            s(&b.wait_event),
-            s(&b.state),
-            s(&b.backend_xid),
-            s(&b.backend_xmin),
-            i(b.query_id),
-            opt_text(query),
-            opt_text(query.map(fingerprint::normalize)),
-            s(&b.backend_type),
-            b.blocking_pids.as_ref().map_or(Cell::Null, |p| {
-                Cell::IntList(p.iter().map(|v| v.as_i64()).collect())
-            }),
-            elapsed_ms(&query_start, env.ts),
-            elapsed_ms(&xact_start, env.ts),
-            Cell::Int(idx as i64),
-        ]);
-        rows.push(finish(TableId::PgActivity, c));
-    }
+    let correlation = b.correlation_id.or_else(|| {
+        b.application_name
+            .as_deref()
+            .and_then(fingerprint::parse_correlation_id)
+            .map(Cow::Owned)
+    });
+    let fingerprint = b.query.as_deref().map(fingerprint::normalize);
+    let query_start = t(b.query_start);
+    let xact_start = t(b.xact_start);
+    let mut c = env.start(TableId::PgActivity);
+    c.extend([
+        Cell::Int(server_version_num),
+        sample_ms.map_or(Cell::Null, Cell::Float),
+        Cell::Int(b.pid.as_i64()),
+        i(b.leader_pid),
+        i(b.datid),
+        opt_text(b.datname),
+        i(b.usesysid),
+        opt_text(b.usename),
+        opt_text(b.application_name),
+        opt_text(correlation),
+        opt_text(b.client_addr),
+        opt_text(b.client_hostname),
+        i(b.client_port),
+        t(b.backend_start),
+        xact_start.clone(),
+        query_start.clone(),
+        t(b.state_change),
+        opt_text(b.wait_event_type),
+        opt_text(b.wait_event),
+        opt_text(b.state),
+        opt_text(b.backend_xid),
+        opt_text(b.backend_xmin),
+        i(b.query_id),
+        opt_text(b.query),
+        opt_text(fingerprint),
+        opt_text(b.backend_type),
+        b.blocking_pids.map_or(Cell::Null, |p| {
+            Cell::IntList(p.iter().map(|v| v.as_i64()).collect())
+        }),
+        elapsed_ms(&query_start, env.ts),
+        elapsed_ms(&xact_start, env.ts),
+        Cell::Int(idx as i64),
+    ]);
+    finish(TableId::PgActivity, c)
 }
 
 struct Envelope<'a> {
-    project: &'a str,
-    host: &'a str,
+    project: Cow<'a, str>,
+    host: Cow<'a, str>,
     ts: i64,
 }
 
@@ -175,11 +178,39 @@ impl<'a> Envelope<'a> {
         let mut cells = Vec::with_capacity(table.table().columns.len());
         cells.extend([
             Cell::Null,
-            Cell::Text(self.project.into()),
-            Cell::Text(self.host.into()),
+            Cell::Text(self.project.clone()),
+            Cell::Text(self.host.clone()),
             Cell::Ts(self.ts),
         ]);
         cells
+    }
+
+    /// The record's rows so far: its `records` row, with the line as received.
+    fn records_row(
+        &self,
+        id: impl Into<Cow<'a, str>>,
+        kind: Kind,
+        raw: &'a str,
+        ingested_at: i64,
+    ) -> Vec<Row<'a>> {
+        let mut rec = self.start(TableId::Records);
+        rec.extend([
+            Cell::Text(id.into()),
+            Cell::Text(kind.as_str().into()),
+            Cell::Ts(ingested_at),
+            Cell::Text(raw.into()),
+        ]);
+        vec![finish(TableId::Records, rec)]
+    }
+
+    fn into_record(self, id: Cow<'a, str>, kind: Kind, rows: Vec<Row<'a>>) -> PreparedRecord<'a> {
+        PreparedRecord {
+            id,
+            kind,
+            project: self.project,
+            ts: self.ts,
+            rows,
+        }
     }
 }
 
@@ -388,58 +419,6 @@ fn request_rows<'a>(env: &Envelope<'a>, r: &'a Value, id: &'a str, rows: &mut Ve
             int_cell(e, "mu"),
         ]);
         rows.push(finish(TableId::RequestProfile, c));
-    }
-}
-
-fn pg_activity_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'a>>) {
-    let backends = r
-        .get("backends")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    for (idx, b) in backends.iter().enumerate() {
-        let app = text(b, "application_name");
-        let correlation = text(b, "correlation_id").map(Cow::Borrowed).or_else(|| {
-            app.and_then(fingerprint::parse_correlation_id)
-                .map(Cow::Owned)
-        });
-        let query = b.get("query").and_then(Value::as_str);
-        let query_start = ts_cell(b, "query_start");
-        let xact_start = ts_cell(b, "xact_start");
-        let mut c = env.start(TableId::PgActivity);
-        c.extend([
-            int_cell(r, "server_version_num"),
-            float_cell(r, "sample_ms"),
-            int_cell(b, "pid"),
-            int_cell(b, "leader_pid"),
-            int_cell(b, "datid"),
-            str_cell(b, "datname"),
-            int_cell(b, "usesysid"),
-            str_cell(b, "usename"),
-            opt_text(app),
-            opt_text(correlation),
-            str_cell(b, "client_addr"),
-            str_cell(b, "client_hostname"),
-            int_cell(b, "client_port"),
-            ts_cell(b, "backend_start"),
-            xact_start.clone(),
-            query_start.clone(),
-            ts_cell(b, "state_change"),
-            str_cell(b, "wait_event_type"),
-            str_cell(b, "wait_event"),
-            str_cell(b, "state"),
-            str_cell(b, "backend_xid"),
-            str_cell(b, "backend_xmin"),
-            int_cell(b, "query_id"),
-            opt_text(query),
-            opt_text(query.map(fingerprint::normalize)),
-            str_cell(b, "backend_type"),
-            int_list_cell(b, "blocking_pids"),
-            elapsed_ms(&query_start, env.ts),
-            elapsed_ms(&xact_start, env.ts),
-            Cell::Int(idx as i64),
-        ]);
-        rows.push(finish(TableId::PgActivity, c));
     }
 }
 
@@ -849,7 +828,8 @@ mod tests {
                 {"pid": 8}
             ]}),
         );
-        let p = prepare(Kind::PgActivity, &r, "{}", 0).unwrap();
+        let raw = r.to_string();
+        let p = prepare(Kind::PgActivity, &r, &raw, 0).unwrap();
         check_shapes(&p);
         assert_eq!(p.rows.len(), 3);
         let b = &p.rows[1].cells;

@@ -2,14 +2,15 @@
 //! batch, which DuckDB takes a vector at a time, instead of every value
 //! bound through the row appender (about four times slower).
 //!
-//! [`Columns::build`] runs on the thread that prepared the batch (an HTTP
+//! [`ColumnsBuilder`] runs on the thread that prepares the batch (an HTTP
 //! handler's blocking task), not on the single writer: the writer is one
 //! thread, so it only dedupes, numbers and appends, and the rest of the
-//! work runs beside it.
+//! work runs beside it. Each record's rows go into the builders as its
+//! line is accepted, their text copied once, from the line into Arrow.
 //!
 //! Each column is built from the table's declared SQL type, so a row whose
-//! cell does not fit its column is a bug in ingest's flattening and reported as such
-//! rather than stored wrong. UUID columns are sent as 16 bytes (Arrow's
+//! cell does not fit its column is a bug in ingest's flattening: its record
+//! is refused, never stored wrong. UUID columns are sent as 16 bytes (Arrow's
 //! `arrow.uuid` extension type), so DuckDB does not parse their text again;
 //! JSON columns are sent as text.
 
