@@ -166,6 +166,9 @@ fn pg_activity_fast_row<'a>(
     finish(TableId::PgActivity, c)
 }
 
+/// What an absent sub-object reads as: every field of it is then NULL.
+const NULL: &Value = &Value::Null;
+
 struct Envelope<'a> {
     project: Cow<'a, str>,
     host: Cow<'a, str>,
@@ -225,7 +228,6 @@ fn finish(table: TableId, cells: Vec<Cell<'_>>) -> Row<'_> {
 }
 
 fn request_rows<'a>(env: &Envelope<'a>, r: &'a Value, id: &'a str, rows: &mut Vec<Row<'a>>) {
-    const NULL: &Value = &Value::Null;
     let http = r.get("http").unwrap_or(NULL);
     let runtime = r.get("runtime").unwrap_or(NULL);
     let res = r.get("resources").unwrap_or(NULL);
@@ -474,7 +476,6 @@ fn pg_statements_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'
 }
 
 fn pg_log_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'a>>) {
-    const NULL: &Value = &Value::Null;
     let app = text(r, "application_name");
     let correlation = text(r, "correlation_id").map(Cow::Borrowed).or_else(|| {
         app.and_then(fingerprint::parse_correlation_id)
@@ -534,7 +535,6 @@ fn pg_log_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'a>>) {
 }
 
 fn host_metrics_rows<'a>(env: &Envelope<'a>, r: &'a Value, rows: &mut Vec<Row<'a>>) {
-    const NULL: &Value = &Value::Null;
     let cpu = r.get("cpu").unwrap_or(NULL);
     let mem = r.get("memory").unwrap_or(NULL);
     let swap = r.get("swap").unwrap_or(NULL);

@@ -742,19 +742,15 @@ pub mod bench {
     /// # Errors
     /// DuckDB could not open the file or read the NDJSON.
     pub fn direct_ndjson_load(db: &Path, ndjson: &Path) -> Result<(i64, f64), StoreError> {
-        let _ = std::fs::remove_file(db);
-        let conn = duckdb::Connection::open(db).map_err(|e| StoreError::db("open baseline", e))?;
+        let conn = baseline_db(db)?;
         let started = Instant::now();
-        let path = ndjson.display().to_string().replace('\'', "''");
         conn.execute_batch(&format!(
-            "CREATE TABLE t AS SELECT * FROM read_ndjson('{path}', maximum_object_size = 104857600); CHECKPOINT;"
+            "CREATE TABLE t AS SELECT * FROM {}; CHECKPOINT;",
+            read_ndjson(ndjson)
         ))
         .map_err(|e| StoreError::db("baseline load", e))?;
         let seconds = started.elapsed().as_secs_f64();
-        let rows = conn
-            .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
-            .map_err(|e| StoreError::db("baseline count", e))?;
-        Ok((rows, seconds))
+        Ok((baseline_rows(&conn)?, seconds))
     }
 
     /// [`direct_ndjson_load`] one file at a time, each in its own
@@ -770,8 +766,7 @@ pub mod bench {
         batches: &[std::path::PathBuf],
         checkpoint_threshold: &str,
     ) -> Result<(i64, f64), StoreError> {
-        let _ = std::fs::remove_file(db);
-        let conn = duckdb::Connection::open(db).map_err(|e| StoreError::db("open baseline", e))?;
+        let conn = baseline_db(db)?;
         conn.execute_batch(&format!(
             "SET checkpoint_threshold = '{}'",
             checkpoint_threshold.replace('\'', "")
@@ -779,21 +774,33 @@ pub mod bench {
         .map_err(|e| StoreError::db("baseline settings", e))?;
         let started = Instant::now();
         for (i, file) in batches.iter().enumerate() {
-            let path = file.display().to_string().replace('\'', "''");
-            let read = format!("read_ndjson('{path}', maximum_object_size = 104857600)");
             let sql = if i == 0 {
-                format!("CREATE TABLE t AS SELECT * FROM {read}")
+                format!("CREATE TABLE t AS SELECT * FROM {}", read_ndjson(file))
             } else {
-                format!("INSERT INTO t BY NAME SELECT * FROM {read}")
+                format!("INSERT INTO t BY NAME SELECT * FROM {}", read_ndjson(file))
             };
             conn.execute_batch(&sql)
                 .map_err(|e| StoreError::db("baseline load", e))?;
         }
         let seconds = started.elapsed().as_secs_f64();
-        let rows = conn
-            .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
-            .map_err(|e| StoreError::db("baseline count", e))?;
-        Ok((rows, seconds))
+        Ok((baseline_rows(&conn)?, seconds))
+    }
+
+    /// A fresh DuckDB file for a baseline load.
+    fn baseline_db(db: &Path) -> Result<duckdb::Connection, StoreError> {
+        let _ = std::fs::remove_file(db);
+        duckdb::Connection::open(db).map_err(|e| StoreError::db("open baseline", e))
+    }
+
+    fn baseline_rows(conn: &duckdb::Connection) -> Result<i64, StoreError> {
+        conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| StoreError::db("baseline count", e))
+    }
+
+    /// DuckDB's NDJSON reader over `file`, for records up to 100 MiB.
+    fn read_ndjson(file: &Path) -> String {
+        let path = file.display().to_string().replace('\'', "''");
+        format!("read_ndjson('{path}', maximum_object_size = 104857600)")
     }
 }
 
