@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bitville_schemas::Kind;
 use duckdb::arrow::array::{
     ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int64Array, Int64Builder,
-    ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Array,
+    LargeListBuilder, LargeStringBuilder, TimestampMicrosecondBuilder, UInt32Array,
 };
 use duckdb::arrow::compute::take;
 use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -69,8 +69,11 @@ fn arrow_type(sql_type: &str) -> Option<DataType> {
         "BOOLEAN" => DataType::Boolean,
         "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, None),
         "UUID" => DataType::FixedSizeBinary(UUID_BYTES),
-        "VARCHAR" | "JSON" => DataType::Utf8,
-        "BIGINT[]" => DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+        // 64-bit offsets: a batch's text in one column may pass 2 GiB
+        // (`max_decompressed_bytes` has no ceiling), which 32-bit offsets
+        // cannot hold.
+        "VARCHAR" | "JSON" => DataType::LargeUtf8,
+        "BIGINT[]" => DataType::LargeList(Arc::new(Field::new_list_field(DataType::Int64, true))),
         _ => return None,
     })
 }
@@ -93,10 +96,10 @@ enum ColumnBuilder {
     Float(Float64Builder),
     Bool(BooleanBuilder),
     Ts(TimestampMicrosecondBuilder),
-    Text(StringBuilder),
+    Text(LargeStringBuilder),
     /// A UUID, from its text.
     Uuid(FixedSizeBinaryBuilder),
-    IntList(ListBuilder<Int64Builder>),
+    IntList(LargeListBuilder<Int64Builder>),
 }
 
 impl ColumnBuilder {
@@ -106,11 +109,13 @@ impl ColumnBuilder {
             DataType::Float64 => ColumnBuilder::Float(Float64Builder::new()),
             DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
             DataType::Timestamp(..) => ColumnBuilder::Ts(TimestampMicrosecondBuilder::new()),
-            DataType::Utf8 => ColumnBuilder::Text(StringBuilder::new()),
+            DataType::LargeUtf8 => ColumnBuilder::Text(LargeStringBuilder::new()),
             DataType::FixedSizeBinary(UUID_BYTES) => {
                 ColumnBuilder::Uuid(FixedSizeBinaryBuilder::new(UUID_BYTES))
             }
-            DataType::List(_) => ColumnBuilder::IntList(ListBuilder::new(Int64Builder::new())),
+            DataType::LargeList(_) => {
+                ColumnBuilder::IntList(LargeListBuilder::new(Int64Builder::new()))
+            }
             _ => return None,
         })
     }
