@@ -35,14 +35,14 @@ pub enum FastRecord<'a> {
     PgActivity(PgActivityIn<'a>),
 }
 
-impl FastRecord<'_> {
+impl<'a> FastRecord<'a> {
     pub fn kind(&self) -> Kind {
         match self {
             FastRecord::PgActivity(_) => Kind::PgActivity,
         }
     }
 
-    pub fn envelope(&self) -> &EnvelopeIn<'_> {
+    pub fn envelope(&self) -> &EnvelopeIn<'a> {
         match self {
             FastRecord::PgActivity(r) => &r.envelope,
         }

@@ -558,11 +558,14 @@ fn check_fast<'a>(
             env.project
         ));
     }
-    let ts = bitville_schemas::parse_ts(&env.ts).map_err(|e| format!("/ts: {e}"))?;
-    check_time(ts, &env.ts, arrival, max_future)?;
+    // Borrowed from the line (a copy only if its text had escapes): the
+    // record goes to prepare_fast, its ts text is for the message.
+    let ts = env.ts.clone();
     // The fast reader has checked UTF-8 already.
     let raw = std::str::from_utf8(line).map_err(|e| e.to_string())?;
-    flatten::prepare_fast(record, raw, arrival.now).map_err(|e| e.to_string())
+    let prepared = flatten::prepare_fast(record, raw, arrival.now).map_err(|e| e.to_string())?;
+    check_time(prepared.ts, &ts, arrival, max_future)?;
+    Ok(prepared)
 }
 
 /// `ts` (microseconds; `text` as the record wrote it) is neither too far
